@@ -1,0 +1,3 @@
+from gpdiff.cli import main
+
+main()

@@ -1,0 +1,8 @@
+"""City data: the data model, loaders, splits, scalers, windows and graphs."""
+
+from gpdiff.data.catalog import load_city
+from gpdiff.data.city import City
+from gpdiff.data.splits import Segment, Split, source_split, target_split
+from gpdiff.data.windows import CityData, WindowBatch
+
+__all__ = ["City", "CityData", "Segment", "Split", "WindowBatch", "load_city", "source_split", "target_split"]

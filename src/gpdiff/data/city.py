@@ -1,0 +1,260 @@
+"""The city data model: one object every loader returns and every stage reads.
+
+A :class:`City` is a multivariate series on a graph: ``values[T, N, C]`` (channel 0 is the
+forecasting target), ``mask[T, N]`` (True where channel 0 was observed), a regular time axis
+(``start`` + ``interval_minutes``), an adjacency ``[N, N]``, and optional node coordinates and
+numeric node attributes.
+
+On disk a city is one ``.city`` file: a safetensors payload (tensors + a JSON metadata header),
+xz-compressed. Both steps are deterministic, so the same city always gives the same bytes.
+Values that are all integers (counts) are stored as integers, which compress far better.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from gpdiff.errors import GpdiffError
+from gpdiff.io import atomic_write_bytes
+
+FORMAT_VERSION = "1"
+KINDS = ("speed", "flow")
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+@dataclass
+class City:
+    """A city's spatio-temporal data. See the module docstring for the conventions."""
+
+    name: str
+    values: np.ndarray  # [T, N, C] float32, channel 0 = target; 0 where missing
+    mask: np.ndarray  # [T, N] bool, True = channel 0 observed
+    start: pd.Timestamp
+    interval_minutes: int
+    adjacency: np.ndarray  # [N, N] float32, weights >= 0, zero diagonal not required
+    kind: str  # "speed" or "flow"
+    units: str
+    node_ids: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    coords: np.ndarray | None = None  # [N, 2]
+    coord_kind: str = "latlon"  # "latlon" (degrees: lat, lon) or "xy" (projected metres)
+    attributes: np.ndarray | None = None  # [N, A] numeric node attributes
+    attribute_names: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float32)
+        if self.values.ndim == 2:
+            self.values = self.values[:, :, None]
+        self.mask = np.asarray(self.mask, dtype=bool)
+        self.adjacency = np.asarray(self.adjacency, dtype=np.float32)
+        self.start = pd.Timestamp(self.start)
+        self.interval_minutes = int(self.interval_minutes)
+        if not self.node_ids:
+            self.node_ids = [str(i) for i in range(self.values.shape[1] if self.values.ndim == 3 else 0)]
+        self.node_ids = [str(n) for n in self.node_ids]
+        if not self.channels and self.values.ndim == 3:
+            self.channels = ["target"] + [f"c{i}" for i in range(1, self.values.shape[2])]
+        if self.coords is not None:
+            self.coords = np.asarray(self.coords, dtype=np.float64)
+        if self.attributes is not None:
+            self.attributes = np.asarray(self.attributes, dtype=np.float32)
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise :class:`GpdiffError` naming the first inconsistency found."""
+        where = f"city {self.name!r}"
+        if self.values.ndim != 3:
+            raise GpdiffError(
+                f"{where}: values must have shape [T, N, C] (time, nodes, channels), got rank "
+                f"{self.values.ndim} with shape {self.values.shape}; reshape your array."
+            )
+        t, n, c = self.values.shape
+        if t < 2 or n < 1 or c < 1:
+            raise GpdiffError(f"{where}: values shape {self.values.shape} is empty; need T >= 2, N >= 1.")
+        if self.mask.shape != (t, n):
+            raise GpdiffError(f"{where}: mask shape {self.mask.shape} does not match values [T, N] = {(t, n)}.")
+        if self.adjacency.shape != (n, n):
+            raise GpdiffError(
+                f"{where}: adjacency is {self.adjacency.shape[0]}x{self.adjacency.shape[-1]} but the "
+                f"series has {n} nodes; the graph and the series must list the same nodes in the same order."
+            )
+        if not np.all(np.isfinite(self.adjacency)) or (self.adjacency < 0).any():
+            raise GpdiffError(f"{where}: adjacency has negative or non-finite weights; use weights >= 0.")
+        if len(self.node_ids) != n:
+            raise GpdiffError(f"{where}: {len(self.node_ids)} node ids for {n} nodes.")
+        if len(set(self.node_ids)) != n:
+            raise GpdiffError(f"{where}: node ids are not unique; every node needs its own id.")
+        if len(self.channels) != c:
+            raise GpdiffError(f"{where}: {len(self.channels)} channel names for {c} channels.")
+        if self.kind not in KINDS:
+            raise GpdiffError(f"{where}: kind {self.kind!r} is not one of {KINDS}.")
+        if self.interval_minutes <= 0 or 1440 % self.interval_minutes:
+            raise GpdiffError(
+                f"{where}: interval {self.interval_minutes} min must be positive and divide a day (1440 min)."
+            )
+        if not np.all(np.isfinite(self.values[self.mask][:, 0])):
+            raise GpdiffError(f"{where}: observed values contain NaN or inf; mark them missing in the mask.")
+        dead = np.flatnonzero(~self.mask.any(axis=0))
+        if dead.size:
+            ids = ", ".join(self.node_ids[i] for i in dead[:5])
+            raise GpdiffError(
+                f"{where}: {dead.size} node(s) have no observed value at all (e.g. {ids}); "
+                "drop them from the series and the graph."
+            )
+        if self.coords is not None and self.coords.shape != (n, 2):
+            raise GpdiffError(f"{where}: coords shape {self.coords.shape} must be [N, 2] = {(n, 2)}.")
+        if self.coord_kind not in ("latlon", "xy"):
+            raise GpdiffError(f"{where}: coord_kind must be 'latlon' or 'xy', got {self.coord_kind!r}.")
+        if self.attributes is not None:
+            if self.attributes.ndim != 2 or self.attributes.shape[0] != n:
+                raise GpdiffError(f"{where}: attributes shape {self.attributes.shape} must be [N, A].")
+            if len(self.attribute_names) != self.attributes.shape[1]:
+                raise GpdiffError(f"{where}: {len(self.attribute_names)} attribute names for "
+                                  f"{self.attributes.shape[1]} attribute columns.")
+
+    # ------------------------------------------------------------- properties
+    @property
+    def n_steps(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.values.shape[2])
+
+    @property
+    def steps_per_day(self) -> int:
+        return 1440 // self.interval_minutes
+
+    @property
+    def timestamps(self) -> pd.DatetimeIndex:
+        return pd.date_range(self.start, periods=self.n_steps, freq=pd.Timedelta(minutes=self.interval_minutes))
+
+    @property
+    def end(self) -> pd.Timestamp:
+        return self.start + pd.Timedelta(minutes=self.interval_minutes * (self.n_steps - 1))
+
+    @property
+    def n_edges(self) -> int:
+        """Number of non-zero off-diagonal adjacency entries."""
+        a = self.adjacency.copy()
+        np.fill_diagonal(a, 0)
+        return int(np.count_nonzero(a))
+
+    def time_of_day(self) -> np.ndarray:
+        """Fraction of the day in [0, 1) for every step, ``[T]`` float32."""
+        ts = self.timestamps
+        return ((ts.hour * 60 + ts.minute) / 1440.0).to_numpy(dtype=np.float32)
+
+    def day_of_week(self) -> np.ndarray:
+        """Day of week (Monday = 0) for every step, ``[T]`` int64."""
+        return self.timestamps.day_of_week.to_numpy(dtype=np.int64)
+
+    def target(self) -> np.ndarray:
+        """Channel 0 with NaN where missing, ``[T, N]`` float32."""
+        out = self.values[:, :, 0].copy()
+        out[~self.mask] = np.nan
+        return out
+
+    def subset_time(self, start: int, stop: int) -> City:
+        """A copy restricted to steps ``[start, stop)``."""
+        return City(
+            name=self.name, values=self.values[start:stop], mask=self.mask[start:stop],
+            start=self.start + pd.Timedelta(minutes=self.interval_minutes * start),
+            interval_minutes=self.interval_minutes, adjacency=self.adjacency, kind=self.kind,
+            units=self.units, node_ids=list(self.node_ids), channels=list(self.channels),
+            coords=self.coords, coord_kind=self.coord_kind, attributes=self.attributes,
+            attribute_names=list(self.attribute_names), source=self.source,
+        )
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "name": self.name, "kind": self.kind, "nodes": self.n_nodes, "steps": self.n_steps,
+            "interval": f"{self.interval_minutes} min",
+            "span": f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M}",
+            "days": round(self.n_steps / self.steps_per_day, 1), "edges": self.n_edges,
+        }
+
+    # --------------------------------------------------------------- storage
+    def to_bytes(self, compress: bool = True) -> bytes:
+        values = np.where(self.mask[:, :, None] | (np.arange(self.n_channels) > 0), self.values, 0)
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        tensors: dict[str, np.ndarray] = {
+            "values": _compact(values),
+            "mask": np.ascontiguousarray(self.mask),
+            "adjacency": np.ascontiguousarray(self.adjacency, dtype=np.float32),
+        }
+        if self.coords is not None:
+            tensors["coords"] = np.ascontiguousarray(self.coords, dtype=np.float64)
+        if self.attributes is not None:
+            tensors["attributes"] = np.ascontiguousarray(self.attributes, dtype=np.float32)
+        meta = {
+            "format": "gpdiff.city", "format_version": FORMAT_VERSION, "name": self.name,
+            "kind": self.kind, "units": self.units, "start": self.start.isoformat(),
+            "interval_minutes": self.interval_minutes, "node_ids": self.node_ids,
+            "channels": self.channels, "coord_kind": self.coord_kind,
+            "attribute_names": self.attribute_names, "source": self.source,
+        }
+        raw = st_save(tensors, metadata={"gpdiff": json.dumps(meta, sort_keys=True)})
+        return lzma.compress(raw, format=lzma.FORMAT_XZ, preset=9) if compress else raw
+
+    def save(self, path: str | os.PathLike[str], compress: bool = True) -> Path:
+        """Write the city atomically to ``path`` (a ``.city`` file)."""
+        path = Path(path)
+        atomic_write_bytes(path, self.to_bytes(compress=compress))
+        return path
+
+    @classmethod
+    def from_bytes(cls, data: bytes, origin: str = "<bytes>") -> City:
+        if data[:6] == _XZ_MAGIC:
+            data = lzma.decompress(data)
+        try:
+            (header_len,) = struct.unpack("<Q", data[:8])
+            header = json.loads(data[8 : 8 + header_len])
+            meta = json.loads(header["__metadata__"]["gpdiff"])
+            tensors = st_load(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure means "not a city file"
+            raise GpdiffError(f"{origin} is not a gpdiff city file ({exc}); create it with City.save().") from None
+        values = tensors["values"].astype(np.float32)
+        return cls(
+            name=meta["name"], values=values, mask=tensors["mask"].astype(bool),
+            start=pd.Timestamp(meta["start"]), interval_minutes=meta["interval_minutes"],
+            adjacency=tensors["adjacency"], kind=meta["kind"], units=meta["units"],
+            node_ids=meta["node_ids"], channels=meta["channels"], coords=tensors.get("coords"),
+            coord_kind=meta.get("coord_kind", "latlon"), attributes=tensors.get("attributes"),
+            attribute_names=meta.get("attribute_names", []), source=meta.get("source", ""),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> City:
+        path = Path(path)
+        if not path.is_file():
+            raise GpdiffError(f"city file {path} does not exist; check the path or run `gpdiff data list`.")
+        return cls.from_bytes(path.read_bytes(), origin=str(path))
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    """Store integer-valued data in the smallest exact integer type (better compression)."""
+    if values.size and np.all(np.mod(values, 1) == 0):
+        lo, hi = float(values.min()), float(values.max())
+        for dtype in (np.uint8, np.int16, np.uint16, np.int32):
+            info = np.iinfo(dtype)
+            if info.min <= lo and hi <= info.max:
+                return np.ascontiguousarray(values.astype(dtype))
+    return np.ascontiguousarray(values.astype(np.float32))
+

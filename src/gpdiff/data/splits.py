@@ -1,0 +1,97 @@
+"""Chronological splits of a city's time axis.
+
+Source cities: train / validation / test fractions, in that order.
+
+Target city (the few-shot setting): the last ``test_fraction`` of the series is the held-out test
+period (the same steps whatever the number of few-shot days, so results for 1, 3 or 7 days are
+comparable); the ``val_days`` calendar days just before it are the validation slice; the
+``days`` calendar days just before that are the only data a method may train on. "Days" are
+calendar days at the city's own interval (``days * 1440 / interval_minutes`` steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpdiff.errors import GpdiffError
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Half-open step range ``[start, stop)``."""
+
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def as_slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: Segment
+    val: Segment
+    test: Segment
+    role: str  # "source" or "target"
+
+    def __post_init__(self) -> None:
+        segs = (self.train, self.val, self.test)
+        for a, b in zip(segs, segs[1:]):
+            if a.stop > b.start:
+                raise AssertionError(f"overlapping or unordered split segments: {a} {b}")
+        if any(len(s) <= 0 for s in segs):
+            raise AssertionError(f"empty split segment in {segs}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"role": self.role, **{k: [s.start, s.stop] for k, s in
+                                      (("train", self.train), ("val", self.val), ("test", self.test))}}
+
+
+def source_split(n_steps: int, train: float = 0.7, val: float = 0.1, test: float = 0.2,
+                 min_steps: int = 1, name: str = "city") -> Split:
+    """Train/val/test by fractions of the time axis (chronological)."""
+    if min(train, val, test) <= 0 or abs(train + val + test - 1.0) > 1e-6:
+        raise GpdiffError(f"split fractions train={train}, val={val}, test={test} must be positive and sum to 1.")
+    n_train = int(round(n_steps * train))
+    n_val = int(round(n_steps * val))
+    n_test = n_steps - n_train - n_val
+    if min(n_train, n_val, n_test) < min_steps:
+        raise GpdiffError(
+            f"{name}: {n_steps} steps are too few to split {train}/{val}/{test} with at least "
+            f"{min_steps} steps per part (one window); use a longer series or shorter history/horizon."
+        )
+    return Split(Segment(0, n_train), Segment(n_train, n_train + n_val), Segment(n_train + n_val, n_steps),
+                 role="source")
+
+
+def target_split(n_steps: int, steps_per_day: int, days: float = 3, val_days: float = 1,
+                 test_fraction: float = 0.2, window: int = 18, name: str = "target") -> Split:
+    """Few-shot split: ``days`` of training, ``val_days`` of validation, the last ``test_fraction`` as test.
+
+    ``window`` is history + horizon: the training days must hold at least one full window.
+    """
+    n_train = int(round(days * steps_per_day))
+    n_val = int(round(val_days * steps_per_day))
+    n_test = int(round(test_fraction * n_steps))
+    if n_train < window:
+        raise GpdiffError(
+            f"{name}: {days} target day(s) = {n_train} steps at this interval, fewer than one window "
+            f"needs (history + horizon = {window} steps); use --target-days "
+            f"{window / steps_per_day:.2f} or more, or a shorter history/horizon."
+        )
+    if n_val < 1 or n_test < 1:
+        raise GpdiffError(f"{name}: validation ({val_days} days) and test ({test_fraction:.0%}) must be non-empty.")
+    test_start = n_steps - n_test
+    val_start = test_start - n_val
+    train_start = val_start - n_train
+    if train_start < 0:
+        have = n_steps / steps_per_day
+        raise GpdiffError(
+            f"{name}: the series has {have:.1f} days; {days} few-shot + {val_days} validation days + "
+            f"the last {test_fraction:.0%} as test need more. Use fewer --target-days or a longer series."
+        )
+    return Split(Segment(train_start, val_start), Segment(val_start, test_start), Segment(test_start, n_steps),
+                 role="target")

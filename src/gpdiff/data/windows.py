@@ -1,0 +1,140 @@
+"""Sliding windows over ego-subgraphs: what every model trains and is evaluated on.
+
+A window with forecast origin ``t`` has inputs at steps ``[t - history, t)`` and targets at
+``[t, t + horizon)``. A window belongs to a segment when all its *targets* lie inside it; training
+windows also keep their inputs inside the segment (a target city's few days are all it has), while
+validation and test windows may look back into earlier steps (the past is known at forecast time).
+
+:class:`CityData` holds one city scaled with statistics from its training segment, its ego-graphs,
+and builds batches for any set of nodes at once: inputs ``[n, B, K+1, history, C]``, targets
+``[n, B, horizon]`` for the centre node, with masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from gpdiff.data.city import City
+from gpdiff.data.graph import EgoGraphs, ego_graphs
+from gpdiff.data.scaler import NodeScaler
+from gpdiff.data.splits import Segment, Split
+from gpdiff.errors import GpdiffError
+
+
+@dataclass
+class WindowBatch:
+    x: torch.Tensor  # [n, B, K+1, history, C] scaled inputs; 0 at missing values and padded slots
+    y: torch.Tensor  # [n, B, horizon] scaled targets of the centre node (0 where missing)
+    y_mask: torch.Tensor  # [n, B, horizon] bool, True where the target was observed
+    tod: torch.Tensor  # [n, B] time of day of the last input step, in [0, 1)
+    dow: torch.Tensor  # [n, B] day of week of the last input step (Monday = 0)
+    adj: torch.Tensor  # [n, K+1, K+1] ego-graph adjacency (zero diagonal)
+    valid: torch.Tensor  # [n, K+1] bool, real (not padded) ego slots
+
+    def to(self, device: torch.device | str) -> WindowBatch:
+        return WindowBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def window_origins(segment: Segment, history: int, horizon: int, lookback: bool) -> np.ndarray:
+    """Forecast origins of all windows whose targets lie in ``segment``."""
+    first = segment.start if lookback else segment.start + history
+    first = max(first, history)
+    last = segment.stop - horizon  # inclusive
+    if last < first:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(first, last + 1, dtype=np.int64)
+
+
+class CityData:
+    """A city prepared for training and evaluation under one split."""
+
+    def __init__(self, city: City, split: Split, history: int = 12, horizon: int = 6, k: int = 7,
+                 device: torch.device | str = "cpu") -> None:
+        if history < 1 or horizon < 1:
+            raise GpdiffError(f"history ({history}) and horizon ({horizon}) must be at least 1.")
+        self.city, self.split = city, split
+        self.history, self.horizon, self.device = history, horizon, torch.device(device)
+        self.scaler = NodeScaler.fit(city, split.train)
+        self.ego: EgoGraphs = ego_graphs(city.adjacency, k)
+        scaled = self.scaler.transform(city.values, city.mask)
+        self.values = torch.from_numpy(scaled).to(self.device)  # [T, N, C]
+        self.mask = torch.from_numpy(city.mask).to(self.device)  # [T, N]
+        self.tod = torch.from_numpy(city.time_of_day()).to(self.device)
+        self.dow = torch.from_numpy(city.day_of_week()).to(self.device)
+        self.ego_index = torch.from_numpy(self.ego.index).to(self.device)
+        self.ego_valid = torch.from_numpy(self.ego.valid).to(self.device)
+        self.ego_adj = torch.from_numpy(self.ego.adjacency).to(self.device)
+        self._offsets_in = torch.arange(-history, 0, device=self.device)
+        self._offsets_out = torch.arange(0, horizon, device=self.device)
+
+    @property
+    def n_nodes(self) -> int:
+        return self.city.n_nodes
+
+    def segment(self, name: str) -> Segment:
+        return getattr(self.split, name)
+
+    def origins(self, name: str) -> np.ndarray:
+        """Window origins for ``train``, ``val`` or ``test``; windows with no observed target dropped."""
+        seg = self.segment(name)
+        o = window_origins(seg, self.history, self.horizon, lookback=name != "train")
+        if o.size:
+            obs = self.city.mask[o[:, None] + np.arange(self.horizon)].any(axis=(1, 2))
+            o = o[obs]
+        return o
+
+    def require_windows(self, name: str, minimum: int = 1) -> np.ndarray:
+        o = self.origins(name)
+        if o.size < minimum:
+            seg = self.segment(name)
+            raise GpdiffError(
+                f"{self.city.name}: the {name} period ({len(seg)} steps) holds {o.size} complete "
+                f"window(s) of history {self.history} + horizon {self.horizon}; need {minimum}. "
+                "Use a longer period or a shorter history/horizon."
+            )
+        return o
+
+    def batch(self, nodes: torch.Tensor, origins: torch.Tensor) -> WindowBatch:
+        """Windows for ``nodes`` ``[n]`` at ``origins`` ``[n, B]`` (one row of origins per node)."""
+        nodes = nodes.to(self.device)
+        origins = origins.to(self.device)
+        ego = self.ego_index[nodes]  # [n, K+1]
+        valid = self.ego_valid[nodes]
+        t_in = origins[:, :, None] + self._offsets_in  # [n, B, h]
+        x = self.values[t_in[:, :, :, None], ego[:, None, None, :]]  # [n, B, h, K+1, C]
+        x = x.permute(0, 1, 3, 2, 4) * valid[:, None, :, None, None]
+        t_out = origins[:, :, None] + self._offsets_out  # [n, B, H]
+        centre = nodes[:, None, None]
+        y = self.values[t_out, centre, 0]
+        y_mask = self.mask[t_out, centre]
+        last = origins - 1
+        return WindowBatch(x=x.contiguous(), y=y, y_mask=y_mask, tod=self.tod[last], dow=self.dow[last],
+                           adj=self.ego_adj[nodes], valid=valid)
+
+    def all_nodes(self) -> torch.Tensor:
+        return torch.arange(self.n_nodes, device=self.device)
+
+    def iter_eval(self, name: str, nodes: torch.Tensor | None = None, batch_size: int = 256):
+        """Yield ``(origins_chunk, batch)`` covering every window of a segment, for all ``nodes``."""
+        nodes = self.all_nodes() if nodes is None else nodes.to(self.device)
+        o = torch.from_numpy(self.origins(name)).to(self.device)
+        for i in range(0, o.numel(), batch_size):
+            chunk = o[i : i + batch_size]
+            yield chunk, self.batch(nodes, chunk.expand(nodes.numel(), -1))
+
+    def to_original(self, scaled: torch.Tensor | np.ndarray, nodes: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Map scaled centre-node predictions ``[n, ...]`` back to the original scale."""
+        s = scaled.detach().cpu().numpy() if isinstance(scaled, torch.Tensor) else np.asarray(scaled)
+        idx = nodes.detach().cpu().numpy() if isinstance(nodes, torch.Tensor) else np.asarray(nodes)
+        return self.scaler.inverse_target(s, idx)
+
+    def truth(self, origins: np.ndarray, nodes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Original-scale targets and masks ``[n, B, horizon]`` straight from the city data."""
+        idx = np.arange(self.n_nodes) if nodes is None else np.asarray(nodes)
+        t = origins[:, None] + np.arange(self.horizon)  # [B, H]
+        vals = self.city.values[t][:, :, idx, 0]  # [B, H, n]
+        msk = self.city.mask[t][:, :, idx]
+        return vals.transpose(2, 0, 1), msk.transpose(2, 0, 1)

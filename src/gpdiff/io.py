@@ -1,0 +1,85 @@
+"""Small file helpers shared by every stage: atomic writes, YAML, safetensors with metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import save as st_save_torch
+
+from gpdiff.errors import GpdiffError
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    An interrupted write leaves the old file (or none), never a half-written one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_yaml(path: str | os.PathLike[str], data: Any) -> Path:
+    return atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise GpdiffError(f"{path} does not exist; check the path.")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise GpdiffError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from None
+
+
+def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
+                 metadata: Mapping[str, Any] | None = None) -> Path:
+    """Save tensors to safetensors atomically; ``metadata`` values are JSON-encoded."""
+    meta = {k: json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()}
+    data = st_save_torch({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=meta)
+    return atomic_write_bytes(path, data)
+
+
+def load_tensors(path: str | os.PathLike[str], device: str | torch.device = "cpu"
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a safetensors file written by :func:`save_tensors`: (tensors, decoded metadata)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GpdiffError(f"{path} does not exist; check the path (did the stage that writes it finish?).")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            raw = f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001
+        raise GpdiffError(f"{path} is not a readable safetensors file ({exc}); delete it and rerun.") from None
+    meta = {}
+    for k, v in raw.items():
+        try:
+            meta[k] = json.loads(v)
+        except json.JSONDecodeError:
+            meta[k] = v
+    return tensors, meta

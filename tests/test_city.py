@@ -1,0 +1,59 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpdiff.data import City, load_city
+from gpdiff.data.synthetic import synthetic_city
+from gpdiff.errors import GpdiffError
+
+
+def test_round_trip_is_exact_and_deterministic(tmp_path):
+    c = synthetic_city(n_nodes=5, days=3, missing=0.1)
+    c.save(tmp_path / "a.city")
+    c.save(tmp_path / "b.city")
+    assert (tmp_path / "a.city").read_bytes() == (tmp_path / "b.city").read_bytes()
+    d = City.load(tmp_path / "a.city")
+    np.testing.assert_array_equal(d.values, c.values)
+    np.testing.assert_array_equal(d.mask, c.mask)
+    np.testing.assert_array_equal(d.adjacency, c.adjacency)
+    np.testing.assert_array_equal(d.coords, c.coords)
+    assert (d.start, d.interval_minutes, d.node_ids, d.kind) == (c.start, c.interval_minutes, c.node_ids, c.kind)
+    assert load_city(tmp_path / "a.city").name == c.name
+
+
+def _city(**kw):
+    base = dict(name="x", values=np.ones((10, 3, 1)), mask=np.ones((10, 3), bool), start=pd.Timestamp("2024-01-01"),
+                interval_minutes=60, adjacency=np.zeros((3, 3)), kind="flow", units="u")
+    base.update(kw)
+    return City(**base)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(values=np.ones((10, 3, 1, 1))), "rank 4"),
+    (dict(adjacency=np.zeros((4, 4))), "adjacency is 4x4 but the series has 3 nodes"),
+    (dict(mask=np.c_[np.ones((10, 2), bool), np.zeros((10, 1), bool)]), "no observed value"),
+    (dict(kind="temperature"), "kind"),
+    (dict(interval_minutes=7), "divide a day"),
+    (dict(node_ids=["a", "a", "b"]), "not unique"),
+])
+def test_validation_messages(kw, msg):
+    with pytest.raises(GpdiffError, match=msg):
+        _city(**kw)
+
+
+def test_time_features():
+    c = _city(start=pd.Timestamp("2024-01-06 22:00"))  # a Saturday
+    assert c.day_of_week()[0] == 5 and c.day_of_week()[2] == 6
+    assert c.time_of_day()[1] == pytest.approx(23 / 24)
+
+
+def test_unknown_city_suggests_close_names():
+    with pytest.raises(GpdiffError, match="unknown city 'la-lop'"):
+        load_city("la-lop")
+
+
+def test_garbage_file_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.city"
+    p.write_bytes(b"not a city")
+    with pytest.raises(GpdiffError, match="not a gpdiff city file"):
+        City.load(p)

@@ -1,0 +1,122 @@
+"""The evaluation protocol: splits, scalers and windows cannot leak."""
+
+import numpy as np
+import pytest
+import torch
+
+from gpdiff.data import CityData, source_split, target_split
+from gpdiff.data.graph import ego_graphs, gaussian_knn_adjacency, grid_adjacency
+from gpdiff.data.scaler import NodeScaler
+from gpdiff.data.splits import Segment
+from gpdiff.data.synthetic import synthetic_city
+from gpdiff.data.windows import window_origins
+from gpdiff.errors import GpdiffError
+
+
+def test_source_split_is_chronological_and_disjoint():
+    s = source_split(1000, 0.7, 0.1, 0.2)
+    assert (s.train.start, s.train.stop, s.val.stop, s.test.stop) == (0, 700, 800, 1000)
+    assert s.train.stop <= s.val.start and s.val.stop <= s.test.start
+
+
+@pytest.mark.parametrize("days", [1, 2.5, 3, 7])
+def test_target_split_counts_calendar_days_at_the_interval(days):
+    spd = 288  # 5-minute data
+    s = target_split(20 * spd, spd, days=days, val_days=1, test_fraction=0.2, window=18)
+    assert len(s.train) == round(days * spd)
+    assert len(s.val) == spd
+    assert s.test.stop == 20 * spd and len(s.test) == round(0.2 * 20 * spd)
+    assert s.train.stop == s.val.start and s.val.stop == s.test.start
+
+
+def test_target_test_period_does_not_depend_on_days():
+    a = target_split(5000, 24, days=1)
+    b = target_split(5000, 24, days=7)
+    assert a.test == b.test and a.val == b.val
+
+
+def test_target_split_errors_are_clear():
+    with pytest.raises(GpdiffError, match="fewer than one window"):
+        target_split(5000, 24, days=0.5, window=18)
+    with pytest.raises(GpdiffError, match="series has"):
+        target_split(24 * 5, 24, days=4)
+
+
+def test_windows_never_overlap_segments():
+    c = synthetic_city(n_nodes=5, days=20)
+    split = target_split(c.n_steps, c.steps_per_day, days=3, window=18)
+    d = CityData(c, split, history=12, horizon=6, k=2)
+    tr, va, te = d.origins("train"), d.origins("val"), d.origins("test")
+    # training windows: inputs and targets inside the few-shot days
+    assert tr.min() - 12 >= split.train.start and tr.max() + 6 <= split.train.stop
+    # no window's targets reach into a later segment
+    assert va.min() >= split.val.start and va.max() + 6 <= split.val.stop
+    assert te.min() >= split.test.start and te.max() + 6 <= split.test.stop
+    assert len(tr) == len(split.train) - 18 + 1
+
+
+def test_window_origins_lookback():
+    seg = Segment(100, 130)
+    assert window_origins(seg, 12, 6, lookback=True)[0] == 100
+    assert window_origins(seg, 12, 6, lookback=False)[0] == 112
+    assert window_origins(seg, 12, 6, lookback=False)[-1] == 124
+    assert window_origins(Segment(0, 10), 12, 6, lookback=True).size == 0
+
+
+def test_scaler_uses_training_data_only():
+    c = synthetic_city(n_nodes=4, days=20, seed=1)
+    split = source_split(c.n_steps)
+    a = NodeScaler.fit(c, split.train)
+    c.values[split.val.start :] *= 100.0  # change validation and test wildly
+    c.values[split.val.start :] += 7.0
+    b = NodeScaler.fit(c, split.train)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.std, b.std)
+
+
+def test_scaler_ignores_missing_and_round_trips():
+    c = synthetic_city(n_nodes=4, days=10, missing=0.3, seed=2)
+    split = source_split(c.n_steps)
+    sc = NodeScaler.fit(c, split.train)
+    obs = c.values[split.train.as_slice(), 1, 0][c.mask[split.train.as_slice(), 1]]
+    assert sc.mean[1, 0] == pytest.approx(obs.mean(), rel=1e-5)
+    z = sc.transform(c.values, c.mask)
+    assert np.all(z[:, :, 0][~c.mask] == 0)
+    back = sc.inverse_target(z[:, :, 0])
+    np.testing.assert_allclose(back[c.mask], c.values[:, :, 0][c.mask], rtol=1e-5, atol=1e-3)
+
+
+def test_batch_contents_match_the_city():
+    c = synthetic_city(n_nodes=6, days=10, seed=3)
+    d = CityData(c, source_split(c.n_steps), history=4, horizon=3, k=2)
+    nodes = torch.tensor([5, 1])
+    origins = torch.tensor([[40, 50], [60, 70]])
+    b = d.batch(nodes, origins)
+    assert b.x.shape == (2, 2, 3, 4, 1) and b.y.shape == (2, 2, 3)
+    z = d.scaler.transform(c.values, c.mask)
+    np.testing.assert_allclose(b.x[0, 1, 0, :, 0].numpy(), z[46:50, 5, 0])  # centre first
+    nb = d.ego.index[1, 1]
+    np.testing.assert_allclose(b.x[1, 0, 1, :, 0].numpy(), z[56:60, nb, 0])
+    np.testing.assert_allclose(b.y[1, 1].numpy(), z[70:73, 1, 0])
+    truth, mask = d.truth(np.array([70]), np.array([1]))
+    np.testing.assert_allclose(d.to_original(b.y[1:2, 1:2], np.array([1])), truth, rtol=1e-5)
+    assert b.tod[0, 0].item() == pytest.approx(((40 - 1) % 24) / 24)
+
+
+def test_ego_graphs_pick_strongest_neighbours_and_pad():
+    a = np.zeros((4, 4), dtype=np.float32)
+    a[0, 1], a[2, 0], a[0, 3] = 0.9, 0.5, 0.1
+    e = ego_graphs(a, k=3)
+    assert list(e.index[0]) == [0, 1, 2, 3]
+    assert list(e.valid[1]) == [True, True, False, False]
+    assert e.adjacency[0, 0, 1] == pytest.approx(0.9) and e.adjacency[0, 2, 0] == pytest.approx(0.5)
+    assert e.adjacency[1, :, 2:].sum() == 0 and np.all(np.diagonal(e.adjacency, axis1=1, axis2=2) == 0)
+
+
+def test_graph_builders():
+    g = grid_adjacency(2, 3, 4)
+    assert g.sum() == 14 and np.array_equal(g, g.T)
+    assert grid_adjacency(3, 3, 8)[4].sum() == 8
+    coords = np.array([[0, 0], [0, 1], [0, 2], [10, 10]], dtype=float)
+    w = gaussian_knn_adjacency(coords, k=1, latlon=False)
+    assert np.array_equal(w, w.T) and w[0, 1] > 0 and w[0, 3] == 0
