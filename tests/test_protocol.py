@@ -113,6 +113,11 @@ def test_ego_graphs_pick_strongest_neighbours_and_pad():
     assert e.adjacency[1, :, 2:].sum() == 0 and np.all(np.diagonal(e.adjacency, axis1=1, axis2=2) == 0)
 
 
+def test_ego_graphs_with_more_slots_than_nodes():
+    e = ego_graphs(np.ones((3, 3), dtype=np.float32), k=5)
+    assert e.index.shape == (3, 6) and e.valid.sum(1).tolist() == [3, 3, 3]
+
+
 def test_graph_builders():
     g = grid_adjacency(2, 3, 4)
     assert g.sum() == 14 and np.array_equal(g, g.T)

@@ -64,7 +64,15 @@ def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tenso
                  metadata: Mapping[str, Any] | None = None) -> Path:
     """Save tensors to safetensors atomically; ``metadata`` values are JSON-encoded."""
     meta = {k: json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()}
-    data = st_save_torch({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=meta)
+    seen: set[int] = set()
+    plain = {}
+    for k, v in tensors.items():
+        v = v.detach().contiguous().cpu()
+        if v.numel() and v.data_ptr() in seen:  # safetensors refuses tensors that share memory
+            v = v.clone()
+        seen.add(v.data_ptr())
+        plain[k] = v
+    data = st_save_torch(plain, metadata=meta)
     return atomic_write_bytes(path, data)
 
 

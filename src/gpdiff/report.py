@@ -104,3 +104,167 @@ def plot_city(city: City, path: str | os.PathLike[str], n_series: int = 4, days:
     ax2.set_title(f"graph: {city.n_nodes} nodes, {len(rows)} undirected edges")
     ax2.set_xlabel(label)
     return save_figure(fig, path)
+
+
+# ------------------------------------------------------------------ run results
+def results_frame(rows: Sequence[dict[str, Any]]):  # type: ignore[no-untyped-def]
+    """``results.csv`` rows (method, horizon, mae, rmse, mape) as a DataFrame in row order."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=["method", "horizon", "mae", "rmse", "mape"])
+
+
+def results_table(rows: Sequence[dict[str, Any]], markdown: bool = False, horizons: Sequence[str] | None = None) -> str:
+    """Methods x (MAE, RMSE, MAPE) at each horizon step and averaged; the best value per column in bold
+    (Markdown) or marked with ``*`` (terminal)."""
+    df = results_frame(rows)
+    steps = list(dict.fromkeys(df["horizon"]))
+    if horizons is not None:
+        steps = [h for h in steps if h in horizons]
+    methods = list(dict.fromkeys(df["method"]))
+    cols: list[tuple[str, str]] = [(h, m) for h in steps for m in ("mae", "rmse", "mape")]
+    val = {(r.method, r.horizon, m): getattr(r, m) for r in df.itertuples() for m in ("mae", "rmse", "mape")}
+    best = {c: np.nanmin([val.get((meth, *c), np.nan) for meth in methods]) for c in cols}
+    out = []
+    for meth in methods:
+        row: dict[str, Any] = {"method": meth}
+        for h, m in cols:
+            v = val.get((meth, h, m), np.nan)
+            s = "-" if not np.isfinite(v) else (f"{v:.2%}" if m == "mape" else f"{v:.4g}")
+            if np.isfinite(v) and v == best[(h, m)]:
+                s = f"**{s}**" if markdown else f"{s}*"
+            row[f"{m.upper()} @{h}" if h != "avg" else f"{m.upper()} avg"] = s
+        out.append(row)
+    return table(out, fmt="github" if markdown else "simple")
+
+
+def plot_mae_per_horizon(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> Path:
+    df = results_frame(rows)
+    df = df[df["horizon"] != "avg"]
+    fig, ax = _figure(figsize=(7, 4.5))
+    for meth, g in df.groupby("method", sort=False):
+        ax.plot(g["horizon"].astype(int), g["mae"], marker="o", lw=1.4, label=meth)
+    ax.set_xlabel("horizon step")
+    ax.set_ylabel("MAE (original units)")
+    ax.set_title(title or "test MAE per horizon step")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_forecasts(times: Any, truth: np.ndarray, preds: dict[str, np.ndarray], node_names: Sequence[str],
+                   path: str | os.PathLike[str], units: str = "", step: int = 0) -> Path:
+    """Forecast vs truth at horizon ``step`` for a few nodes. ``truth``/``preds[m]``: ``[n_nodes, T]``
+    (NaN where missing)."""
+    n = len(node_names)
+    fig, axes = _figure(n, 1, figsize=(11, 2.3 * n), sharex=True, squeeze=False)
+    for i, ax in enumerate(axes[:, 0]):
+        ax.plot(times, truth[i], color="k", lw=1.0, label="truth")
+        for m, p in preds.items():
+            ax.plot(times, p[i], lw=1.0, alpha=0.85, label=m)
+        ax.set_ylabel(units, fontsize=8)
+        ax.set_title(f"node {node_names[i]} (horizon step {step + 1})", fontsize=9)
+    axes[0, 0].legend(fontsize=8, ncol=len(preds) + 1, loc="upper right")
+    axes[-1, 0].tick_params(axis="x", labelrotation=20, labelsize=8)
+    return save_figure(fig, path)
+
+
+def plot_param_projection(groups: dict[str, np.ndarray], path: str | os.PathLike[str], title: str = "") -> Path:
+    """2-D PCA (fitted on all points) of parameter vectors, one colour per group."""
+    allv = np.concatenate([g for g in groups.values() if len(g)], axis=0).astype(np.float64)
+    mu = allv.mean(0)
+    _, _, vt = np.linalg.svd(allv - mu, full_matrices=False)
+    fig, ax = _figure(figsize=(6.5, 5.5))
+    for (name, g), marker in zip(groups.items(), "o^sDvP*x"):
+        if len(g):
+            xy = (g - mu) @ vt[:2].T
+            ax.scatter(xy[:, 0], xy[:, 1], s=10, alpha=0.6, marker=marker, label=f"{name} ({len(g)})")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title(title or "parameters, PCA")
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_stage_times(timings: dict[str, float], path: str | os.PathLike[str]) -> Path:
+    names = list(timings)
+    fig, ax = _figure(figsize=(7, 0.4 * len(names) + 1.5))
+    ax.barh(names[::-1], [timings[n] for n in names][::-1], color="tab:blue")
+    for i, n in enumerate(names[::-1]):
+        ax.text(timings[n], i, f" {timings[n]:.1f} s", va="center", fontsize=8)
+    ax.set_xlabel("wall time (s)")
+    ax.set_title(f"wall time per stage (total {sum(timings.values()):.0f} s)")
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- run report
+def write_run_report(root: Path, cfg: Any, target: City, split: Any, tdata: Any, origins: np.ndarray,
+                     truth: np.ndarray, outputs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                     zoo: Any, generated: Any, timings: dict[str, float], sources: list[str]) -> Path:
+    """results.csv / results.md, the four plots and report.md in ``root``; prints the table."""
+    from gpdiff.io import atomic_write_text
+    from gpdiff.stages import versions
+
+    root = Path(root)
+    df = results_frame(rows)
+    atomic_write_text(root / "results.csv", df.to_csv(index=False, float_format="%.6g"))
+    md_table = results_table(rows, markdown=True)
+    atomic_write_text(root / "results.md", md_table + "\n")
+    print()
+    print(results_table(rows, horizons=["1", str(tdata.horizon // 2), str(tdata.horizon), "avg"]))
+    print("(* = best in column; full table in results.md)")
+
+    plots = {"mae_per_horizon": plot_mae_per_horizon(
+        rows, root / "mae_per_horizon.png", f"{target.name}: test MAE per horizon ({cfg.target_days:g} days)")}
+    avg = df[df["horizon"] == "avg"].set_index("method")["mae"]
+    gpd_name = "gpd" if "gpd" in outputs else next((m for m in outputs if m.startswith("gpd")), None)
+    others = [m for m in avg.index if not m.startswith("gpd")]
+    best_base = min(others, key=lambda m: avg[m]) if others else None
+    shown = [m for m in (gpd_name, best_base) if m]
+    if shown:
+        means = np.nanmean(np.where(tdata.city.mask, tdata.city.values[:, :, 0], np.nan)[split.train.as_slice()], 0)
+        nodes = np.argsort(-np.nan_to_num(means))[:3]
+        span = min(origins.size, 3 * target.steps_per_day)
+        t = target.timestamps[origins[:span]]
+        tr = np.where(tdata.truth(origins[:span])[1], truth[:, :span], np.nan)[nodes, :, 0]
+        preds = {m: outputs[m]["pred"][nodes, :span, 0] for m in shown}
+        plots["forecasts"] = plot_forecasts(t, tr, preds, [target.node_ids[i] for i in nodes],
+                                            root / "forecasts.png", target.units)
+    groups = {"source zoo": zoo.params.numpy()}
+    if generated is not None:
+        groups["generated (target)"] = generated.params.numpy()
+    if gpd_name == "gpd" and outputs["gpd"]["params"] is not None:
+        groups["GPD fine-tuned (target)"] = outputs["gpd"]["params"].numpy()
+    if "target_only" in outputs and outputs["target_only"]["params"] is not None:
+        groups["target-only (target)"] = outputs["target_only"]["params"].numpy()
+    plots["params_pca"] = plot_param_projection(groups, root / "params_pca.png", f"{cfg.model} parameters, PCA")
+    plots["stage_times"] = plot_stage_times({k: v for k, v in timings.items() if k != "total"},
+                                            root / "stage_times.png")
+
+    v = versions()
+    lines = [
+        f"# gpdiff run: {target.name}", "",
+        f"- target: **{target.name}** ({target.kind}, {target.n_nodes} nodes, {target.interval_minutes} min); "
+        f"few-shot days: **{cfg.target_days:g}** (steps {split.train.start}-{split.train.stop}), validation "
+        f"steps {split.val.start}-{split.val.stop}, test steps {split.test.start}-{split.test.stop} "
+        f"({target.timestamps[split.test.start]:%Y-%m-%d} .. {target.end:%Y-%m-%d}), {origins.size} test windows",
+        f"- sources: {', '.join(sources)} ({len(zoo)} zoo nodes)",
+        f"- base model: `{cfg.model}` / `{cfg.preset}` ({zoo.params.shape[1]} parameters per node); history "
+        f"{cfg.history}, horizon {cfg.horizon}; conditioning `{cfg.condition}`; sampler `{cfg.sampler}` "
+        f"({cfg.steps} steps); seed {cfg.seed}",
+        f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- wall time: {timings.get('total', 0):.0f} s (stages reused from earlier runs count their original time)",
+        "", "## Test results (original scale; best in bold)", "", md_table, "",
+        "MAPE skips zero targets. Every method sees the same windows, scaler and metrics; methods that fine-tune "
+        "share one budget and stop early on the validation slice only.", "",
+        "## Plots", "",
+    ]
+    for name, path in plots.items():
+        lines += [f"### {name.replace('_', ' ')}", "", f"![{name}]({Path(path).name})", ""]
+    notes = {m: o["notes"] for m, o in outputs.items() if o.get("notes")}
+    if notes:
+        lines += ["## Notes", ""] + [f"- `{m}`: {n}" for m, n in notes.items()] + [""]
+    lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
+              "- `zoo/`, `prompts/`, `diffusion/`, `generate/`, `methods/<name>/`: stage outputs, each with "
+              "`stage.yaml` (key, config, seed, versions, wall time)", ""]
+    return atomic_write_text(root / "report.md", "\n".join(lines))

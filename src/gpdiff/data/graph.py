@@ -99,11 +99,12 @@ def ego_graphs(adjacency: np.ndarray, k: int) -> EgoGraphs:
     valid[:, 0] = True
     if k > 0:
         # stable sort on (-weight, node id) so ties resolve deterministically
-        order = np.argsort(-sym, axis=1, kind="stable")[:, :k]
+        m = min(k, n - 1)  # a small city has fewer candidates than slots; the rest stay padded
+        order = np.argsort(-sym, axis=1, kind="stable")[:, :m]
         w = np.take_along_axis(sym, order, axis=1)
         ok = w > 0
-        index[:, 1:] = np.where(ok, order, index[:, 1:])
-        valid[:, 1:] = ok
+        index[:, 1 : m + 1] = np.where(ok, order, index[:, 1 : m + 1])
+        valid[:, 1 : m + 1] = ok
     sub = a[index[:, :, None], index[:, None, :]]
     sub = sub * (valid[:, :, None] & valid[:, None, :])
     diag = np.arange(k + 1)

@@ -1,0 +1,118 @@
+"""Adapting parameters to the target city: forecasting with given parameters and fine-tuning them.
+
+Fine-tuning is the zoo trainer run on the target's few-shot days, started from the given parameters
+instead of the shared initialisation: per-node Adam with early stopping on the target's validation
+slice, each node keeping its best parameters. Every method that fine-tunes (GPD and the baselines)
+goes through :func:`finetune` with the same :class:`FinetuneConfig`, so budgets are equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gpdiff.data.windows import CityData, WindowBatch
+from gpdiff.errors import GpdiffError
+from gpdiff.models.base import BaseModel
+from gpdiff.params import ParamCollection, flatten, unflatten
+from gpdiff.zoo import ZooConfig, ZooTrainer, concat_batches, predict
+
+
+@dataclass
+class FinetuneConfig:
+    """The fine-tuning budget every method gets on the target's few-shot days."""
+
+    lr: float = 0.003
+    max_epochs: int = 40
+    patience: int = 5
+    batch_size: int = 32
+    steps_per_epoch: int = 10
+    val_windows: int = 512
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> FinetuneConfig:
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(data) - known)
+        if bad:
+            raise GpdiffError(f"unknown finetune setting(s) {bad}; known: {sorted(known)}.")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def forecast(model: BaseModel, params: torch.Tensor, data: CityData, segment: str = "test",
+             in_channels: int | None = None) -> np.ndarray:
+    """Original-scale forecasts ``[N, B, H]`` of every window of ``segment`` for all nodes of ``data``,
+    with flat parameters ``params [N, P]``."""
+    if params.shape[0] != data.n_nodes:
+        raise GpdiffError(f"{params.shape[0]} parameter rows for {data.n_nodes} nodes of {data.city.name}.")
+    p = unflatten(params.to(data.device), model.spec())
+    origins = data.origins(segment)
+    return predict(model, p, data, origins, in_channels or model.config.in_channels)
+
+
+def finetune(model: BaseModel, init: torch.Tensor, data: CityData, config: FinetuneConfig, out_dir: Path,
+             seed: int = 0, progress: bool = True, desc: str = "finetune") -> torch.Tensor:
+    """Fine-tune flat parameters ``init [N, P]`` on ``data``'s training windows; returns the best
+    parameters by validation loss (checkpointed in ``out_dir``, so an interrupted run resumes)."""
+    c = model.config
+    zc = ZooConfig(model=model.name, preset=c.preset, history=c.history, horizon=c.horizon, k=c.ego_size - 1,
+                   in_channels=c.in_channels, batch_size=config.batch_size, lr=config.lr,
+                   max_epochs=config.max_epochs, patience=config.patience,
+                   steps_per_epoch=config.steps_per_epoch, val_windows=config.val_windows, seed=seed,
+                   device=str(data.device))
+    trainer = ZooTrainer.from_data([data], zc, out_dir, init=unflatten(init.to(data.device), model.spec()),
+                                   progress=progress, desc=desc)
+    return trainer.run(evaluate=False).params
+
+
+class SourcePool:
+    """Random training windows from random nodes of the source cities (for shared and meta-learned
+    initialisations)."""
+
+    def __init__(self, sources: list[CityData], in_channels: int) -> None:
+        self.sources, self.in_channels = sources, in_channels
+        self.sizes = np.array([d.n_nodes for d in sources])
+        self.train = [torch.from_numpy(d.origins("train")) for d in sources]
+        self.val = [torch.from_numpy(d.origins("val")) for d in sources]
+
+    def draw_nodes(self, n_nodes: int, generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
+        """``n_nodes`` (city, node indices) drawn in proportion to city size."""
+        probs = torch.from_numpy(self.sizes / self.sizes.sum())
+        city = torch.multinomial(probs, n_nodes, replacement=True, generator=generator).numpy()
+        return [(int(c), torch.randint(int(self.sizes[c]), (int((city == c).sum()),), generator=generator))
+                for c in np.unique(city)]
+
+    def batch(self, drawn: list[tuple[int, torch.Tensor]], batch_size: int, generator: torch.Generator,
+              segment: str = "train") -> WindowBatch:
+        """``batch_size`` random windows of ``segment`` for each drawn node."""
+        pools = self.train if segment == "train" else self.val
+        parts = []
+        for c, nodes in drawn:
+            o = pools[c][torch.randint(pools[c].numel(), (nodes.numel(), batch_size), generator=generator)]
+            parts.append(self.sources[c].batch(nodes, o))
+        return concat_batches(parts, self.in_channels)
+
+    def sample(self, n_nodes: int, batch_size: int, generator: torch.Generator, segment: str = "train"
+               ) -> WindowBatch:
+        return self.batch(self.draw_nodes(n_nodes, generator), batch_size, generator, segment)
+
+
+def expand(flat: torch.Tensor, n: int) -> torch.Tensor:
+    """One parameter vector ``[P]`` or ``[1, P]`` repeated for ``n`` nodes."""
+    return flat.reshape(1, -1).expand(n, -1).clone()
+
+
+def mean_parameters(zoo: ParamCollection) -> torch.Tensor:
+    return zoo.params.mean(0)
+
+
+def shared_init(model: BaseModel, seed: int) -> torch.Tensor:
+    """The zoo's shared initial parameter vector ``[P]``."""
+    return flatten(model.init(1, seed=seed, shared=True), model.spec())[0]

@@ -1,0 +1,12 @@
+"""Mean of the source node parameters as every target node's starting point, then fine-tuned."""
+
+from __future__ import annotations
+
+from gpdiff.adapt import expand, finetune, forecast, mean_parameters
+from gpdiff.baselines import Context, MethodOutput
+
+
+def run(ctx: Context) -> MethodOutput:
+    init = expand(mean_parameters(ctx.zoo), ctx.target.n_nodes)
+    params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "mean-params")
+    return MethodOutput(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)

@@ -1,0 +1,59 @@
+"""Forecasts that need no training: seasonal naive and historical average.
+
+Both work on the original scale and only look at data a real forecaster would have: the seasonal
+naive forecast of step ``t + h`` is the value one day earlier (known at the forecast origin as long
+as the horizon is shorter than a day); the historical average is the mean of the *training*
+segment's values at the same time of day (for a target city: its few-shot days only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpdiff.data.windows import CityData
+
+
+def _targets(data: CityData, origins: np.ndarray) -> np.ndarray:
+    return origins[:, None] + np.arange(data.horizon)  # [B, H]
+
+
+def historical_average(data: CityData, origins: np.ndarray) -> np.ndarray:
+    """Mean of the training segment at the same time of day, ``[N, B, H]``."""
+    city, spd = data.city, data.city.steps_per_day
+    seg = data.split.train
+    vals = city.values[seg.as_slice(), :, 0].astype(np.float64)
+    obs = city.mask[seg.as_slice()]
+    slot = np.arange(seg.start, seg.stop) % spd
+    sums = np.zeros((spd, city.n_nodes))
+    cnts = np.zeros((spd, city.n_nodes))
+    np.add.at(sums, slot, np.where(obs, vals, 0.0))
+    np.add.at(cnts, slot, obs)
+    overall = np.where(obs, vals, 0.0).sum(0) / np.maximum(obs.sum(0), 1)
+    profile = np.where(cnts > 0, sums / np.maximum(cnts, 1), overall)  # [spd, N]
+    return profile[_targets(data, origins) % spd].transpose(2, 0, 1).astype(np.float32)
+
+
+def seasonal_naive(data: CityData, origins: np.ndarray) -> np.ndarray:
+    """The observed value one day earlier, ``[N, B, H]``; the historical average where that is missing."""
+    city, spd = data.city, data.city.steps_per_day
+    if data.horizon > spd:
+        raise ValueError("seasonal naive needs a horizon shorter than one day")
+    past = _targets(data, origins) - spd
+    ok = past >= 0
+    pidx = np.where(ok, past, 0)
+    vals = city.values[pidx][:, :, :, 0]  # [B, H, N]
+    obs = city.mask[pidx] & ok[:, :, None]
+    fallback = historical_average(data, origins).transpose(1, 2, 0)
+    return np.where(obs, vals, fallback).transpose(2, 0, 1).astype(np.float32)
+
+
+def run_seasonal_naive(ctx):  # type: ignore[no-untyped-def]
+    from gpdiff.baselines import MethodOutput
+
+    return MethodOutput(pred=seasonal_naive(ctx.target, ctx.target.origins("test")))
+
+
+def run_historical_average(ctx):  # type: ignore[no-untyped-def]
+    from gpdiff.baselines import MethodOutput
+
+    return MethodOutput(pred=historical_average(ctx.target, ctx.target.origins("test")))

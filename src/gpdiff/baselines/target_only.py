@@ -1,0 +1,12 @@
+"""Target-only: node models from the zoo's shared initialisation, trained on the few target days."""
+
+from __future__ import annotations
+
+from gpdiff.adapt import expand, finetune, forecast, shared_init
+from gpdiff.baselines import Context, MethodOutput
+
+
+def run(ctx: Context) -> MethodOutput:
+    init = expand(shared_init(ctx.model, int(ctx.zoo.config.get("seed", ctx.seed))), ctx.target.n_nodes)
+    params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "target-only")
+    return MethodOutput(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)

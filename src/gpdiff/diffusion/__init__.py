@@ -1,0 +1,20 @@
+"""Generative pre-training: a Transformer diffusion model over parameter tokens, conditioned on prompts.
+
+- :mod:`~gpdiff.diffusion.denoiser`: the Transformer denoiser;
+- :mod:`~gpdiff.diffusion.conditioning`: the five conditioning strategies (registry ``CONDITIONING``);
+- :mod:`~gpdiff.diffusion.schedule`: noise schedule, training targets and samplers (diffusers; ``SAMPLERS``);
+- :mod:`~gpdiff.diffusion.train`: ``DiffusionConfig``, ``DiffusionModel`` (save / load) and training;
+- :mod:`~gpdiff.diffusion.sample`: generation of parameter collections from prompts.
+"""
+
+from gpdiff.diffusion.conditioning import CONDITIONING
+from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig
+from gpdiff.diffusion.sample import generate, generate_tensors, sample_tokens
+from gpdiff.diffusion.schedule import SAMPLERS, NoiseSchedule, ScheduleConfig, make_sampler
+from gpdiff.diffusion.train import PRESETS, DiffusionConfig, DiffusionModel, align_prompts, fit, pretrain
+
+__all__ = [
+    "CONDITIONING", "Denoiser", "DenoiserConfig", "generate", "generate_tensors", "sample_tokens", "SAMPLERS",
+    "NoiseSchedule", "ScheduleConfig", "make_sampler", "PRESETS", "DiffusionConfig", "DiffusionModel",
+    "align_prompts", "fit", "pretrain",
+]

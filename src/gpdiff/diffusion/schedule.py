@@ -1,0 +1,128 @@
+"""Noise schedules, training targets and samplers, all from diffusers' maintained schedulers.
+
+:class:`NoiseSchedule` holds the training side: the forward (noising) process and the regression
+target of the chosen prediction type, both computed by :class:`diffusers.DDPMScheduler`
+(``add_noise``, ``get_velocity``). :data:`SAMPLERS` maps a sampler name to a factory that builds a
+diffusers scheduler with exactly the same betas, for the reverse process:
+
+- ``ddpm``: ancestral sampling over every training step (the paper's sampler);
+- ``ddim``: deterministic DDIM (eta = 0) over a few steps;
+- ``dpm++``: DPM-Solver++ (2nd-order multistep) over a few steps.
+
+Clipping of samples to [-1, 1] is off everywhere: the denoiser works on standardised parameters,
+which are unbounded (the released GPD code clamps them, see DESIGN.md section 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from gpdiff.errors import GpdiffError, unknown_name
+
+PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
+BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The forward process. Defaults are the paper's: linear betas 1e-5..0.02 over 500 steps, v-prediction."""
+
+    num_train_timesteps: int = 500
+    beta_start: float = 1e-5
+    beta_end: float = 0.02
+    beta_schedule: str = "linear"
+    prediction_type: str = "v_prediction"
+
+    def __post_init__(self) -> None:
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise unknown_name("prediction type", self.prediction_type, PREDICTION_TYPES)
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise unknown_name("beta schedule", self.beta_schedule, BETA_SCHEDULES)
+        if self.num_train_timesteps < 2:
+            raise GpdiffError(f"num_train_timesteps must be at least 2, got {self.num_train_timesteps}.")
+
+    def scheduler_kwargs(self) -> dict[str, Any]:
+        return {"num_train_timesteps": self.num_train_timesteps, "beta_start": self.beta_start,
+                "beta_end": self.beta_end, "beta_schedule": self.beta_schedule,
+                "prediction_type": self.prediction_type}
+
+
+class NoiseSchedule:
+    """Training side of the diffusion: noising and targets, via ``DDPMScheduler``."""
+
+    def __init__(self, config: ScheduleConfig) -> None:
+        self.config = config
+        self.scheduler = DDPMScheduler(**config.scheduler_kwargs(), clip_sample=False)
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.config.num_train_timesteps
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.scheduler.add_noise(x0, noise, t)
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the denoiser regresses on for the configured prediction type."""
+        kind = self.config.prediction_type
+        if kind == "epsilon":
+            return noise
+        if kind == "sample":
+            return x0
+        return self.scheduler.get_velocity(x0, noise, t)
+
+
+DEFAULT_FEW_STEPS = 50
+
+
+def _few_steps(config: ScheduleConfig, steps: int | None) -> int:
+    steps = DEFAULT_FEW_STEPS if steps is None else int(steps)
+    if not 1 <= steps <= config.num_train_timesteps:
+        raise GpdiffError(f"--steps must be between 1 and the {config.num_train_timesteps} training steps, "
+                          f"got {steps}.")
+    return steps
+
+
+def _ddpm(config: ScheduleConfig, steps: int | None) -> SchedulerMixin:
+    if steps is not None and steps != config.num_train_timesteps:
+        raise GpdiffError(
+            f"the ddpm sampler is ancestral sampling over all {config.num_train_timesteps} training steps; "
+            f"got --steps {steps}. Leave --steps out, or use --sampler ddim / dpm++ for fewer steps."
+        )
+    s = DDPMScheduler(**config.scheduler_kwargs(), clip_sample=False)
+    s.set_timesteps(config.num_train_timesteps)
+    return s
+
+
+def _ddim(config: ScheduleConfig, steps: int | None) -> SchedulerMixin:
+    s = DDIMScheduler(**config.scheduler_kwargs(), clip_sample=False, set_alpha_to_one=True,
+                      timestep_spacing="trailing")
+    s.set_timesteps(_few_steps(config, steps))
+    return s
+
+
+def _dpmpp(config: ScheduleConfig, steps: int | None) -> SchedulerMixin:
+    s = DPMSolverMultistepScheduler(**config.scheduler_kwargs(), algorithm_type="dpmsolver++", solver_order=2,
+                                    thresholding=False, timestep_spacing="trailing")
+    s.set_timesteps(_few_steps(config, steps))
+    return s
+
+
+# name -> factory(config, steps or None) returning a diffusers scheduler with its timesteps set.
+SAMPLERS: dict[str, Callable[[ScheduleConfig, int | None], SchedulerMixin]] = {
+    "ddpm": _ddpm,
+    "ddim": _ddim,
+    "dpm++": _dpmpp,
+}
+
+
+def make_sampler(name: str, config: ScheduleConfig, steps: int | None = None) -> SchedulerMixin:
+    """A diffusers scheduler for ``name`` with its timesteps set (``steps=None``: the sampler's default)."""
+    if name not in SAMPLERS:
+        raise unknown_name("sampler", name, SAMPLERS)
+    return SAMPLERS[name](config, steps)

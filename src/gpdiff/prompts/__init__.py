@@ -1,0 +1,254 @@
+"""Node prompts: a spatial and a temporal vector per node, the conditioning of the parameter generator.
+
+- :data:`TEMPORAL_ENCODERS`: ``mae`` (self-supervised masked-patch Transformer, default) and ``stats``
+  (hand-made series features). Input: a node's most recent ``days`` days inside a segment.
+- :data:`SPATIAL_ENCODERS`: ``graph`` (structure + geography + attributes, default) and ``none``
+  (all ones).
+- :class:`PromptEncoders` fits both on the source cities' *training* segments, encodes any city from
+  exactly the segment it is given, and saves to / loads from one folder.
+- :class:`PromptSet` holds the prompts of a set of nodes, keyed by ``(city, node_id)``.
+
+No leakage: a source node's prompt comes from its training segment (the last ``days`` days of it),
+a target node's from its few-shot days (``target_split(...).train``); nothing else is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpdiff.data.city import City
+from gpdiff.data.splits import Segment, source_split, target_split
+from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.prompts.base import PromptEncoder, config_from_dict
+from gpdiff.prompts.spatial import GraphConfig, GraphEncoder, NoneConfig, NoneEncoder
+from gpdiff.prompts.stats import StatsConfig, StatsEncoder
+from gpdiff.prompts.temporal import MaeConfig, MaeEncoder
+
+TEMPORAL_ENCODERS: dict[str, type[PromptEncoder]] = {"mae": MaeEncoder, "stats": StatsEncoder}
+SPATIAL_ENCODERS: dict[str, type[PromptEncoder]] = {"graph": GraphEncoder, "none": NoneEncoder}
+PROMPTS_FORMAT = "gpdiff.prompts"
+ENCODERS_FORMAT = "gpdiff.prompt_encoders"
+PROMPTS_FILE = "prompts.safetensors"
+
+
+def get_encoder_class(kind: str, name: str) -> type[PromptEncoder]:
+    """The encoder class registered as ``name`` for ``kind`` (``"temporal"`` or ``"spatial"``)."""
+    registry = {"temporal": TEMPORAL_ENCODERS, "spatial": SPATIAL_ENCODERS}.get(kind)
+    if registry is None:
+        raise GpdiffError(f"prompt encoder kind must be 'temporal' or 'spatial', got {kind!r}.")
+    if name not in registry:
+        raise unknown_name(f"{kind} prompt encoder", name, registry)
+    return registry[name]
+
+
+def make_encoder(kind: str, name: str, config: Any = None) -> PromptEncoder:
+    """An unfitted encoder; ``config`` is its config dataclass, a dict of overrides, or None (defaults)."""
+    klass = get_encoder_class(kind, name)
+    if config is None or isinstance(config, dict):
+        config = config_from_dict(klass.config_class, config, f"{kind} encoder {name!r}")
+    return klass(config)
+
+
+# --------------------------------------------------------------------------- prompt sets
+@dataclass
+class PromptSet:
+    """Spatial ``[n, ds]`` and temporal ``[n, dt]`` prompts of ``n`` nodes, keyed by (city, node id)."""
+
+    spatial: torch.Tensor
+    temporal: torch.Tensor
+    node_ids: list[str]
+    cities: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.spatial = torch.as_tensor(self.spatial, dtype=torch.float32)
+        self.temporal = torch.as_tensor(self.temporal, dtype=torch.float32)
+        self.node_ids = [str(v) for v in self.node_ids]
+        self.cities = [str(v) for v in self.cities]
+        n = len(self.node_ids)
+        if self.spatial.dim() != 2 or self.temporal.dim() != 2:
+            raise GpdiffError(f"prompts must be 2-D [n, dim]; got spatial {tuple(self.spatial.shape)}, "
+                              f"temporal {tuple(self.temporal.shape)}.")
+        if self.spatial.shape[0] != n or self.temporal.shape[0] != n or len(self.cities) != n:
+            raise GpdiffError(f"prompt set sizes disagree: {self.spatial.shape[0]} spatial, {self.temporal.shape[0]} "
+                              f"temporal rows, {n} node ids, {len(self.cities)} cities.")
+        if len(set(self.key())) != n:
+            raise GpdiffError("prompt set has duplicate (city, node id) keys; every node may appear once.")
+        if not (torch.isfinite(self.spatial).all() and torch.isfinite(self.temporal).all()):
+            raise GpdiffError("prompts contain NaN or inf; check the inputs they were computed from.")
+
+    def __len__(self) -> int:
+        return len(self.node_ids)
+
+    @property
+    def spatial_dim(self) -> int:
+        return int(self.spatial.shape[1])
+
+    @property
+    def temporal_dim(self) -> int:
+        return int(self.temporal.shape[1])
+
+    def key(self) -> list[tuple[str, str]]:
+        """``(city, node_id)`` of every row, in order (the same convention as ``ParamCollection.keys()``)."""
+        return list(zip(self.cities, self.node_ids))
+
+    def city_names(self) -> list[str]:
+        return list(dict.fromkeys(self.cities))
+
+    def select(self, keys: Iterable[tuple[str, str]]) -> PromptSet:
+        """Rows reordered to match ``keys``; raises naming the keys this set lacks."""
+        keys = [(str(c), str(n)) for c, n in keys]
+        where = {k: i for i, k in enumerate(self.key())}
+        missing = [k for k in keys if k not in where]
+        if missing:
+            shown = ", ".join(f"{c}/{n}" for c, n in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise GpdiffError(f"no prompts for {len(missing)} node(s): {shown}{more}. Compute prompts for these "
+                              f"cities ({sorted({c for c, _ in missing})}) with the same encoders.")
+        idx = torch.tensor([where[k] for k in keys], dtype=torch.long)
+        return PromptSet(self.spatial[idx], self.temporal[idx], [k[1] for k in keys], [k[0] for k in keys],
+                         dict(self.meta))
+
+    def of_city(self, city: str) -> PromptSet:
+        """The rows of one city."""
+        keys = [k for k in self.key() if k[0] == city]
+        if not keys:
+            raise GpdiffError(f"no prompts for city {city!r}; have {self.city_names()}.")
+        return self.select(keys)
+
+    @classmethod
+    def concat(cls, sets: Sequence[PromptSet]) -> PromptSet:
+        """Stack prompt sets made by the same encoders; notes and segments are merged."""
+        if not sets:
+            raise GpdiffError("nothing to concatenate: no prompt sets.")
+        first = sets[0]
+        for s in sets[1:]:
+            for k in ("temporal_encoder", "spatial_encoder"):
+                if s.meta.get(k) != first.meta.get(k):
+                    raise GpdiffError(f"prompt sets made by different {k.replace('_', ' ')}s "
+                                      f"({first.meta.get(k)!r} vs {s.meta.get(k)!r}) cannot be combined.")
+            if (s.spatial_dim, s.temporal_dim) != (first.spatial_dim, first.temporal_dim):
+                raise GpdiffError("prompt sets of different widths cannot be combined.")
+        meta = dict(first.meta)
+        meta["segments"] = {k: v for s in sets for k, v in s.meta.get("segments", {}).items()}
+        meta["notes"] = list(dict.fromkeys(n for s in sets for n in s.meta.get("notes", [])))
+        return cls(torch.cat([s.spatial for s in sets]), torch.cat([s.temporal for s in sets]),
+                   [n for s in sets for n in s.node_ids], [c for s in sets for c in s.cities], meta)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """One safetensors file: tensors ``spatial``, ``temporal``; keys and meta in the header."""
+        return save_tensors(path, {"spatial": self.spatial, "temporal": self.temporal},
+                            {"format": PROMPTS_FORMAT, "node_ids": self.node_ids, "cities": self.cities,
+                             "meta": self.meta})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PromptSet:
+        path = Path(path)
+        if path.is_dir():
+            path = path / PROMPTS_FILE
+        tensors, meta = load_tensors(path)
+        if meta.get("format") != PROMPTS_FORMAT or not {"spatial", "temporal"} <= set(tensors):
+            raise GpdiffError(f"{path} is not a gpdiff prompt file (written by `gpdiff prompts fit`).")
+        return cls(tensors["spatial"], tensors["temporal"], list(meta["node_ids"]), list(meta["cities"]),
+                   dict(meta.get("meta") or {}))
+
+
+# --------------------------------------------------------------------------- encoders
+def source_segment(city: City, train: float = 0.7, val: float = 0.1, test: float = 0.2) -> Segment:
+    """A source city's training segment (the only part its prompts and the encoder may read)."""
+    return source_split(city.n_steps, train, val, test, name=city.name).train
+
+
+def target_segment(city: City, days: float, val_days: float = 1, test_fraction: float = 0.2,
+                   window: int = 18) -> Segment:
+    """A target city's few-shot days (``target_split(...).train``)."""
+    return target_split(city.n_steps, city.steps_per_day, days, val_days, test_fraction, window,
+                        name=city.name).train
+
+
+@dataclass
+class PromptEncoders:
+    """A fitted temporal and spatial encoder; saved together in one folder."""
+
+    temporal: PromptEncoder
+    spatial: PromptEncoder
+
+    @classmethod
+    def fit(cls, cities: Sequence[City], segments: Sequence[Segment], temporal: str = "mae",
+            spatial: str = "graph", temporal_config: Any = None, spatial_config: Any = None,
+            progress: bool = False) -> PromptEncoders:
+        """Fit both encoders on ``cities``, each restricted to its (training) segment."""
+        if len(cities) != len(segments) or not cities:
+            raise GpdiffError("fit needs at least one city and exactly one segment per city.")
+        names = [c.name for c in cities]
+        if len(set(names)) != len(names):
+            raise GpdiffError(f"city names must be unique to key prompts, got {names}.")
+        t = make_encoder("temporal", temporal, temporal_config).fit(cities, segments, progress=progress)
+        s = make_encoder("spatial", spatial, spatial_config).fit(cities, segments, progress=progress)
+        return cls(t, s)
+
+    def encode(self, city: City, segment: Segment) -> PromptSet:
+        """Prompts of every node of ``city`` from ``segment`` alone (see :func:`encode_city`)."""
+        tp, t_notes = self.temporal.encode(city, segment)
+        sp, s_notes = self.spatial.encode(city, segment)
+        meta = {
+            "temporal_encoder": self.temporal.name, "spatial_encoder": self.spatial.name,
+            "temporal_config": dataclasses.asdict(self.temporal.config),
+            "spatial_config": dataclasses.asdict(self.spatial.config),
+            "segments": {city.name: [segment.start, segment.stop]}, "notes": s_notes + t_notes,
+        }
+        return PromptSet(torch.from_numpy(sp), torch.from_numpy(tp), list(city.node_ids),
+                         [city.name] * city.n_nodes, meta)
+
+    def encode_many(self, cities: Sequence[City], segments: Sequence[Segment]) -> PromptSet:
+        return PromptSet.concat([self.encode(c, s) for c, s in zip(cities, segments)])
+
+    def save(self, folder: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
+        """``folder/{temporal,spatial}/`` plus ``folder/config.yaml`` (``extra``: anything to record)."""
+        folder = Path(folder)
+        self.temporal.save(folder / "temporal")
+        self.spatial.save(folder / "spatial")
+        write_yaml(folder / "config.yaml", {"format": ENCODERS_FORMAT, "temporal": self.temporal.name,
+                                            "spatial": self.spatial.name, **(extra or {})})
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> PromptEncoders:
+        folder = Path(folder)
+        doc = read_yaml(folder / "config.yaml")
+        if not isinstance(doc, dict) or doc.get("format") != ENCODERS_FORMAT:
+            raise GpdiffError(f"{folder} is not a prompt encoder folder (written by `gpdiff prompts fit`).")
+        t, s = PromptEncoder.load(folder / "temporal"), PromptEncoder.load(folder / "spatial")
+        if t.kind != "temporal" or s.kind != "spatial":
+            raise GpdiffError(f"{folder}: temporal/ and spatial/ hold the wrong kinds of encoder.")
+        return cls(t, s)
+
+    @staticmethod
+    def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
+        """The folder's ``config.yaml`` (encoder names plus what ``save(extra=...)`` recorded)."""
+        return dict(read_yaml(Path(folder) / "config.yaml") or {})
+
+
+def encode_city(city: City, segment: Segment, encoders: PromptEncoders) -> PromptSet:
+    """Prompts of all nodes of ``city`` computed from exactly ``segment``.
+
+    A source city: pass its training segment (:func:`source_segment`); a target city: its few-shot
+    days (:func:`target_segment`). The temporal prompt reads the last ``days`` days of the segment
+    (all of it when shorter); the spatial prompt reads the graph, coordinates and attributes only.
+    """
+    return encoders.encode(city, segment)
+
+
+__all__ = [
+    "SPATIAL_ENCODERS", "TEMPORAL_ENCODERS", "GraphConfig", "GraphEncoder", "MaeConfig", "MaeEncoder",
+    "NoneConfig", "NoneEncoder", "PromptEncoder", "PromptEncoders", "PromptSet", "StatsConfig", "StatsEncoder",
+    "encode_city", "get_encoder_class", "make_encoder", "source_segment", "target_segment",
+]

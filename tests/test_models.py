@@ -1,0 +1,122 @@
+"""Base models: batched forward == plain per-node nn.Module, parameter specs, initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gpdiff.data import CityData, source_split
+from gpdiff.data.synthetic import synthetic_city
+from gpdiff.errors import GpdiffError
+from gpdiff.models import MODELS, ModelConfig, get_model
+from gpdiff.zoo import masked_node_mae, trim_slots
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tensors are tiny, and on a shared CPU extra threads only wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+CASES = [(name, preset) for name in MODELS for preset in ("small", "paper")]
+N_NODES = 6
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """Windows of a small city whose ego-graphs have 1..8 real slots (padding included)."""
+    city = synthetic_city("m", n_nodes=10, days=6, k=3, seed=3)
+    data = CityData(city, source_split(city.n_steps), k=7)
+    nodes = torch.arange(N_NODES)
+    origins = torch.from_numpy(data.origins("train")[:5]).expand(N_NODES, -1)
+    return data.batch(nodes, origins)
+
+
+@pytest.mark.parametrize("name,preset", CASES)
+def test_batched_forward_matches_plain_module(name, preset, batch):
+    model = get_model(name, ModelConfig(preset=preset))
+    params = model.init(N_NODES, seed=1, shared=False)
+    out = model.forward(params, batch)
+    assert out.shape == (N_NODES, batch.x.shape[1], model.config.horizon)
+    for i in range(N_NODES):
+        net = model.reference({k: v[i] for k, v in params.items()})
+        torch.testing.assert_close(net.forward_batch(batch, i), out[i], atol=1e-5, rtol=1e-5)
+        back = net.node_params()
+        assert list(back) == [s.name for s in model.spec()]
+        assert all(torch.equal(back[k], params[k][i]) for k in back)
+    # cutting padded ego slots changes nothing
+    torch.testing.assert_close(model.forward(params, trim_slots(batch)), out, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_batched_gradients_match_plain_module(name, batch):
+    model = get_model(name, ModelConfig())
+    params = {k: v.requires_grad_() for k, v in model.init(N_NODES, seed=2, shared=False).items()}
+    masked_node_mae(model.forward(params, batch), batch.y, batch.y_mask).sum().backward()
+    i = 2
+    net = model.reference({k: v[i].detach() for k, v in params.items()})
+    pred = net.forward_batch(batch, i)
+    masked_node_mae(pred[None], batch.y[i:i + 1], batch.y_mask[i:i + 1]).sum().backward()
+    with torch.no_grad():  # put the module's gradients in its weights to read them in spec layout
+        for p in net.parameters():
+            p.copy_(p.grad)
+    for k, g in net.node_params().items():
+        torch.testing.assert_close(params[k].grad[i], g, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name,preset", CASES)
+def test_spec_and_init(name, preset):
+    model = get_model(name, ModelConfig(preset=preset))
+    spec = model.spec()
+    assert len({s.name for s in spec}) == len(spec)
+    assert {s.role for s in spec} == {"spatial", "temporal"}
+    shared = model.init(3, seed=7)
+    assert list(shared) == [s.name for s in spec]
+    assert all(shared[s.name].shape == (3, *s.shape) for s in spec)
+    assert sum(v[0].numel() for v in shared.values()) == model.n_params
+    assert all(torch.equal(v[0], v[j]) for v in shared.values() for j in (1, 2))
+    assert all(torch.equal(shared[k], v) for k, v in model.init(3, seed=7).items())  # seeded
+    indep = model.init(3, seed=7, shared=False)
+    drawn = [s.name for s in spec if indep[s.name][0].unique().numel() > 1]  # not constant-initialised
+    assert drawn and all(not torch.equal(indep[k][0], indep[k][1]) for k in drawn)
+
+
+def test_paper_sizes():
+    assert get_model("stgcn", ModelConfig(preset="paper")).n_params == 16_960  # GPD's STGCN_NonBias
+    gwn = get_model("gwn", ModelConfig(preset="paper")).n_params
+    assert abs(gwn - 91_904) / 91_904 < 0.02  # GPD's v_GWN less its unused weights, plus the adaptive graph
+    for name in MODELS:
+        assert 2_000 < get_model(name).n_params < 10_000  # small presets: a few thousand
+
+
+def test_every_parameter_is_used(batch):
+    """No parameter the forward pass ignores: every tensor gets a gradient somewhere."""
+    for name, preset in CASES:
+        model = get_model(name, ModelConfig(preset=preset))
+        params = {k: v.requires_grad_() for k, v in model.init(N_NODES, seed=0, shared=False).items()}
+        model.forward(params, batch).square().sum().backward()
+        unused = [k for k, v in params.items() if v.grad is None or not v.grad.abs().sum() > 0]
+        assert not unused, (name, preset, unused)
+
+
+def test_registry_errors():
+    with pytest.raises(GpdiffError, match="stgcn"):
+        get_model("stgnc")
+    with pytest.raises(GpdiffError, match="paper"):
+        get_model("gwn", ModelConfig(preset="huge"))
+    with pytest.raises(GpdiffError, match="history"):
+        get_model("stgcn", ModelConfig(history=6))
+
+
+def test_cli_lists_every_model():
+    from gpdiff.cli.zoo import MODEL_NAMES
+
+    assert tuple(MODELS) == MODEL_NAMES
+
+
+def test_in_channels(batch):
+    two = get_model("stgcn", ModelConfig(in_channels=2))
+    with pytest.raises(GpdiffError, match="channel"):
+        two.forward(two.init(N_NODES), batch)  # the synthetic city has one channel

@@ -1,0 +1,150 @@
+"""Zoo training: outputs, determinism, resume, frozen nodes, bad input, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from gpdiff.cli import main
+from gpdiff.data.city import City
+from gpdiff.data.synthetic import synthetic_city
+from gpdiff.errors import GpdiffError
+from gpdiff.io import load_tensors, read_yaml
+from gpdiff.params import ParamCollection
+from gpdiff.zoo import CHECKPOINT, ZooConfig, load_zoo, train_zoo
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tensors are tiny, and on a shared CPU extra threads only wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+FAST = dict(k=3, steps_per_epoch=3, batch_size=16, val_windows=16, device="cpu", node_chunk=4)
+
+
+def two_channel(city: City) -> City:
+    """The same city with an extra input channel (cities with different channels share one zoo)."""
+    values = np.concatenate([city.values, city.values * 0.5], axis=2)
+    return City(name=city.name, values=values, mask=city.mask, start=city.start,
+                interval_minutes=city.interval_minutes, adjacency=city.adjacency, kind=city.kind,
+                units=city.units, node_ids=city.node_ids, channels=["target", "half"], coords=city.coords,
+                coord_kind=city.coord_kind)
+
+
+@pytest.fixture(scope="module")
+def cities() -> list[City]:
+    return [synthetic_city("alpha", n_nodes=6, days=8, seed=0, k=3),
+            two_channel(synthetic_city("beta", n_nodes=5, days=6, interval_minutes=30, seed=1, k=2))]
+
+
+def test_train_outputs(cities, tmp_path):
+    cfg = ZooConfig(max_epochs=3, **FAST)
+    col = train_zoo(cities, cfg, tmp_path, progress=False)
+    assert col.params.shape == (11, col.params.shape[1])
+    assert col.cities == ["alpha"] * 6 + ["beta"] * 5
+    assert col.node_ids[:2] == ["n0", "n1"] and col.model == "stgcn"
+    assert set(col.metrics) >= {"val_mae", "naive_mae", "val_loss", "best_epoch", "epochs"}
+    assert all(torch.isfinite(v).all() for v in col.metrics.values())
+    saved = load_zoo(tmp_path)
+    assert torch.equal(saved.params, col.params) and saved.spec == col.spec
+    assert read_yaml(tmp_path / "config.yaml")["cities"] == ["alpha", "beta"]
+    # the collection holds the best parameters of the checkpoint
+    tensors, _ = load_tensors(tmp_path / CHECKPOINT)
+    assert torch.equal(col.as_dict()["theta"], tensors["best.theta"])
+
+
+def test_deterministic(cities, tmp_path):
+    cfg = ZooConfig(max_epochs=2, **FAST)
+    a = train_zoo(cities, cfg, tmp_path / "a", progress=False)
+    b = train_zoo(cities, cfg, tmp_path / "b", progress=False)
+    assert torch.equal(a.params, b.params)
+    c = train_zoo(cities, ZooConfig(max_epochs=2, **{**FAST, "seed": 1}), tmp_path / "c", progress=False)
+    assert not torch.equal(a.params, c.params)
+
+
+def test_resume_continues_exactly(cities, tmp_path):
+    cfg = dict(patience=1, **FAST)
+    full = train_zoo(cities, ZooConfig(max_epochs=4, **cfg), tmp_path / "full", progress=False)
+    train_zoo(cities, ZooConfig(max_epochs=2, **cfg), tmp_path / "split", progress=False)
+    before, meta = load_tensors(tmp_path / "split" / CHECKPOINT)
+    assert meta["epoch"] == 2
+    resumed = train_zoo(cities, ZooConfig(max_epochs=4, **cfg), tmp_path / "split", progress=False)
+    after, meta = load_tensors(tmp_path / "split" / CHECKPOINT)
+    assert meta["epoch"] == 4 or not after["active"].any()
+    assert torch.equal(resumed.params, full.params)  # same numbers as an uninterrupted run
+    stopped = ~before["active"].bool()
+    assert stopped.any(), "patience=1 should stop some node within two epochs"
+    for key in before:
+        if key.split(".")[0] in ("params", "best", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(before[key][stopped], after[key][stopped]), key  # frozen nodes did not move
+    assert torch.equal(before["best_val"][stopped], after["best_val"][stopped])
+
+
+def test_early_stopping_keeps_best(cities, tmp_path):
+    col = train_zoo(cities, ZooConfig(max_epochs=6, patience=1, **FAST), tmp_path, progress=False)
+    assert (col.metrics["best_epoch"] <= col.metrics["epochs"]).all()
+    assert (col.metrics["epochs"] < 6).any()  # some node stopped early
+
+
+def test_resume_with_other_config_fails(cities, tmp_path):
+    train_zoo(cities, ZooConfig(max_epochs=1, **FAST), tmp_path, progress=False)
+    with pytest.raises(GpdiffError, match="lr"):
+        train_zoo(cities, ZooConfig(max_epochs=1, **{**FAST, "lr": 0.5}), tmp_path, progress=False)
+    with pytest.raises(GpdiffError, match="cities"):
+        train_zoo(cities[:1], ZooConfig(max_epochs=1, **FAST), tmp_path, progress=False)
+
+
+def test_independent_init_and_other_models(cities, tmp_path):
+    for name in ("gwn", "stid"):
+        col = train_zoo(cities, ZooConfig(model=name, max_epochs=1, shared_init=False, **FAST),
+                        tmp_path / name, progress=False)
+        assert col.model == name and torch.isfinite(col.params).all()
+
+
+def test_city_without_graph(tmp_path):
+    city = synthetic_city("lonely", n_nodes=4, days=6)
+    city.adjacency[:] = 0
+    with pytest.raises(GpdiffError, match="no graph edges.*stid"):
+        train_zoo([city], ZooConfig(max_epochs=1, **FAST), tmp_path, progress=False)
+    col = train_zoo([city], ZooConfig(model="stid", max_epochs=1, **FAST), tmp_path, progress=False)
+    assert len(col) == 4
+
+
+def test_too_few_validation_windows(tmp_path):
+    city = synthetic_city("short", n_nodes=3, days=2)  # 48 steps: a 5-step validation period
+    with pytest.raises(GpdiffError, match="val period"):
+        train_zoo([city], ZooConfig(max_epochs=1, **FAST), tmp_path, progress=False)
+
+
+def test_bad_config():
+    with pytest.raises(GpdiffError, match="unknown base model"):
+        ZooConfig(model="lstm")
+    with pytest.raises(GpdiffError, match="preset"):
+        ZooConfig(preset="tiny")
+    with pytest.raises(GpdiffError, match="unknown zoo config"):
+        ZooConfig.from_dict({"epochs": 3})
+
+
+def test_cli_train_and_show(cities, tmp_path):
+    paths = []
+    for city in cities:
+        paths.append(str(city.save(tmp_path / f"{city.name}.city")))
+    out = tmp_path / "zoo"
+    runner = CliRunner()
+    args = ["zoo", "train", "--cities", ",".join(paths), "--model", "stid", "--out", str(out), "--max-epochs", "1",
+            "--steps-per-epoch", "2", "--batch-size", "8", "--k", "3", "--device", "cpu", "--quiet"]
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "alpha" in res.output and "beta" in res.output
+    res = runner.invoke(main, ["zoo", "show", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "naive MAE" in res.output and "stid" in res.output
+    assert len(ParamCollection.load(out)) == 11
+    res = runner.invoke(main, ["zoo", "train", "--cities", paths[0], "--model", "nope", "--out", str(out)])
+    assert res.exit_code == 2 and "unknown base model" in res.output
