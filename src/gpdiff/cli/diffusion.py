@@ -61,7 +61,8 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
              seed: int | None, device: str | None, quiet: bool) -> None:
     """Train the diffusion model that generates a node's parameters from its prompts."""
-    from gpdiff.diffusion.train import DiffusionConfig, pretrain as run_pretrain
+    from gpdiff.diffusion.train import DiffusionConfig
+    from gpdiff.diffusion.train import pretrain as run_pretrain
     from gpdiff.io import read_yaml
     from gpdiff.params import ParamCollection
 

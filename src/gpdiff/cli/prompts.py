@@ -31,7 +31,7 @@ def _split_names(cities: str) -> list[str]:
 @click.option("--spatial", default="graph", show_default=True, help=f"Spatial encoder: {', '.join(SPATIAL_NAMES)}.")
 @click.option("--days", type=float, default=3.0, show_default=True,
               help="Input length of the temporal prompt: a node's most recent DAYS days.")
-@click.option("--steps", type=int, default=None, help="Training steps of the mae encoder (default 400).")
+@click.option("--steps", type=int, default=None, help="Training steps of the mae encoder (default 1200).")
 @click.option("--spatial-dim", type=int, default=None,
               help="Project graph prompts to this width (default: the standardised features, ~21 columns).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
@@ -160,7 +160,10 @@ def check(path: Path, zoo_path: Path, random_draws: int, seed: int) -> None:
     res = transfer_check(ps, coll, cities, n_random=random_draws, seed=seed)
     click.echo("validation MAE (units of each node's training std) with own / nearest-prompt other-city / random "
                "other-city parameters:")
-    click.echo(_table(res.per_city() + [{"city": "all", **res.summary()}]))
+    summary = res.summary()
+    gap = summary.pop("gap_closed")
+    click.echo(_table(res.per_city() + [{"city": "all", **summary}]))
+    click.echo(f"gap closed by the nearest-prompt neighbour, (random - neighbour) / (random - own): {gap:.3f}")
 
 
 # --------------------------------------------------------------------------- helpers

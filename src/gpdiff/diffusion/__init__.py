@@ -14,7 +14,20 @@ from gpdiff.diffusion.schedule import SAMPLERS, NoiseSchedule, ScheduleConfig, m
 from gpdiff.diffusion.train import PRESETS, DiffusionConfig, DiffusionModel, align_prompts, fit, pretrain
 
 __all__ = [
-    "CONDITIONING", "Denoiser", "DenoiserConfig", "generate", "generate_tensors", "sample_tokens", "SAMPLERS",
-    "NoiseSchedule", "ScheduleConfig", "make_sampler", "PRESETS", "DiffusionConfig", "DiffusionModel",
-    "align_prompts", "fit", "pretrain",
+    "CONDITIONING",
+    "PRESETS",
+    "SAMPLERS",
+    "Denoiser",
+    "DenoiserConfig",
+    "DiffusionConfig",
+    "DiffusionModel",
+    "NoiseSchedule",
+    "ScheduleConfig",
+    "align_prompts",
+    "fit",
+    "generate",
+    "generate_tensors",
+    "make_sampler",
+    "pretrain",
+    "sample_tokens",
 ]

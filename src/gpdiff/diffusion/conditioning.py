@@ -10,7 +10,8 @@ calls in this order:
 - :meth:`Conditioning.modulation`: shift / scale / gate of a block's two layer norms (or ``None``);
 - :meth:`Conditioning.mid_block`: inside every block, between self-attention and the MLP.
 
-A new strategy is one subclass plus one line in :data:`CONDITIONING`. For classifier-free guidance
+A new strategy is one subclass (its layers made in :meth:`Conditioning.build`) plus one line in
+:data:`CONDITIONING`. For classifier-free guidance
 the denoiser replaces the prompt tokens of dropped samples by a learned null embedding.
 """
 
@@ -73,6 +74,10 @@ class Conditioning(nn.Module):
         self.temporal = _prompt_mlp(temporal_dim, d_model)
         self.null = nn.Parameter(torch.zeros(2, d_model))  # "no prompt", for classifier-free guidance
         self.register_buffer("spatial_mask", spatial_mask.float(), persistent=False)  # [n_tokens]
+        self.build()
+
+    def build(self) -> None:
+        """Create the strategy's own layers (``d_model``, ``n_layers``, ``n_heads`` are set)."""
 
     def embed_prompts(self, spatial: torch.Tensor, temporal: torch.Tensor,
                       drop: torch.Tensor | None = None) -> torch.Tensor:
@@ -114,8 +119,7 @@ class Pre(Conditioning):
 
     name = "pre"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def build(self) -> None:
         self.proj = nn.ModuleList(nn.Linear(self.d_model, self.d_model) for _ in range(self.n_layers))
 
     def before_block(self, i: int, h: torch.Tensor, cond: Cond) -> torch.Tensor:
@@ -128,8 +132,7 @@ class PreAdaptive(Conditioning):
 
     name = "pre_adaptive"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def build(self) -> None:
         self.ln = nn.LayerNorm(self.d_model)
         self.attn = Attention(self.d_model, self.n_heads)
         self.proj = nn.ModuleList(nn.Linear(self.d_model, self.d_model) for _ in range(self.n_layers))
@@ -148,8 +151,7 @@ class PostAdaptive(Conditioning):
 
     name = "post_adaptive"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def build(self) -> None:
         self.ln = nn.ModuleList(nn.LayerNorm(self.d_model) for _ in range(self.n_layers))
         self.attn = nn.ModuleList(Attention(self.d_model, self.n_heads) for _ in range(self.n_layers))
 
@@ -163,8 +165,7 @@ class AdaNorm(Conditioning):
 
     name = "adanorm"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def build(self) -> None:
         self.mod = nn.ModuleList(nn.Linear(self.d_model, 6 * self.d_model) for _ in range(self.n_layers))
         for lin in self.mod:
             nn.init.zeros_(lin.weight)

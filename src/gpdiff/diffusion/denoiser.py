@@ -4,15 +4,18 @@
 temporal prompt ``[B, dt]`` -> a prediction of the same shape as ``tokens`` (noise, velocity or
 clean sample, depending on the schedule's prediction type).
 
-Token embedding (linear), learned position embedding, sinusoidal step embedding + MLP added to
-every token, ``n_layers`` pre-LN blocks (attention over tokens, batch first), final LayerNorm and a
-linear head back to ``token_dim``. The prompts enter as the chosen conditioning strategy decides
-(:mod:`gpdiff.diffusion.conditioning`).
+Token embedding (a linear map per token position by default: tokens of different tensors hold
+unrelated numbers), learned position embedding, sinusoidal step embedding + MLP added to every
+token, ``n_layers`` pre-LN blocks (attention over tokens, batch first), final LayerNorm and a
+per-position linear head back to ``token_dim``, plus a step-dependent gain times the input tokens
+(the part of the v / epsilon target that is linear in the noisy input). The prompts enter as the
+chosen conditioning strategy decides (:mod:`gpdiff.diffusion.conditioning`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -96,7 +99,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = MLP(d_model, mlp_ratio, dropout)
 
-    def forward(self, x: torch.Tensor, mod: Modulation | None, mid: Any) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mod: Modulation | None,
+                mid: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         if mod is None:
             x = x + self.attn(self.ln1(x))
             x = mid(x)

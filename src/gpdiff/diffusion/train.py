@@ -40,7 +40,7 @@ from gpdiff.params import ParamCollection, Standardizer, Tokenizer, spec_from_js
 # Sizes per preset; every other field keeps its dataclass default unless overridden.
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {"d_model": 128, "n_layers": 4, "n_heads": 4, "max_tokens": 64, "num_train_timesteps": 500,
-              "iters": 1000, "batch_size": 64, "lr": 2e-3, "warmup": 50},
+              "iters": 1000, "batch_size": 64, "lr": 5e-3, "warmup": 50},
     "paper": {"d_model": 512, "n_layers": 4, "n_heads": 8, "max_tokens": 256, "num_train_timesteps": 500,
               "iters": 80_000, "batch_size": 64, "lr": 2e-4, "warmup": 1000},
 }
@@ -73,7 +73,7 @@ class DiffusionConfig:
     # training
     iters: int = 1000
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 5e-3
     weight_decay: float = 0.01
     warmup: int = 50
     grad_clip: float = 1.0

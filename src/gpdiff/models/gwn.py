@@ -126,14 +126,16 @@ class GWN(BaseModel):
     def forward(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
         x = self.inputs(batch).transpose(1, 2)  # [n, S, B, T, F], slot-major: graph convs are bmm
         n, s, b, t, _ = x.shape
-        mats = self.supports(batch.adj, batch.valid, params)
-        # the centre rows of M and M^2, ..., M^order for the second-to-last layer's graph conv
-        centre_rows = []
-        for m in mats:
-            row = m[:, :1, :]
+        # every diffusion hop M, M^2, .., M^order of every support, stacked: one bmm per layer
+        powers = []
+        for m in self.supports(batch.adj, batch.valid, params):
+            p = m
             for _ in range(self.order):
-                centre_rows.append(row)
-                row = torch.bmm(row, m)
+                powers.append(p)
+                p = torch.bmm(p, m)
+        hops_all = torch.cat(powers, dim=1)  # [n, hops*S, S]
+        hops_centre = torch.cat([p[:, :1] for p in powers], dim=1)  # [n, hops, S]: their centre rows
+        n_hops = len(powers)
         h = temporal_conv(x.reshape(n, s * b, t, -1), params["start"].unsqueeze(2))  # [n, S*B, T, R]
         h = h.view(n, s, b, t, self.r)
         skip = 0.0
@@ -152,19 +154,12 @@ class GWN(BaseModel):
             if last:
                 break
             flat = z.reshape(n, s_in, b * t_out * self.d)
-            if i == self.n_layers - 2:  # the next (last) layer reads only the centre node
-                hops = [flat[:, :1]] + [torch.bmm(row, flat) for row in centre_rows]
-                s_out = 1
-            else:
-                hops = [flat]
-                for m in mats:
-                    y = flat
-                    for _ in range(self.order):
-                        y = torch.bmm(m, y)
-                        hops.append(y)
-                s_out = s_in
-            g = torch.stack([y.view(n, s_out * b * t_out, self.d) for y in hops], dim=2)  # [n, M, hops, D]
-            g = torch.bmm(g.view(n, s_out * b * t_out, -1), params[f"l{i}.gconv"])
+            s_out = 1 if i == self.n_layers - 2 else s_in  # the last layer reads only the centre node
+            mix = hops_centre if s_out == 1 else hops_all
+            diffused = torch.bmm(mix, flat).view(n, n_hops, s_out, b * t_out, self.d)
+            g = torch.cat([flat[:, :s_out].view(n, 1, s_out, b * t_out, self.d), diffused], dim=1)
+            g = g.permute(0, 2, 3, 1, 4).reshape(n, s_out * b * t_out, (n_hops + 1) * self.d)  # [n, M, hops*D]
+            g = torch.bmm(g, params[f"l{i}.gconv"])
             h = g.view(n, s_out, b, t_out, self.r) + h[:, :s_out, :, t_in - t_out:]
             h = F.layer_norm(h, (self.r,))
             h = h * params[f"l{i}.norm_w"][:, None, None, None] + params[f"l{i}.norm_b"][:, None, None, None]
