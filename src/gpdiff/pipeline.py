@@ -141,7 +141,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Any = print) -> Run
     from gpdiff.adapt import FinetuneConfig
     from gpdiff.baselines import NEEDS_GENERATION, Context, get_method
     from gpdiff.diffusion.train import DiffusionConfig
-    from gpdiff.zoo import ZooConfig, resolve_device
+    from gpdiff.device import resolve_device
+    from gpdiff.zoo import ZooConfig
 
     for m in cfg.methods:
         get_method(m)  # fail early on an unknown name

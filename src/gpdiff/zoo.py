@@ -43,6 +43,7 @@ import torch
 from gpdiff.data.city import City
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData, WindowBatch
+from gpdiff.device import resolve_device
 from gpdiff.errors import GpdiffError
 from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
@@ -111,18 +112,6 @@ class ZooConfig:
     def model_config(self) -> ModelConfig:
         return ModelConfig(history=self.history, horizon=self.horizon, in_channels=self.in_channels,
                            ego_size=self.k + 1, preset=self.preset)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise GpdiffError(f"unknown device {device!r}; use auto, cpu or cuda.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GpdiffError(f"device {device!r} requested but CUDA is not available; use --device cpu.")
-    return dev
 
 
 def prepare_cities(cities: Sequence[City], config: ZooConfig, model: BaseModel,

@@ -113,7 +113,8 @@ def generate(model_dir: str, prompts_path: str, out: str, sampler: str, steps: i
              no_ema: bool, quiet: bool) -> None:
     """Generate base-model parameters for every node of a prompt set (zoo collection format)."""
     from gpdiff.diffusion.sample import generate as run_generate
-    from gpdiff.diffusion.train import DiffusionModel, resolve_device
+    from gpdiff.device import resolve_device
+    from gpdiff.diffusion.train import DiffusionModel
     from gpdiff.params import ParamCollection
 
     model = DiffusionModel.load(model_dir, device=resolve_device(device) if device else None)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 import gpdiff
 from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig
 from gpdiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
+from gpdiff.device import resolve_device
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.models.base import ParamSpec
@@ -128,19 +129,6 @@ class DiffusionConfig:
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ... -> a torch device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise GpdiffError(f"unknown device {device!r}; use auto, cpu or cuda[:i].") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GpdiffError(f"device {device!r} requested but CUDA is not available; use --device cpu.")
-    return dev
 
 
 # ------------------------------------------------------------------------------ the model bundle
