@@ -140,18 +140,20 @@ def evaluate(family: Family, generated: torch.Tensor) -> dict[str, float]:
 
 
 def run(family: Family, config: DiffusionConfig, sampler: str = "ddim", steps: int | None = 50,
-        seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Train on the family's training nodes, generate for the held-out nodes, evaluate."""
+        seed: int = 0, progress: bool = False, out: str | None = None) -> dict[str, Any]:
+    """Train on the family's training nodes (reusing a finished run in ``out``), generate for the
+    held-out nodes, evaluate."""
     t0 = time.time()
-    model = pretrain(family.collection.subset(family.train), family.prompts, config, progress=progress)
+    model = pretrain(family.collection.subset(family.train), family.prompts, config, out, progress=progress)
     t1 = time.time()
     gen = generate(model, family.prompts.select([family.collection.keys()[i] for i in family.test.tolist()]),
                    sampler, steps, seed=seed)
     t2 = time.time()
     res: dict[str, Any] = evaluate(family, gen.params)
-    res.update({"condition": config.condition, "train_s": round(t1 - t0, 1), "sample_s": round(t2 - t1, 2),
-                "final_loss": model.info.get("final_loss"), "tokens": model.tokenizer.n_tokens,
-                "token_dim": model.tokenizer.token_dim, "weights": model.denoiser.n_weights()})
+    res.update({"condition": config.condition, "train_s": model.info.get("train_seconds", round(t1 - t0, 1)),
+                "sample_s": round(t2 - t1, 2), "final_loss": model.info.get("final_loss"),
+                "tokens": model.tokenizer.n_tokens, "token_dim": model.tokenizer.token_dim,
+                "weights": model.denoiser.n_weights()})
     return res
 
 
@@ -173,6 +175,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--out", default=None, help="cache denoisers in OUT/<condition> (reused when unchanged)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -187,7 +190,7 @@ def main() -> None:
                                           n_layers=args.layers, lr=args.lr, batch_size=args.batch_size,
                                           token_dim=args.token_dim, prediction_type=args.prediction, seed=args.seed)
         res = run(family, cfg, args.sampler, args.steps if args.sampler != "ddpm" else None, args.seed,
-                  progress=True)
+                  progress=True, out=f"{args.out}/{cond}" if args.out else None)
         results.append(res)
         print(json.dumps(res))
     print("\n| condition | rel L2 gen | rel L2 mean | ratio | MAE true | MAE gen | gap | MAE mean | MAE init | train s |")
