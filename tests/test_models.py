@@ -11,6 +11,7 @@ from gpdiff.errors import GpdiffError
 from gpdiff.models import MODELS, ModelConfig, get_model
 from gpdiff.zoo import masked_node_mae, trim_slots
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """One intra-op thread: these tensors are tiny, and on a shared CPU extra threads only wait."""
@@ -120,3 +121,23 @@ def test_in_channels(batch):
     two = get_model("stgcn", ModelConfig(in_channels=2))
     with pytest.raises(GpdiffError, match="channel"):
         two.forward(two.init(N_NODES), batch)  # the synthetic city has one channel
+
+
+@pytest.mark.parametrize("name,preset", CASES)
+def test_parameter_tools_round_trip(name, preset):
+    """Flatten/unflatten and the tensor-aligned tokenizer are exact for every model and preset."""
+    from gpdiff.params import Standardizer, Tokenizer, flatten, unflatten
+
+    model = get_model(name, ModelConfig(preset=preset))
+    spec = model.spec()
+    params = model.init(3, seed=0, shared=False)
+    flat = flatten(params, spec)
+    assert flat.shape == (3, model.n_params)
+    assert all(torch.equal(unflatten(flat, spec)[k], v) for k, v in params.items())
+    tok = Tokenizer(spec, token_dim=64)
+    tokens = tok.encode(flat)
+    assert torch.equal(tok.decode(tokens), flat)
+    spatial = {s.name for s in spec if s.role == "spatial"}
+    assert tok.spatial_mask().tolist() == [t.name in spatial for t in tok.tokens]
+    std = Standardizer.fit(flat, spec)
+    torch.testing.assert_close(std.inverse(std.transform(flat)), flat)

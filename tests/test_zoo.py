@@ -25,7 +25,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-FAST = dict(k=3, steps_per_epoch=3, batch_size=16, val_windows=16, device="cpu", node_chunk=4)
+FAST = {"k": 3, "steps_per_epoch": 3, "batch_size": 16, "val_windows": 16, "device": "cpu", "node_chunk": 4}
 
 
 def two_channel(city: City) -> City:
@@ -69,7 +69,7 @@ def test_deterministic(cities, tmp_path):
 
 
 def test_resume_continues_exactly(cities, tmp_path):
-    cfg = dict(patience=1, **FAST)
+    cfg = {"patience": 1, **FAST}
     full = train_zoo(cities, ZooConfig(max_epochs=4, **cfg), tmp_path / "full", progress=False)
     train_zoo(cities, ZooConfig(max_epochs=2, **cfg), tmp_path / "split", progress=False)
     before, meta = load_tensors(tmp_path / "split" / CHECKPOINT)

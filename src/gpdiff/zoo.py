@@ -11,16 +11,20 @@ the stacked tensors is exactly per-node Adam.
   values, the training loss). A node whose validation loss has not improved for ``patience`` epochs
   stops: it leaves the training set (nothing is computed for it any more, so its parameters and
   Adam state cannot move) and keeps its best parameters.
-- **Compute.** An epoch gathers the still-training nodes into contiguous working tensors and walks
-  them in chunks of ``node_chunk`` nodes (forward, backward and the Adam update of a chunk
-  together; the nodes are independent, so this is exact). Chunks keep the working set in cache on
-  a CPU; on a GPU one chunk holds every node. The per-chunk loss can be ``torch.compile``-d; if
-  compiling fails, training continues eagerly.
+- **Optimisation.** Adam with learning rate ``lr * lr_decay**epoch``; an epoch is
+  ``steps_per_epoch`` steps of ``batch_size`` training windows per node, drawn at random.
+- **Compute.** An epoch gathers the still-training nodes into contiguous working tensors, ordered
+  by city and ego-graph size, and walks them in chunks of ``node_chunk`` nodes (forward, backward
+  and the Adam update of a chunk together; the nodes are independent, so this is exact). Ego slots
+  that are padding for the whole chunk are cut (:func:`trim_slots`). Chunks keep the working set in
+  cache on a CPU; on a GPU one chunk holds every node. The per-chunk loss can be
+  ``torch.compile``-d; if compiling fails, training continues eagerly.
 - **Checkpoints and resume.** After every epoch the state (parameters, best parameters, Adam
-  moments, per-node early-stopping counters) is written atomically to ``OUT/checkpoint.safetensors``.
-  Rerunning the same command continues from it; training windows are drawn from a generator seeded
-  by (seed, epoch), so a resumed run gives the same numbers as an uninterrupted one. Only
-  ``max_epochs``, ``patience``, ``device``, ``compile`` and ``node_chunk`` may change between runs.
+  moments, per-node early-stopping counters) is written atomically to ``OUT/checkpoint.safetensors``
+  (from a background thread, while the next epoch trains). Rerunning the same command continues
+  from it; training windows are drawn from a generator seeded by (seed, epoch), so a resumed run
+  gives the same numbers as an uninterrupted one. Only ``max_epochs``, ``patience``, ``device``,
+  ``compile`` and ``node_chunk`` may change between runs.
 - **Output.** ``OUT/zoo.safetensors`` (a :class:`~gpdiff.params.ParamCollection` of the best
   parameters) with per-node metrics ``val_mae`` and ``naive_mae`` (original scale, all validation
   windows, the seasonal-naive forecast of :mod:`gpdiff.baselines.naive`), ``val_loss`` (best
@@ -69,13 +73,13 @@ class ZooConfig:
     train: float = 0.7  # chronological split fractions of every source city
     val: float = 0.1
     test: float = 0.2
-    batch_size: int = 64  # training windows per node per step
+    batch_size: int = 32  # training windows per node per step
     lr: float = 0.01
-    lr_decay: float = 1.0  # the learning rate of epoch e is lr * lr_decay**e
+    lr_decay: float = 0.9  # the learning rate of epoch e is lr * lr_decay**e
     max_epochs: int = 60
-    patience: int = 4  # epochs without validation improvement before a node stops
+    patience: int = 3  # epochs without validation improvement before a node stops
     steps_per_epoch: int = 25
-    val_windows: int = 256  # validation windows per node for early stopping (evenly spaced)
+    val_windows: int = 128  # validation windows per node for early stopping (evenly spaced)
     seed: int = 0
     shared_init: bool = True  # one initial parameter set for all nodes (False: independent draws)
     device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...

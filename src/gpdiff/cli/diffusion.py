@@ -112,8 +112,8 @@ def generate(model_dir: str, prompts_path: str, out: str, sampler: str, steps: i
              seed: int, cities: str | None, zoo_path: str | None, batch_size: int, device: str | None,
              no_ema: bool, quiet: bool) -> None:
     """Generate base-model parameters for every node of a prompt set (zoo collection format)."""
-    from gpdiff.diffusion.sample import generate as run_generate
     from gpdiff.device import resolve_device
+    from gpdiff.diffusion.sample import generate as run_generate
     from gpdiff.diffusion.train import DiffusionModel
     from gpdiff.params import ParamCollection
 
@@ -137,5 +137,5 @@ def generate(model_dir: str, prompts_path: str, out: str, sampler: str, steps: i
         target = target / "generated.safetensors"
     params.save(target)
     click.echo(f"generated {len(params)} parameter sets of {params.model}/{model.preset} "
-               f"({sampler}, {steps or 'default'} steps, guidance {guidance}, seed {seed}) in "
+               f"({sampler}, {params.config['generated']['steps']} steps, guidance {guidance}, seed {seed}) in "
                f"{time.time() - t0:.1f}s -> {target}")

@@ -27,10 +27,11 @@ def zoo() -> None:
 @click.option("--history", type=int, default=None, help="Input steps (default 12).")
 @click.option("--horizon", type=int, default=None, help="Forecast steps (default 6).")
 @click.option("--k", type=int, default=None, help="Neighbours per ego-graph (default 7).")
-@click.option("--batch-size", type=int, default=None, help="Training windows per node per step (default 64).")
+@click.option("--batch-size", type=int, default=None, help="Training windows per node per step (default 32).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate (default 0.01).")
+@click.option("--lr-decay", type=float, default=None, help="Learning rate factor per epoch (default 0.9).")
 @click.option("--max-epochs", type=int, default=None, help="Most epochs (default 60).")
-@click.option("--patience", type=int, default=None, help="Epochs without improvement before a node stops (default 4).")
+@click.option("--patience", type=int, default=None, help="Epochs without improvement before a node stops (default 3).")
 @click.option("--steps-per-epoch", type=int, default=None, help="Adam steps per epoch (default 25).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
 @click.option("--independent-init", is_flag=True, default=False,
@@ -41,7 +42,7 @@ def zoo() -> None:
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
 def train(cities: str, model: str | None, preset: str | None, out_dir: Path, config_file: Path | None,
           history: int | None, horizon: int | None, k: int | None, batch_size: int | None, lr: float | None,
-          max_epochs: int | None, patience: int | None, steps_per_epoch: int | None, seed: int | None,
+          lr_decay: float | None, max_epochs: int | None, patience: int | None, steps_per_epoch: int | None, seed: int | None,
           independent_init: bool, device: str | None, compile_: bool | None, quiet: bool) -> None:
     """Train one base model per node of every source city, all nodes at once."""
     from gpdiff.data import load_city
@@ -50,7 +51,7 @@ def train(cities: str, model: str | None, preset: str | None, out_dir: Path, con
 
     fields: dict[str, Any] = dict(read_yaml(config_file) or {}) if config_file else {}
     flags = {"model": model, "preset": preset, "history": history, "horizon": horizon, "k": k,
-             "batch_size": batch_size, "lr": lr, "max_epochs": max_epochs, "patience": patience,
+             "batch_size": batch_size, "lr": lr, "lr_decay": lr_decay, "max_epochs": max_epochs, "patience": patience,
              "steps_per_epoch": steps_per_epoch, "seed": seed, "device": device, "compile": compile_}
     fields.update({key: value for key, value in flags.items() if value is not None})
     if independent_init:

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gpdiff.diffusion.denoiser import Denoiser
-from gpdiff.diffusion.schedule import ScheduleConfig, make_sampler
+from gpdiff.diffusion.schedule import ScheduleConfig, make_sampler, sampling_steps
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
 from gpdiff.params import ParamCollection
@@ -83,7 +83,8 @@ def generate(model: DiffusionModel, prompts: Any, sampler: str = "ddim", steps: 
         raise GpdiffError(f"sampling with {sampler} produced non-finite parameters; try another sampler or more "
                           "steps (this indicates a badly trained denoiser).")
     keys = [tuple(k) for k in prompts.key()]
-    record = {"generated": {"denoiser": str(model.path) if model.path else None, "sampler": sampler, "steps": steps,
+    record = {"generated": {"denoiser": str(model.path) if model.path else None, "sampler": sampler,
+                            "steps": sampling_steps(sampler, model.config.schedule(), steps),
                             "guidance": guidance, "seed": seed, "batch_size": batch_size, "ema": use_ema}}
     return ParamCollection(params, [k[1] for k in keys], [k[0] for k in keys], model.base_model,
                            dict(model.model_config), list(model.spec), {}, record)

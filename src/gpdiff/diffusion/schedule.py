@@ -121,6 +121,13 @@ SAMPLERS: dict[str, Callable[[ScheduleConfig, int | None], SchedulerMixin]] = {
 }
 
 
+def sampling_steps(name: str, config: ScheduleConfig, steps: int | None = None) -> int:
+    """The number of denoiser evaluations ``name`` makes with ``steps`` (``None``: its default)."""
+    if steps is not None:
+        return int(steps)
+    return config.num_train_timesteps if name == "ddpm" else DEFAULT_FEW_STEPS
+
+
 def make_sampler(name: str, config: ScheduleConfig, steps: int | None = None) -> SchedulerMixin:
     """A diffusers scheduler for ``name`` with its timesteps set (``steps=None``: the sampler's default)."""
     if name not in SAMPLERS:

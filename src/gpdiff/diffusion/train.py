@@ -30,9 +30,9 @@ import torch
 from tqdm.auto import tqdm
 
 import gpdiff
+from gpdiff.device import resolve_device
 from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig
 from gpdiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
-from gpdiff.device import resolve_device
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.models.base import ParamSpec

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -92,7 +92,7 @@ class BaseModel(ABC):
     """A node-batched functional forecaster. Subclasses set ``name`` and ``presets``."""
 
     name: str = ""
-    presets: dict[str, dict[str, Any]] = {}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
     needs_graph: bool = True
     module_class: type[NodeModule]  # the plain nn.Module version, see :meth:`reference`
 

@@ -22,7 +22,7 @@ only; the last layer and the skips run on the centre node's last step only.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -46,7 +46,7 @@ from gpdiff.models.base import (
 
 class GWN(BaseModel):
     name = "gwn"
-    presets: dict[str, dict[str, Any]] = {
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
         "small": {"residual": 8, "dilation": 8, "skip": 16, "end": 16, "kernel": 2, "blocks": 4, "layers": 2,
                   "order": 2, "adaptive_dim": 4, "time": "cyclic"},
         "paper": {"residual": 32, "dilation": 32, "skip": 32, "end": 32, "kernel": 2, "blocks": 4, "layers": 2,

@@ -19,7 +19,7 @@ slot the ordinary way and reads the centre row at the end.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -46,7 +46,7 @@ BLOCKS = ("tc1", "tc2", "tc3")  # the three gated temporal convolutions, in orde
 
 class STGCN(BaseModel):
     name = "stgcn"
-    presets: dict[str, dict[str, Any]] = {
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
         "small": {"temporal_channels": 16, "spatial_channels": 8, "kernel": 4, "time": "cyclic"},
         "paper": {"temporal_channels": 32, "spatial_channels": 8, "kernel": 4, "time": "linear"},
     }

@@ -16,7 +16,7 @@ It needs no graph: without edges the spatial embedding is the bias of its layer.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ def _fourier(tod: torch.Tensor, harmonics: int) -> torch.Tensor:
 
 class STID(BaseModel):
     name = "stid"
-    presets: dict[str, dict[str, Any]] = {
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
         "small": {"embed": 8, "layers": 2, "harmonics": 4},
         "paper": {"embed": 32, "layers": 3, "harmonics": 8},
     }
