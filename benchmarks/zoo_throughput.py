@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--model", default="stgcn")
     ap.add_argument("--preset", default="small")
     ap.add_argument("--steps", type=int, default=10, help="Adam steps per node in the timed runs")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=ZooConfig().batch_size)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the batched step")
     ap.add_argument("--device", default="cpu")

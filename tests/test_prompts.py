@@ -194,14 +194,27 @@ def test_patches_mean_the_same_at_any_interval():
 
 
 # --------------------------------------------------------------------------- bad input
-def test_node_with_fewer_observations_than_one_patch(encoders):
+@pytest.mark.parametrize("which", ["encoders", "stats_encoders"])
+def test_node_with_too_few_observations_gets_the_mean_prompt(which, request):
+    """A node with (almost) no data in its prompt window keeps a prompt: the mean of the others."""
+    encoders = request.getfixturevalue(which)
     city = synthetic_city("gappy", n_nodes=4, days=6, interval_minutes=10, seed=4)
     seg = Segment(city.n_steps - 144, city.n_steps)
     mask = city.mask.copy()
     mask[seg.start :, 2] = False
-    mask[seg.start : seg.start + 3, 2] = True  # 3 observations < 6 per one-hour patch
-    with pytest.raises(GpdiffError, match=r"fewer than 6 observed.*n2 \(3\)"):
+    mask[seg.start : seg.start + 3, 2] = True  # 3 observations: less than one patch / one hour
+    ps = encoders.encode(_with(city, mask=mask), seg)
+    t = ps.temporal.numpy()
+    assert np.isfinite(t).all()
+    np.testing.assert_allclose(t[2], t[[0, 1, 3]].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert any("1 node(s) have fewer than" in n and "n2" in n for n in ps.meta["notes"])
+    mask[seg.start :, :] = False
+    with pytest.raises(GpdiffError, match="no node has"):
         encoders.encode(_with(city, mask=mask), seg)
+
+
+def test_segment_shorter_than_one_patch(encoders):
+    city = synthetic_city("gappy", n_nodes=4, days=6, interval_minutes=10, seed=4)
     with pytest.raises(GpdiffError, match="shorter than one patch"):
         encoders.encode(city, Segment(city.n_steps - 3, city.n_steps))
 

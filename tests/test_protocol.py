@@ -6,7 +6,7 @@ import torch
 
 from gpdiff.data import CityData, source_split, target_split
 from gpdiff.data.graph import ego_graphs, gaussian_knn_adjacency, grid_adjacency
-from gpdiff.data.scaler import NodeScaler
+from gpdiff.data.scaler import MIN_REL_STD, NodeScaler
 from gpdiff.data.splits import Segment
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import window_origins
@@ -84,6 +84,28 @@ def test_scaler_ignores_missing_and_round_trips():
     assert np.all(z[:, :, 0][~c.mask] == 0)
     back = sc.inverse_target(z[:, :, 0])
     np.testing.assert_allclose(back[c.mask], c.values[:, :, 0][c.mask], rtol=1e-5, atol=1e-3)
+
+
+def test_scaler_gives_nodes_without_a_scale_the_pooled_one():
+    """A node unobserved (or constant) in training must not be left in raw units later on."""
+    c = synthetic_city(n_nodes=4, days=10, seed=2)
+    split = source_split(c.n_steps)
+    tr = split.train.as_slice()
+    c.mask[tr, 1] = False  # node 1: nothing observed in training
+    c.values[tr, 2, 0] = 0.0  # node 2: a constant (all zeros) in training
+    sc = NodeScaler.fit(c, split.train)
+    keep = c.mask[tr][:, [0, 3]]
+    pooled = c.values[tr][:, [0, 3], 0][keep]
+    pooled = np.concatenate([pooled, np.zeros(c.mask[tr, 2].sum())])  # node 2's observed zeros count too
+    assert sc.std[1, 0] == pytest.approx(pooled.std(), rel=1e-4)
+    assert sc.mean[1, 0] == pytest.approx(pooled.mean(), rel=1e-4)
+    assert sc.std[2, 0] == pytest.approx(pooled.std(), rel=1e-4) and sc.mean[2, 0] == 0.0
+    z = sc.transform(c.values, c.mask)[split.test.as_slice()]
+    assert np.abs(z).max() < 20  # test values land on the same scale as every other node's
+    c.values[tr, 3, 0] = c.values[tr, 3, 0] * 1e-3  # node 3: almost idle in training
+    sc = NodeScaler.fit(c, split.train)
+    assert sc.std[3, 0] >= MIN_REL_STD * sc.std[1, 0] * 0.999  # floored at a fraction of the pooled std
+    assert sc.std[0, 0] == pytest.approx(c.values[tr, 0, 0][c.mask[tr, 0]].std(), rel=1e-5)  # others untouched
 
 
 def test_batch_contents_match_the_city():

@@ -222,8 +222,9 @@ def write_run_report(root: Path, cfg: Any, target: City, split: Any, tdata: Any,
     best_base = min(others, key=lambda m: avg[m]) if others else None
     shown = [m for m in (gpd_name, best_base) if m]
     if shown:
-        means = np.nanmean(np.where(tdata.city.mask, tdata.city.values[:, :, 0], np.nan)[split.train.as_slice()], 0)
-        nodes = np.argsort(-np.nan_to_num(means))[:3]
+        seen = tdata.city.mask[split.train.as_slice()]  # the busiest nodes of the few-shot days
+        totals = np.where(seen, tdata.city.values[split.train.as_slice(), :, 0], 0.0).sum(0)
+        nodes = np.argsort(-(totals / np.maximum(seen.sum(0), 1)))[:3]
         span = min(origins.size, 3 * target.steps_per_day)
         t = target.timestamps[origins[:span]]
         tr = np.where(tdata.truth(origins[:span])[1], truth[:, :span], np.nan)[nodes, :, 0]

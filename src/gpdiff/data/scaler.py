@@ -15,6 +15,7 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 
 MIN_STD = 1e-3
+MIN_REL_STD = 0.05  # a node's std is at least this fraction of the city's pooled std (see NodeScaler.fit)
 
 
 @dataclass
@@ -24,6 +25,17 @@ class NodeScaler:
 
     @classmethod
     def fit(cls, city: City, segment: Segment) -> NodeScaler:
+        """Per-node statistics of the observed values in ``segment``.
+
+        A node with fewer than 2 observations there, or a (near-)constant series, has no usable
+        scale of its own (its later values would be scaled by 1, i.e. left in raw units, and flood
+        every neighbour's graph convolution). It gets the city's pooled standard deviation over all
+        observed values of the segment, and its own mean where it has one (else the pooled mean).
+        Any node's std is also floored at ``MIN_REL_STD`` of the pooled std: with a few days of
+        data a sensor can look almost idle (a pedestrian counter reading 0-6 for three days in
+        melbourne-ped, against a city std of 550) and then read hundreds, hundreds of its own
+        standard deviations, which no model survives.
+        """
         vals = city.values[segment.as_slice()].astype(np.float64)  # [t, N, C]
         obs = np.ones(vals.shape, dtype=bool)
         obs[:, :, 0] = city.mask[segment.as_slice()]
@@ -32,8 +44,12 @@ class NodeScaler:
         mean = np.where(obs, vals, 0.0).sum(axis=0) / safe
         var = np.where(obs, (vals - mean) ** 2, 0.0).sum(axis=0) / safe
         std = np.sqrt(var)
-        # A node with no training observation (or a constant series) keeps unit scale around its mean.
-        std = np.where((cnt < 2) | (std < MIN_STD), 1.0, std)
+        total = np.maximum(cnt.sum(axis=0), 1)  # [C]
+        pooled_mean = np.where(obs, vals, 0.0).sum(axis=(0, 1)) / total
+        pooled_std = np.sqrt(np.where(obs, (vals - pooled_mean) ** 2, 0.0).sum(axis=(0, 1)) / total)
+        pooled_std = np.where(pooled_std < MIN_STD, 1.0, pooled_std)
+        mean = np.where(cnt == 0, pooled_mean, mean)
+        std = np.where((cnt < 2) | (std < MIN_STD), pooled_std, np.maximum(std, MIN_REL_STD * pooled_std))
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
     def transform(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -25,7 +25,7 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.errors import GpdiffError
 from gpdiff.prompts.base import PromptEncoder
-from gpdiff.prompts.temporal import SeriesWindow, prompt_windows, require_observations, window_notes
+from gpdiff.prompts.temporal import SeriesWindow, fill_sparse, prompt_windows, sparse_nodes, window_notes
 
 FEATURES = (["observed", "zeros", "log_cv", "skew"] + [f"profile_h{h:02d}" for h in range(24)]
             + ["profile_share", "peak_sin", "peak_cos", "acf_step", "acf_hour", "acf_day", "acf_week",
@@ -55,14 +55,21 @@ class StatsEncoder(PromptEncoder):
     def dim(self) -> int:
         return len(FEATURES)
 
-    def window(self, city: City, segment: Segment) -> SeriesWindow:
+    def features(self, city: City, segment: Segment) -> tuple[SeriesWindow, np.ndarray, list[str]]:
+        """The prompt window, unstandardised features ``[N, dim]`` from its last ``days`` days, notes.
+
+        Nodes with less than an hour observed get the mean features of the other nodes.
+        """
         win = prompt_windows(city, segment, self.config.days, self.config.min_coverage)
-        require_observations(city, win, max(2, 60 // city.interval_minutes), "one hour")
-        return win
+        minimum = max(2, 60 // city.interval_minutes)
+        sparse = sparse_nodes(city, win, minimum, "one hour")
+        with np.errstate(invalid="ignore", divide="ignore"):  # sparse nodes' rows are replaced below
+            feats = series_features(win, self.config.min_pairs)
+        return win, feats, fill_sparse(city, sparse, feats, minimum, "one hour")
 
     def raw_features(self, city: City, segment: Segment) -> np.ndarray:
         """Unstandardised features ``[N, dim]`` from the last ``days`` days of ``segment``."""
-        return series_features(self.window(city, segment), self.config.min_pairs)
+        return self.features(city, segment)[1]
 
     def fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool = False) -> StatsEncoder:
         if not cities or len(cities) != len(segments):
@@ -79,9 +86,9 @@ class StatsEncoder(PromptEncoder):
 
     def encode(self, city: City, segment: Segment) -> tuple[np.ndarray, list[str]]:
         self._require_fitted()
-        win = self.window(city, segment)
-        z = (series_features(win, self.config.min_pairs) - self.mean) / self.std
-        notes = window_notes(city, win)
+        win, feats, notes = self.features(city, segment)
+        z = (feats - self.mean) / self.std
+        notes += window_notes(city, win)
         if win.length < city.steps_per_day:
             notes.append(f"stats prompt for {city.name} from {win.length / city.steps_per_day:.2f} day(s): "
                          "daily features are partial")

@@ -108,19 +108,39 @@ def window_notes(city: City, win: SeriesWindow) -> list[str]:
             + f"(too few observations at its end), e.g. {shown}"]
 
 
-def require_observations(city: City, window: SeriesWindow, minimum: int, unit: str) -> None:
-    """Raise naming the nodes with fewer than ``minimum`` observed values in ``window``."""
+def sparse_nodes(city: City, window: SeriesWindow, minimum: int, unit: str) -> np.ndarray:
+    """Rows of nodes with fewer than ``minimum`` observed values in ``window``.
+
+    Raises when that is every node: then no prompt can be computed at all.
+    """
     count = window.mask.sum(axis=1)
     bad = np.flatnonzero(count < minimum)
-    if bad.size:
-        ids = ", ".join(f"{city.node_ids[i]} ({int(count[i])})" for i in bad[:5])
-        more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+    if bad.size == city.n_nodes:
         seg = window.segment
         raise GpdiffError(
-            f"{city.name}: {bad.size} node(s) have fewer than {minimum} observed value(s) ({unit}) in any "
-            f"{window.length}-step window of steps [{seg.start}, {seg.stop}) used for their temporal prompt: "
-            f"{ids}{more}. Use more days (--days / --target-days), or drop these nodes from the city."
+            f"{city.name}: no node has {minimum} observed value(s) ({unit}) in any {window.length}-step window "
+            f"of steps [{seg.start}, {seg.stop}) used for the temporal prompts. Use more days "
+            "(--days / --target-days) or a period with data."
         )
+    return bad
+
+
+def fill_sparse(city: City, rows: np.ndarray, prompts: np.ndarray, minimum: int, unit: str) -> list[str]:
+    """Give the nodes in ``rows`` the mean prompt of the city's other nodes (in place); the note saying so.
+
+    A node with (almost) nothing observed in its prompt window has no temporal signature of its own;
+    the city's average one is the least informative choice that keeps the node in the experiment
+    (it is still forecast and scored wherever it has data).
+    """
+    if not rows.size:
+        return []
+    keep = np.ones(city.n_nodes, dtype=bool)
+    keep[rows] = False
+    prompts[rows] = prompts[keep].mean(axis=0)
+    ids = ", ".join(city.node_ids[i] for i in rows[:5])
+    more = f" and {rows.size - 5} more" if rows.size > 5 else ""
+    return [f"{city.name}: {rows.size} node(s) have fewer than {minimum} observed value(s) ({unit}) in their "
+            f"temporal prompt window and get the mean temporal prompt of the other nodes: {ids}{more}"]
 
 
 @dataclass
@@ -355,8 +375,8 @@ class MaeEncoder(PromptEncoder):
                 f"{city.name}: the prompt segment has {win.length} step(s) of {city.interval_minutes} min, "
                 f"shorter than one patch ({cfg.patch_minutes} min); use more days."
             )
-        require_observations(city, win, self.min_observations(city.interval_minutes),
-                             f"one patch = {cfg.patch_minutes} min")
+        minimum, unit = self.min_observations(city.interval_minutes), f"one patch = {cfg.patch_minutes} min"
+        sparse = sparse_nodes(city, win, minimum, unit)
         n = min(n_avail, cfg.max_patches)
         pt = patchify(win.values, win.mask, win.start_minute, city.interval_minutes, cfg.patch_minutes,
                       cfg.patch_points, n)
@@ -372,7 +392,9 @@ class MaeEncoder(PromptEncoder):
                 h, empty = self.net(torch.from_numpy(pt.x[sl]), torch.from_numpy(pt.m[sl]),
                                     torch.from_numpy(pt.t[sl]))
                 out.append(self.net.pool(h, empty))
-        return torch.cat(out).numpy().astype(np.float32), notes
+        prompts = torch.cat(out).numpy().astype(np.float32)
+        notes += fill_sparse(city, sparse, prompts, minimum, unit)
+        return prompts, notes
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, torch.Tensor]:
