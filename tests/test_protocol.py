@@ -6,7 +6,7 @@ import torch
 
 from gpdiff.data import CityData, source_split, target_split
 from gpdiff.data.graph import ego_graphs, gaussian_knn_adjacency, grid_adjacency
-from gpdiff.data.scaler import MIN_REL_STD, NodeScaler
+from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.splits import Segment
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import window_origins
@@ -103,8 +103,10 @@ def test_scaler_gives_nodes_without_a_scale_the_pooled_one():
     z = sc.transform(c.values, c.mask)[split.test.as_slice()]
     assert np.abs(z).max() < 20  # test values land on the same scale as every other node's
     c.values[tr, 3, 0] = c.values[tr, 3, 0] * 1e-3  # node 3: almost idle in training
-    sc = NodeScaler.fit(c, split.train)
-    assert sc.std[3, 0] >= MIN_REL_STD * sc.std[1, 0] * 0.999  # floored at a fraction of the pooled std
+    own = c.values[tr, 3, 0][c.mask[tr, 3]].std()
+    assert NodeScaler.fit(c, split.train).std[3, 0] == pytest.approx(own, rel=1e-4)  # no floor by default
+    sc = NodeScaler.fit(c, split.train, min_rel_std=0.05)
+    assert sc.std[3, 0] == pytest.approx(0.05 * sc.std[1, 0], rel=1e-4)  # floored at 5% of the pooled std
     assert sc.std[0, 0] == pytest.approx(c.values[tr, 0, 0][c.mask[tr, 0]].std(), rel=1e-5)  # others untouched
 
 

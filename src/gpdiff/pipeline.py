@@ -43,6 +43,7 @@ class RunConfig:
     target_days: float = 3.0
     val_days: float = 1.0
     test_fraction: float = 0.2
+    target_scale_floor: float = 0.05  # target nodes' std >= this x the target's pooled std (NodeScaler.fit)
     history: int = 12
     horizon: int = 6
     k: int = 7
@@ -204,6 +205,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Any = print) -> Run
             enc.save(st.path / "encoders")
             src_prompts = enc.encode_many(sources, segs)
             tgt_prompts = enc.encode(target, split.train)  # the few-shot days only
+            for note in tgt_prompts.meta.get("notes", []):
+                log(f"[prompts] {note}")
             src_prompts.save(src_file)
             tgt_prompts.save(tgt_file)
     src_prompts = src_prompts.select(zoo.keys())
@@ -243,7 +246,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Any = print) -> Run
     from gpdiff.zoo import prepare_cities
 
     model = get_model(cfg.model, zoo_cfg.model_config())
-    tdata = CityData(target, split, history=cfg.history, horizon=cfg.horizon, k=cfg.k, device=device)
+    tdata = CityData(target, split, history=cfg.history, horizon=cfg.horizon, k=cfg.k, device=device,
+                     min_rel_std=cfg.target_scale_floor)
     tdata.require_windows("train")
     tdata.require_windows("val")
     test_origins = tdata.require_windows("test")
@@ -254,7 +258,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Any = print) -> Run
     rows: list[dict[str, Any]] = []
     for name in cfg.methods:
         key = {"method": name, "finetune": ft.to_dict(), "options": cfg.baselines.get(name, {}), "zoo": zoo_key_s, "prompts": key_of(prompt_key),
-               "target": fps[target.name], "split": split.to_dict(), "seed": cfg.seed,
+               "target": fps[target.name], "split": split.to_dict(), "scale_floor": cfg.target_scale_floor,
+               "seed": cfg.seed,
                "generation": key_of(gen_key) if name in NEEDS_GENERATION else None}
         with run.stage(f"methods/{name}", key, cfg.seed) as st:
             f = st.path / "output.safetensors"
@@ -286,5 +291,6 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Any = print) -> Run
 
     run.timings["total"] = time.perf_counter() - t_start
     report = write_run_report(run.root, cfg, target, split, tdata, test_origins, truth, outputs, rows, zoo,
-                              generated, run.timings, source_names)
+                              generated, run.timings, source_names,
+                              [f"target prompts: {n}" for n in tgt_prompts.meta.get("notes", [])])
     return RunResult(run.root, rows, report, dict(run.timings))

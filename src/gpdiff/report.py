@@ -200,8 +200,11 @@ def plot_stage_times(timings: dict[str, float], path: str | os.PathLike[str]) ->
 # ---------------------------------------------------------------- run report
 def write_run_report(root: Path, cfg: Any, target: City, split: Any, tdata: Any, origins: np.ndarray,
                      truth: np.ndarray, outputs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
-                     zoo: Any, generated: Any, timings: dict[str, float], sources: list[str]) -> Path:
-    """results.csv / results.md, the four plots and report.md in ``root``; prints the table."""
+                     zoo: Any, generated: Any, timings: dict[str, float], sources: list[str],
+                     data_notes: list[str] | None = None) -> Path:
+    """results.csv / results.md, the four plots and report.md in ``root``; prints the table.
+
+    ``data_notes``: what the data stages had to work around on the target (listed under Notes)."""
     from gpdiff.io import atomic_write_text
     from gpdiff.stages import versions
 
@@ -263,8 +266,9 @@ def write_run_report(root: Path, cfg: Any, target: City, split: Any, tdata: Any,
     for name, path in plots.items():
         lines += [f"### {name.replace('_', ' ')}", "", f"![{name}]({Path(path).name})", ""]
     notes = {m: o["notes"] for m, o in outputs.items() if o.get("notes")}
-    if notes:
-        lines += ["## Notes", ""] + [f"- `{m}`: {n}" for m, n in notes.items()] + [""]
+    if notes or data_notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in data_notes or []]
+        lines += [f"- `{m}`: {n}" for m, n in notes.items()] + [""]
     lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
               "- `zoo/`, `prompts/`, `diffusion/`, `generate/`, `methods/<name>/`: stage outputs, each with "
               "`stage.yaml` (key, config, seed, versions, wall time)", ""]

@@ -15,7 +15,6 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 
 MIN_STD = 1e-3
-MIN_REL_STD = 0.05  # a node's std is at least this fraction of the city's pooled std (see NodeScaler.fit)
 
 
 @dataclass
@@ -24,17 +23,19 @@ class NodeScaler:
     std: np.ndarray  # [N, C]
 
     @classmethod
-    def fit(cls, city: City, segment: Segment) -> NodeScaler:
+    def fit(cls, city: City, segment: Segment, min_rel_std: float = 0.0) -> NodeScaler:
         """Per-node statistics of the observed values in ``segment``.
 
         A node with fewer than 2 observations there, or a (near-)constant series, has no usable
         scale of its own (its later values would be scaled by 1, i.e. left in raw units, and flood
         every neighbour's graph convolution). It gets the city's pooled standard deviation over all
         observed values of the segment, and its own mean where it has one (else the pooled mean).
-        Any node's std is also floored at ``MIN_REL_STD`` of the pooled std: with a few days of
-        data a sensor can look almost idle (a pedestrian counter reading 0-6 for three days in
-        melbourne-ped, against a city std of 550) and then read hundreds, hundreds of its own
-        standard deviations, which no model survives.
+        ``min_rel_std`` floors every node's std at that fraction of the pooled std. It is for
+        few-shot targets: with a few days of data a sensor can look almost idle (a pedestrian
+        counter reading 0-6 for three days in melbourne-ped, against a city std of 550) and then
+        read hundreds, hundreds of its own standard deviations, which no model survives. Sources,
+        with months of training data, keep 0: there a small std is real (a quiet taxi-grid cell),
+        and flooring it costs accuracy.
         """
         vals = city.values[segment.as_slice()].astype(np.float64)  # [t, N, C]
         obs = np.ones(vals.shape, dtype=bool)
@@ -49,7 +50,7 @@ class NodeScaler:
         pooled_std = np.sqrt(np.where(obs, (vals - pooled_mean) ** 2, 0.0).sum(axis=(0, 1)) / total)
         pooled_std = np.where(pooled_std < MIN_STD, 1.0, pooled_std)
         mean = np.where(cnt == 0, pooled_mean, mean)
-        std = np.where((cnt < 2) | (std < MIN_STD), pooled_std, np.maximum(std, MIN_REL_STD * pooled_std))
+        std = np.where((cnt < 2) | (std < MIN_STD), pooled_std, np.maximum(std, min_rel_std * pooled_std))
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
     def transform(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

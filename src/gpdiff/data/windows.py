@@ -52,12 +52,12 @@ class CityData:
     """A city prepared for training and evaluation under one split."""
 
     def __init__(self, city: City, split: Split, history: int = 12, horizon: int = 6, k: int = 7,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", min_rel_std: float = 0.0) -> None:
         if history < 1 or horizon < 1:
             raise GpdiffError(f"history ({history}) and horizon ({horizon}) must be at least 1.")
         self.city, self.split = city, split
         self.history, self.horizon, self.device = history, horizon, torch.device(device)
-        self.scaler = NodeScaler.fit(city, split.train)
+        self.scaler = NodeScaler.fit(city, split.train, min_rel_std)  # see NodeScaler.fit
         self.ego: EgoGraphs = ego_graphs(city.adjacency, k)
         scaled = self.scaler.transform(city.values, city.mask)
         self.values = torch.from_numpy(scaled).to(self.device)  # [T, N, C]
