@@ -162,3 +162,10 @@ def test_target_nodes_silent_in_the_few_shot_days_do_not_break_the_run(first_run
     for m in cfg.methods:
         pred = load_tensors(res.out / "methods" / m / "output.safetensors")[0]["pred"].numpy()
         assert np.isfinite(pred).all() and np.abs(pred).max() < 3 * peak, (m, np.abs(pred).max() / peak)
+
+
+def test_unknown_run_setting_is_named():
+    from gpdiff.errors import GpdiffError
+
+    with pytest.raises(GpdiffError, match=r"unknown run config field\(s\) \['targte'\]; known: \[.*'target'"):
+        RunConfig.from_dict({"targte": "x"})

@@ -8,13 +8,14 @@ goes through :func:`finetune` with the same :class:`FinetuneConfig`, so budgets 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from gpdiff.config import from_mapping
 from gpdiff.data.windows import CityData, WindowBatch
 from gpdiff.errors import GpdiffError
 from gpdiff.models.base import BaseModel
@@ -35,12 +36,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> FinetuneConfig:
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(data) - known)
-        if bad:
-            raise GpdiffError(f"unknown finetune setting(s) {bad}; known: {sorted(known)}.")
-        return cls(**data)
+        return from_mapping(cls, data, "finetune config")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

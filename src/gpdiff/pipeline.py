@@ -14,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from gpdiff.config import from_mapping
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City
 from gpdiff.data.splits import target_split
@@ -69,14 +70,10 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> RunConfig:
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(data) - known)
-        if bad:
-            raise GpdiffError(f"unknown run setting(s) {bad}; known: {sorted(known)}.")
         for name in ("sources", "methods"):
             if isinstance(data.get(name), str):
                 data[name] = [s.strip() for s in data[name].split(",") if s.strip()]
-        return cls(**data)
+        return from_mapping(cls, data, "run config")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -141,8 +138,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Any = print) -> Run
     """Run (or resume) the whole experiment described by ``cfg``; see the module docstring."""
     from gpdiff.adapt import FinetuneConfig
     from gpdiff.baselines import NEEDS_GENERATION, Context, get_method
-    from gpdiff.diffusion.train import DiffusionConfig
     from gpdiff.device import resolve_device
+    from gpdiff.diffusion.train import DiffusionConfig
     from gpdiff.zoo import ZooConfig
 
     for m in cfg.methods:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpdiff.config import from_mapping
 from gpdiff.data.city import City
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData, WindowBatch
@@ -107,11 +108,7 @@ class ZooConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ZooConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise GpdiffError(f"unknown zoo config field(s) {unknown}; known: {sorted(known)}.")
-        return cls(**data)
+        return from_mapping(cls, data, "zoo config")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(history=self.history, horizon=self.horizon, in_channels=self.in_channels,

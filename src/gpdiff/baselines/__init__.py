@@ -7,7 +7,6 @@ code; methods that fine-tune use :func:`gpdiff.adapt.finetune` with the same bud
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpdiff.config import from_mapping
 from gpdiff.data.windows import CityData
-from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.errors import unknown_name
 from gpdiff.models.base import BaseModel
 from gpdiff.params import ParamCollection
 
@@ -58,11 +58,7 @@ class Context:
 
     def settings(self, cls: type) -> Any:
         """The method's config dataclass ``cls`` with the run config's overrides."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(self.options) - known)
-        if bad:
-            raise GpdiffError(f"unknown setting(s) {bad} for {cls.__name__}; known: {sorted(known)}.")
-        return cls(**self.options)
+        return from_mapping(cls, self.options, f"{cls.__name__} setting")
 
 
 @dataclass

@@ -22,7 +22,7 @@ import hashlib
 import io
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 import gpdiff
+from gpdiff.config import from_mapping
 from gpdiff.device import resolve_device
 from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig
 from gpdiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
@@ -106,11 +107,7 @@ class DiffusionConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiffusionConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise GpdiffError(f"unknown diffusion config field(s) {unknown}; known: {', '.join(sorted(known))}.")
-        return cls(**data)
+        return from_mapping(cls, data, "diffusion config")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,11 +23,12 @@ from typing import Any
 
 import torch
 
+from gpdiff.config import from_mapping
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment, source_split, target_split
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
-from gpdiff.prompts.base import PromptEncoder, config_from_dict
+from gpdiff.prompts.base import PromptEncoder
 from gpdiff.prompts.spatial import GraphConfig, GraphEncoder, NoneConfig, NoneEncoder
 from gpdiff.prompts.stats import StatsConfig, StatsEncoder
 from gpdiff.prompts.temporal import MaeConfig, MaeEncoder
@@ -53,7 +54,7 @@ def make_encoder(kind: str, name: str, config: Any = None) -> PromptEncoder:
     """An unfitted encoder; ``config`` is its config dataclass, a dict of overrides, or None (defaults)."""
     klass = get_encoder_class(kind, name)
     if config is None or isinstance(config, dict):
-        config = config_from_dict(klass.config_class, config, f"{kind} encoder {name!r}")
+        config = from_mapping(klass.config_class, config, "config", f"{kind} encoder {name!r}")
     return klass(config)
 
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from gpdiff.config import from_mapping
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.errors import GpdiffError
@@ -25,16 +26,6 @@ from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
 ENCODER_FORMAT = "gpdiff.prompt_encoder"
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.yaml"
-
-
-def config_from_dict(cls: type, data: dict[str, Any] | None, what: str) -> Any:
-    """Build the dataclass ``cls`` from ``data``, naming unknown fields in the error."""
-    data = dict(data or {})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise GpdiffError(f"{what}: unknown config field(s) {unknown}; known fields: {sorted(known)}.")
-    return cls(**data)
 
 
 class PromptEncoder(ABC):
@@ -101,7 +92,7 @@ class PromptEncoder(ABC):
         klass = get_encoder_class(doc["kind"], doc["name"])
         if cls is not PromptEncoder and not issubclass(klass, cls):
             raise GpdiffError(f"{folder} holds a {doc['name']!r} encoder, not a {cls.name!r} one.")
-        enc = klass(config_from_dict(klass.config_class, doc.get("config"), str(folder / CONFIG_FILE)))
+        enc = klass(from_mapping(klass.config_class, doc.get("config"), "config", str(folder / CONFIG_FILE)))
         tensors, _ = load_tensors(folder / WEIGHTS_FILE)
         enc.load_state(tensors)
         enc.info = dict(doc.get("info") or {})
