@@ -33,20 +33,12 @@ from gpdiff.params import ParamCollection, Tokenizer, flatten
 from gpdiff.prompts import PromptSet
 
 # diffusers' DPM-Solver++ calls np.array on a tensor in a way numpy 2 deprecates (not ours to fix)
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
+              pytest.mark.usefixtures("one_thread")]
 
 SPEC = [ParamSpec("gc.w", (6, 5), "spatial"), ParamSpec("t.w", (12, 4), "temporal"), ParamSpec("t.b", (4,), "temporal"),
         ParamSpec("out", (4, 3), "temporal")]
 N_PARAMS = sum(s.numel for s in SPEC)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest (and unaffected by other processes) on one thread."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def toy(n: int = 40, seed: int = 0, city: str = "c") -> tuple[ParamCollection, PromptSet]:

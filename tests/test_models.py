@@ -12,13 +12,7 @@ from gpdiff.models import MODELS, ModelConfig, get_model
 from gpdiff.zoo import masked_node_mae, trim_slots
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tensors are tiny, and on a shared CPU extra threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CASES = [(name, preset) for name in MODELS for preset in ("small", "paper")]

@@ -16,13 +16,7 @@ from gpdiff.params import ParamCollection
 from gpdiff.zoo import CHECKPOINT, ZooConfig, load_zoo, train_zoo
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tensors are tiny, and on a shared CPU extra threads only wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FAST = {"k": 3, "steps_per_epoch": 3, "batch_size": 16, "val_windows": 16, "device": "cpu", "node_chunk": 4}
