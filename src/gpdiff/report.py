@@ -256,7 +256,7 @@ def write_run_report(root: Path, cfg: Any, target: City, split: Any, tdata: Any,
         f"- base model: `{cfg.model}` / `{cfg.preset}` ({zoo.params.shape[1]} parameters per node); history "
         f"{cfg.history}, horizon {cfg.horizon}; conditioning `{cfg.condition}`; sampler `{cfg.sampler}` "
         f"({cfg.steps} steps); seed {cfg.seed}",
-        f"- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- wall time: {timings.get('total', 0):.0f} s (stages reused from earlier runs count their original time)",
         "", "## Test results (original scale; best in bold)", "", md_table, "",
         "MAPE skips zero targets. Every method sees the same windows, scaler and metrics; methods that fine-tune "

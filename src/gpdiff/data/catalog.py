@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from gpdiff.data.city import City
-from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.errors import unknown_name
 
 BUNDLED_DIR = Path(str(resources.files("gpdiff") / "data" / "bundled"))
 FLOW_CITIES = ("nyc-taxi", "montevideo-bus", "melbourne-ped", "hangzhou-metro")

@@ -42,11 +42,12 @@ class NodeScaler:
         obs[:, :, 0] = city.mask[segment.as_slice()]
         cnt = obs.sum(axis=0)
         safe = np.maximum(cnt, 1)
-        mean = np.where(obs, vals, 0.0).sum(axis=0) / safe
+        sums = np.where(obs, vals, 0.0).sum(axis=0)  # [N, C]
+        mean = sums / safe
         var = np.where(obs, (vals - mean) ** 2, 0.0).sum(axis=0) / safe
         std = np.sqrt(var)
         total = np.maximum(cnt.sum(axis=0), 1)  # [C]
-        pooled_mean = np.where(obs, vals, 0.0).sum(axis=(0, 1)) / total
+        pooled_mean = sums.sum(axis=0) / total
         pooled_std = np.sqrt(np.where(obs, (vals - pooled_mean) ** 2, 0.0).sum(axis=(0, 1)) / total)
         pooled_std = np.where(pooled_std < MIN_STD, 1.0, pooled_std)
         mean = np.where(cnt == 0, pooled_mean, mean)
