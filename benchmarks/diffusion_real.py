@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from gpdiff.baselines.retrieval import nearest_sources
 from gpdiff.data.catalog import load_city
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
@@ -101,11 +102,9 @@ def main() -> None:
     true = zoo.params[test]
     mean = zoo.params[train].mean(0, keepdim=True).expand_as(true)
     init = flatten(model.init(len(test), seed=zc.get("seed", 0), shared=zc.get("shared_init", True)), model.spec())
-    # retrieval: parameters of the training node with the nearest (standardised) prompt
-    feats = torch.cat([prompts.spatial, prompts.temporal], 1)
-    feats = (feats - feats[train].mean(0)) / feats[train].std(0).clamp_min(1e-6)
-    nearest = torch.cdist(feats[test], feats[train]).argmin(1)
-    retrieval = zoo.params[train][nearest]
+    # retrieval: the training node with the nearest prompt, exactly as the `gpdiff run` baseline picks it
+    train_prompts = prompts.select([zoo.keys()[i] for i in train.tolist()])
+    retrieval = zoo.params[train][nearest_sources(train_prompts, held)]
     methods = {"zoo (trained)": true, "generated": gen, "retrieval": retrieval, "mean params": mean,
                "random init": init}
 
