@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from gpdiff.baselines.retrieval import nearest_sources
 from gpdiff.data.catalog import load_city
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion import DiffusionConfig, generate, pretrain
+from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.metrics import masked_metrics
 from gpdiff.models import BaseModel, model_from_dict
 from gpdiff.params import ParamCollection, flatten, unflatten
@@ -73,8 +73,8 @@ def main() -> None:
     ap.add_argument("--cfg-dropout", type=float, default=None)
     ap.add_argument("--prediction", default=None, help="v_prediction (default), epsilon or sample")
     ap.add_argument("--sampler", default="ddim")
-    ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--guidance", type=float, default=1.0)
+    ap.add_argument("--num-inference-steps", type=int, default=50)
+    ap.add_argument("--guidance-scale", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json", default=None)
@@ -85,16 +85,16 @@ def main() -> None:
     zoo = ParamCollection.load(args.zoo)
     prompts = PromptSet.load(args.prompts).select(zoo.keys())
     train, test = holdout_split(zoo, args.holdout, args.seed)
-    cfg = DiffusionConfig.from_preset(args.preset, condition=args.condition, iters=args.iters,
-                                      cfg_dropout=args.cfg_dropout, prediction_type=args.prediction, seed=args.seed)
+    cfg = DiffusionConfig.from_preset(args.preset, denoiser={"condition": args.condition}, iters=args.iters,
+                                      cfg_dropout=args.cfg_dropout, schedule={"prediction_type": args.prediction})
     print(f"zoo {zoo.model}/{zoo.model_config.get('preset')}: {len(zoo)} nodes of {zoo.city_names()}, "
           f"{zoo.params.shape[1]} parameters; training on {len(train)}, holding out {len(test)}")
     t0 = time.time()
-    dmodel = pretrain(zoo.subset(train), prompts, cfg, args.out, progress=True)
+    dmodel = pretrain(zoo.subset(train), prompts, cfg, args.out, progress=True, seed=args.seed)
     t1 = time.time()
     held = prompts.select([zoo.keys()[i] for i in test.tolist()])
-    gen = generate(dmodel, held, args.sampler, args.steps if args.sampler != "ddpm" else None, args.guidance,
-                   args.seed).params
+    steps = args.num_inference_steps if args.sampler != "ddpm" else None
+    gen = generate(dmodel, held, args.sampler, steps, args.guidance_scale, args.seed).params
     t2 = time.time()
 
     model = model_from_dict(zoo.model, zoo.model_config)
@@ -117,7 +117,7 @@ def main() -> None:
         city = load_city(city_name)
         split = source_split(city.n_steps, zc.get("train", 0.7), zc.get("val", 0.1), zc.get("test", 0.2))
         data = CityData(city, split, history=model.config.history, horizon=model.config.horizon,
-                        k=model.config.ego_size - 1)
+                        n_neighbors=model.config.ego_size - 1)
         where = {n: i for i, n in enumerate(city.node_ids)}
         nodes = torch.tensor([where[zoo.node_ids[test[r]]] for r in rows])
         per_city[city_name] = {}
@@ -130,7 +130,7 @@ def main() -> None:
     rel = ((gen - true).norm(dim=1) / true.norm(dim=1)).mean().item()
     rel_mean = ((mean - true).norm(dim=1) / true.norm(dim=1)).mean().item()
 
-    print(f"\ntrain {t1 - t0:.0f}s, generate {t2 - t1:.1f}s ({args.sampler}, {args.steps} steps); "
+    print(f"\ntrain {t1 - t0:.0f}s, generate {t2 - t1:.1f}s ({args.sampler}, {steps or 'all'} steps); "
           f"rel L2 to the zoo: generated {rel:.3f}, mean {rel_mean:.3f}")
     names = list(methods)
     print("\n| city | " + " | ".join(names) + " |")

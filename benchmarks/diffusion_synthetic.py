@@ -79,7 +79,7 @@ def build_family(n_nodes: int = 200, model_name: str = "stid", scale: float = 0.
     split = source_split(city.n_steps)
     model = get_model(model_name, ModelConfig(preset="small"))
     data = CityData(city, split, history=model.config.history, horizon=model.config.horizon,
-                    k=model.config.ego_size - 1)
+                    n_neighbors=model.config.ego_size - 1)
     theta0 = train_pooled(model, data, steps=pooled_steps, seed=seed)
 
     coords = torch.from_numpy(np.asarray(city.coords, dtype=np.float32))
@@ -139,18 +139,19 @@ def evaluate(family: Family, generated: torch.Tensor) -> dict[str, float]:
     return out
 
 
-def run(family: Family, config: DiffusionConfig, sampler: str = "ddim", steps: int | None = 50,
+def run(family: Family, config: DiffusionConfig, sampler: str = "ddim", num_inference_steps: int | None = 50,
         seed: int = 0, progress: bool = False, out: str | None = None) -> dict[str, Any]:
-    """Train on the family's training nodes (reusing a finished run in ``out``), generate for the
-    held-out nodes, evaluate."""
+    """Train on the family's training nodes with ``seed`` (reusing a finished run in ``out``), generate for
+    the held-out nodes with the same seed, evaluate."""
     t0 = time.time()
-    model = pretrain(family.collection.subset(family.train), family.prompts, config, out, progress=progress)
+    model = pretrain(family.collection.subset(family.train), family.prompts, config, out, progress=progress,
+                     seed=seed)
     t1 = time.time()
     gen = generate(model, family.prompts.select([family.collection.keys()[i] for i in family.test.tolist()]),
-                   sampler, steps, seed=seed)
+                   sampler, num_inference_steps, seed=seed)
     t2 = time.time()
     res: dict[str, Any] = evaluate(family, gen.params)
-    res.update({"condition": config.condition, "train_s": model.info.get("train_seconds", round(t1 - t0, 1)),
+    res.update({"condition": config.denoiser.condition, "train_s": model.info.get("train_seconds", round(t1 - t0, 1)),
                 "sample_s": round(t2 - t1, 2), "final_loss": model.info.get("final_loss"),
                 "tokens": model.tokenizer.n_tokens, "token_dim": model.tokenizer.token_dim,
                 "weights": model.denoiser.n_weights()})
@@ -171,7 +172,7 @@ def main() -> None:
     ap.add_argument("--token-dim", type=int, default=None)
     ap.add_argument("--prediction", default=None, help="v_prediction (default), epsilon or sample")
     ap.add_argument("--sampler", default="ddim")
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--num-inference-steps", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--json", default=None, help="also write the results here")
@@ -186,10 +187,11 @@ def main() -> None:
           f"{len(family.train)} train / {len(family.test)} held out, built in {time.time() - t0:.1f}s")
     results = []
     for cond in conditions:
-        cfg = DiffusionConfig.from_preset(args.preset, condition=cond, iters=args.iters, d_model=args.d_model,
-                                          n_layers=args.layers, lr=args.lr, batch_size=args.batch_size,
-                                          token_dim=args.token_dim, prediction_type=args.prediction, seed=args.seed)
-        res = run(family, cfg, args.sampler, args.steps if args.sampler != "ddpm" else None, args.seed,
+        cfg = DiffusionConfig.from_preset(args.preset, denoiser={"condition": cond, "d_model": args.d_model,
+                                                                 "n_layers": args.layers, "token_dim": args.token_dim},
+                                          schedule={"prediction_type": args.prediction}, iters=args.iters, lr=args.lr,
+                                          batch_size=args.batch_size)
+        res = run(family, cfg, args.sampler, args.num_inference_steps if args.sampler != "ddpm" else None, args.seed,
                   progress=True, out=f"{args.out}/{cond}" if args.out else None)
         results.append(res)
         print(json.dumps(res))

@@ -1,8 +1,8 @@
 """Prompt quality per encoder: do the prompts predict the zoo's parameters?
 
 Over the source nodes of a trained zoo (``gpdiff zoo train ... --out ZOO``), for every encoder
-(temporal ``mae`` / ``stats``, spatial ``graph`` / ``none``, the two combined, and random prompts as
-a control):
+(temporal ``masked_patch`` / ``stats``, spatial ``graph`` / ``none``, the two combined, and random
+prompts as a control):
 
 - Spearman's rho between prompt distance and parameter distance over node pairs (all, within a
   city, across cities);
@@ -29,14 +29,19 @@ import torch
 from gpdiff.data import load_city
 from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptEncoders, make_encoder, source_segment
-from gpdiff.prompts.diagnostics import node_identification, rank_correlation, transfer_check
+from gpdiff.prompts.diagnostics import (
+    node_identification,
+    rank_correlation,
+    transfer_check,
+)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--zoo", required=True, type=Path, help="zoo folder or zoo.safetensors")
     ap.add_argument("--days", type=float, default=3.0, help="temporal prompt input days")
-    ap.add_argument("--mae-steps", type=int, default=None, help="mae training steps (default: the encoder's)")
+    ap.add_argument("--train-steps", type=int, default=None,
+                    help="masked_patch training steps (default: the encoder's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--random-draws", type=int, default=3)
     ap.add_argument("--md", type=Path, default=None, help="also write the Markdown table here")
@@ -51,28 +56,30 @@ def main() -> None:
           "of each training period")
 
     fitted, seconds = {}, {}
-    mae_cfg = {"days": args.days, "seed": args.seed}
-    if args.mae_steps is not None:
-        mae_cfg["steps"] = args.mae_steps
-    for kind, name, cfg in (("temporal", "mae", mae_cfg), ("temporal", "stats", {"days": args.days}),
-                            ("spatial", "graph", {"seed": args.seed}), ("spatial", "none", {})):
+    patch_cfg: dict[str, float] = {"days": args.days}
+    if args.train_steps is not None:
+        patch_cfg["train_steps"] = args.train_steps
+    for kind, name, cfg in (("temporal", "masked_patch", patch_cfg), ("temporal", "stats", {"days": args.days}),
+                            ("spatial", "graph", {}), ("spatial", "none", {})):
         t0 = time.perf_counter()
-        fitted[name] = make_encoder(kind, name, cfg).fit(cities, segs, progress=True)
+        fitted[name] = make_encoder(kind, name, cfg).fit(cities, segs, progress=True, seed=args.seed)
         seconds[name] = time.perf_counter() - t0
         print(f"fitted {name} in {seconds[name]:.1f} s")
 
     print("node re-identification from prompts 7 days apart (top-1; chance = 1/nodes):")
-    for name in ("mae", "stats"):
+    for name in ("masked_patch", "stats"):
         ident = node_identification(fitted[name], cities, segs, shift_days=7)
         sizes = {c.name: c.n_nodes for c in cities}
-        print(f"  {name:6s} " + "  ".join(f"{c} {v:.2f} (chance {1 / sizes[c]:.3f})" for c, v in ident.items()))
+        print(f"  {name:12s} " + "  ".join(f"{c} {v:.2f} (chance {1 / sizes[c]:.3f})" for c, v in ident.items()))
 
     def prompts(t: str, s: str):  # type: ignore[no-untyped-def]
         return PromptEncoders(fitted[t], fitted[s]).encode_many(cities, segs).select(coll.keys())
 
-    variants = [("mae", "temporal", prompts("mae", "none")), ("stats", "temporal", prompts("stats", "none")),
+    variants = [("masked_patch", "temporal", prompts("masked_patch", "none")),
+                ("stats", "temporal", prompts("stats", "none")),
                 ("graph", "spatial", prompts("stats", "graph")), ("none", "spatial", prompts("stats", "none")),
-                ("mae + graph", "both", prompts("mae", "graph")), ("stats + graph", "both", prompts("stats", "graph"))]
+                ("masked_patch + graph", "both", prompts("masked_patch", "graph")),
+                ("stats + graph", "both", prompts("stats", "graph"))]
     base = variants[0][2]
     g = torch.Generator().manual_seed(args.seed)
     control = replace(base, temporal=torch.randn(base.temporal.shape, generator=g))
@@ -87,7 +94,7 @@ def main() -> None:
         rows.append({"prompts": label, "rho all": rho["all"], "rho within": rho["within"],
                      "rho cross": rho["cross"], "own": s["own"], "neighbour": s["neighbour"], "random": s["random"],
                      "win": s["win_rate"], "gap": s["gap_closed"]})
-        print(f"{label:18s} rho {rho['all']:+.3f} (within {rho['within']:+.3f}, cross {rho['cross']:+.3f})  "
+        print(f"{label:20s} rho {rho['all']:+.3f} (within {rho['within']:+.3f}, cross {rho['cross']:+.3f})  "
               f"MAE own {s['own']:.3f} neighbour {s['neighbour']:.3f} random {s['random']:.3f}  "
               f"win {s['win_rate']:.2f} gap {s['gap_closed']:+.2f}")
 

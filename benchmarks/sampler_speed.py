@@ -31,8 +31,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     family = build_family(args.nodes, "stid", seed=0)
-    cfg = DiffusionConfig.from_preset("small", iters=args.iters, seed=0)
-    model = pretrain(family.collection.subset(family.train), family.prompts, cfg, args.out, progress=True)
+    cfg = DiffusionConfig.from_preset("small", iters=args.iters)
+    model = pretrain(family.collection.subset(family.train), family.prompts, cfg, args.out, progress=True, seed=0)
     nodes = torch.arange(args.nodes)
     sp, tp = family.prompts.spatial, family.prompts.temporal
 
@@ -40,11 +40,12 @@ def main() -> None:
     rows = []
     for sampler, steps, seed in runs:
         t0 = time.perf_counter()
-        params = generate_tensors(model, sp, tp, sampler, steps, seed=seed, batch_size=args.batch_size)
+        params = generate_tensors(model, sp, tp, sampler, num_inference_steps=steps, seed=seed,
+                                  batch_size=args.batch_size)
         seconds = time.perf_counter() - t0
         mae_all = forecast_mae(family.model, params, family.data, nodes)
         mae_held = forecast_mae(family.model, params[family.test], family.data, family.test)
-        rows.append((sampler, steps or cfg.num_train_timesteps, seed, seconds, mae_all, mae_held))
+        rows.append((sampler, steps or cfg.schedule.num_train_timesteps, seed, seconds, mae_all, mae_held))
         print(rows[-1], flush=True)
 
     true_all = forecast_mae(family.model, family.collection.params, family.data, nodes)

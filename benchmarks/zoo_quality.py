@@ -22,6 +22,7 @@ import torch
 from gpdiff.cli.zoo import summary_rows
 from gpdiff.data import load_city
 from gpdiff.data.catalog import bundled_names
+from gpdiff.data.windows import WindowConfig
 from gpdiff.report import table
 from gpdiff.zoo import ZooConfig, train_zoo
 
@@ -43,7 +44,7 @@ def main() -> None:
     cities = [load_city(c) for c in args.cities.split(",")]
     config = ZooConfig(model=args.model, preset=args.preset, compile=args.compile)
     t0 = time.perf_counter()
-    collection = train_zoo(cities, config, out)
+    collection = train_zoo(cities, WindowConfig(), config, out)
     wall = time.perf_counter() - t0
     rows = summary_rows(collection)
     print(table(rows, fmt="github" if args.markdown else "simple", floatfmt=".4g"))

@@ -6,7 +6,8 @@ own draws), for the same number of Adam steps with the same batch size:
 
 - loop: for every node, one eager ``nn.Module`` (the model's plain reference version, which runs
   every ego slot through every layer like the released GPD code) and its own ``torch.optim.Adam``;
-- batched: :class:`gpdiff.zoo.ZooTrainer`, all nodes as one stacked parameter tensor per weight.
+- batched: :class:`gpdiff.nodetrain.NodeTrainer` (what :func:`gpdiff.zoo.train_zoo` trains with), all
+  nodes as one stacked parameter tensor per weight.
 
 It prints training windows per second for both, at 100 nodes and at all source nodes, their
 ratio, and the achieved FLOP/s (matmul FLOPs of one forward + backward counted with torch's
@@ -33,8 +34,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gpdiff.data import load_city
 from gpdiff.data.catalog import FLOW_CITIES
+from gpdiff.data.city import City
+from gpdiff.data.windows import WindowConfig
+from gpdiff.device import resolve_device
+from gpdiff.nodetrain import NodeTrainer, TrainState, masked_node_mae
 from gpdiff.report import table
-from gpdiff.zoo import ZooConfig, ZooState, ZooTrainer, masked_node_mae, train_zoo
+from gpdiff.zoo import ZooConfig, prepare_cities, train_zoo
 
 
 def matmul_peak(n: int = 1024, reps: int = 20) -> float:
@@ -49,24 +54,34 @@ def matmul_peak(n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 / best
 
 
-def origins_for(trainer: ZooTrainer, rows: np.ndarray) -> list[torch.Tensor]:
+def build_trainer(cities: list[City], window: WindowConfig, config: ZooConfig, out_dir: Path, device: str,
+                  seed: int = 0) -> NodeTrainer:
+    """The batched trainer :func:`gpdiff.zoo.train_zoo` would build for ``cities`` (shared init of ``seed``)."""
+    dev = resolve_device(device)
+    model = config.build_model(window)
+    data = prepare_cities(cities, window, config, model, dev)
+    init = model.init(sum(d.n_nodes for d in data), seed=seed, shared=True, device=dev)
+    return NodeTrainer(model, data, config, init, out_dir, seed=seed, progress=False, desc=f"zoo {model.name}")
+
+
+def origins_for(trainer: NodeTrainer, rows: np.ndarray) -> list[torch.Tensor]:
     return list(trainer.epoch_origins(rows, epoch=0))
 
 
-def run_batched(trainer: ZooTrainer, rows: np.ndarray) -> float:
+def run_batched(trainer: NodeTrainer, rows: np.ndarray) -> float:
     """Seconds for ``steps_per_epoch`` batched steps of ``rows`` (after one warm-up epoch)."""
-    state = ZooState.fresh(trainer.model.init(trainer.n_nodes, device=trainer.device))
+    state = TrainState.fresh(trainer.init)
     trainer._train_epoch(state, rows)  # warm-up (and compilation, if any)
-    state = ZooState.fresh(trainer.model.init(trainer.n_nodes, device=trainer.device))
+    state = TrainState.fresh(trainer.init)
     t = time.perf_counter()
     trainer._train_epoch(state, rows)
     return time.perf_counter() - t
 
 
-def run_loop(trainer: ZooTrainer, rows: np.ndarray, origins: list[torch.Tensor]) -> float:
+def run_loop(trainer: NodeTrainer, rows: np.ndarray, origins: list[torch.Tensor]) -> float:
     """Seconds to train ``rows`` one after another, each with its own module and optimizer."""
     model, cfg = trainer.model, trainer.config
-    init = {k: v[0] for k, v in model.init(1, seed=cfg.seed).items()}
+    init = {k: v[0] for k, v in model.init(1, seed=trainer.seed).items()}
     warm = model.reference(init)
     step_node(warm, torch.optim.Adam(warm.parameters(), lr=cfg.lr), trainer, rows[0], origins[0][:1])
     t = time.perf_counter()
@@ -78,13 +93,13 @@ def run_loop(trainer: ZooTrainer, rows: np.ndarray, origins: list[torch.Tensor])
     return time.perf_counter() - t
 
 
-def node_batch(trainer: ZooTrainer, row: int, origins: torch.Tensor):  # type: ignore[no-untyped-def]
+def node_batch(trainer: NodeTrainer, row: int, origins: torch.Tensor):  # type: ignore[no-untyped-def]
     c = int(trainer.node_city[row])
     local = torch.tensor([row - int(trainer.offsets[c])], device=trainer.device)
     return trainer.data[c].batch(local, origins)
 
 
-def step_node(net: torch.nn.Module, opt: torch.optim.Optimizer, trainer: ZooTrainer, row: int,
+def step_node(net: torch.nn.Module, opt: torch.optim.Optimizer, trainer: NodeTrainer, row: int,
               origins: torch.Tensor) -> None:
     batch = node_batch(trainer, row, origins)
     pred = net.forward_batch(batch, 0)
@@ -94,13 +109,13 @@ def step_node(net: torch.nn.Module, opt: torch.optim.Optimizer, trainer: ZooTrai
     opt.step()
 
 
-def flops_per_window(trainer: ZooTrainer, rows: np.ndarray, origins: torch.Tensor) -> tuple[float, float]:
+def flops_per_window(trainer: NodeTrainer, rows: np.ndarray, origins: torch.Tensor) -> tuple[float, float]:
     """Matmul FLOPs of one training window (forward + backward): batched trainer (one step over all
     ``rows``, so every chunk's trimmed ego-graph counts), per-node module (one node)."""
     steps, loss_fn = trainer.config.steps_per_epoch, trainer.loss_fn
     trainer.config.steps_per_epoch = 1
     trainer.loss_fn = lambda p, b: masked_node_mae(trainer.model.forward(p, b), b.y, b.y_mask).sum()  # eager
-    state = ZooState.fresh(trainer.model.init(trainer.n_nodes, device=trainer.device))
+    state = TrainState.fresh(trainer.init)
     with FlopCounterMode(display=False) as fc:
         trainer._train_epoch(state, rows)
     trainer.config.steps_per_epoch, trainer.loss_fn = steps, loss_fn
@@ -130,9 +145,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     cities = [load_city(c) for c in FLOW_CITIES]
+    window = WindowConfig()
     config = ZooConfig(model=args.model, preset=args.preset, batch_size=args.batch_size,
-                       steps_per_epoch=args.steps, compile=args.compile, device=args.device)
-    trainer = ZooTrainer(cities, config, out_dir=Path(args.out), progress=False)
+                       steps_per_epoch=args.steps, compile=args.compile)
+    trainer = build_trainer(cities, window, config, Path(args.out), args.device)
     everything = trainer._order(np.arange(trainer.n_nodes))
     hundred = trainer._order(np.linspace(0, trainer.n_nodes - 1, 100).round().astype(np.int64))
     peak = matmul_peak()
@@ -165,9 +181,9 @@ def main() -> None:
         out = Path(args.out)
         if out.exists():
             shutil.rmtree(out)
-        full = ZooConfig(model=args.model, preset=args.preset, compile=args.compile, device=args.device)
+        full = ZooConfig(model=args.model, preset=args.preset, compile=args.compile)
         t = time.perf_counter()
-        col = train_zoo(cities, full, out, progress=True)
+        col = train_zoo(cities, window, full, out, device=args.device, progress=True)
         wall = time.perf_counter() - t
         epochs = col.metrics["epochs"]
         print(f"\nfull zoo of {', '.join(FLOW_CITIES)}: {len(col)} nodes to convergence in {wall:.0f} s "

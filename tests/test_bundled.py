@@ -6,7 +6,9 @@ data. The rebuild test needs ``../shared/data`` (skipped when it is absent).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,16 +42,76 @@ def test_all_cities_bundled_and_small():
     assert (BUNDLED_DIR / "PROVENANCE.md").is_file()
 
 
+@functools.cache
+def provenance() -> dict[str, dict[str, object]]:
+    """What PROVENANCE.md states about every bundled city: its summary-table row, its source rows
+    (as ``City.source`` spells them), its ``Final:`` line and the text of its section."""
+    text = (BUNDLED_DIR / "PROVENANCE.md").read_text()
+    out: dict[str, dict[str, object]] = {}
+    for m in re.finditer(r"^\| `([\w-]+)` \| (\d+) \| (\d+) \| (\d+) \| (\d+) min \| ([\d-]+ [\d:]+) \| (\w+) \| "
+                         r"(\S+) \| ([\d,]+) \|$", text, re.MULTILINE):
+        name, t, n, c, interval, start, kind, units, size = m.groups()
+        out[name] = {"shape": (int(t), int(n), int(c)), "interval": int(interval), "start": pd.Timestamp(start),
+                     "kind": kind, "units": units, "bytes": int(size.replace(",", ""))}
+    for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        name = section.split("\n", 1)[0].strip()
+        sources = re.findall(r"^\| source \| `([^`]+)` @ `(\w+)`, `([^`]+)` \|$", section, re.MULTILINE)
+        final = re.search(r"^- Final: `values` \[(\d+), (\d+), (\d+)\] \(T, N, C\), (\d+)-min steps from "
+                          r"([\d-]+ [\d:]+) to ([\d-]+ [\d:]+), (\d+) non-zero off-diagonal adjacency entries, "
+                          r"(\d+) masked values \(([\d.]+) %\); file `([\w-]+)\.city` ([\d,]+) bytes\.$",
+                          section, re.MULTILINE)
+        assert final, f"PROVENANCE.md: no parsable 'Final:' line for {name}"
+        t, n, c, interval, start, end, edges, masked, share, file, size = final.groups()
+        out.setdefault(name, {}).update(
+            section=section, source="; ".join(f"{repo}@{commit}:{paths}" for repo, commit, paths in sources),
+            final={"shape": (int(t), int(n), int(c)), "interval": int(interval), "start": pd.Timestamp(start),
+                   "end": pd.Timestamp(end), "edges": int(edges), "masked": int(masked), "share": float(share),
+                   "file": file, "bytes": int(size.replace(",", ""))})
+    return out
+
+
+# Channel names as PROVENANCE.md's "Series"/"Channels" notes give them (channel 0 = target).
+CHANNELS = {"la-loop": ["speed"], "nyc-taxi": ["inflow", "outflow"], "montevideo-bus": ["inflow"],
+            "melbourne-ped": ["count"], "hangzhou-metro": ["inflow"]}
+
+
+def test_provenance_documents_every_bundled_city():
+    assert sorted(provenance()) == sorted(NAMES) == bundled_names()
+    total = re.search(r"Total bundle size: ([\d,]+) bytes .* in (\d+) files", (BUNDLED_DIR / "PROVENANCE.md").read_text())
+    assert total, "PROVENANCE.md: no 'Total bundle size' line"
+    assert int(total.group(2)) == len(NAMES)
+    assert int(total.group(1).replace(",", "")) == sum((BUNDLED_DIR / f"{n}.city").stat().st_size for n in NAMES)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_loads_and_validates(name):
-    c = city(name)
-    c.validate()
+    """Each bundled file is the city PROVENANCE.md describes: size on disk, shape, calendar, kind,
+    units, channels, source, graph and missing values."""
+    c, doc = city(name), provenance()[name]
+    final = doc["final"]
+    # the summary table and the section's Final line agree with each other ...
+    assert final["file"] == name
+    for key in ("shape", "interval", "start", "bytes"):
+        assert doc[key] == final[key], key
+    # ... and with the file
+    assert (BUNDLED_DIR / f"{name}.city").stat().st_size == doc["bytes"]
     assert c.name == name
-    assert c.source and "@" in c.source
-    assert c.mask.any(axis=0).all()  # no all-missing node
+    assert c.values.shape == doc["shape"]
+    assert c.interval_minutes == doc["interval"]
+    assert c.start == doc["start"] and c.end == final["end"]
+    assert c.kind == doc["kind"] and c.units == doc["units"]
+    assert c.channels == CHANNELS[name]
+    assert all(f"`{ch}`" in doc["section"] for ch in c.channels)
+    assert c.source == doc["source"] and "@" in c.source
+    assert c.n_edges == final["edges"]
+    # missing values: the stated count and share, a sensible share, stored as 0
+    missing = int((~c.mask).sum())
+    assert missing == final["masked"]
+    assert round(100 * missing / c.mask.size, 2) == pytest.approx(final["share"], abs=0.005)
+    assert missing / c.mask.size <= 0.25  # the most: hangzhou-metro's closed night hours
+    assert c.mask.mean(axis=0).min() > 0.5  # every node is observed most of the time
     assert np.all(c.values[:, :, 0][~c.mask] == 0)  # missing values are stored as 0
-    assert np.all(np.isfinite(c.values))
-    assert np.all(np.diag(c.adjacency) >= 0) and (c.adjacency >= 0).all()
+    assert np.all(np.isfinite(c.values))  # every channel, not just observed channel-0 values
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,11 +1,12 @@
 """`gpdiff data ...` and how the CLI reports user errors: one line, non-zero exit, no traceback."""
 
+import re
+
 import numpy as np
 import pandas as pd
 from click.testing import CliRunner
 
 from gpdiff.cli import main
-from gpdiff.data.synthetic import synthetic_city
 
 
 def run(*args):
@@ -26,10 +27,15 @@ def test_data_show_writes_png(tmp_path):
     assert "missing share" in r.output and png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_data_show_a_saved_city(tmp_path):
-    synthetic_city(n_nodes=4, days=3).save(tmp_path / "s.city")
+def test_data_show_a_saved_city(small_city, tmp_path):
+    small_city.save(tmp_path / "s.city")
     r = run("data", "show", str(tmp_path / "s.city"), "--plot", str(tmp_path / "s.png"))
     assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"# {small_city.name}\n")
+    for stat, value in (("nodes", small_city.n_nodes), ("steps", small_city.n_steps),
+                        ("missing share", f"{(~small_city.mask).mean():.2%}")):
+        assert re.search(rf"^{stat} +{re.escape(str(value))}$", r.output, re.MULTILINE), (stat, r.output)
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def _assert_user_error(r, *needles):

@@ -6,13 +6,12 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-
-from gpdiff.data.graph import gaussian_knn_adjacency
 import pandas as pd
 import pytest
 
 from gpdiff.data.catalog import load_city
 from gpdiff.data.city import City
+from gpdiff.data.graph import gaussian_knn_adjacency
 from gpdiff.data.loaders import (
     load_astgcn,
     load_city_folder,

@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from gpdiff.data import CityData, source_split
-from gpdiff.data.synthetic import synthetic_city
 from gpdiff.errors import GpdiffError
 from gpdiff.models import MODELS, ModelConfig, get_model
-from gpdiff.zoo import masked_node_mae, trim_slots
-
+from gpdiff.nodetrain import masked_node_mae, trim_slots
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,13 +18,21 @@ N_NODES = 6
 
 
 @pytest.fixture(scope="module")
-def batch():
-    """Windows of a small city whose ego-graphs have 1..8 real slots (padding included)."""
-    city = synthetic_city("m", n_nodes=10, days=6, k=3, seed=3)
-    data = CityData(city, source_split(city.n_steps), k=7)
+def batch(two_source_cities):
+    """Windows of every node of a small city whose ego-graphs have different numbers of real slots,
+    all fewer than the 8 of ``n_neighbors=7`` (so padding is included)."""
+    city = two_source_cities[0]
+    assert city.n_nodes == N_NODES
+    data = CityData(city, source_split(city.n_steps), n_neighbors=7)
     nodes = torch.arange(N_NODES)
     origins = torch.from_numpy(data.origins("train")[:5]).expand(N_NODES, -1)
     return data.batch(nodes, origins)
+
+
+def test_batch_has_padded_ego_slots(batch):
+    slots = batch.valid.sum(1)
+    assert batch.valid.shape[1] == 8 and slots.unique().numel() > 1 and int(slots.max()) < 8
+    assert trim_slots(batch).valid.shape[1] == int(slots.max())
 
 
 @pytest.mark.parametrize("name,preset", CASES)
@@ -106,9 +112,18 @@ def test_registry_errors():
 
 
 def test_cli_lists_every_model():
-    from gpdiff.cli.zoo import MODEL_NAMES
+    """`gpdiff zoo train --help` names every registered base model (and nothing else)."""
+    import re
 
-    assert tuple(MODELS) == MODEL_NAMES
+    from click.testing import CliRunner
+
+    from gpdiff.cli import main
+
+    r = CliRunner().invoke(main, ["zoo", "train", "--help"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    listed = re.search(r"--model TEXT\s+Base model: ([\w, ]+) \(default", r.output)
+    assert listed, r.output
+    assert listed.group(1).split(", ") == list(MODELS)
 
 
 def test_in_channels(batch):
@@ -134,4 +149,4 @@ def test_parameter_tools_round_trip(name, preset):
     spatial = {s.name for s in spec if s.role == "spatial"}
     assert tok.spatial_mask().tolist() == [t.name in spatial for t in tok.tokens]
     std = Standardizer.fit(flat, spec)
-    torch.testing.assert_close(std.inverse(std.transform(flat)), flat)
+    torch.testing.assert_close(std.inverse_transform(std.transform(flat)), flat)

@@ -11,19 +11,25 @@ from click.testing import CliRunner
 from gpdiff.cli import main
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
+from gpdiff.errors import GpdiffError
 from gpdiff.io import load_tensors, read_yaml
-from gpdiff.pipeline import RunConfig, run_pipeline
+from gpdiff.pipeline import run_pipeline
+from gpdiff.runconfig import RunConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
+METHODS = ["seasonal_naive", "historical_average", "target_only", "transfer", "mean_params", "retrieval", "reptile",
+           "gpd_zero_shot", "gpd"]
 TINY = dict(
-    target_days=3, history=12, horizon=3, k=3, seed=0,
+    target_days=3, seed=0, device="cpu",
+    window={"history": 12, "horizon": 3, "n_neighbors": 3},
     zoo={"max_epochs": 2, "steps_per_epoch": 3, "batch_size": 16},
     prompts={"temporal": "stats"},
-    diffusion={"iters": 30, "batch_size": 16, "d_model": 32, "n_layers": 1, "n_heads": 2, "warmup": 5},
+    diffusion={"iters": 30, "batch_size": 16, "warmup": 5, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
+    generate={"num_inference_steps": 5},
     finetune={"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8},
-    baselines={"transfer": {"max_steps": 6, "eval_every": 3}, "reptile": {"meta_steps": 2, "inner_steps": 2}},
-    steps=5, device="cpu",
+    methods={**{m: {} for m in METHODS}, "transfer": {"max_steps": 6, "eval_every": 3},
+             "reptile": {"meta_steps": 2, "inner_steps": 2}},
 )
 
 
@@ -59,24 +65,66 @@ def test_run_writes_results_plots_and_report(first_run):
     assert read_yaml(res.out / "zoo" / "stage.yaml")["versions"]["torch"]
 
 
+ALL_STAGES = ["zoo", "prompts", "diffusion", "generate", *[f"methods/{m}" for m in METHODS]]
+
+
+def test_first_run_computes_every_stage_once(first_run):
+    _, res = first_run
+    assert res.computed == ALL_STAGES and res.reused == []
+
+
 def test_rerun_reuses_every_stage(first_run):
     cfg, res = first_run
     stamps = {p: p.stat().st_mtime_ns for p in res.out.rglob("stage.yaml")}
     again = run_pipeline(cfg, progress=False, log=lambda m: None)
+    assert again.computed == [] and again.reused == ALL_STAGES
     assert {p: p.stat().st_mtime_ns for p in res.out.rglob("stage.yaml")} == stamps
     pd.testing.assert_frame_equal(pd.read_csv(res.out / "results.csv"), pd.read_csv(again.out / "results.csv"))
 
 
-def test_changing_finetune_recomputes_only_the_methods(first_run, tmp_path):
+def _rerun_copy(first_run, tmp_path, **changes) -> tuple[list[str], list[str]]:
+    """Rerun a copy of the first run with ``changes`` (dotted paths) applied; (computed, reused)."""
     cfg, res = first_run
     out = tmp_path / "copy"
     shutil.copytree(res.out, out)
-    zoo_stamp = (out / "zoo" / "stage.yaml").stat().st_mtime_ns
-    cfg2 = RunConfig.from_dict({**cfg.to_dict(), "out": str(out), "finetune": {**cfg.finetune, "lr": 0.001},
-                                "methods": ["seasonal_naive", "gpd"]})
-    run_pipeline(cfg2, progress=False, log=lambda m: None)
-    assert (out / "zoo" / "stage.yaml").stat().st_mtime_ns == zoo_stamp
-    assert read_yaml(out / "methods" / "gpd" / "stage.yaml")["config"]["finetune"]["lr"] == 0.001
+    cfg2 = RunConfig.from_yaml(None, {**cfg.to_dict(), "out": str(out)},
+                               [f"{k.replace('__', '.')}={v}" for k, v in changes.items()])
+    again = run_pipeline(cfg2, progress=False, log=lambda m: None)
+    return again.computed, again.reused
+
+
+@pytest.mark.parametrize("change,first", [
+    ({"finetune__lr": 0.001}, "methods/target_only"),
+    ({"methods__reptile__meta_steps": 3}, "methods/reptile"),
+    ({"generate__num_inference_steps": 4}, "generate"),
+    ({"diffusion__iters": 31}, "diffusion"),
+    ({"prompts__spatial": "none"}, "prompts"),
+    ({"zoo__lr": 0.02}, "zoo"),
+])
+def test_a_config_change_recomputes_its_stage_and_those_below_only(first_run, tmp_path, change, first):
+    """Editing one stage's settings recomputes that stage and the stages that read it, nothing above."""
+    computed, reused = _rerun_copy(first_run, tmp_path, **change)
+    assert first in computed
+    above = ALL_STAGES[:ALL_STAGES.index(first)] if not first.startswith("methods/") else ALL_STAGES[:4]
+    assert set(above) <= set(reused), (computed, reused)
+    if first.startswith("methods/") and first != "methods/target_only":  # one method's settings: that method only
+        assert computed == [first]
+    if first == "methods/target_only":  # the shared fine-tuning budget: every method that fine-tunes
+        assert {"methods/gpd", "methods/transfer", "methods/reptile"} <= set(computed)
+    if first in ("generate", "diffusion"):  # the methods that read generated parameters, not the others
+        assert {"methods/gpd", "methods/gpd_zero_shot"} <= set(computed)
+        assert "methods/transfer" in reused
+    if first in ("zoo", "prompts"):
+        assert set(ALL_STAGES) - {"zoo", "prompts"} <= set(computed)
+        assert ({"zoo", "prompts"} - {first}) <= set(reused)  # neither reads the other
+
+
+def test_changing_the_code_recomputes_every_stage(first_run, tmp_path, monkeypatch):
+    from gpdiff import hashing
+
+    monkeypatch.setattr(hashing, "code_fingerprint", lambda: "9.9.9+edited")
+    computed, reused = _rerun_copy(first_run, tmp_path)
+    assert computed == ALL_STAGES and reused == []
 
 
 def test_target_test_period_never_reaches_training(first_run, tmp_path):
@@ -106,10 +154,10 @@ def test_too_few_target_days_is_a_clear_error(tmp_path):
     data = _cities(tmp_path / "data")
     cfg = RunConfig.from_dict({**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
                                "target_days": 0.25})
-    from gpdiff.errors import GpdiffError
 
     with pytest.raises(GpdiffError, match="fewer than one window"):
         run_pipeline(cfg, progress=False, log=lambda m: None)
+    assert not (tmp_path / "r").exists()  # the error comes before anything is written
 
 
 @pytest.mark.parametrize("config,cities", [
@@ -127,12 +175,13 @@ def test_paper_configs_run_on_files_of_the_published_layout(tmp_path, config, ci
         np.save(folder / "dataset.npy", x)
         np.save(folder / "matrix.npy", c.adjacency.astype(np.float32))
     overrides = {"data_dir": str(tmp_path / "gpd"), "out": str(tmp_path / "run"), "device": "cpu",
-                 "methods": ["historical_average", "gpd_zero_shot"], "steps": 3,
+                 "methods": ["historical_average", "gpd_zero_shot"], "generate": {"num_inference_steps": 3},
                  "zoo": {"max_epochs": 1, "steps_per_epoch": 1, "batch_size": 4},
                  "prompts": {"temporal": "stats"},
                  "diffusion": {"iters": 2, "batch_size": 4}}
     cfg = RunConfig.from_yaml(CONFIGS / config, overrides)
-    assert cfg.preset == "paper" and cfg.denoiser == "paper" and (cfg.history, cfg.horizon) == (12, 6)
+    assert cfg.zoo.preset == "paper" and cfg.diffusion.preset == "paper"
+    assert (cfg.window.history, cfg.window.horizon) == (12, 6) and cfg.diffusion.denoiser.d_model == 512
     res = run_pipeline(cfg, progress=False, log=lambda m: None)
     df = pd.read_csv(res.out / "results.csv")
     assert set(df["method"]) == {"historical_average", "gpd_zero_shot"}
@@ -165,7 +214,43 @@ def test_target_nodes_silent_in_the_few_shot_days_do_not_break_the_run(first_run
 
 
 def test_unknown_run_setting_is_named():
-    from gpdiff.errors import GpdiffError
-
-    with pytest.raises(GpdiffError, match=r"unknown run config field\(s\) \['targte'\]; known: \[.*'target'"):
+    with pytest.raises(GpdiffError, match=r"unknown run config field\(s\) \['targte'\]; known at the top level: \[.*'target'"):
         RunConfig.from_dict({"targte": "x"})
+    with pytest.raises(GpdiffError, match=r"\['zoo.lrr'\]; known at zoo: \[.*'lr'"):
+        RunConfig.from_dict({"zoo": {"lrr": 1}})
+    with pytest.raises(GpdiffError, match=r"\['diffusion.denoiser.width'\]"):
+        RunConfig.from_dict({"diffusion": {"denoiser": {"width": 1}}})
+
+
+@pytest.mark.parametrize("old,new", [
+    ({"history": 24}, "window.history"), ({"k": 3}, "window.n_neighbors"), ({"steps": 20}, "generate.num_inference_steps"),
+    ({"guidance": 2.0}, "generate.guidance_scale"), ({"denoiser": "paper"}, "diffusion.preset"),
+    ({"zoo": {"history": 24}}, "window.history"), ({"diffusion": {"d_model": 64}}, "diffusion.denoiser.d_model"),
+    ({"baselines": {"reptile": {}}}, "methods.<name>"), ({"model": "gwn"}, "zoo.model"),
+])
+def test_an_old_flat_key_names_its_new_path(old, new):
+    with pytest.raises(GpdiffError) as err:
+        RunConfig.from_dict(old)
+    assert f"has moved to '{new}'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_config_tree_round_trips_and_takes_dotted_overrides(tmp_path):
+    cfg = RunConfig.from_yaml(CONFIGS / "default.yaml")
+    assert cfg == RunConfig(sources=["nyc-taxi", "montevideo-bus", "hangzhou-metro"])  # the defaults, spelled out
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+    over = RunConfig.from_yaml(CONFIGS / "default.yaml", assignments=[
+        "zoo.lr=1e-3", "window.history=24", "methods.reptile.meta_steps=7", "diffusion.denoiser.d_model=64",
+        "sources=[a, b]"])
+    assert over.zoo.lr == 0.001 and over.window.history == 24 and over.methods["reptile"] == {"meta_steps": 7}
+    assert over.diffusion.denoiser.d_model == 64 and over.diffusion.denoiser.n_layers == 4 and over.sources == ["a", "b"]
+    paper = RunConfig.from_dict({"diffusion": {"preset": "paper", "iters": 10}})
+    assert paper.diffusion.denoiser.d_model == 512 and paper.diffusion.iters == 10
+    with pytest.raises(GpdiffError, match="must be an int"):
+        RunConfig.from_yaml(None, assignments=["window.history=long"])
+    with pytest.raises(GpdiffError, match="dotted.path=value"):
+        RunConfig.from_yaml(None, assignments=["window.history"])
+
+
+def test_cli_set_and_methods_flags(tmp_path):
+    r = CliRunner().invoke(main, ["run", "--set", "window.histroy=3", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "window.histroy" in r.output and "Traceback" not in r.output

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import networkx as nx
 import numpy as np
 import pytest
 import torch
@@ -22,11 +23,16 @@ from gpdiff.prompts import (
     source_segment,
     target_segment,
 )
-from gpdiff.prompts.spatial import STRUCTURE, GraphEncoder, structure_features
+from gpdiff.prompts.spatial import (
+    STRUCTURE,
+    GraphEncoder,
+    structure_features,
+    within_city_rank,
+)
 from gpdiff.prompts.stats import FEATURES
 from gpdiff.prompts.temporal import patchify
 
-TINY_MAE = {"steps": 12, "d_model": 16, "n_heads": 2, "ff_dim": 32, "batch_size": 16, "days": 2}
+TINY_MASKED_PATCH = {"train_steps": 12, "d_model": 16, "n_heads": 2, "ff_dim": 32, "batch_size": 16, "days": 2}
 
 
 def _with(city: City, **kw) -> City:
@@ -48,7 +54,7 @@ def cities() -> list[City]:
 
 @pytest.fixture(scope="module")
 def encoders(cities) -> PromptEncoders:
-    return PromptEncoders.fit(cities, [source_segment(c) for c in cities], temporal_config=TINY_MAE)
+    return PromptEncoders.fit(cities, [source_segment(c) for c in cities], temporal_config=TINY_MASKED_PATCH)
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +64,14 @@ def stats_encoders(cities) -> PromptEncoders:
 
 # --------------------------------------------------------------------------- shapes, registry, round trips
 def test_registries_and_unknown_names():
-    assert set(TEMPORAL_ENCODERS) == {"mae", "stats"} and set(SPATIAL_ENCODERS) == {"graph", "none"}
-    with pytest.raises(GpdiffError, match="Known: mae, stats"):
-        make_encoder("temporal", "mea")
+    assert set(TEMPORAL_ENCODERS) == {"masked_patch", "stats"} and set(SPATIAL_ENCODERS) == {"graph", "none"}
+    with pytest.raises(GpdiffError, match="Known: masked_patch, stats"):
+        make_encoder("temporal", "mae")
     with pytest.raises(GpdiffError, match="unknown config field"):
-        make_encoder("temporal", "mae", {"layers": 3})
+        make_encoder("temporal", "masked_patch", {"layers": 3})
+    for registry in (TEMPORAL_ENCODERS, SPATIAL_ENCODERS):  # the seed is an argument of fit, not a setting
+        for klass in registry.values():
+            assert "seed" not in klass.config_class.__dataclass_fields__, klass.name
 
 
 def test_shapes(cities, encoders, stats_encoders):
@@ -70,9 +79,9 @@ def test_shapes(cities, encoders, stats_encoders):
     n = sum(c.n_nodes for c in cities)
     assert ps.temporal.shape == (n, 32) and ps.spatial.shape == (n, len(STRUCTURE) + 7)
     assert ps.temporal.dtype == torch.float32 and ps.spatial.dtype == torch.float32
-    assert ps.key()[:2] == [("hourly", "n0"), ("hourly", "n1")] and ps.city_names() == ["hourly", "tenmin"]
+    assert ps.keys()[:2] == [("hourly", "n0"), ("hourly", "n1")] and ps.city_names() == ["hourly", "tenmin"]
     seg = source_segment(cities[1])
-    assert ps.meta["temporal_encoder"] == "mae" and ps.meta["segments"]["tenmin"] == [seg.start, seg.stop]
+    assert ps.meta["temporal_encoder"] == "masked_patch" and ps.meta["segments"]["tenmin"] == [seg.start, seg.stop]
     st = stats_encoders.encode_many(cities, [source_segment(c) for c in cities])
     assert st.temporal.shape == (n, len(FEATURES)) and torch.equal(st.spatial, torch.ones(n, 32))
     assert torch.isfinite(st.temporal).all()
@@ -100,8 +109,10 @@ def test_save_load_round_trip_is_exact(tmp_path, cities, encoders, stats_encoder
         p.save(tmp_path / f"{name}.safetensors")
         r = PromptSet.load(tmp_path / f"{name}.safetensors")
         assert torch.equal(r.temporal, p.temporal) and torch.equal(r.spatial, p.spatial)
-        assert r.key() == p.key() and r.meta == p.meta
-    assert isinstance(PromptEncoder.load(tmp_path / "a" / "temporal"), TEMPORAL_ENCODERS["mae"])
+        assert r.keys() == p.keys() and r.meta == p.meta
+        assert (back.temporal.seed, back.spatial.seed) == (enc.temporal.seed, enc.spatial.seed) == (0, 0)
+        assert back.temporal.info["seed"] == back.spatial.info["seed"] == 0
+    assert isinstance(PromptEncoder.load(tmp_path / "a" / "temporal"), TEMPORAL_ENCODERS["masked_patch"])
     (tmp_path / "junk.safetensors").write_bytes(b"nope")
     with pytest.raises(GpdiffError, match="not a readable safetensors file"):
         PromptSet.load(tmp_path / "junk.safetensors")
@@ -112,11 +123,15 @@ def test_save_load_round_trip_is_exact(tmp_path, cities, encoders, stats_encoder
 
 def test_fit_is_deterministic(cities, encoders):
     segs = [source_segment(c) for c in cities]
-    again = PromptEncoders.fit(cities, segs, temporal_config=TINY_MAE)
-    other = PromptEncoders.fit(cities, segs, temporal_config={**TINY_MAE, "seed": 1})
+    again = PromptEncoders.fit(cities, segs, temporal_config=TINY_MASKED_PATCH)
+    other = PromptEncoders.fit(cities, segs, temporal_config=TINY_MASKED_PATCH, seed=1)
     a, b, c = (e.encode(cities[1], segs[1]).temporal for e in (encoders, again, other))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert encoders.temporal.info["final_loss"] == again.temporal.info["final_loss"]
+    assert other.temporal.info["seed"] == other.spatial.info["seed"] == 1
+    assert other.temporal.info["train_steps"] == TINY_MASKED_PATCH["train_steps"]
+    with pytest.raises(GpdiffError, match="one .*segment per city"):
+        GraphEncoder().fit(cities, segs[:1])
 
 
 # --------------------------------------------------------------------------- prompt sets
@@ -124,7 +139,7 @@ def test_select_reorders_and_names_missing_keys(cities, stats_encoders):
     ps = stats_encoders.encode_many(cities, [source_segment(c) for c in cities])
     keys = [("tenmin", "n3"), ("hourly", "n0")]
     sub = ps.select(keys)
-    assert sub.key() == keys
+    assert sub.keys() == keys
     assert torch.equal(sub.temporal[1], ps.temporal[0])
     with pytest.raises(GpdiffError, match="tenmin/n99"):
         ps.select([("tenmin", "n99")])
@@ -230,7 +245,7 @@ def test_attributes_are_used_and_non_finite_ones_fail(cities):
     base = synthetic_city("attr", n_nodes=6, days=10, seed=7)
     pois = np.arange(6, dtype=np.float32)[:, None] * np.array([[1.0, 2.0]], dtype=np.float32)
     city = _with(base, attributes=pois, attribute_names=["poi", "shops"])
-    enc = GraphEncoder().fit([city, cities[0]])
+    enc = GraphEncoder().fit([city, cities[0]], [source_segment(city), source_segment(cities[0])])
     assert enc.config.attribute_names == ["poi", "shops"] and enc.dim == len(STRUCTURE) + 7 + 2
     prompts, notes = enc.encode(cities[1])
     assert prompts.shape[1] == enc.dim and any("attribute 'poi' missing" in n for n in notes)
@@ -241,9 +256,8 @@ def test_attributes_are_used_and_non_finite_ones_fail(cities):
 
 
 def test_structure_features_match_networkx(cities):
-    nx = pytest.importorskip("networkx")
     for c in cities:
-        s = np.maximum(c.adjacency, c.adjacency.T)
+        s = np.maximum(c.adjacency, c.adjacency.T).astype(np.float64)
         np.fill_diagonal(s, 0)
         g = nx.from_numpy_array((s > 0).astype(float))
         f = structure_features(c.adjacency)
@@ -254,6 +268,35 @@ def test_structure_features_match_networkx(cities):
         np.testing.assert_allclose(f["closeness"], [hc[i] / (n - 1) for i in range(n)], atol=1e-12)
         sampled = structure_features(c.adjacency, max_exact=2, samples=n)  # all sources "sampled": exact
         np.testing.assert_allclose(sampled["betweenness"], f["betweenness"], atol=1e-12)
+        # PageRank (no dangling nodes here) solves r = (1 - d) / n + d P^T r, P the row-normalised weights
+        p = s / s.sum(axis=1, keepdims=True)
+        exact = np.linalg.solve(np.eye(n) - 0.85 * p.T, np.full(n, 0.15 / n)) * n
+        np.testing.assert_allclose(f["pagerank"], exact, rtol=1e-9)
+
+
+def test_symmetric_nodes_of_a_grid_share_every_structure_rank():
+    """On a 5 x 5 grid, nodes mapped onto each other by a symmetry of the grid are structurally
+    identical; floating-point noise (e.g. in PageRank's iterations) must not rank them apart."""
+    side = 5
+    grid = nx.convert_node_labels_to_integers(nx.grid_2d_graph(side, side), ordering="sorted")
+    adjacency = nx.to_numpy_array(grid, nodelist=range(side * side))
+    ranks = {k: within_city_rank(v) for k, v in structure_features(adjacency).items()}
+    r, c = np.divmod(np.arange(side * side), side)
+    for image in (r * side + (side - 1 - c), (side - 1 - r) * side + c, c * side + r):  # mirrors, transpose
+        for name, rank in ranks.items():
+            np.testing.assert_array_equal(rank, rank[image], err_msg=name)
+    corners = [0, side - 1, side * (side - 1), side * side - 1]
+    assert len({ranks["betweenness"][i] for i in corners}) == 1
+    assert ranks["betweenness"][side * side // 2] == 1.0  # the centre lies on the most shortest paths
+    assert len(set(ranks["pagerank"])) == 6  # orbits of the grid's symmetry group: one rank each
+
+
+def test_within_city_rank_ties_values_equal_up_to_noise():
+    x = np.array([1.0, 1.0 + 1e-15, 2.0, 0.5])
+    np.testing.assert_array_equal(within_city_rank(x), [0.5, 0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(within_city_rank(np.array([3.0, 3.0 * (1 + 1e-14)])), [0.5, 0.5])
+    np.testing.assert_array_equal(within_city_rank(np.array([1e-3, 2e-3, 0.0])), [0.5, 1.0, 0.0])  # scale-free
+    np.testing.assert_array_equal(within_city_rank(np.zeros(3)), [0.5, 0.5, 0.5])
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -271,7 +314,11 @@ def _tiny_zoo(cities):
 
 
 def test_rank_correlation_and_transfer_check(cities, stats_encoders):
-    from gpdiff.prompts.diagnostics import node_identification, rank_correlation, transfer_check
+    from gpdiff.prompts.diagnostics import (
+        node_identification,
+        rank_correlation,
+        transfer_check,
+    )
 
     zoo = _tiny_zoo(cities)
     ps = stats_encoders.encode_many(cities, [source_segment(c) for c in cities])
@@ -301,9 +348,13 @@ def test_cli_fit_show_encode(tmp_path):
     runner = CliRunner()
     out = tmp_path / "prompts"
     r = runner.invoke(main, ["prompts", "fit", "--cities", f"{tmp_path / 'ca.city'},{tmp_path / 'cb.city'}",
-                             "--out", str(out), "--steps", "3", "--days", "2", "--config", str(cfg), "--quiet"])
+                             "--out", str(out), "--train-steps", "3", "--days", "2", "--config", str(cfg),
+                             "--seed", "2", "--quiet"])
     assert r.exit_code == 0, r.output
     assert (out / "prompts.safetensors").is_file() and (out / "temporal" / "config.yaml").is_file()
+    fitted = PromptEncoders.load(out)
+    assert fitted.temporal.name == "masked_patch" and fitted.temporal.config.train_steps == 3
+    assert fitted.temporal.info["seed"] == fitted.spatial.info["seed"] == 2
     r = runner.invoke(main, ["prompts", "show", str(out)])
     assert r.exit_code == 0, r.output
     assert (out / "prompts_pca.png").read_bytes()[:4] == b"\x89PNG"
@@ -313,4 +364,7 @@ def test_cli_fit_show_encode(tmp_path):
     assert PromptSet.load(tmp_path / "t.safetensors").temporal.shape == (5, 32)
     r = runner.invoke(main, ["prompts", "fit", "--cities", str(tmp_path / "ca.city"), "--out", str(out),
                              "--temporal", "nope"])
-    assert r.exit_code == 2 and "unknown temporal prompt encoder 'nope'" in r.output
+    assert r.exit_code == 2 and "'nope' is not one of 'masked_patch', 'stats'" in r.output
+    r = runner.invoke(main, ["prompts", "fit", "--cities", str(tmp_path / "ca.city"), "--out", str(out),
+                             "--temporal", "stats", "--train-steps", "3"])
+    assert r.exit_code == 2 and "--train-steps applies to the masked_patch encoder" in r.output

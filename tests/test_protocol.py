@@ -42,10 +42,10 @@ def test_target_split_errors_are_clear():
         target_split(24 * 5, 24, days=4)
 
 
-def test_windows_never_overlap_segments():
-    c = synthetic_city(n_nodes=5, days=20)
+def test_windows_never_overlap_segments(month_city):
+    c = month_city
     split = target_split(c.n_steps, c.steps_per_day, days=3, window=18)
-    d = CityData(c, split, history=12, horizon=6, k=2)
+    d = CityData(c, split, history=12, horizon=6, n_neighbors=2)
     tr, va, te = d.origins("train"), d.origins("val"), d.origins("test")
     # training windows: inputs and targets inside the few-shot days
     assert tr.min() - 12 >= split.train.start and tr.max() + 6 <= split.train.stop
@@ -63,8 +63,8 @@ def test_window_origins_lookback():
     assert window_origins(Segment(0, 10), 12, 6, lookback=True).size == 0
 
 
-def test_scaler_uses_training_data_only():
-    c = synthetic_city(n_nodes=4, days=20, seed=1)
+def test_scaler_uses_training_data_only(month_city):
+    c = month_city
     split = source_split(c.n_steps)
     a = NodeScaler.fit(c, split.train)
     c.values[split.val.start :] *= 100.0  # change validation and test wildly
@@ -82,7 +82,7 @@ def test_scaler_ignores_missing_and_round_trips():
     assert sc.mean[1, 0] == pytest.approx(obs.mean(), rel=1e-5)
     z = sc.transform(c.values, c.mask)
     assert np.all(z[:, :, 0][~c.mask] == 0)
-    back = sc.inverse_target(z[:, :, 0])
+    back = sc.inverse_transform(z[:, :, 0])
     np.testing.assert_allclose(back[c.mask], c.values[:, :, 0][c.mask], rtol=1e-5, atol=1e-3)
 
 
@@ -112,7 +112,7 @@ def test_scaler_gives_nodes_without_a_scale_the_pooled_one():
 
 def test_batch_contents_match_the_city():
     c = synthetic_city(n_nodes=6, days=10, seed=3)
-    d = CityData(c, source_split(c.n_steps), history=4, horizon=3, k=2)
+    d = CityData(c, source_split(c.n_steps), history=4, horizon=3, n_neighbors=2)
     nodes = torch.tensor([5, 1])
     origins = torch.tensor([[40, 50], [60, 70]])
     b = d.batch(nodes, origins)
@@ -123,6 +123,7 @@ def test_batch_contents_match_the_city():
     np.testing.assert_allclose(b.x[1, 0, 1, :, 0].numpy(), z[56:60, nb, 0])
     np.testing.assert_allclose(b.y[1, 1].numpy(), z[70:73, 1, 0])
     truth, mask = d.truth(np.array([70]), np.array([1]))
+    assert mask.all()  # the synthetic city has no missing values
     np.testing.assert_allclose(d.to_original(b.y[1:2, 1:2], np.array([1])), truth, rtol=1e-5)
     assert b.tod[0, 0].item() == pytest.approx(((40 - 1) % 24) / 24)
 

@@ -1,31 +1,31 @@
 """Adapting parameters to the target city: forecasting with given parameters and fine-tuning them.
 
-Fine-tuning is the zoo trainer run on the target's few-shot days, started from the given parameters
-instead of the shared initialisation: per-node Adam with early stopping on the target's validation
-slice, each node keeping its best parameters. Every method that fine-tunes (GPD and the baselines)
-goes through :func:`finetune` with the same :class:`FinetuneConfig`, so budgets are equal.
+Fine-tuning is the batched per-node trainer (:class:`gpdiff.nodetrain.NodeTrainer`, the one the zoo
+uses) run on the target's few-shot days, started from the given parameters: per-node Adam with early
+stopping on the target's validation slice, each node keeping its best parameters. Every method that
+fine-tunes (GPD and the baselines) goes through :func:`finetune` with the same
+:class:`FinetuneConfig`, so budgets are equal.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from gpdiff.config import from_mapping
 from gpdiff.data.windows import CityData, WindowBatch
 from gpdiff.errors import GpdiffError
 from gpdiff.models.base import BaseModel
+from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, concat_batches, predict
 from gpdiff.params import ParamCollection, flatten, unflatten
-from gpdiff.zoo import ZooConfig, ZooTrainer, concat_batches, predict
 
 
 @dataclass
-class FinetuneConfig:
-    """The fine-tuning budget every method gets on the target's few-shot days."""
+class FinetuneConfig(NodeTrainConfig):
+    """The fine-tuning budget every method gets on the target's few-shot days (the
+    :class:`~gpdiff.nodetrain.NodeTrainConfig` fields, with smaller defaults than the zoo's)."""
 
     lr: float = 0.003
     max_epochs: int = 40
@@ -33,13 +33,6 @@ class FinetuneConfig:
     batch_size: int = 32
     steps_per_epoch: int = 10
     val_windows: int = 512
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> FinetuneConfig:
-        return from_mapping(cls, data, "finetune config")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def forecast(model: BaseModel, params: torch.Tensor, data: CityData, segment: str = "test",
@@ -56,16 +49,13 @@ def forecast(model: BaseModel, params: torch.Tensor, data: CityData, segment: st
 def finetune(model: BaseModel, init: torch.Tensor, data: CityData, config: FinetuneConfig, out_dir: Path,
              seed: int = 0, progress: bool = True, desc: str = "finetune") -> torch.Tensor:
     """Fine-tune flat parameters ``init [N, P]`` on ``data``'s training windows; returns the best
-    parameters by validation loss (checkpointed in ``out_dir``, so an interrupted run resumes)."""
-    c = model.config
-    zc = ZooConfig(model=model.name, preset=c.preset, history=c.history, horizon=c.horizon, k=c.ego_size - 1,
-                   in_channels=c.in_channels, batch_size=config.batch_size, lr=config.lr,
-                   max_epochs=config.max_epochs, patience=config.patience,
-                   steps_per_epoch=config.steps_per_epoch, val_windows=config.val_windows, seed=seed,
-                   device=str(data.device))
-    trainer = ZooTrainer.from_data([data], zc, out_dir, init=unflatten(init.to(data.device), model.spec()),
-                                   progress=progress, desc=desc)
-    return trainer.run(evaluate=False).params
+    parameters by validation loss ``[N, P]`` (checkpointed in ``out_dir``, so an interrupted run resumes)."""
+    if init.shape != (data.n_nodes, model.n_params):
+        raise GpdiffError(f"initial parameters {tuple(init.shape)} for {data.n_nodes} nodes of {data.city.name} "
+                          f"and {model.n_params} parameters of {model.name!r}.")
+    trainer = NodeTrainer(model, [data], config, unflatten(init.to(data.device), model.spec()), out_dir, seed=seed,
+                          progress=progress, desc=desc)
+    return trainer.run().flat(model.spec())
 
 
 class SourcePool:

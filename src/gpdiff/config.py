@@ -1,25 +1,145 @@
-"""Config dataclasses from plain mappings (YAML files, CLI flags), with one error for unknown keys."""
+"""Configs as data: nested dataclasses built from plain mappings (YAML files, ``--set`` flags).
+
+Every config of gpdiff is a dataclass with defaults. A config that holds another config does so as
+a field whose type is that dataclass (``RunConfig.zoo: ZooConfig``), so a run's settings form one
+tree and each setting lives in exactly one place (the diffusers pattern: configs are data, written
+next to what they made). :func:`from_mapping` builds such a tree from nested dicts, naming the full
+dotted path of every unknown key; :func:`to_mapping` turns it back into plain dicts;
+:func:`set_path` applies one ``dotted.path=value`` override.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
+
+import yaml
 
 from gpdiff.errors import GpdiffError
 
 T = TypeVar("T")
 
 
-def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where: str = "") -> T:
-    """``cls(**data)``, after naming every key of ``data`` that is not a field of the dataclass ``cls``.
+@functools.cache
+def _nested_types(cls: type) -> dict[str, type]:
+    """Fields of dataclass ``cls`` whose declared type is itself a dataclass: name -> class."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)
+            if isinstance(hints.get(f.name), type) and dataclasses.is_dataclass(hints[f.name])}
 
-    ``what`` names the config in the error ("zoo config"); ``where``, when given, prefixes it (a file).
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where: str = "",
+                 moved: Mapping[str, str] | None = None, _path: str = "") -> T:
+    """``cls(**data)``, recursing into fields that are dataclasses.
+
+    Raises :class:`GpdiffError` naming every key of ``data`` (with its dotted path) that is not a
+    field of ``cls``. ``moved`` maps dotted paths of settings that moved to their new path; such a key
+    gets one line naming where it lives now. ``what`` names the config ("run config"); ``where``,
+    when given, prefixes the message (a file). A value that is already an instance of a nested
+    config class is taken as it is. A class with a ``preset_defaults(data) -> dict`` classmethod
+    (a config with named size presets) gets those values under ``data`` before anything else.
     """
+    if isinstance(data, cls):
+        return data
+    if data is not None and not isinstance(data, Mapping):
+        raise GpdiffError(f"{where + ': ' if where else ''}{what}{' field ' + _path if _path else ''} must be a "
+                          f"mapping of settings, got {type(data).__name__} ({data!r}).")
     data = dict(data or {})
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
+    presets = getattr(cls, "preset_defaults", None)
+    if presets is not None:
+        data = merge(presets(data), data)
+    prefix = f"{where}: " if where else ""
+    moved = moved or {}
+    for key in data:
+        full = f"{_path}{key}"
+        if full in moved:
+            raise GpdiffError(f"{prefix}{what} setting {full!r} has moved to {moved[full]!r}; rename it there.")
+    known = field_names(cls)  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        prefix = f"{where}: " if where else ""
-        raise GpdiffError(f"{prefix}unknown {what} field(s) {unknown}; known: {sorted(known)}.")
+        shown = [f"{_path}{k}" for k in unknown]
+        raise GpdiffError(f"{prefix}unknown {what} field(s) {shown}; known at "
+                          f"{_path.rstrip('.') or 'the top level'}: {sorted(known)}.")
+    nested = _nested_types(cls)  # type: ignore[arg-type]
+    scalars = _scalar_types(cls)  # type: ignore[arg-type]
+    for name, value in data.items():
+        if name in nested:
+            data[name] = from_mapping(nested[name], value, what, where, moved, f"{_path}{name}.")
+        elif name in scalars:
+            data[name] = _coerce(value, scalars[name], f"{prefix}{what} field {_path}{name}")
     return cls(**data)
+
+
+@functools.cache
+def _scalar_types(cls: type) -> dict[str, type]:
+    """Fields of dataclass ``cls`` declared as exactly ``int``, ``float``, ``bool`` or ``str``."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if hints.get(f.name) in (int, float, bool, str)}
+
+
+def _coerce(value: Any, kind: type, what: str) -> Any:
+    """``value`` as ``kind`` when it is a plain spelling of one (``"1e-3"`` -> 0.001, ``1`` -> 1.0 for a
+    float, ``"true"`` -> True); :class:`GpdiffError` naming the field otherwise."""
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.strip().lower() in ("true", "yes", "1")
+        elif kind is float and not isinstance(value, bool):
+            return float(value)
+        elif kind is int and not isinstance(value, bool) and float(value) == int(float(value)):
+            return int(float(value))
+        elif kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    article = "an" if kind is int else "a"
+    raise GpdiffError(f"{what} must be {article} {kind.__name__}, got {value!r}.")
+
+
+def to_mapping(config: Any) -> dict[str, Any]:
+    """A config tree as plain nested dicts (what YAML files and stage keys hold)."""
+    return dataclasses.asdict(config)
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``, recursively for values that are mappings on both sides."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """``"zoo.lr=0.005"`` -> (``["zoo", "lr"]``, ``0.005``); the value is read as YAML (``[a, b]``, ``true``).
+
+    Raises :class:`GpdiffError` when there is no ``=`` or no path.
+    """
+    path, sep, value = text.partition("=")
+    path = path.strip()
+    if not sep or not path or any(not p for p in path.split(".")):
+        raise GpdiffError(f"--set {text!r}: expected dotted.path=value, e.g. --set zoo.lr=0.005.")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return path.split("."), parsed
+
+
+def set_path(data: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    """A copy of nested dict ``data`` with ``data[path[0]][path[1]]... = value`` (creating levels)."""
+    out = dict(data)
+    if len(path) == 1:
+        out[path[0]] = value
+        return out
+    inner = out.get(path[0])
+    out[path[0]] = set_path(dict(inner) if isinstance(inner, Mapping) else {}, path[1:], value)
+    return out

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from safetensors import safe_open
@@ -44,6 +45,20 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def yaml_safe(obj: Any) -> Any:
+    """``obj`` as plain YAML-safe data: dict keys as strings, tuples as lists, numpy scalars as Python
+    numbers, anything else that is not ``None``/bool/int/float/str as its ``str``."""
+    if isinstance(obj, np.generic):  # before the Python types: np.float64 is a float yaml cannot write
+        return obj.item()
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, Mapping):
+        return {str(k): yaml_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [yaml_safe(v) for v in obj]
+    return str(obj)
 
 
 def write_yaml(path: str | os.PathLike[str], data: Any) -> Path:

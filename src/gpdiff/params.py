@@ -22,6 +22,7 @@ import torch
 from gpdiff.errors import GpdiffError
 from gpdiff.io import load_tensors, save_tensors
 from gpdiff.models.base import ParamSpec
+from gpdiff.noderows import NodeRows
 
 
 def flatten(params: dict[str, torch.Tensor], spec: list[ParamSpec]) -> torch.Tensor:
@@ -142,7 +143,7 @@ class Standardizer:
     def transform(self, flat: torch.Tensor) -> torch.Tensor:
         return (flat - self._expand(self.mean, flat.device)) / self._expand(self.std, flat.device)
 
-    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+    def inverse_transform(self, z: torch.Tensor) -> torch.Tensor:
         return z * self._expand(self.std, z.device) + self._expand(self.mean, z.device)
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -155,8 +156,8 @@ class Standardizer:
 
 # --------------------------------------------------------------------- collections
 @dataclass
-class ParamCollection:
-    """Parameter vectors of one base model for a set of nodes, with where they came from."""
+class ParamCollection(NodeRows):
+    """Parameter vectors of one base model for a set of nodes, keyed by (city, node id)."""
 
     params: torch.Tensor  # [n, P] float32
     node_ids: list[str]
@@ -180,21 +181,17 @@ class ParamCollection:
     def __len__(self) -> int:
         return int(self.params.shape[0])
 
-    def keys(self) -> list[tuple[str, str]]:
-        return list(zip(self.cities, self.node_ids))
-
     def as_dict(self) -> dict[str, torch.Tensor]:
         return unflatten(self.params, self.spec)
 
-    def subset(self, index: torch.Tensor | list[int]) -> ParamCollection:
-        idx = torch.as_tensor(index, dtype=torch.long)
-        il = idx.tolist()
-        return ParamCollection(self.params[idx], [self.node_ids[i] for i in il], [self.cities[i] for i in il],
-                               self.model, dict(self.model_config), list(self.spec),
-                               {k: v[idx] for k, v in self.metrics.items()}, dict(self.config))
+    def describe(self) -> str:
+        return f"{self.model} parameters"
 
-    def city_names(self) -> list[str]:
-        return list(dict.fromkeys(self.cities))
+    def take(self, index: torch.Tensor) -> ParamCollection:
+        il = index.tolist()
+        return ParamCollection(self.params[index], [self.node_ids[i] for i in il], [self.cities[i] for i in il],
+                               self.model, dict(self.model_config), list(self.spec),
+                               {k: v[index] for k, v in self.metrics.items()}, dict(self.config))
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         tensors = {"params": self.params.float(), **{f"metric.{k}": v for k, v in self.metrics.items()}}

@@ -1,89 +1,45 @@
-"""`gpdiff run`: few-shot transfer to a target city, end to end, with every baseline.
+"""`gpdiff run`: few-shot transfer to a target city, end to end, with every comparison method.
 
-Stages (each a folder of the run directory, computed once; see :mod:`gpdiff.stages`):
+Stages (each a folder of the run directory, computed once; see :mod:`gpdiff.stages`), one function
+each, called in this order by :func:`run_pipeline`:
 
     zoo -> prompts -> diffusion -> generate -> methods/<name> (one per method) -> report
 
-The target city is split by :func:`gpdiff.data.target_split`: only its few-shot days are trained
-on, its validation slice drives early stopping, and its test period is scored once, the same way
-for every method.
+Each stage's key is derived from the config sections it reads, the keys of the stages it reads,
+the data it reads and the code (:func:`gpdiff.stages.stage_key`). The target city is split by
+:func:`gpdiff.data.target_split`: only its few-shot days are trained on, its validation slice drives
+early stopping, and its test period is scored once, the same way for every method.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gpdiff.config import from_mapping
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City
-from gpdiff.data.splits import target_split
+from gpdiff.data.splits import Split, target_split
 from gpdiff.data.windows import CityData
+from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
-from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
-from gpdiff.metrics import Metrics, masked_metrics
-from gpdiff.stages import Run, key_of
+from gpdiff.hashing import hash_arrays
+from gpdiff.io import load_tensors, save_tensors, write_yaml
+from gpdiff.methods import NEEDS_GENERATION, Context, MethodResult, get_method
+from gpdiff.metrics import masked_metrics
+from gpdiff.params import ParamCollection
+from gpdiff.prompts import PromptSet
+from gpdiff.report import Outcome, RunRecord, write_run_report
+from gpdiff.runconfig import RunConfig
+from gpdiff.stages import Run, Stage
 
-DEFAULT_TARGET = "melbourne-ped"
-
-
-@dataclass
-class RunConfig:
-    """Every knob of a run. YAML files and CLI flags override these defaults."""
-
-    target: str = DEFAULT_TARGET
-    sources: list[str] = field(default_factory=list)  # empty: the other bundled flow cities / data-dir cities
-    data_dir: str | None = None  # folder with cities in any supported format (one per subfolder/file)
-    target_days: float = 3.0
-    val_days: float = 1.0
-    test_fraction: float = 0.2
-    target_scale_floor: float = 0.05  # target nodes' std >= this x the target's pooled std (NodeScaler.fit)
-    history: int = 12
-    horizon: int = 6
-    k: int = 7
-    model: str = "stgcn"
-    preset: str = "small"
-    condition: str = "pre_inductive"
-    denoiser: str = "small"  # denoiser preset
-    sampler: str = "ddim"
-    steps: int = 50
-    guidance: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    out: str = "runs/default"
-    methods: list[str] = field(default_factory=lambda: [
-        "seasonal_naive", "historical_average", "target_only", "transfer", "mean_params", "retrieval",
-        "reptile", "gpd_zero_shot", "gpd"])
-    zoo: dict[str, Any] = field(default_factory=dict)  # ZooConfig overrides
-    prompts: dict[str, Any] = field(default_factory=dict)  # temporal/spatial encoder names and configs
-    diffusion: dict[str, Any] = field(default_factory=dict)  # DiffusionConfig overrides
-    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig overrides
-    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-method settings, e.g. reptile
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> RunConfig:
-        data = dict(data or {})
-        for name in ("sources", "methods"):
-            if isinstance(data.get(name), str):
-                data[name] = [s.strip() for s in data[name].split(",") if s.strip()]
-        return from_mapping(cls, data, "run config")
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-        doc = read_yaml(path)
-        if doc is not None and not isinstance(doc, dict):
-            raise GpdiffError(f"{path}: a run config must be a mapping of settings, got {type(doc).__name__}.")
-        return cls.from_dict({**(doc or {}), **(overrides or {})})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+Log = Callable[[str], Any]
 
 
 @dataclass
@@ -92,6 +48,21 @@ class RunResult:
     rows: list[dict[str, Any]]  # results.csv rows
     report: Path
     timings: dict[str, float]
+    computed: list[str]  # stages computed by this call, in order
+    reused: list[str]  # stages found finished and reused
+
+
+@dataclass
+class Cities:
+    """The loaded data of a run: the target with its split, the sources, and content hashes of each."""
+
+    target: City
+    sources: list[City]
+    split: Split
+    fingerprints: dict[str, str]  # city name -> content hash
+
+    def source_names(self) -> list[str]:
+        return [c.name for c in self.sources]
 
 
 # ----------------------------------------------------------------------- cities
@@ -126,30 +97,13 @@ def default_sources(cfg: RunConfig) -> list[str]:
 
 
 def city_fingerprint(city: City) -> str:
-    h = hashlib.sha256()
-    for a in (city.values, city.mask, city.adjacency):
-        h.update(np.ascontiguousarray(a).tobytes())
-    h.update(f"{city.start}|{city.interval_minutes}|{','.join(city.node_ids)}".encode())
-    return h.hexdigest()[:16]
+    """Content hash of a city: values, mask, graph, time axis and node ids."""
+    return hash_arrays(city.values, city.mask, city.adjacency,
+                       extra=[str(city.start), city.interval_minutes, list(city.node_ids)])
 
 
-# ---------------------------------------------------------------------- pipeline
-def run_pipeline(cfg: RunConfig, progress: bool = True, log: Any = print) -> RunResult:
-    """Run (or resume) the whole experiment described by ``cfg``; see the module docstring."""
-    from gpdiff.adapt import FinetuneConfig
-    from gpdiff.baselines import NEEDS_GENERATION, Context, get_method
-    from gpdiff.device import resolve_device
-    from gpdiff.diffusion.train import DiffusionConfig
-    from gpdiff.zoo import ZooConfig
-
-    for m in cfg.methods:
-        get_method(m)  # fail early on an unknown name
-    t_start = time.perf_counter()
-    run = Run(cfg.out)
-    write_yaml(run.root / "config.yaml", cfg.to_dict())
-    device = resolve_device(cfg.device)
-
-    # ---- data
+def load_cities(cfg: RunConfig) -> Cities:
+    """Target and sources of ``cfg``, and the target's split; clear errors before any expensive stage."""
     source_names = default_sources(cfg)
     if cfg.target in source_names:
         raise GpdiffError(f"target {cfg.target!r} is also a source; a target must be new to the model.")
@@ -157,137 +111,171 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Any = print) -> Run
         raise GpdiffError("no source cities; pass --sources or put more than one city in --data-dir.")
     target = load_named(cfg.target, cfg.data_dir)
     sources = [load_named(n, cfg.data_dir) for n in source_names]
-    window = cfg.history + cfg.horizon
     split = target_split(target.n_steps, target.steps_per_day, cfg.target_days, cfg.val_days, cfg.test_fraction,
-                         window, name=target.name)
-    fps = {c.name: city_fingerprint(c) for c in [target, *sources]}
-    log(f"target {target.name}: {target.n_nodes} nodes, {cfg.target_days:g} few-shot days "
-        f"(steps {split.train.start}-{split.train.stop}), validation {split.val.start}-{split.val.stop}, "
-        f"test {split.test.start}-{split.test.stop}; sources: {', '.join(source_names)}")
+                         cfg.window.length, name=target.name)
+    return Cities(target, sources, split, {c.name: city_fingerprint(c) for c in [target, *sources]})
 
-    # ---- zoo
-    zoo_cfg = ZooConfig.from_dict({"model": cfg.model, "preset": cfg.preset, "history": cfg.history,
-                                   "horizon": cfg.horizon, "k": cfg.k, "seed": cfg.seed, "device": cfg.device,
-                                   **cfg.zoo})
+
+def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityData:
+    """The target under its split, scaled with its few-shot days only; every segment must hold a window."""
+    w = cfg.window
+    data = CityData(cities.target, cities.split, history=w.history, horizon=w.horizon, n_neighbors=w.n_neighbors,
+                    device=device, min_rel_std=cfg.target_scale_floor)
+    for segment in ("train", "val", "test"):
+        data.require_windows(segment)
+    return data
+
+
+# ----------------------------------------------------------------------- stages
+def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log) -> tuple[Stage, ParamCollection]:
+    """One model per source node (:func:`gpdiff.zoo.train_zoo`)."""
     from gpdiff.zoo import load_zoo, train_zoo
 
-    zoo_key = {"zoo": zoo_cfg.to_dict(), "cities": {n: fps[n] for n in source_names}}
-    with run.stage("zoo", zoo_key, cfg.seed) as st:
-        log(f"[zoo] {'reusing' if st.cached else 'training'} {cfg.model}/{cfg.preset} on "
-            f"{sum(c.n_nodes for c in sources)} source nodes")
-        zoo = load_zoo(st.path) if st.cached else train_zoo(sources, zoo_cfg, st.path, progress=progress)
-    zoo_key_s = key_of(zoo_key)
+    data = {n: cities.fingerprints[n] for n in cities.source_names()}
+    with run.stage("zoo", {"window": cfg.window, "zoo": cfg.zoo, "seed": cfg.seed}, data=data, seed=cfg.seed) as st:
+        log(f"[zoo] {'reusing' if st.cached else 'training'} {cfg.zoo.model}/{cfg.zoo.preset} on "
+            f"{sum(c.n_nodes for c in cities.sources)} source nodes")
+        zoo = load_zoo(st.path) if st.cached else train_zoo(cities.sources, cfg.window, cfg.zoo, st.path, cfg.seed,
+                                                            cfg.device, progress)
+    return st, zoo
 
-    # ---- prompts
-    from gpdiff.prompts import PromptEncoders, PromptSet, source_segment
 
-    pcfg = {"temporal": "mae", "spatial": "graph", "temporal_config": {}, "spatial_config": {}, **cfg.prompts}
-    prompt_key = {"prompts": pcfg, "cities": fps, "split": split.to_dict(), "zoo_split": [zoo_cfg.train, zoo_cfg.val,
-                                                                                         zoo_cfg.test],
-                  "seed": cfg.seed}
-    with run.stage("prompts", prompt_key, cfg.seed) as st:
+def prompts_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log
+                  ) -> tuple[Stage, PromptSet, PromptSet]:
+    """Prompt encoders fitted on the sources' training segments; prompts of every source node (from its
+    training segment) and of every target node (from its few-shot days only)."""
+    from gpdiff.prompts import PromptEncoders, source_segment
+
+    z, p = cfg.zoo, cfg.prompts
+    segments = [source_segment(c, z.train, z.val, z.test) for c in cities.sources]
+    reads = {"prompts": p, "seed": cfg.seed, "target_segment": cities.split.train,
+             "source_segments": dict(zip(cities.source_names(), segments))}
+    with run.stage("prompts", reads, data=cities.fingerprints, seed=cfg.seed) as st:
         src_file, tgt_file = st.path / "prompts_source.safetensors", st.path / "prompts_target.safetensors"
         if st.cached:
             log("[prompts] reusing")
-            src_prompts, tgt_prompts = PromptSet.load(src_file), PromptSet.load(tgt_file)
-        else:
-            log(f"[prompts] fitting {pcfg['temporal']} temporal and {pcfg['spatial']} spatial encoders on the "
-                "sources' training periods")
-            segs = [source_segment(c, zoo_cfg.train, zoo_cfg.val, zoo_cfg.test) for c in sources]
-            tcfg = {"seed": cfg.seed, **(pcfg.get("temporal_config") or {})} if pcfg["temporal"] == "mae" else \
-                pcfg.get("temporal_config")
-            enc = PromptEncoders.fit(sources, segs, temporal=pcfg["temporal"], spatial=pcfg["spatial"],
-                                     temporal_config=tcfg, spatial_config=pcfg.get("spatial_config"),
-                                     progress=progress)
-            enc.save(st.path / "encoders")
-            src_prompts = enc.encode_many(sources, segs)
-            tgt_prompts = enc.encode(target, split.train)  # the few-shot days only
-            for note in tgt_prompts.meta.get("notes", []):
-                log(f"[prompts] {note}")
-            src_prompts.save(src_file)
-            tgt_prompts.save(tgt_file)
-    src_prompts = src_prompts.select(zoo.keys())
+            return st, PromptSet.load(src_file), PromptSet.load(tgt_file)
+        log(f"[prompts] fitting {p.temporal} temporal and {p.spatial} spatial encoders on the sources' training "
+            "periods")
+        enc = PromptEncoders.fit(cities.sources, segments, temporal=p.temporal, spatial=p.spatial,
+                                 temporal_config=p.temporal_config, spatial_config=p.spatial_config,
+                                 progress=progress, seed=cfg.seed)
+        enc.save(st.path / "encoders")
+        source = enc.encode_many(cities.sources, segments)
+        target = enc.encode(cities.target, cities.split.train)  # the few-shot days only
+        for note in target.meta.get("notes", []):
+            log(f"[prompts] {note}")
+        source.save(src_file)
+        target.save(tgt_file)
+    return st, source, target
 
-    # ---- diffusion
+
+def diffusion_stage(run: Run, cfg: RunConfig, zoo: tuple[Stage, ParamCollection], prompts: tuple[Stage, PromptSet],
+                    progress: bool, log: Log) -> tuple[Stage, DiffusionModel]:
+    """The denoiser pre-trained on the zoo, conditioned on the source prompts."""
+    from gpdiff.diffusion.train import pretrain
+
+    (zoo_st, collection), (prompts_st, source_prompts) = zoo, prompts
+    d = cfg.diffusion
+    with run.stage("diffusion", {"diffusion": d, "seed": cfg.seed}, [zoo_st, prompts_st], seed=cfg.seed) as st:
+        log(f"[diffusion] {'reusing' if st.cached else 'pre-training'} the {d.denoiser.condition} denoiser "
+            f"({d.iters} iterations)")
+        model = DiffusionModel.load(st.path, device=cfg.device) if st.cached else pretrain(
+            collection, source_prompts, d, st.path, progress, seed=cfg.seed, device=cfg.device)
+    return st, model
+
+
+def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionModel], prompts_st: Stage,
+                   target_prompts: PromptSet, progress: bool, log: Log) -> tuple[Stage, ParamCollection]:
+    """Parameters for every target node, sampled from its prompts."""
     from gpdiff.diffusion.sample import generate
-    from gpdiff.diffusion.train import DiffusionModel, pretrain
 
-    dcfg = DiffusionConfig.from_preset(cfg.denoiser, **{"condition": cfg.condition, "seed": cfg.seed,
-                                                        "device": cfg.device, **cfg.diffusion})
-    diff_key = {"diffusion": dcfg.to_dict(), "zoo": zoo_key_s, "prompts": key_of(prompt_key)}
-    with run.stage("diffusion", diff_key, cfg.seed) as st:
-        log(f"[diffusion] {'reusing' if st.cached else 'pre-training'} the {cfg.condition} denoiser "
-            f"({dcfg.iters} iterations)")
-        dmodel = DiffusionModel.load(st.path) if st.cached else pretrain(zoo, src_prompts, dcfg, st.path, progress)
+    diff_st, model = diffusion
+    g = cfg.generate
+    with run.stage("generate", {"generate": g, "seed": cfg.seed}, [diff_st, prompts_st], seed=cfg.seed) as st:
+        f = st.path / "generated.safetensors"
+        if st.cached:
+            return st, ParamCollection.load(f)
+        log(f"[generate] sampling parameters for {len(target_prompts)} target nodes ({g.sampler}, "
+            f"{g.num_inference_steps} steps)")
+        generated = generate(model, target_prompts, g.sampler, g.num_inference_steps, g.guidance_scale, cfg.seed,
+                             progress=progress)
+        generated.save(f)
+    return st, generated
 
-    # ---- generation
-    gen_key = {"diffusion": key_of(diff_key), "sampler": cfg.sampler, "steps": cfg.steps, "guidance": cfg.guidance,
-               "seed": cfg.seed}
-    generated = None
-    if any(m in NEEDS_GENERATION for m in cfg.methods):
-        from gpdiff.params import ParamCollection
 
-        with run.stage("generate", gen_key, cfg.seed) as st:
-            f = st.path / "generated.safetensors"
-            if st.cached:
-                generated = ParamCollection.load(f)
-            else:
-                log(f"[generate] sampling parameters for {target.n_nodes} target nodes ({cfg.sampler}, "
-                    f"{cfg.steps} steps)")
-                generated = generate(dmodel, tgt_prompts, cfg.sampler, cfg.steps, cfg.guidance, cfg.seed,
-                                     progress=progress)
-                generated.save(f)
+def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], cities: Cities,
+                 context: Callable[[Path], Context], log: Log) -> MethodResult:
+    """One comparison method, run on the target (``context(workdir)`` builds what it may use)."""
+    reads = {"method": name, "settings": cfg.methods[name], "finetune": cfg.finetune, "window": cfg.window,
+             "split": cities.split, "target_scale_floor": cfg.target_scale_floor, "seed": cfg.seed}
+    data = {cities.target.name: cities.fingerprints[cities.target.name]}
+    with run.stage(f"methods/{name}", reads, inputs, data=data, seed=cfg.seed) as st:
+        f = st.path / "output.safetensors"
+        if st.cached:
+            tensors, meta = load_tensors(f)
+            return MethodResult(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
+                                notes=dict(meta.get("notes") or {}))
+        log(f"[{name}] running")
+        result = get_method(name)(context(st.path))
+        tensors = {"pred": torch.from_numpy(np.ascontiguousarray(result.pred, dtype=np.float32))}
+        for key in ("params", "init"):
+            value = getattr(result, key)
+            if value is not None:
+                tensors[key] = value.float().cpu()
+        save_tensors(f, tensors, {"notes": result.notes})
+    return MethodResult(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
+                        notes=result.notes)
 
-    # ---- methods
-    from gpdiff.models import get_model
+
+# ---------------------------------------------------------------------- pipeline
+def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print) -> RunResult:
+    """Run (or resume) the whole experiment described by ``cfg``; see the module docstring."""
+    from gpdiff.device import resolve_device
     from gpdiff.zoo import prepare_cities
 
-    model = get_model(cfg.model, zoo_cfg.model_config())
-    tdata = CityData(target, split, history=cfg.history, horizon=cfg.horizon, k=cfg.k, device=device,
-                     min_rel_std=cfg.target_scale_floor)
-    tdata.require_windows("train")
-    tdata.require_windows("val")
-    test_origins = tdata.require_windows("test")
-    truth, tmask = tdata.truth(test_origins)
-    sdata = prepare_cities(sources, zoo_cfg, model, device)
-    ft = FinetuneConfig.from_dict(cfg.finetune)
-    outputs: dict[str, dict[str, Any]] = {}
-    rows: list[dict[str, Any]] = []
-    for name in cfg.methods:
-        key = {"method": name, "finetune": ft.to_dict(), "options": cfg.baselines.get(name, {}), "zoo": zoo_key_s, "prompts": key_of(prompt_key),
-               "target": fps[target.name], "split": split.to_dict(), "scale_floor": cfg.target_scale_floor,
-               "seed": cfg.seed,
-               "generation": key_of(gen_key) if name in NEEDS_GENERATION else None}
-        with run.stage(f"methods/{name}", key, cfg.seed) as st:
-            f = st.path / "output.safetensors"
-            if st.cached:
-                tensors, meta = load_tensors(f)
-            else:
-                log(f"[{name}] running")
-                ctx = Context(model=model, sources=sdata, target=tdata, zoo=zoo, source_prompts=src_prompts,
-                              target_prompts=tgt_prompts, finetune=ft, seed=cfg.seed, workdir=st.path,
-                              generated=generated, progress=progress, options=dict(cfg.baselines.get(name) or {}))
-                out = get_method(name)(ctx)
-                tensors = {"pred": torch.from_numpy(np.ascontiguousarray(out.pred, dtype=np.float32))}
-                if out.params is not None:
-                    tensors["params"] = out.params.float().cpu()
-                if out.init is not None:
-                    tensors["init"] = out.init.float().cpu()
-                meta = {"notes": out.notes}
-                save_tensors(f, tensors, meta)
-        pred = tensors["pred"].numpy()
-        if pred.shape != truth.shape:
-            raise AssertionError(f"{name}: predictions {pred.shape} vs truth {truth.shape}")
-        metrics: Metrics = masked_metrics(pred, truth, tmask)
-        rows += metrics.rows(name)
-        outputs[name] = {"pred": pred, "params": tensors.get("params"), "init": tensors.get("init"),
-                         "metrics": metrics, "notes": meta.get("notes", {})}
+    t_start = time.perf_counter()
+    cities = load_cities(cfg)
+    device = resolve_device(cfg.device)
+    tdata = target_data(cfg, cities, device)
+    run = Run(cfg.out)
+    write_yaml(run.root / "config.yaml", cfg.to_dict())
+    s = cities.split
+    log(f"target {cities.target.name}: {cities.target.n_nodes} nodes, {cfg.target_days:g} few-shot days "
+        f"(steps {s.train.start}-{s.train.stop}), validation {s.val.start}-{s.val.stop}, "
+        f"test {s.test.start}-{s.test.stop}; sources: {', '.join(cities.source_names())}")
 
-    # ---- report
-    from gpdiff.report import write_run_report
+    zoo_st, zoo = zoo_stage(run, cfg, cities, progress, log)
+    prompts_st, source_prompts, target_prompts = prompts_stage(run, cfg, cities, progress, log)
+    source_prompts = source_prompts.select(zoo.keys())
+    generated, gen_st = None, None
+    if any(m in NEEDS_GENERATION for m in cfg.methods):
+        diffusion = diffusion_stage(run, cfg, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
+        gen_st, generated = generate_stage(run, cfg, diffusion, prompts_st, target_prompts, progress, log)
+
+    model = cfg.zoo.build_model(cfg.window)
+    sources = prepare_cities(cities.sources, cfg.window, cfg.zoo, model, device)
+
+    def context(name: str) -> Callable[[Path], Context]:
+        return lambda workdir: Context(
+            model=model, sources=sources, target=tdata, zoo=zoo, source_prompts=source_prompts,
+            target_prompts=target_prompts, finetune=cfg.finetune, seed=cfg.seed, workdir=workdir,
+            generated=generated, progress=progress, options=cfg.methods[name])
+
+    origins = tdata.origins("test")
+    truth, mask = tdata.truth(origins)
+    outcomes: dict[str, Outcome] = {}
+    for name in cfg.methods:
+        inputs = [zoo_st, prompts_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
+        result = method_stage(run, cfg, name, inputs, cities, context(name), log)
+        if result.pred.shape != truth.shape:
+            raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "
+                               f"expected {truth.shape} (nodes, test windows, horizon)")
+        outcomes[name] = Outcome(result, masked_metrics(result.pred, truth, mask))
 
     run.timings["total"] = time.perf_counter() - t_start
-    report = write_run_report(run.root, cfg, target, split, tdata, test_origins, truth, outputs, rows, zoo,
-                              generated, run.timings, source_names,
-                              [f"target prompts: {n}" for n in tgt_prompts.meta.get("notes", [])])
-    return RunResult(run.root, rows, report, dict(run.timings))
+    record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=truth, outcomes=outcomes,
+                       zoo=zoo, generated=generated, timings=run.timings, sources=cities.source_names(),
+                       data_notes=[f"target prompts: {n}" for n in target_prompts.meta.get("notes", [])])
+    report = write_run_report(record)
+    return RunResult(run.root, record.rows(), report, dict(run.timings), list(run.computed), list(run.reused))

@@ -8,14 +8,22 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tabulate import tabulate
 
 from gpdiff.data.city import City
 from gpdiff.io import atomic_write_bytes
+
+if TYPE_CHECKING:  # types of the run report only; plotting a city must not import the whole pipeline
+    from gpdiff.data.windows import CityData
+    from gpdiff.methods import MethodResult
+    from gpdiff.metrics import Metrics
+    from gpdiff.params import ParamCollection
+    from gpdiff.runconfig import RunConfig
 
 
 def table(rows: Sequence[dict[str, Any]], fmt: str = "simple", floatfmt: str = ".4g") -> str:
@@ -198,17 +206,48 @@ def plot_stage_times(timings: dict[str, float], path: str | os.PathLike[str]) ->
 
 
 # ---------------------------------------------------------------- run report
-def write_run_report(root: Path, cfg: Any, target: City, split: Any, tdata: Any, origins: np.ndarray,
-                     truth: np.ndarray, outputs: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
-                     zoo: Any, generated: Any, timings: dict[str, float], sources: list[str],
-                     data_notes: list[str] | None = None) -> Path:
-    """results.csv / results.md, the four plots and report.md in ``root``; prints the table.
+@dataclass
+class Outcome:
+    """A method's result with its test metrics."""
 
-    ``data_notes``: what the data stages had to work around on the target (listed under Notes)."""
+    result: MethodResult
+    metrics: Metrics
+
+
+@dataclass
+class RunRecord:
+    """Everything the run report shows: the config, the target and its test windows, every method's
+    outcome, the zoo, the generated parameters and the stage timings."""
+
+    root: Path
+    config: RunConfig
+    target: CityData  # the target city under its split
+    origins: np.ndarray  # [B] test window origins
+    truth: np.ndarray  # [N, B, H] original-scale test targets
+    outcomes: dict[str, Outcome]  # method name -> outcome, in run order
+    zoo: ParamCollection
+    generated: ParamCollection | None
+    timings: dict[str, float]  # stage name -> wall seconds, plus "total"
+    sources: list[str]
+    data_notes: list[str] = field(default_factory=list)  # what the data stages worked around on the target
+
+    def rows(self) -> list[dict[str, Any]]:
+        """``results.csv`` rows of every method: per horizon step and averaged."""
+        return [row for name, o in self.outcomes.items() for row in o.metrics.rows(name)]
+
+    def params(self, method: str) -> np.ndarray | None:
+        o = self.outcomes.get(method)
+        return None if o is None or o.result.params is None else o.result.params.numpy()
+
+
+def write_run_report(rec: RunRecord) -> Path:
+    """results.csv / results.md, the four plots and report.md in ``rec.root``; prints the table."""
     from gpdiff.io import atomic_write_text
     from gpdiff.stages import versions
 
-    root = Path(root)
+    root, cfg, tdata = Path(rec.root), rec.config, rec.target
+    target, split, origins, truth = tdata.city, tdata.split, rec.origins, rec.truth
+    rows = rec.rows()
     df = results_frame(rows)
     atomic_write_text(root / "results.csv", df.to_csv(index=False, float_format="%.6g"))
     md_table = results_table(rows, markdown=True)
@@ -220,44 +259,45 @@ def write_run_report(root: Path, cfg: Any, target: City, split: Any, tdata: Any,
     plots = {"mae_per_horizon": plot_mae_per_horizon(
         rows, root / "mae_per_horizon.png", f"{target.name}: test MAE per horizon ({cfg.target_days:g} days)")}
     avg = df[df["horizon"] == "avg"].set_index("method")["mae"]
-    gpd_name = "gpd" if "gpd" in outputs else next((m for m in outputs if m.startswith("gpd")), None)
+    gpd_name = "gpd" if "gpd" in rec.outcomes else next((m for m in rec.outcomes if m.startswith("gpd")), None)
     others = [m for m in avg.index if not m.startswith("gpd")]
     best_base = min(others, key=lambda m: avg[m]) if others else None
     shown = [m for m in (gpd_name, best_base) if m]
     if shown:
-        seen = tdata.city.mask[split.train.as_slice()]  # the busiest nodes of the few-shot days
-        totals = np.where(seen, tdata.city.values[split.train.as_slice(), :, 0], 0.0).sum(0)
+        seen = target.mask[split.train.as_slice()]  # the busiest nodes of the few-shot days
+        totals = np.where(seen, target.values[split.train.as_slice(), :, 0], 0.0).sum(0)
         nodes = np.argsort(-(totals / np.maximum(seen.sum(0), 1)))[:3]
         span = min(origins.size, 3 * target.steps_per_day)
         t = target.timestamps[origins[:span]]
         tr = np.where(tdata.truth(origins[:span])[1], truth[:, :span], np.nan)[nodes, :, 0]
-        preds = {m: outputs[m]["pred"][nodes, :span, 0] for m in shown}
+        preds = {m: rec.outcomes[m].result.pred[nodes, :span, 0] for m in shown}
         plots["forecasts"] = plot_forecasts(t, tr, preds, [target.node_ids[i] for i in nodes],
                                             root / "forecasts.png", target.units)
-    groups = {"source zoo": zoo.params.numpy()}
-    if generated is not None:
-        groups["generated (target)"] = generated.params.numpy()
-    if gpd_name == "gpd" and outputs["gpd"]["params"] is not None:
-        groups["GPD fine-tuned (target)"] = outputs["gpd"]["params"].numpy()
-    if "target_only" in outputs and outputs["target_only"]["params"] is not None:
-        groups["target-only (target)"] = outputs["target_only"]["params"].numpy()
-    plots["params_pca"] = plot_param_projection(groups, root / "params_pca.png", f"{cfg.model} parameters, PCA")
-    plots["stage_times"] = plot_stage_times({k: v for k, v in timings.items() if k != "total"},
+    groups = {"source zoo": rec.zoo.params.numpy()}
+    if rec.generated is not None:
+        groups["generated (target)"] = rec.generated.params.numpy()
+    for method, label in (("gpd", "GPD fine-tuned (target)"), ("target_only", "target-only (target)")):
+        params = rec.params(method)
+        if params is not None:
+            groups[label] = params
+    plots["params_pca"] = plot_param_projection(groups, root / "params_pca.png", f"{cfg.zoo.model} parameters, PCA")
+    plots["stage_times"] = plot_stage_times({k: v for k, v in rec.timings.items() if k != "total"},
                                             root / "stage_times.png")
 
     v = versions()
+    g, w = cfg.generate, cfg.window
     lines = [
         f"# gpdiff run: {target.name}", "",
         f"- target: **{target.name}** ({target.kind}, {target.n_nodes} nodes, {target.interval_minutes} min); "
         f"few-shot days: **{cfg.target_days:g}** (steps {split.train.start}-{split.train.stop}), validation "
         f"steps {split.val.start}-{split.val.stop}, test steps {split.test.start}-{split.test.stop} "
         f"({target.timestamps[split.test.start]:%Y-%m-%d} .. {target.end:%Y-%m-%d}), {origins.size} test windows",
-        f"- sources: {', '.join(sources)} ({len(zoo)} zoo nodes)",
-        f"- base model: `{cfg.model}` / `{cfg.preset}` ({zoo.params.shape[1]} parameters per node); history "
-        f"{cfg.history}, horizon {cfg.horizon}; conditioning `{cfg.condition}`; sampler `{cfg.sampler}` "
-        f"({cfg.steps} steps); seed {cfg.seed}",
+        f"- sources: {', '.join(rec.sources)} ({len(rec.zoo)} zoo nodes)",
+        f"- base model: `{cfg.zoo.model}` / `{cfg.zoo.preset}` ({rec.zoo.params.shape[1]} parameters per node); "
+        f"history {w.history}, horizon {w.horizon}; conditioning `{cfg.diffusion.denoiser.condition}`; sampler "
+        f"`{g.sampler}` ({g.num_inference_steps} steps); seed {cfg.seed}",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- wall time: {timings.get('total', 0):.0f} s (stages reused from earlier runs count their original time)",
+        f"- wall time: {rec.timings.get('total', 0):.0f} s (stages reused from earlier runs count their original time)",
         "", "## Test results (original scale; best in bold)", "", md_table, "",
         "MAPE skips zero targets. Every method sees the same windows, scaler and metrics; methods that fine-tune "
         "share one budget and stop early on the validation slice only.", "",
@@ -265,11 +305,11 @@ def write_run_report(root: Path, cfg: Any, target: City, split: Any, tdata: Any,
     ]
     for name, path in plots.items():
         lines += [f"### {name.replace('_', ' ')}", "", f"![{name}]({Path(path).name})", ""]
-    notes = {m: o["notes"] for m, o in outputs.items() if o.get("notes")}
-    if notes or data_notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in data_notes or []]
+    notes = {m: o.result.notes for m, o in rec.outcomes.items() if o.result.notes}
+    if notes or rec.data_notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in rec.data_notes]
         lines += [f"- `{m}`: {n}" for m, n in notes.items()] + [""]
     lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
               "- `zoo/`, `prompts/`, `diffusion/`, `generate/`, `methods/<name>/`: stage outputs, each with "
-              "`stage.yaml` (key, config, seed, versions, wall time)", ""]
+              "`stage.yaml` (key, config, inputs, code fingerprint, seed, versions, wall time)", ""]
     return atomic_write_text(root / "report.md", "\n".join(lines))

@@ -1,30 +1,40 @@
 """Run directories made of stages that are computed once.
 
 A stage writes its outputs into ``RUN/NAME/`` and, when it finishes, ``RUN/NAME/stage.yaml`` with the
-stage's key (a hash of its config and of the keys of the stages it read), the config itself, the
-seed, library versions and the wall time. Rerunning a stage whose key matches the finished one
-loads it instead of recomputing; an unfinished stage (interrupted) starts again in its folder, where
-trainers find their own checkpoints and resume; a stage whose inputs changed is cleared and recomputed
-(``RUN/NAME/.started`` records which key the folder's contents belong to).
+stage's key, the config itself, the seed, library versions and the wall time. The key is derived,
+never built by hand: a hash of
+
+- the stage's own config (the config sections it reads, as dataclasses or plain values),
+- the keys of the stages it reads (its ``inputs``), so a change anywhere above recomputes it,
+- fingerprints of the data it reads (``data``: e.g. a city's content hash),
+- :func:`gpdiff.hashing.code_fingerprint`, so a stage computed by other gpdiff code (an upgrade,
+  an edit) is recomputed instead of silently reused.
+
+Rerunning a stage whose key matches the finished one loads it instead of recomputing; an unfinished
+stage (interrupted) starts again in its folder, where trainers find their own checkpoints and
+resume; a stage whose key changed is cleared and recomputed (``RUN/NAME/.started`` records which key
+the folder's contents belong to).
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import platform
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpdiff import hashing
 from gpdiff.io import atomic_write_text, read_yaml, write_yaml
 
 
 def versions() -> dict[str, str]:
+    """Versions of gpdiff, Python and the libraries whose numerics a result depends on."""
     import diffusers
     import numpy
     import torch
@@ -36,10 +46,15 @@ def versions() -> dict[str, str]:
     return {k: str(v) for k, v in found.items()}  # torch's version is a str subclass YAML cannot write
 
 
-def key_of(config: Any) -> str:
-    """Stable short hash of a JSON-able config."""
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def plain(config: Any) -> Any:
+    """A config (dataclass, mapping, sequence or scalar) as JSON-able plain data."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return plain(dataclasses.asdict(config))
+    if isinstance(config, Mapping):
+        return {str(k): plain(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [plain(v) for v in config]
+    return json.loads(json.dumps(config, default=str))
 
 
 @dataclass
@@ -50,21 +65,36 @@ class Stage:
     cached: bool  # True when a finished stage with the same key was found
 
 
+def stage_key(config: Any, inputs: Sequence[Stage] = (), data: Mapping[str, str] | None = None) -> str:
+    """The key of a stage: its config, the keys of its input stages, its data and the code (see module)."""
+    return hashing.hash_json({"config": plain(config), "inputs": {s.name: s.key for s in inputs},
+                              "data": dict(data or {}), "code": hashing.code_fingerprint()})
+
+
 class Run:
-    """A run directory; ``with run.stage(name, config) as st:`` computes or reuses one stage."""
+    """A run directory; ``with run.stage(name, config, inputs) as st:`` computes or reuses one stage.
+
+    ``computed`` and ``reused`` list the stage names in the order they were met (for reports and tests).
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
+        self.computed: list[str] = []
+        self.reused: list[str] = []
 
     def finished(self, name: str, key: str) -> bool:
         f = self.root / name / "stage.yaml"
-        return f.is_file() and (read_yaml(f) or {}).get("key") == key
+        try:
+            return f.is_file() and (read_yaml(f) or {}).get("key") == key
+        except Exception:  # noqa: BLE001 - an unreadable stage.yaml means: not finished, recompute
+            return False
 
     @contextmanager
-    def stage(self, name: str, config: dict[str, Any], seed: int | None = None) -> Iterator[Stage]:
-        key = key_of(config)
+    def stage(self, name: str, config: Any, inputs: Sequence[Stage] = (), data: Mapping[str, str] | None = None,
+              seed: int | None = None) -> Iterator[Stage]:
+        key = stage_key(config, inputs, data)
         path = self.root / name
         cached = self.finished(name, key)
         started = path / ".started"
@@ -73,6 +103,7 @@ class Run:
         path.mkdir(parents=True, exist_ok=True)
         if not cached:
             atomic_write_text(started, key)
+        (self.reused if cached else self.computed).append(name)
         t0 = time.perf_counter()
         st = Stage(name, path, key, cached)
         yield st
@@ -83,4 +114,6 @@ class Run:
         self.timings[name] = wall
         write_yaml(path / "stage.yaml", {"stage": name, "key": key, "seed": seed, "wall_s": round(wall, 3),
                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                         "versions": versions(), "config": json.loads(json.dumps(config, default=str))})
+                                         "inputs": {s.name: s.key for s in inputs}, "data": dict(data or {}),
+                                         "code": hashing.code_fingerprint(), "versions": versions(),
+                                         "config": plain(config)})

@@ -1,121 +1,73 @@
 """The model zoo: one base model per node of every source city, all trained at once.
 
-Every node's parameters are a row of one stacked tensor per parameter (``[n_nodes, *shape]``), and
-one forward call evaluates all of them on their own ego-graph windows (see
-:mod:`gpdiff.models.base`). The loss is the SUM over nodes of each node's masked MAE on its scaled
-centre-node targets, so each node's gradient is that of its own loss, and Adam (element-wise) on
-the stacked tensors is exactly per-node Adam.
+Every source node gets its own model of one architecture, trained on that node's ego-graph windows
+(GPD paper, Section 3.1) by the batched per-node trainer :class:`gpdiff.nodetrain.NodeTrainer`
+(per-node Adam and early stopping, checkpoints and exact resume; see that module). Each node starts
+from one shared random initialisation (``shared_init``; ``False`` draws one per node).
 
-- **Early stopping per node.** After every epoch each training node is evaluated on a fixed, evenly
-  spaced subset of its validation windows (at most ``val_windows``; masked MAE on the *scaled*
-  values, the training loss). A node whose validation loss has not improved for ``patience`` epochs
-  stops: it leaves the training set (nothing is computed for it any more, so its parameters and
-  Adam state cannot move) and keeps its best parameters.
-- **Optimisation.** Adam with learning rate ``lr * lr_decay**epoch``; an epoch is
-  ``steps_per_epoch`` steps of ``batch_size`` training windows per node, drawn at random.
-- **Compute.** An epoch gathers the still-training nodes into contiguous working tensors, ordered
-  by city and ego-graph size, and walks them in chunks of ``node_chunk`` nodes (forward, backward
-  and the Adam update of a chunk together; the nodes are independent, so this is exact). Ego slots
-  that are padding for the whole chunk are cut (:func:`trim_slots`). Chunks keep the working set in
-  cache on a CPU; on a GPU one chunk holds every node. The per-chunk loss can be
-  ``torch.compile``-d; if compiling fails, training continues eagerly.
-- **Checkpoints and resume.** After every epoch the state (parameters, best parameters, Adam
-  moments, per-node early-stopping counters) is written atomically to ``OUT/checkpoint.safetensors``
-  (from a background thread, while the next epoch trains). Rerunning the same command continues
-  from it; training windows are drawn from a generator seeded by (seed, epoch), so a resumed run
-  gives the same numbers as an uninterrupted one. Only ``max_epochs``, ``patience``, ``device``,
-  ``compile`` and ``node_chunk`` may change between runs.
-- **Output.** ``OUT/zoo.safetensors`` (a :class:`~gpdiff.params.ParamCollection` of the best
-  parameters) with per-node metrics ``val_mae`` and ``naive_mae`` (original scale, all validation
-  windows, the seasonal-naive forecast of :mod:`gpdiff.baselines.naive`), ``val_loss`` (best
-  early-stopping loss, scaled), ``best_epoch`` and ``epochs``; and ``OUT/config.yaml``.
+Output: ``OUT/zoo.safetensors`` (a :class:`~gpdiff.params.ParamCollection` of the best parameters)
+with per-node metrics ``val_mae`` and ``naive_mae`` (original scale, all validation windows, the
+seasonal-naive forecast of :mod:`gpdiff.naive`), ``val_loss`` (best early-stopping loss, scaled),
+``best_epoch`` and ``epochs``; and ``OUT/config.yaml``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gpdiff.config import from_mapping
 from gpdiff.data.city import City
 from gpdiff.data.splits import source_split
-from gpdiff.data.windows import CityData, WindowBatch
+from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.device import resolve_device
-from gpdiff.errors import GpdiffError
-from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.io import write_yaml
 from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
-from gpdiff.params import ParamCollection, flatten
+from gpdiff.naive import seasonal_naive
+from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, predict
+from gpdiff.params import ParamCollection
 
-CHECKPOINT = "checkpoint.safetensors"
 COLLECTION = "zoo.safetensors"
-# Fields that may differ between a checkpoint and the run that resumes it.
-RESUMABLE_CHANGES = ("max_epochs", "patience", "device", "compile", "node_chunk")
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
 
 @dataclass
-class ZooConfig:
-    """How the zoo is trained. Defaults: the fast CPU setting used for the bundled cities."""
+class ZooConfig(NodeTrainConfig):
+    """The zoo: which base model, how source cities are split, and how each node model is trained
+    (the :class:`~gpdiff.nodetrain.NodeTrainConfig` fields). Defaults: the fast CPU setting used for
+    the bundled cities."""
 
     model: str = "stgcn"
     preset: str = "small"
-    history: int = 12
-    horizon: int = 6
-    k: int = 7  # neighbours per ego-graph
     in_channels: int = 1  # input channels (channel 0 = target); 1 lets cities with different channels mix
     train: float = 0.7  # chronological split fractions of every source city
     val: float = 0.1
     test: float = 0.2
-    batch_size: int = 32  # training windows per node per step
-    lr: float = 0.01
-    lr_decay: float = 0.9  # the learning rate of epoch e is lr * lr_decay**e
-    max_epochs: int = 60
-    patience: int = 3  # epochs without validation improvement before a node stops
-    steps_per_epoch: int = 25
-    val_windows: int = 128  # validation windows per node for early stopping (evenly spaced)
-    seed: int = 0
     shared_init: bool = True  # one initial parameter set for all nodes (False: independent draws)
-    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    compile: bool = False  # torch.compile the per-chunk loss (falls back to eager on failure)
-    node_chunk: int = 0  # nodes per forward/backward chunk; 0 = auto (32 on CPU, all on GPU)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.model not in MODELS:
-            from gpdiff.errors import unknown_name
-
             raise unknown_name("base model", self.model, MODELS)
         if self.preset not in MODELS[self.model].presets:
-            from gpdiff.errors import unknown_name
-
             raise unknown_name(f"preset for model {self.model!r}", self.preset, MODELS[self.model].presets)
-        for name in ("history", "horizon", "batch_size", "max_epochs", "patience", "steps_per_epoch",
-                     "val_windows", "in_channels"):
-            if int(getattr(self, name)) < 1:
-                raise GpdiffError(f"zoo config: {name} must be at least 1, got {getattr(self, name)}.")
-        if self.k < 0 or self.node_chunk < 0 or not self.lr > 0:
-            raise GpdiffError("zoo config: k and node_chunk must be >= 0 and lr > 0.")
+        if self.in_channels < 1:
+            raise GpdiffError(f"ZooConfig: in_channels must be at least 1, got {self.in_channels}.")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def model_config(self, window: WindowConfig) -> ModelConfig:
+        """The base model's config for windows of shape ``window``."""
+        return ModelConfig(history=window.history, horizon=window.horizon, in_channels=self.in_channels,
+                           ego_size=window.n_neighbors + 1, preset=self.preset)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ZooConfig:
-        return from_mapping(cls, data, "zoo config")
-
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(history=self.history, horizon=self.horizon, in_channels=self.in_channels,
-                           ego_size=self.k + 1, preset=self.preset)
+    def build_model(self, window: WindowConfig) -> BaseModel:
+        return get_model(self.model, self.model_config(window))
 
 
-def prepare_cities(cities: Sequence[City], config: ZooConfig, model: BaseModel,
+def prepare_cities(cities: Sequence[City], window: WindowConfig, config: ZooConfig, model: BaseModel,
                    device: torch.device | str = "cpu") -> list[CityData]:
     """One :class:`CityData` per source city, with the checks that give the user a clear error."""
     names = [c.name for c in cities]
@@ -133,410 +85,64 @@ def prepare_cities(cities: Sequence[City], config: ZooConfig, model: BaseModel,
                 f"without one: {', '.join(without)}."
             )
         split = source_split(city.n_steps, config.train, config.val, config.test, name=city.name)
-        data = CityData(city, split, history=config.history, horizon=config.horizon, k=config.k, device=device)
+        data = CityData(city, split, history=window.history, horizon=window.horizon, n_neighbors=window.n_neighbors,
+                        device=device)
         data.require_windows("train")
         data.require_windows("val")
         out.append(data)
     return out
 
 
-# --------------------------------------------------------------------------- state
-@dataclass
-class ZooState:
-    """Everything training needs to continue; rows are all nodes of all cities, in order."""
-
-    params: dict[str, torch.Tensor]  # current parameters
-    best: dict[str, torch.Tensor]  # best parameters so far (validation)
-    exp_avg: dict[str, torch.Tensor]  # Adam moments
-    exp_avg_sq: dict[str, torch.Tensor]
-    best_val: torch.Tensor  # [N] best early-stopping validation loss
-    best_epoch: torch.Tensor  # [N] epoch (1-based) of the best loss, 0 = initial parameters
-    bad_epochs: torch.Tensor  # [N] epochs since the last improvement
-    active: torch.Tensor  # [N] bool, still training
-    epochs: torch.Tensor  # [N] epochs trained
-    epoch: int = 0  # finished epochs
-    step: int = 0  # Adam steps taken by every node still training
-
-    GROUPS = ("params", "best", "exp_avg", "exp_avg_sq")
-    VECTORS = ("best_val", "best_epoch", "bad_epochs", "active", "epochs")
-
-    @classmethod
-    def fresh(cls, init: dict[str, torch.Tensor]) -> ZooState:
-        n = next(iter(init.values())).shape[0]
-        dev = next(iter(init.values())).device
-        return cls(params={k: v.clone() for k, v in init.items()}, best={k: v.clone() for k, v in init.items()},
-                   exp_avg={k: torch.zeros_like(v) for k, v in init.items()},
-                   exp_avg_sq={k: torch.zeros_like(v) for k, v in init.items()},
-                   best_val=torch.full((n,), math.inf, device=dev), best_epoch=torch.zeros(n, dtype=torch.long, device=dev),
-                   bad_epochs=torch.zeros(n, dtype=torch.long, device=dev),
-                   active=torch.ones(n, dtype=torch.bool, device=dev), epochs=torch.zeros(n, dtype=torch.long, device=dev))
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """A copy of the state as named tensors (what :meth:`save` writes)."""
-        out = {f"{g}.{k}": v.detach().clone() for g in self.GROUPS for k, v in getattr(self, g).items()}
-        out.update({k: getattr(self, k).clone() for k in self.VECTORS})
-        out["active"] = self.active.to(torch.uint8)
-        return out
-
-    def save(self, path: Path, meta: dict[str, Any]) -> None:
-        save_tensors(path, self.tensors(), {**meta, "epoch": self.epoch, "step": self.step})
-
-    @classmethod
-    def load(cls, path: Path, device: torch.device) -> tuple[ZooState, dict[str, Any]]:
-        tensors, meta = load_tensors(path, device=device)
-        groups = {g: {k[len(g) + 1:]: v for k, v in tensors.items() if k.startswith(g + ".")} for g in cls.GROUPS}
-        vectors = {k: tensors[k] for k in cls.VECTORS}
-        vectors["active"] = vectors["active"].bool()
-        return cls(**groups, **vectors, epoch=int(meta["epoch"]), step=int(meta["step"])), meta
-
-
-class CheckpointWriter:
-    """Writes checkpoints in a background thread, so that the next epoch trains meanwhile.
-
-    :meth:`submit` takes a copy of the state and returns at once; a second submit first waits for
-    the previous write (at most one in flight). Every write is atomic (:func:`gpdiff.io.save_tensors`).
-    """
-
-    def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-checkpoint")
-        self._pending = None
-
-    def submit(self, state: ZooState, path: Path, meta: dict[str, Any]) -> None:
-        self.wait()
-        tensors, meta = state.tensors(), {**meta, "epoch": state.epoch, "step": state.step}
-        self._pending = self._pool.submit(save_tensors, path, tensors, meta)
-
-    def wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()  # re-raises a failed write
-            self._pending = None
-
-    def close(self) -> None:
-        self.wait()
-        self._pool.shutdown()
-
-
-# ------------------------------------------------------------------------ helpers
-def masked_node_mae(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-node masked MAE ``[n]`` of ``[n, B, H]`` tensors."""
-    w = mask.to(pred.dtype)
-    return ((pred - y).abs() * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1.0)
-
-
-def concat_batches(batches: list[WindowBatch], in_channels: int) -> WindowBatch:
-    """Stack the node dimension of batches from different cities (inputs cut to ``in_channels``)."""
-    if len(batches) == 1:
-        b = batches[0]
-        return b if b.x.shape[-1] == in_channels else WindowBatch(**{**vars(b), "x": b.x[..., :in_channels]})
-    for b in batches:
-        if b.x.shape[-1] < in_channels:
-            raise GpdiffError(f"a city has {b.x.shape[-1]} channel(s) but in_channels={in_channels}.")
-    return WindowBatch(**{f.name: torch.cat([getattr(b, f.name) if f.name != "x" else b.x[..., :in_channels]
-                                             for b in batches]) for f in fields(WindowBatch)})
-
-
-def trim_slots(batch: WindowBatch) -> WindowBatch:
-    """Drop the ego slots that are padding for every node of the batch.
-
-    Real neighbours fill a prefix of the slots (see :func:`gpdiff.data.graph.ego_graphs`) and
-    padded slots never reach the centre node in any base model, so cutting them is exact; it saves
-    most of the work for sparse graphs (a Montevideo bus stop has three ego slots of eight on average).
-    """
-    used = int(batch.valid.sum(1).max())
-    if used == batch.valid.shape[1]:
-        return batch
-    return WindowBatch(x=batch.x[:, :, :used], y=batch.y, y_mask=batch.y_mask, tod=batch.tod, dow=batch.dow,
-                       adj=batch.adj[:, :used, :used], valid=batch.valid[:, :used])
-
-
-def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avg: list[torch.Tensor],
-                exp_avg_sq: list[torch.Tensor], step: int, lr: float) -> None:
-    """One in-place Adam step (torch.optim.Adam's update, no weight decay) on lists of tensors."""
-    b1, b2 = ADAM_BETAS
-    torch._foreach_lerp_(exp_avg, grads, 1 - b1)
-    torch._foreach_mul_(exp_avg_sq, b2)
-    torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - b2)
-    denom = torch._foreach_sqrt(exp_avg_sq)
-    torch._foreach_div_(denom, math.sqrt(1 - b2**step))
-    torch._foreach_add_(denom, ADAM_EPS)
-    torch._foreach_addcdiv_(params, exp_avg, denom, -lr / (1 - b1**step))
-
-
-def evenly_spaced(origins: np.ndarray, limit: int) -> np.ndarray:
-    if origins.size <= limit:
-        return origins
-    return origins[np.linspace(0, origins.size - 1, limit).round().astype(np.int64)]
-
-
 @torch.no_grad()
-def predict(model: BaseModel, params: dict[str, torch.Tensor], data: CityData, origins: np.ndarray,
-            in_channels: int, chunk: int = 64, windows: int = 512) -> np.ndarray:
-    """Original-scale forecasts ``[N, B, H]`` of all nodes of ``data`` (``params`` rows in node order) at
-    the window ``origins``, computed in chunks of nodes and windows."""
-    n = data.n_nodes
-    out = np.zeros((n, origins.size, data.horizon), dtype=np.float32)
-    nodes = data.all_nodes()
-    for lo in range(0, n, chunk):
-        part = nodes[lo:lo + chunk]
-        sub = {k: v[lo:lo + part.numel()] for k, v in params.items()}
-        for w in range(0, origins.size, windows):
-            o = torch.from_numpy(origins[w:w + windows]).to(data.device).expand(part.numel(), -1)
-            batch = concat_batches([data.batch(part, o)], in_channels)
-            out[lo:lo + part.numel(), w:w + windows] = data.to_original(model.forward(sub, batch), part)
-    return out
+def evaluate(model: BaseModel, params: dict[str, torch.Tensor], data: list[CityData], chunk: int = 64
+             ) -> dict[str, torch.Tensor]:
+    """Per-node validation MAE ``[N]`` of ``params`` (rows: the nodes of ``data`` in order) and of the
+    seasonal-naive forecast, original scale, on every validation window (the same targets for
+    both); NaN for a node without observed validation targets."""
+    n = sum(d.n_nodes for d in data)
+    mae, naive = np.zeros(n), np.zeros(n)
+    start = 0
+    for d in data:
+        rows = slice(start, start + d.n_nodes)
+        start += d.n_nodes
+        origins = d.origins("val")
+        truth, mask = d.truth(origins)  # [N, B, H]
+        pred = predict(model, {k: v[rows] for k, v in params.items()}, d, origins, model.config.in_channels, chunk)
+        count = mask.sum((1, 2))
+        count = np.where(count > 0, count, np.nan)
+        mae[rows] = np.where(mask, np.abs(pred - truth), 0).sum((1, 2)) / count
+        naive[rows] = np.where(mask, np.abs(seasonal_naive(d, origins) - truth), 0).sum((1, 2)) / count
+    return {"val_mae": torch.from_numpy(mae).float(), "naive_mae": torch.from_numpy(naive).float()}
 
 
-# ------------------------------------------------------------------------ trainer
-class ZooTrainer:
-    """Trains the zoo of ``cities``; :meth:`run` returns the parameter collection."""
+def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, out_dir: str | Path,
+              seed: int = 0, device: str = "auto", progress: bool = True) -> ParamCollection:
+    """Train (or resume, or finish) the zoo of ``cities`` into ``out_dir``; see the module docstring.
 
-    def __init__(self, cities: Sequence[City], config: ZooConfig, out_dir: str | Path, progress: bool = True,
-                 data: list[CityData] | None = None, init: dict[str, torch.Tensor] | None = None,
-                 desc: str | None = None) -> None:
-        self.config, self.out_dir, self.progress = config, Path(out_dir), progress
-        self.device = resolve_device(config.device)
-        self.model = get_model(config.model, config.model_config())
-        self.data = data if data is not None else prepare_cities(cities, config, self.model, self.device)
-        self.init, self.desc = init, desc or f"zoo {self.model.name}"
-        self.spec = self.model.spec()
-        # global node table: rows [offset[c], offset[c+1]) belong to city c
-        sizes = [d.n_nodes for d in self.data]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.n_nodes = int(self.offsets[-1])
-        self.node_city = np.repeat(np.arange(len(self.data)), sizes)
-        self.node_slots = np.concatenate([d.ego.valid.sum(1) for d in self.data])  # real ego slots per node
-        self.chunk = config.node_chunk or (self.n_nodes if self.device.type == "cuda" else 32)
-        self.loss_fn = self._make_loss_fn()
-
-    # ------------------------------------------------------------------ identity
-    def identity(self) -> dict[str, Any]:
-        """What a checkpoint must match to be resumed."""
-        cfg = {k: v for k, v in self.config.to_dict().items() if k not in RESUMABLE_CHANGES}
-        ident = {"config": cfg, "cities": [d.city.name for d in self.data],
-                 "nodes": [len(d.city.node_ids) for d in self.data], "n_params": self.model.n_params}
-        if self.init is not None:  # fine-tuning: the starting point is part of the identity
-            flat = flatten({k: v.cpu() for k, v in self.init.items()}, self.spec)
-            ident["init"] = hashlib.sha256(flat.numpy().tobytes()).hexdigest()[:16]
-        return ident
-
-    def _check_identity(self, meta: dict[str, Any], path: Path) -> None:
-        mine, theirs = self.identity(), meta.get("identity", {})
-        if mine == theirs:
-            return
-        diffs = []
-        for key in ("cities", "nodes", "n_params"):
-            if mine[key] != theirs.get(key):
-                diffs.append(f"{key}: {theirs.get(key)} -> {mine[key]}")
-        for key, value in mine["config"].items():
-            old = theirs.get("config", {}).get(key)
-            if old != value:
-                diffs.append(f"{key}: {old} -> {value}")
-        raise GpdiffError(
-            f"{path} was written by a zoo run with a different setup ({'; '.join(diffs)}). "
-            f"Use another --out folder, or delete {path} to start over."
-        )
-
-    # ------------------------------------------------------------------ compute
-    def _make_loss_fn(self) -> Callable[[dict[str, torch.Tensor], WindowBatch], torch.Tensor]:
-        def loss_fn(params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
-            return masked_node_mae(self.model.forward(params, batch), batch.y, batch.y_mask).sum()
-
-        if not self.config.compile:
-            return loss_fn
-        try:
-            compiled = torch.compile(loss_fn, dynamic=False)
-        except Exception:  # noqa: BLE001 - any compile problem: train eagerly
-            return loss_fn
-
-        def guarded(params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
-            nonlocal compiled
-            if compiled is not loss_fn:
-                try:
-                    return compiled(params, batch)
-                except Exception as exc:  # noqa: BLE001
-                    import warnings
-
-                    warnings.warn(f"torch.compile failed ({type(exc).__name__}); training eagerly.", stacklevel=2)
-                    compiled = loss_fn
-            return loss_fn(params, batch)
-
-        return guarded
-
-    def _order(self, rows: np.ndarray) -> np.ndarray:
-        """Rows grouped by city (the batch builders rely on it), then by ego-graph size, so that a
-        chunk holds similar nodes and :func:`trim_slots` cuts most padding."""
-        return rows[np.lexsort((self.node_slots[rows], self.node_city[rows]))]
-
-    def _batch(self, rows: np.ndarray, origins: torch.Tensor) -> WindowBatch:
-        """Windows for global node ``rows`` (sorted) at per-row ``origins [len(rows), B]``."""
-        parts, start = [], 0
-        cities = self.node_city[rows]
-        for c in np.unique(cities):
-            sel = np.flatnonzero(cities == c)
-            local = torch.from_numpy(rows[sel] - self.offsets[c]).to(self.device)
-            parts.append(self.data[c].batch(local, origins[start:start + sel.size]))
-            start += sel.size
-        return trim_slots(concat_batches(parts, self.config.in_channels))
-
-    def _sample_origins(self, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-        """Random training-window origins ``[len(rows), B]`` (with replacement, per node)."""
-        out = []
-        cities = self.node_city[rows]
-        for c in np.unique(cities):
-            pool = torch.from_numpy(self.data[c].origins("train"))
-            idx = torch.randint(pool.numel(), (int((cities == c).sum()), self.config.batch_size), generator=generator)
-            out.append(pool[idx])
-        return torch.cat(out).to(self.device)
-
-    def epoch_origins(self, rows: np.ndarray, epoch: int) -> Iterator[torch.Tensor]:
-        """The training windows of every step of ``epoch``: origins ``[len(rows), B]`` per step,
-        drawn from a generator seeded by (seed, epoch), so a resumed run draws the same."""
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        for _ in range(self.config.steps_per_epoch):
-            yield self._sample_origins(rows, generator)
-
-    def _train_epoch(self, state: ZooState, rows: np.ndarray) -> None:
-        """``steps_per_epoch`` Adam steps for the nodes ``rows`` (all still training)."""
-        idx = torch.from_numpy(rows).to(self.device)
-        names = [s.name for s in self.spec]
-        work = {g: {k: getattr(state, g)[k][idx] for k in names} for g in ("params", "exp_avg", "exp_avg_sq")}
-        lr = self.config.lr * self.config.lr_decay**state.epoch
-        for origins in self.epoch_origins(rows, state.epoch):
-            step = state.step + 1
-            for lo in range(0, rows.size, self.chunk):
-                hi = min(lo + self.chunk, rows.size)
-                leaf = {k: work["params"][k][lo:hi].detach().requires_grad_() for k in names}
-                loss = self.loss_fn(leaf, self._batch(rows[lo:hi], origins[lo:hi]))
-                grads = torch.autograd.grad(loss, [leaf[k] for k in names])
-                with torch.no_grad():
-                    adam_update([work["params"][k][lo:hi] for k in names], list(grads),
-                                [work["exp_avg"][k][lo:hi] for k in names],
-                                [work["exp_avg_sq"][k][lo:hi] for k in names], step, lr)
-            state.step = step
-        for g, tensors in work.items():
-            for k, v in tensors.items():
-                getattr(state, g)[k][idx] = v
-
-    @torch.no_grad()
-    def _validate(self, params: dict[str, torch.Tensor], rows: np.ndarray) -> torch.Tensor:
-        """Early-stopping loss ``[len(rows)]``: scaled masked MAE on each city's validation subset."""
-        out = torch.empty(rows.size, device=self.device)
-        cities = self.node_city[rows]
-        for c in np.unique(cities):
-            sel = np.flatnonzero(cities == c)
-            origins = torch.from_numpy(evenly_spaced(self.data[c].origins("val"), self.config.val_windows))
-            for lo in range(0, sel.size, self.chunk):
-                part = sel[lo:lo + self.chunk]
-                idx = torch.from_numpy(rows[part]).to(self.device)
-                batch = self._batch(rows[part], origins.to(self.device).expand(part.size, -1))
-                pred = self.model.forward({k: v[idx] for k, v in params.items()}, batch)
-                out[torch.from_numpy(part).to(self.device)] = masked_node_mae(pred, batch.y, batch.y_mask)
-        return out
-
-    @torch.no_grad()
-    def evaluate(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Per-node validation MAE of ``params`` and of the seasonal-naive forecast, original scale,
-        on every validation window (the same targets for both)."""
-        from gpdiff.baselines.naive import seasonal_naive
-
-        mae, naive = np.zeros(self.n_nodes), np.zeros(self.n_nodes)
-        for c, data in enumerate(self.data):
-            origins = data.origins("val")
-            truth, mask = data.truth(origins)  # [N, B, H]
-            rows = slice(int(self.offsets[c]), int(self.offsets[c + 1]))
-            pred = predict(self.model, {k: v[rows] for k, v in params.items()}, data, origins,
-                           self.config.in_channels, self.chunk)
-            count = mask.sum((1, 2))
-            count = np.where(count > 0, count, np.nan)  # a node without observed targets gets NaN
-            mae[rows] = np.where(mask, np.abs(pred - truth), 0).sum((1, 2)) / count
-            naive[rows] = np.where(mask, np.abs(seasonal_naive(data, origins) - truth), 0).sum((1, 2)) / count
-        return {"val_mae": torch.from_numpy(mae).float(), "naive_mae": torch.from_numpy(naive).float()}
-
-    # ------------------------------------------------------------------ driver
-    @classmethod
-    def from_data(cls, data: list[CityData], config: ZooConfig, out_dir: str | Path,
-                  init: dict[str, torch.Tensor] | None = None, progress: bool = True,
-                  desc: str | None = None) -> ZooTrainer:
-        """A trainer over already prepared data (any split, e.g. a target's few-shot days), started from
-        ``init`` (``[n_nodes, *shape]`` per tensor) instead of the shared initialisation."""
-        return cls([], config, out_dir, progress=progress, data=data, init=init, desc=desc)
-
-    def run(self, evaluate: bool = True) -> ParamCollection:
-        cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        ckpt = self.out_dir / CHECKPOINT
-        meta = {"identity": self.identity()}
-        if ckpt.exists():
-            state, old = ZooState.load(ckpt, self.device)
-            self._check_identity(old, ckpt)
-        else:
-            init = self.init if self.init is not None else \
-                self.model.init(self.n_nodes, seed=cfg.seed, shared=cfg.shared_init, device=self.device)
-            state = ZooState.fresh(init)
-            state.best_val = self._validate(state.params, np.arange(self.n_nodes))
-        write_yaml(self.out_dir / "config.yaml", self._config_record())
-
-        bar = self._progress_bar(state)
-        writer = CheckpointWriter()
-        try:
-            while state.epoch < cfg.max_epochs and bool(state.active.any()):
-                t0 = time.perf_counter()
-                rows = self._order(np.flatnonzero(state.active.cpu().numpy()))
-                self._train_epoch(state, rows)
-                state.epoch += 1
-                val = self._validate(state.params, rows)
-                self._early_stopping(state, rows, val)
-                writer.submit(state, ckpt, meta)
-                bar.update(1)
-                bar.set_postfix(training=f"{int(state.active.sum())}/{self.n_nodes}",
-                                val_loss=f"{float(val.mean()):.4f}", s=f"{time.perf_counter() - t0:.1f}")
-        finally:
-            writer.close()  # an interrupted run still finishes writing its last checkpoint
-            bar.close()
-        return self._finish(state, evaluate)
-
-    def _early_stopping(self, state: ZooState, rows: np.ndarray, val: torch.Tensor) -> None:
-        idx = torch.from_numpy(rows).to(self.device)
-        better = val < state.best_val[idx]
-        won = idx[better]
-        for k in state.best:
-            state.best[k][won] = state.params[k][won]
-        state.best_val[won] = val[better]
-        state.best_epoch[won] = state.epoch
-        state.bad_epochs[idx] = torch.where(better, 0, state.bad_epochs[idx] + 1)
-        state.epochs[idx] = state.epoch
-        state.active[idx[state.bad_epochs[idx] >= self.config.patience]] = False
-
-    def _finish(self, state: ZooState, evaluate: bool = True) -> ParamCollection:
-        metrics = self.evaluate(state.best) if evaluate else {}
-        metrics.update({"val_loss": state.best_val.float().cpu(), "best_epoch": state.best_epoch.float().cpu(),
-                        "epochs": state.epochs.float().cpu()})
-        collection = ParamCollection(
-            params=flatten({k: v.cpu() for k, v in state.best.items()}, self.spec),
-            node_ids=[n for d in self.data for n in d.city.node_ids],
-            cities=[d.city.name for d in self.data for _ in range(d.n_nodes)],
-            model=self.model.name, model_config=self.model.config.to_dict(), spec=list(self.spec),
-            metrics=metrics, config=self._config_record(),
-        )
-        collection.save(self.out_dir / COLLECTION)
-        return collection
-
-    def _config_record(self) -> dict[str, Any]:
-        return {**self.config.to_dict(), "cities": [d.city.name for d in self.data],
-                "n_params": self.model.n_params, "n_nodes": self.n_nodes}
-
-    def _progress_bar(self, state: ZooState):  # type: ignore[no-untyped-def]
-        from tqdm.auto import tqdm
-
-        return tqdm(total=self.config.max_epochs, initial=state.epoch, desc=self.desc,
-                    unit="epoch", disable=not self.progress, dynamic_ncols=True)
-
-
-def train_zoo(cities: Sequence[City], config: ZooConfig, out_dir: str | Path, progress: bool = True) -> ParamCollection:
-    """Train (or resume, or finish) the zoo of ``cities`` into ``out_dir``; see the module docstring."""
-    return ZooTrainer(cities, config, out_dir, progress=progress).run()
+    Raises :class:`GpdiffError` for unusable cities (no graph for a graph model, too few windows) and
+    for a checkpoint in ``out_dir`` written with another setup.
+    """
+    dev = resolve_device(device)
+    model = config.build_model(window)
+    data = prepare_cities(cities, window, config, model, dev)
+    n_nodes = sum(d.n_nodes for d in data)
+    init = model.init(n_nodes, seed=seed, shared=config.shared_init, device=dev)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {**config.to_dict(), "window": vars(window).copy(), "seed": seed,
+                              "cities": [d.city.name for d in data], "n_params": model.n_params, "n_nodes": n_nodes}
+    write_yaml(out_dir / "config.yaml", record)
+    trainer = NodeTrainer(model, data, config, init, out_dir, seed=seed, progress=progress, desc=f"zoo {model.name}")
+    result = trainer.run()
+    metrics = evaluate(model, {k: v.to(dev) for k, v in result.params.items()}, data, trainer.chunk)
+    metrics.update({"val_loss": result.val_loss, "best_epoch": result.best_epoch, "epochs": result.epochs})
+    collection = ParamCollection(
+        params=result.flat(model.spec()), node_ids=[n for d in data for n in d.city.node_ids],
+        cities=[d.city.name for d in data for _ in range(d.n_nodes)], model=model.name,
+        model_config=model.config.to_dict(), spec=list(model.spec()), metrics=metrics, config=record,
+    )
+    collection.save(out_dir / COLLECTION)
+    return collection
 
 
 def load_zoo(out_dir: str | Path) -> ParamCollection:
@@ -545,8 +151,3 @@ def load_zoo(out_dir: str | Path) -> ParamCollection:
     if not path.is_file():
         raise GpdiffError(f"{path} does not exist; train the zoo first with `gpdiff zoo train --out {out_dir}`.")
     return ParamCollection.load(path)
-
-
-def load_zoo_config(out_dir: str | Path) -> ZooConfig:
-    data = dict(read_yaml(Path(out_dir) / "config.yaml") or {})
-    return ZooConfig.from_dict({k: v for k, v in data.items() if k in {f.name for f in fields(ZooConfig)}})

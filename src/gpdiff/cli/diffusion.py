@@ -37,9 +37,9 @@ def _load_prompts(path: str) -> Any:
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
               help="Denoiser sizes: small (CPU, default) or paper (d_model 512, 80k iterations).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="YAML file of DiffusionConfig fields; flags override it.")
+              help="YAML file of DiffusionConfig fields (nested: denoiser:, schedule:); flags override it.")
 @click.option("--iters", type=int, default=None, help="Training iterations.")
-@click.option("--steps", type=int, default=None, help="Diffusion steps of the forward process [500].")
+@click.option("--num-train-timesteps", type=int, default=None, help="Diffusion steps of the forward process [500].")
 @click.option("--d-model", type=int, default=None, help="Transformer width.")
 @click.option("--layers", "n_layers", type=int, default=None, help="Transformer blocks.")
 @click.option("--heads", "n_heads", type=int, default=None, help="Attention heads.")
@@ -51,17 +51,18 @@ def _load_prompts(path: str) -> Any:
 @click.option("--schedule", type=click.Choice([*BETA_SCHEDULES, *SCHEDULE_ALIASES]), default=None,
               help="Beta schedule [linear 1e-5..0.02]; cosine = squaredcos_cap_v2.")
 @click.option("--cfg-dropout", type=float, default=None,
-              help="Probability of dropping the prompts in training (enables --guidance at generation).")
-@click.option("--seed", type=int, default=None)
-@click.option("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
+              help="Probability of dropping the prompts in training (enables --guidance-scale at generation).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, preset: str | None,
-             config_path: str | None, iters: int | None, steps: int | None, d_model: int | None,
+             config_path: str | None, iters: int | None, num_train_timesteps: int | None, d_model: int | None,
              n_layers: int | None, n_heads: int | None, token_dim: int | None, batch_size: int | None,
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
-             seed: int | None, device: str | None, quiet: bool) -> None:
+             seed: int, device: str, quiet: bool) -> None:
     """Train the diffusion model that generates a node's parameters from its prompts."""
-    from gpdiff.diffusion.train import DiffusionConfig
+    from gpdiff.config import merge
+    from gpdiff.diffusion.train import DiffusionConfig, drop_none
     from gpdiff.diffusion.train import pretrain as run_pretrain
     from gpdiff.io import read_yaml
     from gpdiff.params import ParamCollection
@@ -71,18 +72,19 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
         base = read_yaml(config_path) or {}
         if not isinstance(base, dict):
             raise GpdiffError(f"{config_path} must hold a mapping of diffusion config fields.")
-    flags = {"condition": condition, "iters": iters, "num_train_timesteps": steps, "d_model": d_model,
-             "n_layers": n_layers, "n_heads": n_heads, "token_dim": token_dim, "batch_size": batch_size, "lr": lr,
-             "prediction_type": prediction, "beta_schedule": SCHEDULE_ALIASES.get(schedule or "", schedule),
-             "cfg_dropout": cfg_dropout, "seed": seed, "device": device}
-    chosen = preset or base.pop("preset", "small")
-    config = DiffusionConfig.from_preset(chosen, **{**base, **{k: v for k, v in flags.items() if v is not None}})
+    flags = {"denoiser": {"condition": condition, "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,
+                          "token_dim": token_dim},
+             "schedule": {"num_train_timesteps": num_train_timesteps, "prediction_type": prediction,
+                          "beta_schedule": SCHEDULE_ALIASES.get(schedule or "", schedule)},
+             "iters": iters, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout}
+    chosen = preset or base.get("preset", "small")
+    config = DiffusionConfig.from_dict(merge({**base, "preset": chosen}, drop_none(flags)), where=config_path or "")
     zoo = ParamCollection.load(zoo_path)
     prompts = _load_prompts(prompts_path)
     t0 = time.time()
-    model = run_pretrain(zoo, prompts, config, out, progress=not quiet)
+    model = run_pretrain(zoo, prompts, config, out, progress=not quiet, seed=seed, device=device)
     info = model.info
-    click.echo(f"denoiser ({config.condition}, {config.preset}, {model.denoiser.n_weights():,} weights) for "
+    click.echo(f"denoiser ({config.denoiser.condition}, {config.preset}, {model.denoiser.n_weights():,} weights) for "
                f"{model.base_model}/{model.preset}: {info.get('n_nodes')} nodes, {model.tokenizer.n_tokens} tokens "
                f"x {model.tokenizer.token_dim}, {info.get('iterations')} iterations, final loss "
                f"{info.get('final_loss', float('nan')):.4f}, {time.time() - t0:.0f}s -> {out}")
@@ -97,45 +99,45 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
               help="Output .safetensors file (a folder gets generated.safetensors).")
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True,
               help="ddpm = ancestral over all training steps; ddim / dpm++ = fast.")
-@click.option("--steps", type=int, default=None, help="Sampling steps [ddim/dpm++: 50; ddpm: all].")
-@click.option("--guidance", type=float, default=1.0, show_default=True,
+@click.option("--num-inference-steps", type=int, default=None, help="Sampling steps [ddim/dpm++: 50; ddpm: all].")
+@click.option("--guidance-scale", type=float, default=1.0, show_default=True,
               help="Classifier-free guidance scale (needs a denoiser trained with --cfg-dropout > 0).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cities", default=None, help="Comma-separated cities of the prompt file to generate for [all].")
 @click.option("--zoo", "zoo_path", type=click.Path(exists=True), default=None,
               help="Check that the denoiser makes parameters for this zoo's base model, preset and spec.")
 @click.option("--batch-size", type=int, default=1024, show_default=True, help="Nodes per sampling batch.")
-@click.option("--device", default=None, help="auto, cpu, cuda, ... [the denoiser's training setting]")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--no-ema", is_flag=True, help="Sample with the raw weights instead of the EMA weights.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def generate(model_dir: str, prompts_path: str, out: str, sampler: str, steps: int | None, guidance: float,
-             seed: int, cities: str | None, zoo_path: str | None, batch_size: int, device: str | None,
+def generate(model_dir: str, prompts_path: str, out: str, sampler: str, num_inference_steps: int | None,
+             guidance_scale: float, seed: int, cities: str | None, zoo_path: str | None, batch_size: int, device: str,
              no_ema: bool, quiet: bool) -> None:
     """Generate base-model parameters for every node of a prompt set (zoo collection format)."""
-    from gpdiff.device import resolve_device
     from gpdiff.diffusion.sample import generate as run_generate
     from gpdiff.diffusion.train import DiffusionModel
     from gpdiff.params import ParamCollection
 
-    model = DiffusionModel.load(model_dir, device=resolve_device(device) if device else None)
+    model = DiffusionModel.load(model_dir, device=device)
     if zoo_path:
         ref = ParamCollection.load(zoo_path)
         model.check_base(ref.model, ref.model_config, ref.spec)
     prompts = _load_prompts(prompts_path)
     if cities:
         names = [c.strip() for c in cities.split(",") if c.strip()]
-        prompts = prompts.select([k for k in prompts.key() if k[0] in names]) if names else prompts
+        prompts = prompts.select([k for k in prompts.keys() if k[0] in names]) if names else prompts
         unknown = sorted(set(names) - set(prompts.cities))
         if unknown:
             raise GpdiffError(f"{prompts_path} has no prompts for cities {unknown}; it has "
                               f"{sorted(set(_load_prompts(prompts_path).cities))}.")
     t0 = time.time()
-    params = run_generate(model, prompts, sampler, steps, guidance, seed, batch_size, use_ema=not no_ema,
-                          progress=not quiet)
+    params = run_generate(model, prompts, sampler, num_inference_steps, guidance_scale, seed, batch_size,
+                          use_ema=not no_ema, progress=not quiet)
     target = Path(out)
     if target.is_dir() or target.suffix != ".safetensors":
         target = target / "generated.safetensors"
     params.save(target)
     click.echo(f"generated {len(params)} parameter sets of {params.model}/{model.preset} "
-               f"({sampler}, {params.config['generated']['steps']} steps, guidance {guidance}, seed {seed}) in "
+               f"({sampler}, {params.config['generated']['num_inference_steps']} steps, guidance scale "
+               f"{guidance_scale}, seed {seed}) in "
                f"{time.time() - t0:.1f}s -> {target}")

@@ -9,9 +9,7 @@ from typing import Any
 
 import click
 
-# The names in gpdiff.prompts.{TEMPORAL,SPATIAL}_ENCODERS, spelled out so `--help` need not import torch.
-TEMPORAL_NAMES = ("mae", "stats")
-SPATIAL_NAMES = ("graph", "none")
+from gpdiff.prompts import SPATIAL_ENCODERS, TEMPORAL_ENCODERS
 
 
 @click.group()
@@ -27,11 +25,14 @@ def _split_names(cities: str) -> list[str]:
 @click.option("--cities", required=True, help="Comma-separated source cities (names or paths).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder: encoders (temporal/, spatial/, config.yaml) and prompts.safetensors.")
-@click.option("--temporal", default="mae", show_default=True, help=f"Temporal encoder: {', '.join(TEMPORAL_NAMES)}.")
-@click.option("--spatial", default="graph", show_default=True, help=f"Spatial encoder: {', '.join(SPATIAL_NAMES)}.")
+@click.option("--temporal", type=click.Choice(list(TEMPORAL_ENCODERS)), default="masked_patch", show_default=True,
+              help="Temporal encoder.")
+@click.option("--spatial", type=click.Choice(list(SPATIAL_ENCODERS)), default="graph", show_default=True,
+              help="Spatial encoder.")
 @click.option("--days", type=float, default=3.0, show_default=True,
               help="Input length of the temporal prompt: a node's most recent DAYS days.")
-@click.option("--steps", type=int, default=None, help="Training steps of the mae encoder (default 1200).")
+@click.option("--train-steps", type=int, default=None,
+              help="Training steps of the masked_patch encoder (default 1200).")
 @click.option("--spatial-dim", type=int, default=None,
               help="Project graph prompts to this width (default: the standardised features, ~21 columns).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
@@ -42,37 +43,31 @@ def _split_names(cities: str) -> list[str]:
 @click.option("--test", "test_frac", type=float, default=0.2, show_default=True, help="Test fraction.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, steps: int | None,
+def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, train_steps: int | None,
         spatial_dim: int | None, config_file: Path | None, train_frac: float, val_frac: float, test_frac: float,
         seed: int, quiet: bool) -> None:
     """Fit the encoders on the cities' training periods; write them and every node's prompts."""
+    from gpdiff.config import field_names
     from gpdiff.data import load_city
     from gpdiff.io import read_yaml
-    from gpdiff.prompts import PROMPTS_FILE, PromptEncoders, get_encoder_class, source_segment
+    from gpdiff.prompts import PROMPTS_FILE, PromptEncoders, source_segment
 
-    t_cls, s_cls = get_encoder_class("temporal", temporal), get_encoder_class("spatial", spatial)
     doc: dict[str, Any] = dict(read_yaml(config_file) or {}) if config_file else {}
     tcfg = dict(doc.get("temporal_config") or {})
     scfg = dict(doc.get("spatial_config") or {})
-    t_fields = {f for f in t_cls.config_class.__dataclass_fields__}
-    s_fields = {f for f in s_cls.config_class.__dataclass_fields__}
     tcfg["days"] = days
-    if "seed" in t_fields:
-        tcfg["seed"] = seed
-    if steps is not None:
-        if "steps" not in t_fields:
-            raise click.UsageError(f"--steps applies to the mae encoder, not {temporal!r}.")
-        tcfg["steps"] = steps
+    if train_steps is not None:
+        if "train_steps" not in field_names(TEMPORAL_ENCODERS[temporal].config_class):
+            raise click.UsageError(f"--train-steps applies to the masked_patch encoder, not {temporal!r}.")
+        tcfg["train_steps"] = train_steps
     if spatial_dim is not None:
         scfg["dim"] = spatial_dim
-    if "seed" in s_fields:
-        scfg.setdefault("seed", seed)
     names = _split_names(cities)
     loaded = [load_city(n) for n in names]
     segs = [source_segment(c, train_frac, val_frac, test_frac) for c in loaded]
     t0 = time.perf_counter()
     enc = PromptEncoders.fit(loaded, segs, temporal=temporal, spatial=spatial, temporal_config=tcfg,
-                             spatial_config=scfg, progress=not quiet)
+                             spatial_config=scfg, progress=not quiet, seed=seed)
     fit_s = time.perf_counter() - t0
     enc.save(out_dir, extra={"cities": [c.name for c in loaded], "split": [train_frac, val_frac, test_frac],
                              "days": days, "seed": seed, "fit_seconds": round(fit_s, 1)})

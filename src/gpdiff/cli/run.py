@@ -7,53 +7,64 @@ from typing import Any
 
 import click
 
+from gpdiff.diffusion.conditioning import CONDITIONING
+from gpdiff.diffusion.schedule import SAMPLERS
+from gpdiff.methods import METHODS
+from gpdiff.models import MODELS
+
+# flag -> dotted path in the run config tree (gpdiff.runconfig)
+RUN_FLAGS = {"target": "target", "sources": "sources", "data_dir": "data_dir", "target_days": "target_days",
+             "model": "zoo.model", "preset": "zoo.preset", "condition": "diffusion.denoiser.condition",
+             "sampler": "generate.sampler", "num_inference_steps": "generate.num_inference_steps",
+             "seed": "seed", "device": "device", "out": "out"}
+
 
 def _names(registry: dict[str, Any]) -> str:
     return ", ".join(sorted(registry))
 
 
-def _help() -> dict[str, str]:
-    from gpdiff.baselines import METHODS
-    from gpdiff.diffusion.conditioning import CONDITIONING
-    from gpdiff.diffusion.schedule import SAMPLERS
-    from gpdiff.models import MODELS
-
-    return {"model": _names(MODELS), "condition": _names(CONDITIONING), "sampler": _names(SAMPLERS),
-            "methods": _names(METHODS)}
-
-
-_H = _help()
-
-
 @click.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="YAML run config (see configs/); flags override it.")
+              help="YAML run config (see configs/); flags and --set override it.")
+@click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",
+              help="Override any setting of the config tree, e.g. --set zoo.lr=0.005 --set methods.reptile.meta_steps=50 "
+                   "(repeatable; values are read as YAML).")
 @click.option("--target", help="Target city (bundled name, or a city in --data-dir). Default: melbourne-ped.")
 @click.option("--sources", help="Comma-separated source cities. Default: the other bundled flow cities, or every "
                                 "other city in --data-dir.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of your cities, one per subfolder or file, in any supported format.")
 @click.option("--target-days", type=float, help="Few-shot days of target data (calendar days). Default: 3.")
-@click.option("--model", help=f"Base model: {_H['model']}.")
-@click.option("--preset", help="Base model size preset: small or paper.")
-@click.option("--condition", help=f"Conditioning strategy: {_H['condition']}.")
-@click.option("--sampler", help=f"Sampler: {_H['sampler']}.")
-@click.option("--steps", type=int, help="Sampling steps (ddim/dpm++). Default: 50.")
-@click.option("--methods", help=f"Comma-separated methods to run. Default: all ({_H['methods']}).")
+@click.option("--model", help=f"Base model (zoo.model): {_names(MODELS)}.")
+@click.option("--preset", help="Base model size preset (zoo.preset): small or paper.")
+@click.option("--condition", help=f"Conditioning strategy (diffusion.denoiser.condition): {_names(CONDITIONING)}.")
+@click.option("--sampler", help=f"Sampler (generate.sampler): {_names(SAMPLERS)}.")
+@click.option("--num-inference-steps", type=int, help="Sampling steps (generate.num_inference_steps). Default: 50.")
+@click.option("--methods", help=f"Comma-separated methods to run, in order. Default: all ({_names(METHODS)}).")
 @click.option("--seed", type=int, help="Seed for everything. Default: 0.")
 @click.option("--device", help="auto (default), cpu or cuda.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory. Default: runs/default. Rerunning reuses finished stages.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(config_path: Path | None, quiet: bool, **flags: Any) -> None:
+def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | None, quiet: bool, **flags: Any) -> None:
     """Few-shot transfer to a target city: zoo -> prompts -> diffusion -> generation -> every method -> report.
 
     With no options: leave-one-city-out within the bundled flow cities, target melbourne-ped, 3 days.
     """
-    from gpdiff.pipeline import RunConfig, run_pipeline
+    from gpdiff.config import set_path
+    from gpdiff.io import read_yaml
+    from gpdiff.pipeline import run_pipeline
+    from gpdiff.runconfig import RunConfig, method_settings
 
-    overrides = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items() if v is not None}
-    cfg = RunConfig.from_yaml(config_path, overrides) if config_path else RunConfig.from_dict(overrides)
+    overrides: dict[str, Any] = {}
+    for name, value in flags.items():
+        if value is not None:
+            overrides = set_path(overrides, RUN_FLAGS[name].split("."), str(value) if isinstance(value, Path) else value)
+    if methods is not None:  # keep the file's settings of the methods that stay
+        base = (read_yaml(config_path) or {}).get("methods") if config_path else None
+        settings = method_settings(base) if base is not None else {}
+        overrides["methods"] = {m: settings.get(m, {}) for m in method_settings(methods)}
+    cfg = RunConfig.from_yaml(config_path, overrides, assignments)
     result = run_pipeline(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
     click.echo(f"\nreport: {result.report}\nresults: {result.out / 'results.csv'}  "
                f"(total {result.timings.get('total', 0):.0f} s)")

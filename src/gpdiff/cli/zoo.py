@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-# The names in gpdiff.models.MODELS, spelled out so `--help` need not import torch (a test keeps them equal).
-MODEL_NAMES = ("stgcn", "gwn", "stid")
+from gpdiff.models import MODELS
+from gpdiff.params import ParamCollection
 
 
 @click.group()
@@ -16,17 +16,27 @@ def zoo() -> None:
     """Train and inspect model zoos (one base model per source node)."""
 
 
+# flag -> dotted path in the run config tree (gpdiff.runconfig); None values are not set
+ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.history", "horizon": "window.horizon",
+             "n_neighbors": "window.n_neighbors", "batch_size": "zoo.batch_size", "lr": "zoo.lr",
+             "lr_decay": "zoo.lr_decay", "max_epochs": "zoo.max_epochs", "patience": "zoo.patience",
+             "steps_per_epoch": "zoo.steps_per_epoch", "seed": "seed", "device": "device", "compile_": "zoo.compile"}
+
+
 @zoo.command("train")
 @click.option("--cities", required=True, help="Comma-separated source cities (names or paths).")
-@click.option("--model", type=str, default=None, help=f"Base model: {', '.join(MODEL_NAMES)} (default stgcn).")
+@click.option("--model", type=str, default=None, help=f"Base model: {', '.join(MODELS)} (default stgcn).")
 @click.option("--preset", type=str, default=None, help="Size preset: small (CPU) or paper (default small).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (zoo.safetensors, config.yaml, checkpoint); rerun to resume.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="YAML file with ZooConfig fields; the flags below override it.")
+              help="A run config YAML (configs/default.yaml); its window, zoo, seed and device are used. "
+                   "The flags below override it.")
+@click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",
+              help="Override any field of the run config tree, e.g. --set zoo.val_windows=64 (repeatable).")
 @click.option("--history", type=int, default=None, help="Input steps (default 12).")
 @click.option("--horizon", type=int, default=None, help="Forecast steps (default 6).")
-@click.option("--k", type=int, default=None, help="Neighbours per ego-graph (default 7).")
+@click.option("--n-neighbors", type=int, default=None, help="Graph neighbours per ego-graph (default 7).")
 @click.option("--batch-size", type=int, default=None, help="Training windows per node per step (default 32).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate (default 0.01).")
 @click.option("--lr-decay", type=float, default=None, help="Learning rate factor per epoch (default 0.9).")
@@ -40,25 +50,20 @@ def zoo() -> None:
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the batched step (falls back to eager on failure; default off).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def train(cities: str, model: str | None, preset: str | None, out_dir: Path, config_file: Path | None,
-          history: int | None, horizon: int | None, k: int | None, batch_size: int | None, lr: float | None,
-          lr_decay: float | None, max_epochs: int | None, patience: int | None, steps_per_epoch: int | None, seed: int | None,
-          independent_init: bool, device: str | None, compile_: bool | None, quiet: bool) -> None:
+def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tuple[str, ...], independent_init: bool,
+          quiet: bool, **flags: Any) -> None:
     """Train one base model per node of every source city, all nodes at once."""
     from gpdiff.data import load_city
-    from gpdiff.io import read_yaml
-    from gpdiff.zoo import ZooConfig, train_zoo
+    from gpdiff.runconfig import RunConfig
+    from gpdiff.zoo import train_zoo
 
-    fields: dict[str, Any] = dict(read_yaml(config_file) or {}) if config_file else {}
-    flags = {"model": model, "preset": preset, "history": history, "horizon": horizon, "k": k,
-             "batch_size": batch_size, "lr": lr, "lr_decay": lr_decay, "max_epochs": max_epochs, "patience": patience,
-             "steps_per_epoch": steps_per_epoch, "seed": seed, "device": device, "compile": compile_}
-    fields.update({key: value for key, value in flags.items() if value is not None})
+    sets = [f"{ZOO_FLAGS[k]}={v}" for k, v in flags.items() if v is not None]
     if independent_init:
-        fields["shared_init"] = False
-    config = ZooConfig.from_dict(fields)
+        sets.append("zoo.shared_init=false")
+    cfg = RunConfig.from_yaml(config_file, assignments=[*sets, *assignments])
     names = [c.strip() for c in cities.split(",") if c.strip()]
-    collection = train_zoo([load_city(n) for n in names], config, out_dir, progress=not quiet)
+    collection = train_zoo([load_city(n) for n in names], cfg.window, cfg.zoo, out_dir, seed=cfg.seed,
+                           device=cfg.device, progress=not quiet)
     click.echo(f"zoo: {len(collection)} node models ({collection.model}, {collection.params.shape[1]} parameters "
                f"each) in {out_dir}")
     click.echo(summary_table(collection))
@@ -69,17 +74,15 @@ def train(cities: str, model: str | None, preset: str | None, out_dir: Path, con
 @click.option("--markdown", is_flag=True, default=False, help="Print a Markdown table.")
 def show(out_dir: Path, markdown: bool) -> None:
     """Per-city summary of a trained zoo: validation MAE against seasonal naive, parameter norms."""
-    from gpdiff.params import ParamCollection
-
     collection = ParamCollection.load(out_dir)
-    cfg = collection.config
-    click.echo(f"{collection.model} ({collection.model_config.get('preset', '?')}), "
-               f"{collection.params.shape[1]} parameters per node, {len(collection)} nodes; "
-               f"history {cfg.get('history')}, horizon {cfg.get('horizon')}, seed {cfg.get('seed')}")
+    mc = collection.model_config
+    click.echo(f"{collection.model} ({mc.get('preset', '?')}), {collection.params.shape[1]} parameters per node, "
+               f"{len(collection)} nodes; history {mc.get('history')}, horizon {mc.get('horizon')}, "
+               f"seed {collection.config.get('seed')}")
     click.echo(summary_table(collection, fmt="github" if markdown else "simple"))
 
 
-def summary_rows(collection) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def summary_rows(collection: ParamCollection) -> list[dict[str, Any]]:
     """One row per city (and a total): nodes, mean per-node validation MAE of the zoo and of the
     seasonal-naive forecast, their ratio, the share of nodes beating naive, mean parameter norm."""
     import numpy as np
@@ -101,7 +104,7 @@ def summary_rows(collection) -> list[dict[str, Any]]:  # type: ignore[no-untyped
     return rows
 
 
-def summary_table(collection, fmt: str = "simple") -> str:  # type: ignore[no-untyped-def]
+def summary_table(collection: ParamCollection, fmt: str = "simple") -> str:
     from gpdiff.report import table
 
     return table(summary_rows(collection), fmt=fmt)

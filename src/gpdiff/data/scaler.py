@@ -61,9 +61,11 @@ class NodeScaler:
             out[:, :, 0] = np.where(mask, out[:, :, 0], 0.0)
         return out
 
-    def inverse_target(self, scaled: np.ndarray, nodes: np.ndarray | None = None) -> np.ndarray:
-        """Undo the scaling of channel 0. ``scaled[..., n]`` broadcast over the node axis last,
-        or pass ``nodes`` (indices) aligned with the leading axis of ``scaled``."""
+    def inverse_transform(self, scaled: np.ndarray, nodes: np.ndarray | None = None) -> np.ndarray:
+        """Undo the scaling of channel 0, the forecasting target (the sklearn / tsl name).
+
+        ``scaled[..., n]`` is broadcast over the node axis last, or pass ``nodes`` (indices)
+        aligned with the leading axis of ``scaled``."""
         mean, std = self.mean[:, 0], self.std[:, 0]
         if nodes is not None:
             shape = (-1,) + (1,) * (scaled.ndim - 1)

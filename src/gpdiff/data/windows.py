@@ -25,6 +25,26 @@ from gpdiff.errors import GpdiffError
 
 
 @dataclass
+class WindowConfig:
+    """The shape of every window: ``history`` input steps, ``horizon`` forecast steps, and the
+    ``n_neighbors`` graph neighbours of the centre node in its ego-graph (GPD paper: 12 -> 6)."""
+
+    history: int = 12
+    horizon: int = 6
+    n_neighbors: int = 7
+
+    def __post_init__(self) -> None:
+        if self.history < 1 or self.horizon < 1 or self.n_neighbors < 0:
+            raise GpdiffError(f"window: history ({self.history}) and horizon ({self.horizon}) must be at least 1 "
+                              f"and n_neighbors ({self.n_neighbors}) at least 0.")
+
+    @property
+    def length(self) -> int:
+        """Steps one window spans (history + horizon)."""
+        return self.history + self.horizon
+
+
+@dataclass
 class WindowBatch:
     x: torch.Tensor  # [n, B, K+1, history, C] scaled inputs; 0 at missing values and padded slots
     y: torch.Tensor  # [n, B, horizon] scaled targets of the centre node (0 where missing)
@@ -51,14 +71,14 @@ def window_origins(segment: Segment, history: int, horizon: int, lookback: bool)
 class CityData:
     """A city prepared for training and evaluation under one split."""
 
-    def __init__(self, city: City, split: Split, history: int = 12, horizon: int = 6, k: int = 7,
+    def __init__(self, city: City, split: Split, history: int = 12, horizon: int = 6, n_neighbors: int = 7,
                  device: torch.device | str = "cpu", min_rel_std: float = 0.0) -> None:
         if history < 1 or horizon < 1:
             raise GpdiffError(f"history ({history}) and horizon ({horizon}) must be at least 1.")
         self.city, self.split = city, split
         self.history, self.horizon, self.device = history, horizon, torch.device(device)
         self.scaler = NodeScaler.fit(city, split.train, min_rel_std)  # see NodeScaler.fit
-        self.ego: EgoGraphs = ego_graphs(city.adjacency, k)
+        self.ego: EgoGraphs = ego_graphs(city.adjacency, n_neighbors)
         scaled = self.scaler.transform(city.values, city.mask)
         self.values = torch.from_numpy(scaled).to(self.device)  # [T, N, C]
         self.mask = torch.from_numpy(city.mask).to(self.device)  # [T, N]
@@ -129,7 +149,7 @@ class CityData:
         """Map scaled centre-node predictions ``[n, ...]`` back to the original scale."""
         s = scaled.detach().cpu().numpy() if isinstance(scaled, torch.Tensor) else np.asarray(scaled)
         idx = nodes.detach().cpu().numpy() if isinstance(nodes, torch.Tensor) else np.asarray(nodes)
-        return self.scaler.inverse_target(s, idx)
+        return self.scaler.inverse_transform(s, idx)
 
     def truth(self, origins: np.ndarray, nodes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Original-scale targets and masks ``[n, B, horizon]`` straight from the city data."""

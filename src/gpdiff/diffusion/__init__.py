@@ -1,6 +1,6 @@
 """Generative pre-training: a Transformer diffusion model over parameter tokens, conditioned on prompts.
 
-- :mod:`~gpdiff.diffusion.denoiser`: the Transformer denoiser;
+- :mod:`~gpdiff.diffusion.denoiser`: the Transformer denoiser (``DenoiserConfig``, ``TokenShape``);
 - :mod:`~gpdiff.diffusion.conditioning`: the five conditioning strategies (registry ``CONDITIONING``);
 - :mod:`~gpdiff.diffusion.schedule`: noise schedule, training targets and samplers (diffusers; ``SAMPLERS``);
 - :mod:`~gpdiff.diffusion.train`: ``DiffusionConfig``, ``DiffusionModel`` (save / load) and training;
@@ -8,10 +8,22 @@
 """
 
 from gpdiff.diffusion.conditioning import CONDITIONING
-from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig
+from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig, TokenShape
 from gpdiff.diffusion.sample import generate, generate_tensors, sample_tokens
-from gpdiff.diffusion.schedule import SAMPLERS, NoiseSchedule, ScheduleConfig, make_sampler
-from gpdiff.diffusion.train import PRESETS, DiffusionConfig, DiffusionModel, align_prompts, fit, pretrain
+from gpdiff.diffusion.schedule import (
+    SAMPLERS,
+    NoiseSchedule,
+    ScheduleConfig,
+    make_sampler,
+)
+from gpdiff.diffusion.train import (
+    PRESETS,
+    DiffusionConfig,
+    DiffusionModel,
+    align_prompts,
+    fit,
+    pretrain,
+)
 
 __all__ = [
     "CONDITIONING",
@@ -23,6 +35,7 @@ __all__ = [
     "DiffusionModel",
     "NoiseSchedule",
     "ScheduleConfig",
+    "TokenShape",
     "align_prompts",
     "fit",
     "generate",

@@ -2,7 +2,9 @@
 
 ``tokens [B, n_tokens, token_dim]``, diffusion step ``t [B]``, spatial prompt ``[B, ds]`` and
 temporal prompt ``[B, dt]`` -> a prediction of the same shape as ``tokens`` (noise, velocity or
-clean sample, depending on the schedule's prediction type).
+clean sample, depending on the schedule's prediction type). :class:`DenoiserConfig` holds the
+user's settings (width, depth, conditioning, tokenisation limits), :class:`TokenShape` the sizes
+that follow from the data (``n_tokens``, ``token_dim``, prompt widths ``ds``, ``dt``).
 
 Token embedding (a linear map per token position by default: tokens of different tensors hold
 unrelated numbers), learned position embedding, sinusoidal step embedding + MLP added to every
@@ -16,41 +18,78 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpdiff.diffusion.conditioning import CONDITIONING, Attention, Cond, Conditioning, Modulation
+from gpdiff.diffusion.conditioning import (
+    CONDITIONING,
+    Attention,
+    Cond,
+    Conditioning,
+    Modulation,
+)
 from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.models.base import ParamSpec
+from gpdiff.params import Tokenizer
+
+TOKEN_DIMS = (16, 32, 64, 128, 256, 512, 1024)  # the automatic token widths, smallest first
 
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    n_tokens: int
-    token_dim: int
-    spatial_dim: int
-    temporal_dim: int
+    """The denoiser's settings (the ``small`` preset's sizes by default)."""
+
     d_model: int = 128
     n_layers: int = 4
     n_heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.0
-    condition: str = "pre_inductive"
-    per_token: bool = True  # a separate input / output projection for every token position
+    condition: str = "pre_inductive"  # a name in CONDITIONING
+    per_token: bool = True  # a separate input / output projection for every token position (False: shared)
+    token_dim: int = 0  # parameters per token; 0: the smallest of TOKEN_DIMS giving at most ``max_tokens``
+    max_tokens: int = 64
 
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONING:
             raise unknown_name("conditioning strategy", self.condition, CONDITIONING)
+        for name in ("d_model", "n_heads", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise GpdiffError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.token_dim < 0:
+            raise GpdiffError(f"token_dim must be 0 (automatic) or positive, got {self.token_dim}.")
         if self.d_model % self.n_heads:
             raise GpdiffError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}).")
         if self.d_model % 2:
             raise GpdiffError(f"d_model must be even (sinusoidal step embedding), got {self.d_model}.")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def resolve_token_dim(self, spec: list[ParamSpec]) -> int:
+        """``token_dim`` if set, else the smallest of :data:`TOKEN_DIMS` that cuts ``spec`` into at most
+        ``max_tokens`` tokens (the largest when none does)."""
+        if self.token_dim > 0:
+            return self.token_dim
+        for d in TOKEN_DIMS:
+            if Tokenizer(spec, d).n_tokens <= self.max_tokens:
+                return d
+        return TOKEN_DIMS[-1]
+
+
+@dataclass(frozen=True)
+class TokenShape:
+    """The sizes a denoiser takes from its data: ``n_tokens`` tokens of ``token_dim`` parameters each
+    (:class:`~gpdiff.params.Tokenizer`) and the widths of the spatial and temporal prompts."""
+
+    n_tokens: int
+    token_dim: int
+    spatial_dim: int
+    temporal_dim: int
+
+    def __post_init__(self) -> None:
+        for name in ("n_tokens", "token_dim", "spatial_dim", "temporal_dim"):
+            if getattr(self, name) < 1:
+                raise GpdiffError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
 
 def step_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -112,22 +151,25 @@ class Block(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """Transformer denoiser; ``spatial_mask`` ``[n_tokens]`` marks the tokens of spatial-role tensors."""
+    """Transformer denoiser; ``spatial_mask`` ``[n_tokens]`` marks the tokens of spatial-role tensors.
 
-    def __init__(self, config: DenoiserConfig, spatial_mask: torch.Tensor) -> None:
+    ``config.token_dim`` is not read: ``shape.token_dim`` is the width actually used.
+    """
+
+    def __init__(self, config: DenoiserConfig, shape: TokenShape, spatial_mask: torch.Tensor) -> None:
         super().__init__()
         c = config
-        if spatial_mask.shape != (c.n_tokens,):
-            raise ValueError(f"spatial_mask has shape {tuple(spatial_mask.shape)}, expected ({c.n_tokens},)")
-        self.config = c
-        self.tok_emb = TokenLinear(c.n_tokens, c.token_dim, c.d_model, c.per_token)
-        self.pos_emb = nn.Parameter(torch.randn(c.n_tokens, c.d_model) * 0.02)
+        if spatial_mask.shape != (shape.n_tokens,):
+            raise ValueError(f"spatial_mask has shape {tuple(spatial_mask.shape)}, expected ({shape.n_tokens},)")
+        self.config, self.shape = c, shape
+        self.tok_emb = TokenLinear(shape.n_tokens, shape.token_dim, c.d_model, c.per_token)
+        self.pos_emb = nn.Parameter(torch.randn(shape.n_tokens, c.d_model) * 0.02)
         self.step_mlp = nn.Sequential(nn.Linear(c.d_model, c.d_model), nn.SiLU(), nn.Linear(c.d_model, c.d_model))
-        self.cond: Conditioning = CONDITIONING[c.condition](c.d_model, c.n_layers, c.n_heads, c.spatial_dim,
-                                                            c.temporal_dim, spatial_mask)
+        self.cond: Conditioning = CONDITIONING[c.condition](c.d_model, c.n_layers, c.n_heads, shape.spatial_dim,
+                                                            shape.temporal_dim, spatial_mask)
         self.blocks = nn.ModuleList(Block(c.d_model, c.n_heads, c.mlp_ratio, c.dropout) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.d_model)
-        self.head = TokenLinear(c.n_tokens, c.d_model, c.token_dim, c.per_token)
+        self.head = TokenLinear(shape.n_tokens, c.d_model, shape.token_dim, c.per_token)
         # step-dependent gain on the input tokens added to the output: the linear-in-x_t part of the
         # v / epsilon targets, which a LayerNorm-ed residual stream passes on only approximately
         self.skip = nn.Linear(c.d_model, 1)

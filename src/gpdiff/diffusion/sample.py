@@ -3,7 +3,8 @@
 :func:`generate` samples parameters for every node of a prompt set and returns them as a
 :class:`~gpdiff.params.ParamCollection` in the zoo's format (cities and node ids from the prompts),
 so every tool that reads a zoo reads generated parameters too. Sampling is batched over nodes and
-seeded: the same model, prompts, sampler, steps, seed and batch size give the same parameters.
+seeded: the same model, prompts, sampler, number of steps, seed and batch size give the same
+parameters. Argument names follow diffusers' pipelines (``num_inference_steps``, ``guidance_scale``).
 """
 
 from __future__ import annotations
@@ -22,69 +23,72 @@ from gpdiff.params import ParamCollection
 
 @torch.no_grad()
 def sample_tokens(net: Denoiser, schedule: ScheduleConfig, spatial: torch.Tensor, temporal: torch.Tensor,
-                  sampler: str = "ddim", steps: int | None = None, guidance: float = 1.0,
+                  sampler: str = "ddim", num_inference_steps: int | None = None, guidance_scale: float = 1.0,
                   generator: torch.Generator | None = None) -> torch.Tensor:
     """Run the reverse process for one batch: prompts ``[B, ds]``, ``[B, dt]`` -> tokens ``[B, T, D]``.
 
-    ``generator`` is a CPU generator (noise is drawn on the CPU and moved, so CPU and GPU runs with
-    the same seed start from the same noise). ``guidance`` != 1 mixes the conditional and the
-    unconditional (null-prompt) predictions: ``u + guidance * (c - u)``.
+    ``num_inference_steps``: denoiser evaluations (``None``: the sampler's default). ``generator`` is
+    a CPU generator (noise is drawn on the CPU and moved, so CPU and GPU runs with the same seed
+    start from the same noise). ``guidance_scale`` != 1 mixes the conditional and the unconditional
+    (null-prompt) predictions: ``u + guidance_scale * (c - u)``.
     """
-    cfg = net.config
+    shape = net.shape
     dev = next(net.parameters()).device
-    sched = make_sampler(sampler, schedule, steps)
+    sched = make_sampler(sampler, schedule, num_inference_steps)
     b = spatial.shape[0]
-    x = torch.randn((b, cfg.n_tokens, cfg.token_dim), generator=generator).to(dev) * sched.init_noise_sigma
+    x = torch.randn((b, shape.n_tokens, shape.token_dim), generator=generator).to(dev) * sched.init_noise_sigma
     spatial, temporal = spatial.to(dev), temporal.to(dev)
     keep, drop = torch.zeros(b, dtype=torch.bool, device=dev), torch.ones(b, dtype=torch.bool, device=dev)
     for t in sched.timesteps:
         tt = torch.full((b,), int(t), device=dev, dtype=torch.long)
         inp = sched.scale_model_input(x, t)
-        if guidance == 1.0:
+        if guidance_scale == 1.0:
             out = net(inp, tt, spatial, temporal)
         else:  # conditional and unconditional in one batch
             both = net(torch.cat([inp, inp]), torch.cat([tt, tt]), torch.cat([spatial, spatial]),
                        torch.cat([temporal, temporal]), torch.cat([keep, drop]))
             cond, uncond = both.chunk(2)
-            out = uncond + guidance * (cond - uncond)
+            out = uncond + guidance_scale * (cond - uncond)
         x = sched.step(out, t, x, generator=generator).prev_sample
     return x
 
 
 def generate_tensors(model: DiffusionModel, spatial: torch.Tensor, temporal: torch.Tensor, sampler: str = "ddim",
-                     steps: int | None = None, guidance: float = 1.0, seed: int = 0, batch_size: int = 1024,
-                     use_ema: bool = True, progress: bool = False) -> torch.Tensor:
-    """Parameters ``[n, P]`` (original scale, spec order) for prompt rows ``spatial``/``temporal``."""
+                     num_inference_steps: int | None = None, guidance_scale: float = 1.0, seed: int = 0,
+                     batch_size: int = 1024, use_ema: bool = True, progress: bool = False) -> torch.Tensor:
+    """Parameters ``[n, P]`` (original scale, spec order) for prompt rows ``spatial`` ``[n, ds]`` /
+    ``temporal`` ``[n, dt]``; see :func:`sample_tokens` for the sampling arguments."""
     model.check_prompts(spatial, temporal)
-    if guidance != 1.0 and model.config.cfg_dropout <= 0:
+    if guidance_scale != 1.0 and model.config.cfg_dropout <= 0:
         raise GpdiffError(f"{model.where()} was trained without prompt dropout, so it has no unconditional "
-                          "prediction for guidance; use --guidance 1, or pretrain with --cfg-dropout 0.1.")
+                          "prediction for guidance; use --guidance-scale 1, or pretrain with --cfg-dropout 0.1.")
     if batch_size < 1:
         raise GpdiffError(f"batch size must be at least 1, got {batch_size}.")
     net = (model.ema if use_ema else model.denoiser).eval()
     gen = torch.Generator().manual_seed(seed)
-    schedule = model.config.schedule()
+    schedule = model.config.schedule
     n = spatial.shape[0]
     chunks = []
     for i in tqdm(range(0, n, batch_size), disable=not progress, desc=f"generate ({sampler})"):
         tokens = sample_tokens(net, schedule, spatial[i : i + batch_size].float(), temporal[i : i + batch_size].float(),
-                               sampler, steps, guidance, gen)
+                               sampler, num_inference_steps, guidance_scale, gen)
         chunks.append(model.decode(tokens))
     return torch.cat(chunks) if chunks else torch.zeros(0, model.tokenizer.n_params)
 
 
-def generate(model: DiffusionModel, prompts: Any, sampler: str = "ddim", steps: int | None = None,
-             guidance: float = 1.0, seed: int = 0, batch_size: int = 1024, use_ema: bool = True,
+def generate(model: DiffusionModel, prompts: Any, sampler: str = "ddim", num_inference_steps: int | None = None,
+             guidance_scale: float = 1.0, seed: int = 0, batch_size: int = 1024, use_ema: bool = True,
              progress: bool = False) -> ParamCollection:
     """Generate parameters for every node of ``prompts`` (a PromptSet), in its node order."""
-    params = generate_tensors(model, prompts.spatial.float(), prompts.temporal.float(), sampler, steps, guidance,
-                              seed, batch_size, use_ema, progress)
+    params = generate_tensors(model, prompts.spatial.float(), prompts.temporal.float(), sampler,
+                              num_inference_steps, guidance_scale, seed, batch_size, use_ema, progress)
     if not torch.isfinite(params).all():
         raise GpdiffError(f"sampling with {sampler} produced non-finite parameters; try another sampler or more "
                           "steps (this indicates a badly trained denoiser).")
-    keys = [tuple(k) for k in prompts.key()]
+    keys = [tuple(k) for k in prompts.keys()]
     record = {"generated": {"denoiser": str(model.path) if model.path else None, "sampler": sampler,
-                            "steps": sampling_steps(sampler, model.config.schedule(), steps),
-                            "guidance": guidance, "seed": seed, "batch_size": batch_size, "ema": use_ema}}
+                            "num_inference_steps": sampling_steps(sampler, model.config.schedule, num_inference_steps),
+                            "guidance_scale": guidance_scale, "seed": seed, "batch_size": batch_size,
+                            "ema": use_ema}}
     return ParamCollection(params, [k[1] for k in keys], [k[0] for k in keys], model.base_model,
                            dict(model.model_config), list(model.spec), {}, record)

@@ -80,40 +80,41 @@ class NoiseSchedule:
 DEFAULT_FEW_STEPS = 50
 
 
-def _few_steps(config: ScheduleConfig, steps: int | None) -> int:
-    steps = DEFAULT_FEW_STEPS if steps is None else int(steps)
+def _few_steps(config: ScheduleConfig, num_inference_steps: int | None) -> int:
+    steps = DEFAULT_FEW_STEPS if num_inference_steps is None else int(num_inference_steps)
     if not 1 <= steps <= config.num_train_timesteps:
-        raise GpdiffError(f"--steps must be between 1 and the {config.num_train_timesteps} training steps, "
-                          f"got {steps}.")
+        raise GpdiffError(f"--num-inference-steps must be between 1 and the {config.num_train_timesteps} training "
+                          f"steps, got {steps}.")
     return steps
 
 
-def _ddpm(config: ScheduleConfig, steps: int | None) -> SchedulerMixin:
-    if steps is not None and steps != config.num_train_timesteps:
+def _ddpm(config: ScheduleConfig, num_inference_steps: int | None) -> SchedulerMixin:
+    if num_inference_steps is not None and num_inference_steps != config.num_train_timesteps:
         raise GpdiffError(
             f"the ddpm sampler is ancestral sampling over all {config.num_train_timesteps} training steps; "
-            f"got --steps {steps}. Leave --steps out, or use --sampler ddim / dpm++ for fewer steps."
+            f"got --num-inference-steps {num_inference_steps}. Leave --num-inference-steps out, or use "
+            "--sampler ddim / dpm++ for fewer steps."
         )
     s = DDPMScheduler(**config.scheduler_kwargs(), clip_sample=False)
     s.set_timesteps(config.num_train_timesteps)
     return s
 
 
-def _ddim(config: ScheduleConfig, steps: int | None) -> SchedulerMixin:
+def _ddim(config: ScheduleConfig, num_inference_steps: int | None) -> SchedulerMixin:
     s = DDIMScheduler(**config.scheduler_kwargs(), clip_sample=False, set_alpha_to_one=True,
                       timestep_spacing="trailing")
-    s.set_timesteps(_few_steps(config, steps))
+    s.set_timesteps(_few_steps(config, num_inference_steps))
     return s
 
 
-def _dpmpp(config: ScheduleConfig, steps: int | None) -> SchedulerMixin:
+def _dpmpp(config: ScheduleConfig, num_inference_steps: int | None) -> SchedulerMixin:
     s = DPMSolverMultistepScheduler(**config.scheduler_kwargs(), algorithm_type="dpmsolver++", solver_order=2,
                                     thresholding=False, timestep_spacing="trailing")
-    s.set_timesteps(_few_steps(config, steps))
+    s.set_timesteps(_few_steps(config, num_inference_steps))
     return s
 
 
-# name -> factory(config, steps or None) returning a diffusers scheduler with its timesteps set.
+# name -> factory(config, num_inference_steps or None) returning a diffusers scheduler with its timesteps set.
 SAMPLERS: dict[str, Callable[[ScheduleConfig, int | None], SchedulerMixin]] = {
     "ddpm": _ddpm,
     "ddim": _ddim,
@@ -121,15 +122,15 @@ SAMPLERS: dict[str, Callable[[ScheduleConfig, int | None], SchedulerMixin]] = {
 }
 
 
-def sampling_steps(name: str, config: ScheduleConfig, steps: int | None = None) -> int:
-    """The number of denoiser evaluations ``name`` makes with ``steps`` (``None``: its default)."""
-    if steps is not None:
-        return int(steps)
+def sampling_steps(name: str, config: ScheduleConfig, num_inference_steps: int | None = None) -> int:
+    """The number of denoiser evaluations ``name`` makes with ``num_inference_steps`` (``None``: its default)."""
+    if num_inference_steps is not None:
+        return int(num_inference_steps)
     return config.num_train_timesteps if name == "ddpm" else DEFAULT_FEW_STEPS
 
 
-def make_sampler(name: str, config: ScheduleConfig, steps: int | None = None) -> SchedulerMixin:
-    """A diffusers scheduler for ``name`` with its timesteps set (``steps=None``: the sampler's default)."""
+def make_sampler(name: str, config: ScheduleConfig, num_inference_steps: int | None = None) -> SchedulerMixin:
+    """A diffusers scheduler for ``name`` with its timesteps set (``None``: the sampler's default number)."""
     if name not in SAMPLERS:
         raise unknown_name("sampler", name, SAMPLERS)
-    return SAMPLERS[name](config, steps)
+    return SAMPLERS[name](config, num_inference_steps)

@@ -1,78 +1,88 @@
 """Generative pre-training: fit the denoiser to a zoo's parameters conditioned on the nodes' prompts.
 
-:class:`DiffusionConfig` holds every setting (a preset fills the sizes; fields override it).
-:func:`pretrain` aligns a zoo with a prompt set by (city, node id) and trains; :func:`fit` does the
-same from prompt tensors. Training: parameters standardised per tensor and cut into tensor-aligned
-tokens, uniform diffusion steps, MSE on the prediction target over real (non-padding) token slots,
-AdamW with warm-up and cosine decay, gradient clipping, an EMA copy of the weights (used for
-sampling), optional prompt dropout for classifier-free guidance, a progress bar, and checkpoints
-that an interrupted run resumes from.
+:class:`DiffusionConfig` holds every setting as a tree: ``denoiser`` (:class:`DenoiserConfig`),
+``schedule`` (:class:`ScheduleConfig`) and the training settings; a preset fills it and a nested
+mapping overrides it (:meth:`DiffusionConfig.from_dict`). The run's seed and device are arguments,
+not settings. :func:`pretrain` aligns a zoo with a prompt set by (city, node id) and trains;
+:func:`fit` does the same from prompt tensors. Training: parameters standardised per tensor and cut
+into tensor-aligned tokens, uniform diffusion steps, MSE on the prediction target over real
+(non-padding) token slots, AdamW with warm-up and cosine decay (:mod:`gpdiff.lr_schedule`),
+gradient clipping, an EMA copy of the weights (diffusers' ``EMAModel``; used for sampling),
+optional prompt dropout for classifier-free guidance, a progress bar, and checkpoints that an
+interrupted run resumes from.
 
-The output folder (:class:`DiffusionModel`) holds ``config.yaml`` (this config, the denoiser
-shape, the base model name / config / parameter spec, prompt sizes, training summary),
-``model.safetensors``, ``ema.safetensors``, ``standardizer.safetensors`` and ``history.csv``:
-generation needs nothing but the folder.
+The output folder (:class:`DiffusionModel`) holds ``config.yaml`` (this config, the token shape,
+the base model name / config / parameter spec, prompt sizes, the seed and device, training
+summary), ``model.safetensors``, ``ema.safetensors``, ``standardizer.safetensors`` and
+``history.csv``: generation needs nothing but the folder.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import io
-import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 import gpdiff
-from gpdiff.config import from_mapping
+from gpdiff.config import from_mapping, to_mapping
 from gpdiff.device import resolve_device
-from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig
+from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig, TokenShape
 from gpdiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
 from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.hashing import hash_arrays
+from gpdiff.io import (
+    atomic_write_text,
+    load_tensors,
+    read_yaml,
+    save_tensors,
+    write_yaml,
+    yaml_safe,
+)
+from gpdiff.lr_schedule import warmup_cosine_scheduler
 from gpdiff.models.base import ParamSpec
-from gpdiff.params import ParamCollection, Standardizer, Tokenizer, spec_from_json, spec_to_json
+from gpdiff.params import (
+    ParamCollection,
+    Standardizer,
+    Tokenizer,
+    spec_from_json,
+    spec_to_json,
+)
 
-# Sizes per preset; every other field keeps its dataclass default unless overridden.
+# Sizes per preset, nested like DiffusionConfig.to_dict(); every other field keeps its dataclass default.
 PRESETS: dict[str, dict[str, Any]] = {
-    "small": {"d_model": 128, "n_layers": 4, "n_heads": 4, "max_tokens": 64, "num_train_timesteps": 500,
-              "iters": 1000, "batch_size": 64, "lr": 5e-3, "warmup": 50},
-    "paper": {"d_model": 512, "n_layers": 4, "n_heads": 8, "max_tokens": 256, "num_train_timesteps": 500,
-              "iters": 80_000, "batch_size": 64, "lr": 2e-4, "warmup": 1000},
+    "small": {"denoiser": {"d_model": 128, "n_layers": 4, "n_heads": 4, "max_tokens": 64},
+              "schedule": {"num_train_timesteps": 500}, "iters": 1000, "batch_size": 64, "lr": 5e-3, "warmup": 50},
+    "paper": {"denoiser": {"d_model": 512, "n_layers": 4, "n_heads": 8, "max_tokens": 256},
+              "schedule": {"num_train_timesteps": 500}, "iters": 80_000, "batch_size": 64, "lr": 2e-4, "warmup": 1000},
 }
-TOKEN_DIMS = (16, 32, 64, 128, 256, 512, 1024)
 FORMAT = "gpdiff.diffusion"
+
+
+def _preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise unknown_name("denoiser preset", name, PRESETS)
+    return PRESETS[name]
 
 
 @dataclass
 class DiffusionConfig:
-    """Every setting of the denoiser, the diffusion process and training. Defaults: the ``small`` preset."""
+    """Every setting of the denoiser, the diffusion process and training. Defaults: the ``small`` preset.
+
+    ``preset`` records which preset :meth:`from_dict` started from; the fields hold the values used.
+    """
 
     preset: str = "small"
-    condition: str = "pre_inductive"
-    # denoiser
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-    per_token: bool = True  # one input / output projection per token position (False: shared)
-    token_dim: int = 0  # 0: the smallest of TOKEN_DIMS giving at most ``max_tokens`` tokens
-    max_tokens: int = 64
-    center: bool = True  # subtract the training collection's mean vector before standardising
-    # diffusion (paper: linear betas 1e-5..0.02, 500 steps, v-prediction)
-    num_train_timesteps: int = 500
-    beta_start: float = 1e-5
-    beta_end: float = 0.02
-    beta_schedule: str = "linear"
-    prediction_type: str = "v_prediction"
-    # training
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # paper: linear betas 1e-5..0.02, 500 steps, v
     iters: int = 1000
     batch_size: int = 64
     lr: float = 5e-3
@@ -81,71 +91,67 @@ class DiffusionConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     cfg_dropout: float = 0.0  # probability of dropping both prompts (classifier-free guidance)
-    seed: int = 0
-    device: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    center: bool = True  # subtract the training collection's mean vector before standardising
     checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
-        self.schedule()  # validates prediction type / beta schedule
-        from gpdiff.diffusion.conditioning import CONDITIONING
-
-        if self.condition not in CONDITIONING:
-            raise unknown_name("conditioning strategy", self.condition, CONDITIONING)
+        _preset(self.preset)
         if not 0.0 <= self.cfg_dropout < 1.0:
             raise GpdiffError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}.")
-        for name in ("iters", "batch_size", "d_model", "n_heads", "max_tokens"):
+        if not 0.0 <= self.ema_decay <= 1.0:
+            raise GpdiffError(f"ema_decay must be in [0, 1], got {self.ema_decay}.")
+        for name in ("iters", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise GpdiffError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
     @classmethod
-    def from_preset(cls, preset: str = "small", **overrides: Any) -> DiffusionConfig:
-        """The preset's sizes, then ``overrides`` (``None`` values are ignored)."""
-        if preset not in PRESETS:
-            raise unknown_name("denoiser preset", preset, PRESETS)
-        return cls.from_dict({"preset": preset, **PRESETS[preset],
-                              **{k: v for k, v in overrides.items() if v is not None}})
+    def from_dict(cls, data: Mapping[str, Any] | None = None, where: str = "") -> DiffusionConfig:
+        """The preset ``data["preset"]`` (default ``small``) deep-merged with ``data`` (nested like
+        :meth:`to_dict`); unknown keys raise naming their dotted path (``where``: the file, if any)."""
+        return from_mapping(cls, data, "diffusion config", where)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiffusionConfig:
-        return from_mapping(cls, data, "diffusion config")
+    def preset_defaults(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The values of the preset ``data`` names (default ``small``), under which ``data`` is merged.
+
+        :func:`gpdiff.config.from_mapping` calls this, so a run config's ``diffusion: {preset: paper}``
+        gets the paper sizes too."""
+        preset = data.get("preset", "small")
+        return {"preset": preset, **_preset(preset)}
+
+    @classmethod
+    def from_preset(cls, preset: str = "small", **overrides: Any) -> DiffusionConfig:
+        """The preset, then ``overrides`` (nested like :meth:`to_dict`, e.g. ``denoiser={"d_model": 64}``);
+        ``None`` values at any depth are ignored, so unset command-line flags can be passed as they are."""
+        return cls.from_dict({**drop_none(overrides), "preset": preset})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_mapping(self)
 
-    def schedule(self) -> ScheduleConfig:
-        return ScheduleConfig(self.num_train_timesteps, self.beta_start, self.beta_end, self.beta_schedule,
-                              self.prediction_type)
 
-    def resolve_token_dim(self, spec: list[ParamSpec]) -> int:
-        if self.token_dim > 0:
-            return self.token_dim
-        for d in TOKEN_DIMS:
-            if Tokenizer(spec, d).n_tokens <= self.max_tokens:
-                return d
-        return TOKEN_DIMS[-1]
-
-    def torch_device(self) -> torch.device:
-        return resolve_device(self.device)
+def drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` without its ``None`` values, recursively (unset flags: "keep what is below")."""
+    return {k: drop_none(v) if isinstance(v, Mapping) else v for k, v in data.items() if v is not None}
 
 
 # ------------------------------------------------------------------------------ the model bundle
 class DiffusionModel:
     """A trained (or training) denoiser with everything needed to generate parameters."""
 
-    def __init__(self, config: DiffusionConfig, denoiser_config: DenoiserConfig, base_model: str,
+    def __init__(self, config: DiffusionConfig, shape: TokenShape, base_model: str,
                  model_config: dict[str, Any], spec: list[ParamSpec], standardizer: Standardizer,
                  center: torch.Tensor, info: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu") -> None:
-        self.config, self.denoiser_config = config, denoiser_config
+        self.config, self.shape = config, shape
         self.base_model, self.model_config, self.spec = base_model, dict(model_config), list(spec)
         self.standardizer, self.center = standardizer, center.float().cpu()
-        self.tokenizer = Tokenizer(self.spec, denoiser_config.token_dim)
-        if self.tokenizer.n_tokens != denoiser_config.n_tokens:
-            raise GpdiffError(f"denoiser expects {denoiser_config.n_tokens} tokens but the parameter spec gives "
+        self.tokenizer = Tokenizer(self.spec, shape.token_dim)
+        if self.tokenizer.n_tokens != shape.n_tokens:
+            raise GpdiffError(f"denoiser expects {shape.n_tokens} tokens but the parameter spec gives "
                               f"{self.tokenizer.n_tokens}; the model folder is inconsistent, retrain it.")
         self.info = dict(info or {})
         self.device = torch.device(device)
-        self.denoiser = Denoiser(denoiser_config, self.tokenizer.spatial_mask()).to(self.device)
+        self.denoiser = Denoiser(config.denoiser, shape, self.tokenizer.spatial_mask()).to(self.device)
         self.ema = copy.deepcopy(self.denoiser).requires_grad_(False).eval()
         self.path: Path | None = None
 
@@ -155,15 +161,15 @@ class DiffusionModel:
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens ``[n, T, D]`` -> parameters ``[n, P]`` on the original scale (CPU)."""
-        return self.standardizer.inverse(self.tokenizer.decode(tokens.float().cpu())) + self.center
+        return self.standardizer.inverse_transform(self.tokenizer.decode(tokens.float().cpu())) + self.center
 
     @property
     def spatial_dim(self) -> int:
-        return self.denoiser_config.spatial_dim
+        return self.shape.spatial_dim
 
     @property
     def temporal_dim(self) -> int:
-        return self.denoiser_config.temporal_dim
+        return self.shape.temporal_dim
 
     @property
     def preset(self) -> str | None:
@@ -204,7 +210,7 @@ class DiffusionModel:
         return {
             "format": FORMAT,
             "diffusion": self.config.to_dict(),
-            "denoiser": self.denoiser_config.to_dict(),
+            "token_shape": asdict(self.shape),
             "base_model": {"name": self.base_model, "config": self.model_config, "spec": spec_to_json(self.spec),
                            "n_params": self.tokenizer.n_params},
             "info": self.info,
@@ -222,7 +228,8 @@ class DiffusionModel:
         return out
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | torch.device | None = None) -> DiffusionModel:
+    def load(cls, folder: str | Path, device: str | torch.device = "auto") -> DiffusionModel:
+        """The model saved in ``folder``, on ``device`` (``auto``: CUDA when available)."""
         folder = Path(folder)
         cfg_path = folder / "config.yaml"
         if not cfg_path.is_file():
@@ -231,15 +238,16 @@ class DiffusionModel:
         data = read_yaml(cfg_path)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise GpdiffError(f"{cfg_path} is not a gpdiff denoiser config (written by `gpdiff pretrain`).")
-        config = DiffusionConfig.from_dict(data["diffusion"])
         try:
-            dcfg = DenoiserConfig(**data["denoiser"])
-        except TypeError as exc:
-            raise GpdiffError(f"{cfg_path}: bad denoiser section ({exc}); retrain with this gpdiff version.") from None
+            config = DiffusionConfig.from_dict(data["diffusion"])
+            shape = TokenShape(**data["token_shape"])
+        except (KeyError, TypeError, GpdiffError) as exc:
+            raise GpdiffError(f"{cfg_path} does not describe a denoiser of this gpdiff version ({exc}); retrain it "
+                              "with `gpdiff pretrain`.") from None
         base = data["base_model"]
         std_tensors, _ = load_tensors(folder / "standardizer.safetensors")
-        dev = config.torch_device() if device is None else torch.device(device)
-        model = cls(config, dcfg, base["name"], base["config"], spec_from_json(base["spec"]),
+        dev = resolve_device(str(device))
+        model = cls(config, shape, base["name"], base["config"], spec_from_json(base["spec"]),
                     Standardizer.from_state(std_tensors), std_tensors["center"], data.get("info", {}), dev)
         model.path = folder
         for name, module in (("model", model.denoiser), ("ema", model.ema)):
@@ -266,7 +274,7 @@ def _versions() -> dict[str, str]:
 # ------------------------------------------------------------------------------ data alignment
 def align_prompts(zoo: ParamCollection, prompts: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The prompts' spatial and temporal rows in the zoo's node order; clear error on missing nodes."""
-    have = set(map(tuple, prompts.key()))
+    have = set(map(tuple, prompts.keys()))
     keys = zoo.keys()
     missing = [k for k in keys if k not in have]
     if missing:
@@ -280,37 +288,24 @@ def align_prompts(zoo: ParamCollection, prompts: Any) -> tuple[torch.Tensor, tor
     return sel.spatial.float(), sel.temporal.float()
 
 
-def fingerprint(*tensors: torch.Tensor, extra: Any = None) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-    h.update(repr(extra).encode())
-    return h.hexdigest()[:16]
-
-
 # ------------------------------------------------------------------------------ training
 def pretrain(zoo: ParamCollection, prompts: Any, config: DiffusionConfig, out: str | Path | None = None,
-             progress: bool = True) -> DiffusionModel:
+             progress: bool = True, seed: int = 0, device: str | torch.device = "auto") -> DiffusionModel:
     """Train on every zoo node, with its prompts taken from ``prompts`` (a PromptSet) by (city, node id)."""
     spatial, temporal = align_prompts(zoo, prompts)
-    return fit(zoo, spatial, temporal, config, out, progress, prompt_meta=getattr(prompts, "meta", None))
-
-
-def _lr(config: DiffusionConfig, it: int) -> float:
-    if it < config.warmup:
-        return config.lr * (it + 1) / config.warmup
-    frac = (it - config.warmup) / max(1, config.iters - config.warmup)
-    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+    return fit(zoo, spatial, temporal, config, out, progress, seed, device, prompt_meta=getattr(prompts, "meta", None))
 
 
 def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, config: DiffusionConfig,
-        out: str | Path | None = None, progress: bool = True, prompt_meta: Any = None) -> DiffusionModel:
+        out: str | Path | None = None, progress: bool = True, seed: int = 0, device: str | torch.device = "auto",
+        prompt_meta: Any = None) -> DiffusionModel:
     """Train a denoiser on ``zoo`` (rows aligned with ``spatial`` ``[n, ds]`` and ``temporal`` ``[n, dt]``).
 
+    ``seed`` draws the initial weights and every batch, step and noise; ``device``: ``auto`` (CUDA
+    when available), ``cpu``, ``cuda``, ``cuda:1``, ... Both are recorded in the model's ``info``.
     With ``out``, the finished model is saved there, checkpoints are written every
     ``config.checkpoint_every`` iterations, an interrupted run resumes, and a finished run with the
-    same config and data is loaded instead of retrained.
+    same config, seed and data is loaded instead of retrained.
     """
     n = len(zoo)
     if spatial.shape[0] != n or temporal.shape[0] != n:
@@ -322,52 +317,54 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         raise GpdiffError(f"the zoo has non-finite parameters at nodes {[zoo.keys()[i] for i in bad]}; retrain them.")
     if not (torch.isfinite(spatial).all() and torch.isfinite(temporal).all()):
         raise GpdiffError("the prompts contain NaN or infinite values; refit the prompts.")
-    dev = config.torch_device()
+    dev = resolve_device(str(device))
     center = zoo.params.float().mean(0) if config.center else torch.zeros(zoo.params.shape[1])
     standardizer = Standardizer.fit(zoo.params.float() - center, zoo.spec)
-    token_dim = config.resolve_token_dim(zoo.spec)
-    tokenizer = Tokenizer(zoo.spec, token_dim)
-    dcfg = DenoiserConfig(n_tokens=tokenizer.n_tokens, token_dim=token_dim, spatial_dim=int(spatial.shape[1]),
-                          temporal_dim=int(temporal.shape[1]), d_model=config.d_model, n_layers=config.n_layers,
-                          n_heads=config.n_heads, mlp_ratio=config.mlp_ratio, dropout=config.dropout,
-                          condition=config.condition, per_token=config.per_token)
-    fp = fingerprint(zoo.params, spatial, temporal, extra=(zoo.keys(), zoo.model, zoo.model_config))
+    tokenizer = Tokenizer(zoo.spec, config.denoiser.resolve_token_dim(zoo.spec))
+    shape = TokenShape(n_tokens=tokenizer.n_tokens, token_dim=tokenizer.token_dim, spatial_dim=int(spatial.shape[1]),
+                       temporal_dim=int(temporal.shape[1]))
+    fp = hash_arrays(zoo.params, spatial, temporal, extra=[zoo.keys(), zoo.model, zoo.model_config])
     out = Path(out) if out is not None else None
-    done = _finished(out, config, fp, zoo)
+    done = _finished(out, config, seed, fp, zoo, dev)
     if done is not None:
         if progress:
-            tqdm.write(f"{out}: already trained with this config and data; loading it.")
+            tqdm.write(f"{out}: already trained with this config, seed and data; loading it.")
         return done
     cities = {c: zoo.cities.count(c) for c in zoo.city_names()}
-    info: dict[str, Any] = {"n_nodes": n, "cities": cities, "fingerprint": fp, "prompt_meta": _plain(prompt_meta)}
+    info: dict[str, Any] = {"n_nodes": n, "cities": cities, "fingerprint": fp, "seed": seed, "device": str(dev),
+                            "prompt_meta": yaml_safe(prompt_meta)}
     with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's RNG
-        torch.manual_seed(config.seed)
-        model = DiffusionModel(config, dcfg, zoo.model, zoo.model_config, zoo.spec, standardizer, center, info, dev)
+        torch.manual_seed(seed)
+        model = DiffusionModel(config, shape, zoo.model, zoo.model_config, zoo.spec, standardizer, center, info, dev)
 
     x0_all = model.encode(zoo.params).to(dev)  # [n, T, D]
     real = tokenizer.encode(torch.ones(1, tokenizer.n_params))[0].to(dev)  # [T, D], 1 at real slots
     ps_all, pt_all = spatial.float().to(dev), temporal.float().to(dev)
-    schedule = NoiseSchedule(config.schedule())
-    net, ema = model.denoiser.train(), model.ema
+    schedule = NoiseSchedule(config.schedule)
+    net = model.denoiser.train()
     groups = [{"params": [p for p in net.parameters() if p.dim() >= 2], "weight_decay": config.weight_decay},
               {"params": [p for p in net.parameters() if p.dim() < 2], "weight_decay": 0.0}]  # no decay: biases, norms
     opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(seed)
     start, history = 0, []
+    loss_sum, loss_count = torch.zeros((), device=dev), 0  # summed since the last history entry
     if out is not None and (out / "checkpoint.safetensors").is_file():
-        start, history = _restore(out / "checkpoint.safetensors", model, opt, gen, config, fp)
+        start, history, loss_sum, loss_count = _restore(out / "checkpoint.safetensors", model, opt, gen, config,
+                                                        seed, fp)
         if progress:
             tqdm.write(f"{out}: resuming from iteration {start}.")
+    sched = warmup_cosine_scheduler(opt, config.warmup, config.iters, start)
+    # diffusers' default warm-up: update k = 2, 3, ... decays by min(ema_decay, k / (9 + k)); update 1 copies
+    ema = EMAModel(model.ema.parameters(), decay=config.ema_decay, min_decay=0.0, update_after_step=0,
+                   use_ema_warmup=False)
+    ema.load_state_dict({"optimization_step": start})
 
     t0 = time.time()
     bar = tqdm(range(start, config.iters), initial=start, total=config.iters, disable=not progress,
                desc="pretrain", dynamic_ncols=True)
     running = history[-1][1] if history else None
-    loss_sum, loss_count = torch.zeros((), device=dev), 0
     for it in bar:
-        lr = _lr(config, it)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = opt.param_groups[0]["lr"]
         idx = torch.randint(n, (config.batch_size,), generator=gen)
         t = torch.randint(schedule.num_train_timesteps, (config.batch_size,), generator=gen)
         noise = torch.randn((config.batch_size, *x0_all.shape[1:]), generator=gen).to(dev)
@@ -382,7 +379,8 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         opt.step()
-        _ema_update(ema, net, min(config.ema_decay, (1 + it) / (10 + it)))
+        sched.step()
+        ema.step(net.parameters())
         loss_sum, loss_count = loss_sum + loss.detach(), loss_count + 1
         if (it + 1) % 50 == 0 or it + 1 == config.iters:  # the only host-device sync of the loop
             value = float(loss_sum) / loss_count
@@ -391,11 +389,14 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
             history.append((it + 1, running, lr))
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
         if out is not None and (it + 1) % config.checkpoint_every == 0 and it + 1 < config.iters:
-            _checkpoint(out / "checkpoint.safetensors", model, opt, gen, config, fp, it + 1, history)
+            ema.copy_to(model.ema.parameters())
+            _checkpoint(out / "checkpoint.safetensors", model, opt, gen, config, seed, fp, it + 1, history,
+                        loss_sum, loss_count)
     bar.close()
+    ema.copy_to(model.ema.parameters())
 
     model.info.update({"iterations": config.iters, "final_loss": running, "train_seconds": round(time.time() - t0, 1),
-                       "device": str(dev), "n_weights": net.n_weights()})
+                       "n_weights": net.n_weights()})
     net.eval()
     if out is not None:
         model.save(out)
@@ -404,59 +405,54 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     return model
 
 
-@torch.no_grad()
-def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), net.parameters()):
-        e.lerp_(p.detach(), 1.0 - decay)
+def _identity(config: DiffusionConfig, seed: Any) -> dict[str, Any]:
+    """What must agree for a saved run or checkpoint to be this run: the config (bar how often it
+    checkpoints) and the seed."""
+    settings = config.to_dict()
+    settings.pop("checkpoint_every")
+    return {"config": settings, "seed": seed}
 
 
-def _plain(obj: Any) -> Any:
-    """Keep only YAML-safe content of prompt metadata."""
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return str(obj)
-
-
-def _comparable(config: DiffusionConfig) -> dict[str, Any]:
-    d = config.to_dict()
-    d.pop("checkpoint_every")
-    d.pop("device")
-    return d
-
-
-def _finished(out: Path | None, config: DiffusionConfig, fp: str, zoo: ParamCollection) -> DiffusionModel | None:
-    """A finished run in ``out`` with the same config and data, or ``None``; error on a different run."""
+def _finished(out: Path | None, config: DiffusionConfig, seed: int, fp: str, zoo: ParamCollection,
+              device: torch.device) -> DiffusionModel | None:
+    """A finished run in ``out`` with the same config, seed and data, or ``None``; error on a different run."""
     if out is None or not (out / "config.yaml").is_file():
         return None
-    model = DiffusionModel.load(out, device=config.torch_device())
+    model = DiffusionModel.load(out, device=device)
     model.check_base(zoo.model, zoo.model_config, zoo.spec)
-    if _comparable(model.config) != _comparable(config) or model.info.get("fingerprint") != fp:
-        raise GpdiffError(f"{out} already holds a denoiser trained with another config or other data; "
+    same = _identity(model.config, model.info.get("seed")) == _identity(config, seed)
+    if not same or model.info.get("fingerprint") != fp:
+        raise GpdiffError(f"{out} already holds a denoiser trained with another config, seed or other data; "
                           "choose another --out folder, or delete this one to retrain.")
     return model
 
 
 def _checkpoint(path: Path, model: DiffusionModel, opt: torch.optim.Optimizer, gen: torch.Generator,
-                config: DiffusionConfig, fp: str, iteration: int, history: list[tuple[int, float, float]]) -> None:
+                config: DiffusionConfig, seed: int, fp: str, iteration: int, history: list[tuple[int, float, float]],
+                loss_sum: torch.Tensor, loss_count: int) -> None:
+    """Save what resuming needs: weights, EMA weights (``model.ema`` must hold them), optimiser state, RNG,
+    and the loss history with the loss summed over the ``loss_count`` iterations since its last entry."""
     tensors = {f"model.{k}": v for k, v in model.denoiser.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in model.ema.state_dict().items()})
     for i, st in opt.state_dict()["state"].items():
         tensors.update({f"opt.{i}.{k}": torch.as_tensor(v) for k, v in st.items()})
     tensors["rng"] = gen.get_state()
-    meta = {"config": _comparable(config), "fingerprint": fp, "iteration": iteration, "history": history}
+    tensors["loss_sum"] = loss_sum
+    meta = {"run": _identity(config, seed), "fingerprint": fp, "iteration": iteration, "history": history,
+            "loss_count": loss_count}
     save_tensors(path, tensors, meta)
 
 
 def _restore(path: Path, model: DiffusionModel, opt: torch.optim.Optimizer, gen: torch.Generator,
-             config: DiffusionConfig, fp: str) -> tuple[int, list[tuple[int, float, float]]]:
+             config: DiffusionConfig, seed: int, fp: str
+             ) -> tuple[int, list[tuple[int, float, float]], torch.Tensor, int]:
+    """Load a checkpoint of this run (same config, seed and data) into ``model``, ``opt`` and ``gen``;
+    returns the iteration it was written at, the loss history so far, and the loss sum and count
+    since its last entry."""
     tensors, meta = load_tensors(path)
-    if meta.get("config") != _comparable(config) or meta.get("fingerprint") != fp:
-        raise GpdiffError(f"{path} is a checkpoint of a run with another config or other data; use another --out "
-                          "folder, or delete the checkpoint to start over.")
+    if meta.get("run") != _identity(config, seed) or meta.get("fingerprint") != fp:
+        raise GpdiffError(f"{path} is a checkpoint of a run with another config, seed or other data; use another "
+                          "--out folder, or delete the checkpoint to start over.")
     dev = model.device
     for prefix, module in (("model.", model.denoiser), ("ema.", model.ema)):
         module.load_state_dict({k[len(prefix):]: v.to(dev) for k, v in tensors.items() if k.startswith(prefix)})
@@ -469,7 +465,8 @@ def _restore(path: Path, model: DiffusionModel, opt: torch.optim.Optimizer, gen:
     state["state"] = per
     opt.load_state_dict(state)
     gen.set_state(tensors["rng"])
-    return int(meta["iteration"]), [tuple(h) for h in meta.get("history", [])]  # type: ignore[misc]
+    history: list[tuple[int, float, float]] = [(int(i), float(loss), float(lr)) for i, loss, lr in meta["history"]]
+    return int(meta["iteration"]), history, tensors["loss_sum"].to(dev), int(meta["loss_count"])
 
 
 def _write_history(path: Path, history: list[tuple[int, float, float]]) -> None:

@@ -1,7 +1,7 @@
 """Node prompts: a spatial and a temporal vector per node, the conditioning of the parameter generator.
 
-- :data:`TEMPORAL_ENCODERS`: ``mae`` (self-supervised masked-patch Transformer, default) and ``stats``
-  (hand-made series features). Input: a node's most recent ``days`` days inside a segment.
+- :data:`TEMPORAL_ENCODERS`: ``masked_patch`` (self-supervised masked-patch Transformer, default) and
+  ``stats`` (hand-made series features). Input: a node's most recent ``days`` days inside a segment.
 - :data:`SPATIAL_ENCODERS`: ``graph`` (structure + geography + attributes, default) and ``none``
   (all ones).
 - :class:`PromptEncoders` fits both on the source cities' *training* segments, encodes any city from
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,13 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import Segment, source_split, target_split
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.noderows import NodeRows
 from gpdiff.prompts.base import PromptEncoder
 from gpdiff.prompts.spatial import GraphConfig, GraphEncoder, NoneConfig, NoneEncoder
 from gpdiff.prompts.stats import StatsConfig, StatsEncoder
-from gpdiff.prompts.temporal import MaeConfig, MaeEncoder
+from gpdiff.prompts.temporal import MaskedPatchConfig, MaskedPatchEncoder
 
-TEMPORAL_ENCODERS: dict[str, type[PromptEncoder]] = {"mae": MaeEncoder, "stats": StatsEncoder}
+TEMPORAL_ENCODERS: dict[str, type[PromptEncoder]] = {"masked_patch": MaskedPatchEncoder, "stats": StatsEncoder}
 SPATIAL_ENCODERS: dict[str, type[PromptEncoder]] = {"graph": GraphEncoder, "none": NoneEncoder}
 PROMPTS_FORMAT = "gpdiff.prompts"
 ENCODERS_FORMAT = "gpdiff.prompt_encoders"
@@ -60,8 +61,9 @@ def make_encoder(kind: str, name: str, config: Any = None) -> PromptEncoder:
 
 # --------------------------------------------------------------------------- prompt sets
 @dataclass
-class PromptSet:
-    """Spatial ``[n, ds]`` and temporal ``[n, dt]`` prompts of ``n`` nodes, keyed by (city, node id)."""
+class PromptSet(NodeRows):
+    """Spatial ``[n, ds]`` and temporal ``[n, dt]`` prompts of ``n`` nodes, keyed by (city, node id)
+    (lookup by key: :class:`~gpdiff.noderows.NodeRows`)."""
 
     spatial: torch.Tensor
     temporal: torch.Tensor
@@ -81,7 +83,7 @@ class PromptSet:
         if self.spatial.shape[0] != n or self.temporal.shape[0] != n or len(self.cities) != n:
             raise GpdiffError(f"prompt set sizes disagree: {self.spatial.shape[0]} spatial, {self.temporal.shape[0]} "
                               f"temporal rows, {n} node ids, {len(self.cities)} cities.")
-        if len(set(self.key())) != n:
+        if len(set(self.keys())) != n:
             raise GpdiffError("prompt set has duplicate (city, node id) keys; every node may appear once.")
         if not (torch.isfinite(self.spatial).all() and torch.isfinite(self.temporal).all()):
             raise GpdiffError("prompts contain NaN or inf; check the inputs they were computed from.")
@@ -97,33 +99,13 @@ class PromptSet:
     def temporal_dim(self) -> int:
         return int(self.temporal.shape[1])
 
-    def key(self) -> list[tuple[str, str]]:
-        """``(city, node_id)`` of every row, in order (the same convention as ``ParamCollection.keys()``)."""
-        return list(zip(self.cities, self.node_ids))
+    def describe(self) -> str:
+        return "prompts"
 
-    def city_names(self) -> list[str]:
-        return list(dict.fromkeys(self.cities))
-
-    def select(self, keys: Iterable[tuple[str, str]]) -> PromptSet:
-        """Rows reordered to match ``keys``; raises naming the keys this set lacks."""
-        keys = [(str(c), str(n)) for c, n in keys]
-        where = {k: i for i, k in enumerate(self.key())}
-        missing = [k for k in keys if k not in where]
-        if missing:
-            shown = ", ".join(f"{c}/{n}" for c, n in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise GpdiffError(f"no prompts for {len(missing)} node(s): {shown}{more}. Compute prompts for these "
-                              f"cities ({sorted({c for c, _ in missing})}) with the same encoders.")
-        idx = torch.tensor([where[k] for k in keys], dtype=torch.long)
-        return PromptSet(self.spatial[idx], self.temporal[idx], [k[1] for k in keys], [k[0] for k in keys],
-                         dict(self.meta))
-
-    def of_city(self, city: str) -> PromptSet:
-        """The rows of one city."""
-        keys = [k for k in self.key() if k[0] == city]
-        if not keys:
-            raise GpdiffError(f"no prompts for city {city!r}; have {self.city_names()}.")
-        return self.select(keys)
+    def take(self, index: torch.Tensor) -> PromptSet:
+        il = index.tolist()
+        return PromptSet(self.spatial[index], self.temporal[index], [self.node_ids[i] for i in il],
+                         [self.cities[i] for i in il], dict(self.meta))
 
     @classmethod
     def concat(cls, sets: Sequence[PromptSet]) -> PromptSet:
@@ -183,21 +165,28 @@ class PromptEncoders:
     spatial: PromptEncoder
 
     @classmethod
-    def fit(cls, cities: Sequence[City], segments: Sequence[Segment], temporal: str = "mae",
+    def fit(cls, cities: Sequence[City], segments: Sequence[Segment], temporal: str = "masked_patch",
             spatial: str = "graph", temporal_config: Any = None, spatial_config: Any = None,
-            progress: bool = False) -> PromptEncoders:
-        """Fit both encoders on ``cities``, each restricted to its (training) segment."""
-        if len(cities) != len(segments) or not cities:
-            raise GpdiffError("fit needs at least one city and exactly one segment per city.")
+            progress: bool = False, seed: int = 0) -> PromptEncoders:
+        """Fit both encoders on ``cities``, each restricted to its (training) segment, with ``seed``.
+
+        ``temporal_config`` / ``spatial_config``: each encoder's config dataclass, a dict of
+        overrides of its defaults, or ``None``.
+        """
         names = [c.name for c in cities]
         if len(set(names)) != len(names):
             raise GpdiffError(f"city names must be unique to key prompts, got {names}.")
-        t = make_encoder("temporal", temporal, temporal_config).fit(cities, segments, progress=progress)
-        s = make_encoder("spatial", spatial, spatial_config).fit(cities, segments, progress=progress)
+        t = make_encoder("temporal", temporal, temporal_config).fit(cities, segments, progress, seed)
+        s = make_encoder("spatial", spatial, spatial_config).fit(cities, segments, progress, seed)
         return cls(t, s)
 
     def encode(self, city: City, segment: Segment) -> PromptSet:
-        """Prompts of every node of ``city`` from ``segment`` alone (see :func:`encode_city`)."""
+        """Prompts of all nodes of ``city`` computed from exactly ``segment``.
+
+        A source city: pass its training segment (:func:`source_segment`); a target city: its few-shot
+        days (:func:`target_segment`). The temporal prompt reads the last ``days`` days of the segment
+        (all of it when shorter); the spatial prompt reads the graph, coordinates and attributes only.
+        """
         tp, t_notes = self.temporal.encode(city, segment)
         sp, s_notes = self.spatial.encode(city, segment)
         meta = {
@@ -238,18 +227,8 @@ class PromptEncoders:
         return dict(read_yaml(Path(folder) / "config.yaml") or {})
 
 
-def encode_city(city: City, segment: Segment, encoders: PromptEncoders) -> PromptSet:
-    """Prompts of all nodes of ``city`` computed from exactly ``segment``.
-
-    A source city: pass its training segment (:func:`source_segment`); a target city: its few-shot
-    days (:func:`target_segment`). The temporal prompt reads the last ``days`` days of the segment
-    (all of it when shorter); the spatial prompt reads the graph, coordinates and attributes only.
-    """
-    return encoders.encode(city, segment)
-
-
 __all__ = [
-    "SPATIAL_ENCODERS", "TEMPORAL_ENCODERS", "GraphConfig", "GraphEncoder", "MaeConfig", "MaeEncoder",
-    "NoneConfig", "NoneEncoder", "PromptEncoder", "PromptEncoders", "PromptSet", "StatsConfig", "StatsEncoder",
-    "encode_city", "get_encoder_class", "make_encoder", "source_segment", "target_segment",
+    "SPATIAL_ENCODERS", "TEMPORAL_ENCODERS", "GraphConfig", "GraphEncoder", "MaskedPatchConfig",
+    "MaskedPatchEncoder", "NoneConfig", "NoneEncoder", "PromptEncoder", "PromptEncoders", "PromptSet", "StatsConfig",
+    "StatsEncoder", "get_encoder_class", "make_encoder", "source_segment", "target_segment",
 ]

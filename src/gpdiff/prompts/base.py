@@ -12,7 +12,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -21,11 +21,13 @@ from gpdiff.config import from_mapping
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.errors import GpdiffError
-from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml, yaml_safe
 
 ENCODER_FORMAT = "gpdiff.prompt_encoder"
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.yaml"
+
+E = TypeVar("E", bound="PromptEncoder")
 
 
 class PromptEncoder(ABC):
@@ -38,7 +40,8 @@ class PromptEncoder(ABC):
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_class()
         self.fitted = False
-        self.info: dict[str, Any] = {}  # what it was fitted on, training summary
+        self.seed = 0  # the seed of the last fit (encoders that sample while encoding reuse it)
+        self.info: dict[str, Any] = {}  # what it was fitted on (with the seed), training summary
 
     # ------------------------------------------------------------------ interface
     @property
@@ -46,9 +49,24 @@ class PromptEncoder(ABC):
     def dim(self) -> int:
         """Width of the prompt vectors."""
 
+    def fit(self: E, cities: Sequence[City], segments: Sequence[Segment], progress: bool = False,
+            seed: int = 0) -> E:
+        """Fit on the given (source) cities, each restricted to its segment. Returns ``self``.
+
+        ``seed`` seeds every random choice of the fit; it is recorded in :attr:`info` and kept for
+        :meth:`encode`.
+        """
+        if not cities or len(cities) != len(segments):
+            raise GpdiffError("fit needs at least one city and exactly one (training) segment per city.")
+        self.seed = seed
+        self._fit(cities, segments, progress)
+        self.info["seed"] = seed
+        self.fitted = True
+        return self
+
     @abstractmethod
-    def fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool = False) -> PromptEncoder:
-        """Fit on the given (source) cities, each restricted to its segment. Returns ``self``."""
+    def _fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool) -> None:
+        """Fit the state on ``cities`` (at least one, one segment each) with :attr:`seed`; set :attr:`info`."""
 
     @abstractmethod
     def encode(self, city: City, segment: Segment) -> tuple[np.ndarray, list[str]]:
@@ -75,14 +93,15 @@ class PromptEncoder(ABC):
         save_tensors(folder / WEIGHTS_FILE, self.state(), {"format": ENCODER_FORMAT, "name": self.name})
         write_yaml(folder / CONFIG_FILE, {
             "format": ENCODER_FORMAT, "kind": self.kind, "name": self.name, "dim": self.dim,
-            "config": _plain(dataclasses.asdict(self.config)), "info": _plain(self.info),
+            "config": yaml_safe(dataclasses.asdict(self.config)), "info": yaml_safe(self.info),
         })
         return folder
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str]) -> PromptEncoder:
         """Load any encoder folder written by :meth:`save` (the class comes from ``config.yaml``)."""
-        from gpdiff.prompts import get_encoder_class  # the registries live in the package
+        # the registries live in the package, which imports this module
+        from gpdiff.prompts import get_encoder_class
 
         folder = Path(folder)
         doc = read_yaml(folder / CONFIG_FILE)
@@ -96,19 +115,9 @@ class PromptEncoder(ABC):
         tensors, _ = load_tensors(folder / WEIGHTS_FILE)
         enc.load_state(tensors)
         enc.info = dict(doc.get("info") or {})
+        enc.seed = int(enc.info.get("seed", 0))
         enc.fitted = True
         return enc
-
-
-def _plain(obj: Any) -> Any:
-    """Make a value YAML-safe (tuples to lists, numpy scalars to Python)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def check_segment(city: City, segment: Segment) -> None:

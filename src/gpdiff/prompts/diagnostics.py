@@ -190,7 +190,7 @@ def transfer_check(prompts: PromptSet, collection: ParamCollection, cities: Mapp
                               "trained on.")
         local = np.array([where[collection.node_ids[r]] for r in rows])
         split = source_split(city.n_steps, *fractions, name=name)
-        data = CityData(city, split, history=model.config.history, horizon=model.config.horizon, k=k, device=device)
+        data = CityData(city, split, history=model.config.history, horizon=model.config.horizon, n_neighbors=k, device=device)
         origins = data.origins("val")
         if origins.size == 0:
             continue

@@ -3,10 +3,10 @@
 ``graph`` builds, for every node, features that compare across cities of different size:
 
 - structure (on the undirected, symmetrised graph): degree, weighted degree, clustering, 2- and
-  3-hop neighbourhood sizes, harmonic closeness, betweenness, PageRank and the size of its connected
-  component, each as a percentile rank *within the city* (ties share a rank; 0.5 when all tie), plus
-  the scale-free absolutes log(1 + degree), clustering, log(1 + 2-/3-hop size) and the in/out weight
-  asymmetry of directed graphs;
+  3-hop neighbourhood sizes, harmonic closeness, betweenness (unweighted; networkx), PageRank
+  (weighted; networkx) and the size of its connected component, each as a percentile rank *within
+  the city* (ties share a rank; 0.5 when all tie), plus the scale-free absolutes log(1 + degree),
+  clustering, log(1 + 2-/3-hop size) and the in/out weight asymmetry of directed graphs;
 - geography, when the city has coordinates (lat/lon via haversine, or projected x/y): distance to the
   city's centre of mass relative to its RMS radius, nearest-neighbour distance and local density
   (nodes within the city's median distance to the 5th neighbour) relative to the city's typical
@@ -19,8 +19,10 @@
 ``fit`` learns each column's mean and standard deviation over the source nodes. By default the
 prompt is the standardised feature vector itself (``dim = None``: 21 columns plus one per
 attribute): it is interpretable, and the diffusion model embeds prompts with its own learned layer,
-to which a fixed projection would add nothing. ``dim = D`` maps it through a seeded random matrix
-with orthonormal rows (distance-preserving when ``D`` >= the number of features).
+to which a fixed projection would add nothing. ``dim = D`` maps it through a random matrix with
+orthonormal rows (distance-preserving when ``D`` >= the number of features) drawn with the fit's
+``seed``, which also picks the sampled betweenness sources of graphs above ``max_exact_betweenness``
+nodes.
 
 ``none`` gives all-ones prompts (what the released GPD code uses for traffic data), for the ablation.
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import networkx as nx
 import numpy as np
 import torch
 from scipy import sparse
@@ -50,20 +53,38 @@ GEOGRAPHY = ["centre_distance", "rank_centre_distance", "log_nn_distance", "rank
 _NO_GEO = {"centre_distance": 1.0, "has_geo": 0.0, **{k: 0.5 for k in GEOGRAPHY if k.startswith("rank_")},
            "log_nn_distance": 0.0, "log_density": 0.0}
 _CHUNK = 512
+RANK_DIGITS = 9  # significant digits (of the column's largest magnitude) kept before ranking
+PAGERANK_DAMPING = 0.85
+PAGERANK_TOL = 1e-12  # stop when the L1 change of the rank vector (summing to 1) falls below this
 
 
 # --------------------------------------------------------------------------- features
-def within_city_rank(x: np.ndarray) -> np.ndarray:
-    """Percentile ranks in [0, 1] (average ranks for ties; 0.5 for a single node or all ties)."""
+def within_city_rank(x: np.ndarray, digits: int = RANK_DIGITS) -> np.ndarray:
+    """Percentile ranks in [0, 1] of ``x`` ``[N]`` (average ranks for ties; 0.5 for one node or all ties).
+
+    Values are first rounded to ``digits`` significant digits of the column's largest magnitude, so
+    values that are equal mathematically but differ by floating-point noise (symmetric nodes of a
+    grid, iterative solvers) tie as they should.
+    """
     n = x.shape[0]
-    if n < 2 or np.ptp(x) == 0:
+    scale = float(np.abs(x).max()) if n else 0.0
+    if n < 2 or scale == 0.0:
         return np.full(n, 0.5)
-    return (rankdata(x, method="average") - 1) / (n - 1)
+    q = np.round(x / scale, digits)
+    if np.ptp(q) == 0:
+        return np.full(n, 0.5)
+    return (rankdata(q, method="average") - 1) / (n - 1)
 
 
 def structure_features(adjacency: np.ndarray, max_exact: int = 2000, samples: int = 500,
                        seed: int = 0) -> dict[str, np.ndarray]:
-    """Raw structural features of every node (see the module docstring)."""
+    """Raw structural features ``{name: [N]}`` of every node of ``adjacency`` ``[N, N]`` (module docstring).
+
+    Betweenness: ``networkx.betweenness_centrality`` of the unweighted undirected graph, normalised
+    by the ``(N - 1)(N - 2) / 2`` pairs; above ``max_exact`` nodes networkx estimates it from
+    ``samples`` source nodes drawn with ``seed``. PageRank: :func:`pagerank` of the weighted
+    symmetrised graph.
+    """
     a = np.asarray(adjacency, dtype=np.float64).copy()
     np.fill_diagonal(a, 0.0)
     n = a.shape[0]
@@ -79,8 +100,6 @@ def structure_features(adjacency: np.ndarray, max_exact: int = 2000, samples: in
 
     hop2, hop3 = np.zeros(n), np.zeros(n)
     closeness, component = np.zeros(n), np.zeros(n)
-    between = np.zeros(n)
-    exact = n <= max_exact
     for lo in range(0, n, _CHUNK):
         idx = np.arange(lo, min(n, lo + _CHUNK))
         d = dijkstra(b, directed=False, unweighted=True, indices=idx)  # [c, N]
@@ -89,17 +108,10 @@ def structure_features(adjacency: np.ndarray, max_exact: int = 2000, samples: in
         inv = np.divide(1.0, d, out=np.zeros_like(d), where=np.isfinite(d) & (d > 0))
         closeness[idx] = inv.sum(axis=1) / max(1, n - 1)
         component[idx] = np.isfinite(d).sum(axis=1) / n
-        if exact:
-            between += _brandes(b, d)
-    if not exact:
-        src = np.sort(np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False))
-        for lo in range(0, src.size, _CHUNK):
-            idx = src[lo : lo + _CHUNK]
-            between += _brandes(b, dijkstra(b, directed=False, unweighted=True, indices=idx))
-        between *= n / src.size
-    between = between / 2.0  # undirected: every pair counted from both ends
-    if n > 2:
-        between /= (n - 1) * (n - 2) / 2.0
+    graph = nx.from_scipy_sparse_array(b)  # nodes 0..N-1; betweenness ignores the (unit) weights
+    sampled = min(samples, n) if n > max_exact else None
+    bc = nx.betweenness_centrality(graph, k=sampled, normalized=True, seed=seed)
+    between = np.array([bc[i] for i in range(n)])
     return {
         "degree": deg, "wdegree": wdeg, "clustering": clustering, "hop2": hop2, "hop3": hop3,
         "closeness": closeness, "betweenness": between, "pagerank": pagerank(s), "component": component,
@@ -107,34 +119,18 @@ def structure_features(adjacency: np.ndarray, max_exact: int = 2000, samples: in
     }
 
 
-def _brandes(b: sparse.csr_matrix, d: np.ndarray) -> np.ndarray:
-    """Betweenness contributions ``sum_s delta_s(v)`` of the sources whose hop distances are rows of ``d``."""
-    finite = np.isfinite(d)
-    depth = int(d[finite].max()) if finite.any() else 0
-    sigma = (d == 0).astype(np.float64)  # number of shortest paths from each source
-    for level in range(1, depth + 1):
-        sigma += np.where(d == level, (b.T @ (sigma * (d == level - 1)).T).T, 0.0)
-    delta = np.zeros_like(sigma)
-    for level in range(depth - 1, 0, -1):
-        coef = np.divide(1.0 + delta, sigma, out=np.zeros_like(sigma), where=(d == level + 1) & (sigma > 0))
-        delta += np.where(d == level, sigma * (b @ coef.T).T, 0.0)
-    return delta.sum(axis=0)
+def pagerank(weights: np.ndarray, damping: float = PAGERANK_DAMPING, tol: float = PAGERANK_TOL,
+             max_iter: int = 1000) -> np.ndarray:
+    """PageRank ``[N]`` of the weighted undirected graph ``weights`` ``[N, N]`` (symmetric), scaled so
+    the mean is 1.
 
-
-def pagerank(weights: np.ndarray, damping: float = 0.85, iters: int = 200, tol: float = 1e-12) -> np.ndarray:
-    """PageRank of a weighted graph (dangling nodes jump uniformly), scaled so the mean is 1."""
+    ``networkx.pagerank`` (power iteration; dangling nodes jump uniformly), stopped when the L1
+    change of the rank vector is below ``tol`` (networkx stops at ``N`` times its ``tol`` argument).
+    """
     n = weights.shape[0]
-    out = weights.sum(axis=1)
-    p = sparse.csr_matrix(np.divide(weights, out[:, None], out=np.zeros_like(weights), where=out[:, None] > 0))
-    dangling = out <= 0
-    r = np.full(n, 1.0 / n)
-    for _ in range(iters):
-        nxt = damping * (p.T @ r + r[dangling].sum() / n) + (1 - damping) / n
-        if np.abs(nxt - r).sum() < tol:
-            r = nxt
-            break
-        r = nxt
-    return r * n
+    rank = nx.pagerank(nx.from_numpy_array(weights), alpha=damping, weight="weight", tol=tol / max(1, n),
+                       max_iter=max_iter)
+    return np.array([rank[i] for i in range(n)]) * n
 
 
 def _cross_distances(a: np.ndarray, b: np.ndarray, latlon: bool) -> np.ndarray:
@@ -194,7 +190,6 @@ class GraphConfig:
     density_neighbours: int = 5
     max_exact_betweenness: int = 2000  # larger graphs: betweenness from sampled sources
     betweenness_samples: int = 500
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.dim is not None and self.dim < 1:
@@ -228,7 +223,7 @@ class GraphEncoder(PromptEncoder):
     def raw_features(self, city: City) -> tuple[np.ndarray, list[str]]:
         """Unstandardised features ``[N, F]`` and notes."""
         cfg, notes = self.config, []
-        st = structure_features(city.adjacency, cfg.max_exact_betweenness, cfg.betweenness_samples, cfg.seed)
+        st = structure_features(city.adjacency, cfg.max_exact_betweenness, cfg.betweenness_samples, self.seed)
         cols: dict[str, np.ndarray] = {f"rank_{k}": within_city_rank(v) for k, v in st.items() if k != "asymmetry"}
         cols.update(log_degree=np.log1p(st["degree"]), clustering=st["clustering"], log_hop2=np.log1p(st["hop2"]),
                     log_hop3=np.log1p(st["hop3"]), asymmetry=st["asymmetry"])
@@ -270,10 +265,7 @@ class GraphEncoder(PromptEncoder):
             notes.append(f"{city.name}: attribute(s) {extra} not known to the fitted encoder, ignored")
         return out
 
-    def fit(self, cities: Sequence[City], segments: Sequence[Segment] | None = None,
-            progress: bool = False) -> GraphEncoder:
-        if not cities:
-            raise GpdiffError("fit needs at least one city.")
+    def _fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool) -> None:
         if self.config.attributes and self.config.attribute_names is None:
             union: list[str] = []
             for c in cities:
@@ -292,13 +284,11 @@ class GraphEncoder(PromptEncoder):
         self.projection = None
         if self.config.dim is not None:
             f = allf.shape[1]
-            g = np.random.default_rng(self.config.seed).normal(size=(max(f, self.config.dim), min(f, self.config.dim)))
+            g = np.random.default_rng(self.seed).normal(size=(max(f, self.config.dim), min(f, self.config.dim)))
             q, _ = np.linalg.qr(g)
             self.projection = q.T if self.config.dim >= f else q  # [F, dim]
         self.info = {"cities": [c.name for c in cities], "nodes": int(allf.shape[0]),
                      "features": self.feature_names, "notes": notes}
-        self.fitted = True
-        return self
 
     def encode(self, city: City, segment: Segment | None = None) -> tuple[np.ndarray, list[str]]:
         """Spatial prompts of all nodes; ``segment`` is ignored (no time series is used)."""
@@ -340,11 +330,8 @@ class NoneEncoder(PromptEncoder):
     def dim(self) -> int:
         return self.config.dim
 
-    def fit(self, cities: Sequence[City], segments: Sequence[Segment] | None = None,
-            progress: bool = False) -> NoneEncoder:
+    def _fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool) -> None:
         self.info = {"cities": [c.name for c in cities]}
-        self.fitted = True
-        return self
 
     def encode(self, city: City, segment: Segment | None = None) -> tuple[np.ndarray, list[str]]:
         self._require_fitted()

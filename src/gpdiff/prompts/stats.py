@@ -1,7 +1,7 @@
 """``stats``: a temporal prompt from hand-made series features (ablation, and a cheap default on tiny data).
 
-From the same window as the ``mae`` encoder (a node's most recent ``days`` days inside the segment),
-standardised per window, at the city's own interval:
+From the same window as the ``masked_patch`` encoder (a node's most recent ``days`` days inside the
+segment), standardised per window, at the city's own interval:
 
 - observed fraction, zero fraction, log(1 + coefficient of variation), skewness;
 - the mean daily profile (24 hourly bins of the standardised series), the share of variance it
@@ -25,7 +25,13 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.errors import GpdiffError
 from gpdiff.prompts.base import PromptEncoder
-from gpdiff.prompts.temporal import SeriesWindow, fill_sparse, prompt_windows, sparse_nodes, window_notes
+from gpdiff.prompts.temporal import (
+    SeriesWindow,
+    fill_sparse,
+    prompt_windows,
+    sparse_nodes,
+    window_notes,
+)
 
 FEATURES = (["observed", "zeros", "log_cv", "skew"] + [f"profile_h{h:02d}" for h in range(24)]
             + ["profile_share", "peak_sin", "peak_cos", "acf_step", "acf_hour", "acf_day", "acf_week",
@@ -71,9 +77,7 @@ class StatsEncoder(PromptEncoder):
         """Unstandardised features ``[N, dim]`` from the last ``days`` days of ``segment``."""
         return self.features(city, segment)[1]
 
-    def fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool = False) -> StatsEncoder:
-        if not cities or len(cities) != len(segments):
-            raise GpdiffError("fit needs at least one city and one training segment per city.")
+    def _fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool) -> None:
         feats = np.concatenate([self.raw_features(c, s) for c, s in zip(cities, segments)])
         self.mean = feats.mean(axis=0)
         std = feats.std(axis=0)
@@ -81,8 +85,6 @@ class StatsEncoder(PromptEncoder):
         self.info = {"cities": [c.name for c in cities],
                      "segments": {c.name: [s.start, s.stop] for c, s in zip(cities, segments)},
                      "nodes": int(feats.shape[0]), "features": list(FEATURES)}
-        self.fitted = True
-        return self
 
     def encode(self, city: City, segment: Segment) -> tuple[np.ndarray, list[str]]:
         self._require_fitted()

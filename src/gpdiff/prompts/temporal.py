@@ -1,4 +1,4 @@
-"""Temporal prompts: a masked-patch Transformer encoder for a node's most recent days.
+"""Temporal prompts: ``masked_patch``, a masked-patch Transformer encoder for a node's most recent days.
 
 Input. A node's last ``days`` days of its target series inside the given segment (a source: the
 end of its training period; a target: its few-shot days, so shorter inputs are normal; longer
@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.errors import GpdiffError
+from gpdiff.lr_schedule import warmup_cosine_scheduler
 from gpdiff.prompts.base import PromptEncoder, check_segment
 
 MIN_WINDOW_STD = 1e-6
@@ -196,7 +197,7 @@ def patchify(values: np.ndarray, mask: np.ndarray, start_minute: np.ndarray | in
 
 # --------------------------------------------------------------------------- network
 @dataclass
-class MaeConfig:
+class MaskedPatchConfig:
     """Masked-patch Transformer encoder. Prompt width is ``2 * d_model``."""
 
     days: float = 3.0  # input: the most recent ``days`` days (the few-shot length)
@@ -207,7 +208,7 @@ class MaeConfig:
     n_heads: int = 4
     ff_dim: int = 128
     mask_ratio: float = 0.4
-    steps: int = 1200  # ~40-60 s on 2 CPU cores for the four bundled flow cities
+    train_steps: int = 1200  # ~40-60 s on 2 CPU cores for the four bundled flow cities
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.01
@@ -216,7 +217,6 @@ class MaeConfig:
     short_fraction: float = 0.3  # share of training batches with crops shorter than ``days``
     min_coverage: float = 0.5  # prompt window: the latest one in which the node is observed this often
     threads: int = 1  # torch CPU threads while fitting/encoding (0: leave PyTorch's setting)
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.patch_minutes <= 0 or self.patch_points <= 0 or self.patch_minutes % self.patch_points:
@@ -237,7 +237,7 @@ class MaeConfig:
 class MaskedPatchTransformer(nn.Module):
     """Patch tokens -> Transformer encoder -> per-patch states (and reconstructions)."""
 
-    def __init__(self, cfg: MaeConfig) -> None:
+    def __init__(self, cfg: MaskedPatchConfig) -> None:
         super().__init__()
         d, p = cfg.d_model, cfg.patch_points
         self.embed = nn.Linear(2 * p, d)
@@ -275,14 +275,14 @@ class MaskedPatchTransformer(nn.Module):
 
 
 # --------------------------------------------------------------------------- encoder
-class MaeEncoder(PromptEncoder):
-    """``mae``: the self-supervised masked-patch Transformer (the default temporal prompt)."""
+class MaskedPatchEncoder(PromptEncoder):
+    """``masked_patch``: the self-supervised masked-patch Transformer (the default temporal prompt)."""
 
     kind = "temporal"
-    name = "mae"
-    config_class = MaeConfig
+    name = "masked_patch"
+    config_class = MaskedPatchConfig
 
-    def __init__(self, config: MaeConfig | None = None) -> None:
+    def __init__(self, config: MaskedPatchConfig | None = None) -> None:
         super().__init__(config)
         self.net = MaskedPatchTransformer(self.config)
 
@@ -295,18 +295,16 @@ class MaeEncoder(PromptEncoder):
         return max(1, self.config.patch_minutes // interval)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool = False) -> MaeEncoder:
+    def _fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool) -> None:
         with torch_threads(self.config.threads):
-            return self._fit(cities, segments, progress)
+            self._train(cities, segments, progress)
 
-    def _fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool) -> MaeEncoder:
+    def _train(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool) -> None:
         cfg = self.config
-        if not cities or len(cities) != len(segments):
-            raise GpdiffError("fit needs at least one city and one training segment per city.")
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(self.seed)
         self.net = MaskedPatchTransformer(cfg)
-        rng = np.random.default_rng(cfg.seed)
-        gen = torch.Generator().manual_seed(cfg.seed)
+        rng = np.random.default_rng(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
         pools = [_CropPool(c, s, cfg) for c, s in zip(cities, segments)]
         cap = min(p.max_patches for p in pools)
         if cap < 2:
@@ -317,11 +315,12 @@ class MaeEncoder(PromptEncoder):
         weights = np.array([p.n_nodes for p in pools], dtype=np.float64)
         weights /= weights.sum()
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: _lr_factor(i, cfg.warmup, cfg.steps))
+        sched = warmup_cosine_scheduler(opt, cfg.warmup, cfg.train_steps)
         self.net.train()
         losses: list[float] = []
         t0 = time.perf_counter()
-        bar = tqdm(range(cfg.steps), desc="temporal encoder (mae)", disable=not progress, leave=False)
+        bar = tqdm(range(cfg.train_steps), desc=f"temporal encoder ({self.name})", disable=not progress,
+                   leave=False)
         for _ in bar:
             n = full
             if rng.random() < cfg.short_fraction:
@@ -353,12 +352,10 @@ class MaeEncoder(PromptEncoder):
         tail = losses[-max(1, len(losses) // 10):]
         self.info = {"cities": [c.name for c in cities],
                      "segments": {c.name: [s.start, s.stop] for c, s in zip(cities, segments)},
-                     "nodes": int(sum(p.n_nodes for p in pools)), "steps": cfg.steps,
+                     "nodes": int(sum(p.n_nodes for p in pools)), "train_steps": cfg.train_steps,
                      "first_loss": round(float(np.mean(losses[:10])), 4) if losses else None,
                      "final_loss": round(float(np.mean(tail)), 4) if losses else None,
                      "seconds": round(time.perf_counter() - t0, 1)}
-        self.fitted = True
-        return self
 
     # ------------------------------------------------------------------ encode
     def encode(self, city: City, segment: Segment) -> tuple[np.ndarray, list[str]]:
@@ -405,15 +402,15 @@ class MaeEncoder(PromptEncoder):
         try:
             self.net.load_state_dict(tensors)
         except RuntimeError as exc:
-            raise GpdiffError(f"the mae encoder weights do not match its config.yaml ({str(exc).splitlines()[0]}); "
-                              "refit the encoder.") from None
+            raise GpdiffError(f"the {self.name} encoder weights do not match its config.yaml "
+                              f"({str(exc).splitlines()[0]}); refit the encoder.") from None
         self.net.eval()
 
 
 class _CropPool:
     """Random crops of one city's training segment, patchified."""
 
-    def __init__(self, city: City, segment: Segment, cfg: MaeConfig) -> None:
+    def __init__(self, city: City, segment: Segment, cfg: MaskedPatchConfig) -> None:
         check_segment(city, segment)
         self.city, self.cfg = city, cfg
         self.values = city.values[segment.as_slice(), :, 0].astype(np.float64).T  # [N, L]
@@ -461,10 +458,3 @@ def _random_hide(observed: torch.Tensor, ratio: float, gen: torch.Generator) -> 
     score = torch.where(observed, score, torch.full_like(score, 2.0))  # unobserved sort last
     rank = score.argsort(dim=1).argsort(dim=1)
     return rank < n_hide
-
-
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

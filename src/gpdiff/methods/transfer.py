@@ -10,9 +10,11 @@ import torch
 from tqdm.auto import tqdm
 
 from gpdiff.adapt import SourcePool, expand, finetune, forecast, shared_init
-from gpdiff.baselines import Context, MethodOutput
+from gpdiff.data.windows import WindowBatch
+from gpdiff.methods import Context, MethodResult
+from gpdiff.models.base import BaseModel
+from gpdiff.nodetrain import masked_node_mae
 from gpdiff.params import unflatten
-from gpdiff.zoo import masked_node_mae
 
 
 @dataclass
@@ -25,7 +27,7 @@ class TransferConfig:
     patience: int = 6  # evaluations without improvement
 
 
-def _loss(model, theta: torch.Tensor, batch) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _loss(model: BaseModel, theta: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
     n = batch.x.shape[0]
     pred = model.forward(unflatten(theta.expand(n, -1), model.spec()), batch)
     return masked_node_mae(pred, batch.y, batch.y_mask).mean()
@@ -60,7 +62,7 @@ def train_shared(ctx: Context, cfg: TransferConfig = TransferConfig()) -> torch.
     return copy.deepcopy(best[0]).cpu()
 
 
-def run(ctx: Context) -> MethodOutput:
+def run(ctx: Context) -> MethodResult:
     init = expand(train_shared(ctx, ctx.settings(TransferConfig)), ctx.target.n_nodes)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "transfer")
-    return MethodOutput(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)

@@ -1,6 +1,6 @@
 """Every method of the few-shot comparison, behind one interface.
 
-A method is a function ``(ctx: Context) -> MethodOutput`` in its own module, registered below by
+A method is a function ``(ctx: Context) -> MethodResult`` in its own module, registered below by
 name. All methods see the same target data (windows, splits, scaler) and are scored by the same
 code; methods that fine-tune use :func:`gpdiff.adapt.finetune` with the same budget.
 """
@@ -11,28 +11,32 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from gpdiff.adapt import FinetuneConfig
 from gpdiff.config import from_mapping
 from gpdiff.data.windows import CityData
 from gpdiff.errors import unknown_name
 from gpdiff.models.base import BaseModel
 from gpdiff.params import ParamCollection
+from gpdiff.prompts import PromptSet
+
+T = TypeVar("T")
 
 # name -> "module:function" (loaded on use). One line per method.
 METHODS: dict[str, str] = {
-    "seasonal_naive": "gpdiff.baselines.naive:run_seasonal_naive",
-    "historical_average": "gpdiff.baselines.naive:run_historical_average",
-    "target_only": "gpdiff.baselines.target_only:run",
-    "transfer": "gpdiff.baselines.transfer:run",
-    "mean_params": "gpdiff.baselines.mean_params:run",
-    "retrieval": "gpdiff.baselines.retrieval:run",
-    "reptile": "gpdiff.baselines.reptile:run",
-    "gpd_zero_shot": "gpdiff.baselines.gpd:run_zero_shot",
-    "gpd": "gpdiff.baselines.gpd:run_finetuned",
+    "seasonal_naive": "gpdiff.methods.naive:run_seasonal_naive",
+    "historical_average": "gpdiff.methods.naive:run_historical_average",
+    "target_only": "gpdiff.methods.target_only:run",
+    "transfer": "gpdiff.methods.transfer:run",
+    "mean_params": "gpdiff.methods.mean_params:run",
+    "retrieval": "gpdiff.methods.retrieval:run",
+    "reptile": "gpdiff.methods.reptile:run",
+    "gpd_zero_shot": "gpdiff.methods.gpd:run_zero_shot",
+    "gpd": "gpdiff.methods.gpd:run_finetuned",
 }
 # Methods that need the diffusion model's generated parameters.
 NEEDS_GENERATION = ("gpd_zero_shot", "gpd")
@@ -47,29 +51,32 @@ class Context:
     sources: list[CityData]
     target: CityData
     zoo: ParamCollection
-    source_prompts: Any  # PromptSet aligned with the zoo rows
-    target_prompts: Any  # PromptSet aligned with the target nodes
-    finetune: Any  # adapt.FinetuneConfig
+    source_prompts: PromptSet  # aligned with the zoo rows
+    target_prompts: PromptSet  # aligned with the target nodes
+    finetune: FinetuneConfig
     seed: int
     workdir: Path
     generated: ParamCollection | None = None
     progress: bool = True
-    options: dict[str, Any] = field(default_factory=dict)  # this method's settings from the run config
+    options: dict[str, Any] = field(default_factory=dict)  # this method's settings: run config ``methods.<name>``
 
-    def settings(self, cls: type) -> Any:
+    def settings(self, cls: type[T]) -> T:
         """The method's config dataclass ``cls`` with the run config's overrides."""
         return from_mapping(cls, self.options, f"{cls.__name__} setting")
 
 
 @dataclass
-class MethodOutput:
+class MethodResult:
+    """What a method returns; the pipeline scores ``pred`` and saves the rest in the method's stage."""
+
     pred: np.ndarray  # [N, B, H] test forecasts on the original scale
     params: torch.Tensor | None = None  # [N, P] final parameters, when the method has any
     init: torch.Tensor | None = None  # [N, P] parameters before fine-tuning
-    notes: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)  # anything worth a line in the report
 
 
-def get_method(name: str) -> Callable[[Context], MethodOutput]:
+def get_method(name: str) -> Callable[[Context], MethodResult]:
+    """The method registered as ``name``; :class:`GpdiffError` naming the known ones otherwise."""
     if name not in METHODS:
         raise unknown_name("method", name, METHODS)
     module, func = METHODS[name].split(":")

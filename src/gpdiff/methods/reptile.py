@@ -13,9 +13,9 @@ import torch
 from tqdm.auto import tqdm
 
 from gpdiff.adapt import SourcePool, expand, finetune, forecast, shared_init
-from gpdiff.baselines import Context, MethodOutput
+from gpdiff.methods import Context, MethodResult
+from gpdiff.nodetrain import adam_update, masked_node_mae
 from gpdiff.params import unflatten
-from gpdiff.zoo import adam_update, masked_node_mae
 
 
 @dataclass
@@ -51,7 +51,7 @@ def meta_learn(ctx: Context, cfg: ReptileConfig = ReptileConfig()) -> torch.Tens
     return theta.cpu()
 
 
-def run(ctx: Context) -> MethodOutput:
+def run(ctx: Context) -> MethodResult:
     init = expand(meta_learn(ctx, ctx.settings(ReptileConfig)), ctx.target.n_nodes)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "reptile")
-    return MethodOutput(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import torch
 
 from gpdiff.adapt import finetune, forecast
-from gpdiff.baselines import Context, MethodOutput
+from gpdiff.methods import Context, MethodResult
+from gpdiff.prompts import PromptSet
 
 
-def _features(prompts, ref) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _features(prompts: PromptSet, ref: PromptSet) -> torch.Tensor:
     parts = []
     for name in ("spatial", "temporal"):
         x, r = getattr(prompts, name).float(), getattr(ref, name).float()
@@ -22,18 +23,18 @@ def _features(prompts, ref) -> torch.Tensor:  # type: ignore[no-untyped-def]
     return torch.cat(parts, dim=1)
 
 
-def nearest_sources(source_prompts, target_prompts) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def nearest_sources(source_prompts: PromptSet, target_prompts: PromptSet) -> torch.Tensor:
     """Index of the nearest source prompt for every target node ``[N_target]``."""
     src = _features(source_prompts, source_prompts)
     tgt = _features(target_prompts, source_prompts)
     return torch.cdist(tgt, src).argmin(dim=1)
 
 
-def run(ctx: Context) -> MethodOutput:
+def run(ctx: Context) -> MethodResult:
     idx = nearest_sources(ctx.source_prompts, ctx.target_prompts)
     init = ctx.zoo.params[idx].clone()
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "retrieval")
     cities = [ctx.zoo.cities[i] for i in idx.tolist()]
     share = {c: round(cities.count(c) / len(cities), 3) for c in dict.fromkeys(cities)}
-    return MethodOutput(pred=forecast(ctx.model, params, ctx.target), params=params, init=init,
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init,
                         notes={"retrieved_from": share})

@@ -6,23 +6,25 @@ with the same budget as every other method.
 
 from __future__ import annotations
 
+import torch
+
 from gpdiff.adapt import finetune, forecast
-from gpdiff.baselines import Context, MethodOutput
 from gpdiff.errors import GpdiffError
+from gpdiff.methods import Context, MethodResult
 
 
-def _generated(ctx: Context):  # type: ignore[no-untyped-def]
+def _generated(ctx: Context) -> torch.Tensor:
     if ctx.generated is None:
         raise GpdiffError("GPD methods need generated parameters; run the generation stage first.")
     return ctx.generated.params.clone()
 
 
-def run_zero_shot(ctx: Context) -> MethodOutput:
+def run_zero_shot(ctx: Context) -> MethodResult:
     init = _generated(ctx)
-    return MethodOutput(pred=forecast(ctx.model, init, ctx.target), params=init, init=init)
+    return MethodResult(pred=forecast(ctx.model, init, ctx.target), params=init, init=init)
 
 
-def run_finetuned(ctx: Context) -> MethodOutput:
+def run_finetuned(ctx: Context) -> MethodResult:
     init = _generated(ctx)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "gpd")
-    return MethodOutput(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)

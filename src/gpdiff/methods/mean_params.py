@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gpdiff.adapt import expand, finetune, forecast, mean_parameters
-from gpdiff.baselines import Context, MethodOutput
+from gpdiff.methods import Context, MethodResult
 
 
-def run(ctx: Context) -> MethodOutput:
+def run(ctx: Context) -> MethodResult:
     init = expand(mean_parameters(ctx.zoo), ctx.target.n_nodes)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "mean-params")
-    return MethodOutput(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)

@@ -1,4 +1,7 @@
-"""Forecasts that need no training: seasonal naive and historical average.
+"""Forecasts that need no training: seasonal naive and historical average (``[N, B, H]`` arrays).
+
+They sit below every trainer (the zoo reports each node's seasonal-naive error beside its own) and
+are wrapped as comparison methods in :mod:`gpdiff.methods.naive`.
 
 Both work on the original scale and only look at data a real forecaster would have: the seasonal
 naive forecast of step ``t + h`` is the value one day earlier (known at the forecast origin as long
@@ -11,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpdiff.data.windows import CityData
+from gpdiff.errors import GpdiffError
 
 
 def _targets(data: CityData, origins: np.ndarray) -> np.ndarray:
@@ -37,7 +41,8 @@ def seasonal_naive(data: CityData, origins: np.ndarray) -> np.ndarray:
     """The observed value one day earlier, ``[N, B, H]``; the historical average where that is missing."""
     city, spd = data.city, data.city.steps_per_day
     if data.horizon > spd:
-        raise ValueError("seasonal naive needs a horizon shorter than one day")
+        raise GpdiffError(f"{city.name}: seasonal naive needs a horizon of at most one day ({spd} steps at "
+                          f"{city.interval_minutes} min), got {data.horizon}; use a shorter horizon.")
     past = _targets(data, origins) - spd
     ok = past >= 0
     pidx = np.where(ok, past, 0)
@@ -45,15 +50,3 @@ def seasonal_naive(data: CityData, origins: np.ndarray) -> np.ndarray:
     obs = city.mask[pidx] & ok[:, :, None]
     fallback = historical_average(data, origins).transpose(1, 2, 0)
     return np.where(obs, vals, fallback).transpose(2, 0, 1).astype(np.float32)
-
-
-def run_seasonal_naive(ctx):  # type: ignore[no-untyped-def]
-    from gpdiff.baselines import MethodOutput
-
-    return MethodOutput(pred=seasonal_naive(ctx.target, ctx.target.origins("test")))
-
-
-def run_historical_average(ctx):  # type: ignore[no-untyped-def]
-    from gpdiff.baselines import MethodOutput
-
-    return MethodOutput(pred=historical_average(ctx.target, ctx.target.origins("test")))

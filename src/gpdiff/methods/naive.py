@@ -1,0 +1,14 @@
+"""Seasonal naive and historical average as comparison methods (the forecasts: :mod:`gpdiff.naive`)."""
+
+from __future__ import annotations
+
+from gpdiff.methods import Context, MethodResult
+from gpdiff.naive import historical_average, seasonal_naive
+
+
+def run_seasonal_naive(ctx: Context) -> MethodResult:
+    return MethodResult(pred=seasonal_naive(ctx.target, ctx.target.origins("test")))
+
+
+def run_historical_average(ctx: Context) -> MethodResult:
+    return MethodResult(pred=historical_average(ctx.target, ctx.target.origins("test")))

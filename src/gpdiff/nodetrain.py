@@ -1,0 +1,453 @@
+"""Batched per-node training: many small models, one per node, trained as one computation.
+
+Every node's parameters are a row of one stacked tensor per parameter (``[n_nodes, *shape]``), and
+one forward call evaluates all of them on their own ego-graph windows (see
+:mod:`gpdiff.models.base`). The loss is the SUM over nodes of each node's masked MAE on its scaled
+centre-node targets, so each node's gradient is that of its own loss, and Adam (element-wise) on
+the stacked tensors is exactly per-node Adam (:func:`adam_update`, checked against
+``torch.optim.Adam`` in the tests). The model zoo (:mod:`gpdiff.zoo`) and every fine-tuning method
+(:mod:`gpdiff.adapt`) train through :class:`NodeTrainer`, each with its own :class:`NodeTrainConfig`.
+
+- **Early stopping per node.** After every epoch each training node is evaluated on a fixed, evenly
+  spaced subset of its validation windows (at most ``val_windows``; masked MAE on the *scaled*
+  values, the training loss). A node whose validation loss has not improved for ``patience`` epochs
+  stops: it leaves the training set (nothing is computed for it any more, so its parameters and
+  Adam state cannot move) and keeps its best parameters.
+- **Optimisation.** Adam with learning rate ``lr * lr_decay**epoch``; an epoch is
+  ``steps_per_epoch`` steps of ``batch_size`` training windows per node, drawn at random.
+- **Compute.** An epoch gathers the still-training nodes into contiguous working tensors, ordered
+  by city and ego-graph size, and walks them in chunks of ``node_chunk`` nodes (forward, backward
+  and the Adam update of a chunk together; the nodes are independent, so this is exact). Ego slots
+  that are padding for the whole chunk are cut (:func:`trim_slots`). Chunks keep the working set in
+  cache on a CPU; on a GPU one chunk holds every node. The per-chunk loss can be
+  ``torch.compile``-d; if compiling fails, training continues eagerly.
+- **Checkpoints and resume.** After every epoch the state (parameters, best parameters, Adam
+  moments, per-node early-stopping counters) is written atomically to ``OUT/checkpoint.safetensors``
+  (from a background thread, while the next epoch trains). Rerunning the same training continues
+  from it; training windows are drawn from a generator seeded by (seed, epoch), so a resumed run
+  gives the same numbers as an uninterrupted one. Only the fields in ``RESUMABLE_CHANGES`` may
+  change between runs; anything else is refused with a message naming the difference.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gpdiff.config import from_mapping
+from gpdiff.data.windows import CityData, WindowBatch
+from gpdiff.errors import GpdiffError
+from gpdiff.hashing import hash_arrays
+from gpdiff.io import load_tensors, save_tensors
+from gpdiff.models import BaseModel
+from gpdiff.params import flatten
+
+CHECKPOINT = "checkpoint.safetensors"
+# Fields that may differ between a checkpoint and the run that resumes it.
+RESUMABLE_CHANGES = ("max_epochs", "patience", "compile", "node_chunk")
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+
+
+@dataclass
+class NodeTrainConfig:
+    """How per-node models are trained: batches, Adam, early stopping and compute layout."""
+
+    batch_size: int = 32  # training windows per node per step
+    lr: float = 0.01
+    lr_decay: float = 0.9  # the learning rate of epoch e is lr * lr_decay**e
+    max_epochs: int = 60
+    patience: int = 3  # epochs without validation improvement before a node stops
+    steps_per_epoch: int = 25
+    val_windows: int = 128  # validation windows per node for early stopping (evenly spaced)
+    compile: bool = False  # torch.compile the per-chunk loss (falls back to eager on failure)
+    node_chunk: int = 0  # nodes per forward/backward chunk; 0 = auto (32 on CPU, all on GPU)
+
+    def __post_init__(self) -> None:
+        what = type(self).__name__
+        for name in ("batch_size", "max_epochs", "patience", "steps_per_epoch", "val_windows"):
+            if int(getattr(self, name)) < 1:
+                raise GpdiffError(f"{what}: {name} must be at least 1, got {getattr(self, name)}.")
+        if self.node_chunk < 0 or not self.lr > 0 or not self.lr_decay > 0:
+            raise GpdiffError(f"{what}: node_chunk must be >= 0, lr and lr_decay > 0 "
+                              f"(got {self.node_chunk}, {self.lr}, {self.lr_decay}).")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> NodeTrainConfig:
+        return from_mapping(cls, data, f"{cls.__name__}")
+
+    def trainer_fields(self) -> dict[str, Any]:
+        """The :class:`NodeTrainConfig` part of this config (a subclass may add fields)."""
+        return {f.name: getattr(self, f.name) for f in fields(NodeTrainConfig)}
+
+
+# --------------------------------------------------------------------------- state
+@dataclass
+class TrainState:
+    """Everything training needs to continue; rows are all nodes of all cities, in order."""
+
+    params: dict[str, torch.Tensor]  # current parameters
+    best: dict[str, torch.Tensor]  # best parameters so far (validation)
+    exp_avg: dict[str, torch.Tensor]  # Adam moments
+    exp_avg_sq: dict[str, torch.Tensor]
+    best_val: torch.Tensor  # [N] best early-stopping validation loss
+    best_epoch: torch.Tensor  # [N] epoch (1-based) of the best loss, 0 = initial parameters
+    bad_epochs: torch.Tensor  # [N] epochs since the last improvement
+    active: torch.Tensor  # [N] bool, still training
+    epochs: torch.Tensor  # [N] epochs trained
+    epoch: int = 0  # finished epochs
+    step: int = 0  # Adam steps taken by every node still training
+
+    GROUPS = ("params", "best", "exp_avg", "exp_avg_sq")
+    VECTORS = ("best_val", "best_epoch", "bad_epochs", "active", "epochs")
+
+    @classmethod
+    def fresh(cls, init: dict[str, torch.Tensor]) -> TrainState:
+        n = next(iter(init.values())).shape[0]
+        dev = next(iter(init.values())).device
+        return cls(params={k: v.clone() for k, v in init.items()}, best={k: v.clone() for k, v in init.items()},
+                   exp_avg={k: torch.zeros_like(v) for k, v in init.items()},
+                   exp_avg_sq={k: torch.zeros_like(v) for k, v in init.items()},
+                   best_val=torch.full((n,), math.inf, device=dev), best_epoch=torch.zeros(n, dtype=torch.long, device=dev),
+                   bad_epochs=torch.zeros(n, dtype=torch.long, device=dev),
+                   active=torch.ones(n, dtype=torch.bool, device=dev), epochs=torch.zeros(n, dtype=torch.long, device=dev))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """A copy of the state as named tensors (what :meth:`save` writes)."""
+        out = {f"{g}.{k}": v.detach().clone() for g in self.GROUPS for k, v in getattr(self, g).items()}
+        out.update({k: getattr(self, k).clone() for k in self.VECTORS})
+        out["active"] = self.active.to(torch.uint8)
+        return out
+
+    @classmethod
+    def load(cls, path: Path, device: torch.device) -> tuple[TrainState, dict[str, Any]]:
+        tensors, meta = load_tensors(path, device=device)
+        groups = {g: {k[len(g) + 1:]: v for k, v in tensors.items() if k.startswith(g + ".")} for g in cls.GROUPS}
+        vectors = {k: tensors[k] for k in cls.VECTORS}
+        vectors["active"] = vectors["active"].bool()
+        return cls(**groups, **vectors, epoch=int(meta["epoch"]), step=int(meta["step"])), meta
+
+
+class CheckpointWriter:
+    """Writes checkpoints in a background thread, so that the next epoch trains meanwhile.
+
+    :meth:`submit` takes a copy of the state and returns at once; a second submit first waits for
+    the previous write (at most one in flight). Every write is atomic (:func:`gpdiff.io.save_tensors`).
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodetrain-checkpoint")
+        self._pending = None
+
+    def submit(self, state: TrainState, path: Path, meta: dict[str, Any]) -> None:
+        self.wait()
+        tensors, meta = state.tensors(), {**meta, "epoch": state.epoch, "step": state.step}
+        self._pending = self._pool.submit(save_tensors, path, tensors, meta)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()  # re-raises a failed write
+            self._pending = None
+
+    def close(self) -> None:
+        self.wait()
+        self._pool.shutdown()
+
+
+# ------------------------------------------------------------------------ helpers
+def masked_node_mae(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-node masked MAE ``[n]`` of ``[n, B, H]`` tensors."""
+    w = mask.to(pred.dtype)
+    return ((pred - y).abs() * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1.0)
+
+
+def concat_batches(batches: list[WindowBatch], in_channels: int) -> WindowBatch:
+    """Stack the node dimension of batches from different cities (inputs cut to ``in_channels``)."""
+    if len(batches) == 1:
+        b = batches[0]
+        return b if b.x.shape[-1] == in_channels else WindowBatch(**{**vars(b), "x": b.x[..., :in_channels]})
+    for b in batches:
+        if b.x.shape[-1] < in_channels:
+            raise GpdiffError(f"a city has {b.x.shape[-1]} channel(s) but in_channels={in_channels}.")
+    return WindowBatch(**{f.name: torch.cat([getattr(b, f.name) if f.name != "x" else b.x[..., :in_channels]
+                                             for b in batches]) for f in fields(WindowBatch)})
+
+
+def trim_slots(batch: WindowBatch) -> WindowBatch:
+    """Drop the ego slots that are padding for every node of the batch.
+
+    Real neighbours fill a prefix of the slots (see :func:`gpdiff.data.graph.ego_graphs`) and
+    padded slots never reach the centre node in any base model, so cutting them is exact; it saves
+    most of the work for sparse graphs (a Montevideo bus stop has three ego slots of eight on average).
+    """
+    used = int(batch.valid.sum(1).max())
+    if used == batch.valid.shape[1]:
+        return batch
+    return WindowBatch(x=batch.x[:, :, :used], y=batch.y, y_mask=batch.y_mask, tod=batch.tod, dow=batch.dow,
+                       adj=batch.adj[:, :used, :used], valid=batch.valid[:, :used])
+
+
+def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avg: list[torch.Tensor],
+                exp_avg_sq: list[torch.Tensor], step: int, lr: float) -> None:
+    """One in-place Adam step (torch.optim.Adam's update, no weight decay) on lists of tensors."""
+    b1, b2 = ADAM_BETAS
+    torch._foreach_lerp_(exp_avg, grads, 1 - b1)
+    torch._foreach_mul_(exp_avg_sq, b2)
+    torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - b2)
+    denom = torch._foreach_sqrt(exp_avg_sq)
+    torch._foreach_div_(denom, math.sqrt(1 - b2**step))
+    torch._foreach_add_(denom, ADAM_EPS)
+    torch._foreach_addcdiv_(params, exp_avg, denom, -lr / (1 - b1**step))
+
+
+def evenly_spaced(origins: np.ndarray, limit: int) -> np.ndarray:
+    if origins.size <= limit:
+        return origins
+    return origins[np.linspace(0, origins.size - 1, limit).round().astype(np.int64)]
+
+
+@torch.no_grad()
+def predict(model: BaseModel, params: dict[str, torch.Tensor], data: CityData, origins: np.ndarray,
+            in_channels: int, chunk: int = 64, windows: int = 512) -> np.ndarray:
+    """Original-scale forecasts ``[N, B, H]`` of all nodes of ``data`` (``params`` rows in node order) at
+    the window ``origins``, computed in chunks of nodes and windows."""
+    n = data.n_nodes
+    out = np.zeros((n, origins.size, data.horizon), dtype=np.float32)
+    nodes = data.all_nodes()
+    for lo in range(0, n, chunk):
+        part = nodes[lo:lo + chunk]
+        sub = {k: v[lo:lo + part.numel()] for k, v in params.items()}
+        for w in range(0, origins.size, windows):
+            o = torch.from_numpy(origins[w:w + windows]).to(data.device).expand(part.numel(), -1)
+            batch = concat_batches([data.batch(part, o)], in_channels)
+            out[lo:lo + part.numel(), w:w + windows] = data.to_original(model.forward(sub, batch), part)
+    return out
+
+
+# ------------------------------------------------------------------------ trainer
+@dataclass
+class NodeTrainResult:
+    """What :meth:`NodeTrainer.run` returns: the best parameters and per-node training records."""
+
+    params: dict[str, torch.Tensor]  # best parameters by validation loss, [n_nodes, *shape] per tensor (CPU)
+    val_loss: torch.Tensor  # [n_nodes] best early-stopping loss (scaled masked MAE)
+    best_epoch: torch.Tensor  # [n_nodes] epoch of the best loss (0 = the initial parameters)
+    epochs: torch.Tensor  # [n_nodes] epochs trained
+
+    def flat(self, spec: Sequence[Any]) -> torch.Tensor:
+        """The best parameters as flat rows ``[n_nodes, P]`` in ``spec`` order."""
+        return flatten(self.params, list(spec))
+
+
+class NodeTrainer:
+    """Trains one model per node of ``data`` (cities in order; rows of ``init`` in that node order).
+
+    ``model`` is the node-batched base model; ``init`` holds ``[n_nodes, *shape]`` starting
+    parameters per tensor; ``seed`` seeds the training windows; ``out_dir`` holds the checkpoint.
+    :meth:`run` trains (or resumes, or returns a finished run) and returns a :class:`NodeTrainResult`.
+    """
+
+    def __init__(self, model: BaseModel, data: list[CityData], config: NodeTrainConfig,
+                 init: dict[str, torch.Tensor], out_dir: str | Path, seed: int = 0, progress: bool = True,
+                 desc: str = "train") -> None:
+        if not data:
+            raise GpdiffError("nothing to train: no cities given.")
+        self.model, self.data, self.config, self.seed = model, data, config, seed
+        self.out_dir, self.progress, self.desc = Path(out_dir), progress, desc
+        self.device = data[0].device
+        self.spec = model.spec()
+        self.in_channels = model.config.in_channels
+        # global node table: rows [offset[c], offset[c+1]) belong to city c
+        sizes = [d.n_nodes for d in data]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.n_nodes = int(self.offsets[-1])
+        self.node_city = np.repeat(np.arange(len(data)), sizes)
+        self.node_slots = np.concatenate([d.ego.valid.sum(1) for d in data])  # real ego slots per node
+        rows = {k: int(v.shape[0]) for k, v in init.items()}
+        if set(rows) != {s.name for s in self.spec} or set(rows.values()) != {self.n_nodes}:
+            raise GpdiffError(f"initial parameters {rows} do not match {self.n_nodes} nodes of model "
+                              f"{model.name!r} (tensors {[s.name for s in self.spec]}).")
+        self.init = {k: v.to(self.device) for k, v in init.items()}
+        self.chunk = config.node_chunk or (self.n_nodes if self.device.type == "cuda" else 32)
+        self.loss_fn = self._make_loss_fn()
+
+    # ------------------------------------------------------------------ identity
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed."""
+        cfg = {k: v for k, v in self.config.to_dict().items() if k not in RESUMABLE_CHANGES}
+        return {"config": cfg, "seed": self.seed, "cities": [d.city.name for d in self.data],
+                "nodes": [d.n_nodes for d in self.data], "n_params": self.model.n_params,
+                "init": hash_arrays(flatten({k: v.cpu() for k, v in self.init.items()}, self.spec))}
+
+    def _check_identity(self, meta: dict[str, Any], path: Path) -> None:
+        mine, theirs = self.identity(), meta.get("identity", {})
+        if mine == theirs:
+            return
+        diffs = [f"{key}: {theirs.get(key)} -> {mine[key]}" for key in ("seed", "cities", "nodes", "n_params", "init")
+                 if mine[key] != theirs.get(key)]
+        diffs += [f"{key}: {theirs.get('config', {}).get(key)} -> {value}" for key, value in mine["config"].items()
+                  if theirs.get("config", {}).get(key) != value]
+        raise GpdiffError(
+            f"{path} was written by a training run with a different setup ({'; '.join(diffs)}). "
+            f"Use another output folder, or delete {path} to start over."
+        )
+
+    # ------------------------------------------------------------------ compute
+    def _make_loss_fn(self) -> Callable[[dict[str, torch.Tensor], WindowBatch], torch.Tensor]:
+        def loss_fn(params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
+            return masked_node_mae(self.model.forward(params, batch), batch.y, batch.y_mask).sum()
+
+        if not self.config.compile:
+            return loss_fn
+        try:
+            compiled = torch.compile(loss_fn, dynamic=False)
+        except Exception:  # noqa: BLE001 - any compile problem: train eagerly
+            return loss_fn
+
+        def guarded(params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
+            nonlocal compiled
+            if compiled is not loss_fn:
+                try:
+                    return compiled(params, batch)
+                except Exception as exc:  # noqa: BLE001
+                    import warnings
+
+                    warnings.warn(f"torch.compile failed ({type(exc).__name__}); training eagerly.", stacklevel=2)
+                    compiled = loss_fn
+            return loss_fn(params, batch)
+
+        return guarded
+
+    def _order(self, rows: np.ndarray) -> np.ndarray:
+        """Rows grouped by city (the batch builders rely on it), then by ego-graph size, so that a
+        chunk holds similar nodes and :func:`trim_slots` cuts most padding."""
+        return rows[np.lexsort((self.node_slots[rows], self.node_city[rows]))]
+
+    def _batch(self, rows: np.ndarray, origins: torch.Tensor) -> WindowBatch:
+        """Windows for global node ``rows`` (sorted) at per-row ``origins [len(rows), B]``."""
+        parts, start = [], 0
+        cities = self.node_city[rows]
+        for c in np.unique(cities):
+            sel = np.flatnonzero(cities == c)
+            local = torch.from_numpy(rows[sel] - self.offsets[c]).to(self.device)
+            parts.append(self.data[c].batch(local, origins[start:start + sel.size]))
+            start += sel.size
+        return trim_slots(concat_batches(parts, self.in_channels))
+
+    def _sample_origins(self, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """Random training-window origins ``[len(rows), B]`` (with replacement, per node)."""
+        out = []
+        cities = self.node_city[rows]
+        for c in np.unique(cities):
+            pool = torch.from_numpy(self.data[c].origins("train"))
+            idx = torch.randint(pool.numel(), (int((cities == c).sum()), self.config.batch_size), generator=generator)
+            out.append(pool[idx])
+        return torch.cat(out).to(self.device)
+
+    def epoch_origins(self, rows: np.ndarray, epoch: int) -> Iterator[torch.Tensor]:
+        """The training windows of every step of ``epoch``: origins ``[len(rows), B]`` per step,
+        drawn from a generator seeded by (seed, epoch), so a resumed run draws the same."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        for _ in range(self.config.steps_per_epoch):
+            yield self._sample_origins(rows, generator)
+
+    def _train_epoch(self, state: TrainState, rows: np.ndarray) -> None:
+        """``steps_per_epoch`` Adam steps for the nodes ``rows`` (all still training)."""
+        idx = torch.from_numpy(rows).to(self.device)
+        names = [s.name for s in self.spec]
+        work = {g: {k: getattr(state, g)[k][idx] for k in names} for g in ("params", "exp_avg", "exp_avg_sq")}
+        lr = self.config.lr * self.config.lr_decay**state.epoch
+        for origins in self.epoch_origins(rows, state.epoch):
+            step = state.step + 1
+            for lo in range(0, rows.size, self.chunk):
+                hi = min(lo + self.chunk, rows.size)
+                leaf = {k: work["params"][k][lo:hi].detach().requires_grad_() for k in names}
+                loss = self.loss_fn(leaf, self._batch(rows[lo:hi], origins[lo:hi]))
+                grads = torch.autograd.grad(loss, [leaf[k] for k in names])
+                with torch.no_grad():
+                    adam_update([work["params"][k][lo:hi] for k in names], list(grads),
+                                [work["exp_avg"][k][lo:hi] for k in names],
+                                [work["exp_avg_sq"][k][lo:hi] for k in names], step, lr)
+            state.step = step
+        for g, tensors in work.items():
+            for k, v in tensors.items():
+                getattr(state, g)[k][idx] = v
+
+    @torch.no_grad()
+    def _validate(self, params: dict[str, torch.Tensor], rows: np.ndarray) -> torch.Tensor:
+        """Early-stopping loss ``[len(rows)]``: scaled masked MAE on each city's validation subset."""
+        out = torch.empty(rows.size, device=self.device)
+        cities = self.node_city[rows]
+        for c in np.unique(cities):
+            sel = np.flatnonzero(cities == c)
+            origins = torch.from_numpy(evenly_spaced(self.data[c].origins("val"), self.config.val_windows))
+            for lo in range(0, sel.size, self.chunk):
+                part = sel[lo:lo + self.chunk]
+                idx = torch.from_numpy(rows[part]).to(self.device)
+                batch = self._batch(rows[part], origins.to(self.device).expand(part.size, -1))
+                pred = self.model.forward({k: v[idx] for k, v in params.items()}, batch)
+                out[torch.from_numpy(part).to(self.device)] = masked_node_mae(pred, batch.y, batch.y_mask)
+        return out
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> NodeTrainResult:
+        cfg = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = self.out_dir / CHECKPOINT
+        meta = {"identity": self.identity()}
+        if ckpt.exists():
+            state, old = TrainState.load(ckpt, self.device)
+            self._check_identity(old, ckpt)
+        else:
+            state = TrainState.fresh(self.init)
+            state.best_val = self._validate(state.params, np.arange(self.n_nodes))
+
+        bar = self._progress_bar(state)
+        writer = CheckpointWriter()
+        try:
+            while state.epoch < cfg.max_epochs and bool(state.active.any()):
+                t0 = time.perf_counter()
+                rows = self._order(np.flatnonzero(state.active.cpu().numpy()))
+                self._train_epoch(state, rows)
+                state.epoch += 1
+                val = self._validate(state.params, rows)
+                self._early_stopping(state, rows, val)
+                writer.submit(state, ckpt, meta)
+                bar.update(1)
+                bar.set_postfix(training=f"{int(state.active.sum())}/{self.n_nodes}",
+                                val_loss=f"{float(val.mean()):.4f}", s=f"{time.perf_counter() - t0:.1f}")
+        finally:
+            writer.close()  # an interrupted run still finishes writing its last checkpoint
+            bar.close()
+        return NodeTrainResult(params={k: v.cpu() for k, v in state.best.items()},
+                               val_loss=state.best_val.float().cpu(), best_epoch=state.best_epoch.float().cpu(),
+                               epochs=state.epochs.float().cpu())
+
+    def _early_stopping(self, state: TrainState, rows: np.ndarray, val: torch.Tensor) -> None:
+        idx = torch.from_numpy(rows).to(self.device)
+        better = val < state.best_val[idx]
+        won = idx[better]
+        for k in state.best:
+            state.best[k][won] = state.params[k][won]
+        state.best_val[won] = val[better]
+        state.best_epoch[won] = state.epoch
+        state.bad_epochs[idx] = torch.where(better, 0, state.bad_epochs[idx] + 1)
+        state.epochs[idx] = state.epoch
+        state.active[idx[state.bad_epochs[idx] >= self.config.patience]] = False
+
+    def _progress_bar(self, state: TrainState):  # type: ignore[no-untyped-def]
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.config.max_epochs, initial=state.epoch, desc=self.desc,
+                    unit="epoch", disable=not self.progress, dynamic_ncols=True)

@@ -1,0 +1,166 @@
+"""The run config: one tree of dataclasses holding every setting of `gpdiff run` in exactly one place.
+
+::
+
+    RunConfig
+      target, sources, data_dir, target_days, val_days, test_fraction, target_scale_floor, seed, device, out
+      window:    WindowConfig      history, horizon, n_neighbors
+      zoo:       ZooConfig         base model, preset, source split, node training
+      prompts:   PromptsConfig     temporal / spatial encoder names and their settings
+      diffusion: DiffusionConfig   preset, denoiser (architecture), schedule (forward process), training
+      generate:  GenerateConfig    sampler, num_inference_steps, guidance_scale
+      finetune:  FinetuneConfig    the fine-tuning budget every method gets
+      methods:   {name: settings}  the methods to run, in order, each with its own settings
+
+YAML files are nested the same way and only override defaults; ``--set dotted.path=value`` overrides
+one field. A key from before the tree (``history``, ``steps``, ``zoo.k`` ...) fails with one line
+naming its new path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpdiff.adapt import FinetuneConfig
+from gpdiff.config import from_mapping, merge, parse_assignment, set_path, to_mapping
+from gpdiff.data.windows import WindowConfig
+from gpdiff.diffusion.train import DiffusionConfig
+from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.io import read_yaml
+from gpdiff.zoo import ZooConfig
+
+DEFAULT_TARGET = "melbourne-ped"
+DEFAULT_METHODS = ("seasonal_naive", "historical_average", "target_only", "transfer", "mean_params", "retrieval",
+                   "reptile", "gpd_zero_shot", "gpd")
+
+# Settings that moved when the flat run config became a tree: old dotted path -> new one.
+MOVED: dict[str, str] = {
+    "history": "window.history", "horizon": "window.horizon", "k": "window.n_neighbors",
+    "model": "zoo.model", "preset": "zoo.preset", "condition": "diffusion.denoiser.condition",
+    "denoiser": "diffusion.preset", "sampler": "generate.sampler", "steps": "generate.num_inference_steps",
+    "guidance": "generate.guidance_scale", "baselines": "methods.<name>",
+    "zoo.history": "window.history", "zoo.horizon": "window.horizon", "zoo.k": "window.n_neighbors",
+    "zoo.seed": "seed", "zoo.device": "device", "diffusion.seed": "seed", "diffusion.device": "device",
+    "diffusion.condition": "diffusion.denoiser.condition",
+    **{f"diffusion.{k}": f"diffusion.denoiser.{k}" for k in ("d_model", "n_layers", "n_heads", "mlp_ratio", "dropout",
+                                                            "per_token", "token_dim", "max_tokens")},
+    **{f"diffusion.{k}": f"diffusion.schedule.{k}" for k in ("num_train_timesteps", "beta_start", "beta_end",
+                                                            "beta_schedule", "prediction_type")},
+}
+
+
+@dataclass
+class PromptsConfig:
+    """Which prompt encoders make the nodes' prompts, and their settings (``gpdiff.prompts`` registries)."""
+
+    temporal: str = "masked_patch"
+    spatial: str = "graph"
+    temporal_config: dict[str, Any] = field(default_factory=dict)  # overrides of the temporal encoder's config
+    spatial_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from gpdiff.prompts import get_encoder_class
+
+        get_encoder_class("temporal", self.temporal)  # unknown names fail here, before any work
+        get_encoder_class("spatial", self.spatial)
+        self.temporal_config = dict(self.temporal_config or {})
+        self.spatial_config = dict(self.spatial_config or {})
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling target parameters from the denoiser (diffusers' names)."""
+
+    sampler: str = "ddim"
+    num_inference_steps: int = 50
+    guidance_scale: float = 1.0  # > 1 needs diffusion.cfg_dropout > 0
+
+    def __post_init__(self) -> None:
+        from gpdiff.diffusion.schedule import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise unknown_name("sampler", self.sampler, SAMPLERS)
+        if self.num_inference_steps < 1:
+            raise GpdiffError(f"generate.num_inference_steps must be at least 1, got {self.num_inference_steps}.")
+
+
+@dataclass
+class RunConfig:
+    """Every setting of a run (see the module docstring for the tree)."""
+
+    target: str = DEFAULT_TARGET
+    sources: list[str] = field(default_factory=list)  # empty: the other bundled flow cities / data-dir cities
+    data_dir: str | None = None  # folder with cities in any supported format (one per subfolder/file)
+    target_days: float = 3.0
+    val_days: float = 1.0
+    test_fraction: float = 0.2
+    target_scale_floor: float = 0.05  # target nodes' std >= this x the target's pooled std (NodeScaler.fit)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    zoo: ZooConfig = field(default_factory=ZooConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {m: {} for m in DEFAULT_METHODS})
+    seed: int = 0
+    device: str = "auto"
+    out: str = "runs/default"
+
+    def __post_init__(self) -> None:
+        from gpdiff.methods import get_method
+
+        self.sources = _names(self.sources)
+        self.methods = method_settings(self.methods)
+        for name in self.methods:
+            get_method(name)  # unknown names fail here, before any work
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "") -> RunConfig:
+        """A run config from nested settings; raises :class:`GpdiffError` naming unknown or moved keys."""
+        return from_mapping(cls, data, "run config", where, MOVED)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                  assignments: Sequence[str] = ()) -> RunConfig:
+        """The file's settings (when given), then nested ``overrides``, then ``dotted.path=value`` assignments.
+
+        An override of ``methods`` replaces the file's list of methods instead of adding to it."""
+        doc: Any = {}
+        if path is not None:
+            doc = read_yaml(path)
+            if doc is not None and not isinstance(doc, dict):
+                raise GpdiffError(f"{path}: a run config must be a mapping of settings, got {type(doc).__name__}.")
+        data = merge(doc or {}, overrides or {})
+        if overrides and "methods" in overrides:
+            data["methods"] = overrides["methods"]
+        for text in assignments:
+            keys, value = parse_assignment(text)
+            data = set_path(data, keys, value)
+        return cls.from_dict(data, str(path) if path else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_mapping(self)
+
+
+def _names(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    return [str(s) for s in value]
+
+
+def method_settings(value: Any) -> dict[str, dict[str, Any]]:
+    """``methods`` as an ordered ``{name: settings}``: a mapping (``None`` settings = defaults), a list
+    of names, or a comma-separated string."""
+    if isinstance(value, Mapping):
+        out = {}
+        for name, settings in value.items():
+            if settings is not None and not isinstance(settings, Mapping):
+                raise GpdiffError(f"methods.{name} must be a mapping of that method's settings, got {settings!r}.")
+            out[str(name)] = dict(settings or {})
+        return out
+    return {name: {} for name in _names(value)}
