@@ -64,8 +64,8 @@ def stats_encoders(cities) -> PromptEncoders:
 
 # --------------------------------------------------------------------------- shapes, registry, round trips
 def test_registries_and_unknown_names():
-    assert set(TEMPORAL_ENCODERS) == {"masked_patch", "stats"} and set(SPATIAL_ENCODERS) == {"graph", "none"}
-    with pytest.raises(GpdiffError, match="Known: masked_patch, stats"):
+    assert set(TEMPORAL_ENCODERS) == {"masked_patch", "stats", "none"} and set(SPATIAL_ENCODERS) == {"graph", "none"}
+    with pytest.raises(GpdiffError, match="Known: masked_patch, none, stats"):
         make_encoder("temporal", "mae")
     with pytest.raises(GpdiffError, match="unknown config field"):
         make_encoder("temporal", "masked_patch", {"layers": 3})
@@ -368,3 +368,12 @@ def test_cli_fit_show_encode(tmp_path):
     r = runner.invoke(main, ["prompts", "fit", "--cities", str(tmp_path / "ca.city"), "--out", str(out),
                              "--temporal", "stats", "--train-steps", "3"])
     assert r.exit_code == 2 and "--train-steps applies to the masked_patch encoder" in r.output
+
+
+def test_none_temporal_encoder_is_the_ablation_without_a_temporal_prompt(cities, tmp_path):
+    enc = PromptEncoders.fit(cities, [source_segment(c) for c in cities], temporal="none", spatial="none")
+    ps = enc.encode(cities[0], source_segment(cities[0]))
+    assert ps.temporal.shape == (cities[0].n_nodes, 32) and bool((ps.temporal == 1).all())
+    enc.save(tmp_path / "enc")
+    back = PromptEncoders.load(tmp_path / "enc")
+    assert back.temporal.kind == "temporal" and back.spatial.kind == "spatial" and back.temporal.name == "none"

@@ -72,6 +72,17 @@ def masked_metrics(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None =
     )
 
 
+def node_mae(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Masked MAE of every node ``[N]`` over its windows and horizon steps (arrays ``[N, B, H]``);
+    NaN for a node without an observed target. The unit of the paired tests in :mod:`gpdiff.scoreboard`."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if pred.shape != true.shape or pred.ndim != 3:
+        raise ValueError(f"node_mae needs [N, B, H] arrays of one shape, got {pred.shape} and {true.shape}")
+    m = np.isfinite(true) if mask is None else (np.asarray(mask, dtype=bool) & np.isfinite(true))
+    err = np.where(m, np.abs(pred - np.nan_to_num(true)), 0.0).sum((1, 2))
+    return _nanratio(err, m.sum((1, 2)))
+
+
 def masked_mae_torch(pred, true, mask):  # type: ignore[no-untyped-def]
     """Differentiable masked MAE for training (torch tensors, any shape)."""
     w = mask.to(pred.dtype)

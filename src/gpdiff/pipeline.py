@@ -32,7 +32,7 @@ from gpdiff.errors import GpdiffError
 from gpdiff.hashing import hash_arrays
 from gpdiff.io import load_tensors, save_tensors, write_yaml
 from gpdiff.methods import NEEDS_GENERATION, Context, MethodResult, get_method
-from gpdiff.metrics import masked_metrics
+from gpdiff.metrics import masked_metrics, node_mae
 from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptSet
 from gpdiff.report import Outcome, RunRecord, write_run_report
@@ -229,8 +229,12 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
 
 
 # ---------------------------------------------------------------------- pipeline
-def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print) -> RunResult:
-    """Run (or resume) the whole experiment described by ``cfg``; see the module docstring."""
+def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache: str | Path | None = None
+                 ) -> RunResult:
+    """Run (or resume) the whole experiment described by ``cfg``; see the module docstring.
+
+    ``cache``: a folder shared by several runs (``gpdiff bench``), where stages live by key so that
+    runs with equal stages compute them once (:class:`gpdiff.stages.Run`)."""
     from gpdiff.device import resolve_device
     from gpdiff.zoo import prepare_cities
 
@@ -238,7 +242,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print) -> Run
     cities = load_cities(cfg)
     device = resolve_device(cfg.device)
     tdata = target_data(cfg, cities, device)
-    run = Run(cfg.out)
+    run = Run(cfg.out, cache)
     write_yaml(run.root / "config.yaml", cfg.to_dict())
     s = cities.split
     log(f"target {cities.target.name}: {cities.target.n_nodes} nodes, {cfg.target_days:g} few-shot days "
@@ -271,7 +275,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print) -> Run
         if result.pred.shape != truth.shape:
             raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "
                                f"expected {truth.shape} (nodes, test windows, horizon)")
-        outcomes[name] = Outcome(result, masked_metrics(result.pred, truth, mask))
+        outcomes[name] = Outcome(result, masked_metrics(result.pred, truth, mask), node_mae(result.pred, truth, mask))
 
     run.timings["total"] = time.perf_counter() - t_start
     record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=truth, outcomes=outcomes,

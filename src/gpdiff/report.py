@@ -212,6 +212,7 @@ class Outcome:
 
     result: MethodResult
     metrics: Metrics
+    node_mae: np.ndarray  # [N] test MAE of every target node (NaN: no observed target)
 
 
 @dataclass
@@ -242,6 +243,8 @@ class RunRecord:
 
 def write_run_report(rec: RunRecord) -> Path:
     """results.csv / results.md, the four plots and report.md in ``rec.root``; prints the table."""
+    import pandas as pd
+
     from gpdiff.io import atomic_write_text
     from gpdiff.stages import versions
 
@@ -252,6 +255,8 @@ def write_run_report(rec: RunRecord) -> Path:
     atomic_write_text(root / "results.csv", df.to_csv(index=False, float_format="%.6g"))
     md_table = results_table(rows, markdown=True)
     atomic_write_text(root / "results.md", md_table + "\n")
+    per_node = pd.DataFrame({m: o.node_mae for m, o in rec.outcomes.items()}, index=pd.Index(target.node_ids, name="node"))
+    atomic_write_text(root / "node_mae.csv", per_node.to_csv(float_format="%.6g"))
     print()
     print(results_table(rows, horizons=["1", str(tdata.horizon // 2), str(tdata.horizon), "avg"]))
     print("(* = best in column; full table in results.md)")
@@ -310,6 +315,7 @@ def write_run_report(rec: RunRecord) -> Path:
         lines += ["## Notes", ""] + [f"- {n}" for n in rec.data_notes]
         lines += [f"- `{m}`: {n}" for m, n in notes.items()] + [""]
     lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
+              "- `node_mae.csv`: every target node's test MAE per method (the unit of paired tests)",
               "- `zoo/`, `prompts/`, `diffusion/`, `generate/`, `methods/<name>/`: stage outputs, each with "
               "`stage.yaml` (key, config, inputs, code fingerprint, seed, versions, wall time)", ""]
     return atomic_write_text(root / "report.md", "\n".join(lines))

@@ -14,6 +14,10 @@ Rerunning a stage whose key matches the finished one loads it instead of recompu
 stage (interrupted) starts again in its folder, where trainers find their own checkpoints and
 resume; a stage whose key changed is cleared and recomputed (``RUN/NAME/.started`` records which key
 the folder's contents belong to).
+
+With a ``cache`` folder (``gpdiff bench``: one per suite), a stage lives in ``CACHE/NAME/KEY/``
+instead, so every run of the suite whose stage has the same key shares one computation; the run
+directory's ``stages.yaml`` says where each of its stages is.
 """
 
 from __future__ import annotations
@@ -77,15 +81,21 @@ class Run:
     ``computed`` and ``reused`` list the stage names in the order they were met (for reports and tests).
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, cache: str | Path | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.cache = Path(cache) if cache is not None else None
         self.timings: dict[str, float] = {}
         self.computed: list[str] = []
         self.reused: list[str] = []
+        self.paths: dict[str, Path] = {}
+
+    def path_of(self, name: str, key: str) -> Path:
+        """Where stage ``name`` with ``key`` lives: ``RUN/NAME`` or, with a cache, ``CACHE/NAME/KEY``."""
+        return self.root / name if self.cache is None else self.cache / name / key
 
     def finished(self, name: str, key: str) -> bool:
-        f = self.root / name / "stage.yaml"
+        f = self.path_of(name, key) / "stage.yaml"
         try:
             return f.is_file() and (read_yaml(f) or {}).get("key") == key
         except Exception:  # noqa: BLE001 - an unreadable stage.yaml means: not finished, recompute
@@ -95,7 +105,7 @@ class Run:
     def stage(self, name: str, config: Any, inputs: Sequence[Stage] = (), data: Mapping[str, str] | None = None,
               seed: int | None = None) -> Iterator[Stage]:
         key = stage_key(config, inputs, data)
-        path = self.root / name
+        path = self.path_of(name, key)
         cached = self.finished(name, key)
         started = path / ".started"
         if not cached and path.exists() and (not started.is_file() or started.read_text().strip() != key):
@@ -104,6 +114,9 @@ class Run:
         if not cached:
             atomic_write_text(started, key)
         (self.reused if cached else self.computed).append(name)
+        self.paths[name] = path
+        if self.cache is not None:
+            write_yaml(self.root / "stages.yaml", {n: str(p) for n, p in self.paths.items()})
         t0 = time.perf_counter()
         st = Stage(name, path, key, cached)
         yield st

@@ -18,6 +18,7 @@ COMMANDS = (
     ("gpdiff.cli.diffusion", "pretrain"),
     ("gpdiff.cli.diffusion", "generate"),
     ("gpdiff.cli.run", "run"),
+    ("gpdiff.cli.bench", "bench"),
 )
 
 

@@ -1,7 +1,8 @@
 """Node prompts: a spatial and a temporal vector per node, the conditioning of the parameter generator.
 
-- :data:`TEMPORAL_ENCODERS`: ``masked_patch`` (self-supervised masked-patch Transformer, default) and
-  ``stats`` (hand-made series features). Input: a node's most recent ``days`` days inside a segment.
+- :data:`TEMPORAL_ENCODERS`: ``masked_patch`` (self-supervised masked-patch Transformer, default),
+  ``stats`` (hand-made series features) and ``none`` (all ones, the ablation). Input: a node's most
+  recent ``days`` days inside a segment.
 - :data:`SPATIAL_ENCODERS`: ``graph`` (structure + geography + attributes, default) and ``none``
   (all ones).
 - :class:`PromptEncoders` fits both on the source cities' *training* segments, encodes any city from
@@ -30,11 +31,13 @@ from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.noderows import NodeRows
 from gpdiff.prompts.base import PromptEncoder
-from gpdiff.prompts.spatial import GraphConfig, GraphEncoder, NoneConfig, NoneEncoder
+from gpdiff.prompts.none import NoneConfig, NoneEncoder, NoneTemporalEncoder
+from gpdiff.prompts.spatial import GraphConfig, GraphEncoder
 from gpdiff.prompts.stats import StatsConfig, StatsEncoder
 from gpdiff.prompts.temporal import MaskedPatchConfig, MaskedPatchEncoder
 
-TEMPORAL_ENCODERS: dict[str, type[PromptEncoder]] = {"masked_patch": MaskedPatchEncoder, "stats": StatsEncoder}
+TEMPORAL_ENCODERS: dict[str, type[PromptEncoder]] = {"masked_patch": MaskedPatchEncoder, "stats": StatsEncoder,
+                                                     "none": NoneTemporalEncoder}
 SPATIAL_ENCODERS: dict[str, type[PromptEncoder]] = {"graph": GraphEncoder, "none": NoneEncoder}
 PROMPTS_FORMAT = "gpdiff.prompts"
 ENCODERS_FORMAT = "gpdiff.prompt_encoders"
@@ -229,6 +232,6 @@ class PromptEncoders:
 
 __all__ = [
     "SPATIAL_ENCODERS", "TEMPORAL_ENCODERS", "GraphConfig", "GraphEncoder", "MaskedPatchConfig",
-    "MaskedPatchEncoder", "NoneConfig", "NoneEncoder", "PromptEncoder", "PromptEncoders", "PromptSet", "StatsConfig",
+    "MaskedPatchEncoder", "NoneConfig", "NoneEncoder", "NoneTemporalEncoder", "PromptEncoder", "PromptEncoders", "PromptSet", "StatsConfig",
     "StatsEncoder", "get_encoder_class", "make_encoder", "source_segment", "target_segment",
 ]

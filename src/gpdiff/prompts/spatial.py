@@ -314,36 +314,6 @@ class GraphEncoder(PromptEncoder):
                               f"names {len(self.feature_names)}; refit it.")
 
 
-@dataclass
-class NoneConfig:
-    dim: int = 32
-
-
-class NoneEncoder(PromptEncoder):
-    """``none``: all-ones spatial prompts (the released GPD code's choice for traffic), for the ablation."""
-
-    kind = "spatial"
-    name = "none"
-    config_class = NoneConfig
-
-    @property
-    def dim(self) -> int:
-        return self.config.dim
-
-    def _fit(self, cities: Sequence[City], segments: Sequence[Segment], progress: bool) -> None:
-        self.info = {"cities": [c.name for c in cities]}
-
-    def encode(self, city: City, segment: Segment | None = None) -> tuple[np.ndarray, list[str]]:
-        self._require_fitted()
-        return np.ones((city.n_nodes, self.dim), dtype=np.float32), []
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return {"dim": torch.tensor([self.dim])}
-
-    def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
-
-
 def _ids(city: City, idx: np.ndarray) -> str:
     shown = ", ".join(city.node_ids[i] for i in idx[:5])
     return shown + (f" and {idx.size - 5} more" if idx.size > 5 else "")

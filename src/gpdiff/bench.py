@@ -1,0 +1,197 @@
+"""`gpdiff bench`: a suite of runs (targets x variants x seeds) and one scoreboard.
+
+A suite is a YAML file::
+
+    description: leave-one-city-out over the bundled cities
+    base: {}                          # run-config settings for every experiment (as in configs/default.yaml)
+    seeds: [0, 1, 2]
+    experiments:                      # one entry per experiment: run-config settings (nested or dotted keys)
+      - {target: melbourne-ped, sources: [nyc-taxi, montevideo-bus, hangzhou-metro]}
+      - {target: nyc-taxi, sources: [melbourne-ped, montevideo-bus, hangzhou-metro]}
+    grid:                             # optional: dotted path -> values; every experiment runs once per combination
+      window.horizon: [1, 3, 6, 12]
+
+Every (experiment, grid combination, seed) is one `gpdiff run` into ``OUT/runs/<label>/seed<k>``;
+all runs of a suite share one stage cache (``OUT/cache``): a stage whose derived key is the same in
+two runs is computed once (:class:`gpdiff.stages.Run`), which never changes a number. Rerunning the
+same command resumes: finished runs are reused, an interrupted one resumes where it stopped. Every
+run's config is built and checked (unknown keys and methods, a target among its sources, cities
+that do not load or are too short) before anything trains. The scoreboard is
+:mod:`gpdiff.scoreboard`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpdiff.config import merge, parse_assignment, set_path
+from gpdiff.errors import GpdiffError
+from gpdiff.io import read_yaml, write_yaml
+from gpdiff.runconfig import RunConfig
+
+SUITE_KEYS = ("description", "base", "seeds", "experiments", "grid")
+BUNDLED_SUITES = Path(__file__).resolve().parents[2] / "configs" / "bench"  # the repository's configs/bench
+
+
+@dataclass
+class Experiment:
+    """One run of a suite."""
+
+    label: str  # target, then the grid values that differ ("nyc-taxi" or "nyc-taxi window.horizon=12")
+    target: str
+    variant: str  # the grid combination ("" without a grid)
+    seed: int
+    config: RunConfig
+
+    @property
+    def folder(self) -> str:
+        return f"{self.label.replace(' ', '_').replace('/', '-')}/seed{self.seed}"
+
+
+@dataclass
+class Suite:
+    """A parsed suite: its runs in order (seed, then experiment, then grid combination)."""
+
+    name: str
+    description: str
+    experiments: list[Experiment] = field(default_factory=list)
+
+
+def _nested(settings: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Settings whose keys may be dotted paths (``window.horizon: 12``) as one nested mapping."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if not isinstance(key, str) or not key:
+            raise GpdiffError(f"{where}: setting names must be non-empty strings, got {key!r}.")
+        keys, _ = parse_assignment(f"{key}=")
+        out = set_path(out, keys, value) if "." in key else merge(out, {key: value})
+    return out
+
+
+def find_suite(name_or_path: str | Path) -> Path:
+    """A suite file: a path, or the name of a bundled suite (``loco`` -> configs/bench/loco.yaml)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    bundled = BUNDLED_SUITES / f"{p.stem}.yaml"
+    if p.suffix in ("", ".yaml") and bundled.is_file() and not p.parent.parts:
+        return bundled
+    known = sorted(f.stem for f in BUNDLED_SUITES.glob("*.yaml"))
+    raise GpdiffError(f"no suite file {name_or_path}; pass a YAML file or a bundled suite: {', '.join(known)}.")
+
+
+def load_suite(path: str | Path, out: str | Path) -> Suite:
+    """Parse and check a suite: every run's config is built (and thereby validated) here.
+
+    Raises :class:`GpdiffError` for unknown suite keys, unknown run settings or methods, a suite
+    without experiments or seeds, and a target listed among its own sources.
+    """
+    path = find_suite(path)
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        raise GpdiffError(f"{path}: a suite must be a mapping with keys {list(SUITE_KEYS)}.")
+    unknown = sorted(set(doc) - set(SUITE_KEYS))
+    if unknown:
+        raise GpdiffError(f"{path}: unknown suite key(s) {unknown}; known: {list(SUITE_KEYS)}.")
+    entries = doc.get("experiments") or []
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, Mapping) for e in entries):
+        raise GpdiffError(f"{path}: the suite has no experiments; list at least one under `experiments:` "
+                          "(e.g. `- {target: nyc-taxi}`).")
+    seeds = doc.get("seeds", [0])
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise GpdiffError(f"{path}: `seeds` must be a non-empty list of integers, got {seeds!r}.")
+    grid = doc.get("grid") or {}
+    if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise GpdiffError(f"{path}: `grid` maps dotted paths to non-empty lists of values, got {grid!r}.")
+    base = _nested(doc.get("base") or {}, f"{path}: base")
+    suite = Suite(Path(path).stem, str(doc.get("description") or ""))
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+    out = Path(out)
+    for seed in seeds:  # seed-major: the first seed of every experiment finishes first
+        for i, entry in enumerate(entries):
+            settings = merge(base, _nested(entry, f"{path}: experiments[{i}]"))
+            for combo in combos:
+                variant = " ".join(f"{k}={v}" for k, v in combo.items())
+                data = merge(settings, _nested(combo, f"{path}: grid"))
+                data["seed"] = seed
+                cfg = RunConfig.from_dict(data, f"{path}: experiments[{i}]")
+                exp = Experiment(" ".join(p for p in (cfg.target, variant) if p), cfg.target, variant, seed, cfg)
+                exp.config.out = str(out / "runs" / exp.folder)
+                suite.experiments.append(exp)
+    labels = [(e.label, e.seed) for e in suite.experiments]
+    if len(set(labels)) != len(labels):
+        dup = sorted({x for x in labels if labels.count(x) > 1})[0]
+        raise GpdiffError(f"{path}: experiment {dup[0]!r} (seed {dup[1]}) is listed twice; give each experiment "
+                          "its own target or settings.")
+    return suite
+
+
+def check_data(suite: Suite) -> None:
+    """Load every experiment's cities and split once, so a bad city or a too short target stops the
+    suite before anything trains (:func:`gpdiff.pipeline.load_cities` raises the message)."""
+    from gpdiff.pipeline import load_cities
+
+    seen: set[str] = set()
+    for exp in suite.experiments:
+        c = exp.config
+        key = repr((c.target, c.sources, c.data_dir, c.target_days, c.val_days, c.test_fraction, c.window))
+        if key not in seen:
+            seen.add(key)
+            try:
+                load_cities(c)
+            except GpdiffError as exc:
+                raise GpdiffError(f"experiment {exp.label!r}: {exc}") from None
+
+
+@dataclass
+class BenchResult:
+    out: Path
+    scoreboard: Path  # scoreboard.md
+    wall: dict[str, float]  # experiment folder -> wall seconds of this call (0 for a finished run)
+    computed: dict[str, list[str]]  # experiment folder -> stages computed by this call
+    reused: dict[str, list[str]]
+
+
+def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callable[[str], Any] = print) -> BenchResult:
+    """Run every experiment of ``suite`` (resuming finished ones), then write the scoreboard into ``out``."""
+    from gpdiff.pipeline import run_pipeline
+    from gpdiff.scoreboard import write_scoreboard
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_yaml(out / "suite.yaml", {"name": suite.name, "description": suite.description,
+                                    "experiments": [{"label": e.label, "seed": e.seed, "folder": e.folder}
+                                                    for e in suite.experiments]})
+    wall: dict[str, float] = {}
+    computed: dict[str, list[str]] = {}
+    reused: dict[str, list[str]] = {}
+    n, t_start, spent = len(suite.experiments), time.perf_counter(), []
+    for i, exp in enumerate(suite.experiments, 1):
+        left = f", about {_minutes(sum(spent) / len(spent) * (n - i + 1))} left" if spent else ""
+        log(f"[bench {i}/{n}] {exp.label}, seed {exp.seed} (elapsed {_minutes(time.perf_counter() - t_start)}{left})")
+        t0 = time.perf_counter()
+        res = run_pipeline(exp.config, progress=progress, log=lambda m: log(f"  {m}"), cache=out / "cache")
+        dt = time.perf_counter() - t0
+        wall[exp.folder], computed[exp.folder], reused[exp.folder] = dt, res.computed, res.reused
+        if res.computed:
+            spent.append(dt)
+    board = write_scoreboard(out, suite.experiments, wall)
+    log(f"[bench] {n} runs in {_minutes(time.perf_counter() - t_start)}; scoreboard: {board}")
+    return BenchResult(out, board, wall, computed, reused)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def describe(suite: Suite) -> Sequence[str]:
+    """One line per experiment (for ``--dry-run``)."""
+    return [f"{e.label}, seed {e.seed}: target {e.target}, sources {', '.join(e.config.sources) or '(default)'}"
+            for e in suite.experiments]

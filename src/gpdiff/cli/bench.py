@@ -1,0 +1,36 @@
+"""`gpdiff bench`: a suite of runs -> one scoreboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("suite")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (scoreboard, runs/, the shared stage cache). Default: runs/bench/<suite>.")
+@click.option("--dry-run", is_flag=True, help="Check the suite and list its runs; train nothing.")
+@click.option("--progress", is_flag=True, help="Progress bars inside every run (default: one line per stage).")
+@click.option("--quiet", is_flag=True, help="Only the scoreboard path.")
+def bench(suite: str, out: Path | None, dry_run: bool, progress: bool, quiet: bool) -> None:
+    """Run SUITE (a YAML file, or a bundled suite such as `loco`) and write one scoreboard.
+
+    Every experiment x seed is one `gpdiff run`; runs share one stage cache, so a stage with the same
+    key is computed once. Rerunning resumes. See configs/bench/ for the bundled suites.
+    """
+    from gpdiff.bench import check_data, describe, find_suite, load_suite, run_suite
+
+    path = find_suite(suite)
+    out = out or Path("runs") / "bench" / path.stem
+    parsed = load_suite(path, out)
+    check_data(parsed)
+    if dry_run:
+        click.echo(f"{path}: {len(parsed.experiments)} run(s) into {out}")
+        for line in describe(parsed):
+            click.echo(f"  {line}")
+        return
+    result = run_suite(parsed, out, progress=progress,
+                       log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
+    click.echo(f"scoreboard: {result.scoreboard}")

@@ -1,0 +1,254 @@
+"""The scoreboard of a suite: every run's results in one table, summaries people read at a glance.
+
+Written into the suite's output folder by :func:`write_scoreboard`:
+
+- ``scoreboard.csv``: experiment, target, variant, seed, method, horizon, mae, rmse, mape (every run);
+- ``node_mae.csv``: experiment, seed, method, node, mae (every target node's test MAE);
+- ``timings.csv``: experiment, seed, stage, wall_s, folder (every run's stages; a stage shared by
+  several runs has one folder and was computed once);
+- ``scoreboard.md``: per experiment, mean +- std over seeds of the average-horizon MAE of every
+  method, its rank, the best baseline and GPD's ratio to it; the paired test of GPD against the
+  best baseline; an overall table of mean ranks and GPD's wins / ties / losses against each
+  baseline;
+- ``mae_ratio_heatmap.png`` (MAE / seasonal-naive MAE, method x experiment) and
+  ``mae_per_horizon.png`` (one panel per experiment).
+
+A *baseline* is every method whose name does not start with ``gpd``. The paired test is the
+Wilcoxon signed-rank test (scipy) over the target's nodes: each node's test MAE, averaged over the
+seeds, under GPD and under the best baseline; two-sided, nodes without observed targets dropped.
+A tie is a mean MAE within ``TIE`` (1%) of the other's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from gpdiff.io import atomic_write_text, read_yaml
+from gpdiff.report import save_figure, table
+
+if TYPE_CHECKING:
+    from gpdiff.bench import Experiment
+
+GPD = "gpd"
+TIE = 0.01
+ALPHA = 0.05
+
+
+@dataclass
+class PairedTest:
+    """Wilcoxon signed-rank test of ``a`` against ``b`` over nodes."""
+
+    a: str
+    b: str
+    n: int  # nodes with a finite MAE under both
+    median_diff: float  # median of a - b (negative: a is better)
+    pvalue: float
+
+    def verdict(self, alpha: float = ALPHA) -> str:
+        if not np.isfinite(self.pvalue):
+            return "too few nodes to test"
+        if self.pvalue >= alpha:
+            return f"no significant difference (p = {self.pvalue:.3g})"
+        way = "better" if self.median_diff < 0 else "worse"
+        return f"{self.a} {way} than {self.b} (p = {self.pvalue:.3g})"
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, name_a: str = "a", name_b: str = "b") -> PairedTest:
+    """Two-sided Wilcoxon signed-rank test of per-node errors ``a`` vs ``b`` (``[N]``, NaN dropped)."""
+    from scipy.stats import wilcoxon
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
+    d = a[ok] - b[ok]
+    if d.size < 2 or not np.any(d != 0):
+        return PairedTest(name_a, name_b, int(d.size), float(np.median(d)) if d.size else math.nan, math.nan)
+    p = float(wilcoxon(a[ok], b[ok], alternative="two-sided").pvalue)
+    return PairedTest(name_a, name_b, int(d.size), float(np.median(d)), p)
+
+
+# --------------------------------------------------------------------------- collect
+def collect(experiments: Sequence[Experiment]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(results, per-node MAE, stage timings) of every finished run, read from the run folders."""
+    results, nodes, timings = [], [], []
+    for e in experiments:
+        run = Path(e.config.out)
+        keys = {"experiment": e.label, "target": e.target, "variant": e.variant, "seed": e.seed}
+        df = pd.read_csv(run / "results.csv", dtype={"horizon": str})
+        results.append(df.assign(**keys))
+        per_node = pd.read_csv(run / "node_mae.csv", dtype={"node": str}).melt(id_vars="node", var_name="method",
+                                                                                value_name="mae")
+        nodes.append(per_node.assign(experiment=e.label, seed=e.seed))
+        stages = read_yaml(run / "stages.yaml") if (run / "stages.yaml").is_file() else {}
+        for stage, folder in (stages or {}).items():
+            info = read_yaml(Path(folder) / "stage.yaml") or {}
+            timings.append({"experiment": e.label, "seed": e.seed, "stage": stage,
+                            "wall_s": float(info.get("wall_s", math.nan)), "folder": str(folder)})
+    cols = ["experiment", "target", "variant", "seed", "method", "horizon", "mae", "rmse", "mape"]
+    return (pd.concat(results)[cols].reset_index(drop=True),
+            pd.concat(nodes)[["experiment", "seed", "method", "node", "mae"]].reset_index(drop=True),
+            pd.DataFrame(timings, columns=["experiment", "seed", "stage", "wall_s", "folder"]))
+
+
+# --------------------------------------------------------------------------- summaries
+def summary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per experiment and method: mean, std (over seeds; 0 for one seed), seeds, rank of the mean
+    average-horizon MAE (1 = best)."""
+    avg = results[results["horizon"] == "avg"]
+    g = avg.groupby(["experiment", "method"], sort=False)["mae"]
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0), "seeds": g.count()}).reset_index()
+    out["rank"] = out.groupby("experiment")["mean"].rank(method="min")
+    return out
+
+
+def best_baseline(summ: pd.DataFrame, experiment: str) -> str | None:
+    rows = summ[(summ["experiment"] == experiment) & ~summ["method"].str.startswith("gpd")]
+    return None if rows.empty else str(rows.loc[rows["mean"].idxmin(), "method"])
+
+
+def experiment_tests(summ: pd.DataFrame, nodes: pd.DataFrame) -> dict[str, PairedTest]:
+    """The paired test of ``gpd`` against each experiment's best baseline (per-node MAE, mean over seeds)."""
+    out = {}
+    for exp in summ["experiment"].unique():
+        base = best_baseline(summ, exp)
+        if base is None or GPD not in set(summ[summ["experiment"] == exp]["method"]):
+            continue
+        per = nodes[nodes["experiment"] == exp].groupby(["method", "node"])["mae"].mean()
+        a, b = per.loc[GPD], per.loc[base]
+        out[exp] = paired_test(a.to_numpy(), b.reindex(a.index).to_numpy(), GPD, base)
+    return out
+
+
+def wins(summ: pd.DataFrame) -> pd.DataFrame:
+    """Mean rank of every method over experiments, and GPD's wins / ties / losses against each."""
+    rows = []
+    experiments = list(summ["experiment"].unique())
+    mean = summ.pivot(index="experiment", columns="method", values="mean")
+    for method in dict.fromkeys(summ["method"]):
+        row = {"method": method, "mean rank": float(summ[summ["method"] == method]["rank"].mean())}
+        if GPD in mean and method != GPD:
+            w = t = lo = 0
+            for exp in experiments:
+                g, m = mean.loc[exp, GPD], mean.loc[exp, method]
+                if not (np.isfinite(g) and np.isfinite(m)):
+                    continue
+                if abs(g - m) <= TIE * m:
+                    t += 1
+                elif g < m:
+                    w += 1
+                else:
+                    lo += 1
+            row["gpd wins / ties / losses"] = f"{w} / {t} / {lo}"
+        else:
+            row["gpd wins / ties / losses"] = "-"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}" if np.isfinite(x) else "-"
+
+
+def scoreboard_markdown(results: pd.DataFrame, nodes: pd.DataFrame, timings: pd.DataFrame, title: str) -> str:
+    summ = summary(results)
+    tests = experiment_tests(summ, nodes)
+    seeds = sorted(int(s) for s in results["seed"].unique())
+    lines = [f"# {title}", "", f"{results['experiment'].nunique()} experiment(s) x seeds {seeds}; test MAE averaged "
+             "over the horizon, mean ± std over seeds (original units of each target); rank 1 = best.", ""]
+    lines += ["## Overall", "", table(wins(summ).to_dict("records"), fmt="github", floatfmt=".2f"), "",
+              f"Mean rank over experiments (1 = best). `gpd wins / ties / losses`: experiments where `gpd`'s mean "
+              f"MAE is lower than / within {TIE:.0%} of / higher than the method's.", ""]
+    for exp in summ["experiment"].unique():
+        s = summ[summ["experiment"] == exp]
+        base = best_baseline(summ, exp)
+        base_mae = float(s[s["method"] == base]["mean"].iloc[0]) if base else math.nan
+        rows = [{"method": r.method, "MAE": f"{_fmt(r.mean)} ± {_fmt(r.std)}", "rank": int(r.rank),
+                 "ratio to best baseline": _fmt(r.mean / base_mae) if base else "-"} for r in s.itertuples()]
+        lines += [f"## {exp}", "", table(rows, fmt="github"), ""]
+        if base:
+            line = f"Best baseline: `{base}`."
+            if exp in tests:
+                t = tests[exp]
+                line += (f" Paired test of `gpd` against it over {t.n} nodes (Wilcoxon signed-rank, node MAE "
+                         f"averaged over seeds; median difference {_fmt(t.median_diff)}): {t.verdict()}.")
+            lines += [line, ""]
+    if not timings.empty:
+        own = timings.drop_duplicates("folder").groupby(["stage"], sort=False)["wall_s"].agg(["mean", "count"])
+        own = own.reset_index()
+        lines += ["## Stage wall time", "", "Mean wall seconds of each stage where it was computed (a stage shared "
+                  "between runs is computed once):", "",
+                  table([{"stage": r.stage, "mean s": _fmt(r.mean), "computed": int(r.count)} for r in own.itertuples()],
+                        fmt="github"), ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- plots
+def plot_ratio_heatmap(results: pd.DataFrame, path: Path) -> Path | None:
+    """MAE / seasonal-naive MAE (mean over seeds) as a method x experiment heatmap."""
+    from gpdiff.report import _figure
+
+    summ = summary(results)
+    mean = summ.pivot(index="method", columns="experiment", values="mean")
+    if "seasonal_naive" not in mean.index:
+        return None
+    mean = mean.loc[list(dict.fromkeys(summ["method"])), list(dict.fromkeys(summ["experiment"]))]
+    ratio = mean / mean.loc["seasonal_naive"]
+    fig, ax = _figure(figsize=(max(5.5, 2.4 + 1.1 * ratio.shape[1]), 1.4 + 0.45 * ratio.shape[0]))
+    vals = ratio.to_numpy(dtype=float)
+    lim = max(1.05, float(np.nanmax(np.abs(np.log2(vals))))) if np.isfinite(vals).any() else 1.0
+    im = ax.imshow(np.log2(vals), cmap="RdYlGn_r", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(ratio.shape[1]), ratio.columns, rotation=30, ha="right")
+    ax.set_yticks(range(ratio.shape[0]), ratio.index)
+    for i in range(vals.shape[0]):
+        for j in range(vals.shape[1]):
+            ax.text(j, i, _fmt(vals[i, j]), ha="center", va="center", fontsize=8)
+    fig.colorbar(im, ax=ax, label="log2(MAE / seasonal naive)")
+    ax.set_title("test MAE / seasonal naive (< 1 beats it)", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_horizons(results: pd.DataFrame, path: Path) -> Path:
+    """MAE per horizon step (mean over seeds), one panel per experiment."""
+    from gpdiff.report import _figure
+
+    steps = results[results["horizon"] != "avg"].assign(step=lambda d: d["horizon"].astype(int))
+    exps = list(dict.fromkeys(steps["experiment"]))
+    cols = min(3, len(exps))
+    rows = math.ceil(len(exps) / cols)
+    fig, axes = _figure(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, exp in zip(axes.flat, exps):
+        d = steps[steps["experiment"] == exp].groupby(["method", "step"], sort=False)["mae"].mean().reset_index()
+        for method in dict.fromkeys(d["method"]):
+            m = d[d["method"] == method]
+            ax.plot(m["step"], m["mae"], marker="o", ms=3, label=method, lw=2.2 if method == GPD else 1.2)
+        ax.set_title(exp, fontsize=10)
+        ax.set_xticks(sorted(d["step"].unique()))
+        ax.set_xlabel("horizon step")
+        ax.set_ylabel("test MAE")
+    for ax in list(axes.flat)[len(exps):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def write_scoreboard(out: Path, experiments: Sequence[Experiment], wall: dict[str, float] | None = None) -> Path:
+    """Write every scoreboard file (module docstring) into ``out``; returns ``scoreboard.md``."""
+    results, nodes, timings = collect(experiments)
+    atomic_write_text(out / "scoreboard.csv", results.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out / "node_mae.csv", nodes.to_csv(index=False, float_format="%.6g"))
+    if wall:
+        runs = pd.DataFrame([{"experiment": e.label, "seed": e.seed, "wall_s": round(wall.get(e.folder, 0.0), 1)}
+                             for e in experiments])
+        atomic_write_text(out / "run_times.csv", runs.to_csv(index=False))
+    atomic_write_text(out / "timings.csv", timings.to_csv(index=False, float_format="%.6g"))
+    plot_ratio_heatmap(results, out / "mae_ratio_heatmap.png")
+    plot_horizons(results, out / "mae_per_horizon.png")
+    md = scoreboard_markdown(results, nodes, timings, f"gpdiff bench: {out.name}")
+    md += "\n## Plots\n\n![MAE ratio to seasonal naive](mae_ratio_heatmap.png)\n\n![MAE per horizon](mae_per_horizon.png)\n"
+    return atomic_write_text(out / "scoreboard.md", md)

@@ -1,0 +1,135 @@
+"""`gpdiff bench`: suites of tiny runs, shared stages, the scoreboard, the paired test, bad suites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gpdiff.bench import load_suite, run_suite
+from gpdiff.cli import main
+from gpdiff.data.loaders import write_city_folder
+from gpdiff.data.synthetic import synthetic_city
+from gpdiff.errors import GpdiffError
+from gpdiff.scoreboard import paired_test
+
+METHODS = ["seasonal_naive", "historical_average", "mean_params", "gpd"]
+BASE = {
+    "device": "cpu", "target_days": 3,
+    "window": {"history": 12, "horizon": 3, "n_neighbors": 3},
+    "zoo": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 8},
+    "prompts": {"temporal": "stats"},
+    "diffusion": {"iters": 10, "batch_size": 8, "warmup": 2, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
+    "finetune": {"max_epochs": 1, "steps_per_epoch": 1, "batch_size": 8},
+    "methods": METHODS,
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bench_data")
+    for name, seed, n in (("alpha", 1, 5), ("beta", 2, 6), ("gamma", 3, 4)):
+        write_city_folder(synthetic_city(name, n_nodes=n, days=12, seed=seed), root / name)
+    return root
+
+
+def _suite(path: Path, data_dir: Path, **doc) -> Path:
+    base = {**BASE, "data_dir": str(data_dir)}
+    content = {"base": base, "seeds": [0, 1], "experiments": [{"target": "alpha"}],
+               "grid": {"generate.num_inference_steps": [3, 4]}, **doc}
+    path.write_text(yaml.safe_dump(content))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("bench")
+    suite = load_suite(_suite(root / "suite.yaml", data_dir), root / "out")
+    return suite, run_suite(suite, root / "out", log=lambda m: None)
+
+
+def test_suite_expands_experiments_variants_and_seeds(finished):
+    suite, _ = finished
+    assert [(e.label, e.seed) for e in suite.experiments] == [
+        ("alpha generate.num_inference_steps=3", 0), ("alpha generate.num_inference_steps=4", 0),
+        ("alpha generate.num_inference_steps=3", 1), ("alpha generate.num_inference_steps=4", 1)]
+    assert suite.experiments[1].config.generate.num_inference_steps == 4
+    assert suite.experiments[2].config.seed == 1 and suite.experiments[0].config.sources == []
+
+
+def test_shared_stages_are_computed_once(finished):
+    suite, res = finished
+    folders = [e.folder for e in suite.experiments]
+    upstream = {"zoo", "prompts", "diffusion"}
+    # seed 0: the first variant computes everything, the second only what the sampling steps change
+    assert upstream <= set(res.computed[folders[0]])
+    assert upstream <= set(res.reused[folders[1]]) and not upstream & set(res.computed[folders[1]])
+    assert "generate" in res.computed[folders[1]] and "methods/gpd" in res.computed[folders[1]]
+    assert "methods/seasonal_naive" in res.reused[folders[1]]  # reads no generated parameters
+    assert "zoo" in res.computed[folders[2]]  # another seed is another zoo
+
+
+def test_rerun_resumes_without_computing(finished, tmp_path):
+    suite, res = finished
+    again = run_suite(suite, res.out, log=lambda m: None)
+    assert all(not c for c in again.computed.values())
+    pd.testing.assert_frame_equal(pd.read_csv(res.out / "scoreboard.csv"), pd.read_csv(again.out / "scoreboard.csv"))
+
+
+def test_scoreboard_files_and_shape(finished):
+    _, res = finished
+    df = pd.read_csv(res.out / "scoreboard.csv", dtype={"horizon": str})
+    assert list(df.columns) == ["experiment", "target", "variant", "seed", "method", "horizon", "mae", "rmse", "mape"]
+    assert len(df) == 2 * 2 * len(METHODS) * 4  # variants x seeds x methods x (3 steps + avg)
+    assert set(df["method"]) == set(METHODS) and set(df["seed"]) == {0, 1} and np.isfinite(df["mae"]).all()
+    nodes = pd.read_csv(res.out / "node_mae.csv")
+    assert len(nodes) == 2 * 2 * len(METHODS) * 5  # ... x the target's 5 nodes
+    md = (res.out / "scoreboard.md").read_text()
+    assert "## Overall" in md and "## alpha generate.num_inference_steps=3" in md
+    assert "Wilcoxon signed-rank" in md and "gpd wins / ties / losses" in md and "±" in md
+    timings = pd.read_csv(res.out / "timings.csv")
+    assert timings[timings["stage"] == "zoo"]["folder"].nunique() == 2  # one zoo per seed, shared by both variants
+    for png in ("mae_ratio_heatmap.png", "mae_per_horizon.png"):
+        assert (res.out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paired_test_known_p_value():
+    """Six nodes, GPD better on every one: the exact two-sided Wilcoxon p is 2 / 2**6."""
+    a = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, np.nan])
+    b = a + np.array([0.5, 0.1, 0.3, 0.6, 0.2, 0.4, 1.0])
+    t = paired_test(a, b, "gpd", "transfer")
+    assert t.n == 6 and t.pvalue == pytest.approx(0.03125) and t.median_diff < 0
+    assert t.verdict() == "gpd better than transfer (p = 0.0312)"
+    worse = paired_test(b, a, "gpd", "transfer")
+    assert worse.verdict().startswith("gpd worse")
+    assert "no significant difference" in paired_test(a[:6], a[:6] + [0.1, -0.1, 0.2, -0.2, 0.3, -0.3]).verdict()
+
+
+@pytest.mark.parametrize("doc,message", [
+    ({"experimnts": [{"target": "alpha"}]}, "unknown suite key(s) ['experimnts']"),
+    ({"experiments": []}, "the suite has no experiments"),
+    ({"experiments": [{"target": "alpha", "methods": ["gpd", "magic"]}]}, "unknown method 'magic'"),
+    ({"experiments": [{"target": "alpha", "zoo.lrr": 1}]}, "['zoo.lrr']"),
+    ({"experiments": [{"target": "alpha", "sources": ["alpha", "beta"]}]}, "also a source"),
+    ({"seeds": []}, "`seeds` must be a non-empty list"),
+])
+def test_bad_suites_fail_in_one_line_before_training(tmp_path, data_dir, doc, message):
+    path = _suite(tmp_path / "bad.yaml", data_dir, **doc)
+    r = CliRunner().invoke(main, ["bench", str(path), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output and r.output.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_bundled_suites_parse(tmp_path):
+    from gpdiff.bench import BUNDLED_SUITES
+
+    sizes = {p.stem: len(load_suite(p, tmp_path).experiments) for p in sorted(BUNDLED_SUITES.glob("*.yaml"))}
+    assert sizes == {"base_models": 6, "conditioning": 10, "horizons": 8, "loco": 15, "prompts": 12,
+                     "target_days": 8, "two_targets": 2}
+    with pytest.raises(GpdiffError, match="bundled suite: base_models, conditioning"):
+        load_suite("no-such-suite", tmp_path)
