@@ -97,6 +97,16 @@ def test_scoreboard_files_and_shape(finished):
         assert (res.out / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_scoreboard_only_reads_finished_runs(finished, tmp_path):
+    suite, res = finished
+    r = CliRunner().invoke(main, ["bench", str(res.out.parent / "suite.yaml"), "--out", str(res.out),
+                                  "--scoreboard-only"])
+    assert r.exit_code == 0 and "4 of 4 runs finished" in r.output, r.output
+    r = CliRunner().invoke(main, ["bench", str(res.out.parent / "suite.yaml"), "--out", str(tmp_path / "none"),
+                                  "--scoreboard-only"])
+    assert r.exit_code == 2 and "no finished run" in r.output
+
+
 def test_paired_test_known_p_value():
     """Six nodes, GPD better on every one: the exact two-sided Wilcoxon p is 2 / 2**6."""
     a = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, np.nan])

@@ -213,6 +213,21 @@ def test_target_nodes_silent_in_the_few_shot_days_do_not_break_the_run(first_run
         assert np.isfinite(pred).all() and np.abs(pred).max() < 3 * peak, (m, np.abs(pred).max() / peak)
 
 
+def test_seasonal_context_runs_end_to_end(tmp_path):
+    """window.context daily with the residual to seasonal naive: every stage, and the report says so."""
+    data = _cities(tmp_path / "data")
+    methods = ["seasonal_naive", "weekly_naive", "target_only", "gpd_zero_shot", "gpd"]
+    cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
+                                     "methods": methods},
+                              ["window.context=daily", "zoo.residual=seasonal", "target_days=4"])
+    res = run_pipeline(cfg, progress=False, log=lambda m: None)
+    df = pd.read_csv(res.out / "results.csv", dtype={"horizon": str})
+    assert set(df["method"]) == set(methods) and np.isfinite(df["mae"]).all()
+    assert "seasonal context `daily` (residual `seasonal`)" in (res.out / "report.md").read_text()
+    r = CliRunner().invoke(main, ["zoo", "show", str(res.out / "zoo")])
+    assert r.exit_code == 0 and "seasonal context daily (residual seasonal)" in r.output
+
+
 def test_unknown_run_setting_is_named():
     with pytest.raises(GpdiffError, match=r"unknown run config field\(s\) \['targte'\]; known at the top level: \[.*'target'"):
         RunConfig.from_dict({"targte": "x"})

@@ -159,8 +159,12 @@ class BenchResult:
     reused: dict[str, list[str]]
 
 
-def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callable[[str], Any] = print) -> BenchResult:
-    """Run every experiment of ``suite`` (resuming finished ones), then write the scoreboard into ``out``."""
+def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callable[[str], Any] = print,
+              cache: str | Path | None = None) -> BenchResult:
+    """Run every experiment of ``suite`` (resuming finished ones), then write the scoreboard into ``out``.
+
+    ``cache``: the stage cache (default ``out/cache``); suites that share one (``--cache``) compute
+    a stage they have in common once, e.g. the default-settings variant of every sweep."""
     from gpdiff.pipeline import run_pipeline
     from gpdiff.scoreboard import write_scoreboard
 
@@ -177,7 +181,8 @@ def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callab
         left = f", about {_minutes(sum(spent) / len(spent) * (n - i + 1))} left" if spent else ""
         log(f"[bench {i}/{n}] {exp.label}, seed {exp.seed} (elapsed {_minutes(time.perf_counter() - t_start)}{left})")
         t0 = time.perf_counter()
-        res = run_pipeline(exp.config, progress=progress, log=lambda m: log(f"  {m}"), cache=out / "cache")
+        res = run_pipeline(exp.config, progress=progress, log=lambda m: log(f"  {m}"),
+                           cache=Path(cache) if cache is not None else out / "cache")
         dt = time.perf_counter() - t0
         wall[exp.folder], computed[exp.folder], reused[exp.folder] = dt, res.computed, res.reused
         if res.computed:
@@ -185,6 +190,11 @@ def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callab
     board = write_scoreboard(out, suite.experiments, wall)
     log(f"[bench] {n} runs in {_minutes(time.perf_counter() - t_start)}; scoreboard: {board}")
     return BenchResult(out, board, wall, computed, reused)
+
+
+def finished(suite: Suite) -> list[Experiment]:
+    """The runs of ``suite`` whose results are written (a partial scoreboard while the suite runs)."""
+    return [e for e in suite.experiments if (Path(e.config.out) / "node_mae.csv").is_file()]
 
 
 def _minutes(seconds: float) -> str:

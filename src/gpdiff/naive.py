@@ -1,4 +1,5 @@
-"""Forecasts that need no training: seasonal naive and historical average (``[N, B, H]`` arrays).
+"""Forecasts that need no training: seasonal (one day) and weekly naive, and the historical average
+(``[N, B, H]`` arrays, original scale).
 
 They sit below every trainer (the zoo reports each node's seasonal-naive error beside its own) and
 are wrapped as comparison methods in :mod:`gpdiff.methods.naive`.
@@ -37,16 +38,29 @@ def historical_average(data: CityData, origins: np.ndarray) -> np.ndarray:
     return profile[_targets(data, origins) % spd].transpose(2, 0, 1).astype(np.float32)
 
 
-def seasonal_naive(data: CityData, origins: np.ndarray) -> np.ndarray:
-    """The observed value one day earlier, ``[N, B, H]``; the historical average where that is missing."""
+def lagged_naive(data: CityData, origins: np.ndarray, days: int = 1) -> np.ndarray:
+    """The observed value ``days`` days earlier, ``[N, B, H]``; the historical average where that
+    is missing or before the series starts. Known at the forecast origin while the horizon is at
+    most ``days`` days."""
     city, spd = data.city, data.city.steps_per_day
-    if data.horizon > spd:
-        raise GpdiffError(f"{city.name}: seasonal naive needs a horizon of at most one day ({spd} steps at "
-                          f"{city.interval_minutes} min), got {data.horizon}; use a shorter horizon.")
-    past = _targets(data, origins) - spd
+    if data.horizon > days * spd:
+        raise GpdiffError(f"{city.name}: a {days}-day naive forecast needs a horizon of at most {days * spd} steps "
+                          f"({days} day(s) at {city.interval_minutes} min), got {data.horizon}; use a shorter horizon.")
+    past = _targets(data, origins) - days * spd
     ok = past >= 0
     pidx = np.where(ok, past, 0)
     vals = city.values[pidx][:, :, :, 0]  # [B, H, N]
     obs = city.mask[pidx] & ok[:, :, None]
     fallback = historical_average(data, origins).transpose(1, 2, 0)
     return np.where(obs, vals, fallback).transpose(2, 0, 1).astype(np.float32)
+
+
+def seasonal_naive(data: CityData, origins: np.ndarray) -> np.ndarray:
+    """The observed value one day earlier, ``[N, B, H]``; the historical average where that is missing."""
+    return lagged_naive(data, origins, 1)
+
+
+def weekly_naive(data: CityData, origins: np.ndarray) -> np.ndarray:
+    """The observed value one week earlier, ``[N, B, H]``; the historical average where that is missing
+    (for a target, the few-shot days' profile)."""
+    return lagged_naive(data, origins, 7)

@@ -180,8 +180,15 @@ def concat_batches(batches: list[WindowBatch], in_channels: int) -> WindowBatch:
     for b in batches:
         if b.x.shape[-1] < in_channels:
             raise GpdiffError(f"a city has {b.x.shape[-1]} channel(s) but in_channels={in_channels}.")
-    return WindowBatch(**{f.name: torch.cat([getattr(b, f.name) if f.name != "x" else b.x[..., :in_channels]
-                                             for b in batches]) for f in fields(WindowBatch)})
+    def joined(name: str) -> torch.Tensor | None:
+        parts = [b.x[..., :in_channels] if name == "x" else getattr(b, name) for b in batches]
+        if any(p is None for p in parts):
+            if not all(p is None for p in parts):
+                raise GpdiffError("cannot stack batches with and without seasonal context.")
+            return None
+        return torch.cat(parts)
+
+    return WindowBatch(**{f.name: joined(f.name) for f in fields(WindowBatch)})
 
 
 def trim_slots(batch: WindowBatch) -> WindowBatch:
@@ -195,7 +202,8 @@ def trim_slots(batch: WindowBatch) -> WindowBatch:
     if used == batch.valid.shape[1]:
         return batch
     return WindowBatch(x=batch.x[:, :, :used], y=batch.y, y_mask=batch.y_mask, tod=batch.tod, dow=batch.dow,
-                       adj=batch.adj[:, :used, :used], valid=batch.valid[:, :used])
+                       adj=batch.adj[:, :used, :used], valid=batch.valid[:, :used],
+                       lag_x=None if batch.lag_x is None else batch.lag_x[:, :, :used], lag_y=batch.lag_y)
 
 
 def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avg: list[torch.Tensor],

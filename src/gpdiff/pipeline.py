@@ -26,7 +26,7 @@ import torch
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City
 from gpdiff.data.splits import Split, target_split
-from gpdiff.data.windows import CityData
+from gpdiff.data.windows import CityData, lag_steps
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
 from gpdiff.hashing import hash_arrays
@@ -112,7 +112,7 @@ def load_cities(cfg: RunConfig) -> Cities:
     target = load_named(cfg.target, cfg.data_dir)
     sources = [load_named(n, cfg.data_dir) for n in source_names]
     split = target_split(target.n_steps, target.steps_per_day, cfg.target_days, cfg.val_days, cfg.test_fraction,
-                         cfg.window.length, name=target.name)
+                         cfg.window.length, name=target.name, lag=lag_steps(cfg.window.context, target.steps_per_day))
     return Cities(target, sources, split, {c.name: city_fingerprint(c) for c in [target, *sources]})
 
 
@@ -120,7 +120,7 @@ def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityDat
     """The target under its split, scaled with its few-shot days only; every segment must hold a window."""
     w = cfg.window
     data = CityData(cities.target, cities.split, history=w.history, horizon=w.horizon, n_neighbors=w.n_neighbors,
-                    device=device, min_rel_std=cfg.target_scale_floor)
+                    device=device, min_rel_std=cfg.target_scale_floor, context=w.context)
     for segment in ("train", "val", "test"):
         data.require_windows(segment)
     return data

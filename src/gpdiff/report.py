@@ -299,7 +299,8 @@ def write_run_report(rec: RunRecord) -> Path:
         f"({target.timestamps[split.test.start]:%Y-%m-%d} .. {target.end:%Y-%m-%d}), {origins.size} test windows",
         f"- sources: {', '.join(rec.sources)} ({len(rec.zoo)} zoo nodes)",
         f"- base model: `{cfg.zoo.model}` / `{cfg.zoo.preset}` ({rec.zoo.params.shape[1]} parameters per node); "
-        f"history {w.history}, horizon {w.horizon}; conditioning `{cfg.diffusion.denoiser.condition}`; sampler "
+        f"history {w.history}, horizon {w.horizon}, seasonal context `{w.context}` (residual `{cfg.zoo.residual}`); "
+        f"conditioning `{cfg.diffusion.denoiser.condition}`; sampler "
         f"`{g.sampler}` ({g.num_inference_steps} steps); seed {cfg.seed}",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- wall time: {rec.timings.get('total', 0):.0f} s (stages reused from earlier runs count their original time)",

@@ -28,6 +28,7 @@ from gpdiff.device import resolve_device
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.io import write_yaml
 from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
+from gpdiff.models.base import RESIDUALS
 from gpdiff.naive import seasonal_naive
 from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, predict
 from gpdiff.params import ParamCollection
@@ -48,6 +49,7 @@ class ZooConfig(NodeTrainConfig):
     val: float = 0.1
     test: float = 0.2
     shared_init: bool = True  # one initial parameter set for all nodes (False: independent draws)
+    residual: str = "none"  # "seasonal": forecast the correction to the window's seasonal context (needs one)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -57,11 +59,14 @@ class ZooConfig(NodeTrainConfig):
             raise unknown_name(f"preset for model {self.model!r}", self.preset, MODELS[self.model].presets)
         if self.in_channels < 1:
             raise GpdiffError(f"ZooConfig: in_channels must be at least 1, got {self.in_channels}.")
+        if self.residual not in RESIDUALS:
+            raise unknown_name("residual", self.residual, RESIDUALS)
 
     def model_config(self, window: WindowConfig) -> ModelConfig:
         """The base model's config for windows of shape ``window``."""
         return ModelConfig(history=window.history, horizon=window.horizon, in_channels=self.in_channels,
-                           ego_size=window.n_neighbors + 1, preset=self.preset)
+                           ego_size=window.n_neighbors + 1, preset=self.preset, context=window.context,
+                           residual=self.residual)
 
     def build_model(self, window: WindowConfig) -> BaseModel:
         return get_model(self.model, self.model_config(window))
@@ -86,7 +91,7 @@ def prepare_cities(cities: Sequence[City], window: WindowConfig, config: ZooConf
             )
         split = source_split(city.n_steps, config.train, config.val, config.test, name=city.name)
         data = CityData(city, split, history=window.history, horizon=window.horizon, n_neighbors=window.n_neighbors,
-                        device=device)
+                        device=device, context=window.context)
         data.require_windows("train")
         data.require_windows("val")
         out.append(data)

@@ -11,26 +11,41 @@ import click
 @click.argument("suite")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (scoreboard, runs/, the shared stage cache). Default: runs/bench/<suite>.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Stage cache folder (default OUT/cache). Suites given the same cache compute the stages they "
+                   "share once.")
 @click.option("--dry-run", is_flag=True, help="Check the suite and list its runs; train nothing.")
+@click.option("--scoreboard-only", is_flag=True,
+              help="Write the scoreboard from the runs finished so far (e.g. while the suite runs); train nothing.")
 @click.option("--progress", is_flag=True, help="Progress bars inside every run (default: one line per stage).")
 @click.option("--quiet", is_flag=True, help="Only the scoreboard path.")
-def bench(suite: str, out: Path | None, dry_run: bool, progress: bool, quiet: bool) -> None:
+def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, scoreboard_only: bool, progress: bool,
+          quiet: bool) -> None:
     """Run SUITE (a YAML file, or a bundled suite such as `loco`) and write one scoreboard.
 
     Every experiment x seed is one `gpdiff run`; runs share one stage cache, so a stage with the same
     key is computed once. Rerunning resumes. See configs/bench/ for the bundled suites.
     """
-    from gpdiff.bench import check_data, describe, find_suite, load_suite, run_suite
+    from gpdiff.bench import check_data, describe, find_suite, finished, load_suite, run_suite
+    from gpdiff.errors import GpdiffError
+    from gpdiff.scoreboard import write_scoreboard
 
     path = find_suite(suite)
     out = out or Path("runs") / "bench" / path.stem
     parsed = load_suite(path, out)
+    if scoreboard_only:
+        done = finished(parsed)
+        if not done:
+            raise GpdiffError(f"no finished run of {path.stem} in {out}; run the suite first.")
+        click.echo(f"{len(done)} of {len(parsed.experiments)} runs finished; scoreboard: "
+                   f"{write_scoreboard(Path(out), done)}")
+        return
     check_data(parsed)
     if dry_run:
         click.echo(f"{path}: {len(parsed.experiments)} run(s) into {out}")
         for line in describe(parsed):
             click.echo(f"  {line}")
         return
-    result = run_suite(parsed, out, progress=progress,
+    result = run_suite(parsed, out, progress=progress, cache=cache,
                        log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
     click.echo(f"scoreboard: {result.scoreboard}")

@@ -20,7 +20,8 @@ def zoo() -> None:
 ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.history", "horizon": "window.horizon",
              "n_neighbors": "window.n_neighbors", "batch_size": "zoo.batch_size", "lr": "zoo.lr",
              "lr_decay": "zoo.lr_decay", "max_epochs": "zoo.max_epochs", "patience": "zoo.patience",
-             "steps_per_epoch": "zoo.steps_per_epoch", "seed": "seed", "device": "device", "compile_": "zoo.compile"}
+             "steps_per_epoch": "zoo.steps_per_epoch", "seed": "seed", "device": "device", "compile_": "zoo.compile",
+             "context": "window.context", "residual": "zoo.residual"}
 
 
 @zoo.command("train")
@@ -37,6 +38,10 @@ ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.hi
 @click.option("--history", type=int, default=None, help="Input steps (default 12).")
 @click.option("--horizon", type=int, default=None, help="Forecast steps (default 6).")
 @click.option("--n-neighbors", type=int, default=None, help="Graph neighbours per ego-graph (default 7).")
+@click.option("--context", type=click.Choice(["none", "daily", "weekly"]), default=None,
+              help="Seasonal context: the target one day / week earlier as an input (default none).")
+@click.option("--residual", type=click.Choice(["none", "seasonal"]), default=None,
+              help="seasonal: forecast the correction to the seasonal context (needs --context).")
 @click.option("--batch-size", type=int, default=None, help="Training windows per node per step (default 32).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate (default 0.01).")
 @click.option("--lr-decay", type=float, default=None, help="Learning rate factor per epoch (default 0.9).")
@@ -78,6 +83,7 @@ def show(out_dir: Path, markdown: bool) -> None:
     mc = collection.model_config
     click.echo(f"{collection.model} ({mc.get('preset', '?')}), {collection.params.shape[1]} parameters per node, "
                f"{len(collection)} nodes; history {mc.get('history')}, horizon {mc.get('horizon')}, "
+               f"seasonal context {mc.get('context', 'none')} (residual {mc.get('residual', 'none')}), "
                f"seed {collection.config.get('seed')}")
     click.echo(summary_table(collection, fmt="github" if markdown else "simple"))
 

@@ -68,19 +68,22 @@ def source_split(n_steps: int, train: float = 0.7, val: float = 0.1, test: float
 
 
 def target_split(n_steps: int, steps_per_day: int, days: float = 3, val_days: float = 1,
-                 test_fraction: float = 0.2, window: int = 18, name: str = "target") -> Split:
+                 test_fraction: float = 0.2, window: int = 18, name: str = "target", lag: int = 0) -> Split:
     """Few-shot split: ``days`` of training, ``val_days`` of validation, the last ``test_fraction`` as test.
 
-    ``window`` is history + horizon: the training days must hold at least one full window.
+    ``window`` is history + horizon and ``lag`` the seasonal context's lag in steps: the training
+    days must hold at least one full window with its lagged inputs.
     """
     n_train = int(round(days * steps_per_day))
     n_val = int(round(val_days * steps_per_day))
     n_test = int(round(test_fraction * n_steps))
-    if n_train < window:
+    if n_train < window + lag:
+        lagged = f" + the seasonal context's lag {lag}" if lag else ""
+        fix = ", or window.context none" if lag else ""
         raise GpdiffError(
             f"{name}: {days} target day(s) = {n_train} steps at this interval, fewer than one window "
-            f"needs (history + horizon = {window} steps); use --target-days "
-            f"{window / steps_per_day:.2f} or more, or a shorter history/horizon."
+            f"needs (history + horizon{lagged} = {window + lag} steps); use --target-days "
+            f"{(window + lag) / steps_per_day:.2f} or more, or a shorter history/horizon{fix}."
         )
     if n_val < 1 or n_test < 1:
         raise GpdiffError(f"{name}: validation ({val_days} days) and test ({test_fraction:.0%}) must be non-empty.")

@@ -23,25 +23,45 @@ from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.splits import Segment, Split
 from gpdiff.errors import GpdiffError
 
+CONTEXTS = {"none": 0, "daily": 1, "weekly": 7}  # seasonal context -> its lag in days
+
+
+def lag_steps(context: str, steps_per_day: int) -> int:
+    """The lag of a seasonal ``context`` in steps of a city with ``steps_per_day`` (0 for ``none``)."""
+    if context not in CONTEXTS:
+        from gpdiff.errors import unknown_name
+
+        raise unknown_name("seasonal context", context, CONTEXTS)
+    return CONTEXTS[context] * steps_per_day
+
 
 @dataclass
 class WindowConfig:
-    """The shape of every window: ``history`` input steps, ``horizon`` forecast steps, and the
-    ``n_neighbors`` graph neighbours of the centre node in its ego-graph (GPD paper: 12 -> 6)."""
+    """The shape of every window: ``history`` input steps, ``horizon`` forecast steps, the
+    ``n_neighbors`` graph neighbours of the centre node in its ego-graph (GPD paper: 12 -> 6), and
+    the seasonal ``context``: ``none`` (the paper's inputs), ``daily`` or ``weekly`` (the target
+    channel one day / one week earlier, over the history and the forecast steps; see
+    :class:`WindowBatch`)."""
 
     history: int = 12
     horizon: int = 6
     n_neighbors: int = 7
+    context: str = "none"
 
     def __post_init__(self) -> None:
         if self.history < 1 or self.horizon < 1 or self.n_neighbors < 0:
             raise GpdiffError(f"window: history ({self.history}) and horizon ({self.horizon}) must be at least 1 "
                               f"and n_neighbors ({self.n_neighbors}) at least 0.")
+        lag_steps(self.context, 1)  # unknown contexts fail here
 
     @property
     def length(self) -> int:
-        """Steps one window spans (history + horizon)."""
+        """Steps one window spans without its seasonal lag (history + horizon)."""
         return self.history + self.horizon
+
+    def span(self, steps_per_day: int) -> int:
+        """Steps a training window needs inside its segment: history + horizon + the context's lag."""
+        return self.length + lag_steps(self.context, steps_per_day)
 
 
 @dataclass
@@ -53,15 +73,24 @@ class WindowBatch:
     dow: torch.Tensor  # [n, B] day of week of the last input step (Monday = 0)
     adj: torch.Tensor  # [n, K+1, K+1] ego-graph adjacency (zero diagonal)
     valid: torch.Tensor  # [n, K+1] bool, real (not padded) ego slots
+    # seasonal context (None without): the scaled target channel ``lag`` steps earlier, 0 where missing
+    lag_x: torch.Tensor | None = None  # [n, B, K+1, history] at the input steps, every ego slot
+    lag_y: torch.Tensor | None = None  # [n, B, horizon] at the forecast steps, centre node
 
     def to(self, device: torch.device | str) -> WindowBatch:
-        return WindowBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return WindowBatch(**{f.name: _opt(getattr(self, f.name), lambda t: t.to(device)) for f in fields(self)})
 
 
-def window_origins(segment: Segment, history: int, horizon: int, lookback: bool) -> np.ndarray:
-    """Forecast origins of all windows whose targets lie in ``segment``."""
-    first = segment.start if lookback else segment.start + history
-    first = max(first, history)
+def _opt(t: torch.Tensor | None, fn):  # type: ignore[no-untyped-def]
+    return None if t is None else fn(t)
+
+
+def window_origins(segment: Segment, history: int, horizon: int, lookback: bool, lag: int = 0) -> np.ndarray:
+    """Forecast origins of all windows whose targets lie in ``segment``; their inputs (``history``
+    steps, and as many steps ``lag`` earlier) lie inside it too unless ``lookback``, and inside the
+    series always."""
+    first = segment.start if lookback else segment.start + history + lag
+    first = max(first, history + lag)
     last = segment.stop - horizon  # inclusive
     if last < first:
         return np.zeros(0, dtype=np.int64)
@@ -72,11 +101,12 @@ class CityData:
     """A city prepared for training and evaluation under one split."""
 
     def __init__(self, city: City, split: Split, history: int = 12, horizon: int = 6, n_neighbors: int = 7,
-                 device: torch.device | str = "cpu", min_rel_std: float = 0.0) -> None:
+                 device: torch.device | str = "cpu", min_rel_std: float = 0.0, context: str = "none") -> None:
         if history < 1 or horizon < 1:
             raise GpdiffError(f"history ({history}) and horizon ({horizon}) must be at least 1.")
         self.city, self.split = city, split
         self.history, self.horizon, self.device = history, horizon, torch.device(device)
+        self.context, self.lag = context, lag_steps(context, city.steps_per_day)
         self.scaler = NodeScaler.fit(city, split.train, min_rel_std)  # see NodeScaler.fit
         self.ego: EgoGraphs = ego_graphs(city.adjacency, n_neighbors)
         scaled = self.scaler.transform(city.values, city.mask)
@@ -100,7 +130,7 @@ class CityData:
     def origins(self, name: str) -> np.ndarray:
         """Window origins for ``train``, ``val`` or ``test``; windows with no observed target dropped."""
         seg = self.segment(name)
-        o = window_origins(seg, self.history, self.horizon, lookback=name != "train")
+        o = window_origins(seg, self.history, self.horizon, lookback=name != "train", lag=self.lag)
         if o.size:
             obs = self.city.mask[o[:, None] + np.arange(self.horizon)].any(axis=(1, 2))
             o = o[obs]
@@ -110,10 +140,13 @@ class CityData:
         o = self.origins(name)
         if o.size < minimum:
             seg = self.segment(name)
+            lag = (f" + the {self.context} context's lag of {self.lag} steps (its inputs one "
+                   f"{'day' if self.context == 'daily' else 'week'} earlier)") if self.lag else ""
+            fix = " or window.context none" if self.lag else ""
             raise GpdiffError(
                 f"{self.city.name}: the {name} period ({len(seg)} steps) holds {o.size} complete "
-                f"window(s) of history {self.history} + horizon {self.horizon}; need {minimum}. "
-                "Use a longer period or a shorter history/horizon."
+                f"window(s) of history {self.history} + horizon {self.horizon}{lag}; need {minimum}. "
+                f"Use a longer period, a shorter history/horizon{fix}."
             )
         return o
 
@@ -131,8 +164,14 @@ class CityData:
         y = self.values[t_out, centre, 0]
         y_mask = self.mask[t_out, centre]
         last = origins - 1
+        lag_x = lag_y = None
+        if self.lag:  # the target channel one day / week earlier; 0 (the node's mean) where missing
+            lag_x = self.values[t_in[:, :, :, None] - self.lag, ego[:, None, None, :], 0]  # [n, B, h, K+1]
+            lag_x = lag_x.permute(0, 1, 3, 2) * valid[:, None, :, None]
+            lag_y = self.values[t_out - self.lag, centre, 0]
         return WindowBatch(x=x.contiguous(), y=y, y_mask=y_mask, tod=self.tod[last], dow=self.dow[last],
-                           adj=self.ego_adj[nodes], valid=valid)
+                           adj=self.ego_adj[nodes], valid=valid, lag_x=_opt(lag_x, torch.Tensor.contiguous),
+                           lag_y=lag_y)
 
     def all_nodes(self) -> torch.Tensor:
         return torch.arange(self.n_nodes, device=self.device)

@@ -29,6 +29,7 @@ T = TypeVar("T")
 # name -> "module:function" (loaded on use). One line per method.
 METHODS: dict[str, str] = {
     "seasonal_naive": "gpdiff.methods.naive:run_seasonal_naive",
+    "weekly_naive": "gpdiff.methods.naive:run_weekly_naive",
     "historical_average": "gpdiff.methods.naive:run_historical_average",
     "target_only": "gpdiff.methods.target_only:run",
     "transfer": "gpdiff.methods.transfer:run",

@@ -1,13 +1,17 @@
-"""Seasonal naive and historical average as comparison methods (the forecasts: :mod:`gpdiff.naive`)."""
+"""Seasonal naive, weekly naive and historical average as comparison methods (the forecasts: :mod:`gpdiff.naive`)."""
 
 from __future__ import annotations
 
 from gpdiff.methods import Context, MethodResult
-from gpdiff.naive import historical_average, seasonal_naive
+from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
 
 
 def run_seasonal_naive(ctx: Context) -> MethodResult:
     return MethodResult(pred=seasonal_naive(ctx.target, ctx.target.origins("test")))
+
+
+def run_weekly_naive(ctx: Context) -> MethodResult:
+    return MethodResult(pred=weekly_naive(ctx.target, ctx.target.origins("test")))
 
 
 def run_historical_average(ctx: Context) -> MethodResult:

@@ -50,15 +50,40 @@ class ParamSpec:
         return math.prod(self.shape)
 
 
+RESIDUALS = ("none", "seasonal")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """What a base model's shapes depend on. ``size`` holds the preset's architecture fields."""
+    """What a base model's shapes depend on. ``size`` holds the preset's architecture fields.
+
+    ``context`` (``none``, ``daily``, ``weekly``; :data:`gpdiff.data.windows.CONTEXTS`): the window
+    also carries the target channel one day / week earlier, which every model sees as one more
+    input channel over the history (``WindowBatch.lag_x``) and at the forecast steps
+    (``WindowBatch.lag_y``): with ``residual`` ``none`` it adds ``context.gain * lag_y`` (a learned
+    weight per horizon step, initially 0); with ``seasonal`` it forecasts ``lag_y`` plus the model's
+    output, whose read-out starts at zero, so an untrained model forecasts seasonal naive exactly.
+    """
 
     history: int = 12
     horizon: int = 6
     in_channels: int = 1
     ego_size: int = 8  # K + 1
     preset: str = "small"
+    context: str = "none"
+    residual: str = "none"
+
+    def __post_init__(self) -> None:
+        from gpdiff.data.windows import lag_steps
+
+        lag_steps(self.context, 1)  # unknown names fail here
+        if self.residual not in RESIDUALS:
+            from gpdiff.errors import unknown_name
+
+            raise unknown_name("residual", self.residual, RESIDUALS)
+        if self.residual == "seasonal" and self.context == "none":
+            raise GpdiffError("residual 'seasonal' forecasts a correction to the seasonal context, so it needs "
+                              "window.context daily or weekly; set one, or residual none.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +99,8 @@ class NodeModule(nn.Module):
     def __init__(self, model: BaseModel) -> None:
         super().__init__()
         self.model = model
+        if model.has_gain:
+            self.context_gain = nn.Parameter(torch.zeros(model.config.horizon))
 
     def load_node_params(self, params: dict[str, torch.Tensor]) -> None:
         """Copy one node's parameters (spec layout, no node dimension) into the module."""
@@ -84,16 +111,38 @@ class NodeModule(nn.Module):
         raise NotImplementedError
 
     def forward_batch(self, batch: WindowBatch, i: int = 0) -> torch.Tensor:
-        """Forecasts ``[B, horizon]`` for node ``i`` of a node-batched ``batch``."""
-        return self(batch.x[i], batch.adj[i], batch.valid[i], batch.tod[i], batch.dow[i])
+        """Forecasts ``[B, horizon]`` for node ``i`` of a node-batched ``batch`` (with the seasonal
+        context as :class:`ModelConfig` describes it)."""
+        m = self.model
+        if m.config.context == "none":
+            return self(batch.x[i], batch.adj[i], batch.valid[i], batch.tod[i], batch.dow[i])
+        lag_x, lag_y = _context(batch)
+        x = torch.cat([select_channels(batch.x[i], m.config.in_channels), lag_x[i].unsqueeze(-1)], dim=-1)
+        out = self(x, batch.adj[i], batch.valid[i], batch.tod[i], batch.dow[i])
+        return out + (lag_y[i] if m.config.residual == "seasonal" else self.context_gain * lag_y[i])
+
+    def load_context(self, params: dict[str, torch.Tensor]) -> None:
+        """Copy the context gain (if the model has one) from one node's ``params``."""
+        if self.model.has_gain:
+            with torch.no_grad():
+                self.context_gain.copy_(params[GAIN])
+
+    def with_context(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``params`` (the model's own tensors) plus the context gain, in spec order."""
+        if self.model.has_gain:
+            params = {**params, GAIN: self.context_gain.detach().clone()}
+        return {s.name: params[s.name] for s in self.model.spec()}
 
 
 class BaseModel(ABC):
-    """A node-batched functional forecaster. Subclasses set ``name`` and ``presets``."""
+    """A node-batched functional forecaster. Subclasses set ``name``, ``presets`` and
+    ``output_params`` and implement :meth:`_spec`, :meth:`init_one` and :meth:`_forward` on the
+    inputs of :meth:`model_inputs`; the seasonal context's output term is added here."""
 
     name: str = ""
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
     needs_graph: bool = True
+    output_params: tuple[str, ...] = ()  # the read-out tensors (zero-initialised for residual: seasonal)
     module_class: type[NodeModule]  # the plain nn.Module version, see :meth:`reference`
 
     def __init__(self, config: ModelConfig) -> None:
@@ -105,22 +154,56 @@ class BaseModel(ABC):
         self.size = dict(self.presets[config.preset])
 
     @abstractmethod
-    def spec(self) -> list[ParamSpec]:
-        """Ordered parameter tensors (per node, no node dimension)."""
+    def _spec(self) -> list[ParamSpec]:
+        """The model's own parameter tensors (per node, no node dimension), in order."""
 
     @abstractmethod
     def init_one(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """One parameter set (no node dimension), drawn with ``generator``."""
+        """One set of the tensors of :meth:`_spec` (no node dimension), drawn with ``generator``."""
 
     @abstractmethod
+    def _forward(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
+        """The model's scaled forecasts ``[n, B, horizon]`` for the centre nodes, from :meth:`model_inputs`."""
+
+    @property
+    def n_inputs(self) -> int:
+        """Input channels the model reads: ``in_channels``, plus one for a seasonal context."""
+        return self.config.in_channels + (self.config.context != "none")
+
+    @property
+    def has_gain(self) -> bool:
+        """True when the forecast adds ``context.gain * lag_y`` (a context without the residual)."""
+        return self.config.context != "none" and self.config.residual == "none"
+
+    def spec(self) -> list[ParamSpec]:
+        """Ordered parameter tensors (per node, no node dimension): the model's, then the context gain."""
+        extra = [ParamSpec(GAIN, (self.config.horizon,), "temporal")] if self.has_gain else []
+        return self._spec() + extra
+
+    def model_inputs(self, batch: WindowBatch) -> torch.Tensor:
+        """``[n, B, K+1, history, n_inputs]``: the first ``in_channels`` channels, then the seasonal
+        context over the history when the model has one."""
+        x = select_channels(batch.x, self.config.in_channels)
+        if self.config.context == "none":
+            return x
+        lag_x, _ = _context(batch)
+        return torch.cat([x, lag_x.unsqueeze(-1)], dim=-1)
+
     def forward(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
-        """Scaled forecasts ``[n, B, horizon]`` for the centre nodes."""
+        """Scaled forecasts ``[n, B, horizon]`` for the centre nodes (``params``: ``[n, *shape]`` each)."""
+        out = self._forward(params, batch)
+        if self.config.context == "none":
+            return out
+        _, lag_y = _context(batch)
+        return out + (lag_y if self.config.residual == "seasonal" else params[GAIN].unsqueeze(1) * lag_y)
 
     def reference(self, params: dict[str, torch.Tensor] | None = None, seed: int = 0) -> NodeModule:
         """The plain ``nn.Module`` version of this model holding one node's ``params`` (no node
         dimension; the shared init of ``seed`` when None)."""
         net = self.module_class(self)
-        net.load_node_params(params if params is not None else {k: v[0] for k, v in self.init(1, seed).items()})
+        params = params if params is not None else {k: v[0] for k, v in self.init(1, seed).items()}
+        net.load_node_params(params)
+        net.load_context(params)
         return net
 
     # ---------------------------------------------------------------- helpers
@@ -133,15 +216,35 @@ class BaseModel(ABC):
         """Initial parameters ``[n_nodes, *shape]``: one shared set, or one random set per node."""
         g = torch.Generator().manual_seed(seed)
         if shared:
-            one = self.init_one(g)
+            one = self._init_full(g)
             out = {k: v.unsqueeze(0).repeat(n_nodes, *([1] * v.dim())) for k, v in one.items()}
         else:
-            sets = [self.init_one(g) for _ in range(n_nodes)]
+            sets = [self._init_full(g) for _ in range(n_nodes)]
             out = {k: torch.stack([s[k] for s in sets]) for k in sets[0]}
         return {s.name: out[s.name].to(device) for s in self.spec()}
 
+    def _init_full(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """:meth:`init_one`, with the read-out zeroed for ``residual: seasonal`` (the untrained model
+        forecasts seasonal naive) and the context gain at 0."""
+        one = self.init_one(generator)
+        if self.config.residual == "seasonal":
+            one.update({k: torch.zeros_like(one[k]) for k in self.output_params})
+        if self.has_gain:
+            one[GAIN] = torch.zeros(self.config.horizon)
+        return one
+
 
 # ------------------------------------------------------------------ shared ops
+GAIN = "context.gain"
+
+
+def _context(batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    if batch.lag_x is None or batch.lag_y is None:
+        raise GpdiffError("the model was built with a seasonal context (window.context) but the windows carry none; "
+                          "build the data with the same window.context.")
+    return batch.lag_x, batch.lag_y
+
+
 def select_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
     """The first ``in_channels`` input channels of ``x [..., C]`` (channel 0 is the target)."""
     if x.shape[-1] < in_channels:

@@ -53,6 +53,7 @@ class GWN(BaseModel):
                   "order": 2, "adaptive_dim": 10, "time": "linear"},
     }
     needs_graph = True
+    output_params = ("end2",)  # the read-out, zero-initialised for residual: seasonal
     n_supports = 3  # forward and backward transition matrices, adaptive adjacency
 
     def __init__(self, config) -> None:  # type: ignore[no-untyped-def]
@@ -62,14 +63,14 @@ class GWN(BaseModel):
         self.kt, self.order, self.time = int(z["kernel"]), int(z["order"]), str(z["time"])
         self.dilations = [2**i for _ in range(int(z["blocks"])) for i in range(int(z["layers"]))]
         self.receptive_field = 1 + (self.kt - 1) * sum(self.dilations)
-        self.features = config.in_channels + N_TIME_FEATURES[self.time]
+        self.features = self.n_inputs + N_TIME_FEATURES[self.time]
         self.slots = config.ego_size
 
     @property
     def n_layers(self) -> int:
         return len(self.dilations)
 
-    def spec(self) -> list[ParamSpec]:
+    def _spec(self) -> list[ParamSpec]:
         out = [ParamSpec("start", (self.features, self.r), "temporal")]
         hops = self.order * self.n_supports + 1
         for i in range(self.n_layers):
@@ -91,7 +92,7 @@ class GWN(BaseModel):
         """torch's default conv init (``U(+-1/sqrt(fan_in))``), unit/zero norms, N(0, 1) node vectors
         (as Graph WaveNet's ``nodevec``)."""
         out = {}
-        for s in self.spec():
+        for s in self._spec():
             if s.name.endswith("norm_w"):
                 out[s.name] = torch.ones(s.shape)
             elif s.name.endswith("norm_b"):
@@ -106,7 +107,7 @@ class GWN(BaseModel):
     # ------------------------------------------------------------------ pieces
     def inputs(self, batch: WindowBatch) -> torch.Tensor:
         """``[n, B, K+1, RF, F]``: target channel(s) + time features, cropped/left-padded to the receptive field."""
-        x = select_channels(batch.x, self.config.in_channels)
+        x = self.model_inputs(batch)
         tf = time_features(batch.tod, self.time)
         tf = tf[:, :, None, None, :].expand(*x.shape[:-1], tf.shape[-1])
         x = torch.cat([x, tf], dim=-1)
@@ -123,7 +124,7 @@ class GWN(BaseModel):
         mats = [row_normalize(adj), row_normalize(adj.transpose(-1, -2)), adaptive]
         return [m.transpose(-1, -2) for m in mats]
 
-    def forward(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
+    def _forward(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
         x = self.inputs(batch).transpose(1, 2)  # [n, S, B, T, F], slot-major: graph convs are bmm
         n, s, b, t, _ = x.shape
         # every diffusion hop M, M^2, .., M^order of every support, stacked: one bmm per layer
@@ -198,7 +199,7 @@ class GWNNet(NodeModule):
     def forward(self, x: torch.Tensor, adj: torch.Tensor, valid: torch.Tensor, tod: torch.Tensor,
                 dow: torch.Tensor) -> torch.Tensor:
         m = self.model
-        x = select_channels(x, m.config.in_channels)  # [B, S, T, C]
+        x = select_channels(x, m.n_inputs)  # [B, S, T, C]
         tf = time_features(tod, m.time)[:, None, None, :].expand(*x.shape[:-1], -1)
         x = torch.cat([x, tf], dim=-1).permute(0, 3, 1, 2)  # NCHW: [B, F, S, T]
         t = x.shape[-1]
@@ -258,7 +259,7 @@ class GWNNet(NodeModule):
                 out[f"l{i}.gconv"] = mat(self.gconvs[i])
                 out[f"l{i}.norm_w"] = self.norms[i].weight.detach().clone()
                 out[f"l{i}.norm_b"] = self.norms[i].bias.detach().clone()
-        return {s.name: out[s.name] for s in self.model.spec()}
+        return self.with_context(out)
 
 
 GWN.module_class = GWNNet

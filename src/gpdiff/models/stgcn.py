@@ -51,12 +51,13 @@ class STGCN(BaseModel):
         "paper": {"temporal_channels": 32, "spatial_channels": 8, "kernel": 4, "time": "linear"},
     }
     needs_graph = True
+    output_params = ("fc",)  # the read-out, zero-initialised for residual: seasonal
 
     def __init__(self, config) -> None:  # type: ignore[no-untyped-def]
         super().__init__(config)
         self.ct, self.cs = int(self.size["temporal_channels"]), int(self.size["spatial_channels"])
         self.kt, self.time = int(self.size["kernel"]), str(self.size["time"])
-        self.features = config.in_channels + N_TIME_FEATURES[self.time]
+        self.features = self.n_inputs + N_TIME_FEATURES[self.time]
         self.t_out = config.history - 3 * (self.kt - 1)  # time steps left after three temporal convs
         if self.t_out < 1:
             raise GpdiffError(
@@ -67,7 +68,7 @@ class STGCN(BaseModel):
     def _block_shapes(self) -> dict[str, tuple[int, int]]:
         return {"tc1": (self.features, self.ct), "tc2": (self.cs, self.ct), "tc3": (self.ct, self.ct)}
 
-    def spec(self) -> list[ParamSpec]:
+    def _spec(self) -> list[ParamSpec]:
         out: list[ParamSpec] = []
         for block, (c_in, c_out) in self._block_shapes().items():
             out += [ParamSpec(f"{block}.{w}", (c_in, self.kt, c_out), "temporal") for w in ("conv1", "conv2", "gate")]
@@ -79,7 +80,7 @@ class STGCN(BaseModel):
     def init_one(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """torch's default conv init, ``U(+-1/sqrt(C_s))`` for Theta, Xavier-uniform for the output (as GPD)."""
         out = {}
-        for s in self.spec():
+        for s in self._spec():
             if s.name == "theta":
                 out[s.name] = uniform_(s.shape, 1 / math.sqrt(self.cs), generator)
             elif s.name == "fc":
@@ -90,11 +91,11 @@ class STGCN(BaseModel):
 
     def inputs(self, batch: WindowBatch) -> torch.Tensor:
         """``[n, B, K+1, T, F]``: the target channel(s) and the time-of-day features of the window."""
-        x = select_channels(batch.x, self.config.in_channels)
+        x = self.model_inputs(batch)
         tf = time_features(batch.tod, self.time)  # [n, B, F_t]
         return torch.cat([x, tf[:, :, None, None, :].expand(*x.shape[:-1], tf.shape[-1])], dim=-1)
 
-    def forward(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
+    def _forward(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
         x = self.inputs(batch).transpose(1, 2)  # [n, S, B, T, F]: slot-major, so the graph conv is a bmm
         n, s, b, t, f = x.shape
         h = _gate(temporal_conv(x.reshape(n, s * b, t, f), _glu_weight(params, "tc1")))  # [n, S*B, T1, C_t]
@@ -150,7 +151,7 @@ class STGCNNet(NodeModule):
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor, valid: torch.Tensor, tod: torch.Tensor,
                 dow: torch.Tensor) -> torch.Tensor:
-        x = select_channels(x, self.model.config.in_channels)  # [B, S, T, C]
+        x = select_channels(x, self.model.n_inputs)  # [B, S, T, C]
         tf = time_features(tod, self.model.time)[:, None, None, :].expand(*x.shape[:-1], -1)
         x = torch.cat([x, tf], dim=-1)
         a_hat = sym_norm_adjacency(adj, valid)
@@ -176,7 +177,7 @@ class STGCNNet(NodeModule):
                 out[f"{block}.{w}"] = spec_weight(getattr(getattr(self, block), w))
         out["theta"] = self.theta.detach().clone()
         out["fc"] = self.fc.weight.detach().t().contiguous()
-        return {s.name: out[s.name] for s in self.model.spec()}
+        return self.with_context(out)
 
 
 STGCN.module_class = STGCNNet

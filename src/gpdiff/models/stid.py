@@ -40,15 +40,16 @@ class STID(BaseModel):
         "paper": {"embed": 32, "layers": 3, "harmonics": 8},
     }
     needs_graph = False
+    output_params = ("out.w", "out.b")  # the read-out, zero-initialised for residual: seasonal
 
     def __init__(self, config) -> None:  # type: ignore[no-untyped-def]
         super().__init__(config)
         self.dim = int(self.size["embed"])
         self.hidden = 4 * self.dim
         self.n_layers, self.harmonics = int(self.size["layers"]), int(self.size["harmonics"])
-        self.flat = config.history * config.in_channels
+        self.flat = config.history * self.n_inputs
 
-    def spec(self) -> list[ParamSpec]:
+    def _spec(self) -> list[ParamSpec]:
         d, hid = self.dim, self.hidden
         out = [ParamSpec("series.w", (self.flat, d), "temporal"), ParamSpec("series.b", (d,), "temporal"),
                ParamSpec("spatial.w", (self.flat, d), "spatial"), ParamSpec("spatial.b", (d,), "spatial"),
@@ -64,7 +65,7 @@ class STID(BaseModel):
         """torch's default linear init (``U(+-1/sqrt(fan_in))`` for weights and biases); the
         day-of-week table Xavier-uniform (as STID)."""
         out: dict[str, torch.Tensor] = {}
-        for s in self.spec():
+        for s in self._spec():
             if s.name == "dow.w":
                 out[s.name] = uniform_(s.shape, math.sqrt(6 / sum(s.shape)), generator)
             else:
@@ -72,8 +73,8 @@ class STID(BaseModel):
                 out[s.name] = uniform_(s.shape, 1 / math.sqrt(fan_in), generator)
         return out
 
-    def forward(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
-        x = select_channels(batch.x, self.config.in_channels)  # [n, B, S, T, C]
+    def _forward(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
+        x = self.model_inputs(batch)  # [n, B, S, T, C]
         n, b, s = x.shape[:3]
         weights = row_normalize(batch.adj)[:, :1, :]  # [n, 1, S]: the centre's neighbour weights
         neigh = torch.bmm(weights, x.transpose(1, 2).reshape(n, s, b * self.flat)).view(n, b, self.flat)
@@ -108,7 +109,7 @@ class STIDNet(NodeModule):
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor, valid: torch.Tensor, tod: torch.Tensor,
                 dow: torch.Tensor) -> torch.Tensor:
-        x = select_channels(x, self.model.config.in_channels)  # [B, S, T, C]
+        x = select_channels(x, self.model.n_inputs)  # [B, S, T, C]
         flat = x.reshape(x.shape[0], x.shape[1], -1)  # [B, S, T*C]
         neigh = torch.einsum("s,bsf->bf", row_normalize(adj)[0], flat)
         h = torch.cat([self.series(flat[:, 0]), self.spatial(neigh), self.tod(_fourier(tod, self.model.harmonics)),
@@ -131,7 +132,7 @@ class STIDNet(NodeModule):
             out[f"{name}.w"] = layer.weight.detach().t().contiguous()
             if layer.bias is not None:
                 out[f"{name}.b"] = layer.bias.detach().clone()
-        return {s.name: out[s.name] for s in self.model.spec()}
+        return self.with_context(out)
 
     def _linears(self) -> dict[str, nn.Linear]:
         out = {"series": self.series, "spatial": self.spatial, "tod": self.tod, "out": self.out}
