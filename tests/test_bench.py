@@ -126,6 +126,7 @@ def test_paired_test_known_p_value():
     ({"experiments": [{"target": "alpha", "zoo.lrr": 1}]}, "['zoo.lrr']"),
     ({"experiments": [{"target": "alpha", "sources": ["alpha", "beta"]}]}, "also a source"),
     ({"seeds": []}, "`seeds` must be a non-empty list"),
+    ({"experiments": [{"target": "alpha"}, {"target": "alpha", "target_days": 4}]}, "listed twice"),
 ])
 def test_bad_suites_fail_in_one_line_before_training(tmp_path, data_dir, doc, message):
     path = _suite(tmp_path / "bad.yaml", data_dir, **doc)
@@ -133,6 +134,14 @@ def test_bad_suites_fail_in_one_line_before_training(tmp_path, data_dir, doc, me
     assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output and r.output.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_named_experiments_of_one_target(tmp_path, data_dir):
+    path = _suite(tmp_path / "s.yaml", data_dir, grid={}, seeds=[0],
+                  experiments=[{"target": "alpha"}, {"name": "alpha 4 days", "target": "alpha", "target_days": 4}])
+    suite = load_suite(path, tmp_path / "out")
+    assert [e.label for e in suite.experiments] == ["alpha", "alpha 4 days"]
+    assert suite.experiments[1].config.target_days == 4 and suite.experiments[1].folder == "alpha_4_days/seed0"
 
 
 def test_bundled_suites_parse(tmp_path):

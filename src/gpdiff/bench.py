@@ -8,6 +8,7 @@ A suite is a YAML file::
     experiments:                      # one entry per experiment: run-config settings (nested or dotted keys)
       - {target: melbourne-ped, sources: [nyc-taxi, montevideo-bus, hangzhou-metro]}
       - {target: nyc-taxi, sources: [melbourne-ped, montevideo-bus, hangzhou-metro]}
+      - {name: nyc-taxi 1 day, target: nyc-taxi, target_days: 1}   # ``name``: the label, when a target repeats
     grid:                             # optional: dotted path -> values; every experiment runs once per combination
       window.horizon: [1, 3, 6, 12]
 
@@ -89,7 +90,8 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
     """Parse and check a suite: every run's config is built (and thereby validated) here.
 
     Raises :class:`GpdiffError` for unknown suite keys, unknown run settings or methods, a suite
-    without experiments or seeds, and a target listed among its own sources.
+    without experiments or seeds, and two runs with one label (:func:`check_data` checks the cities).
+    An experiment may carry a ``name`` (its label; default: its target).
     """
     path = find_suite(path)
     doc = read_yaml(path)
@@ -116,20 +118,23 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
     out = Path(out)
     for seed in seeds:  # seed-major: the first seed of every experiment finishes first
         for i, entry in enumerate(entries):
+            entry = dict(entry)
+            name = str(entry.pop("name", "") or "")
             settings = merge(base, _nested(entry, f"{path}: experiments[{i}]"))
             for combo in combos:
                 variant = " ".join(f"{k}={v}" for k, v in combo.items())
                 data = merge(settings, _nested(combo, f"{path}: grid"))
                 data["seed"] = seed
                 cfg = RunConfig.from_dict(data, f"{path}: experiments[{i}]")
-                exp = Experiment(" ".join(p for p in (cfg.target, variant) if p), cfg.target, variant, seed, cfg)
+                label = " ".join(p for p in (name or cfg.target, variant) if p)
+                exp = Experiment(label, cfg.target, variant, seed, cfg)
                 exp.config.out = str(out / "runs" / exp.folder)
                 suite.experiments.append(exp)
     labels = [(e.label, e.seed) for e in suite.experiments]
     if len(set(labels)) != len(labels):
         dup = sorted({x for x in labels if labels.count(x) > 1})[0]
-        raise GpdiffError(f"{path}: experiment {dup[0]!r} (seed {dup[1]}) is listed twice; give each experiment "
-                          "its own target or settings.")
+        raise GpdiffError(f"{path}: experiment {dup[0]!r} (seed {dup[1]}) is listed twice; give experiments of one "
+                          "target each its own `name:`.")
     return suite
 
 
@@ -161,13 +166,15 @@ class BenchResult:
 
 def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callable[[str], Any] = print,
               cache: str | Path | None = None) -> BenchResult:
-    """Run every experiment of ``suite`` (resuming finished ones), then write the scoreboard into ``out``.
+    """Check the data of every run (:func:`check_data`), run every experiment of ``suite`` (resuming
+    finished ones), then write the scoreboard into ``out``.
 
     ``cache``: the stage cache (default ``out/cache``); suites that share one (``--cache``) compute
     a stage they have in common once, e.g. the default-settings variant of every sweep."""
     from gpdiff.pipeline import run_pipeline
     from gpdiff.scoreboard import write_scoreboard
 
+    check_data(suite)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(out / "suite.yaml", {"name": suite.name, "description": suite.description,
