@@ -168,8 +168,9 @@ def scoreboard_markdown(results: pd.DataFrame, nodes: pd.DataFrame, timings: pd.
         s = summ[summ["experiment"] == exp]
         base = best_baseline(summ, exp)
         base_mae = float(s[s["method"] == base]["mean"].iloc[0]) if base else math.nan
-        rows = [{"method": r.method, "MAE": f"{_fmt(r.mean)} ± {_fmt(r.std)}", "rank": int(r.rank),
-                 "ratio to best baseline": _fmt(r.mean / base_mae) if base else "-"} for r in s.itertuples()]
+        rows = [{"method": r.method, "MAE": f"{_fmt(r.mean)} ± {_fmt(r.std)}", "seeds": int(r.seeds),
+                 "rank": int(r.rank), "ratio to best baseline": _fmt(r.mean / base_mae) if base else "-"}
+                for r in s.itertuples()]
         lines += [f"## {exp}", "", table(rows, fmt="github"), ""]
         if base:
             line = f"Best baseline: `{base}`."
