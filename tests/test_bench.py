@@ -113,7 +113,7 @@ def test_paired_test_known_p_value():
     b = a + np.array([0.5, 0.1, 0.3, 0.6, 0.2, 0.4, 1.0])
     t = paired_test(a, b, "gpd", "transfer")
     assert t.n == 6 and t.pvalue == pytest.approx(0.03125) and t.median_diff < 0
-    assert t.verdict() == "gpd better than transfer (p = 0.0312)"
+    assert t.verdict() == "gpd better than transfer on the typical node (6 of 6 nodes lower; p = 0.0312)"
     worse = paired_test(b, a, "gpd", "transfer")
     assert worse.verdict().startswith("gpd worse")
     assert "no significant difference" in paired_test(a[:6], a[:6] + [0.1, -0.1, 0.2, -0.2, 0.3, -0.3]).verdict()
