@@ -135,3 +135,12 @@ def test_cli_train_and_show(cities, tmp_path):
     assert len(ParamCollection.load(out)) == 11
     res = runner.invoke(main, ["zoo", "train", "--cities", paths[0], "--model", "nope", "--out", str(out)])
     assert res.exit_code == 2 and "unknown base model" in res.output
+
+
+def test_cli_names_a_flat_zoo_config_of_the_earlier_layout(tmp_path):
+    old = tmp_path / "zoo.yaml"
+    old.write_text("lr: 0.01\nmax_epochs: 3\n")
+    res = CliRunner().invoke(main, ["zoo", "train", "--cities", "nyc-taxi", "--out", str(tmp_path / "z"),
+                                    "--config", str(old)])
+    assert res.exit_code == 2 and "nest them under `zoo:`" in res.output and "'lr'" in res.output
+    assert not (tmp_path / "z").exists()

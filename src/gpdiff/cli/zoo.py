@@ -62,6 +62,8 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     from gpdiff.runconfig import RunConfig
     from gpdiff.zoo import train_zoo
 
+    if config_file is not None:
+        _check_layout(config_file)
     sets = [f"{ZOO_FLAGS[k]}={v}" for k, v in flags.items() if v is not None]
     if independent_init:
         sets.append("zoo.shared_init=false")
@@ -72,6 +74,25 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     click.echo(f"zoo: {len(collection)} node models ({collection.model}, {collection.params.shape[1]} parameters "
                f"each) in {out_dir}")
     click.echo(summary_table(collection))
+
+
+def _check_layout(path: Path) -> None:
+    """One clear line for a flat zoo config of the earlier layout (``lr: 0.01`` at the top level)."""
+    from dataclasses import fields
+
+    from gpdiff.errors import GpdiffError
+    from gpdiff.io import read_yaml
+    from gpdiff.runconfig import RunConfig
+    from gpdiff.zoo import ZooConfig
+
+    doc = read_yaml(path)
+    if not isinstance(doc, dict):
+        return
+    run_keys = {f.name for f in fields(RunConfig)}
+    flat = sorted(k for k in doc if k not in run_keys and k in {f.name for f in fields(ZooConfig)})
+    if flat:
+        raise GpdiffError(f"{path}: {flat} are zoo settings of the earlier flat layout; --config takes a run config "
+                          "now: nest them under `zoo:` (history/horizon under `window:`), as in configs/default.yaml.")
 
 
 @zoo.command("show")
