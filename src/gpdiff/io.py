@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -48,8 +49,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def yaml_safe(obj: Any) -> Any:
-    """``obj`` as plain YAML-safe data: dict keys as strings, tuples as lists, numpy scalars as Python
-    numbers, anything else that is not ``None``/bool/int/float/str as its ``str``."""
+    """``obj`` as plain YAML-safe (and JSON-able) data: dataclass instances (configs) as dicts, dict
+    keys as strings, tuples as lists, numpy scalars as Python numbers, anything else that is not
+    ``None``/bool/int/float/str as its ``str``."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return yaml_safe(dataclasses.asdict(obj))
     if isinstance(obj, np.generic):  # before the Python types: np.float64 is a float yaml cannot write
         return obj.item()
     if obj is None or isinstance(obj, (str, int, float, bool)):

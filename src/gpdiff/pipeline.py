@@ -214,18 +214,19 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
         f = st.path / "output.safetensors"
         if st.cached:
             tensors, meta = load_tensors(f)
-            return MethodResult(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
-                                notes=dict(meta.get("notes") or {}))
-        log(f"[{name}] running")
-        result = get_method(name)(context(st.path))
-        tensors = {"pred": torch.from_numpy(np.ascontiguousarray(result.pred, dtype=np.float32))}
-        for key in ("params", "init"):
-            value = getattr(result, key)
-            if value is not None:
-                tensors[key] = value.float().cpu()
-        save_tensors(f, tensors, {"notes": result.notes})
+        else:
+            log(f"[{name}] running")
+            result = get_method(name)(context(st.path))
+            tensors = {"pred": torch.from_numpy(np.ascontiguousarray(result.pred, dtype=np.float32))}
+            for key in ("params", "init"):
+                value = getattr(result, key)
+                if value is not None:
+                    tensors[key] = value.float().cpu()
+            meta = {"notes": result.notes}
+            save_tensors(f, tensors, meta)
+    # what was saved, so a fresh and a reused stage give the same result
     return MethodResult(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
-                        notes=result.notes)
+                        notes=dict(meta.get("notes") or {}))
 
 
 # ---------------------------------------------------------------------- pipeline

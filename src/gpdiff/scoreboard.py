@@ -257,8 +257,8 @@ def write_scoreboard(out: Path, experiments: Sequence[Experiment], wall: dict[st
                              for e in experiments])
         atomic_write_text(out / "run_times.csv", runs.to_csv(index=False))
     atomic_write_text(out / "timings.csv", timings.to_csv(index=False, float_format="%.6g"))
-    plot_ratio_heatmap(results, out / "mae_ratio_heatmap.png")
-    plot_horizons(results, out / "mae_per_horizon.png")
+    plots = [("MAE ratio to seasonal naive", plot_ratio_heatmap(results, out / "mae_ratio_heatmap.png")),
+             ("MAE per horizon", plot_horizons(results, out / "mae_per_horizon.png"))]
     md = scoreboard_markdown(results, nodes, timings, f"gpdiff bench: {out.name}")
-    md += "\n## Plots\n\n![MAE ratio to seasonal naive](mae_ratio_heatmap.png)\n\n![MAE per horizon](mae_per_horizon.png)\n"
+    md += "\n## Plots\n\n" + "\n\n".join(f"![{title}]({p.name})" for title, p in plots if p is not None) + "\n"
     return atomic_write_text(out / "scoreboard.md", md)

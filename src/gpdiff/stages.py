@@ -22,8 +22,6 @@ directory's ``stages.yaml`` says where each of its stages is.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import platform
 import shutil
 import time
@@ -34,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gpdiff import hashing
-from gpdiff.io import atomic_write_text, read_yaml, write_yaml
+from gpdiff.io import atomic_write_text, read_yaml, write_yaml, yaml_safe
 
 
 def versions() -> dict[str, str]:
@@ -50,17 +48,6 @@ def versions() -> dict[str, str]:
     return {k: str(v) for k, v in found.items()}  # torch's version is a str subclass YAML cannot write
 
 
-def plain(config: Any) -> Any:
-    """A config (dataclass, mapping, sequence or scalar) as JSON-able plain data."""
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return plain(dataclasses.asdict(config))
-    if isinstance(config, Mapping):
-        return {str(k): plain(v) for k, v in config.items()}
-    if isinstance(config, (list, tuple)):
-        return [plain(v) for v in config]
-    return json.loads(json.dumps(config, default=str))
-
-
 @dataclass
 class Stage:
     name: str
@@ -71,7 +58,7 @@ class Stage:
 
 def stage_key(config: Any, inputs: Sequence[Stage] = (), data: Mapping[str, str] | None = None) -> str:
     """The key of a stage: its config, the keys of its input stages, its data and the code (see module)."""
-    return hashing.hash_json({"config": plain(config), "inputs": {s.name: s.key for s in inputs},
+    return hashing.hash_json({"config": yaml_safe(config), "inputs": {s.name: s.key for s in inputs},
                               "data": dict(data or {}), "code": hashing.code_fingerprint()})
 
 
@@ -129,4 +116,4 @@ class Run:
                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                          "inputs": {s.name: s.key for s in inputs}, "data": dict(data or {}),
                                          "code": hashing.code_fingerprint(), "versions": versions(),
-                                         "config": plain(config)})
+                                         "config": yaml_safe(config)})

@@ -27,6 +27,7 @@ from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.device import resolve_device
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.io import write_yaml
+from gpdiff.metrics import node_mae
 from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
 from gpdiff.models.base import RESIDUALS
 from gpdiff.naive import seasonal_naive
@@ -113,10 +114,8 @@ def evaluate(model: BaseModel, params: dict[str, torch.Tensor], data: list[CityD
         origins = d.origins("val")
         truth, mask = d.truth(origins)  # [N, B, H]
         pred = predict(model, {k: v[rows] for k, v in params.items()}, d, origins, model.config.in_channels, chunk)
-        count = mask.sum((1, 2))
-        count = np.where(count > 0, count, np.nan)
-        mae[rows] = np.where(mask, np.abs(pred - truth), 0).sum((1, 2)) / count
-        naive[rows] = np.where(mask, np.abs(seasonal_naive(d, origins) - truth), 0).sum((1, 2)) / count
+        mae[rows] = node_mae(pred, truth, mask)
+        naive[rows] = node_mae(seasonal_naive(d, origins), truth, mask)
     return {"val_mae": torch.from_numpy(mae).float(), "naive_mae": torch.from_numpy(naive).float()}
 
 

@@ -27,8 +27,8 @@ def _names(registry: dict[str, Any]) -> str:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML run config (see configs/); flags and --set override it.")
 @click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",
-              help="Override any setting of the config tree, e.g. --set zoo.lr=0.005 --set methods.reptile.meta_steps=50 "
-                   "(repeatable; values are read as YAML).")
+              help="Override any setting of the config tree, e.g. --set zoo.lr=0.005 "
+                   "--set methods.reptile.meta_steps=50 (repeatable; values are read as YAML).")
 @click.option("--target", help="Target city (bundled name, or a city in --data-dir). Default: melbourne-ped.")
 @click.option("--sources", help="Comma-separated source cities. Default: the other bundled flow cities, or every "
                                 "other city in --data-dir.")

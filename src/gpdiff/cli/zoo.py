@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from gpdiff.data.windows import CONTEXTS
 from gpdiff.models import MODELS
+from gpdiff.models.base import RESIDUALS
 from gpdiff.params import ParamCollection
 
 
@@ -38,9 +40,9 @@ ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.hi
 @click.option("--history", type=int, default=None, help="Input steps (default 12).")
 @click.option("--horizon", type=int, default=None, help="Forecast steps (default 6).")
 @click.option("--n-neighbors", type=int, default=None, help="Graph neighbours per ego-graph (default 7).")
-@click.option("--context", type=click.Choice(["none", "daily", "weekly"]), default=None,
+@click.option("--context", type=click.Choice(list(CONTEXTS)), default=None,
               help="Seasonal context: the target one day / week earlier as an input (default none).")
-@click.option("--residual", type=click.Choice(["none", "seasonal"]), default=None,
+@click.option("--residual", type=click.Choice(RESIDUALS), default=None,
               help="seasonal: forecast the correction to the seasonal context (needs --context).")
 @click.option("--batch-size", type=int, default=None, help="Training windows per node per step (default 32).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate (default 0.01).")
@@ -78,8 +80,7 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
 
 def _check_layout(path: Path) -> None:
     """One clear line for a flat zoo config of the earlier layout (``lr: 0.01`` at the top level)."""
-    from dataclasses import fields
-
+    from gpdiff.config import field_names
     from gpdiff.errors import GpdiffError
     from gpdiff.io import read_yaml
     from gpdiff.runconfig import RunConfig
@@ -88,8 +89,7 @@ def _check_layout(path: Path) -> None:
     doc = read_yaml(path)
     if not isinstance(doc, dict):
         return
-    run_keys = {f.name for f in fields(RunConfig)}
-    flat = sorted(k for k in doc if k not in run_keys and k in {f.name for f in fields(ZooConfig)})
+    flat = sorted(k for k in doc if k not in field_names(RunConfig) and k in field_names(ZooConfig))
     if flat:
         raise GpdiffError(f"{path}: {flat} are zoo settings of the earlier flat layout; --config takes a run config "
                           "now: nest them under `zoo:` (history/horizon under `window:`), as in configs/default.yaml.")

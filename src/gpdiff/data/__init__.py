@@ -5,4 +5,5 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import Segment, Split, source_split, target_split
 from gpdiff.data.windows import CityData, WindowBatch, WindowConfig
 
-__all__ = ["City", "CityData", "Segment", "Split", "WindowBatch", "WindowConfig", "load_city", "source_split", "target_split"]
+__all__ = ["City", "CityData", "Segment", "Split", "WindowBatch", "WindowConfig", "load_city", "source_split",
+           "target_split"]

@@ -59,10 +59,6 @@ class WindowConfig:
         """Steps one window spans without its seasonal lag (history + horizon)."""
         return self.history + self.horizon
 
-    def span(self, steps_per_day: int) -> int:
-        """Steps a training window needs inside its segment: history + horizon + the context's lag."""
-        return self.length + lag_steps(self.context, steps_per_day)
-
 
 @dataclass
 class WindowBatch:
@@ -78,11 +74,8 @@ class WindowBatch:
     lag_y: torch.Tensor | None = None  # [n, B, horizon] at the forecast steps, centre node
 
     def to(self, device: torch.device | str) -> WindowBatch:
-        return WindowBatch(**{f.name: _opt(getattr(self, f.name), lambda t: t.to(device)) for f in fields(self)})
-
-
-def _opt(t: torch.Tensor | None, fn):  # type: ignore[no-untyped-def]
-    return None if t is None else fn(t)
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return WindowBatch(**{k: None if v is None else v.to(device) for k, v in moved.items()})
 
 
 def window_origins(segment: Segment, history: int, horizon: int, lookback: bool, lag: int = 0) -> np.ndarray:
@@ -167,11 +160,10 @@ class CityData:
         lag_x = lag_y = None
         if self.lag:  # the target channel one day / week earlier; 0 (the node's mean) where missing
             lag_x = self.values[t_in[:, :, :, None] - self.lag, ego[:, None, None, :], 0]  # [n, B, h, K+1]
-            lag_x = lag_x.permute(0, 1, 3, 2) * valid[:, None, :, None]
+            lag_x = (lag_x.permute(0, 1, 3, 2) * valid[:, None, :, None]).contiguous()
             lag_y = self.values[t_out - self.lag, centre, 0]
         return WindowBatch(x=x.contiguous(), y=y, y_mask=y_mask, tod=self.tod[last], dow=self.dow[last],
-                           adj=self.ego_adj[nodes], valid=valid, lag_x=_opt(lag_x, torch.Tensor.contiguous),
-                           lag_y=lag_y)
+                           adj=self.ego_adj[nodes], valid=valid, lag_x=lag_x, lag_y=lag_y)
 
     def all_nodes(self) -> torch.Tensor:
         return torch.arange(self.n_nodes, device=self.device)

@@ -116,10 +116,8 @@ class NodeModule(nn.Module):
         m = self.model
         if m.config.context == "none":
             return self(batch.x[i], batch.adj[i], batch.valid[i], batch.tod[i], batch.dow[i])
-        lag_x, lag_y = _context(batch)
-        x = torch.cat([select_channels(batch.x[i], m.config.in_channels), lag_x[i].unsqueeze(-1)], dim=-1)
-        out = self(x, batch.adj[i], batch.valid[i], batch.tod[i], batch.dow[i])
-        return out + (lag_y[i] if m.config.residual == "seasonal" else self.context_gain * lag_y[i])
+        out = self(m.model_inputs(batch)[i], batch.adj[i], batch.valid[i], batch.tod[i], batch.dow[i])
+        return m.add_context(out, _context(batch)[1][i], self.context_gain if m.has_gain else None)
 
     def load_context(self, params: dict[str, torch.Tensor]) -> None:
         """Copy the context gain (if the model has one) from one node's ``params``."""
@@ -194,8 +192,12 @@ class BaseModel(ABC):
         out = self._forward(params, batch)
         if self.config.context == "none":
             return out
-        _, lag_y = _context(batch)
-        return out + (lag_y if self.config.residual == "seasonal" else params[GAIN].unsqueeze(1) * lag_y)
+        return self.add_context(out, _context(batch)[1], params[GAIN].unsqueeze(1) if self.has_gain else None)
+
+    def add_context(self, out: torch.Tensor, lag_y: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
+        """The forecast from the model's output ``out`` and the lagged values at the forecast steps
+        ``lag_y`` (same shape): ``lag_y + out`` for ``residual: seasonal``, else ``out + gain * lag_y``."""
+        return out + (lag_y if self.config.residual == "seasonal" else gain * lag_y)
 
     def reference(self, params: dict[str, torch.Tensor] | None = None, seed: int = 0) -> NodeModule:
         """The plain ``nn.Module`` version of this model holding one node's ``params`` (no node

@@ -232,6 +232,6 @@ class PromptEncoders:
 
 __all__ = [
     "SPATIAL_ENCODERS", "TEMPORAL_ENCODERS", "GraphConfig", "GraphEncoder", "MaskedPatchConfig",
-    "MaskedPatchEncoder", "NoneConfig", "NoneEncoder", "NoneTemporalEncoder", "PromptEncoder", "PromptEncoders", "PromptSet", "StatsConfig",
-    "StatsEncoder", "get_encoder_class", "make_encoder", "source_segment", "target_segment",
+    "MaskedPatchEncoder", "NoneConfig", "NoneEncoder", "NoneTemporalEncoder", "PromptEncoder", "PromptEncoders",
+    "PromptSet", "StatsConfig", "StatsEncoder", "get_encoder_class", "make_encoder", "source_segment", "target_segment",
 ]
