@@ -11,8 +11,11 @@ A random ``--holdout`` fraction of every city's nodes is held out; the denoiser 
 and generates the held-out nodes' parameters from their prompts. Each parameter set is loaded into
 the base model and forecasts its own node's validation windows (the zoo's split and scaler;
 original-scale MAE). Compared: the zoo's own trained parameters (the ceiling), the generated
-ones, the nearest training node in prompt space (retrieval), the mean of the training nodes'
-parameters, and the shared random initialisation.
+ones (one sample, and the mean of ``--samples`` samples), the anchor alone (anchored zoos), the
+``knn_residual`` initialisation (the anchor plus a shrunken mean difference of the k nearest training
+nodes; k and the shrinkage selected on the training nodes only, as the method does), the nearest
+training node in prompt space (retrieval), the mean of the training nodes' parameters, and the random
+initialisation.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from gpdiff.data.catalog import load_city
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion import DiffusionConfig, generate, pretrain
+from gpdiff.methods.knn_residual import initial, select
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.metrics import masked_metrics
 from gpdiff.models import BaseModel, model_from_dict
@@ -72,6 +76,10 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--cfg-dropout", type=float, default=None)
     ap.add_argument("--prediction", default=None, help="v_prediction (default), epsilon or sample")
+    ap.add_argument("--reference", default=None, help="auto (default), anchor, mean or none")
+    ap.add_argument("--standardize", default=None, help="tensor (default) or coordinate")
+    ap.add_argument("--balance", default=None, help="city (default) or proportional")
+    ap.add_argument("--samples", type=int, default=4, help="samples averaged for the 'generated (mean)' row")
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--num-inference-steps", type=int, default=50)
     ap.add_argument("--guidance-scale", type=float, default=1.0)
@@ -86,7 +94,8 @@ def main() -> None:
     prompts = PromptSet.load(args.prompts).select(zoo.keys())
     train, test = holdout_split(zoo, args.holdout, args.seed)
     cfg = DiffusionConfig.from_preset(args.preset, denoiser={"condition": args.condition}, iters=args.iters,
-                                      cfg_dropout=args.cfg_dropout, schedule={"prediction_type": args.prediction})
+                                      cfg_dropout=args.cfg_dropout, schedule={"prediction_type": args.prediction},
+                                      reference=args.reference, standardize=args.standardize, balance=args.balance)
     print(f"zoo {zoo.model}/{zoo.model_config.get('preset')}: {len(zoo)} nodes of {zoo.city_names()}, "
           f"{zoo.params.shape[1]} parameters; training on {len(train)}, holding out {len(test)}")
     t0 = time.time()
@@ -94,19 +103,34 @@ def main() -> None:
     t1 = time.time()
     held = prompts.select([zoo.keys()[i] for i in test.tolist()])
     steps = args.num_inference_steps if args.sampler != "ddpm" else None
-    gen = generate(dmodel, held, args.sampler, steps, args.guidance_scale, args.seed).params
+    samples = [generate(dmodel, held, args.sampler, steps, args.guidance_scale, args.seed + i).params
+               for i in range(max(1, args.samples))]
+    gen = samples[0]
     t2 = time.time()
 
     model = model_from_dict(zoo.model, zoo.model_config)
     zc = zoo.config
+    datas = {}
+    for city_name in zoo.city_names():
+        city = load_city(city_name)
+        split = source_split(city.n_steps, zc.get("train", 0.7), zc.get("val", 0.1), zc.get("test", 0.2))
+        datas[city_name] = CityData(city, split, history=model.config.history, horizon=model.config.horizon,
+                                    n_neighbors=model.config.ego_size - 1, context=model.config.context)
     true = zoo.params[test]
     mean = zoo.params[train].mean(0, keepdim=True).expand_as(true)
-    init = flatten(model.init(len(test), seed=zc.get("seed", 0), shared=zc.get("shared_init", True)), model.spec())
+    init_kind = zc.get("init", "shared_random" if zc.get("shared_init", True) else "independent")
+    init = flatten(model.init(len(test), seed=zc.get("seed", 0), shared=init_kind != "independent"), model.spec())
     # retrieval: the training node with the nearest prompt, exactly as the `gpdiff run` baseline picks it
-    train_prompts = prompts.select([zoo.keys()[i] for i in train.tolist()])
+    train_zoo, train_prompts = zoo.subset(train), prompts.select([zoo.keys()[i] for i in train.tolist()])
     retrieval = zoo.params[train][nearest_sources(train_prompts, held)]
-    methods = {"zoo (trained)": true, "generated": gen, "retrieval": retrieval, "mean params": mean,
-               "random init": init}
+    k, shrink, _ = select(model, train_zoo, train_prompts, list(datas.values()), seed=args.seed)
+    knn = initial(train_zoo, train_prompts, held, k, shrink)
+    methods = {"zoo (trained)": true, "generated": gen, f"generated (mean of {len(samples)})":
+               torch.stack(samples).mean(0)}
+    if zoo.anchor is not None:
+        methods["anchor alone"] = zoo.anchor.reshape(1, -1).expand_as(true)
+    methods.update({f"knn residual (k={k}, s={shrink:g})": knn, "retrieval": retrieval, "mean params": mean,
+                    "random init": init})
 
     sums = {m: [0.0, 0] for m in methods}
     per_city: dict[str, dict[str, float]] = {}
@@ -114,10 +138,8 @@ def main() -> None:
         rows = [i for i, r in enumerate(test.tolist()) if zoo.cities[r] == city_name]
         if not rows:
             continue
-        city = load_city(city_name)
-        split = source_split(city.n_steps, zc.get("train", 0.7), zc.get("val", 0.1), zc.get("test", 0.2))
-        data = CityData(city, split, history=model.config.history, horizon=model.config.horizon,
-                        n_neighbors=model.config.ego_size - 1)
+        data = datas[city_name]
+        city = data.city
         where = {n: i for i, n in enumerate(city.node_ids)}
         nodes = torch.tensor([where[zoo.node_ids[test[r]]] for r in rows])
         per_city[city_name] = {}
@@ -127,11 +149,13 @@ def main() -> None:
             sums[m][1] += c
             per_city[city_name][m] = s / max(c, 1)
     overall = {m: s / max(c, 1) for m, (s, c) in sums.items()}
-    rel = ((gen - true).norm(dim=1) / true.norm(dim=1)).mean().item()
-    rel_mean = ((mean - true).norm(dim=1) / true.norm(dim=1)).mean().item()
+    ref = zoo.anchor if zoo.anchor is not None else zoo.params[train].mean(0)
+    rel = ((gen - true).norm(dim=1) / (true - ref).norm(dim=1)).mean().item()
+    rel_mean = ((mean - true).norm(dim=1) / (true - ref).norm(dim=1)).mean().item()
 
     print(f"\ntrain {t1 - t0:.0f}s, generate {t2 - t1:.1f}s ({args.sampler}, {steps or 'all'} steps); "
-          f"rel L2 to the zoo: generated {rel:.3f}, mean {rel_mean:.3f}")
+          f"L2 distance to the held-out node's own parameters, relative to its distance from the "
+          f"reference point: generated {rel:.3f}, mean {rel_mean:.3f}")
     names = list(methods)
     print("\n| city | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")

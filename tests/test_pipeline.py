@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 
 from gpdiff.cli import main
@@ -18,17 +19,18 @@ from gpdiff.runconfig import RunConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
-METHODS = ["seasonal_naive", "historical_average", "target_only", "transfer", "mean_params", "retrieval", "reptile",
-           "gpd_zero_shot", "gpd"]
+METHODS = ["seasonal_naive", "historical_average", "target_only", "transfer_zero_shot", "transfer", "mean_params",
+           "retrieval", "knn_residual", "reptile", "gpd_zero_shot", "gpd"]
 TINY = dict(
     target_days=3, seed=0, device="cpu",
     window={"history": 12, "horizon": 3, "n_neighbors": 3},
+    anchor={"max_steps": 6, "eval_every": 3, "nodes_per_step": 8, "batch_size": 8, "val_nodes": 16},
     zoo={"max_epochs": 2, "steps_per_epoch": 3, "batch_size": 16},
     prompts={"temporal": "stats"},
     diffusion={"iters": 30, "batch_size": 16, "warmup": 5, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
     generate={"num_inference_steps": 5},
     finetune={"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8},
-    methods={**{m: {} for m in METHODS}, "transfer": {"max_steps": 6, "eval_every": 3},
+    methods={**{m: {} for m in METHODS}, "knn_residual": {"ks": [1, 2], "shrinkages": [0.0, 0.5]},
              "reptile": {"meta_steps": 2, "inner_steps": 2}},
 )
 
@@ -65,7 +67,25 @@ def test_run_writes_results_plots_and_report(first_run):
     assert read_yaml(res.out / "zoo" / "stage.yaml")["versions"]["torch"]
 
 
-ALL_STAGES = ["zoo", "prompts", "diffusion", "generate", *[f"methods/{m}" for m in METHODS]]
+def test_transfer_methods_start_from_the_anchor_stage(first_run):
+    from gpdiff.anchor import load_anchor
+    from gpdiff.params import ParamCollection
+
+    _, res = first_run
+    anchor, record = load_anchor(res.out / "anchor")
+    assert record["balance"] == "city" and set(record["cities"]) == {"beta", "gamma"}
+    outputs = {m: load_tensors(res.out / "methods" / m / "output.safetensors") for m in ("transfer", "transfer_zero_shot",
+                                                                                       "knn_residual")}
+    for m in ("transfer", "transfer_zero_shot"):
+        assert torch.equal(outputs[m][0]["init"], anchor.expand(6, -1))
+    assert torch.equal(outputs["transfer_zero_shot"][0]["params"], anchor.expand(6, -1))
+    assert torch.equal(ParamCollection.load(res.out / "zoo").anchor, anchor)
+    notes = outputs["knn_residual"][1]["notes"]
+    assert notes["k"] in (1, 2) and notes["shrinkage"] in (0.0, 0.5) and notes["reference"] == "anchor"
+
+
+ALL_STAGES = ["anchor", "zoo", "prompts", "diffusion", "generate", *[f"methods/{m}" for m in METHODS]]
+SHARED = ALL_STAGES[:5]
 
 
 def test_first_run_computes_every_stage_once(first_run):
@@ -100,12 +120,13 @@ def _rerun_copy(first_run, tmp_path, **changes) -> tuple[list[str], list[str]]:
     ({"diffusion__iters": 31}, "diffusion"),
     ({"prompts__spatial": "none"}, "prompts"),
     ({"zoo__lr": 0.02}, "zoo"),
+    ({"anchor__lr": 0.01}, "anchor"),
 ])
 def test_a_config_change_recomputes_its_stage_and_those_below_only(first_run, tmp_path, change, first):
     """Editing one stage's settings recomputes that stage and the stages that read it, nothing above."""
     computed, reused = _rerun_copy(first_run, tmp_path, **change)
     assert first in computed
-    above = ALL_STAGES[:ALL_STAGES.index(first)] if not first.startswith("methods/") else ALL_STAGES[:4]
+    above = ALL_STAGES[:ALL_STAGES.index(first)] if not first.startswith("methods/") else SHARED
     assert set(above) <= set(reused), (computed, reused)
     if first.startswith("methods/") and first != "methods/target_only":  # one method's settings: that method only
         assert computed == [first]
@@ -115,8 +136,10 @@ def test_a_config_change_recomputes_its_stage_and_those_below_only(first_run, tm
         assert {"methods/gpd", "methods/gpd_zero_shot"} <= set(computed)
         assert "methods/transfer" in reused
     if first in ("zoo", "prompts"):
-        assert set(ALL_STAGES) - {"zoo", "prompts"} <= set(computed)
-        assert ({"zoo", "prompts"} - {first}) <= set(reused)  # neither reads the other
+        assert set(ALL_STAGES) - {"anchor", "zoo", "prompts"} <= set(computed)
+        assert ({"anchor", "zoo", "prompts"} - {first}) <= set(reused)  # neither reads the other nor the anchor
+    if first == "anchor":  # the zoo starts from it: all but the prompts
+        assert set(ALL_STAGES) - {"prompts"} <= set(computed) and reused == ["prompts"]
 
 
 def test_changing_the_code_recomputes_every_stage(first_run, tmp_path, monkeypatch):

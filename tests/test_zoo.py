@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from gpdiff.anchor import AnchorConfig
 from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.synthetic import synthetic_city
@@ -16,7 +17,7 @@ from gpdiff.errors import GpdiffError
 from gpdiff.io import load_tensors, read_yaml
 from gpdiff.nodetrain import CHECKPOINT
 from gpdiff.params import ParamCollection
-from gpdiff.zoo import ZooConfig, load_zoo
+from gpdiff.zoo import ZooConfig, fit_anchor, load_zoo
 from gpdiff.zoo import train_zoo as _train_zoo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,8 +27,14 @@ FAST = {"steps_per_epoch": 3, "batch_size": 16, "val_windows": 16, "node_chunk":
 WINDOW = WindowConfig(n_neighbors=3)
 
 
+FAST_ANCHOR = AnchorConfig(max_steps=20, eval_every=5, nodes_per_step=8, batch_size=8, val_nodes=16)
+
+
 def train_zoo(cities: list[City], config: ZooConfig, out: Path, seed: int = 0) -> ParamCollection:
-    return _train_zoo(cities, WINDOW, config, out, seed=seed, device="cpu", progress=False)
+    """The zoo, with a small anchor trained first when ``config.init`` is ``anchor`` (the default)."""
+    anchor = (fit_anchor(cities, WINDOW, config, FAST_ANCHOR, out, seed, "cpu", False) if config.init == "anchor"
+              else None)
+    return _train_zoo(cities, WINDOW, config, out, seed=seed, device="cpu", progress=False, anchor=anchor)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +96,7 @@ def test_resume_with_other_config_fails(cities, tmp_path):
 
 def test_independent_init_and_other_models(cities, tmp_path):
     for name in ("gwn", "stid"):
-        col = train_zoo(cities, ZooConfig(model=name, max_epochs=1, shared_init=False, **FAST),
+        col = train_zoo(cities, ZooConfig(model=name, max_epochs=1, init="independent", **FAST),
                         tmp_path / name)
         assert col.model == name and torch.isfinite(col.params).all()
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpdiff.data.windows import CityData, WindowBatch
+from gpdiff.data.windows import CityData
 from gpdiff.errors import GpdiffError
 from gpdiff.models.base import BaseModel
-from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, concat_batches, predict
+from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, predict
 from gpdiff.params import ParamCollection, flatten, unflatten
 
 
@@ -56,38 +56,6 @@ def finetune(model: BaseModel, init: torch.Tensor, data: CityData, config: Finet
     trainer = NodeTrainer(model, [data], config, unflatten(init.to(data.device), model.spec()), out_dir, seed=seed,
                           progress=progress, desc=desc)
     return trainer.run().flat(model.spec())
-
-
-class SourcePool:
-    """Random training windows from random nodes of the source cities (for shared and meta-learned
-    initialisations)."""
-
-    def __init__(self, sources: list[CityData], in_channels: int) -> None:
-        self.sources, self.in_channels = sources, in_channels
-        self.sizes = np.array([d.n_nodes for d in sources])
-        self.train = [torch.from_numpy(d.origins("train")) for d in sources]
-        self.val = [torch.from_numpy(d.origins("val")) for d in sources]
-
-    def draw_nodes(self, n_nodes: int, generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
-        """``n_nodes`` (city, node indices) drawn in proportion to city size."""
-        probs = torch.from_numpy(self.sizes / self.sizes.sum())
-        city = torch.multinomial(probs, n_nodes, replacement=True, generator=generator).numpy()
-        return [(int(c), torch.randint(int(self.sizes[c]), (int((city == c).sum()),), generator=generator))
-                for c in np.unique(city)]
-
-    def batch(self, drawn: list[tuple[int, torch.Tensor]], batch_size: int, generator: torch.Generator,
-              segment: str = "train") -> WindowBatch:
-        """``batch_size`` random windows of ``segment`` for each drawn node."""
-        pools = self.train if segment == "train" else self.val
-        parts = []
-        for c, nodes in drawn:
-            o = pools[c][torch.randint(pools[c].numel(), (nodes.numel(), batch_size), generator=generator)]
-            parts.append(self.sources[c].batch(nodes, o))
-        return concat_batches(parts, self.in_channels)
-
-    def sample(self, n_nodes: int, batch_size: int, generator: torch.Generator, segment: str = "train"
-               ) -> WindowBatch:
-        return self.batch(self.draw_nodes(n_nodes, generator), batch_size, generator, segment)
 
 
 def expand(flat: torch.Tensor, n: int) -> torch.Tensor:

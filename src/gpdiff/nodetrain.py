@@ -14,7 +14,9 @@ the stacked tensors is exactly per-node Adam (:func:`adam_update`, checked again
   stops: it leaves the training set (nothing is computed for it any more, so its parameters and
   Adam state cannot move) and keeps its best parameters.
 - **Optimisation.** Adam with learning rate ``lr * lr_decay**epoch``; an epoch is
-  ``steps_per_epoch`` steps of ``batch_size`` training windows per node, drawn at random.
+  ``steps_per_epoch`` steps of ``batch_size`` training windows per node, drawn at random. With
+  ``l2_init > 0`` each node's loss adds ``l2_init * ||theta - theta_init||^2`` (L2-SP, Li et al.,
+  ICML 2018), which keeps the members of an anchored zoo near the anchor.
 - **Compute.** An epoch gathers the still-training nodes into contiguous working tensors, ordered
   by city and ego-graph size, and walks them in chunks of ``node_chunk`` nodes (forward, backward
   and the Adam update of a chunk together; the nodes are independent, so this is exact). Ego slots
@@ -68,9 +70,12 @@ class NodeTrainConfig:
     val_windows: int = 128  # validation windows per node for early stopping (evenly spaced)
     compile: bool = False  # torch.compile the per-chunk loss (falls back to eager on failure)
     node_chunk: int = 0  # nodes per forward/backward chunk; 0 = auto (32 on CPU, all on GPU)
+    l2_init: float = 0.0  # L2 pull toward each node's initial parameters (L2-SP, Li et al. 2018); 0 = off
 
     def __post_init__(self) -> None:
         what = type(self).__name__
+        if self.l2_init < 0:
+            raise GpdiffError(f"{what}: l2_init must be >= 0, got {self.l2_init}.")
         for name in ("batch_size", "max_epochs", "patience", "steps_per_epoch", "val_windows"):
             if int(getattr(self, name)) < 1:
                 raise GpdiffError(f"{what}: {name} must be at least 1, got {getattr(self, name)}.")
@@ -375,6 +380,8 @@ class NodeTrainer:
         idx = torch.from_numpy(rows).to(self.device)
         names = [s.name for s in self.spec]
         work = {g: {k: getattr(state, g)[k][idx] for k in names} for g in ("params", "exp_avg", "exp_avg_sq")}
+        pull = self.config.l2_init
+        start = {k: self.init[k][idx] for k in names} if pull > 0 else {}
         lr = self.config.lr * self.config.lr_decay**state.epoch
         for origins in self.epoch_origins(rows, state.epoch):
             step = state.step + 1
@@ -382,6 +389,8 @@ class NodeTrainer:
                 hi = min(lo + self.chunk, rows.size)
                 leaf = {k: work["params"][k][lo:hi].detach().requires_grad_() for k in names}
                 loss = self.loss_fn(leaf, self._batch(rows[lo:hi], origins[lo:hi]))
+                if pull > 0:
+                    loss = loss + pull * sum((leaf[k] - start[k][lo:hi]).square().sum() for k in names)
                 grads = torch.autograd.grad(loss, [leaf[k] for k in names])
                 with torch.no_grad():
                     adam_update([work["params"][k][lo:hi] for k in names], list(grads),

@@ -118,40 +118,61 @@ class Tokenizer:
 # ---------------------------------------------------------------- standardisation
 @dataclass
 class Standardizer:
-    """Per-tensor mean/std over a collection; ``inverse(transform(x)) == x`` up to float rounding."""
+    """Location and scale of every coordinate ``[P]``, fitted per tensor or per coordinate;
+    ``inverse_transform(transform(x)) == x`` up to float rounding.
 
-    mean: torch.Tensor  # [n_tensors]
-    std: torch.Tensor  # [n_tensors]
-    sizes: list[int] = field(default_factory=list)
+    ``per="tensor"``: one location and scale for all nodes and entries of a tensor, so small and
+    large tensors weigh the same in the diffusion loss. ``per="coordinate"``: each coordinate its
+    own, over the nodes, with the scale floored at ``COORD_FLOOR`` times its tensor's scale (a
+    coordinate that barely varies is not blown up). ``center=False`` keeps the location at 0 and
+    the scale is the root mean square, so a zero vector maps to zero (residual generation: a zero
+    sample is the reference point).
+    """
+
+    mean: torch.Tensor  # [P]
+    std: torch.Tensor  # [P]
 
     MIN_STD = 1e-6
+    COORD_FLOOR = 0.1
+    PER = ("tensor", "coordinate")
 
     @classmethod
-    def fit(cls, flat: torch.Tensor, spec: list[ParamSpec]) -> Standardizer:
-        means, stds, i = [], [], 0
+    def fit(cls, flat: torch.Tensor, spec: list[ParamSpec], per: str = "tensor", center: bool = True) -> Standardizer:
+        """Fit on rows ``flat [n, P]`` in ``spec`` order; :class:`GpdiffError` for an unknown ``per``."""
+        if per not in cls.PER:
+            raise GpdiffError(f"unknown standardisation {per!r}; choose one of {', '.join(cls.PER)}.")
         x = flat.double()
+        mean, std = torch.zeros(x.shape[1], dtype=torch.float64), torch.ones(x.shape[1], dtype=torch.float64)
+        i = 0
         for s in spec:
             block = x[:, i : i + s.numel]
-            means.append(block.mean())
-            stds.append(block.std(unbiased=False).clamp_min(cls.MIN_STD))
+            loc = (block.mean() if per == "tensor" else block.mean(0)) if center else torch.zeros(())
+            dev = block - loc
+            tensor_scale = dev.square().mean().sqrt().clamp_min(cls.MIN_STD)
+            if per == "tensor":
+                scale = tensor_scale.expand(s.numel)
+            else:
+                scale = dev.square().mean(0).sqrt().clamp_min(float(tensor_scale) * cls.COORD_FLOOR)
+            mean[i : i + s.numel], std[i : i + s.numel] = loc, scale
             i += s.numel
-        return cls(torch.stack(means).float(), torch.stack(stds).float(), [s.numel for s in spec])
-
-    def _expand(self, v: torch.Tensor, device: torch.device) -> torch.Tensor:
-        return torch.repeat_interleave(v.to(device), torch.tensor(self.sizes, device=device))
+        return cls(mean.float(), std.float())
 
     def transform(self, flat: torch.Tensor) -> torch.Tensor:
-        return (flat - self._expand(self.mean, flat.device)) / self._expand(self.std, flat.device)
+        return (flat - self.mean.to(flat.device)) / self.std.to(flat.device)
 
     def inverse_transform(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self._expand(self.std, z.device) + self._expand(self.mean, z.device)
+        return z * self.std.to(z.device) + self.mean.to(z.device)
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"std_mean": self.mean, "std_std": self.std, "std_sizes": torch.tensor(self.sizes)}
+        return {"std_mean": self.mean, "std_std": self.std}
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor]) -> Standardizer:
-        return cls(state["std_mean"].float(), state["std_std"].float(), [int(v) for v in state["std_sizes"]])
+        mean, std = state["std_mean"].float(), state["std_std"].float()
+        if "std_sizes" in state:  # an earlier format: one value per tensor
+            sizes = state["std_sizes"].long()
+            mean, std = torch.repeat_interleave(mean, sizes), torch.repeat_interleave(std, sizes)
+        return cls(mean, std)
 
 
 # --------------------------------------------------------------------- collections
@@ -167,9 +188,12 @@ class ParamCollection(NodeRows):
     spec: list[ParamSpec]
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [n]
     config: dict[str, Any] = field(default_factory=dict)
+    anchor: torch.Tensor | None = None  # [P] the shared point every row was fine-tuned from (anchored zoo)
 
     def __post_init__(self) -> None:
         n, p = self.params.shape
+        if self.anchor is not None and self.anchor.shape != (p,):
+            raise GpdiffError(f"anchor of shape {tuple(self.anchor.shape)} for parameter rows of width {p}.")
         if p != sum(s.numel for s in self.spec):
             raise GpdiffError(f"parameter width {p} does not match the spec ({sum(s.numel for s in self.spec)}).")
         if len(self.node_ids) != n or len(self.cities) != n:
@@ -191,10 +215,18 @@ class ParamCollection(NodeRows):
         il = index.tolist()
         return ParamCollection(self.params[index], [self.node_ids[i] for i in il], [self.cities[i] for i in il],
                                self.model, dict(self.model_config), list(self.spec),
-                               {k: v[index] for k, v in self.metrics.items()}, dict(self.config))
+                               {k: v[index] for k, v in self.metrics.items()}, dict(self.config), self.anchor)
+
+    def deltas(self) -> torch.Tensor:
+        """Every row's difference from the anchor ``[n, P]``; :class:`GpdiffError` without an anchor."""
+        if self.anchor is None:
+            raise GpdiffError("this collection has no anchor (its zoo was not trained with zoo.init: anchor).")
+        return self.params - self.anchor
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         tensors = {"params": self.params.float(), **{f"metric.{k}": v for k, v in self.metrics.items()}}
+        if self.anchor is not None:
+            tensors["anchor"] = self.anchor.float()
         meta = {"format": "gpdiff.params", "node_ids": self.node_ids, "cities": self.cities, "model": self.model,
                 "model_config": self.model_config, "spec": spec_to_json(self.spec), "config": self.config}
         return save_tensors(path, tensors, meta)
@@ -214,4 +246,5 @@ class ParamCollection(NodeRows):
                               "`gpdiff generate`).")
         metrics = {k[len("metric."):]: v for k, v in tensors.items() if k.startswith("metric.")}
         return cls(tensors["params"].float(), list(meta["node_ids"]), list(meta["cities"]), meta["model"],
-                   dict(meta["model_config"]), spec_from_json(meta["spec"]), metrics, dict(meta.get("config", {})))
+                   dict(meta["model_config"]), spec_from_json(meta["spec"]), metrics, dict(meta.get("config", {})),
+                   tensors.get("anchor"))

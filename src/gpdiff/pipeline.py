@@ -3,7 +3,9 @@
 Stages (each a folder of the run directory, computed once; see :mod:`gpdiff.stages`), one function
 each, called in this order by :func:`run_pipeline`:
 
-    zoo -> prompts -> diffusion -> generate -> methods/<name> (one per method) -> report
+    anchor -> zoo -> prompts -> diffusion -> generate -> methods/<name> (one per method) -> report
+
+(``anchor`` runs when the zoo starts from it, ``zoo.init: anchor``, or a method needs it.)
 
 Each stage's key is derived from the config sections it reads, the keys of the stages it reads,
 the data it reads and the code (:func:`gpdiff.stages.stage_key`). The target city is split by
@@ -31,7 +33,7 @@ from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
 from gpdiff.hashing import hash_arrays
 from gpdiff.io import load_tensors, save_tensors, write_yaml
-from gpdiff.methods import NEEDS_GENERATION, Context, MethodResult, get_method
+from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, Context, MethodResult, get_method
 from gpdiff.metrics import masked_metrics, node_mae
 from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptSet
@@ -127,16 +129,36 @@ def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityDat
 
 
 # ----------------------------------------------------------------------- stages
-def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log) -> tuple[Stage, ParamCollection]:
-    """One model per source node (:func:`gpdiff.zoo.train_zoo`)."""
+def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log) -> tuple[Stage, torch.Tensor]:
+    """One model on all source nodes (:func:`gpdiff.zoo.fit_anchor`)."""
+    from gpdiff.anchor import load_anchor
+    from gpdiff.zoo import fit_anchor
+
+    data = {n: cities.fingerprints[n] for n in cities.source_names()}
+    reads = {"window": cfg.window, "zoo": cfg.zoo.architecture(), "anchor": cfg.anchor, "seed": cfg.seed}
+    with run.stage("anchor", reads, data=data, seed=cfg.seed) as st:
+        log(f"[anchor] {'reusing' if st.cached else 'training'} one {cfg.zoo.model}/{cfg.zoo.preset} on all "
+            f"{sum(c.n_nodes for c in cities.sources)} source nodes ({cfg.anchor.balance}-balanced)")
+        anchor = load_anchor(st.path)[0] if st.cached else fit_anchor(
+            cities.sources, cfg.window, cfg.zoo, cfg.anchor, st.path, cfg.seed, cfg.device, progress)
+    return st, anchor
+
+
+def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor] | None, progress: bool,
+              log: Log) -> tuple[Stage, ParamCollection]:
+    """One model per source node (:func:`gpdiff.zoo.train_zoo`), fine-tuned from the anchor when
+    ``zoo.init`` is ``anchor``."""
     from gpdiff.zoo import load_zoo, train_zoo
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
-    with run.stage("zoo", {"window": cfg.window, "zoo": cfg.zoo, "seed": cfg.seed}, data=data, seed=cfg.seed) as st:
+    start = anchor if cfg.zoo.init == "anchor" else None
+    inputs = [start[0]] if start is not None else []
+    with run.stage("zoo", {"window": cfg.window, "zoo": cfg.zoo, "seed": cfg.seed}, inputs, data=data,
+                   seed=cfg.seed) as st:
         log(f"[zoo] {'reusing' if st.cached else 'training'} {cfg.zoo.model}/{cfg.zoo.preset} on "
-            f"{sum(c.n_nodes for c in cities.sources)} source nodes")
+            f"{sum(c.n_nodes for c in cities.sources)} source nodes (init: {cfg.zoo.init})")
         zoo = load_zoo(st.path) if st.cached else train_zoo(cities.sources, cfg.window, cfg.zoo, st.path, cfg.seed,
-                                                            cfg.device, progress)
+                                                            cfg.device, progress, start[1] if start else None)
     return st, zoo
 
 
@@ -250,7 +272,10 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         f"(steps {s.train.start}-{s.train.stop}), validation {s.val.start}-{s.val.stop}, "
         f"test {s.test.start}-{s.test.stop}; sources: {', '.join(cities.source_names())}")
 
-    zoo_st, zoo = zoo_stage(run, cfg, cities, progress, log)
+    anchor = None
+    if cfg.zoo.init == "anchor" or any(m in NEEDS_ANCHOR for m in cfg.methods):
+        anchor = anchor_stage(run, cfg, cities, progress, log)
+    zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
     prompts_st, source_prompts, target_prompts = prompts_stage(run, cfg, cities, progress, log)
     source_prompts = source_prompts.select(zoo.keys())
     generated, gen_st = None, None
@@ -265,13 +290,14 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         return lambda workdir: Context(
             model=model, sources=sources, target=tdata, zoo=zoo, source_prompts=source_prompts,
             target_prompts=target_prompts, finetune=cfg.finetune, seed=cfg.seed, workdir=workdir,
-            generated=generated, progress=progress, options=cfg.methods[name])
+            generated=generated, anchor=anchor[1] if anchor else None, progress=progress, options=cfg.methods[name])
 
     origins = tdata.origins("test")
     truth, mask = tdata.truth(origins)
     outcomes: dict[str, Outcome] = {}
     for name in cfg.methods:
         inputs = [zoo_st, prompts_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
+        inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
         result = method_stage(run, cfg, name, inputs, cities, context(name), log)
         if result.pred.shape != truth.shape:
             raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "

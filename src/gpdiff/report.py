@@ -300,6 +300,8 @@ def write_run_report(rec: RunRecord) -> Path:
         f"- sources: {', '.join(rec.sources)} ({len(rec.zoo)} zoo nodes)",
         f"- base model: `{cfg.zoo.model}` / `{cfg.zoo.preset}` ({rec.zoo.params.shape[1]} parameters per node); "
         f"history {w.history}, horizon {w.horizon}, seasonal context `{w.context}` (residual `{cfg.zoo.residual}`); "
+        f"zoo init `{cfg.zoo.init}`; anchor `{cfg.anchor.balance}`-balanced; denoiser reference "
+        f"`{cfg.diffusion.reference}`, batches `{cfg.diffusion.balance}`-balanced; "
         f"conditioning `{cfg.diffusion.denoiser.condition}`; sampler "
         f"`{g.sampler}` ({g.num_inference_steps} steps); seed {cfg.seed}",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),

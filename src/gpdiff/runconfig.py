@@ -4,8 +4,9 @@
 
     RunConfig
       target, sources, data_dir, target_days, val_days, test_fraction, target_scale_floor, seed, device, out
-      window:    WindowConfig      history, horizon, n_neighbors
-      zoo:       ZooConfig         base model, preset, source split, node training
+      window:    WindowConfig      history, horizon, n_neighbors, context
+      anchor:    AnchorConfig      the pooled source model (zoo start point, transfer baselines)
+      zoo:       ZooConfig         base model, preset, source split, init, node training
       prompts:   PromptsConfig     temporal / spatial encoder names and their settings
       diffusion: DiffusionConfig   preset, denoiser (architecture), schedule (forward process), training
       generate:  GenerateConfig    sampler, num_inference_steps, guidance_scale
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gpdiff.adapt import FinetuneConfig
+from gpdiff.anchor import AnchorConfig
 from gpdiff.config import from_mapping, merge, parse_assignment, set_path, to_mapping
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.train import DiffusionConfig
@@ -33,8 +35,8 @@ from gpdiff.io import read_yaml
 from gpdiff.zoo import ZooConfig
 
 DEFAULT_TARGET = "melbourne-ped"
-DEFAULT_METHODS = ("seasonal_naive", "historical_average", "target_only", "transfer", "mean_params", "retrieval",
-                   "reptile", "gpd_zero_shot", "gpd")
+DEFAULT_METHODS = ("seasonal_naive", "historical_average", "target_only", "transfer_zero_shot", "transfer",
+                   "mean_params", "retrieval", "knn_residual", "reptile", "gpd_zero_shot", "gpd")
 
 # Settings that moved when the flat run config became a tree: old dotted path -> new one.
 MOVED: dict[str, str] = {
@@ -44,7 +46,8 @@ MOVED: dict[str, str] = {
     "guidance": "generate.guidance_scale", "baselines": "methods.<name>",
     "zoo.history": "window.history", "zoo.horizon": "window.horizon", "zoo.k": "window.n_neighbors",
     "zoo.seed": "seed", "zoo.device": "device", "diffusion.seed": "seed", "diffusion.device": "device",
-    "diffusion.condition": "diffusion.denoiser.condition",
+    "diffusion.condition": "diffusion.denoiser.condition", "zoo.shared_init": "zoo.init",
+    "diffusion.center": "diffusion.reference",
     **{f"diffusion.{k}": f"diffusion.denoiser.{k}" for k in ("d_model", "n_layers", "n_heads", "mlp_ratio", "dropout",
                                                             "per_token", "token_dim", "max_tokens")},
     **{f"diffusion.{k}": f"diffusion.schedule.{k}" for k in ("num_train_timesteps", "beta_start", "beta_end",
@@ -99,6 +102,7 @@ class RunConfig:
     test_fraction: float = 0.2
     target_scale_floor: float = 0.05  # target nodes' std >= this x the target's pooled std (NodeScaler.fit)
     window: WindowConfig = field(default_factory=WindowConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
     zoo: ZooConfig = field(default_factory=ZooConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
@@ -116,6 +120,10 @@ class RunConfig:
         self.methods = method_settings(self.methods)
         for name in self.methods:
             get_method(name)  # unknown names fail here, before any work
+        moved = sorted(self.methods.get("transfer", {}))
+        if moved:
+            raise GpdiffError(f"methods.transfer.{moved[0]}: the transfer baseline starts from the run's anchor now; "
+                              f"set anchor.{moved[0]} instead (the anchor section of configs/default.yaml).")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "") -> RunConfig:

@@ -2,8 +2,16 @@
 
 Every source node gets its own model of one architecture, trained on that node's ego-graph windows
 (GPD paper, Section 3.1) by the batched per-node trainer :class:`gpdiff.nodetrain.NodeTrainer`
-(per-node Adam and early stopping, checkpoints and exact resume; see that module). Each node starts
-from one shared random initialisation (``shared_init``; ``False`` draws one per node).
+(per-node Adam and early stopping, checkpoints and exact resume; see that module). Where each node
+starts (``init``):
+
+- ``anchor`` (default): the anchor, one model trained on all source nodes (:mod:`gpdiff.anchor`);
+  every member is that model fine-tuned on its own node, at a small learning rate and optionally
+  pulled toward the anchor (``l2_init``), so members stay in one basin and differ where their
+  nodes differ. The collection records the anchor, and the diffusion model generates differences
+  from it.
+- ``shared_random``: one shared random initialisation (the GPD paper's zoo).
+- ``independent``: one random initialisation per node (ablation).
 
 Output: ``OUT/zoo.safetensors`` (a :class:`~gpdiff.params.ParamCollection` of the best parameters)
 with per-node metrics ``val_mae`` and ``naive_mae`` (original scale, all validation windows, the
@@ -21,20 +29,31 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpdiff.anchor import FILE as ANCHOR_FILE
+from gpdiff.anchor import AnchorConfig, load_anchor, save_anchor, train_anchor
 from gpdiff.data.city import City
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.device import resolve_device
 from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.io import write_yaml
+from gpdiff.io import write_yaml, yaml_safe
 from gpdiff.metrics import node_mae
 from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
 from gpdiff.models.base import RESIDUALS
 from gpdiff.naive import seasonal_naive
-from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, predict
-from gpdiff.params import ParamCollection
+from gpdiff.nodetrain import (
+    NodeTrainConfig,
+    NodeTrainer,
+    concat_batches,
+    evenly_spaced,
+    masked_node_mae,
+    predict,
+    trim_slots,
+)
+from gpdiff.params import ParamCollection, unflatten
 
 COLLECTION = "zoo.safetensors"
+INITS = ("anchor", "shared_random", "independent")
 
 
 @dataclass
@@ -45,11 +64,12 @@ class ZooConfig(NodeTrainConfig):
 
     model: str = "stgcn"
     preset: str = "small"
+    init: str = "anchor"  # anchor, shared_random or independent (see the module docstring)
+    lr: float = 0.003  # fine-tuning from the anchor; the paper's shared_random zoo used 0.01
     in_channels: int = 1  # input channels (channel 0 = target); 1 lets cities with different channels mix
     train: float = 0.7  # chronological split fractions of every source city
     val: float = 0.1
     test: float = 0.2
-    shared_init: bool = True  # one initial parameter set for all nodes (False: independent draws)
     residual: str = "none"  # "seasonal": forecast the correction to the window's seasonal context (needs one)
 
     def __post_init__(self) -> None:
@@ -62,6 +82,12 @@ class ZooConfig(NodeTrainConfig):
             raise GpdiffError(f"ZooConfig: in_channels must be at least 1, got {self.in_channels}.")
         if self.residual not in RESIDUALS:
             raise unknown_name("residual", self.residual, RESIDUALS)
+        if self.init not in INITS:
+            raise unknown_name("zoo.init", self.init, INITS)
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that fix the base model and the source windows (what the anchor depends on)."""
+        return {k: getattr(self, k) for k in ("model", "preset", "in_channels", "residual", "train", "val", "test")}
 
     def model_config(self, window: WindowConfig) -> ModelConfig:
         """The base model's config for windows of shape ``window``."""
@@ -119,18 +145,74 @@ def evaluate(model: BaseModel, params: dict[str, torch.Tensor], data: list[CityD
     return {"val_mae": torch.from_numpy(mae).float(), "naive_mae": torch.from_numpy(naive).float()}
 
 
+@torch.no_grad()
+def source_val_loss(model: BaseModel, params: torch.Tensor, data: list[CityData], keys: Sequence[tuple[str, str]],
+                    windows: int = 64, chunk: int = 64) -> torch.Tensor:
+    """Early-stopping loss ``[n]`` of parameter rows ``params [n, P]`` on their own source nodes ``keys``
+    ((city, node id) per row): the scaled masked MAE on at most ``windows`` evenly spaced validation
+    windows of each node (the zoo's validation split; comparable across cities)."""
+    where = {(d.city.name, nid): (c, i) for c, d in enumerate(data) for i, nid in enumerate(d.city.node_ids)}
+    missing = [k for k in keys if tuple(k) not in where]
+    if missing:
+        raise GpdiffError(f"{len(missing)} parameter rows belong to nodes outside the source cities (e.g. {missing[0]}).")
+    loc = np.array([where[tuple(k)] for k in keys], dtype=np.int64).reshape(-1, 2)
+    out = torch.empty(len(keys))
+    spec = model.spec()
+    for c in np.unique(loc[:, 0]):
+        d = data[c]
+        rows = np.flatnonzero(loc[:, 0] == c)
+        origins = torch.from_numpy(evenly_spaced(d.origins("val"), windows)).to(d.device)
+        for lo in range(0, rows.size, chunk):
+            part = rows[lo:lo + chunk]
+            nodes = torch.from_numpy(loc[part, 1]).to(d.device)
+            batch = trim_slots(concat_batches([d.batch(nodes, origins.expand(part.size, -1))], model.config.in_channels))
+            pred = model.forward(unflatten(params[torch.from_numpy(part)].to(d.device), spec), batch)
+            out[torch.from_numpy(part)] = masked_node_mae(pred, batch.y, batch.y_mask).cpu()
+    return out
+
+
+def fit_anchor(cities: Sequence[City], window: WindowConfig, config: ZooConfig, anchor: AnchorConfig,
+               out_dir: str | Path, seed: int = 0, device: str = "auto", progress: bool = True) -> torch.Tensor:
+    """Train the anchor of ``cities`` (:func:`gpdiff.anchor.train_anchor`) into ``out_dir``, or load it
+    when ``out_dir`` already holds one trained with the same settings; returns its parameters ``[P]``."""
+    dev = resolve_device(device)
+    model = config.build_model(window)
+    identity = {"zoo": config.architecture(), "window": vars(window).copy(), "anchor": vars(anchor).copy(),
+                "seed": seed, "cities": [c.name for c in cities]}
+    path = Path(out_dir) / ANCHOR_FILE
+    if path.is_file():
+        params, record = load_anchor(out_dir)
+        if record.get("identity") == yaml_safe(identity):
+            return params
+        raise GpdiffError(f"{path} holds an anchor trained with other settings or cities; use another output "
+                          f"folder, or delete {path} to retrain it.")
+    data = prepare_cities(cities, window, config, model, dev)
+    params, record = train_anchor(model, data, anchor, seed, progress)
+    save_anchor(out_dir, params, {**record, "identity": yaml_safe(identity)})
+    return params
+
+
 def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, out_dir: str | Path,
-              seed: int = 0, device: str = "auto", progress: bool = True) -> ParamCollection:
+              seed: int = 0, device: str = "auto", progress: bool = True, anchor: torch.Tensor | None = None
+              ) -> ParamCollection:
     """Train (or resume, or finish) the zoo of ``cities`` into ``out_dir``; see the module docstring.
 
-    Raises :class:`GpdiffError` for unusable cities (no graph for a graph model, too few windows) and
-    for a checkpoint in ``out_dir`` written with another setup.
+    ``anchor``: the anchor's parameters ``[P]`` (:func:`fit_anchor`), required for ``init: anchor``.
+    Raises :class:`GpdiffError` for unusable cities (no graph for a graph model, too few windows),
+    a missing or mis-sized anchor, and a checkpoint in ``out_dir`` written with another setup.
     """
     dev = resolve_device(device)
     model = config.build_model(window)
     data = prepare_cities(cities, window, config, model, dev)
     n_nodes = sum(d.n_nodes for d in data)
-    init = model.init(n_nodes, seed=seed, shared=config.shared_init, device=dev)
+    if config.init == "anchor":
+        if anchor is None or anchor.shape != (model.n_params,):
+            got = "none" if anchor is None else f"shape {tuple(anchor.shape)}"
+            raise GpdiffError(f"zoo.init is 'anchor' but the anchor given is {got}, expected [{model.n_params}]; "
+                              "train it first (gpdiff.zoo.fit_anchor), or set zoo.init to shared_random.")
+        init = unflatten(anchor.reshape(1, -1).expand(n_nodes, -1).to(dev), model.spec())
+    else:
+        init = model.init(n_nodes, seed=seed, shared=config.init == "shared_random", device=dev)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {**config.to_dict(), "window": vars(window).copy(), "seed": seed,
@@ -144,6 +226,7 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
         params=result.flat(model.spec()), node_ids=[n for d in data for n in d.city.node_ids],
         cities=[d.city.name for d in data for _ in range(d.n_nodes)], model=model.name,
         model_config=model.config.to_dict(), spec=list(model.spec()), metrics=metrics, config=record,
+        anchor=anchor.float().cpu() if config.init == "anchor" and anchor is not None else None,
     )
     collection.save(out_dir / COLLECTION)
     return collection

@@ -11,6 +11,7 @@ from gpdiff.data.windows import CONTEXTS
 from gpdiff.models import MODELS
 from gpdiff.models.base import RESIDUALS
 from gpdiff.params import ParamCollection
+from gpdiff.zoo import INITS
 
 
 @click.group()
@@ -23,7 +24,7 @@ ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.hi
              "n_neighbors": "window.n_neighbors", "batch_size": "zoo.batch_size", "lr": "zoo.lr",
              "lr_decay": "zoo.lr_decay", "max_epochs": "zoo.max_epochs", "patience": "zoo.patience",
              "steps_per_epoch": "zoo.steps_per_epoch", "seed": "seed", "device": "device", "compile_": "zoo.compile",
-             "context": "window.context", "residual": "zoo.residual"}
+             "context": "window.context", "residual": "zoo.residual", "init": "zoo.init"}
 
 
 @zoo.command("train")
@@ -45,34 +46,40 @@ ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.hi
 @click.option("--residual", type=click.Choice(RESIDUALS), default=None,
               help="seasonal: forecast the correction to the seasonal context (needs --context).")
 @click.option("--batch-size", type=int, default=None, help="Training windows per node per step (default 32).")
-@click.option("--lr", type=float, default=None, help="Adam learning rate (default 0.01).")
+@click.option("--lr", type=float, default=None, help="Adam learning rate (default 0.003).")
 @click.option("--lr-decay", type=float, default=None, help="Learning rate factor per epoch (default 0.9).")
 @click.option("--max-epochs", type=int, default=None, help="Most epochs (default 60).")
 @click.option("--patience", type=int, default=None, help="Epochs without improvement before a node stops (default 3).")
 @click.option("--steps-per-epoch", type=int, default=None, help="Adam steps per epoch (default 25).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
-@click.option("--independent-init", is_flag=True, default=False,
-              help="Draw every node's initial parameters independently (ablation; default: one shared init).")
+@click.option("--init", type=click.Choice(list(INITS)), default=None,
+              help="Where every node starts: anchor (a model trained on all source nodes, default), "
+                   "shared_random (the GPD paper's zoo) or independent (ablation).")
 @click.option("--device", type=str, default=None, help="auto, cpu or cuda (default auto).")
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the batched step (falls back to eager on failure; default off).")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tuple[str, ...], independent_init: bool,
-          quiet: bool, **flags: Any) -> None:
-    """Train one base model per node of every source city, all nodes at once."""
+def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tuple[str, ...], quiet: bool,
+          **flags: Any) -> None:
+    """Train one base model per node of every source city, all nodes at once.
+
+    With ``--init anchor`` (the default) the anchor is trained first (OUT/anchor.safetensors; the run
+    config's ``anchor`` section) and every node is fine-tuned from it."""
     from gpdiff.data import load_city
     from gpdiff.runconfig import RunConfig
-    from gpdiff.zoo import train_zoo
+    from gpdiff.zoo import fit_anchor, train_zoo
 
     if config_file is not None:
         _check_layout(config_file)
     sets = [f"{ZOO_FLAGS[k]}={v}" for k, v in flags.items() if v is not None]
-    if independent_init:
-        sets.append("zoo.shared_init=false")
     cfg = RunConfig.from_yaml(config_file, assignments=[*sets, *assignments])
     names = [c.strip() for c in cities.split(",") if c.strip()]
-    collection = train_zoo([load_city(n) for n in names], cfg.window, cfg.zoo, out_dir, seed=cfg.seed,
-                           device=cfg.device, progress=not quiet)
+    loaded = [load_city(n) for n in names]
+    anchor = None
+    if cfg.zoo.init == "anchor":
+        anchor = fit_anchor(loaded, cfg.window, cfg.zoo, cfg.anchor, out_dir, cfg.seed, cfg.device, not quiet)
+    collection = train_zoo(loaded, cfg.window, cfg.zoo, out_dir, seed=cfg.seed, device=cfg.device,
+                           progress=not quiet, anchor=anchor)
     click.echo(f"zoo: {len(collection)} node models ({collection.model}, {collection.params.shape[1]} parameters "
                f"each) in {out_dir}")
     click.echo(summary_table(collection))
@@ -105,6 +112,7 @@ def show(out_dir: Path, markdown: bool) -> None:
     click.echo(f"{collection.model} ({mc.get('preset', '?')}), {collection.params.shape[1]} parameters per node, "
                f"{len(collection)} nodes; history {mc.get('history')}, horizon {mc.get('horizon')}, "
                f"seasonal context {mc.get('context', 'none')} (residual {mc.get('residual', 'none')}), "
+               f"init {collection.config.get('init', 'shared_random')}, "
                f"seed {collection.config.get('seed')}")
     click.echo(summary_table(collection, fmt="github" if markdown else "simple"))
 

@@ -4,8 +4,11 @@
 ``schedule`` (:class:`ScheduleConfig`) and the training settings; a preset fills it and a nested
 mapping overrides it (:meth:`DiffusionConfig.from_dict`). The run's seed and device are arguments,
 not settings. :func:`pretrain` aligns a zoo with a prompt set by (city, node id) and trains;
-:func:`fit` does the same from prompt tensors. Training: parameters standardised per tensor and cut
-into tensor-aligned tokens, uniform diffusion steps, MSE on the prediction target over real
+:func:`fit` does the same from prompt tensors. Training: each parameter vector's difference from a
+reference point (``reference``: the anchored zoo's anchor, so that a zero sample is the anchor, as
+G.pt's residual on a reference vector; or the zoo's mean), standardised per tensor or per coordinate
+and cut into tensor-aligned tokens; batches drawn with every source city equally likely
+(``balance``), uniform diffusion steps, MSE on the prediction target over real
 (non-padding) token slots, AdamW with warm-up and cosine decay (:mod:`gpdiff.lr_schedule`),
 gradient clipping, an EMA copy of the weights (diffusers' ``EMAModel``; used for sampling),
 optional prompt dropout for classifier-free guidance, a progress bar, and checkpoints that an
@@ -56,6 +59,7 @@ from gpdiff.params import (
     spec_from_json,
     spec_to_json,
 )
+from gpdiff.sourcepool import BALANCES, row_weights
 
 # Sizes per preset, nested like DiffusionConfig.to_dict(); every other field keeps its dataclass default.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -65,6 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "schedule": {"num_train_timesteps": 500}, "iters": 80_000, "batch_size": 64, "lr": 2e-4, "warmup": 1000},
 }
 FORMAT = "gpdiff.diffusion"
+REFERENCES = ("auto", "anchor", "mean", "none")
 
 
 def _preset(name: str) -> dict[str, Any]:
@@ -91,13 +96,22 @@ class DiffusionConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     cfg_dropout: float = 0.0  # probability of dropping both prompts (classifier-free guidance)
-    center: bool = True  # subtract the training collection's mean vector before standardising
+    reference: str = "auto"  # what is generated is the difference from it: anchor, mean, none; auto = the
+    # zoo's anchor when it has one (anchored zoo: residual generation, a zero sample is the anchor), else its mean
+    standardize: str = "tensor"  # tensor or coordinate (gpdiff.params.Standardizer)
+    balance: str = "city"  # training batches: every source city equally often (city) or every node (proportional)
     checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
         _preset(self.preset)
         if not 0.0 <= self.cfg_dropout < 1.0:
             raise GpdiffError(f"cfg_dropout must be in [0, 1), got {self.cfg_dropout}.")
+        if self.reference not in REFERENCES:
+            raise unknown_name("diffusion.reference", self.reference, REFERENCES)
+        if self.standardize not in Standardizer.PER:
+            raise unknown_name("diffusion.standardize", self.standardize, Standardizer.PER)
+        if self.balance not in BALANCES:
+            raise unknown_name("diffusion.balance", self.balance, BALANCES)
         if not 0.0 <= self.ema_decay <= 1.0:
             raise GpdiffError(f"ema_decay must be in [0, 1], got {self.ema_decay}.")
         for name in ("iters", "batch_size", "checkpoint_every"):
@@ -156,7 +170,7 @@ class DiffusionModel:
         self.path: Path | None = None
 
     def encode(self, params: torch.Tensor) -> torch.Tensor:
-        """Parameters ``[n, P]`` -> the denoiser's tokens ``[n, T, D]`` (centred, standardised)."""
+        """Parameters ``[n, P]`` -> the denoiser's tokens ``[n, T, D]`` (minus the reference point, standardised)."""
         return self.tokenizer.encode(self.standardizer.transform(params.float().cpu() - self.center))
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -318,12 +332,13 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     if not (torch.isfinite(spatial).all() and torch.isfinite(temporal).all()):
         raise GpdiffError("the prompts contain NaN or infinite values; refit the prompts.")
     dev = resolve_device(str(device))
-    center = zoo.params.float().mean(0) if config.center else torch.zeros(zoo.params.shape[1])
-    standardizer = Standardizer.fit(zoo.params.float() - center, zoo.spec)
+    center = reference_vector(zoo, config.reference)
+    standardizer = Standardizer.fit(zoo.params.float() - center, zoo.spec, config.standardize,
+                                    center=config.reference == "none")
     tokenizer = Tokenizer(zoo.spec, config.denoiser.resolve_token_dim(zoo.spec))
     shape = TokenShape(n_tokens=tokenizer.n_tokens, token_dim=tokenizer.token_dim, spatial_dim=int(spatial.shape[1]),
                        temporal_dim=int(temporal.shape[1]))
-    fp = hash_arrays(zoo.params, spatial, temporal, extra=[zoo.keys(), zoo.model, zoo.model_config])
+    fp = hash_arrays(zoo.params, spatial, temporal, center, extra=[zoo.keys(), zoo.model, zoo.model_config])
     out = Path(out) if out is not None else None
     done = _finished(out, config, seed, fp, zoo, dev)
     if done is not None:
@@ -363,9 +378,10 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     bar = tqdm(range(start, config.iters), initial=start, total=config.iters, disable=not progress,
                desc="pretrain", dynamic_ncols=True)
     running = history[-1][1] if history else None
+    weights = row_weights(list(zoo.cities), config.balance)
     for it in bar:
         lr = opt.param_groups[0]["lr"]
-        idx = torch.randint(n, (config.batch_size,), generator=gen)
+        idx = torch.multinomial(weights, config.batch_size, replacement=True, generator=gen)
         t = torch.randint(schedule.num_train_timesteps, (config.batch_size,), generator=gen)
         noise = torch.randn((config.batch_size, *x0_all.shape[1:]), generator=gen).to(dev)
         drop = (torch.rand(config.batch_size, generator=gen) < config.cfg_dropout).to(dev)
@@ -403,6 +419,20 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         _write_history(out / "history.csv", history)
         (out / "checkpoint.safetensors").unlink(missing_ok=True)
     return model
+
+
+def reference_vector(zoo: ParamCollection, reference: str) -> torch.Tensor:
+    """The point ``[P]`` whose difference the denoiser learns (``DiffusionConfig.reference``)."""
+    if reference == "auto":
+        reference = "anchor" if zoo.anchor is not None else "mean"
+    if reference == "anchor":
+        if zoo.anchor is None:
+            raise GpdiffError("diffusion.reference is 'anchor' but the zoo has no anchor; train the zoo with "
+                              "zoo.init: anchor, or set diffusion.reference to mean.")
+        return zoo.anchor.float().clone()
+    if reference == "mean":
+        return zoo.params.float().mean(0)
+    return torch.zeros(zoo.params.shape[1])
 
 
 def _identity(config: DiffusionConfig, seed: Any) -> dict[str, Any]:

@@ -33,6 +33,8 @@ METHODS: dict[str, str] = {
     "historical_average": "gpdiff.methods.naive:run_historical_average",
     "target_only": "gpdiff.methods.target_only:run",
     "transfer": "gpdiff.methods.transfer:run",
+    "transfer_zero_shot": "gpdiff.methods.transfer:run_zero_shot",
+    "knn_residual": "gpdiff.methods.knn_residual:run",
     "mean_params": "gpdiff.methods.mean_params:run",
     "retrieval": "gpdiff.methods.retrieval:run",
     "reptile": "gpdiff.methods.reptile:run",
@@ -41,6 +43,8 @@ METHODS: dict[str, str] = {
 }
 # Methods that need the diffusion model's generated parameters.
 NEEDS_GENERATION = ("gpd_zero_shot", "gpd")
+# Methods that start from the anchor (the pooled model of gpdiff.anchor).
+NEEDS_ANCHOR = ("transfer", "transfer_zero_shot")
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Context:
     seed: int
     workdir: Path
     generated: ParamCollection | None = None
+    anchor: torch.Tensor | None = None  # [P] the pooled source model (gpdiff.anchor)
     progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)  # this method's settings: run config ``methods.<name>``
 

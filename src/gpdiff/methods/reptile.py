@@ -1,6 +1,6 @@
 """Reptile (Nichol et al., 2018): a meta-learned initialisation, then fine-tuned per target node.
 
-Every outer step draws a batch of source nodes, runs ``inner_steps`` of Adam on each node's own
+Every outer step draws a batch of source nodes (every source city equally likely, ``balance``), runs ``inner_steps`` of Adam on each node's own
 windows from the current initialisation (all nodes at once, node-batched), and moves the
 initialisation towards the mean of the adapted parameters with a step size annealed to zero.
 """
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from gpdiff.adapt import SourcePool, expand, finetune, forecast, shared_init
+from gpdiff.adapt import expand, finetune, forecast, shared_init
 from gpdiff.methods import Context, MethodResult
 from gpdiff.nodetrain import adam_update, masked_node_mae
 from gpdiff.params import unflatten
+from gpdiff.sourcepool import SourcePool
 
 
 @dataclass
@@ -26,12 +27,13 @@ class ReptileConfig:
     inner_lr: float = 0.005
     batch_size: int = 16
     meta_lr: float = 1.0  # annealed linearly to 0
+    balance: str = "city"  # source nodes drawn with every city equally likely, or proportional to its size
 
 
 def meta_learn(ctx: Context, cfg: ReptileConfig = ReptileConfig()) -> torch.Tensor:
     model, device = ctx.model, ctx.target.device
     spec = model.spec()
-    pool = SourcePool(ctx.sources, model.config.in_channels)
+    pool = SourcePool(ctx.sources, model.config.in_channels, cfg.balance)
     gen = torch.Generator().manual_seed(ctx.seed)
     theta = shared_init(model, int(ctx.zoo.config.get("seed", ctx.seed))).to(device)
     for it in tqdm(range(cfg.meta_steps), desc="reptile", disable=not ctx.progress, dynamic_ncols=True):

@@ -23,11 +23,15 @@ def _features(prompts: PromptSet, ref: PromptSet) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def nearest_sources(source_prompts: PromptSet, target_prompts: PromptSet) -> torch.Tensor:
-    """Index of the nearest source prompt for every target node ``[N_target]``."""
+def nearest_sources(source_prompts: PromptSet, target_prompts: PromptSet, k: int = 1) -> torch.Tensor:
+    """Indices of the ``k`` nearest source prompts for every target node, nearest first: ``[N_target]``
+    for ``k == 1``, ``[N_target, k]`` otherwise (``k`` at most the number of sources)."""
     src = _features(source_prompts, source_prompts)
     tgt = _features(target_prompts, source_prompts)
-    return torch.cdist(tgt, src).argmin(dim=1)
+    dist = torch.cdist(tgt, src)
+    if k == 1:
+        return dist.argmin(dim=1)
+    return dist.topk(min(k, src.shape[0]), dim=1, largest=False).indices
 
 
 def run(ctx: Context) -> MethodResult:

@@ -1,0 +1,123 @@
+"""The anchor: one base model trained on the windows of all source nodes, the shared starting point.
+
+Every member of an anchored zoo is fine-tuned from it (:mod:`gpdiff.zoo`, ``zoo.init: anchor``), the
+diffusion model generates differences from it (:mod:`gpdiff.diffusion.train`), and the pooled
+``transfer`` baselines start from it. Anchoring follows the parameter-generation methods whose
+collections start from one trained point (p-diff; HyperDiffusion; G.pt's residual on a reference;
+FNFM, tsinghua-fib-lab/FNFM, which fine-tunes per-environment copies of one general STGCN): members
+fine-tuned from one trained model stay in one basin, so their differences are small and comparable.
+
+Training: Adam on the mean over nodes of each node's masked MAE (scaled values), every step
+``nodes_per_step`` source nodes drawn with city-balanced weights (:class:`gpdiff.sourcepool.SourcePool`;
+``balance: proportional`` draws every node equally) and ``batch_size`` random training windows each;
+every ``eval_every`` steps the loss on one fixed set of source validation windows decides the best
+parameters, and ``patience`` evaluations without improvement stop training. The start is the
+model's shared random initialisation for the run's seed.
+
+Output folder: ``anchor.safetensors`` (the parameters ``[P]``, the validation history and the settings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from gpdiff.data.windows import CityData, WindowBatch
+from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.io import load_tensors, save_tensors
+from gpdiff.models.base import BaseModel
+from gpdiff.nodetrain import masked_node_mae
+from gpdiff.params import flatten, unflatten
+from gpdiff.sourcepool import BALANCES, SourcePool
+
+FILE = "anchor.safetensors"
+
+
+@dataclass
+class AnchorConfig:
+    """How the anchor is trained (see the module docstring). Defaults: those of the earlier pooled
+    ``transfer`` baseline, with city-balanced sampling."""
+
+    lr: float = 0.005
+    max_steps: int = 1500
+    nodes_per_step: int = 128
+    batch_size: int = 16  # training windows per drawn node
+    eval_every: int = 50
+    patience: int = 6  # evaluations without improvement before training stops
+    val_nodes: int = 512  # nodes (drawn with the same weights) in the fixed validation batch
+    balance: str = "city"  # city: every source city drawn equally often; proportional: every node
+
+    def __post_init__(self) -> None:
+        if self.balance not in BALANCES:
+            raise unknown_name("anchor.balance", self.balance, BALANCES)
+        for name in ("max_steps", "nodes_per_step", "batch_size", "eval_every", "patience", "val_nodes"):
+            if int(getattr(self, name)) < 1:
+                raise GpdiffError(f"anchor.{name} must be at least 1, got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise GpdiffError(f"anchor.lr must be positive, got {self.lr}.")
+
+
+def _loss(model: BaseModel, theta: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
+    n = batch.x.shape[0]
+    pred = model.forward(unflatten(theta.expand(n, -1), model.spec()), batch)
+    return masked_node_mae(pred, batch.y, batch.y_mask).mean()
+
+
+def train_anchor(model: BaseModel, sources: list[CityData], config: AnchorConfig = AnchorConfig(), seed: int = 0,
+                 progress: bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The anchor's parameters ``[P]`` (CPU, best by source validation loss) and a record of its
+    training (``val_loss``, ``steps``, ``history`` of (step, validation loss))."""
+    if not sources:
+        raise GpdiffError("the anchor needs at least one source city.")
+    device = sources[0].device
+    pool = SourcePool(sources, model.config.in_channels, config.balance)
+    gen = torch.Generator().manual_seed(seed)
+    val_batch = pool.sample(config.val_nodes, 32, torch.Generator().manual_seed(seed + 1), "val")
+    init = flatten(model.init(1, seed=seed, shared=True), model.spec())
+    theta = init.to(device).requires_grad_()
+    opt = torch.optim.Adam([theta], lr=config.lr)
+    best, best_val, bad, history, step = theta.detach().clone(), float("inf"), 0, [], 0
+    bar = tqdm(range(config.max_steps), desc=f"anchor {model.name} (pooled)", disable=not progress,
+               dynamic_ncols=True)
+    for step in bar:
+        loss = _loss(model, theta, pool.sample(config.nodes_per_step, config.batch_size, gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if (step + 1) % config.eval_every == 0:
+            with torch.no_grad():
+                v = float(_loss(model, theta, val_batch))
+            history.append((step + 1, v))
+            bar.set_postfix(val=f"{v:.4f}")
+            if v < best_val:
+                best, best_val, bad = theta.detach().clone(), v, 0
+            else:
+                bad += 1
+                if bad >= config.patience:
+                    break
+    bar.close()
+    record = {"val_loss": best_val, "steps": step + 1, "history": history,
+              "cities": {d.city.name: d.n_nodes for d in sources}, "balance": config.balance}
+    return best[0].cpu(), record
+
+
+def save_anchor(folder: str | Path, params: torch.Tensor, record: dict[str, Any]) -> Path:
+    """Write ``params [P]`` and ``record`` to ``folder/anchor.safetensors`` (atomically)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_tensors(folder / FILE, {"params": params.float().cpu()}, {"format": "gpdiff.anchor", **record})
+
+
+def load_anchor(folder: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The anchor ``[P]`` and its record from a folder :func:`save_anchor` wrote."""
+    path = Path(folder) / FILE
+    if not path.is_file():
+        raise GpdiffError(f"{path} does not exist; the anchor has not been trained there.")
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != "gpdiff.anchor":
+        raise GpdiffError(f"{path} is not a gpdiff anchor.")
+    return tensors["params"].float(), meta

@@ -1,0 +1,201 @@
+"""The anchor, city-balanced source sampling, the anchored zoo, residual generation and knn_residual."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gpdiff.anchor import AnchorConfig, load_anchor, train_anchor
+from gpdiff.data.windows import WindowConfig
+from gpdiff.diffusion import DiffusionConfig, pretrain
+from gpdiff.errors import GpdiffError
+from gpdiff.methods.knn_residual import KnnResidualConfig, holdout_rows, initial, select
+from gpdiff.params import ParamCollection, Standardizer
+from gpdiff.runconfig import RunConfig
+from gpdiff.sourcepool import SourcePool, city_weights, row_weights
+from gpdiff.zoo import ZooConfig, fit_anchor, prepare_cities, source_val_loss, train_zoo
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+WINDOW = WindowConfig(n_neighbors=3)
+FAST = {"steps_per_epoch": 3, "batch_size": 16, "val_windows": 16, "node_chunk": 4, "max_epochs": 3}
+SMALL = AnchorConfig(max_steps=30, eval_every=5, nodes_per_step=8, batch_size=8, val_nodes=16, patience=10)
+
+
+@pytest.fixture(scope="module")
+def cities(two_source_cities):
+    return two_source_cities
+
+
+@pytest.fixture(scope="module")
+def setup(cities):
+    cfg = ZooConfig(**FAST)
+    model = cfg.build_model(WINDOW)
+    return cfg, model, prepare_cities(cities, WINDOW, cfg, model)
+
+
+# ------------------------------------------------------------------ balanced sampling
+def test_city_weights_and_row_weights_are_exact() -> None:
+    np.testing.assert_allclose(city_weights([675, 66, 80], "city"), [1 / 3] * 3)
+    np.testing.assert_allclose(city_weights([3, 1], "proportional"), [0.75, 0.25])
+    w = row_weights(["a", "a", "a", "b"], "city")
+    torch.testing.assert_close(w, torch.tensor([1 / 6, 1 / 6, 1 / 6, 1 / 2], dtype=torch.float64))
+    torch.testing.assert_close(row_weights(["a", "a", "b"], "proportional"), torch.full((3,), 1 / 3, dtype=torch.float64))
+    with pytest.raises(GpdiffError, match="balance"):
+        city_weights([1, 2], "even")
+
+
+def test_source_pool_draws_cities_by_balance(setup) -> None:
+    _, model, data = setup
+    for balance, expected in (("city", [0.5, 0.5]), ("proportional", [6 / 11, 5 / 11])):
+        pool = SourcePool(data, model.config.in_channels, balance)
+        drawn = pool.draw_nodes(4000, torch.Generator().manual_seed(0))
+        counts = np.array([sum(int(n.numel()) for c, n in drawn if c == i) for i in range(2)])
+        np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.03)
+
+
+# ------------------------------------------------------------------ anchor
+def test_anchor_learns_and_is_deterministic(setup) -> None:
+    cfg, model, data = setup
+    a, rec = train_anchor(model, data, SMALL, seed=0, progress=False)
+    b, _ = train_anchor(model, data, SMALL, seed=0, progress=False)
+    assert a.shape == (model.n_params,) and torch.equal(a, b)
+    assert rec["history"][0][1] >= rec["val_loss"] and rec["cities"] == {"alpha": 6, "beta": 5}
+    init = model.init(1, seed=0, shared=True)
+    start = source_val_loss(model, torch.cat([v.reshape(1, -1) for v in init.values()], 1).expand(11, -1), data,
+                            [(d.city.name, n) for d in data for n in d.city.node_ids])
+    trained = source_val_loss(model, a.expand(11, -1), data, [(d.city.name, n) for d in data for n in d.city.node_ids])
+    assert trained.mean() < start.mean()
+
+
+def test_fit_anchor_reuses_its_folder_and_refuses_other_settings(cities, tmp_path: Path) -> None:
+    cfg = ZooConfig(**FAST)
+    a = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path, progress=False)
+    stamp = (tmp_path / "anchor.safetensors").stat().st_mtime_ns
+    again = fit_anchor(cities, WINDOW, replace(cfg, lr=0.1), SMALL, tmp_path, progress=False)  # lr: not the anchor's
+    assert torch.equal(a, again) and (tmp_path / "anchor.safetensors").stat().st_mtime_ns == stamp
+    assert torch.equal(load_anchor(tmp_path)[0], a)
+    with pytest.raises(GpdiffError, match="other settings or cities"):
+        fit_anchor(cities, WINDOW, cfg, replace(SMALL, lr=0.01), tmp_path, progress=False)
+
+
+# ------------------------------------------------------------------ anchored zoo
+def test_anchored_zoo_starts_from_the_anchor_and_l2_init_keeps_it_near(cities, tmp_path: Path) -> None:
+    cfg = ZooConfig(**FAST)
+    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
+    with pytest.raises(GpdiffError, match="zoo.init is 'anchor' but the anchor given is none"):
+        train_zoo(cities, WINDOW, cfg, tmp_path / "none", device="cpu", progress=False)
+    free = train_zoo(cities, WINDOW, cfg, tmp_path / "free", device="cpu", progress=False, anchor=anchor)
+    pulled = train_zoo(cities, WINDOW, replace(cfg, l2_init=10.0), tmp_path / "pulled", device="cpu",
+                       progress=False, anchor=anchor)
+    assert torch.equal(free.anchor, anchor) and torch.equal(ParamCollection.load(tmp_path / "free").anchor, anchor)
+    assert free.config["init"] == "anchor"
+    # a node that never improved keeps the anchor exactly; the pull shrinks every member's distance to it
+    same = free.metrics["best_epoch"] == 0
+    assert torch.equal(free.params[same], anchor.expand(int(same.sum()), -1))
+    assert pulled.deltas().norm(dim=1).mean() < 0.5 * free.deltas().norm(dim=1).mean()
+    shared = train_zoo(cities, WINDOW, replace(cfg, init="shared_random"), tmp_path / "s", device="cpu",
+                       progress=False)
+    assert shared.anchor is None
+    with pytest.raises(GpdiffError, match="no anchor"):
+        shared.deltas()
+    with pytest.raises(GpdiffError, match="zoo.init"):
+        ZooConfig(init="pretrained")
+
+
+def test_old_settings_name_their_new_place() -> None:
+    with pytest.raises(GpdiffError, match="'zoo.shared_init' has moved to 'zoo.init'"):
+        RunConfig.from_dict({"zoo": {"shared_init": False}})
+    with pytest.raises(GpdiffError, match="set anchor.max_steps instead"):
+        RunConfig.from_dict({"methods": {"transfer": {"max_steps": 10}}})
+    with pytest.raises(GpdiffError, match="'diffusion.center' has moved to 'diffusion.reference'"):
+        RunConfig.from_dict({"diffusion": {"center": True}})
+
+
+# ------------------------------------------------------------------ residual generation
+def test_standardizer_per_coordinate_and_uncentred_round_trip() -> None:
+    from gpdiff.models.base import ParamSpec
+
+    spec = [ParamSpec("a", (3, 2), "temporal"), ParamSpec("b", (4,), "temporal")]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 10, generator=g) * torch.linspace(1, 5, 10) + 3
+    for per in Standardizer.PER:
+        for center in (True, False):
+            s = Standardizer.fit(x, spec, per, center)
+            torch.testing.assert_close(s.inverse_transform(s.transform(x)), x)
+            if not center:
+                assert torch.equal(s.inverse_transform(torch.zeros(1, 10)), torch.zeros(1, 10))
+    z = Standardizer.fit(x, spec, "coordinate").transform(x)
+    torch.testing.assert_close(z.std(0, unbiased=False), torch.ones(10), atol=1e-4, rtol=0)
+    still = x.clone()
+    still[:, 0] = 3.0  # a coordinate that never moves gets COORD_FLOOR x its tensor's scale, not ~0
+    floor = Standardizer.fit(still, spec, "coordinate")
+    tensor_scale = float((still[:, :6] - still[:, :6].mean(0)).square().mean().sqrt())
+    assert float(floor.std[0]) == pytest.approx(Standardizer.COORD_FLOOR * tensor_scale, rel=1e-5)
+    t = Standardizer.fit(x, spec, "tensor").transform(x)
+    assert abs(float(t[:, :6].std(unbiased=False)) - 1) < 1e-4 and abs(float(t[:, :6].std(0).std())) > 0.1
+    old = {"std_mean": torch.tensor([1.0, 2.0]), "std_std": torch.tensor([3.0, 4.0]), "std_sizes": torch.tensor([6, 4])}
+    loaded = Standardizer.from_state(old)  # the per-tensor format written before
+    assert loaded.mean.tolist() == [1.0] * 6 + [2.0] * 4 and loaded.std.tolist() == [3.0] * 6 + [4.0] * 4
+    with pytest.raises(GpdiffError, match="unknown standardisation"):
+        Standardizer.fit(x, spec, "node")
+
+
+def _anchored_toy() -> tuple[ParamCollection, object]:
+    from test_diffusion import toy
+
+    zoo, prompts = toy()
+    anchor = torch.linspace(-1, 1, zoo.params.shape[1])
+    zoo = replace(zoo, params=anchor + 0.1 * zoo.params, anchor=anchor, cities=["c"] * 30 + ["d"] * 10)
+    prompts = replace(prompts, cities=zoo.cities)
+    return zoo, prompts
+
+
+def test_residual_generation_a_zero_sample_is_the_anchor(tmp_path: Path) -> None:
+    zoo, prompts = _anchored_toy()
+    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 5, "batch_size": 8}
+    for standardize in Standardizer.PER:
+        cfg = DiffusionConfig.from_dict({**tiny, "standardize": standardize})
+        model = pretrain(zoo, prompts, cfg, progress=False, device="cpu")
+        zero = torch.zeros(1, model.shape.n_tokens, model.shape.token_dim)
+        torch.testing.assert_close(model.decode(zero)[0], zoo.anchor, atol=1e-6, rtol=0)
+        torch.testing.assert_close(model.decode(model.encode(zoo.params)), zoo.params, atol=1e-5, rtol=0)
+    mean = pretrain(zoo, prompts, DiffusionConfig.from_dict({**tiny, "reference": "mean"}), progress=False, device="cpu")
+    zero = torch.zeros(1, mean.shape.n_tokens, mean.shape.token_dim)
+    torch.testing.assert_close(mean.decode(zero)[0], zoo.params.mean(0), atol=1e-5, rtol=0)
+    with pytest.raises(GpdiffError, match="the zoo has no anchor"):
+        pretrain(replace(zoo, anchor=None), prompts, DiffusionConfig.from_dict({**tiny, "reference": "anchor"}),
+                 progress=False, device="cpu")
+
+
+# ------------------------------------------------------------------ knn_residual
+def test_holdout_rows_cover_every_city() -> None:
+    cities = ["a"] * 10 + ["b"] * 3 + ["c"]
+    kept, held = holdout_rows(cities, 0.2, seed=0)
+    assert sorted(kept.tolist() + held.tolist()) == list(range(14))
+    assert [cities[i] for i in held.tolist()].count("a") == 2 and [cities[i] for i in held.tolist()].count("b") == 1
+    assert "c" in [cities[i] for i in held.tolist()]  # a one-node city is held out (nothing to keep)
+    assert torch.equal(holdout_rows(cities, 0.2, seed=0)[1], held)
+
+
+def test_knn_residual_selects_on_sources_and_zero_shrinkage_is_the_anchor(cities, tmp_path: Path) -> None:
+    from gpdiff.prompts import PromptSet
+
+    cfg = ZooConfig(**FAST)
+    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
+    zoo = train_zoo(cities, WINDOW, cfg, tmp_path / "z", device="cpu", progress=False, anchor=anchor)
+    g = torch.Generator().manual_seed(0)
+    prompts = PromptSet(torch.randn(len(zoo), 4, generator=g), torch.randn(len(zoo), 3, generator=g),
+                        list(zoo.node_ids), list(zoo.cities), {})
+    model = cfg.build_model(WINDOW)
+    data = prepare_cities(cities, WINDOW, cfg, model)
+    k, s, scores = select(model, zoo, prompts, data, KnnResidualConfig(ks=[1, 2], shrinkages=[0.0, 1.0]), seed=0)
+    assert len(scores) == 3  # s = 0 once (the anchor, whatever k), s = 1 for k = 1 and 2
+    assert min(r["loss"] for r in scores) == next(r["loss"] for r in scores if (r["k"], r["shrinkage"]) == (k, s))
+    assert torch.equal(initial(zoo, prompts, prompts, 2, 0.0), anchor.expand(len(zoo), -1))
+    own = initial(zoo, prompts, prompts, 1, 1.0)  # each node's nearest prompt is its own
+    torch.testing.assert_close(own, zoo.params)
