@@ -8,7 +8,13 @@ city folder (series.csv)   :func:`load_city_folder` (gpdiff's own, human-editabl
 GPD / ST-GFSL folder       :func:`load_gpd_folder` (``dataset.npy`` + ``matrix.npy``)
 DCRNN ``.h5`` (+ pickle)   :func:`load_dcrnn` (METR-LA, PEMS-BAY)
 ASTGCN ``PEMS0X.npz``      :func:`load_astgcn` (PEMS03/04/07/08)
+LibCity atomic files       :func:`gpdiff.data.libcity.load_libcity` (``.geo/.rel/.dyna``)
+BasicTS folder             :func:`gpdiff.data.basicts.load_basicts`
+pandas DataFrame           :meth:`City.from_pandas`
 =========================  ===============================================================
+
+Every reader takes the options of :mod:`gpdiff.data.options` as keyword arguments, and from a
+``city.yaml`` beside the data.
 
 :func:`load_path` picks the reader from what a path looks like. :func:`write_city_folder`
 exports any city to the city-folder format. Bad input raises :class:`GpdiffError` with one line
@@ -42,7 +48,9 @@ SUPPORTED_FORMATS = (
     "a city folder with series.csv (+ adjacency.csv, edges.csv or nodes.csv with lat/lon); "
     "a GPD/ST-GFSL folder with dataset.npy + matrix.npy; "
     "a DCRNN .h5 file (METR-LA/PEMS-BAY) with adj_mx.pkl beside it, or a folder holding one; "
-    "an ASTGCN PEMS0X.npz with PEMS0X.csv beside it"
+    "an ASTGCN PEMS0X.npz with PEMS0X.csv beside it; "
+    "a LibCity folder (.geo, .rel, .dyna); "
+    "a BasicTS folder (data.dat + desc.json, train/val/test_data.npy, or data.pkl)"
 )
 
 #: GPD / ST-GFSL folder name -> (interval minutes, kind, units); in speed data 0 = missing.
