@@ -104,3 +104,15 @@ def test_masked_node_mae_ignores_missing_targets():
 def test_bad_trainer_config_is_named():
     with pytest.raises(GpdiffError, match="NodeTrainConfig: patience must be at least 1"):
         NodeTrainConfig(patience=0)
+
+
+def test_a_damaged_checkpoint_is_not_trusted(two_source_cities, tmp_path):
+    """A truncated checkpoint (a crash while a copy was made, a full disk) starts the training afresh."""
+    city = two_source_cities[0]
+    fresh = _trainer(city, tmp_path / "a", max_epochs=2).run()
+    _trainer(city, tmp_path / "b", max_epochs=1).run()
+    data = (tmp_path / "b" / CHECKPOINT).read_bytes()
+    (tmp_path / "b" / CHECKPOINT).write_bytes(data[: len(data) // 2])
+    again = _trainer(city, tmp_path / "b", max_epochs=2).run()
+    torch.testing.assert_close(again.val_loss, fresh.val_loss)
+    assert TrainState.load(tmp_path / "b" / CHECKPOINT, torch.device("cpu"))[0].epoch == 2

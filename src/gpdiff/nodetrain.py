@@ -423,10 +423,15 @@ class NodeTrainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = self.out_dir / CHECKPOINT
         meta = {"identity": self.identity()}
+        state = None
         if ckpt.exists():
-            state, old = TrainState.load(ckpt, self.device)
-            self._check_identity(old, ckpt)
-        else:
+            try:
+                state, old = TrainState.load(ckpt, self.device)
+            except (GpdiffError, KeyError, ValueError):  # damaged or partial: a checkpoint is never trusted
+                ckpt.unlink()
+            else:
+                self._check_identity(old, ckpt)
+        if state is None:
             state = TrainState.fresh(self.init)
             state.best_val = self._validate(state.params, np.arange(self.n_nodes))
 

@@ -27,8 +27,8 @@ import torch
 
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City
-from gpdiff.data.splits import Split, target_split
-from gpdiff.data.windows import CityData, lag_steps
+from gpdiff.data.splits import Split, source_split, target_split
+from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
 from gpdiff.hashing import hash_arrays
@@ -113,8 +113,16 @@ def load_cities(cfg: RunConfig) -> Cities:
         raise GpdiffError("no source cities; pass --sources or put more than one city in --data-dir.")
     target = load_named(cfg.target, cfg.data_dir)
     sources = [load_named(n, cfg.data_dir) for n in source_names]
+    w = cfg.window
     split = target_split(target.n_steps, target.steps_per_day, cfg.target_days, cfg.val_days, cfg.test_fraction,
-                         cfg.window.length, name=target.name, lag=lag_steps(cfg.window.context, target.steps_per_day))
+                         w.length, name=target.name, lag=lag_steps(w.context, target.steps_per_day))
+    # every check the data can decide, before anything trains (gpdiff bench runs this for every experiment)
+    for segment in ("train", "val", "test"):
+        require_windows(target, getattr(split, segment), segment, w.history, w.horizon, w.context)
+    for city in sources:
+        s = source_split(city.n_steps, cfg.zoo.train, cfg.zoo.val, cfg.zoo.test, name=city.name)
+        for segment in ("train", "val"):
+            require_windows(city, getattr(s, segment), segment, w.history, w.horizon, w.context)
     return Cities(target, sources, split, {c.name: city_fingerprint(c) for c in [target, *sources]})
 
 

@@ -99,6 +99,8 @@ def plot_city(city: City, path: str | os.PathLike[str], n_series: int = 4, days:
     if city.coords is not None:
         xy = city.coords[:, ::-1] if city.coord_kind == "latlon" else city.coords
         label = "lon / lat" if city.coord_kind == "latlon" else "x / y"
+    elif city.n_nodes < 3:  # a spectral layout needs two non-trivial eigenvectors: nodes in a row
+        xy, label = np.c_[np.arange(city.n_nodes, dtype=float), np.zeros(city.n_nodes)], "nodes in a row"
     else:  # spectral layout from the graph
         a = np.maximum(city.adjacency, city.adjacency.T)
         lap = np.diag(a.sum(1)) - a

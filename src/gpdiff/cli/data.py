@@ -6,6 +6,16 @@ from pathlib import Path
 
 import click
 
+_OPTION_HELP = ("Reader option KEY=VALUE for a path in another format (repeatable): e.g. key=speed (the h5 table), "
+                "ids_path=PEMS03.txt, time_format='%d/%m/%Y %H:%M', tz=Europe/Paris, interval_minutes=5, "
+                "allow_gaps=true. The same keys may stand in a city.yaml beside the data.")
+
+
+def _options(pairs: tuple[str, ...]) -> dict:
+    from gpdiff.data.options import parse_cli
+
+    return parse_cli(pairs)
+
 
 @click.group()
 def data() -> None:
@@ -17,32 +27,54 @@ def list_cities() -> None:
     """Table of the bundled and downloaded cities."""
     from gpdiff.data.catalog import bundled_names, cached_names, resolve
     from gpdiff.data.city import City
+    from gpdiff.errors import GpdiffError
     from gpdiff.report import table
 
-    rows = []
+    rows, broken = [], []
     bundled = set(bundled_names())
     for name in sorted(bundled | set(cached_names())):
-        s = City.load(resolve(name)).summary()
+        try:
+            s = City.load(resolve(name)).summary()
+        except GpdiffError as exc:  # one damaged file must not hide the others
+            broken.append(f"broken: {name}: {exc}")
+            continue
         rows.append({"name": name, "where": "bundled" if name in bundled else "cache", "kind": s["kind"],
                      "nodes": s["nodes"], "steps": s["steps"], "interval": s["interval"], "span": s["span"],
                      "days": s["days"], "edges": s["edges"]})
     click.echo(table(rows))
+    for line in broken:
+        click.echo(line)
 
 
 @data.command("show")
 @click.argument("name_or_path")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the PNG (default: ./NAME.png).")
-def show(name_or_path: str, plot_path: Path | None) -> None:
+@click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE", help=_OPTION_HELP)
+def show(name_or_path: str, plot_path: Path | None, option_pairs: tuple[str, ...]) -> None:
     """Statistics of a city and a PNG with a few nodes' series and the graph."""
     from gpdiff.data import load_city
     from gpdiff.report import city_stats, plot_city, table
 
-    city = load_city(name_or_path)
+    city = load_city(name_or_path, **_options(option_pairs))
     click.echo(f"# {city.name}")
     click.echo(table(city_stats(city)))
     out = plot_city(city, plot_path or Path(f"{city.name}.png"))
     click.echo(f"plot: {out}")
+
+
+@data.command("convert")
+@click.argument("path")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE", help=_OPTION_HELP)
+def convert(path: str, out: Path, option_pairs: tuple[str, ...]) -> None:
+    """Read PATH (any supported format) and write it as OUT: a NAME.city file, or else a city folder."""
+    from gpdiff.data import load_city
+    from gpdiff.data.loaders import write_city_folder
+
+    city = load_city(path, **_options(option_pairs))
+    written = city.save(out) if out.suffix == ".city" else write_city_folder(city, out)
+    click.echo(f"{city.name}: {city.n_nodes} nodes, {city.n_steps} steps of {city.interval_minutes} min -> {written}")
 
 
 @data.command("download")

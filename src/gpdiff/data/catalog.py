@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from gpdiff.data.city import City
-from gpdiff.errors import unknown_name
+from gpdiff.errors import GpdiffError, unknown_name
 
 BUNDLED_DIR = Path(str(resources.files("gpdiff") / "data" / "bundled"))
 FLOW_CITIES = ("nyc-taxi", "montevideo-bus", "melbourne-ped", "hangzhou-metro")
@@ -43,14 +44,18 @@ def resolve(name: str) -> Path:
     raise unknown_name("city", name, known_names())
 
 
-def load_city(name_or_path: str | os.PathLike[str]) -> City:
-    """Load a bundled/cached city by name, a ``.city`` file, or a folder in a supported format."""
+def load_city(name_or_path: str | os.PathLike[str], **options: Any) -> City:
+    """Load a bundled/cached city by name, a ``.city`` file, or a path in a supported format.
+
+    ``options`` go to the format's reader (:mod:`gpdiff.data.options`)."""
     s = str(name_or_path)
     p = Path(s)
-    if p.suffix == ".city":
+    if p.suffix == ".city" and not options:
         return City.load(p)
     if p.exists() or os.sep in s:
         from gpdiff.data.loaders import load_path  # local import: loaders pull in h5py/pandas IO
 
-        return load_path(p)
+        return load_path(p, **options)
+    if options:
+        raise GpdiffError(f"{s!r} is a bundled or downloaded city; options apply only when reading a path.")
     return City.load(resolve(s))

@@ -186,9 +186,35 @@ class City:
         return {
             "name": self.name, "kind": self.kind, "nodes": self.n_nodes, "steps": self.n_steps,
             "interval": f"{self.interval_minutes} min",
-            "span": f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M}",
+            "span": f"{self.start:%Y-%m-%d %H:%M} .. {self.end:%Y-%m-%d %H:%M}" + (f" {self.start.tz}" if self.start.tz
+                                                                               else ""),
             "days": round(self.n_steps / self.steps_per_day, 1), "edges": self.n_edges,
         }
+
+    # ---------------------------------------------------------------- pandas
+    @classmethod
+    def from_pandas(cls, df: pd.DataFrame, adjacency: object = None, coords: object = None, kind: str = "flow",
+                    units: str | None = None, name: str = "city", coord_kind: str = "latlon",
+                    interval_minutes: int | None = None, allow_gaps: bool = False) -> City:
+        """A city from a DataFrame indexed by time (``[T]`` timestamps, or text read as times), one
+        numeric column per node (column names = node ids; NaN = missing; in speed data 0 too).
+
+        ``adjacency``: ``[N, N]`` weights in column order, or a DataFrame indexed (and headed) by node
+        id. ``coords``: ``[N, 2]`` (lat, lon) or (x, y) by ``coord_kind``, or a DataFrame indexed by
+        node id; with no adjacency an 8-nearest-neighbour Gaussian graph is built from them. The
+        interval is the most common time difference unless ``interval_minutes``. Raises
+        :class:`GpdiffError` as the file readers do (irregular times, size mismatches ...).
+        """
+        from gpdiff.data.frames import city_from_pandas
+
+        return city_from_pandas(df, adjacency, coords, kind, units, name, coord_kind, interval_minutes, allow_gaps)
+
+    def to_pandas(self, channel: int = 0) -> pd.DataFrame:
+        """Channel ``channel`` as a ``[T, N]`` DataFrame indexed by time (``time``), columns the node ids,
+        NaN where the target is missing."""
+        from gpdiff.data.frames import city_to_pandas
+
+        return city_to_pandas(self, channel)
 
     # --------------------------------------------------------------- storage
     def to_bytes(self, compress: bool = True) -> bytes:
@@ -210,6 +236,8 @@ class City:
             "channels": self.channels, "coord_kind": self.coord_kind,
             "attribute_names": self.attribute_names, "source": self.source,
         }
+        if self.start.tz is not None:  # the zone's name: an ISO offset alone would lose daylight-saving rules
+            meta["timezone"] = str(self.start.tz)
         raw = st_save(tensors, metadata={"gpdiff": json.dumps(meta, sort_keys=True)})
         return lzma.compress(raw, format=lzma.FORMAT_XZ, preset=9) if compress else raw
 
@@ -221,8 +249,14 @@ class City:
 
     @classmethod
     def from_bytes(cls, data: bytes, origin: str = "<bytes>") -> City:
+        """A city from the bytes of a ``.city`` file; :class:`GpdiffError` naming ``origin`` if they are
+        truncated or not a city (nothing partial is trusted)."""
         if data[:6] == _XZ_MAGIC:
-            data = lzma.decompress(data)
+            try:
+                data = lzma.decompress(data)
+            except (lzma.LZMAError, EOFError) as exc:
+                raise GpdiffError(f"{origin} is damaged or incomplete ({exc}); delete it and download or convert "
+                                  "it again.") from None
         try:
             (header_len,) = struct.unpack("<Q", data[:8])
             header = json.loads(data[8 : 8 + header_len])
@@ -231,9 +265,12 @@ class City:
         except Exception as exc:  # noqa: BLE001 - any parse failure means "not a city file"
             raise GpdiffError(f"{origin} is not a gpdiff city file ({exc}); create it with City.save().") from None
         values = tensors["values"].astype(np.float32)
+        start = pd.Timestamp(meta["start"])
+        if meta.get("timezone"):
+            start = start.tz_convert(meta["timezone"])
         return cls(
             name=meta["name"], values=values, mask=tensors["mask"].astype(bool),
-            start=pd.Timestamp(meta["start"]), interval_minutes=meta["interval_minutes"],
+            start=start, interval_minutes=meta["interval_minutes"],
             adjacency=tensors["adjacency"], kind=meta["kind"], units=meta["units"],
             node_ids=meta["node_ids"], channels=meta["channels"], coords=tensors.get("coords"),
             coord_kind=meta.get("coord_kind", "latlon"), attributes=tensors.get("attributes"),

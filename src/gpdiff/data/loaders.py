@@ -8,7 +8,13 @@ city folder (series.csv)   :func:`load_city_folder` (gpdiff's own, human-editabl
 GPD / ST-GFSL folder       :func:`load_gpd_folder` (``dataset.npy`` + ``matrix.npy``)
 DCRNN ``.h5`` (+ pickle)   :func:`load_dcrnn` (METR-LA, PEMS-BAY)
 ASTGCN ``PEMS0X.npz``      :func:`load_astgcn` (PEMS03/04/07/08)
+LibCity atomic files       :func:`gpdiff.data.libcity.load_libcity` (``.geo/.rel/.dyna``)
+BasicTS folder             :func:`gpdiff.data.basicts.load_basicts`
+pandas DataFrame           :meth:`City.from_pandas`
 =========================  ===============================================================
+
+Every reader takes the options of :mod:`gpdiff.data.options` as keyword arguments, and from a
+``city.yaml`` beside the data.
 
 :func:`load_path` picks the reader from what a path looks like. :func:`write_city_folder`
 exports any city to the city-folder format. Bad input raises :class:`GpdiffError` with one line
@@ -19,17 +25,21 @@ from __future__ import annotations
 
 import csv
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from gpdiff.data import options as opt
 from gpdiff.data.city import KINDS, City
 from gpdiff.data.graph import gaussian_knn_adjacency
+from gpdiff.data.graphpickle import id_str as _id_str
+from gpdiff.data.graphpickle import read_graph_pickle
+from gpdiff.data.timeaxis import how_to_set, place_on_grid, regular_grid
+from gpdiff.data.widecsv import read_wide_csv
 from gpdiff.errors import GpdiffError
-from gpdiff.io import atomic_write_text, read_yaml, write_yaml
+from gpdiff.io import atomic_write_text, write_yaml
 
 PathLike = str | os.PathLike[str]
 
@@ -38,7 +48,9 @@ SUPPORTED_FORMATS = (
     "a city folder with series.csv (+ adjacency.csv, edges.csv or nodes.csv with lat/lon); "
     "a GPD/ST-GFSL folder with dataset.npy + matrix.npy; "
     "a DCRNN .h5 file (METR-LA/PEMS-BAY) with adj_mx.pkl beside it, or a folder holding one; "
-    "an ASTGCN PEMS0X.npz with PEMS0X.csv beside it"
+    "an ASTGCN PEMS0X.npz with PEMS0X.csv beside it; "
+    "a LibCity folder (.geo, .rel, .dyna); "
+    "a BasicTS folder (data.dat + desc.json, train/val/test_data.npy, or data.pkl)"
 )
 
 #: GPD / ST-GFSL folder name -> (interval minutes, kind, units); in speed data 0 = missing.
@@ -59,36 +71,54 @@ ASTGCN_STARTS: dict[str, str] = {
     "pems03": "2018-09-01", "pems04": "2018-01-01", "pems07": "2017-05-01", "pems08": "2016-07-01",
 }
 
-_CITY_YAML_KEYS = ("name", "kind", "units", "source", "channels", "interval_minutes")
-_GPD_YAML_KEYS = ("name", "kind", "units", "source", "interval_minutes", "start")
-_NS_PER_MIN = 60 * 10**9
+#: the options (keyword arguments, city.yaml keys, --option) each reader takes; see gpdiff.data.options
+CITY_FOLDER_OPTIONS = ("name", "kind", "units", "source", "channels", "interval_minutes", "time_format", "tz", "sep",
+                       "decimal", "allow_gaps")
+GPD_OPTIONS = ("name", "kind", "units", "source", "interval_minutes", "start")
+DCRNN_OPTIONS = ("name", "key", "adj_pkl_path", "locations_path", "allow_gaps")
+ASTGCN_OPTIONS = ("name", "csv_path", "ids_path", "interval_minutes", "start")
 
 
 # ---------------------------------------------------------------------------- dispatch
-def load_path(path: PathLike) -> City:
-    """Load a city from ``path``, choosing the reader from its layout (see the module table)."""
+def load_path(path: PathLike, **options: Any) -> City:
+    """Load a city from ``path``, choosing the reader from its layout (see the module table).
+
+    ``options`` go to the reader (see :mod:`gpdiff.data.options`; ``city.yaml`` beside the data
+    gives them too). Raises :class:`GpdiffError` for an unknown layout or an option the format
+    does not take.
+    """
+    from gpdiff.data.basicts import is_basicts_folder, load_basicts
+    from gpdiff.data.libcity import is_libcity_folder, load_libcity
+
     p = Path(path)
     if not p.exists():
         raise GpdiffError(f"{p} does not exist; check the path.")
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix == ".city":
+            if options:
+                raise GpdiffError(f"{p} is a saved city; options ({', '.join(options)}) apply only when reading "
+                                  "other formats.")
             return City.load(p)
         if suffix in (".h5", ".hdf5", ".hdf"):
-            return load_dcrnn(p)
+            return load_dcrnn(p, **options)
         if suffix == ".npz":
-            return load_astgcn(p)
-        if p.name in ("series.csv", "dataset.npy", "matrix.npy"):
-            return load_path(p.parent)
+            return load_astgcn(p, **options)
+        if p.name in ("series.csv", "dataset.npy", "matrix.npy") or suffix in (".geo", ".rel", ".dyna"):
+            return load_path(p.parent, **options)
         raise GpdiffError(f"{p}: unsupported file type {suffix or p.name!r}; give one of: {SUPPORTED_FORMATS}.")
     if (p / "series.csv").is_file():
-        return load_city_folder(p)
+        return load_city_folder(p, **options)
     if (p / "dataset.npy").is_file() and (p / "matrix.npy").is_file():
-        return load_gpd_folder(p)
-    for pattern, loader in (("*.h5", load_dcrnn), ("*.npz", load_astgcn), ("*.city", City.load)):
+        return load_gpd_folder(p, **options)
+    if is_libcity_folder(p):
+        return load_libcity(p, **options)
+    if is_basicts_folder(p):
+        return load_basicts(p, **options)
+    for pattern, loader in (("*.h5", load_dcrnn), ("*.npz", load_astgcn), ("*.city", load_path)):
         found = sorted(p.glob(pattern))
         if len(found) == 1:
-            return loader(found[0])
+            return loader(found[0], **options)
         if len(found) > 1:
             names = ", ".join(f.name for f in found[:5])
             raise GpdiffError(f"{p} holds {len(found)} {pattern} files ({names}); give the path of the one to load.")
@@ -97,42 +127,51 @@ def load_path(path: PathLike) -> City:
 
 # ------------------------------------------------------------------------------ DCRNN
 def load_dcrnn(h5_path: PathLike, adj_pkl_path: PathLike | None = None, name: str | None = None,
-               key: str | None = None, locations_path: PathLike | None = None) -> City:
+               key: str | None = None, locations_path: PathLike | None = None, allow_gaps: bool | None = None
+               ) -> City:
     """Load METR-LA / PEMS-BAY in the DCRNN release layout.
 
-    ``h5_path``: a pandas HDFStore holding one DataFrame (key ``df`` for METR-LA, ``speed`` for
-    PEMS-BAY; ``key`` picks another) with a DatetimeIndex at a fixed interval (5 min), one column
-    per sensor id, float64 speeds in mph, 0 = missing. Gaps in the index are filled with missing
-    steps; duplicated or unsorted timestamps are an error.
+    ``h5_path``: a pandas HDFStore holding a DataFrame with a DatetimeIndex at a fixed interval
+    (5 min), one column per sensor id, float64 speeds in mph, 0 = missing. The table is ``key``,
+    else ``df`` (METR-LA), else the only time-indexed table (``speed`` in PEMS-BAY, even beside a
+    ``meta`` table). Gaps in the index are filled with missing steps; duplicated or unsorted
+    timestamps are an error.
 
-    ``adj_pkl_path``: the DCRNN graph pickle, a 3-sequence ``(sensor_ids, sensor_id_to_ind,
-    adj float32 [N, N])``; default ``adj_mx.pkl`` / ``adj_mx_bay.pkl`` beside the h5. The graph is
-    reordered to the h5 column order by sensor id. **The format requires unpickling, which can
+    ``adj_pkl_path``: the graph pickle, default ``adj_mx.pkl`` / ``adj_mx_bay.pkl`` beside the h5;
+    see :func:`gpdiff.data.graphpickle.read_graph_pickle` (the DCRNN 3-sequence, or a bare
+    ``[N, N]`` matrix in the column order of the h5). **The format requires unpickling, which can
     run code: only load pickles you trust** (e.g. the ones from the DCRNN repository). The
     fixed-format h5 is read without unpickling anything; a table-format h5 is read by pandas,
     which unpickles its metadata too.
 
     ``locations_path``: optional sensor coordinates (``graph_sensor_locations*.csv``, columns
     ``[index,] sensor_id, latitude, longitude``, header optional); found beside the h5 by default.
+    Every option may also come from ``city.yaml`` beside the h5 (:mod:`gpdiff.data.options`).
     """
     h5 = _require_file(h5_path, "DCRNN speed file")
-    times, columns, raw = _read_hdf_frame(h5, key)
+    o = opt.resolve(h5.parent, {"name": name, "key": key, "adj_pkl_path": adj_pkl_path,
+                                "locations_path": locations_path, "allow_gaps": allow_gaps}, DCRNN_OPTIONS, "DCRNN")
+    times, columns, raw = _read_hdf_frame(h5, o.get("key"))
     if raw.shape[1] == 0 or raw.shape[0] < 2:
         raise GpdiffError(f"{h5}: the table has shape {raw.shape}; need at least 2 timestamps and 1 sensor.")
-    pkl = _find_dcrnn_pickle(h5) if adj_pkl_path is None else _require_file(adj_pkl_path, "DCRNN graph pickle")
-    adjacency = _read_dcrnn_pickle(pkl, columns)
-    start, interval, pos, n_steps = _regular_grid(times, h5)
+    pkl = (_find_dcrnn_pickle(h5) if o.get("adj_pkl_path") is None
+           else _require_file(o["adj_pkl_path"], "DCRNN graph pickle"))
+    adjacency, graph_note = read_graph_pickle(pkl, columns)
+    grid = regular_grid(times, h5, allow_gaps=bool(o.get("allow_gaps")))
     mask = np.isfinite(raw) & (raw != 0)
-    values, mask = _place_on_grid(np.where(mask, raw, 0.0)[:, :, None], mask, pos, n_steps)
+    values, mask = place_on_grid(np.where(mask, raw, 0.0)[:, :, None], mask, grid)
     coords = None
-    loc = Path(locations_path) if locations_path is not None else _find_locations(h5)
+    loc = Path(o["locations_path"]) if o.get("locations_path") is not None else _find_locations(h5)
     if loc is not None:
         coords = _read_sensor_locations(_require_file(loc, "sensor locations file"), columns)
-    filled = n_steps - len(pos)
-    note = f"; {filled} missing timestamps filled as missing" if filled else ""
+    notes = [graph_note] if graph_note else []
+    if grid.filled:
+        notes.append(f"{grid.filled} missing timestamps filled as missing")
+    note = "".join(f"; {n}" for n in notes)
     return _make_city(
-        h5, name=name or h5.stem, values=values, mask=mask, start=start, interval_minutes=interval,
-        adjacency=adjacency, kind="speed", units="mph", node_ids=columns, channels=["speed"], coords=coords,
+        h5, name=o.get("name") or h5.stem, values=values, mask=mask, start=grid.start,
+        interval_minutes=grid.interval_minutes, adjacency=adjacency, kind="speed", units="mph", node_ids=columns,
+        channels=["speed"], coords=coords,
         source=f"DCRNN format: {h5.name} + {pkl.name}{' + ' + loc.name if loc is not None else ''}{note}",
     )
 
@@ -143,8 +182,8 @@ def _find_dcrnn_pickle(h5: Path) -> Path:
         if (h5.parent / n).is_file():
             return h5.parent / n
     raise GpdiffError(
-        f"no graph pickle beside {h5} (looked for {' and '.join(names)}); put the DCRNN adj_mx.pkl there "
-        "or pass adj_pkl_path=."
+        f"no graph pickle beside {h5} (looked for {' and '.join(names)}); put the DCRNN adj_mx.pkl there, or "
+        f"{how_to_set('adj_pkl_path', 'GRAPH.pkl')}."
     )
 
 
@@ -153,36 +192,6 @@ def _find_locations(h5: Path) -> Path | None:
     if "bay" not in h5.stem.lower():
         names = names[::-1]
     return next((h5.parent / n for n in names if (h5.parent / n).is_file()), None)
-
-
-def _read_dcrnn_pickle(path: Path, columns: list[str]) -> np.ndarray:
-    try:
-        with path.open("rb") as f:
-            obj = pickle.load(f, encoding="latin1")  # noqa: S301 - the DCRNN format is a pickle
-    except Exception as exc:  # noqa: BLE001 - any failure means "not a readable pickle"
-        raise GpdiffError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc}); "
-                          "use the adj_mx.pkl from the DCRNN repository.") from None
-    if not isinstance(obj, (tuple, list)) or len(obj) != 3:
-        raise GpdiffError(f"{path} does not hold (sensor_ids, sensor_id_to_ind, adj_mx); "
-                          "use the adj_mx.pkl from the DCRNN repository.")
-    ids = [_id_str(i) for i in obj[0]]
-    adj = np.asarray(obj[2], dtype=np.float64)
-    if adj.ndim != 2 or adj.shape[0] != adj.shape[1] or adj.shape[0] != len(ids):
-        raise GpdiffError(f"{path}: adjacency shape {adj.shape} does not match its {len(ids)} sensor ids; "
-                          "the pickle is damaged, download it again.")
-    if not np.all(np.isfinite(adj)):
-        raise GpdiffError(f"{path}: the adjacency contains NaN or inf; fix or replace the graph file.")
-    pos = {s: i for i, s in enumerate(ids)}
-    missing = [c for c in columns if c not in pos]
-    if missing or len(ids) != len(columns):
-        extra = sorted(set(ids) - set(columns))
-        raise GpdiffError(
-            f"{path}: sensor ids do not match the speed file ({len(missing)} speed columns not in the graph, "
-            f"e.g. {missing[:3]}; {len(extra)} graph ids not in the speed file, e.g. {extra[:3]}); "
-            "use the graph pickle that belongs to this dataset."
-        )
-    order = [pos[c] for c in columns]
-    return adj[np.ix_(order, order)]
 
 
 def _read_sensor_locations(path: Path, ids: list[str]) -> np.ndarray:
@@ -225,16 +234,18 @@ def _read_hdf_frame(path: Path, key: str | None) -> tuple[pd.DatetimeIndex, list
             raise GpdiffError(f"{path} holds no pandas DataFrame (top-level entries: {', '.join(list(f.keys())[:5])}); "
                               "DCRNN-format files are written by DataFrame.to_hdf.")
         if key is None:
+            timed = [g for g in groups if _is_time_indexed(f[g])]
             if "df" in groups:
                 key = "df"
-            elif len(groups) == 1:
-                key = groups[0]
+            elif len(groups) == 1 or len(timed) == 1:
+                key = groups[0] if len(groups) == 1 else timed[0]
             else:
-                raise GpdiffError(f"{path} holds {len(groups)} tables ({', '.join(groups) or 'none'}) and none "
-                                  "is named 'df'; pass key= with the table to read.")
+                raise GpdiffError(f"{path} holds {len(groups)} tables ({', '.join(groups)}), "
+                                  f"{len(timed)} of them indexed by time, and none is named 'df'; state the table to "
+                                  f"read: {how_to_set('key', (timed or groups)[0])}.")
         elif key not in groups:
             raise GpdiffError(f"{path} has no table {key!r} (it has: {', '.join(groups) or 'none'}); "
-                              "pass one of those as key=.")
+                              "set key to one of those.")
         group = f[key]
         ptype = _attr_str(group, "pandas_type")
         if ptype == "frame":
@@ -256,6 +267,18 @@ def _read_hdf_frame(path: Path, key: str | None) -> tuple[pd.DatetimeIndex, list
     return df.index, [_id_str(c) for c in df.columns], values
 
 
+def _is_time_indexed(group: Any) -> bool:
+    """Whether an HDF5 group is a pandas frame whose row index holds timestamps (fixed or table format)."""
+    try:
+        if _attr_str(group, "pandas_type") == "frame":
+            return _attr_str(group["axis1"], "kind").startswith("datetime64")
+        table = group["table"]
+        return any(_attr_str(table, f"{n}_kind").startswith("datetime64") or
+                   "datetime64" in str(table.attrs.get(f"{n}_kind", "")) for n in ("index",))
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
 def _read_fixed_frame(path: Path, group: Any) -> tuple[pd.DatetimeIndex, list[str], np.ndarray]:
     try:
         columns = _decode_labels(group["axis0"])
@@ -268,7 +291,7 @@ def _read_fixed_frame(path: Path, group: Any) -> tuple[pd.DatetimeIndex, list[st
         times = pd.DatetimeIndex(np.asarray(index[()], dtype=np.int64).astype(f"datetime64[{unit}]"))
         tz = _attr_str(index, "tz")
         if tz:
-            times = times.tz_localize("UTC").tz_convert(tz).tz_localize(None)
+            times = times.tz_localize("UTC").tz_convert(tz)
         t, n = len(times), len(columns)
         values = np.full((t, n), np.nan)
         col = {c: i for i, c in enumerate(columns)}
@@ -303,18 +326,9 @@ def _decode_labels(ds: Any) -> list[str]:
     return [_id_str(v) for v in np.asarray(ds[()]).tolist()]
 
 
-def _id_str(v: Any) -> str:
-    """A node id as text: bytes decoded, integral floats without '.0'."""
-    if isinstance(v, (bytes, np.bytes_)):
-        return bytes(v).decode("utf-8", "replace").strip()
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))
-    return str(v).strip()
-
-
 # -------------------------------------------------------------------------------- GPD
 def load_gpd_folder(folder: PathLike, interval_minutes: int | None = None,
-                    start: str | pd.Timestamp | None = None) -> City:
+                    start: str | pd.Timestamp | None = None, **options: Any) -> City:
     """Load a GPD / ST-GFSL data folder.
 
     Layout: ``dataset.npy`` float ``[T, N, C]`` (channel 0 is the forecasting target; the released
@@ -324,21 +338,22 @@ def load_gpd_folder(folder: PathLike, interval_minutes: int | None = None,
     ``Data_DC`` ...) 60 min crowd flow. In speed data 0 means missing. Any other folder needs
     ``interval_minutes`` (or a ``city.yaml`` in the folder with ``interval_minutes:``; it may also
     set ``name``, ``kind``, ``units``, ``start``). ``start`` defaults to 2000-01-03 (a Monday),
-    recorded in ``City.source`` as unknown.
+    recorded in ``City.source`` as unknown. ``options``: ``name``, ``kind``, ``units``, ``source``
+    (also from ``city.yaml``).
     """
     d = _require_dir(folder, "GPD data folder")
     data_path = _require_file(d / "dataset.npy", "GPD series file")
     adj_path = _require_file(d / "matrix.npy", "GPD adjacency file")
-    meta = _read_meta(d / "city.yaml", _GPD_YAML_KEYS)
+    meta = opt.resolve(d, {"interval_minutes": interval_minutes, "start": start, **options}, GPD_OPTIONS, "GPD")
     key = d.name.lower()
     key = key[len("data_"):] if key.startswith("data_") else key
     key = "chengdu_m" if key == "chengdu" else key
     default = GPD_DEFAULTS.get(key)
-    interval = interval_minutes or meta.get("interval_minutes") or (default[0] if default else None)
+    interval = meta.get("interval_minutes") or (default[0] if default else None)
     if interval is None:
         raise GpdiffError(
-            f"{d}: unknown GPD folder name {d.name!r}, so the time step is unknown; pass interval_minutes= "
-            f"to load_gpd_folder or add 'interval_minutes: N' to {d / 'city.yaml'} (known names: "
+            f"{d}: unknown GPD folder name {d.name!r}, so the time step is unknown; state it: "
+            f"{how_to_set('interval_minutes', 'N')} (Python: interval_minutes=; known names: "
             f"{', '.join(sorted(GPD_DEFAULTS))})."
         )
     kind = str(meta.get("kind") or (default[1] if default else "flow"))
@@ -356,7 +371,7 @@ def load_gpd_folder(folder: PathLike, interval_minutes: int | None = None,
     mask = np.isfinite(target) & ((target != 0) if kind == "speed" else True)
     values = np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
     values[:, :, 0] = np.where(mask, values[:, :, 0], 0.0)
-    start_given = start if start is not None else meta.get("start")
+    start_given = meta.get("start")
     t0 = pd.Timestamp(start_given) if start_given is not None else GPD_DEFAULT_START
     note = "" if start_given is not None else f"; true start unknown, {t0:%Y-%m-%d} assumed"
     return _make_city(
@@ -367,7 +382,7 @@ def load_gpd_folder(folder: PathLike, interval_minutes: int | None = None,
 
 
 # ----------------------------------------------------------------------------- ASTGCN
-def load_astgcn(npz_path: PathLike, csv_path: PathLike | None = None, interval_minutes: int = 5,
+def load_astgcn(npz_path: PathLike, csv_path: PathLike | None = None, interval_minutes: int | None = None,
                 ids_path: PathLike | None = None, start: str | pd.Timestamp | None = None,
                 name: str | None = None) -> City:
     """Load a PEMS03/04/07/08 file in the ASTGCN/STSGCN layout.
@@ -378,9 +393,14 @@ def load_astgcn(npz_path: PathLike, csv_path: PathLike | None = None, interval_m
     found beside (``PEMS0X.txt``, one sensor id per line, line i = node i; PEMS03 needs it).
     The adjacency is a symmetric Gaussian kernel ``exp(-(cost / sigma)^2)`` over the listed
     pairs, sigma = standard deviation of the costs. ``start`` defaults to the published start of
-    PEMS03/04/07/08, else 2000-01-03 (recorded as unknown).
+    PEMS03/04/07/08, else 2000-01-03 (recorded as unknown); ``interval_minutes`` defaults to 5.
+    Every option may also come from ``city.yaml`` beside the npz (:mod:`gpdiff.data.options`).
     """
     npz = _require_file(npz_path, "ASTGCN data file")
+    o = opt.resolve(npz.parent, {"csv_path": csv_path, "interval_minutes": interval_minutes, "ids_path": ids_path,
+                                 "start": start, "name": name}, ASTGCN_OPTIONS, "ASTGCN")
+    csv_path, ids_path, start, name = o.get("csv_path"), o.get("ids_path"), o.get("start"), o.get("name")
+    interval_minutes = int(o.get("interval_minutes") or 5)
     csv_file = Path(csv_path) if csv_path is not None else npz.with_suffix(".csv")
     csv_file = _require_file(csv_file, "ASTGCN distance file (from,to,cost)")
     try:
@@ -447,7 +467,8 @@ def _distance_csv_to_adjacency(path: Path, n: int, ids: list[str] | None) -> np.
                     k = -1
                 if not 0 <= k < n:
                     raise GpdiffError(f"{path}: node {key!r} is not an index in 0..{n - 1}; if the file uses "
-                                      "sensor ids, pass ids_path= (a file with one id per line, line i = node i).")
+                                      "sensor ids, give the id file (one id per line, line i = node i): "
+                                      f"{how_to_set('ids_path', 'IDS.txt')} (Python: ids_path=).")
                 ij.append(k)
         src.append(ij[0])
         dst.append(ij[1])
@@ -463,42 +484,48 @@ def _distance_csv_to_adjacency(path: Path, n: int, ids: list[str] | None) -> np.
 
 
 # ------------------------------------------------------------------------ city folder
-def load_city_folder(folder: PathLike) -> City:
+def load_city_folder(folder: PathLike, **options: Any) -> City:
     """Load gpdiff's own folder format.
 
     - ``series.csv`` (required): first column timestamps (e.g. ``2012-03-01 00:05``), then one
       column per node; the header row holds the node ids. An empty cell is a missing value. The
-      interval is inferred; missing rows are filled as missing; duplicated or unsorted
-      timestamps are an error.
+      separator (``,`` ``;`` tab), a decimal comma and a leading unnamed index column are detected
+      (:mod:`gpdiff.data.widecsv`). Day-first dates and UTC offsets are read as described in
+      :mod:`gpdiff.data.timeaxis`. The interval is the most common time difference; missing rows
+      are filled as missing; duplicated, unsorted or off-grid timestamps are an error.
     - graph, one of: ``adjacency.csv`` (N x N weights, optionally with a header row of node ids,
       then reordered to the series columns, and optionally an index column); ``edges.csv``
       (columns ``from,to[,weight]``, weight 1 if absent; made symmetric); or neither, when
       ``nodes.csv`` has coordinates (a Gaussian-kernel 8-nearest-neighbour graph is built).
     - ``nodes.csv`` (optional): columns ``id``, ``lat``, ``lon`` (or ``x``, ``y`` in metres), then
       any numeric attribute columns (kept as node attributes). Rows of unknown ids are ignored.
-    - ``city.yaml`` (optional): ``name``, ``kind`` (``flow`` default, or ``speed``: then 0 is
-      missing too), ``units``, ``source``, ``channels`` (names; channel k >= 1 is read from
-      ``channel<k>.csv``, laid out like series.csv), ``interval_minutes``.
+    - ``city.yaml`` (optional) and ``options``: ``name``, ``kind`` (``flow`` default, or ``speed``:
+      then 0 is missing too), ``units``, ``source``, ``channels`` (names; channel k >= 1 is read
+      from ``channel<k>.csv``, laid out like series.csv), ``interval_minutes``, ``time_format``,
+      ``tz``, ``sep``, ``decimal``, ``allow_gaps`` (see :mod:`gpdiff.data.options`).
     """
     d = _require_dir(folder, "city folder")
     series_path = _require_file(d / "series.csv", "series file")
-    meta = _read_meta(d / "city.yaml", _CITY_YAML_KEYS)
+    meta = opt.resolve(d, options, CITY_FOLDER_OPTIONS, "city folder")
     kind = str(meta.get("kind", "flow"))
     if kind not in KINDS:
         raise GpdiffError(f"{d / 'city.yaml'}: kind {kind!r} is not one of {KINDS}; fix the kind line.")
-    times, ids, target = _read_series_csv(series_path)
+    read = {k: meta.get(k) for k in ("time_format", "tz", "sep", "decimal")}
+    table = read_wide_csv(series_path, **read)
+    times, ids, target = table.times, table.ids, table.values
     mask = np.isfinite(target) & ((target != 0) if kind == "speed" else True)
     channel_names = [str(c) for c in meta.get("channels", [])] or ["target"]
     layers = [np.where(mask, target, 0.0)]
     for k in range(1, len(channel_names)):
         cpath = _require_file(d / f"channel{k}.csv", f"file of channel {channel_names[k]!r} (listed in city.yaml)")
-        ctimes, cids, cvals = _read_series_csv(cpath)
-        if cids != ids or not ctimes.equals(times):
+        ctable = read_wide_csv(cpath, **read)
+        if ctable.ids != ids or not ctable.times.equals(times):
             raise GpdiffError(f"{cpath}: its timestamps and node columns must match series.csv exactly.")
-        layers.append(np.nan_to_num(cvals, nan=0.0))
+        layers.append(np.nan_to_num(ctable.values, nan=0.0))
     interval = meta.get("interval_minutes")
-    start, minutes, pos, n_steps = _regular_grid(times, series_path, int(interval) if interval else None)
-    values, mask = _place_on_grid(np.stack(layers, axis=2), mask, pos, n_steps)
+    grid = regular_grid(times, series_path, int(interval) if interval else None, first_line=2,
+                        allow_gaps=bool(meta.get("allow_gaps")))
+    values, mask = place_on_grid(np.stack(layers, axis=2), mask, grid)
 
     coords, coord_kind, attributes, attr_names = None, "latlon", None, []
     nodes_path = d / "nodes.csv"
@@ -519,65 +546,15 @@ def load_city_folder(folder: PathLike) -> City:
             f"{d} has no graph: add adjacency.csv (N x N weights), edges.csv (from,to[,weight]) "
             "or nodes.csv with lat/lon columns to build one from."
         )
-    filled = n_steps - len(pos)
-    note = f"; {filled} missing timestamps filled as missing" if filled else ""
+    notes = list(table.notes) + ([f"{grid.filled} missing timestamps filled as missing"] if grid.filled else [])
     default_units = "count" if kind == "flow" else "unknown"
     return _make_city(
-        series_path, name=str(meta.get("name") or d.name), values=values, mask=mask, start=start,
-        interval_minutes=minutes, adjacency=adjacency, kind=kind, units=str(meta.get("units") or default_units),
-        node_ids=ids, channels=channel_names, coords=coords, coord_kind=coord_kind, attributes=attributes,
-        attribute_names=attr_names,
-        source=str(meta.get("source") or f"city folder {d.name} (graph: {graph_note})") + note,
+        series_path, name=str(meta.get("name") or d.name), values=values, mask=mask, start=grid.start,
+        interval_minutes=grid.interval_minutes, adjacency=adjacency, kind=kind,
+        units=str(meta.get("units") or default_units), node_ids=ids, channels=channel_names, coords=coords,
+        coord_kind=coord_kind, attributes=attributes, attribute_names=attr_names,
+        source=str(meta.get("source") or f"city folder {d.name} (graph: {graph_note})") + "".join(f"; {n}" for n in notes),
     )
-
-
-def _read_series_csv(path: Path) -> tuple[pd.DatetimeIndex, list[str], np.ndarray]:
-    with path.open(newline="") as f:
-        header = next(csv.reader(f), None)
-    if not header or len(header) < 2:
-        raise GpdiffError(f"{path}: needs a header row: a time column, then one column per node id.")
-    ids = [h.strip() for h in header[1:]]
-    if any(not i for i in ids):
-        raise GpdiffError(f"{path}: column {ids.index('') + 2} of the header has no node id; name every column.")
-    dup = next((i for i in ids if ids.count(i) > 1), None)
-    if dup is not None:
-        raise GpdiffError(f"{path}: node id {dup!r} heads more than one column; node ids must be unique.")
-    try:
-        df = pd.read_csv(path, index_col=0, header=0, low_memory=False, skipinitialspace=True)
-    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise GpdiffError(f"{path} is not a valid CSV table ({msg}); every row needs a timestamp and "
-                          f"{len(ids)} values.") from None
-    if len(df) < 2:
-        raise GpdiffError(f"{path}: {len(df)} data row(s); need at least 2 timestamps.")
-    df.columns = ids
-    for c in df.columns:
-        if df[c].dtype.kind not in "fiub":
-            conv = pd.to_numeric(df[c], errors="coerce")
-            bad = conv.isna() & df[c].notna()
-            if bad.any():
-                at = int(np.flatnonzero(bad.to_numpy())[0])
-                raise GpdiffError(f"{path}: column {c!r} has the non-numeric value {df[c].iloc[at]!r} at "
-                                  f"{df.index[at]} (line {at + 2}); use numbers, and leave missing cells empty.")
-            df[c] = conv
-    return _parse_times(df.index, path), ids, df.to_numpy(dtype=np.float64)
-
-
-def _parse_times(index: pd.Index, path: Path) -> pd.DatetimeIndex:
-    if index.dtype.kind in "iufb":
-        raise GpdiffError(f"{path}: the first column holds numbers ({index[0]!r}, ...), not timestamps; "
-                          "write times like 2012-03-01 00:05.")
-    raw = pd.Series(index.astype(object), dtype=object)
-    try:
-        times = pd.DatetimeIndex(pd.to_datetime(raw, errors="raise"))
-    except (ValueError, TypeError, OverflowError):
-        times = pd.DatetimeIndex(pd.to_datetime(raw, errors="coerce", format="mixed"))
-    bad = np.flatnonzero(times.isna())
-    if bad.size:
-        i = int(bad[0])
-        raise GpdiffError(f"{path}: {raw.iloc[i]!r} (line {i + 2}) is not a timestamp; write times like "
-                          "2012-03-01 00:05 and give every row one.")
-    return times.tz_localize(None) if times.tz is not None else times
 
 
 def _read_nodes_csv(path: Path, ids: list[str]) -> tuple[np.ndarray | None, str, np.ndarray | None, list[str]]:
@@ -746,51 +723,6 @@ def _check_adjacency(adj: np.ndarray, n: int, path: Path, series_name: str) -> N
         raise GpdiffError(f"{path}: negative weight {adj[i, j]:g} at row {i}, column {j}; weights must be >= 0.")
 
 
-# ------------------------------------------------------------------------ time helpers
-def _regular_grid(times: pd.DatetimeIndex, path: Path, interval_minutes: int | None = None
-                  ) -> tuple[pd.Timestamp, int, np.ndarray, int]:
-    """Check timestamps and place them on a regular grid: (start, minutes, positions, n_steps)."""
-    times = pd.DatetimeIndex(times)
-    if times.tz is not None:
-        times = times.tz_localize(None)
-    if len(times) < 2:
-        raise GpdiffError(f"{path}: {len(times)} timestamp(s); need at least 2.")
-    if times.hasnans:
-        raise GpdiffError(f"{path}: row {int(np.flatnonzero(times.isna())[0]) + 1} has no timestamp; "
-                          "give every row a time.")
-    ns = times.as_unit("ns").asi8
-    diff = np.diff(ns)
-    bad = np.flatnonzero(diff <= 0)
-    if bad.size:
-        i = int(bad[0])
-        if diff[i] == 0:
-            raise GpdiffError(f"{path}: timestamp {times[i + 1]} appears more than once (first repeat at row "
-                              f"{i + 2}); keep one row per timestamp (e.g. drop duplicated rows).")
-        raise GpdiffError(f"{path}: timestamps are not in increasing order: {times[i + 1]} (row {i + 2}) comes "
-                          f"after {times[i]}; sort the rows by time.")
-    step = int(interval_minutes) * _NS_PER_MIN if interval_minutes else int(diff.min())
-    if step % _NS_PER_MIN:
-        raise GpdiffError(f"{path}: the smallest time step is {pd.Timedelta(step)}, not a whole number of minutes; "
-                          "resample the series to a whole-minute interval.")
-    off = np.flatnonzero(diff % step)
-    if off.size:
-        i = int(off[0])
-        raise GpdiffError(f"{path}: timestamp {times[i + 1]} is off the regular {step // _NS_PER_MIN}-minute grid "
-                          f"that starts at {times[0]}; resample the series to one fixed interval.")
-    pos = (ns - ns[0]) // step
-    return pd.Timestamp(times[0]), step // _NS_PER_MIN, pos, int(pos[-1]) + 1
-
-
-def _place_on_grid(values: np.ndarray, mask: np.ndarray, pos: np.ndarray, n_steps: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    if n_steps == len(pos):
-        return values, mask
-    full_v = np.zeros((n_steps,) + values.shape[1:], dtype=values.dtype)
-    full_m = np.zeros((n_steps,) + mask.shape[1:], dtype=bool)
-    full_v[pos], full_m[pos] = values, mask
-    return full_v, full_m
-
-
 # ----------------------------------------------------------------------- file helpers
 def _make_city(origin: Path, **kwargs: Any) -> City:
     """Build a City; its validation errors name the file they came from."""
@@ -823,24 +755,6 @@ def _load_npy(path: Path) -> np.ndarray:
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiub":
         raise GpdiffError(f"{path} does not hold a numeric array; save a float array with numpy.save.")
     return arr
-
-
-def _read_meta(path: Path, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    meta = read_yaml(path) or {}
-    if not isinstance(meta, dict):
-        raise GpdiffError(f"{path} must be a YAML mapping (key: value lines), e.g. 'kind: speed'.")
-    unknown = sorted(set(meta) - set(allowed))
-    if unknown:
-        raise GpdiffError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}.")
-    if "interval_minutes" in meta and (not isinstance(meta["interval_minutes"], int)
-                                       or meta["interval_minutes"] <= 0):
-        raise GpdiffError(f"{path}: interval_minutes must be a positive whole number, "
-                          f"got {meta['interval_minutes']!r}.")
-    if "channels" in meta and not isinstance(meta["channels"], list):
-        raise GpdiffError(f"{path}: channels must be a list of names, e.g. [speed, occupancy].")
-    return meta
 
 
 def _read_csv_rows(path: Path) -> list[list[str]]:

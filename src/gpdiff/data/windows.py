@@ -90,6 +90,43 @@ def window_origins(segment: Segment, history: int, horizon: int, lookback: bool,
     return np.arange(first, last + 1, dtype=np.int64)
 
 
+def observed_origins(city: City, segment: Segment, name: str, history: int, horizon: int, lag: int = 0
+                     ) -> np.ndarray:
+    """Origins ``[W]`` of the windows of ``segment`` (``name``: train, val or test; only training
+    windows keep their inputs inside it) whose targets hold at least one observed value."""
+    o = window_origins(segment, history, horizon, lookback=name != "train", lag=lag)
+    if o.size:
+        o = o[city.mask[o[:, None] + np.arange(horizon)].any(axis=(1, 2))]
+    return o
+
+
+def require_windows(city: City, segment: Segment, name: str, history: int, horizon: int, context: str = "none",
+                    minimum: int = 1) -> np.ndarray:
+    """:func:`observed_origins`, or :class:`GpdiffError` when fewer than ``minimum``: that the period
+    has no observed value at all (the data do not cover it), or that it is too short for a window."""
+    lag = lag_steps(context, city.steps_per_day)
+    o = observed_origins(city, segment, name, history, horizon, lag)
+    if o.size >= minimum:
+        return o
+    ts = city.timestamps
+    span = (f"steps {segment.start}-{segment.stop}, {ts[segment.start]:%Y-%m-%d %H:%M} .. "
+            f"{ts[segment.stop - 1]:%Y-%m-%d %H:%M}") if len(segment) else "empty"
+    if len(segment) and not city.mask[segment.start:segment.stop].any():
+        raise GpdiffError(
+            f"{city.name}: the {name} period ({span}) has no observed values at all, so nothing can be "
+            f"{'trained' if name == 'train' else 'scored'} there; the data must cover it: drop the unobserved "
+            "steps from the file (or fill them), or use another city."
+        )
+    lag_note = (f" + the {context} context's lag of {lag} steps (its inputs one "
+                f"{'day' if context == 'daily' else 'week'} earlier)") if lag else ""
+    fix = " or window.context none" if lag else ""
+    raise GpdiffError(
+        f"{city.name}: the {name} period ({span}, {len(segment)} steps) holds {o.size} complete window(s) with "
+        f"observed targets of history {history} + horizon {horizon}{lag_note}; need {minimum}. "
+        f"Use a longer period, a shorter history/horizon{fix}."
+    )
+
+
 class CityData:
     """A city prepared for training and evaluation under one split."""
 
@@ -122,26 +159,12 @@ class CityData:
 
     def origins(self, name: str) -> np.ndarray:
         """Window origins for ``train``, ``val`` or ``test``; windows with no observed target dropped."""
-        seg = self.segment(name)
-        o = window_origins(seg, self.history, self.horizon, lookback=name != "train", lag=self.lag)
-        if o.size:
-            obs = self.city.mask[o[:, None] + np.arange(self.horizon)].any(axis=(1, 2))
-            o = o[obs]
-        return o
+        return observed_origins(self.city, self.segment(name), name, self.history, self.horizon, self.lag)
 
     def require_windows(self, name: str, minimum: int = 1) -> np.ndarray:
-        o = self.origins(name)
-        if o.size < minimum:
-            seg = self.segment(name)
-            lag = (f" + the {self.context} context's lag of {self.lag} steps (its inputs one "
-                   f"{'day' if self.context == 'daily' else 'week'} earlier)") if self.lag else ""
-            fix = " or window.context none" if self.lag else ""
-            raise GpdiffError(
-                f"{self.city.name}: the {name} period ({len(seg)} steps) holds {o.size} complete "
-                f"window(s) of history {self.history} + horizon {self.horizon}{lag}; need {minimum}. "
-                f"Use a longer period, a shorter history/horizon{fix}."
-            )
-        return o
+        """:func:`require_windows` for this city's segment ``name``."""
+        return require_windows(self.city, self.segment(name), name, self.history, self.horizon, self.context,
+                               minimum)
 
     def batch(self, nodes: torch.Tensor, origins: torch.Tensor) -> WindowBatch:
         """Windows for ``nodes`` ``[n]`` at ``origins`` ``[n, B]`` (one row of origins per node)."""

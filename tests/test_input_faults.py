@@ -1,0 +1,246 @@
+"""Input faults from public bug reports (issue 14), each rebuilt at toy size: the right value, or one clear error."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from gpdiff.cli import main
+from gpdiff.data.city import City
+from gpdiff.data.loaders import load_astgcn, load_city_folder, load_dcrnn, load_path
+from gpdiff.errors import GpdiffError
+from gpdiff.pipeline import load_cities, load_named
+from gpdiff.runconfig import RunConfig
+
+IDS = ["a", "b", "c"]
+
+
+def _folder(d: Path, stamps: list[str], values: np.ndarray | None = None, sep: str = ",", decimal: str = ".",
+            header: str = "timestamp") -> Path:
+    """A city folder: series.csv with the given timestamp texts, an edges.csv over IDS."""
+    d.mkdir(parents=True, exist_ok=True)
+    values = values if values is not None else np.arange(len(stamps) * 3, dtype=float).reshape(-1, 3) + 1.5
+    lines = [sep.join([header, *IDS])]
+    for s, row in zip(stamps, values):
+        lines.append(sep.join([s, *(f"{v:g}".replace(".", decimal) for v in row)]))
+    (d / "series.csv").write_text("\n".join(lines) + "\n")
+    pd.DataFrame([["a", "b"], ["b", "c"]], columns=["from", "to"]).to_csv(d / "edges.csv", index=False)
+    return d
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+# 1 ------------------------------------------------------------------- day-first dates
+@pytest.mark.parametrize("days", [12, 14])
+def test_day_first_dates_are_read_day_first(tmp_path: Path, days: int) -> None:
+    times = pd.date_range("2024-01-01", periods=days * 24, freq="h")
+    city = load_city_folder(_folder(tmp_path / "c", list(times.strftime("%d/%m/%Y %H:%M"))))
+    assert city.n_steps == days * 24 and city.mask.all()
+    assert city.start == pd.Timestamp("2024-01-01 00:00") and city.end == times[-1]
+    assert "%d/%m/%Y %H:%M" in city.source
+
+
+def test_ambiguous_day_month_order_says_how_to_state_it(tmp_path: Path) -> None:
+    times = pd.date_range("2024-03-05", periods=24, freq="h")  # one day: 05/03 reads as 5 March or 3 May
+    d = _folder(tmp_path / "c", list(times.strftime("%d/%m/%Y %H:%M")))
+    with pytest.raises(GpdiffError, match=r"series\.csv: dates like '05/03/2024 00:00' read day-first .*time_format"):
+        load_city_folder(d)
+    (d / "city.yaml").write_text('time_format: "%d/%m/%Y %H:%M"\n')
+    assert load_city_folder(d).start == pd.Timestamp("2024-03-05")
+    (d / "city.yaml").unlink()
+    r = _run("data", "show", str(d), "--option", "time_format=%m/%d/%Y %H:%M", "--plot", str(tmp_path / "p.png"))
+    assert r.exit_code == 0, r.output
+    assert "2024-05-03 00:00" in r.output
+
+
+def test_a_mostly_missing_time_axis_is_an_error_unless_allowed(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=12 * 24, freq="h")
+    d = _folder(tmp_path / "c", list(times.strftime("%d/%m/%Y %H:%M")))
+    with pytest.raises(GpdiffError, match=r"288 rows on a 60-minute grid of 8064 steps.*96% .*missing.*allow_gaps"):
+        load_city_folder(d, time_format="%m/%d/%Y %H:%M")
+    city = load_city_folder(d, time_format="%m/%d/%Y %H:%M", allow_gaps=True)
+    assert city.n_steps == 8064 and city.mask.mean() == pytest.approx(288 / 8064)
+
+
+# 2 ------------------------------------------------------------- UTC offsets, clock change
+def test_utc_offsets_across_a_clock_change(tmp_path: Path) -> None:
+    local = pd.date_range("2024-11-02 00:00", periods=96, freq="h", tz="America/New_York")
+    stamps = [t.isoformat() for t in local]
+    assert stamps[24].endswith("-04:00") and stamps[-1].endswith("-05:00")
+    d = _folder(tmp_path / "c", stamps)
+    city = load_city_folder(d)
+    assert city.n_steps == 96 and city.mask.all() and city.interval_minutes == 60
+    assert city.start == pd.Timestamp("2024-11-02 04:00", tz="UTC") and str(city.start.tz) == "UTC"
+    assert city.summary()["span"].endswith("UTC")
+    ny = load_city_folder(d, tz="America/New_York")
+    assert ny.n_steps == 96 and ny.timestamps.is_unique and str(ny.start.tz) == "America/New_York"
+    assert ny.timestamps[0].hour == 0 and ny.timestamps[-1] == local[-1]
+    back = City.load(ny.save(tmp_path / "ny.city"))
+    assert back.start == ny.start and str(back.start.tz) == "America/New_York"
+
+
+# 3 --------------------------------------------------------------- one irregular timestamp
+@pytest.mark.parametrize("fault", ["shifted", "stray"])
+def test_one_irregular_timestamp_is_named(tmp_path: Path, fault: str) -> None:
+    times = pd.date_range("2024-01-01", periods=200, freq="5min").tolist()
+    if fault == "shifted":
+        times[100] = times[100] + pd.Timedelta(minutes=2)  # 08:20 -> 08:22
+    else:
+        times.insert(101, times[100] + pd.Timedelta(minutes=2))  # an extra row at 08:22
+    d = _folder(tmp_path / "c", [f"{t:%Y-%m-%d %H:%M}" for t in times])
+    with pytest.raises(GpdiffError) as err:
+        load_city_folder(d)
+    msg = str(err.value)
+    line = 102 if fault == "shifted" else 103
+    assert "2024-01-01 08:22:00" in msg and f"line {line}" in msg and "5-minute grid" in msg, msg
+
+
+# 4 ------------------------------------------------------------------------ CSV dialects
+def test_semicolon_separator_and_decimal_comma(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=48, freq="h")
+    vals = np.round(np.random.default_rng(0).uniform(0, 100, (48, 3)), 2)
+    d = _folder(tmp_path / "c", [f"{t:%Y-%m-%d %H:%M}" for t in times], vals, sep=";", decimal=",")
+    city = load_city_folder(d)
+    np.testing.assert_allclose(city.values[:, :, 0], vals, rtol=1e-6)
+    assert city.node_ids == IDS and "decimal comma" in city.source
+
+
+def test_pandas_default_index_column_is_dropped(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=48, freq="h")
+    df = pd.DataFrame(np.arange(144, dtype=float).reshape(48, 3) + 1, columns=IDS)
+    df.insert(0, "timestamp", times.strftime("%Y-%m-%d %H:%M"))
+    d = _folder(tmp_path / "c", ["x", "y"])
+    df.to_csv(d / "series.csv")  # index=True: a leading unnamed column 0, 1, 2 ...
+    city = load_city_folder(d)
+    assert city.node_ids == IDS and city.n_steps == 48
+    np.testing.assert_array_equal(city.values[:, :, 0], df[IDS].to_numpy())
+
+
+# 5 ---------------------------------------------------------------- DCRNN-family pickles
+def _h5(d: Path, n: int = 3, key: str = "df") -> tuple[Path, list[str], np.ndarray]:
+    d.mkdir(parents=True, exist_ok=True)
+    ids = [f"7{i:05d}" for i in range(n)]
+    vals = np.random.default_rng(0).uniform(20, 70, (60, n))
+    pd.DataFrame(vals, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
+        d / "metr-la.h5", key=key, format="fixed")
+    return d / "metr-la.h5", ids, vals
+
+
+def test_protocol0_pickle_with_crlf_line_ends(tmp_path: Path) -> None:
+    h5, ids, _ = _h5(tmp_path / "d")
+    adj = np.arange(9, dtype=np.float32).reshape(3, 3)
+    rev = ids[::-1]
+    raw = pickle.dumps([rev, {s: i for i, s in enumerate(rev)}, adj], protocol=0)
+    (h5.parent / "adj_mx.pkl").write_bytes(raw.replace(b"\n", b"\r\n"))
+    city = load_dcrnn(h5)
+    np.testing.assert_array_equal(city.adjacency, adj[::-1, ::-1])
+
+
+def test_bare_matrix_pickle(tmp_path: Path) -> None:
+    h5, ids, _ = _h5(tmp_path / "d")
+    adj = np.random.default_rng(1).uniform(0, 1, (3, 3)).astype(np.float32)
+    (h5.parent / "adj_mx.pkl").write_bytes(pickle.dumps(adj))
+    city = load_dcrnn(h5)
+    np.testing.assert_allclose(city.adjacency, adj)
+    assert "node order assumed" in city.source
+    (h5.parent / "adj_mx.pkl").write_bytes(pickle.dumps(np.ones((4, 4))))
+    with pytest.raises(GpdiffError, match=r"adj_mx\.pkl holds a bare 4x4 matrix but the series has 3 nodes"):
+        load_dcrnn(h5)
+
+
+# 6 ------------------------------------------------------------------ options everywhere
+def test_h5_picks_the_one_time_indexed_table(tmp_path: Path) -> None:
+    h5, ids, vals = _h5(tmp_path / "d", key="speed")
+    pd.DataFrame({"sensor": ids, "lanes": [2, 3, 4]}).to_hdf(h5, key="meta", format="fixed")
+    (h5.parent / "adj_mx.pkl").write_bytes(pickle.dumps(np.eye(3)))
+    np.testing.assert_allclose(load_dcrnn(h5).values[:, :, 0], vals, rtol=1e-6)
+
+
+def test_h5_with_two_time_tables_names_the_option_and_takes_it_everywhere(tmp_path: Path) -> None:
+    h5, ids, vals = _h5(tmp_path / "d", key="speed")
+    pd.DataFrame(vals * 2, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
+        h5, key="flow", format="fixed")
+    (h5.parent / "adj_mx.pkl").write_bytes(pickle.dumps(np.eye(3)))
+    with pytest.raises(GpdiffError, match=r"holds 2 tables .*city\.yaml.*--option key=flow"):
+        load_path(h5)
+    r = _run("data", "show", str(h5), "--option", "key=speed", "--plot", str(tmp_path / "p.png"))
+    assert r.exit_code == 0, r.output
+    (h5.parent / "city.yaml").write_text("key: flow\n")
+    np.testing.assert_allclose(load_path(h5.parent).values[:, :, 0], vals * 2, rtol=1e-6)
+    assert load_named("d", str(tmp_path)).name == "d"  # a --data-dir run reads city.yaml too
+
+
+def test_astgcn_ids_file_from_city_yaml(tmp_path: Path) -> None:
+    d = tmp_path / "pems03"
+    d.mkdir()
+    data = np.random.default_rng(0).uniform(0, 100, (50, 3, 1))
+    np.savez(d / "PEMS03.npz", data=data)
+    (d / "PEMS03.csv").write_text("from,to,distance\n317842,318711,1.2\n318711,320433,2.5\n")
+    (d / "sensors.txt").write_text("317842\n318711\n320433\n")
+    with pytest.raises(GpdiffError, match=r"PEMS03\.csv: node '317842'.*--option ids_path="):
+        load_astgcn(d / "PEMS03.npz")
+    (d / "city.yaml").write_text("ids_path: sensors.txt\n")
+    city = load_path(d)
+    assert city.node_ids == ["317842", "318711", "320433"] and city.adjacency[0, 1] > 0
+    with pytest.raises(GpdiffError, match=r"city\.yaml: unknown key\(s\) key for the ASTGCN format"):
+        (d / "city.yaml").write_text("key: speed\n")
+        load_path(d)
+
+
+def test_data_convert_writes_a_city(tmp_path: Path) -> None:
+    times = pd.date_range("2024-03-05", periods=24, freq="h")
+    d = _folder(tmp_path / "c", list(times.strftime("%d/%m/%Y %H:%M")))
+    r = _run("data", "convert", str(d), str(tmp_path / "c.city"), "--option", "time_format=%d/%m/%Y %H:%M")
+    assert r.exit_code == 0, r.output
+    assert City.load(tmp_path / "c.city").start == pd.Timestamp("2024-03-05")
+
+
+# 7 ------------------------------------------------------------- a truncated cached city
+def test_truncated_city_in_the_cache(tmp_path: Path, small_city: City, monkeypatch: pytest.MonkeyPatch) -> None:
+    cities = tmp_path / "cache" / "cities"
+    cities.mkdir(parents=True)
+    small_city.save(cities / "good.city")
+    data = small_city.to_bytes()
+    (cities / "half.city").write_bytes(data[: len(data) // 2])
+    monkeypatch.setenv("GPDIFF_CACHE", str(tmp_path / "cache"))
+    r = _run("data", "list")
+    assert r.exit_code == 0, r.output
+    assert "good" in r.output and "hangzhou-metro" in r.output
+    broken = [ln for ln in r.output.splitlines() if "half" in ln]
+    assert len(broken) == 1 and broken[0].startswith("broken: half:") and "delete it" in broken[0]
+    r = _run("data", "show", "half")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "half.city is damaged or incomplete" in r.output and "delete it" in r.output
+    r = _run("data", "show", "good", "--plot", str(tmp_path / "g.png"))
+    assert r.exit_code == 0, r.output
+
+
+# 8 ---------------------------------------------------------------- one- and two-node graphs
+@pytest.mark.parametrize("n", [1, 2])
+def test_data_show_of_a_tiny_graph(tmp_path: Path, n: int) -> None:
+    city = City(name="tiny", values=np.random.default_rng(0).uniform(1, 5, (48, n, 1)), mask=np.ones((48, n), bool),
+                start="2024-01-01", interval_minutes=60, adjacency=np.ones((n, n)) - np.eye(n), kind="flow", units="u")
+    r = _run("data", "show", str(city.save(tmp_path / "t.city")), "--plot", str(tmp_path / "t.png"))
+    assert r.exit_code == 0, r.output
+    assert "nodes" in r.output and (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# 9 ------------------------------------------------ a test period with no observed values
+def test_unobserved_test_period_is_caught_before_training(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=20 * 24, freq="h")
+    vals = np.random.default_rng(0).uniform(1, 9, (len(times), 3))
+    target = vals.copy()
+    target[-4 * 24:] = np.nan  # the last 20 % (the test period) never observed
+    _folder(tmp_path / "cities" / "tgt", [f"{t:%Y-%m-%d %H:%M}" for t in times], target)
+    _folder(tmp_path / "cities" / "src", [f"{t:%Y-%m-%d %H:%M}" for t in times], vals)
+    cfg = RunConfig(target="tgt", data_dir=str(tmp_path / "cities"), out=str(tmp_path / "run"))
+    with pytest.raises(GpdiffError, match=r"tgt: the test period \(steps 384-480.*has no observed values at all"):
+        load_cities(cfg)
+    assert not (tmp_path / "run").exists()
