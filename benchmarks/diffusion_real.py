@@ -150,8 +150,9 @@ def main() -> None:
             per_city[city_name][m] = s / max(c, 1)
     overall = {m: s / max(c, 1) for m, (s, c) in sums.items()}
     ref = zoo.anchor if zoo.anchor is not None else zoo.params[train].mean(0)
-    rel = ((gen - true).norm(dim=1) / (true - ref).norm(dim=1)).mean().item()
-    rel_mean = ((mean - true).norm(dim=1) / (true - ref).norm(dim=1)).mean().item()
+    spread = (true - ref).norm(dim=1).sum()  # summed: a node that kept the anchor has no distance from it
+    rel = ((gen - true).norm(dim=1).sum() / spread).item()
+    rel_mean = ((mean - true).norm(dim=1).sum() / spread).item()
 
     print(f"\ntrain {t1 - t0:.0f}s, generate {t2 - t1:.1f}s ({args.sampler}, {steps or 'all'} steps); "
           f"L2 distance to the held-out node's own parameters, relative to its distance from the "

@@ -164,6 +164,14 @@ def test_residual_generation_a_zero_sample_is_the_anchor(tmp_path: Path) -> None
         zero = torch.zeros(1, model.shape.n_tokens, model.shape.token_dim)
         torch.testing.assert_close(model.decode(zero)[0], zoo.anchor, atol=1e-6, rtol=0)
         torch.testing.assert_close(model.decode(model.encode(zoo.params)), zoo.params, atol=1e-5, rtol=0)
+    from gpdiff.diffusion import generate
+
+    two = generate(model, prompts, "ddim", 3, seed=5, num_samples=2)
+    one = [generate(model, prompts, "ddim", 3, seed=s).params for s in (5, 6)]
+    torch.testing.assert_close(two.params, (one[0] + one[1]) / 2)
+    assert two.config["generated"]["num_samples"] == 2
+    with pytest.raises(GpdiffError, match="num_samples must be at least 1"):
+        generate(model, prompts, "ddim", 3, num_samples=0)
     mean = pretrain(zoo, prompts, DiffusionConfig.from_dict({**tiny, "reference": "mean"}), progress=False, device="cpu")
     zero = torch.zeros(1, mean.shape.n_tokens, mean.shape.token_dim)
     torch.testing.assert_close(mean.decode(zero)[0], zoo.params.mean(0), atol=1e-5, rtol=0)

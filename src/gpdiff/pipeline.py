@@ -227,9 +227,9 @@ def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionMo
         if st.cached:
             return st, ParamCollection.load(f)
         log(f"[generate] sampling parameters for {len(target_prompts)} target nodes ({g.sampler}, "
-            f"{g.num_inference_steps} steps)")
+            f"{g.num_inference_steps} steps, mean of {g.num_samples} sample(s))")
         generated = generate(model, target_prompts, g.sampler, g.num_inference_steps, g.guidance_scale, cfg.seed,
-                             progress=progress)
+                             progress=progress, num_samples=g.num_samples)
         generated.save(f)
     return st, generated
 

@@ -80,6 +80,7 @@ class GenerateConfig:
     sampler: str = "ddim"
     num_inference_steps: int = 50
     guidance_scale: float = 1.0  # > 1 needs diffusion.cfg_dropout > 0
+    num_samples: int = 4  # samples averaged per node (seeds seed .. seed + num_samples - 1)
 
     def __post_init__(self) -> None:
         from gpdiff.diffusion.schedule import SAMPLERS
@@ -88,6 +89,8 @@ class GenerateConfig:
             raise unknown_name("sampler", self.sampler, SAMPLERS)
         if self.num_inference_steps < 1:
             raise GpdiffError(f"generate.num_inference_steps must be at least 1, got {self.num_inference_steps}.")
+        if self.num_samples < 1:
+            raise GpdiffError(f"generate.num_samples must be at least 1, got {self.num_samples}.")
 
 
 @dataclass

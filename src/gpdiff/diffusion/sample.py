@@ -78,10 +78,17 @@ def generate_tensors(model: DiffusionModel, spatial: torch.Tensor, temporal: tor
 
 def generate(model: DiffusionModel, prompts: Any, sampler: str = "ddim", num_inference_steps: int | None = None,
              guidance_scale: float = 1.0, seed: int = 0, batch_size: int = 1024, use_ema: bool = True,
-             progress: bool = False) -> ParamCollection:
-    """Generate parameters for every node of ``prompts`` (a PromptSet), in its node order."""
-    params = generate_tensors(model, prompts.spatial.float(), prompts.temporal.float(), sampler,
-                              num_inference_steps, guidance_scale, seed, batch_size, use_ema, progress)
+             progress: bool = False, num_samples: int = 1) -> ParamCollection:
+    """Generate parameters for every node of ``prompts`` (a PromptSet), in its node order.
+
+    ``num_samples`` > 1 averages that many samples per node (seeds ``seed``, ``seed + 1``, ...): with
+    an anchored zoo the samples are differences from one point, and their mean forecasts better than
+    one sample (BENCHMARKS.md, held-out source nodes)."""
+    if num_samples < 1:
+        raise GpdiffError(f"num_samples must be at least 1, got {num_samples}.")
+    params = torch.stack([generate_tensors(model, prompts.spatial.float(), prompts.temporal.float(), sampler,
+                                           num_inference_steps, guidance_scale, seed + i, batch_size, use_ema, progress)
+                          for i in range(num_samples)]).mean(0)
     if not torch.isfinite(params).all():
         raise GpdiffError(f"sampling with {sampler} produced non-finite parameters; try another sampler or more "
                           "steps (this indicates a badly trained denoiser).")
@@ -89,6 +96,6 @@ def generate(model: DiffusionModel, prompts: Any, sampler: str = "ddim", num_inf
     record = {"generated": {"denoiser": str(model.path) if model.path else None, "sampler": sampler,
                             "num_inference_steps": sampling_steps(sampler, model.config.schedule, num_inference_steps),
                             "guidance_scale": guidance_scale, "seed": seed, "batch_size": batch_size,
-                            "ema": use_ema}}
+                            "ema": use_ema, "num_samples": num_samples}}
     return ParamCollection(params, [k[1] for k in keys], [k[0] for k in keys], model.base_model,
                            dict(model.model_config), list(model.spec), {}, record)
