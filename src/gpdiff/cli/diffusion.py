@@ -10,8 +10,10 @@ import click
 
 from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.schedule import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
-from gpdiff.diffusion.train import PRESETS
+from gpdiff.diffusion.train import PRESETS, REFERENCES
 from gpdiff.errors import GpdiffError
+from gpdiff.params import Standardizer
+from gpdiff.sourcepool import BALANCES
 
 SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
 
@@ -52,6 +54,12 @@ def _load_prompts(path: str) -> Any:
               help="Beta schedule [linear 1e-5..0.02]; cosine = squaredcos_cap_v2.")
 @click.option("--cfg-dropout", type=float, default=None,
               help="Probability of dropping the prompts in training (enables --guidance-scale at generation).")
+@click.option("--reference", type=click.Choice(REFERENCES), default=None,
+              help="Learn the difference from the zoo's anchor or mean [auto: the anchor when the zoo has one].")
+@click.option("--standardize", type=click.Choice(Standardizer.PER), default=None,
+              help="Standardise parameters per tensor or per coordinate [tensor].")
+@click.option("--balance", type=click.Choice(BALANCES), default=None,
+              help="Training batches: every city equally often, or every node [city].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -59,7 +67,8 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
              config_path: str | None, iters: int | None, num_train_timesteps: int | None, d_model: int | None,
              n_layers: int | None, n_heads: int | None, token_dim: int | None, batch_size: int | None,
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
-             seed: int, device: str, quiet: bool) -> None:
+             reference: str | None, standardize: str | None, balance: str | None, seed: int, device: str,
+             quiet: bool) -> None:
     """Train the diffusion model that generates a node's parameters from its prompts."""
     from gpdiff.config import merge
     from gpdiff.diffusion.train import DiffusionConfig, drop_none
@@ -76,7 +85,8 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
                           "token_dim": token_dim},
              "schedule": {"num_train_timesteps": num_train_timesteps, "prediction_type": prediction,
                           "beta_schedule": SCHEDULE_ALIASES.get(schedule or "", schedule)},
-             "iters": iters, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout}
+             "iters": iters, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout, "reference": reference,
+             "standardize": standardize, "balance": balance}
     chosen = preset or base.get("preset", "small")
     config = DiffusionConfig.from_dict(merge({**base, "preset": chosen}, drop_none(flags)), where=config_path or "")
     zoo = ParamCollection.load(zoo_path)
@@ -106,13 +116,15 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
 @click.option("--cities", default=None, help="Comma-separated cities of the prompt file to generate for [all].")
 @click.option("--zoo", "zoo_path", type=click.Path(exists=True), default=None,
               help="Check that the denoiser makes parameters for this zoo's base model, preset and spec.")
+@click.option("--num-samples", type=int, default=1, show_default=True,
+              help="Samples averaged per node (seeds SEED, SEED+1, ...); `gpdiff run` averages 4.")
 @click.option("--batch-size", type=int, default=1024, show_default=True, help="Nodes per sampling batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--no-ema", is_flag=True, help="Sample with the raw weights instead of the EMA weights.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(model_dir: str, prompts_path: str, out: str, sampler: str, num_inference_steps: int | None,
-             guidance_scale: float, seed: int, cities: str | None, zoo_path: str | None, batch_size: int, device: str,
-             no_ema: bool, quiet: bool) -> None:
+             guidance_scale: float, seed: int, cities: str | None, zoo_path: str | None, num_samples: int,
+             batch_size: int, device: str, no_ema: bool, quiet: bool) -> None:
     """Generate base-model parameters for every node of a prompt set (zoo collection format)."""
     from gpdiff.diffusion.sample import generate as run_generate
     from gpdiff.diffusion.train import DiffusionModel
@@ -132,7 +144,7 @@ def generate(model_dir: str, prompts_path: str, out: str, sampler: str, num_infe
                               f"{sorted(set(_load_prompts(prompts_path).cities))}.")
     t0 = time.time()
     params = run_generate(model, prompts, sampler, num_inference_steps, guidance_scale, seed, batch_size,
-                          use_ema=not no_ema, progress=not quiet)
+                          use_ema=not no_ema, progress=not quiet, num_samples=num_samples)
     target = Path(out)
     if target.is_dir() or target.suffix != ".safetensors":
         target = target / "generated.safetensors"
