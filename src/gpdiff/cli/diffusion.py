@@ -57,7 +57,7 @@ def _load_prompts(path: str) -> Any:
 @click.option("--reference", type=click.Choice(REFERENCES), default=None,
               help="Learn the difference from the zoo's anchor or mean [auto: the anchor when the zoo has one].")
 @click.option("--standardize", type=click.Choice(Standardizer.PER), default=None,
-              help="Standardise parameters per tensor or per coordinate [tensor].")
+              help="Standardise parameters per coordinate or per tensor [coordinate].")
 @click.option("--balance", type=click.Choice(BALANCES), default=None,
               help="Training batches: every city equally often, or every node [city].")
 @click.option("--seed", type=int, default=0, show_default=True)

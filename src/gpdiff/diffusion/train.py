@@ -98,7 +98,7 @@ class DiffusionConfig:
     cfg_dropout: float = 0.0  # probability of dropping both prompts (classifier-free guidance)
     reference: str = "auto"  # what is generated is the difference from it: anchor, mean, none; auto = the
     # zoo's anchor when it has one (anchored zoo: residual generation, a zero sample is the anchor), else its mean
-    standardize: str = "tensor"  # tensor or coordinate (gpdiff.params.Standardizer)
+    standardize: str = "coordinate"  # coordinate or tensor (gpdiff.params.Standardizer; BENCHMARKS.md)
     balance: str = "city"  # training batches: every source city equally often (city) or every node (proportional)
     checkpoint_every: int = 500
 
