@@ -8,6 +8,7 @@ every city.
     python benchmarks/zoo_quality.py                      # stgcn small, all bundled cities
     python benchmarks/zoo_quality.py --model gwn --out runs/bench/zoo-gwn
     python benchmarks/zoo_quality.py --init shared_random --lr 0.01   # the paper's zoo
+    python benchmarks/zoo_quality.py --context daily --residual seasonal
 
 With ``--init anchor`` (the default) the anchor is trained first and its time is printed apart.
 """
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--init", default="anchor", help="anchor (default), shared_random or independent")
     ap.add_argument("--lr", type=float, default=None, help="zoo learning rate (default: ZooConfig's)")
     ap.add_argument("--l2-init", type=float, default=0.0)
+    ap.add_argument("--context", default="none", help="seasonal context: none, daily or weekly")
+    ap.add_argument("--residual", default="none", help="seasonal: forecast the correction to the context")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = ap.parse_args()
 
@@ -51,11 +54,12 @@ def main() -> None:
     cities = [load_city(c) for c in args.cities.split(",")]
     extra = {"lr": args.lr} if args.lr is not None else {}
     config = ZooConfig(model=args.model, preset=args.preset, compile=args.compile, init=args.init,
-                       l2_init=args.l2_init, **extra)
+                       l2_init=args.l2_init, residual=args.residual, **extra)
+    window = WindowConfig(context=args.context)
     t0 = time.perf_counter()
-    anchor = fit_anchor(cities, WindowConfig(), config, AnchorConfig(), out) if args.init == "anchor" else None
+    anchor = fit_anchor(cities, window, config, AnchorConfig(), out) if args.init == "anchor" else None
     t_anchor = time.perf_counter() - t0
-    collection = train_zoo(cities, WindowConfig(), config, out, anchor=anchor)
+    collection = train_zoo(cities, window, config, out, anchor=anchor)
     wall = time.perf_counter() - t0
     rows = summary_rows(collection)
     print(table(rows, fmt="github" if args.markdown else "simple", floatfmt=".4g"))
