@@ -31,7 +31,7 @@ from gpdiff.data.catalog import load_city
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion import DiffusionConfig, generate, pretrain
-from gpdiff.methods.knn_residual import initial, select
+from gpdiff.methods.knn_residual import holdout_rows, initial, select
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.metrics import masked_metrics
 from gpdiff.models import BaseModel, model_from_dict
@@ -49,20 +49,6 @@ def city_mae(model: BaseModel, params: torch.Tensor, data: CityData, nodes: torc
     m = masked_metrics(pred, truth, mask)
     count = int(m.count.sum())
     return m.mae_avg * count, count
-
-
-def holdout_split(zoo: ParamCollection, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per city, a random ``fraction`` of the nodes held out (at least one)."""
-    g = torch.Generator().manual_seed(seed)
-    train, test = [], []
-    cities = torch.tensor([zoo.city_names().index(c) for c in zoo.cities])
-    for c in range(len(zoo.city_names())):
-        rows = (cities == c).nonzero().flatten()
-        rows = rows[torch.randperm(rows.numel(), generator=g)]
-        k = max(1, round(fraction * rows.numel()))
-        test.append(rows[:k])
-        train.append(rows[k:])
-    return torch.cat(train).sort().values, torch.cat(test).sort().values
 
 
 def main() -> None:
@@ -92,7 +78,7 @@ def main() -> None:
 
     zoo = ParamCollection.load(args.zoo)
     prompts = PromptSet.load(args.prompts).select(zoo.keys())
-    train, test = holdout_split(zoo, args.holdout, args.seed)
+    train, test = holdout_rows(list(zoo.cities), args.holdout, args.seed)
     cfg = DiffusionConfig.from_preset(args.preset, denoiser={"condition": args.condition}, iters=args.iters,
                                       cfg_dropout=args.cfg_dropout, schedule={"prediction_type": args.prediction},
                                       reference=args.reference, standardize=args.standardize, balance=args.balance)

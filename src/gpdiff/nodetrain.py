@@ -248,6 +248,29 @@ def predict(model: BaseModel, params: dict[str, torch.Tensor], data: CityData, o
     return out
 
 
+@torch.no_grad()
+def validation_loss(model: BaseModel, params: dict[str, torch.Tensor], param_rows: np.ndarray, data: list[CityData],
+                    city: np.ndarray, node: np.ndarray, windows: int, chunk: int) -> torch.Tensor:
+    """Early-stopping loss ``[n]``: parameters ``params[k][param_rows[i]]`` scored on node ``node[i]`` of
+    ``data[city[i]]`` by the scaled masked MAE on at most ``windows`` evenly spaced validation windows,
+    in chunks of ``chunk`` nodes (the trainer's validation, and any other scoring of parameter rows on
+    their own source nodes)."""
+    device = data[0].device
+    out = torch.empty(len(node), device=device)
+    for c in np.unique(city):
+        sel = np.flatnonzero(city == c)
+        origins = torch.from_numpy(evenly_spaced(data[c].origins("val"), windows)).to(device)
+        for lo in range(0, sel.size, chunk):
+            part = sel[lo:lo + chunk]
+            local = torch.from_numpy(node[part]).to(device)
+            batch = trim_slots(concat_batches([data[c].batch(local, origins.expand(part.size, -1))],
+                                              model.config.in_channels))
+            idx = torch.from_numpy(param_rows[part]).to(device)
+            pred = model.forward({k: v[idx] for k, v in params.items()}, batch)
+            out[torch.from_numpy(part).to(device)] = masked_node_mae(pred, batch.y, batch.y_mask)
+    return out
+
+
 # ------------------------------------------------------------------------ trainer
 @dataclass
 class NodeTrainResult:
@@ -401,21 +424,11 @@ class NodeTrainer:
             for k, v in tensors.items():
                 getattr(state, g)[k][idx] = v
 
-    @torch.no_grad()
     def _validate(self, params: dict[str, torch.Tensor], rows: np.ndarray) -> torch.Tensor:
         """Early-stopping loss ``[len(rows)]``: scaled masked MAE on each city's validation subset."""
-        out = torch.empty(rows.size, device=self.device)
         cities = self.node_city[rows]
-        for c in np.unique(cities):
-            sel = np.flatnonzero(cities == c)
-            origins = torch.from_numpy(evenly_spaced(self.data[c].origins("val"), self.config.val_windows))
-            for lo in range(0, sel.size, self.chunk):
-                part = sel[lo:lo + self.chunk]
-                idx = torch.from_numpy(rows[part]).to(self.device)
-                batch = self._batch(rows[part], origins.to(self.device).expand(part.size, -1))
-                pred = self.model.forward({k: v[idx] for k, v in params.items()}, batch)
-                out[torch.from_numpy(part).to(self.device)] = masked_node_mae(pred, batch.y, batch.y_mask)
-        return out
+        return validation_loss(self.model, params, rows, self.data, cities, rows - self.offsets[cities],
+                               self.config.val_windows, self.chunk)
 
     # ------------------------------------------------------------------ driver
     def run(self) -> NodeTrainResult:

@@ -41,15 +41,7 @@ from gpdiff.metrics import node_mae
 from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
 from gpdiff.models.base import RESIDUALS
 from gpdiff.naive import seasonal_naive
-from gpdiff.nodetrain import (
-    NodeTrainConfig,
-    NodeTrainer,
-    concat_batches,
-    evenly_spaced,
-    masked_node_mae,
-    predict,
-    trim_slots,
-)
+from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, predict, validation_loss
 from gpdiff.params import ParamCollection, unflatten
 
 COLLECTION = "zoo.safetensors"
@@ -145,30 +137,18 @@ def evaluate(model: BaseModel, params: dict[str, torch.Tensor], data: list[CityD
     return {"val_mae": torch.from_numpy(mae).float(), "naive_mae": torch.from_numpy(naive).float()}
 
 
-@torch.no_grad()
 def source_val_loss(model: BaseModel, params: torch.Tensor, data: list[CityData], keys: Sequence[tuple[str, str]],
                     windows: int = 64, chunk: int = 64) -> torch.Tensor:
-    """Early-stopping loss ``[n]`` of parameter rows ``params [n, P]`` on their own source nodes ``keys``
-    ((city, node id) per row): the scaled masked MAE on at most ``windows`` evenly spaced validation
-    windows of each node (the zoo's validation split; comparable across cities)."""
+    """Early-stopping loss ``[n]`` (CPU) of parameter rows ``params [n, P]`` on their own source nodes
+    ``keys`` ((city, node id) per row): :func:`gpdiff.nodetrain.validation_loss`, the scaled masked MAE
+    on at most ``windows`` evenly spaced validation windows of each node (comparable across cities)."""
     where = {(d.city.name, nid): (c, i) for c, d in enumerate(data) for i, nid in enumerate(d.city.node_ids)}
     missing = [k for k in keys if tuple(k) not in where]
     if missing:
         raise GpdiffError(f"{len(missing)} parameter rows belong to nodes outside the source cities (e.g. {missing[0]}).")
     loc = np.array([where[tuple(k)] for k in keys], dtype=np.int64).reshape(-1, 2)
-    out = torch.empty(len(keys))
-    spec = model.spec()
-    for c in np.unique(loc[:, 0]):
-        d = data[c]
-        rows = np.flatnonzero(loc[:, 0] == c)
-        origins = torch.from_numpy(evenly_spaced(d.origins("val"), windows)).to(d.device)
-        for lo in range(0, rows.size, chunk):
-            part = rows[lo:lo + chunk]
-            nodes = torch.from_numpy(loc[part, 1]).to(d.device)
-            batch = trim_slots(concat_batches([d.batch(nodes, origins.expand(part.size, -1))], model.config.in_channels))
-            pred = model.forward(unflatten(params[torch.from_numpy(part)].to(d.device), spec), batch)
-            out[torch.from_numpy(part)] = masked_node_mae(pred, batch.y, batch.y_mask).cpu()
-    return out
+    rows = unflatten(params.to(data[0].device), model.spec())
+    return validation_loss(model, rows, np.arange(len(keys)), data, loc[:, 0], loc[:, 1], windows, chunk).cpu()
 
 
 def fit_anchor(cities: Sequence[City], window: WindowConfig, config: ZooConfig, anchor: AnchorConfig,

@@ -10,7 +10,8 @@ city's nodes is set aside, each held-out node gets the candidate built from its 
 the others, and the pair with the lowest validation loss on the held-out nodes' own windows (scaled
 MAE, averaged per city, then over cities, so a large city does not decide alone) wins. ``s = 0`` is
 the anchor itself, so the method never selects worse than the anchor on held-out sources.
-A zoo without an anchor uses the zoo's mean as the reference point (and says so in the notes).
+A zoo without an anchor uses the zoo's mean as the reference point (and says so in the notes), as the
+denoiser does (:func:`gpdiff.diffusion.train.reference_vector`, ``auto``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from gpdiff.adapt import finetune, forecast
 from gpdiff.data.windows import CityData
+from gpdiff.diffusion.train import reference_vector
 from gpdiff.methods import Context, MethodResult
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.models.base import BaseModel
@@ -51,16 +53,11 @@ def holdout_rows(cities: list[str], fraction: float, seed: int) -> tuple[torch.T
     return torch.cat(kept).sort().values, torch.cat(held).sort().values
 
 
-def reference_point(zoo: ParamCollection) -> torch.Tensor:
-    """The zoo's anchor ``[P]``, or its mean when it has none."""
-    return zoo.anchor if zoo.anchor is not None else zoo.params.mean(0)
-
-
 def select(model: BaseModel, zoo: ParamCollection, prompts: PromptSet, sources: list[CityData],
            cfg: KnnResidualConfig = KnnResidualConfig(), seed: int = 0) -> tuple[int, float, list[dict[str, float]]]:
     """The (k, shrinkage) with the lowest city-averaged held-out loss among ``zoo``'s own nodes
     (``prompts`` aligned with its rows, ``sources`` the data of its cities), and every candidate's score."""
-    reference = reference_point(zoo)
+    reference = reference_vector(zoo, "auto")
     deltas = zoo.params - reference
     kept, held = holdout_rows(list(zoo.cities), cfg.holdout, seed)
     keys = [zoo.keys()[i] for i in held.tolist()]
@@ -84,7 +81,7 @@ def select(model: BaseModel, zoo: ParamCollection, prompts: PromptSet, sources: 
 
 def initial(zoo: ParamCollection, prompts: PromptSet, queries: PromptSet, k: int, shrinkage: float) -> torch.Tensor:
     """``reference + shrinkage * mean delta of the k nearest zoo rows`` for every query prompt ``[n, P]``."""
-    reference = reference_point(zoo)
+    reference = reference_vector(zoo, "auto")
     idx = nearest_sources(prompts, queries, k=k).reshape(len(queries), -1)
     return reference + shrinkage * (zoo.params[idx] - reference).mean(1)
 

@@ -1,8 +1,9 @@
 """Reptile (Nichol et al., 2018): a meta-learned initialisation, then fine-tuned per target node.
 
-Every outer step draws a batch of source nodes (every source city equally likely, ``balance``), runs ``inner_steps`` of Adam on each node's own
-windows from the current initialisation (all nodes at once, node-batched), and moves the
-initialisation towards the mean of the adapted parameters with a step size annealed to zero.
+Every outer step draws a batch of source nodes (every source city equally likely, ``balance``),
+runs ``inner_steps`` of Adam on each node's own windows from the current initialisation (all nodes
+at once, node-batched), and moves the initialisation towards the mean of the adapted parameters
+with a step size annealed to zero.
 """
 
 from __future__ import annotations
