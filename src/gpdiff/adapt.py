@@ -53,9 +53,10 @@ def finetune(model: BaseModel, init: torch.Tensor, data: CityData, config: Finet
     if init.shape != (data.n_nodes, model.n_params):
         raise GpdiffError(f"initial parameters {tuple(init.shape)} for {data.n_nodes} nodes of {data.city.name} "
                           f"and {model.n_params} parameters of {model.name!r}.")
-    trainer = NodeTrainer(model, [data], config, unflatten(init.to(data.device), model.spec()), out_dir, seed=seed,
-                          progress=progress, desc=desc)
-    return trainer.run().flat(model.spec())
+    result = NodeTrainer(model, [data], config, unflatten(init.to(data.device), model.spec()), out_dir, seed=seed,
+                         progress=progress, desc=desc).run()
+    assert result is not None  # one process: every node's result
+    return result.flat(model.spec())
 
 
 def expand(flat: torch.Tensor, n: int) -> torch.Tensor:

@@ -165,16 +165,26 @@ class BenchResult:
 
 
 def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callable[[str], Any] = print,
-              cache: str | Path | None = None) -> BenchResult:
+              cache: str | Path | None = None) -> BenchResult | None:
     """Check the data of every run (:func:`check_data`), run every experiment of ``suite`` (resuming
     finished ones), then write the scoreboard into ``out``.
 
     ``cache``: the stage cache (default ``out/cache``); suites that share one (``--cache``) compute
-    a stage they have in common once, e.g. the default-settings variant of every sweep."""
+    a stage they have in common once, e.g. the default-settings variant of every sweep. Under
+    torchrun the ranks other than 0 only join every run's distributed stages and return ``None``."""
+    from gpdiff import distributed
     from gpdiff.pipeline import run_pipeline
     from gpdiff.scoreboard import write_scoreboard
 
     check_data(suite)
+    if distributed.launched():
+        from gpdiff.device import resolve_device
+
+        distributed.init(resolve_device(suite.experiments[0].config.device))
+        if not distributed.is_main():
+            for exp in suite.experiments:
+                run_pipeline(exp.config, progress=False, log=lambda m: None)
+            return None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(out / "suite.yaml", {"name": suite.name, "description": suite.description,
@@ -191,6 +201,7 @@ def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callab
         res = run_pipeline(exp.config, progress=progress, log=lambda m: log(f"  {m}"),
                            cache=Path(cache) if cache is not None else out / "cache")
         dt = time.perf_counter() - t0
+        assert res is not None  # rank 0 (or one process)
         wall[exp.folder], computed[exp.folder], reused[exp.folder] = dt, res.computed, res.reused
         if res.computed:
             spent.append(dt)

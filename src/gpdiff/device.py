@@ -8,9 +8,16 @@ from gpdiff.errors import GpdiffError
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ... -> a torch device."""
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ... -> a torch device.
+
+    Under ``torchrun`` (:mod:`gpdiff.distributed`), ``auto`` and ``cuda`` mean this process's own
+    GPU, ``cuda:LOCAL_RANK``."""
+    from gpdiff.distributed import launched, local_rank
+
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and launched() and torch.cuda.is_available():
+        device = f"cuda:{local_rank()}"
     try:
         dev = torch.device(device)
     except RuntimeError:

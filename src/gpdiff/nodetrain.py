@@ -17,25 +17,35 @@ the stacked tensors is exactly per-node Adam (:func:`adam_update`, checked again
   ``steps_per_epoch`` steps of ``batch_size`` training windows per node, drawn at random. With
   ``l2_init > 0`` each node's loss adds ``l2_init * ||theta - theta_init||^2`` (L2-SP, Li et al.,
   ICML 2018), which keeps the members of an anchored zoo near the anchor.
-- **Compute.** An epoch gathers the still-training nodes into contiguous working tensors, ordered
-  by city and ego-graph size, and walks them in chunks of ``node_chunk`` nodes (forward, backward
-  and the Adam update of a chunk together; the nodes are independent, so this is exact). Ego slots
-  that are padding for the whole chunk are cut (:func:`trim_slots`). Chunks keep the working set in
-  cache on a CPU; on a GPU one chunk holds every node. The per-chunk loss can be
-  ``torch.compile``-d; if compiling fails, training continues eagerly.
+- **Compute.** The nodes, ordered by city and ego-graph size, are cut into fixed *blocks* of
+  ``BLOCK_CHUNKS x node_chunk`` nodes. An epoch walks the blocks; in each, the still-training nodes
+  are gathered into contiguous working tensors and trained in chunks of ``node_chunk`` nodes
+  (forward, backward and the Adam update of a chunk together; the nodes are independent, so this is
+  exact). Ego slots that are padding for the whole chunk are cut (:func:`trim_slots`). Chunks keep
+  the working set in cache on a CPU; on a GPU one chunk holds every node (of this rank). The
+  per-chunk loss can be ``torch.compile``-d; if compiling fails, training continues eagerly.
+- **Training windows per node.** Each node's windows of an epoch are drawn from its own generator,
+  seeded by (seed, epoch, node), so what a node sees does not depend on which other nodes train
+  beside it, in which process, or whether the run was resumed.
+- **Sharded over processes** (``shard=(rank, world)``, :mod:`gpdiff.distributed`): rank r trains
+  the blocks ``r, r + world, ...`` on its own (no communication while training) and
+  :meth:`NodeTrainer.run` gathers every rank's nodes on rank 0. A chunk holds the same nodes
+  whatever the number of ranks, so a sharded run equals a single-process run bit for bit (on a
+  CPU, or with ``node_chunk`` set: a GPU's automatic chunk is all the nodes of its rank).
 - **Checkpoints and resume.** After every epoch the state (parameters, best parameters, Adam
-  moments, per-node early-stopping counters) is written atomically to ``OUT/checkpoint.safetensors``
-  (from a background thread, while the next epoch trains). Rerunning the same training continues
-  from it; training windows are drawn from a generator seeded by (seed, epoch), so a resumed run
-  gives the same numbers as an uninterrupted one. Only the fields in ``RESUMABLE_CHANGES`` may
-  change between runs; anything else is refused with a message naming the difference.
+  moments, per-node early-stopping counters) of this rank's nodes is written atomically to
+  ``OUT/checkpoint.safetensors`` (``OUT/checkpoint.rank{r}-of-{world}.safetensors`` when sharded),
+  from a background thread while the next epoch trains. Rerunning the same training continues from
+  it, and gives the same numbers as an uninterrupted run; a killed rank's work resumes from its own
+  file. Only the fields in ``RESUMABLE_CHANGES`` may change between runs; anything else is refused
+  with a message naming the difference.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -43,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpdiff import distributed
 from gpdiff.config import from_mapping
 from gpdiff.data.windows import CityData, WindowBatch
 from gpdiff.errors import GpdiffError
@@ -55,6 +66,7 @@ CHECKPOINT = "checkpoint.safetensors"
 # Fields that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = ("max_epochs", "patience", "compile", "node_chunk")
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+BLOCK_CHUNKS = 4  # chunks per block: the unit of sharding and of compacting the still-training nodes
 
 
 @dataclass
@@ -98,7 +110,8 @@ class NodeTrainConfig:
 # --------------------------------------------------------------------------- state
 @dataclass
 class TrainState:
-    """Everything training needs to continue; rows are all nodes of all cities, in order."""
+    """Everything training needs to continue; rows are this rank's nodes (all nodes in one process),
+    in ascending global order (:attr:`NodeTrainer.rows`)."""
 
     params: dict[str, torch.Tensor]  # current parameters
     best: dict[str, torch.Tensor]  # best parameters so far (validation)
@@ -290,13 +303,15 @@ class NodeTrainer:
     """Trains one model per node of ``data`` (cities in order; rows of ``init`` in that node order).
 
     ``model`` is the node-batched base model; ``init`` holds ``[n_nodes, *shape]`` starting
-    parameters per tensor; ``seed`` seeds the training windows; ``out_dir`` holds the checkpoint.
-    :meth:`run` trains (or resumes, or returns a finished run) and returns a :class:`NodeTrainResult`.
+    parameters per tensor; ``seed`` seeds the training windows; ``out_dir`` holds the checkpoint;
+    ``shard`` = (rank, world) trains this rank's blocks of nodes only (see the module docstring;
+    default: every node, in this process). :meth:`run` trains (or resumes, or returns a finished
+    run) and returns a :class:`NodeTrainResult` of every node on rank 0 (``None`` on other ranks).
     """
 
     def __init__(self, model: BaseModel, data: list[CityData], config: NodeTrainConfig,
                  init: dict[str, torch.Tensor], out_dir: str | Path, seed: int = 0, progress: bool = True,
-                 desc: str = "train") -> None:
+                 desc: str = "train", shard: tuple[int, int] = (0, 1)) -> None:
         if not data:
             raise GpdiffError("nothing to train: no cities given.")
         self.model, self.data, self.config, self.seed = model, data, config, seed
@@ -314,8 +329,21 @@ class NodeTrainer:
         if set(rows) != {s.name for s in self.spec} or set(rows.values()) != {self.n_nodes}:
             raise GpdiffError(f"initial parameters {rows} do not match {self.n_nodes} nodes of model "
                               f"{model.name!r} (tensors {[s.name for s in self.spec]}).")
-        self.init = {k: v.to(self.device) for k, v in init.items()}
-        self.chunk = config.node_chunk or (self.n_nodes if self.device.type == "cuda" else 32)
+        self.rank, self.world = shard
+        if not 0 <= self.rank < self.world:
+            raise GpdiffError(f"shard {shard}: rank must be in 0..world-1.")
+        gpu_auto = self.device.type == "cuda" and not config.node_chunk
+        self.chunk = config.node_chunk or (-(-self.n_nodes // self.world) if gpu_auto else 32)
+        block = self.chunk if gpu_auto else self.chunk * BLOCK_CHUNKS
+        order = self._order(np.arange(self.n_nodes))
+        mine = [order[lo:lo + block] for j, lo in enumerate(range(0, self.n_nodes, block)) if j % self.world == self.rank]
+        # this rank's nodes: global rows ascending (the state's row order), and its blocks as local rows
+        self.rows = np.sort(np.concatenate(mine)) if mine else np.zeros(0, dtype=np.int64)
+        local = np.full(self.n_nodes, -1, dtype=np.int64)
+        local[self.rows] = np.arange(self.rows.size)
+        self.blocks = [local[b] for b in mine]
+        idx = torch.from_numpy(self.rows).to(init[self.spec[0].name].device)
+        self.init = {k: v[idx].to(self.device) for k, v in init.items()}
         self.loss_fn = self._make_loss_fn()
 
     # ------------------------------------------------------------------ identity
@@ -324,14 +352,21 @@ class NodeTrainer:
         cfg = {k: v for k, v in self.config.to_dict().items() if k not in RESUMABLE_CHANGES}
         return {"config": cfg, "seed": self.seed, "cities": [d.city.name for d in self.data],
                 "nodes": [d.n_nodes for d in self.data], "n_params": self.model.n_params,
-                "init": hash_arrays(flatten({k: v.cpu() for k, v in self.init.items()}, self.spec))}
+                "init": hash_arrays(flatten({k: v.cpu() for k, v in self.init.items()}, self.spec)),
+                "shard": [self.rank, self.world], "rows": hash_arrays(self.rows)}
+
+    def checkpoint_path(self) -> Path:
+        """``OUT/checkpoint.safetensors``, or this rank's own file when the training is sharded."""
+        if self.world == 1:
+            return self.out_dir / CHECKPOINT
+        return self.out_dir / CHECKPOINT.replace(".safetensors", f".rank{self.rank}-of-{self.world}.safetensors")
 
     def _check_identity(self, meta: dict[str, Any], path: Path) -> None:
         mine, theirs = self.identity(), meta.get("identity", {})
         if mine == theirs:
             return
-        diffs = [f"{key}: {theirs.get(key)} -> {mine[key]}" for key in ("seed", "cities", "nodes", "n_params", "init")
-                 if mine[key] != theirs.get(key)]
+        diffs = [f"{key}: {theirs.get(key)} -> {mine[key]}"
+                 for key in ("seed", "cities", "nodes", "n_params", "init", "shard", "rows") if mine[key] != theirs.get(key)]
         diffs += [f"{key}: {theirs.get('config', {}).get(key)} -> {value}" for key, value in mine["config"].items()
                   if theirs.get("config", {}).get(key) != value]
         raise GpdiffError(
@@ -371,7 +406,7 @@ class NodeTrainer:
         return rows[np.lexsort((self.node_slots[rows], self.node_city[rows]))]
 
     def _batch(self, rows: np.ndarray, origins: torch.Tensor) -> WindowBatch:
-        """Windows for global node ``rows`` (sorted) at per-row ``origins [len(rows), B]``."""
+        """Windows for global node ``rows`` (grouped by city) at per-row ``origins [len(rows), B]``."""
         parts, start = [], 0
         cities = self.node_city[rows]
         for c in np.unique(cities):
@@ -381,60 +416,74 @@ class NodeTrainer:
             start += sel.size
         return trim_slots(concat_batches(parts, self.in_channels))
 
-    def _sample_origins(self, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-        """Random training-window origins ``[len(rows), B]`` (with replacement, per node)."""
-        out = []
-        cities = self.node_city[rows]
-        for c in np.unique(cities):
-            pool = torch.from_numpy(self.data[c].origins("train"))
-            idx = torch.randint(pool.numel(), (int((cities == c).sum()), self.config.batch_size), generator=generator)
-            out.append(pool[idx])
-        return torch.cat(out).to(self.device)
+    def epoch_origins(self, rows: np.ndarray, epoch: int) -> torch.Tensor:
+        """The training windows of every step of ``epoch`` for global node ``rows``: origins
+        ``[steps_per_epoch, len(rows), batch_size]``, drawn (with replacement) from each node's own
+        generator, seeded by (seed, epoch, node)."""
+        steps, size = self.config.steps_per_epoch, self.config.batch_size
+        out = np.empty((steps, rows.size, size), dtype=np.int64)
+        pools = [d.origins("train") for d in self.data]
+        for i, row in enumerate(rows):
+            pool = pools[self.node_city[row]]
+            draw = np.random.default_rng((self.seed, epoch, int(row))).integers(pool.size, size=(steps, size))
+            out[:, i] = pool[draw]
+        return torch.from_numpy(out).to(self.device)
 
-    def epoch_origins(self, rows: np.ndarray, epoch: int) -> Iterator[torch.Tensor]:
-        """The training windows of every step of ``epoch``: origins ``[len(rows), B]`` per step,
-        drawn from a generator seeded by (seed, epoch), so a resumed run draws the same."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        for _ in range(self.config.steps_per_epoch):
-            yield self._sample_origins(rows, generator)
-
-    def _train_epoch(self, state: TrainState, rows: np.ndarray) -> None:
-        """``steps_per_epoch`` Adam steps for the nodes ``rows`` (all still training)."""
-        idx = torch.from_numpy(rows).to(self.device)
+    def _train_epoch(self, state: TrainState, local: np.ndarray) -> None:
+        """``steps_per_epoch`` Adam steps for the nodes ``local`` (this rank's rows, all still
+        training), block by block."""
         names = [s.name for s in self.spec]
-        work = {g: {k: getattr(state, g)[k][idx] for k in names} for g in ("params", "exp_avg", "exp_avg_sq")}
-        pull = self.config.l2_init
-        start = {k: self.init[k][idx] for k in names} if pull > 0 else {}
         lr = self.config.lr * self.config.lr_decay**state.epoch
-        for origins in self.epoch_origins(rows, state.epoch):
-            step = state.step + 1
-            for lo in range(0, rows.size, self.chunk):
-                hi = min(lo + self.chunk, rows.size)
-                leaf = {k: work["params"][k][lo:hi].detach().requires_grad_() for k in names}
-                loss = self.loss_fn(leaf, self._batch(rows[lo:hi], origins[lo:hi]))
-                if pull > 0:
-                    loss = loss + pull * sum((leaf[k] - start[k][lo:hi]).square().sum() for k in names)
-                grads = torch.autograd.grad(loss, [leaf[k] for k in names])
-                with torch.no_grad():
-                    adam_update([work["params"][k][lo:hi] for k in names], list(grads),
-                                [work["exp_avg"][k][lo:hi] for k in names],
-                                [work["exp_avg_sq"][k][lo:hi] for k in names], step, lr)
-            state.step = step
-        for g, tensors in work.items():
-            for k, v in tensors.items():
-                getattr(state, g)[k][idx] = v
+        pull = self.config.l2_init
+        training = np.zeros(self.rows.size, dtype=bool)
+        training[local] = True
+        for block in self.blocks:
+            part = block[training[block]]
+            if part.size == 0:
+                continue
+            rows = self.rows[part]
+            idx = torch.from_numpy(part).to(self.device)
+            work = {g: {k: getattr(state, g)[k][idx] for k in names} for g in ("params", "exp_avg", "exp_avg_sq")}
+            start = {k: self.init[k][idx] for k in names} if pull > 0 else {}
+            for s, origins in enumerate(self.epoch_origins(rows, state.epoch)):
+                for lo in range(0, rows.size, self.chunk):
+                    hi = min(lo + self.chunk, rows.size)
+                    leaf = {k: work["params"][k][lo:hi].detach().requires_grad_() for k in names}
+                    loss = self.loss_fn(leaf, self._batch(rows[lo:hi], origins[lo:hi]))
+                    if pull > 0:
+                        loss = loss + pull * sum((leaf[k] - start[k][lo:hi]).square().sum() for k in names)
+                    grads = torch.autograd.grad(loss, [leaf[k] for k in names])
+                    with torch.no_grad():
+                        adam_update([work["params"][k][lo:hi] for k in names], list(grads),
+                                    [work["exp_avg"][k][lo:hi] for k in names],
+                                    [work["exp_avg_sq"][k][lo:hi] for k in names], state.step + s + 1, lr)
+            for g, tensors in work.items():
+                for k, v in tensors.items():
+                    getattr(state, g)[k][idx] = v
+        state.step += self.config.steps_per_epoch
 
-    def _validate(self, params: dict[str, torch.Tensor], rows: np.ndarray) -> torch.Tensor:
-        """Early-stopping loss ``[len(rows)]``: scaled masked MAE on each city's validation subset."""
-        cities = self.node_city[rows]
-        return validation_loss(self.model, params, rows, self.data, cities, rows - self.offsets[cities],
-                               self.config.val_windows, self.chunk)
+    def _validate(self, params: dict[str, torch.Tensor], local: np.ndarray) -> torch.Tensor:
+        """Early-stopping loss ``[len(local)]`` of this rank's rows ``local`` (rows of ``params``):
+        scaled masked MAE on each city's validation subset, computed block by block."""
+        out = torch.empty(local.size, device=self.device)
+        where = np.full(self.rows.size, -1, dtype=np.int64)
+        where[local] = np.arange(local.size)
+        for block in self.blocks:
+            part = block[where[block] >= 0]
+            if part.size == 0:
+                continue
+            rows = self.rows[part]
+            cities = self.node_city[rows]
+            val = validation_loss(self.model, params, part, self.data, cities, rows - self.offsets[cities],
+                                  self.config.val_windows, self.chunk)
+            out[torch.from_numpy(where[part]).to(self.device)] = val
+        return out
 
     # ------------------------------------------------------------------ driver
-    def run(self) -> NodeTrainResult:
+    def run(self) -> NodeTrainResult | None:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        ckpt = self.out_dir / CHECKPOINT
+        ckpt = self.checkpoint_path()
         meta = {"identity": self.identity()}
         state = None
         if ckpt.exists():
@@ -446,31 +495,38 @@ class NodeTrainer:
                 self._check_identity(old, ckpt)
         if state is None:
             state = TrainState.fresh(self.init)
-            state.best_val = self._validate(state.params, np.arange(self.n_nodes))
+            state.best_val = self._validate(state.params, np.arange(self.rows.size))
 
         bar = self._progress_bar(state)
         writer = CheckpointWriter()
         try:
             while state.epoch < cfg.max_epochs and bool(state.active.any()):
                 t0 = time.perf_counter()
-                rows = self._order(np.flatnonzero(state.active.cpu().numpy()))
-                self._train_epoch(state, rows)
+                local = np.flatnonzero(state.active.cpu().numpy())
+                self._train_epoch(state, local)
                 state.epoch += 1
-                val = self._validate(state.params, rows)
-                self._early_stopping(state, rows, val)
+                val = self._validate(state.params, local)
+                self._early_stopping(state, local, val)
                 writer.submit(state, ckpt, meta)
                 bar.update(1)
-                bar.set_postfix(training=f"{int(state.active.sum())}/{self.n_nodes}",
+                bar.set_postfix(training=f"{int(state.active.sum())}/{self.rows.size}",
                                 val_loss=f"{float(val.mean()):.4f}", s=f"{time.perf_counter() - t0:.1f}")
         finally:
             writer.close()  # an interrupted run still finishes writing its last checkpoint
             bar.close()
-        return NodeTrainResult(params={k: v.cpu() for k, v in state.best.items()},
-                               val_loss=state.best_val.float().cpu(), best_epoch=state.best_epoch.float().cpu(),
-                               epochs=state.epochs.float().cpu())
+        values = {**{f"params.{k}": v for k, v in state.best.items()}, "val_loss": state.best_val.float(),
+                  "best_epoch": state.best_epoch.float(), "epochs": state.epochs.float()}
+        if self.world > 1:
+            gathered = distributed.gather_rows(values, torch.from_numpy(self.rows).to(self.device), self.n_nodes)
+            if gathered is None:
+                return None
+            values = gathered
+        return NodeTrainResult(params={k[len("params."):]: v.cpu() for k, v in values.items() if k.startswith("params.")},
+                               val_loss=values["val_loss"].cpu(), best_epoch=values["best_epoch"].cpu(),
+                               epochs=values["epochs"].cpu())
 
-    def _early_stopping(self, state: TrainState, rows: np.ndarray, val: torch.Tensor) -> None:
-        idx = torch.from_numpy(rows).to(self.device)
+    def _early_stopping(self, state: TrainState, local: np.ndarray, val: torch.Tensor) -> None:
+        idx = torch.from_numpy(local).to(self.device)
         better = val < state.best_val[idx]
         won = idx[better]
         for k in state.best:
@@ -484,5 +540,6 @@ class NodeTrainer:
     def _progress_bar(self, state: TrainState):  # type: ignore[no-untyped-def]
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.config.max_epochs, initial=state.epoch, desc=self.desc,
-                    unit="epoch", disable=not self.progress, dynamic_ncols=True)
+        desc = self.desc if self.world == 1 else f"{self.desc} [rank {self.rank}/{self.world}]"
+        return tqdm(total=self.config.max_epochs, initial=state.epoch, desc=desc, unit="epoch",
+                    disable=not self.progress or self.rank != 0, dynamic_ncols=True)

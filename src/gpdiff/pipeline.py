@@ -7,6 +7,11 @@ each, called in this order by :func:`run_pipeline`:
 
 (``anchor`` runs when the zoo starts from it, ``zoo.init: anchor``, or a method needs it.)
 
+Under ``torchrun`` (:mod:`gpdiff.distributed`) rank 0 runs the pipeline as above; the ``zoo``
+stage is sharded by node over every rank and the ``diffusion`` stage is data-parallel, the other
+ranks joining in (:func:`follow_pipeline`) with what rank 0 sends them. Stage folders, reports
+and every other stage are rank 0's.
+
 Each stage's key is derived from the config sections it reads, the keys of the stages it reads,
 the data it reads and the code (:func:`gpdiff.stages.stage_key`). The target city is split by
 :func:`gpdiff.data.target_split`: only its few-shot days are trained on, its validation slice drives
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpdiff import distributed
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City
 from gpdiff.data.splits import Split, source_split, target_split
@@ -163,10 +169,14 @@ def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, tor
     inputs = [start[0]] if start is not None else []
     with run.stage("zoo", {"window": cfg.window, "zoo": cfg.zoo, "seed": cfg.seed}, inputs, data=data,
                    seed=cfg.seed) as st:
+        ranks = f" on {distributed.world_size()} processes" if distributed.active() else ""
         log(f"[zoo] {'reusing' if st.cached else 'training'} {cfg.zoo.model}/{cfg.zoo.preset} on "
-            f"{sum(c.n_nodes for c in cities.sources)} source nodes (init: {cfg.zoo.init})")
+            f"{sum(c.n_nodes for c in cities.sources)} source nodes (init: {cfg.zoo.init}){ranks}")
+        anchor_params = start[1].cpu() if start is not None else None
+        distributed.broadcast_object(None if st.cached else (str(st.path), anchor_params))  # the ranks' share
         zoo = load_zoo(st.path) if st.cached else train_zoo(cities.sources, cfg.window, cfg.zoo, st.path, cfg.seed,
-                                                            cfg.device, progress, start[1] if start else None)
+                                                            cfg.device, progress, anchor_params)
+    assert zoo is not None
     return st, zoo
 
 
@@ -210,8 +220,11 @@ def diffusion_stage(run: Run, cfg: RunConfig, zoo: tuple[Stage, ParamCollection]
     with run.stage("diffusion", {"diffusion": d, "seed": cfg.seed}, [zoo_st, prompts_st], seed=cfg.seed) as st:
         log(f"[diffusion] {'reusing' if st.cached else 'pre-training'} the {d.denoiser.condition} denoiser "
             f"({d.iters} iterations)")
+        distributed.broadcast_object(None if st.cached or not distributed.active()
+                                     else (str(st.path), collection, source_prompts))
         model = DiffusionModel.load(st.path, device=cfg.device) if st.cached else pretrain(
             collection, source_prompts, d, st.path, progress, seed=cfg.seed, device=cfg.device)
+    assert model is not None
     return st, model
 
 
@@ -260,18 +273,40 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
 
 
 # ---------------------------------------------------------------------- pipeline
+def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
+    """A rank other than 0 under torchrun: take part in the zoo and diffusion stages of the run rank 0
+    makes of ``cfg`` (in the same order, with what rank 0 sends), then return."""
+    from gpdiff.diffusion.train import pretrain
+    from gpdiff.zoo import train_zoo
+
+    share = distributed.broadcast_object(None)  # zoo_stage: None when cached, else (folder, anchor)
+    if share is not None:
+        path, anchor = share
+        train_zoo(cities.sources, cfg.window, cfg.zoo, path, cfg.seed, cfg.device, False, anchor)
+    if any(m in NEEDS_GENERATION for m in cfg.methods):
+        share = distributed.broadcast_object(None)  # diffusion_stage: None when cached, else (folder, zoo, prompts)
+        if share is not None:
+            path, zoo, prompts = share
+            pretrain(zoo, prompts, cfg.diffusion, path, False, seed=cfg.seed, device=cfg.device)
+
+
 def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache: str | Path | None = None
-                 ) -> RunResult:
+                 ) -> RunResult | None:
     """Run (or resume) the whole experiment described by ``cfg``; see the module docstring.
 
     ``cache``: a folder shared by several runs (``gpdiff bench``), where stages live by key so that
-    runs with equal stages compute them once (:class:`gpdiff.stages.Run`)."""
+    runs with equal stages compute them once (:class:`gpdiff.stages.Run`). Under torchrun the ranks
+    other than 0 return ``None`` (:func:`follow_pipeline`)."""
     from gpdiff.device import resolve_device
     from gpdiff.zoo import prepare_cities
 
     t_start = time.perf_counter()
     cities = load_cities(cfg)
     device = resolve_device(cfg.device)
+    distributed.init(device)
+    if not distributed.is_main():
+        follow_pipeline(cfg, cities)
+        return None
     tdata = target_data(cfg, cities, device)
     run = Run(cfg.out, cache)
     write_yaml(run.root / "config.yaml", cfg.to_dict())

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpdiff import distributed
 from gpdiff.anchor import FILE as ANCHOR_FILE
 from gpdiff.anchor import AnchorConfig, load_anchor, save_anchor, train_anchor
 from gpdiff.data.city import City
@@ -174,10 +175,14 @@ def fit_anchor(cities: Sequence[City], window: WindowConfig, config: ZooConfig, 
 
 def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, out_dir: str | Path,
               seed: int = 0, device: str = "auto", progress: bool = True, anchor: torch.Tensor | None = None
-              ) -> ParamCollection:
+              ) -> ParamCollection | None:
     """Train (or resume, or finish) the zoo of ``cities`` into ``out_dir``; see the module docstring.
 
     ``anchor``: the anchor's parameters ``[P]`` (:func:`fit_anchor`), required for ``init: anchor``.
+    Under ``torchrun`` (:mod:`gpdiff.distributed`; every rank calls this with the same arguments) the
+    nodes are sharded over the ranks, which checkpoint their own share in ``out_dir``; rank 0 gathers,
+    evaluates and saves the collection and returns it, the other ranks return ``None``. The result is
+    the single-process result bit for bit (see :mod:`gpdiff.nodetrain`).
     Raises :class:`GpdiffError` for unusable cities (no graph for a graph model, too few windows),
     a missing or mis-sized anchor, and a checkpoint in ``out_dir`` written with another setup.
     """
@@ -197,9 +202,13 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
     out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {**config.to_dict(), "window": vars(window).copy(), "seed": seed,
                               "cities": [d.city.name for d in data], "n_params": model.n_params, "n_nodes": n_nodes}
-    write_yaml(out_dir / "config.yaml", record)
-    trainer = NodeTrainer(model, data, config, init, out_dir, seed=seed, progress=progress, desc=f"zoo {model.name}")
+    if distributed.is_main():
+        write_yaml(out_dir / "config.yaml", record)
+    trainer = NodeTrainer(model, data, config, init, out_dir, seed=seed, progress=progress, desc=f"zoo {model.name}",
+                          shard=(distributed.rank(), distributed.world_size()))
     result = trainer.run()
+    if result is None:  # a rank other than 0: its share went to rank 0
+        return None
     metrics = evaluate(model, {k: v.to(dev) for k, v in result.params.items()}, data, trainer.chunk)
     metrics.update({"val_loss": result.val_loss, "best_epoch": result.best_epoch, "epochs": result.epochs})
     collection = ParamCollection(

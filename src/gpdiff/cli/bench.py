@@ -48,4 +48,6 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
         return
     result = run_suite(parsed, out, progress=progress, cache=cache,
                        log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
+    if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the scoreboard)
+        return
     click.echo(f"scoreboard: {result.scoreboard}")

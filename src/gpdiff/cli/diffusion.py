@@ -69,7 +69,10 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
              reference: str | None, standardize: str | None, balance: str | None, seed: int, device: str,
              quiet: bool) -> None:
-    """Train the diffusion model that generates a node's parameters from its prompts."""
+    """Train the diffusion model that generates a node's parameters from its prompts.
+
+    Started by ``torchrun --nproc_per_node=N -m gpdiff pretrain ...``, training is data-parallel:
+    each process draws --batch-size nodes per iteration (the effective batch is N times that)."""
     from gpdiff.config import merge
     from gpdiff.diffusion.train import DiffusionConfig, drop_none
     from gpdiff.diffusion.train import pretrain as run_pretrain
@@ -93,6 +96,8 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
     prompts = _load_prompts(prompts_path)
     t0 = time.time()
     model = run_pretrain(zoo, prompts, config, out, progress=not quiet, seed=seed, device=device)
+    if model is None:  # under torchrun, a rank other than 0 (rank 0 saves and reports)
+        return
     info = model.info
     click.echo(f"denoiser ({config.denoiser.condition}, {config.preset}, {model.denoiser.n_weights():,} weights) for "
                f"{model.base_model}/{model.preset}: {info.get('n_nodes')} nodes, {model.tokenizer.n_tokens} tokens "

@@ -66,5 +66,7 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
         overrides["methods"] = {m: settings.get(m, {}) for m in method_settings(methods)}
     cfg = RunConfig.from_yaml(config_path, overrides, assignments)
     result = run_pipeline(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the run)
+        return
     click.echo(f"\nreport: {result.report}\nresults: {result.out / 'results.csv'}  "
                f"(total {result.timings.get('total', 0):.0f} s)")

@@ -64,8 +64,12 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     """Train one base model per node of every source city, all nodes at once.
 
     With ``--init anchor`` (the default) the anchor is trained first (OUT/anchor.safetensors; the run
-    config's ``anchor`` section) and every node is fine-tuned from it."""
+    config's ``anchor`` section) and every node is fine-tuned from it. Started by
+    ``torchrun --nproc_per_node=N -m gpdiff zoo train ...``, the nodes are split across the N
+    processes (the result equals a single-process run); the anchor trains on rank 0."""
+    from gpdiff import distributed
     from gpdiff.data import load_city
+    from gpdiff.device import resolve_device
     from gpdiff.runconfig import RunConfig
     from gpdiff.zoo import fit_anchor, train_zoo
 
@@ -75,11 +79,17 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     cfg = RunConfig.from_yaml(config_file, assignments=[*sets, *assignments])
     names = [c.strip() for c in cities.split(",") if c.strip()]
     loaded = [load_city(n) for n in names]
+    distributed.init(resolve_device(cfg.device))  # under torchrun: join the ranks (no-op otherwise)
     anchor = None
-    if cfg.zoo.init == "anchor":
-        anchor = fit_anchor(loaded, cfg.window, cfg.zoo, cfg.anchor, out_dir, cfg.seed, cfg.device, not quiet)
+    if cfg.zoo.init == "anchor":  # one anchor, trained on rank 0 and sent to every rank
+        if distributed.is_main():
+            anchor = fit_anchor(loaded, cfg.window, cfg.zoo, cfg.anchor, out_dir, cfg.seed, cfg.device,
+                                not quiet).cpu()
+        anchor = distributed.broadcast_object(anchor)
     collection = train_zoo(loaded, cfg.window, cfg.zoo, out_dir, seed=cfg.seed, device=cfg.device,
                            progress=not quiet, anchor=anchor)
+    if collection is None:  # another rank than 0: its nodes went to rank 0
+        return
     click.echo(f"zoo: {len(collection)} node models ({collection.model}, {collection.params.shape[1]} parameters "
                f"each) in {out_dir}")
     click.echo(summary_table(collection))

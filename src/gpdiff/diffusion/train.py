@@ -14,6 +14,14 @@ gradient clipping, an EMA copy of the weights (diffusers' ``EMAModel``; used for
 optional prompt dropout for classifier-free guidance, a progress bar, and checkpoints that an
 interrupted run resumes from.
 
+Under ``torchrun`` (:mod:`gpdiff.distributed`) training is data-parallel
+(``DistributedDataParallel``): every rank draws its own ``batch_size`` nodes per iteration from its
+own generator (rank 0's is the single-process one), so the effective batch is ``world x
+batch_size``; gradients are averaged over ranks, and the learning rate is used as it is (scale it
+yourself with the batch if you wish). The EMA weights, the progress bar, checkpoints and the saved
+model are rank 0's; a checkpoint holds every rank's generator state and is resumed by the same
+number of ranks.
+
 The output folder (:class:`DiffusionModel`) holds ``config.yaml`` (this config, the token shape,
 the base model name / config / parameter spec, prompt sizes, the seed and device, training
 summary), ``model.safetensors``, ``ema.safetensors``, ``standardizer.safetensors`` and
@@ -36,6 +44,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 import gpdiff
+from gpdiff import distributed
 from gpdiff.config import from_mapping, to_mapping
 from gpdiff.device import resolve_device
 from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig, TokenShape
@@ -304,7 +313,7 @@ def align_prompts(zoo: ParamCollection, prompts: Any) -> tuple[torch.Tensor, tor
 
 # ------------------------------------------------------------------------------ training
 def pretrain(zoo: ParamCollection, prompts: Any, config: DiffusionConfig, out: str | Path | None = None,
-             progress: bool = True, seed: int = 0, device: str | torch.device = "auto") -> DiffusionModel:
+             progress: bool = True, seed: int = 0, device: str | torch.device = "auto") -> DiffusionModel | None:
     """Train on every zoo node, with its prompts taken from ``prompts`` (a PromptSet) by (city, node id)."""
     spatial, temporal = align_prompts(zoo, prompts)
     return fit(zoo, spatial, temporal, config, out, progress, seed, device, prompt_meta=getattr(prompts, "meta", None))
@@ -312,14 +321,16 @@ def pretrain(zoo: ParamCollection, prompts: Any, config: DiffusionConfig, out: s
 
 def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, config: DiffusionConfig,
         out: str | Path | None = None, progress: bool = True, seed: int = 0, device: str | torch.device = "auto",
-        prompt_meta: Any = None) -> DiffusionModel:
+        prompt_meta: Any = None) -> DiffusionModel | None:
     """Train a denoiser on ``zoo`` (rows aligned with ``spatial`` ``[n, ds]`` and ``temporal`` ``[n, dt]``).
 
     ``seed`` draws the initial weights and every batch, step and noise; ``device``: ``auto`` (CUDA
     when available), ``cpu``, ``cuda``, ``cuda:1``, ... Both are recorded in the model's ``info``.
     With ``out``, the finished model is saved there, checkpoints are written every
     ``config.checkpoint_every`` iterations, an interrupted run resumes, and a finished run with the
-    same config, seed and data is loaded instead of retrained.
+    same config, seed and data is loaded instead of retrained. Under ``torchrun`` every rank calls
+    this with the same arguments (data-parallel, see the module docstring); rank 0 returns the model,
+    the other ranks ``None``.
     """
     n = len(zoo)
     if spatial.shape[0] != n or temporal.shape[0] != n:
@@ -332,6 +343,8 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     if not (torch.isfinite(spatial).all() and torch.isfinite(temporal).all()):
         raise GpdiffError("the prompts contain NaN or infinite values; refit the prompts.")
     dev = resolve_device(str(device))
+    distributed.init(dev)
+    rank, world = distributed.rank(), distributed.world_size()
     center = reference_vector(zoo, config.reference)
     standardizer = Standardizer.fit(zoo.params.float() - center, zoo.spec, config.standardize,
                                     center=config.reference == "none")
@@ -340,11 +353,12 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
                        temporal_dim=int(temporal.shape[1]))
     fp = hash_arrays(zoo.params, spatial, temporal, center, extra=[zoo.keys(), zoo.model, zoo.model_config])
     out = Path(out) if out is not None else None
-    done = _finished(out, config, seed, fp, zoo, dev)
-    if done is not None:
-        if progress:
+    done = _finished(out, config, seed, fp, zoo, dev) if rank == 0 else None
+    if distributed.broadcast_object(done is not None):
+        if progress and rank == 0:
             tqdm.write(f"{out}: already trained with this config, seed and data; loading it.")
         return done
+    progress = progress and rank == 0
     cities = {c: zoo.cities.count(c) for c in zoo.city_names()}
     info: dict[str, Any] = {"n_nodes": n, "cities": cities, "fingerprint": fp, "seed": seed, "device": str(dev),
                             "prompt_meta": yaml_safe(prompt_meta)}
@@ -360,14 +374,20 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     groups = [{"params": [p for p in net.parameters() if p.dim() >= 2], "weight_decay": config.weight_decay},
               {"params": [p for p in net.parameters() if p.dim() < 2], "weight_decay": 0.0}]  # no decay: biases, norms
     opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed if rank == 0 else seed + 1_000_003 * rank)
     start, history = 0, []
     loss_sum, loss_count = torch.zeros((), device=dev), 0  # summed since the last history entry
-    if out is not None and (out / "checkpoint.safetensors").is_file():
-        start, history, loss_sum, loss_count = _restore(out / "checkpoint.safetensors", model, opt, gen, config,
-                                                        seed, fp)
+    ckpt = out / "checkpoint.safetensors" if out is not None else None
+    found = distributed.broadcast_object(ckpt is not None and ckpt.is_file())
+    if found:
+        assert ckpt is not None
+        start, history, loss_sum, loss_count = _restore(ckpt, model, opt, gen, config, seed, fp)
         if progress:
             tqdm.write(f"{out}: resuming from iteration {start}.")
+    if world > 1:  # gradients averaged over ranks after every backward; static_graph: the same parameters take
+        # part in every iteration (without classifier-free guidance the null prompt never does)
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev] if dev.type == "cuda" else None,
+                                                        static_graph=True)
     sched = warmup_cosine_scheduler(opt, config.warmup, config.iters, start)
     # diffusers' default warm-up: update k = 2, 3, ... decays by min(ema_decay, k / (9 + k)); update 1 copies
     ema = EMAModel(model.ema.parameters(), decay=config.ema_decay, min_decay=0.0, update_after_step=0,
@@ -396,7 +416,8 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         opt.step()
         sched.step()
-        ema.step(net.parameters())
+        if rank == 0:
+            ema.step(net.parameters())
         loss_sum, loss_count = loss_sum + loss.detach(), loss_count + 1
         if (it + 1) % 50 == 0 or it + 1 == config.iters:  # the only host-device sync of the loop
             value = float(loss_sum) / loss_count
@@ -404,16 +425,19 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
             loss_sum, loss_count = torch.zeros((), device=dev), 0
             history.append((it + 1, running, lr))
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
-        if out is not None and (it + 1) % config.checkpoint_every == 0 and it + 1 < config.iters:
-            ema.copy_to(model.ema.parameters())
-            _checkpoint(out / "checkpoint.safetensors", model, opt, gen, config, seed, fp, it + 1, history,
-                        loss_sum, loss_count)
+        if ckpt is not None and (it + 1) % config.checkpoint_every == 0 and it + 1 < config.iters:
+            rng = distributed.all_gather_object(gen.get_state())  # every rank's, for an exact resume
+            if rank == 0:
+                ema.copy_to(model.ema.parameters())
+                _checkpoint(ckpt, model, opt, rng, config, seed, fp, it + 1, history, loss_sum, loss_count)
     bar.close()
+    if rank != 0:
+        return None
     ema.copy_to(model.ema.parameters())
 
     model.info.update({"iterations": config.iters, "final_loss": running, "train_seconds": round(time.time() - t0, 1),
-                       "n_weights": net.n_weights()})
-    net.eval()
+                       "n_weights": model.denoiser.n_weights(), "ranks": world})
+    model.denoiser.eval()
     if out is not None:
         model.save(out)
         _write_history(out / "history.csv", history)
@@ -457,19 +481,21 @@ def _finished(out: Path | None, config: DiffusionConfig, seed: int, fp: str, zoo
     return model
 
 
-def _checkpoint(path: Path, model: DiffusionModel, opt: torch.optim.Optimizer, gen: torch.Generator,
+def _checkpoint(path: Path, model: DiffusionModel, opt: torch.optim.Optimizer, rng: list[torch.Tensor],
                 config: DiffusionConfig, seed: int, fp: str, iteration: int, history: list[tuple[int, float, float]],
                 loss_sum: torch.Tensor, loss_count: int) -> None:
-    """Save what resuming needs: weights, EMA weights (``model.ema`` must hold them), optimiser state, RNG,
-    and the loss history with the loss summed over the ``loss_count`` iterations since its last entry."""
+    """Save what resuming needs: weights, EMA weights (``model.ema`` must hold them), optimiser state, the
+    generator state of every rank (``rng``, in rank order), and the loss history with the loss summed
+    over the ``loss_count`` iterations since its last entry."""
     tensors = {f"model.{k}": v for k, v in model.denoiser.state_dict().items()}
     tensors.update({f"ema.{k}": v for k, v in model.ema.state_dict().items()})
     for i, st in opt.state_dict()["state"].items():
         tensors.update({f"opt.{i}.{k}": torch.as_tensor(v) for k, v in st.items()})
-    tensors["rng"] = gen.get_state()
+    tensors["rng"] = rng[0]
+    tensors.update({f"rng.{r}": state for r, state in enumerate(rng) if r > 0})
     tensors["loss_sum"] = loss_sum
     meta = {"run": _identity(config, seed), "fingerprint": fp, "iteration": iteration, "history": history,
-            "loss_count": loss_count}
+            "loss_count": loss_count, "ranks": len(rng)}
     save_tensors(path, tensors, meta)
 
 
@@ -478,11 +504,15 @@ def _restore(path: Path, model: DiffusionModel, opt: torch.optim.Optimizer, gen:
              ) -> tuple[int, list[tuple[int, float, float]], torch.Tensor, int]:
     """Load a checkpoint of this run (same config, seed and data) into ``model``, ``opt`` and ``gen``;
     returns the iteration it was written at, the loss history so far, and the loss sum and count
-    since its last entry."""
-    tensors, meta = load_tensors(path)
+    since its last entry. Under torchrun rank 0 reads the file and sends it to the other ranks."""
+    tensors, meta = distributed.broadcast_object(load_tensors(path) if distributed.is_main() else None)
     if meta.get("run") != _identity(config, seed) or meta.get("fingerprint") != fp:
         raise GpdiffError(f"{path} is a checkpoint of a run with another config, seed or other data; use another "
                           "--out folder, or delete the checkpoint to start over.")
+    ranks, world = int(meta.get("ranks", 1)), distributed.world_size()
+    if ranks != world:
+        raise GpdiffError(f"{path} was written by a run on {ranks} process(es), this one has {world}; resume it "
+                          f"with --nproc_per_node={ranks} (in all), or delete the checkpoint to start over.")
     dev = model.device
     for prefix, module in (("model.", model.denoiser), ("ema.", model.ema)):
         module.load_state_dict({k[len(prefix):]: v.to(dev) for k, v in tensors.items() if k.startswith(prefix)})
@@ -494,7 +524,8 @@ def _restore(path: Path, model: DiffusionModel, opt: torch.optim.Optimizer, gen:
             per.setdefault(int(i), {})[name] = v if name == "step" else v.to(dev)
     state["state"] = per
     opt.load_state_dict(state)
-    gen.set_state(tensors["rng"])
+    rank = distributed.rank()
+    gen.set_state(tensors["rng"] if rank == 0 else tensors[f"rng.{rank}"])
     history: list[tuple[int, float, float]] = [(int(i), float(loss), float(lr)) for i, loss, lr in meta["history"]]
     return int(meta["iteration"]), history, tensors["loss_sum"].to(dev), int(meta["loss_count"])
 
