@@ -292,3 +292,17 @@ def test_config_tree_round_trips_and_takes_dotted_overrides(tmp_path):
 def test_cli_set_and_methods_flags(tmp_path):
     r = CliRunner().invoke(main, ["run", "--set", "window.histroy=3", "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "window.histroy" in r.output and "Traceback" not in r.output
+
+
+def test_default_sources_are_the_city_entries_of_the_data_dir(tmp_path):
+    from gpdiff.pipeline import default_sources
+
+    for name in ("alpha", "beta"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "gamma.city").write_bytes(b"")
+    (tmp_path / "PEMS04.npz").write_bytes(b"")
+    (tmp_path / "PEMS04.csv").write_text("from,to,cost\n")  # the .npz's distance file, not a city
+    (tmp_path / "README.md").write_text("my cities\n")
+    (tmp_path / ".cache").mkdir()
+    cfg = RunConfig.from_dict({"target": "alpha", "data_dir": str(tmp_path)})
+    assert default_sources(cfg) == ["PEMS04", "beta", "gamma"]

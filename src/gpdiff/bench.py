@@ -36,7 +36,7 @@ from gpdiff.io import read_yaml, write_yaml
 from gpdiff.runconfig import RunConfig
 
 SUITE_KEYS = ("description", "base", "seeds", "experiments", "grid")
-BUNDLED_SUITES = Path(__file__).resolve().parents[2] / "configs" / "bench"  # the repository's configs/bench
+BUNDLED_SUITES = Path(__file__).resolve().parent / "configs" / "bench"  # installed with the package (configs/ links here)
 
 
 @dataclass

@@ -97,10 +97,12 @@ def load_named(name: str, data_dir: str | None) -> City:
 def default_sources(cfg: RunConfig) -> list[str]:
     if cfg.sources:
         return list(cfg.sources)
-    if cfg.data_dir:
+    if cfg.data_dir:  # every folder and every city file; other files (a README, an .npz's .csv) are not cities
+        from gpdiff.data.loaders import CITY_FILE_SUFFIXES
+
         names = [p.stem if p.is_file() else p.name.removeprefix("Data_") for p in sorted(Path(cfg.data_dir).iterdir())
-                 if not p.name.startswith(".")]
-        return [n for n in names if n != cfg.target]
+                 if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in CITY_FILE_SUFFIXES)]
+        return [n for n in dict.fromkeys(names) if n != cfg.target]
     return [c for c in FLOW_CITIES if c != cfg.target]
 
 

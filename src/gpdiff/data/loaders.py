@@ -64,6 +64,7 @@ GPD_DEFAULTS: dict[str, tuple[int, str, str]] = {
     "man": (60, "flow", "people/h"),
     "bj": (60, "flow", "people/h"),
 }
+CITY_FILE_SUFFIXES = (".city", ".h5", ".hdf5", ".hdf", ".npz")  # a file that is a whole city (load_path)
 GPD_DEFAULT_START = pd.Timestamp("2000-01-03")  # a Monday
 
 #: Published start dates of the ASTGCN/STSGCN PEMS files (5-minute flow).
