@@ -269,9 +269,9 @@ def test_train_save_load_generate_deterministic(tmp_path: Path) -> None:
     # the same command again reuses the finished run; another config or seed in the same folder is refused
     again = pretrain(zoo, prompts, tiny_config(), tmp_path / "d", progress=False, device=CPU)
     assert torch.equal(again.ema.head.weight, model.ema.head.weight)
-    with pytest.raises(GpdiffError, match="another config, seed or other data"):
+    with pytest.raises(GpdiffError, match="another config, seed, number of processes or other data"):
         pretrain(zoo, prompts, tiny_config(lr=1e-4), tmp_path / "d", progress=False, device=CPU)
-    with pytest.raises(GpdiffError, match="another config, seed or other data"):
+    with pytest.raises(GpdiffError, match="another config, seed, number of processes or other data"):
         pretrain(zoo, prompts, tiny_config(), tmp_path / "d", progress=False, seed=1, device=CPU)
 
 

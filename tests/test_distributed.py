@@ -113,6 +113,17 @@ def test_shards_cover_every_node_once_in_whole_blocks(two_source_cities, tmp_pat
     assert NodeTrainer(model, data, config, init, tmp_path).checkpoint_path().name == "checkpoint.safetensors"
 
 
+def test_checkpoints_of_another_process_count_are_named_not_ignored(two_source_cities, tmp_path):
+    from gpdiff.errors import GpdiffError
+
+    model = ZooConfig().build_model(WINDOW)
+    data = prepare_cities(two_source_cities, WINDOW, ZooConfig(), model)
+    (tmp_path / "checkpoint.rank1-of-2.safetensors").write_bytes(b"")
+    trainer = NodeTrainer(model, data, NodeTrainConfig(max_epochs=1), model.init(11, seed=0), tmp_path, progress=False)
+    with pytest.raises(GpdiffError, match="another number of processes.*rank1-of-2"):
+        trainer.run()
+
+
 def test_single_process_helpers_are_no_ops():
     assert not distributed.active() and distributed.rank() == 0 and distributed.world_size() == 1
     assert distributed.broadcast_object({"a": 1}) == {"a": 1}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from gpdiff.errors import GpdiffError
@@ -18,6 +20,9 @@ def resolve_device(device: str) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and launched() and torch.cuda.is_available():
         device = f"cuda:{local_rank()}"
+    elif device.startswith("cuda:") and launched() and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+        raise GpdiffError(f"device {device!r} under torchrun would put every process of this machine on one GPU; "
+                          "use --device cuda (or auto): each process then takes its own, cuda:LOCAL_RANK.")
     try:
         dev = torch.device(device)
     except RuntimeError:

@@ -28,7 +28,14 @@ import torch.distributed as dist
 from gpdiff.errors import GpdiffError
 
 T = TypeVar("T")
-TIMEOUT = timedelta(hours=2)  # a rank may wait this long for the others (rank 0 runs whole stages alone)
+# How long a rank may wait for the others: rank 0 runs whole stages (prompts, the methods, the next
+# experiment of a suite) alone while the other ranks wait. GPDIFF_DIST_TIMEOUT_MINUTES overrides it.
+TIMEOUT_ENV = "GPDIFF_DIST_TIMEOUT_MINUTES"
+_control: Any = None  # the gloo group the control messages go through (rank 0 -> the others)
+
+
+def timeout() -> timedelta:
+    return timedelta(minutes=float(os.environ.get(TIMEOUT_ENV, 7 * 24 * 60)))
 
 
 def launched() -> bool:
@@ -54,10 +61,14 @@ def init(device: torch.device | None = None) -> None:
     if missing:
         raise GpdiffError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} is set but {', '.join(missing)} is not; start "
                           "distributed runs with `torchrun --nproc_per_node=N -m gpdiff ...`, or unset WORLD_SIZE.")
+    global _control
     backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend, timeout=TIMEOUT)
+    dist.init_process_group(backend=backend, timeout=timeout())
+    # control messages (flags, folders, the anchor, the zoo) over gloo: a rank waiting for rank 0
+    # then sleeps in a socket read instead of spinning in a CUDA synchronisation
+    _control = dist.new_group(backend="gloo", timeout=timeout()) if backend == "nccl" else None
 
 
 def rank() -> int:
@@ -87,7 +98,7 @@ def broadcast_object(obj: T, src: int = 0) -> T:
     if not active():
         return obj
     box = [obj if rank() == src else None]
-    dist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src, group=_control)
     return box[0]  # type: ignore[return-value]
 
 
@@ -96,7 +107,7 @@ def all_gather_object(obj: Any) -> list[Any]:
     if not active():
         return [obj]
     out: list[Any] = [None] * world_size()
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=_control)
     return out
 
 
@@ -107,8 +118,9 @@ def gather_rows(values: Mapping[str, torch.Tensor], rows: torch.Tensor, n_rows: 
     Each rank holds ``values[k]`` of shape ``[len(rows), *shape_k]``, the rows ``rows`` (global row
     indices, disjoint across ranks, together ``0 .. n_rows-1``) of a ``[n_rows, *shape_k]`` tensor.
     Rank 0 returns the whole tensors (on its device); the other ranks return ``None``. Tensors are
-    padded to the largest share and sent with ``dist.gather``, one tensor at a time, so no rank
-    holds more than one full tensor. Single process: ``values`` put in row order.
+    padded to the largest share and sent with ``dist.gather``, one tensor at a time (rank 0 holds
+    the pieces of one tensor and the assembled result at a time). Single process: ``values`` put
+    in row order.
     """
     if not active():
         return {k: _place(v, rows, n_rows) for k, v in values.items()}

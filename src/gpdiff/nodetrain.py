@@ -425,7 +425,7 @@ class NodeTrainer:
         pools = [d.origins("train") for d in self.data]
         for i, row in enumerate(rows):
             pool = pools[self.node_city[row]]
-            draw = np.random.default_rng((self.seed, epoch, int(row))).integers(pool.size, size=(steps, size))
+            draw = np.random.default_rng((self.seed % 2**63, epoch, int(row))).integers(pool.size, size=(steps, size))
             out[:, i] = pool[draw]
         return torch.from_numpy(out).to(self.device)
 
@@ -485,6 +485,12 @@ class NodeTrainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = self.checkpoint_path()
         meta = {"identity": self.identity()}
+        others = sorted(p.name for p in self.out_dir.glob(CHECKPOINT.replace(".safetensors", "*.safetensors"))
+                        if p.name != ckpt.name)
+        if others and not ckpt.exists():
+            raise GpdiffError(f"{self.out_dir} holds checkpoints of a training on another number of processes "
+                              f"({', '.join(others)}); resume it with as many processes as it had, or delete them "
+                              "to start over.")
         state = None
         if ckpt.exists():
             try:

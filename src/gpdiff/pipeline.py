@@ -164,13 +164,16 @@ def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, tor
               log: Log) -> tuple[Stage, ParamCollection]:
     """One model per source node (:func:`gpdiff.zoo.train_zoo`), fine-tuned from the anchor when
     ``zoo.init`` is ``anchor``."""
+    from gpdiff.device import resolve_device
     from gpdiff.zoo import load_zoo, train_zoo
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     start = anchor if cfg.zoo.init == "anchor" else None
     inputs = [start[0]] if start is not None else []
-    with run.stage("zoo", {"window": cfg.window, "zoo": cfg.zoo, "seed": cfg.seed}, inputs, data=data,
-                   seed=cfg.seed) as st:
+    reads: dict[str, Any] = {"window": cfg.window, "zoo": cfg.zoo, "seed": cfg.seed}
+    if distributed.world_size() > 1 and cfg.zoo.node_chunk == 0 and resolve_device(cfg.device).type == "cuda":
+        reads["ranks"] = distributed.world_size()  # a GPU's automatic chunk is a process's share of the nodes
+    with run.stage("zoo", reads, inputs, data=data, seed=cfg.seed) as st:
         ranks = f" on {distributed.world_size()} processes" if distributed.active() else ""
         log(f"[zoo] {'reusing' if st.cached else 'training'} {cfg.zoo.model}/{cfg.zoo.preset} on "
             f"{sum(c.n_nodes for c in cities.sources)} source nodes (init: {cfg.zoo.init}){ranks}")
@@ -219,7 +222,9 @@ def diffusion_stage(run: Run, cfg: RunConfig, zoo: tuple[Stage, ParamCollection]
 
     (zoo_st, collection), (prompts_st, source_prompts) = zoo, prompts
     d = cfg.diffusion
-    with run.stage("diffusion", {"diffusion": d, "seed": cfg.seed}, [zoo_st, prompts_st], seed=cfg.seed) as st:
+    ranks = distributed.world_size()  # data-parallel training depends on it (one process: not in the key)
+    reads = {"diffusion": d, "seed": cfg.seed, **({"ranks": ranks} if ranks > 1 else {})}
+    with run.stage("diffusion", reads, [zoo_st, prompts_st], seed=cfg.seed) as st:
         log(f"[diffusion] {'reusing' if st.cached else 'pre-training'} the {d.denoiser.condition} denoiser "
             f"({d.iters} iterations)")
         distributed.broadcast_object(None if st.cached or not distributed.active()

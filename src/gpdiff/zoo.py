@@ -187,6 +187,7 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
     a missing or mis-sized anchor, and a checkpoint in ``out_dir`` written with another setup.
     """
     dev = resolve_device(device)
+    distributed.init(dev)  # under torchrun: join the ranks (no-op otherwise)
     model = config.build_model(window)
     data = prepare_cities(cities, window, config, model, dev)
     n_nodes = sum(d.n_nodes for d in data)

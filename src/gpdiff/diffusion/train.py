@@ -459,12 +459,14 @@ def reference_vector(zoo: ParamCollection, reference: str) -> torch.Tensor:
     return torch.zeros(zoo.params.shape[1])
 
 
-def _identity(config: DiffusionConfig, seed: Any) -> dict[str, Any]:
+def _identity(config: DiffusionConfig, seed: Any, ranks: int | None = None) -> dict[str, Any]:
     """What must agree for a saved run or checkpoint to be this run: the config (bar how often it
-    checkpoints) and the seed."""
+    checkpoints), the seed, and the number of processes (``ranks``, default this run's: the
+    effective batch and the draws depend on it; absent for one process)."""
     settings = config.to_dict()
     settings.pop("checkpoint_every")
-    return {"config": settings, "seed": seed}
+    ranks = distributed.world_size() if ranks is None else ranks
+    return {"config": settings, "seed": seed, **({"ranks": ranks} if ranks > 1 else {})}
 
 
 def _finished(out: Path | None, config: DiffusionConfig, seed: int, fp: str, zoo: ParamCollection,
@@ -474,10 +476,10 @@ def _finished(out: Path | None, config: DiffusionConfig, seed: int, fp: str, zoo
         return None
     model = DiffusionModel.load(out, device=device)
     model.check_base(zoo.model, zoo.model_config, zoo.spec)
-    same = _identity(model.config, model.info.get("seed")) == _identity(config, seed)
+    same = _identity(model.config, model.info.get("seed"), int(model.info.get("ranks", 1))) == _identity(config, seed)
     if not same or model.info.get("fingerprint") != fp:
-        raise GpdiffError(f"{out} already holds a denoiser trained with another config, seed or other data; "
-                          "choose another --out folder, or delete this one to retrain.")
+        raise GpdiffError(f"{out} already holds a denoiser trained with another config, seed, number of processes "
+                          "or other data; choose another --out folder, or delete this one to retrain.")
     return model
 
 
