@@ -13,7 +13,9 @@ It prints training windows per second for both, at 100 nodes and at all source n
 ratio, and the achieved FLOP/s (matmul FLOPs of one forward + backward counted with torch's
 FlopCounterMode, so each side counts the work it actually does) next to this machine's measured
 fp32 matmul peak. Validation and checkpointing are not timed. Then (unless ``--no-full``) it trains
-the whole zoo of the flow cities to convergence with the default config and reports the wall time.
+the whole zoo of the flow cities to convergence and reports the wall time: default training
+settings from one shared random init at lr 0.01 (the setting recorded in BENCHMARKS.md), or
+``--init anchor --lr 0.003`` for today's default zoo (the anchor is trained first, not timed).
 
     python benchmarks/zoo_throughput.py                 # stgcn small, 2 threads (torch default here)
     python benchmarks/zoo_throughput.py --compile       # batched step through torch.compile
@@ -26,12 +28,15 @@ import argparse
 import platform
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from gpdiff.anchor import AnchorConfig
 from gpdiff.data import load_city
 from gpdiff.data.catalog import FLOW_CITIES
 from gpdiff.data.city import City
@@ -39,7 +44,7 @@ from gpdiff.data.windows import WindowConfig
 from gpdiff.device import resolve_device
 from gpdiff.nodetrain import NodeTrainer, TrainState, masked_node_mae
 from gpdiff.report import table
-from gpdiff.zoo import ZooConfig, prepare_cities, train_zoo
+from gpdiff.zoo import INITS, ZooConfig, fit_anchor, prepare_cities, train_zoo
 
 
 def matmul_peak(n: int = 1024, reps: int = 20) -> float:
@@ -66,6 +71,19 @@ def build_trainer(cities: list[City], window: WindowConfig, config: ZooConfig, o
 
 def origins_for(trainer: NodeTrainer, rows: np.ndarray) -> list[torch.Tensor]:
     return list(trainer.epoch_origins(rows, epoch=0))
+
+
+@contextmanager
+def only(trainer: NodeTrainer, rows: np.ndarray) -> Iterator[None]:
+    """Train ``rows`` as a zoo of just these nodes would: one block, chunked as usual (the trainer's
+    own blocks hold ``BLOCK_CHUNKS x node_chunk`` nodes of the whole zoo, a subset would be spread)."""
+    blocks = trainer.blocks
+    if rows.size < trainer.rows.size:
+        trainer.blocks = [rows]
+    try:
+        yield
+    finally:
+        trainer.blocks = blocks
 
 
 def run_batched(trainer: NodeTrainer, rows: np.ndarray) -> float:
@@ -140,6 +158,9 @@ def main() -> None:
                     help="time the loop on this many of the nodes (0: all); its rate is per node anyway")
     ap.add_argument("--no-full", action="store_true", help="skip the full zoo run to convergence")
     ap.add_argument("--out", default="runs/bench/zoo-throughput", help="folder for the full zoo run")
+    ap.add_argument("--init", choices=INITS, default="shared_random",
+                    help="the full run's zoo.init (anchor: the anchor is trained first, not timed)")
+    ap.add_argument("--lr", type=float, default=0.01, help="the full run's zoo.lr (0.003 is the anchored default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -161,9 +182,10 @@ def main() -> None:
     rows_out = []
     for label, rows in (("100 nodes", hundred), (f"all {trainer.n_nodes} nodes", everything)):
         origins = origins_for(trainer, rows)
-        f_batched, f_loop = flops_per_window(trainer, rows, origins[0])
+        with only(trainer, rows):
+            f_batched, f_loop = flops_per_window(trainer, rows, origins[0])
+            t_batched = run_batched(trainer, rows)
         windows = rows.size * args.steps * args.batch_size
-        t_batched = run_batched(trainer, rows)
         pick = np.arange(rows.size)
         if args.loop_nodes and args.loop_nodes < rows.size:
             pick = np.linspace(0, rows.size - 1, args.loop_nodes).round().astype(np.int64)
@@ -181,9 +203,12 @@ def main() -> None:
         out = Path(args.out)
         if out.exists():
             shutil.rmtree(out)
-        full = ZooConfig(model=args.model, preset=args.preset, compile=args.compile)
+        full = ZooConfig(model=args.model, preset=args.preset, compile=args.compile, init=args.init, lr=args.lr)
+        anchor = (fit_anchor(cities, window, full, AnchorConfig(), out, device=args.device)
+                  if args.init == "anchor" else None)
         t = time.perf_counter()
-        col = train_zoo(cities, window, full, out, device=args.device, progress=True)
+        col = train_zoo(cities, window, full, out, device=args.device, progress=True, anchor=anchor)
+        assert col is not None
         wall = time.perf_counter() - t
         epochs = col.metrics["epochs"]
         print(f"\nfull zoo of {', '.join(FLOW_CITIES)}: {len(col)} nodes to convergence in {wall:.0f} s "
