@@ -207,3 +207,46 @@ def test_knn_residual_selects_on_sources_and_zero_shrinkage_is_the_anchor(cities
     assert torch.equal(initial(zoo, prompts, prompts, 2, 0.0), anchor.expand(len(zoo), -1))
     own = initial(zoo, prompts, prompts, 1, 1.0)  # each node's nearest prompt is its own
     torch.testing.assert_close(own, zoo.params)
+
+
+# ------------------------------------------------------------------ subset: members differ in some tensors
+def test_trainable_tensors_train_and_the_others_stay_at_the_anchor(cities, tmp_path: Path) -> None:
+    cfg = ZooConfig(**FAST)
+    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
+    head = train_zoo(cities, WINDOW, replace(cfg, trainable=["fc"]), tmp_path / "head", device="cpu", progress=False,
+                     anchor=anchor)
+    spec = head.spec
+    start = 0
+    for s in spec:
+        block = head.params[:, start:start + s.numel]
+        if s.name == "fc":
+            assert not torch.equal(block, anchor[start:start + s.numel].expand_as(block))
+        else:
+            assert torch.equal(block, anchor[start:start + s.numel].expand_as(block)), s.name
+        start += s.numel
+    with pytest.raises(GpdiffError, match=r"trainable \['nope\*'\] match.*tc1.conv1"):
+        train_zoo(cities, WINDOW, replace(cfg, trainable=["nope*"]), tmp_path / "bad", device="cpu", progress=False,
+                  anchor=anchor)
+
+
+def test_subset_generation_makes_only_the_changed_tensors(tmp_path: Path) -> None:
+    from gpdiff.diffusion import generate
+    from gpdiff.diffusion.train import DiffusionModel, subset_columns
+
+    zoo, prompts = _anchored_toy()
+    names = [s.name for s in zoo.spec]
+    frozen = subset_columns(zoo.spec, names[:-1])
+    params = zoo.params.clone()
+    params[:, frozen] = zoo.anchor[frozen]  # only the last tensor differs from the anchor
+    zoo = replace(zoo, params=params)
+    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 5, "batch_size": 8}
+    model = pretrain(zoo, prompts, DiffusionConfig.from_dict(tiny), tmp_path / "d", progress=False, device="cpu")
+    assert model.generated == names[-1:] and model.tokenizer.n_params == zoo.spec[-1].numel
+    every = pretrain(zoo, prompts, DiffusionConfig.from_dict({**tiny, "subset": "all"}), progress=False, device="cpu")
+    assert every.generated == names and every.shape.n_tokens > model.shape.n_tokens
+    torch.testing.assert_close(model.decode(model.encode(zoo.params)), zoo.params, atol=1e-5, rtol=0)
+    loaded = DiffusionModel.load(tmp_path / "d", "cpu")
+    assert loaded.generated == model.generated
+    out = generate(loaded, prompts, "ddim", 3, seed=1).params
+    assert out.shape == zoo.params.shape and torch.equal(out[:, frozen], zoo.anchor[frozen].expand(len(zoo), -1))
+    assert not torch.equal(out[:, -1], zoo.anchor[-1].expand(len(zoo)))

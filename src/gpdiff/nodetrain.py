@@ -16,7 +16,9 @@ the stacked tensors is exactly per-node Adam (:func:`adam_update`, checked again
 - **Optimisation.** Adam with learning rate ``lr * lr_decay**epoch``; an epoch is
   ``steps_per_epoch`` steps of ``batch_size`` training windows per node, drawn at random. With
   ``l2_init > 0`` each node's loss adds ``l2_init * ||theta - theta_init||^2`` (L2-SP, Li et al.,
-  ICML 2018), which keeps the members of an anchored zoo near the anchor.
+  ICML 2018), which keeps the members of an anchored zoo near the anchor. ``trainable`` (tensor
+  names or glob patterns of :meth:`BaseModel.spec`) trains those tensors only and keeps the others
+  at their initial values (e.g. ``[fc]``: a per-node output layer on a shared, frozen model).
 - **Compute.** The nodes, ordered by city and ego-graph size, are cut into fixed *blocks* of
   ``BLOCK_CHUNKS x node_chunk`` nodes. An epoch walks the blocks; in each, the still-training nodes
   are gathered into contiguous working tensors and trained in chunks of ``node_chunk`` nodes
@@ -46,7 +48,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +86,7 @@ class NodeTrainConfig:
     compile: bool = False  # torch.compile the per-chunk loss (falls back to eager on failure)
     node_chunk: int = 0  # nodes per forward/backward chunk; 0 = auto (32 on CPU, all on GPU)
     l2_init: float = 0.0  # L2 pull toward each node's initial parameters (L2-SP, Li et al. 2018); 0 = off
+    trainable: list[str] = field(default_factory=list)  # tensors trained (names or globs, e.g. [fc]); [] = all
 
     def __post_init__(self) -> None:
         what = type(self).__name__
@@ -237,6 +241,20 @@ def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avg: 
     torch._foreach_addcdiv_(params, exp_avg, denom, -lr / (1 - b1**step))
 
 
+def trainable_names(model: BaseModel, patterns: Sequence[str]) -> list[str]:
+    """The names of ``model``'s tensors that match ``patterns`` (names or glob patterns, in spec
+    order; all tensors when ``patterns`` is empty). Raises :class:`GpdiffError` for a pattern that
+    matches no tensor, naming the model's tensors."""
+    names = [s.name for s in model.spec()]
+    if not patterns:
+        return names
+    unmatched = [p for p in patterns if not any(fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        raise GpdiffError(f"trainable {unmatched} match(es) no tensor of base model {model.name!r}; its tensors are "
+                          f"{', '.join(names)} (names or glob patterns such as 'tc3.*').")
+    return [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
+
+
 def evenly_spaced(origins: np.ndarray, limit: int) -> np.ndarray:
     if origins.size <= limit:
         return origins
@@ -344,6 +362,7 @@ class NodeTrainer:
         self.blocks = [local[b] for b in mine]
         idx = torch.from_numpy(self.rows).to(init[self.spec[0].name].device)
         self.init = {k: v[idx].to(self.device) for k, v in init.items()}
+        self.trainable = trainable_names(model, config.trainable)
         self.loss_fn = self._make_loss_fn()
 
     # ------------------------------------------------------------------ identity
@@ -432,7 +451,7 @@ class NodeTrainer:
     def _train_epoch(self, state: TrainState, local: np.ndarray) -> None:
         """``steps_per_epoch`` Adam steps for the nodes ``local`` (this rank's rows, all still
         training), block by block."""
-        names = [s.name for s in self.spec]
+        names, train = [s.name for s in self.spec], self.trainable
         lr = self.config.lr * self.config.lr_decay**state.epoch
         pull = self.config.l2_init
         training = np.zeros(self.rows.size, dtype=bool)
@@ -443,20 +462,21 @@ class NodeTrainer:
                 continue
             rows = self.rows[part]
             idx = torch.from_numpy(part).to(self.device)
-            work = {g: {k: getattr(state, g)[k][idx] for k in names} for g in ("params", "exp_avg", "exp_avg_sq")}
-            start = {k: self.init[k][idx] for k in names} if pull > 0 else {}
+            work = {g: {k: getattr(state, g)[k][idx] for k in (names if g == "params" else train)}
+                    for g in ("params", "exp_avg", "exp_avg_sq")}
+            start = {k: self.init[k][idx] for k in train} if pull > 0 else {}
             for s, origins in enumerate(self.epoch_origins(rows, state.epoch)):
                 for lo in range(0, rows.size, self.chunk):
                     hi = min(lo + self.chunk, rows.size)
-                    leaf = {k: work["params"][k][lo:hi].detach().requires_grad_() for k in names}
+                    leaf = {k: work["params"][k][lo:hi].detach().requires_grad_(k in train) for k in names}
                     loss = self.loss_fn(leaf, self._batch(rows[lo:hi], origins[lo:hi]))
                     if pull > 0:
-                        loss = loss + pull * sum((leaf[k] - start[k][lo:hi]).square().sum() for k in names)
-                    grads = torch.autograd.grad(loss, [leaf[k] for k in names])
+                        loss = loss + pull * sum((leaf[k] - start[k][lo:hi]).square().sum() for k in train)
+                    grads = torch.autograd.grad(loss, [leaf[k] for k in train])
                     with torch.no_grad():
-                        adam_update([work["params"][k][lo:hi] for k in names], list(grads),
-                                    [work["exp_avg"][k][lo:hi] for k in names],
-                                    [work["exp_avg_sq"][k][lo:hi] for k in names], state.step + s + 1, lr)
+                        adam_update([work["params"][k][lo:hi] for k in train], list(grads),
+                                    [work["exp_avg"][k][lo:hi] for k in train],
+                                    [work["exp_avg_sq"][k][lo:hi] for k in train], state.step + s + 1, lr)
             for g, tensors in work.items():
                 for k, v in tensors.items():
                     getattr(state, g)[k][idx] = v

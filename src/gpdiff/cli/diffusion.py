@@ -10,7 +10,7 @@ import click
 
 from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.schedule import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
-from gpdiff.diffusion.train import PRESETS, REFERENCES
+from gpdiff.diffusion.train import PRESETS, REFERENCES, SUBSETS
 from gpdiff.errors import GpdiffError
 from gpdiff.params import Standardizer
 from gpdiff.sourcepool import BALANCES
@@ -60,6 +60,8 @@ def _load_prompts(path: str) -> Any:
               help="Standardise parameters per coordinate or per tensor [coordinate].")
 @click.option("--balance", type=click.Choice(BALANCES), default=None,
               help="Training batches: every city equally often, or every node [city].")
+@click.option("--subset", type=click.Choice(SUBSETS), default=None,
+              help="auto: generate only the tensors the zoo's members changed (zoo.trainable); all [auto].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -67,8 +69,8 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
              config_path: str | None, iters: int | None, num_train_timesteps: int | None, d_model: int | None,
              n_layers: int | None, n_heads: int | None, token_dim: int | None, batch_size: int | None,
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
-             reference: str | None, standardize: str | None, balance: str | None, seed: int, device: str,
-             quiet: bool) -> None:
+             reference: str | None, standardize: str | None, balance: str | None, subset: str | None, seed: int,
+             device: str, quiet: bool) -> None:
     """Train the diffusion model that generates a node's parameters from its prompts.
 
     Started by ``torchrun --nproc_per_node=N -m gpdiff pretrain ...``, training is data-parallel:
@@ -89,7 +91,7 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
              "schedule": {"num_train_timesteps": num_train_timesteps, "prediction_type": prediction,
                           "beta_schedule": SCHEDULE_ALIASES.get(schedule or "", schedule)},
              "iters": iters, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout, "reference": reference,
-             "standardize": standardize, "balance": balance}
+             "standardize": standardize, "balance": balance, "subset": subset}
     chosen = preset or base.get("preset", "small")
     config = DiffusionConfig.from_dict(merge({**base, "preset": chosen}, drop_none(flags)), where=config_path or "")
     zoo = ParamCollection.load(zoo_path)

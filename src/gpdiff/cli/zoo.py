@@ -24,7 +24,7 @@ ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.hi
              "n_neighbors": "window.n_neighbors", "batch_size": "zoo.batch_size", "lr": "zoo.lr",
              "lr_decay": "zoo.lr_decay", "max_epochs": "zoo.max_epochs", "patience": "zoo.patience",
              "steps_per_epoch": "zoo.steps_per_epoch", "seed": "seed", "device": "device", "compile_": "zoo.compile",
-             "context": "window.context", "residual": "zoo.residual", "init": "zoo.init"}
+             "context": "window.context", "residual": "zoo.residual", "init": "zoo.init", "trainable": "zoo.trainable"}
 
 
 @zoo.command("train")
@@ -55,6 +55,9 @@ ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.hi
 @click.option("--init", type=click.Choice(list(INITS)), default=None,
               help="Where every node starts: anchor (a model trained on all source nodes, default), "
                    "shared_random (the GPD paper's zoo) or independent (ablation).")
+@click.option("--trainable", type=str, default=None,
+              help="Tensors every member trains, comma-separated names or globs (e.g. fc or 'tc3.*,fc'); the "
+                   "others stay at the init (the anchor). Default: all.")
 @click.option("--device", type=str, default=None, help="auto, cpu or cuda (default auto).")
 @click.option("--compile/--no-compile", "compile_", default=None,
               help="torch.compile the batched step (falls back to eager on failure; default off).")
@@ -75,6 +78,8 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
 
     if config_file is not None:
         _check_layout(config_file)
+    if flags.get("trainable") is not None:
+        flags["trainable"] = "[" + ", ".join(repr(t.strip()) for t in flags["trainable"].split(",") if t.strip()) + "]"
     sets = [f"{ZOO_FLAGS[k]}={v}" for k, v in flags.items() if v is not None]
     cfg = RunConfig.from_yaml(config_file, assignments=[*sets, *assignments])
     names = [c.strip() for c in cities.split(",") if c.strip()]

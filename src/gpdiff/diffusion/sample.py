@@ -73,7 +73,7 @@ def generate_tensors(model: DiffusionModel, spatial: torch.Tensor, temporal: tor
         tokens = sample_tokens(net, schedule, spatial[i : i + batch_size].float(), temporal[i : i + batch_size].float(),
                                sampler, num_inference_steps, guidance_scale, gen)
         chunks.append(model.decode(tokens))
-    return torch.cat(chunks) if chunks else torch.zeros(0, model.tokenizer.n_params)
+    return torch.cat(chunks) if chunks else torch.zeros(0, model.n_params)
 
 
 def generate(model: DiffusionModel, prompts: Any, sampler: str = "ddim", num_inference_steps: int | None = None,

@@ -79,6 +79,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 FORMAT = "gpdiff.diffusion"
 REFERENCES = ("auto", "anchor", "mean", "none")
+SUBSETS = ("auto", "all")
 
 
 def _preset(name: str) -> dict[str, Any]:
@@ -109,6 +110,8 @@ class DiffusionConfig:
     # zoo's anchor when it has one (anchored zoo: residual generation, a zero sample is the anchor), else its mean
     standardize: str = "coordinate"  # coordinate or tensor (gpdiff.params.Standardizer; BENCHMARKS.md)
     balance: str = "city"  # training batches: every source city equally often (city) or every node (proportional)
+    subset: str = "auto"  # auto: generate only the tensors some zoo member changed (zoo.trainable), the rest is
+    # the reference; all: every tensor
     checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
@@ -121,6 +124,8 @@ class DiffusionConfig:
             raise unknown_name("diffusion.standardize", self.standardize, Standardizer.PER)
         if self.balance not in BALANCES:
             raise unknown_name("diffusion.balance", self.balance, BALANCES)
+        if self.subset not in SUBSETS:
+            raise unknown_name("diffusion.subset", self.subset, SUBSETS)
         if not 0.0 <= self.ema_decay <= 1.0:
             raise GpdiffError(f"ema_decay must be in [0, 1], got {self.ema_decay}.")
         for name in ("iters", "batch_size", "checkpoint_every"):
@@ -159,16 +164,28 @@ def drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ the model bundle
 class DiffusionModel:
-    """A trained (or training) denoiser with everything needed to generate parameters."""
+    """A trained (or training) denoiser with everything needed to generate parameters.
+
+    ``spec`` is the base model's whole parameter spec; ``generated`` names the tensors the denoiser
+    makes (default all; see ``DiffusionConfig.subset``): the other tensors of a generated vector are
+    the reference point's (``center [P]``). The tokenizer and the standardiser cover the generated
+    tensors only."""
 
     def __init__(self, config: DiffusionConfig, shape: TokenShape, base_model: str,
                  model_config: dict[str, Any], spec: list[ParamSpec], standardizer: Standardizer,
                  center: torch.Tensor, info: dict[str, Any] | None = None,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", generated: list[str] | None = None) -> None:
         self.config, self.shape = config, shape
         self.base_model, self.model_config, self.spec = base_model, dict(model_config), list(spec)
         self.standardizer, self.center = standardizer, center.float().cpu()
-        self.tokenizer = Tokenizer(self.spec, shape.token_dim)
+        names = [s.name for s in self.spec]
+        self.generated = list(names if generated is None else generated)
+        if not self.generated or set(self.generated) - set(names):
+            raise GpdiffError(f"generated tensors {self.generated} are not a non-empty subset of {names}; the model "
+                              "folder is inconsistent, retrain it.")
+        self.gen_spec = [s for s in self.spec if s.name in self.generated]
+        self.columns = subset_columns(self.spec, self.generated)
+        self.tokenizer = Tokenizer(self.gen_spec, shape.token_dim)
         if self.tokenizer.n_tokens != shape.n_tokens:
             raise GpdiffError(f"denoiser expects {shape.n_tokens} tokens but the parameter spec gives "
                               f"{self.tokenizer.n_tokens}; the model folder is inconsistent, retrain it.")
@@ -178,13 +195,24 @@ class DiffusionModel:
         self.ema = copy.deepcopy(self.denoiser).requires_grad_(False).eval()
         self.path: Path | None = None
 
+    @property
+    def n_params(self) -> int:
+        """Parameters of the base model, ``P`` (generated or not)."""
+        return int(self.center.numel())
+
     def encode(self, params: torch.Tensor) -> torch.Tensor:
-        """Parameters ``[n, P]`` -> the denoiser's tokens ``[n, T, D]`` (minus the reference point, standardised)."""
-        return self.tokenizer.encode(self.standardizer.transform(params.float().cpu() - self.center))
+        """Parameters ``[n, P]`` -> the denoiser's tokens ``[n, T, D]`` (the generated tensors minus the
+        reference point, standardised)."""
+        diff = (params.float().cpu() - self.center)[:, self.columns]
+        return self.tokenizer.encode(self.standardizer.transform(diff))
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens ``[n, T, D]`` -> parameters ``[n, P]`` on the original scale (CPU)."""
-        return self.standardizer.inverse_transform(self.tokenizer.decode(tokens.float().cpu())) + self.center
+        """Tokens ``[n, T, D]`` -> parameters ``[n, P]`` on the original scale (CPU); the tensors not
+        generated are the reference point's."""
+        diff = self.standardizer.inverse_transform(self.tokenizer.decode(tokens.float().cpu()))
+        out = self.center.expand(diff.shape[0], -1).clone()
+        out[:, self.columns] += diff
+        return out
 
     @property
     def spatial_dim(self) -> int:
@@ -235,7 +263,7 @@ class DiffusionModel:
             "diffusion": self.config.to_dict(),
             "token_shape": asdict(self.shape),
             "base_model": {"name": self.base_model, "config": self.model_config, "spec": spec_to_json(self.spec),
-                           "n_params": self.tokenizer.n_params},
+                           "n_params": self.n_params, "generated": self.generated},
             "info": self.info,
             "versions": _versions(),
         }
@@ -271,7 +299,8 @@ class DiffusionModel:
         std_tensors, _ = load_tensors(folder / "standardizer.safetensors")
         dev = resolve_device(str(device))
         model = cls(config, shape, base["name"], base["config"], spec_from_json(base["spec"]),
-                    Standardizer.from_state(std_tensors), std_tensors["center"], data.get("info", {}), dev)
+                    Standardizer.from_state(std_tensors), std_tensors["center"], data.get("info", {}), dev,
+                    base.get("generated"))
         model.path = folder
         for name, module in (("model", model.denoiser), ("ema", model.ema)):
             state, _ = load_tensors(folder / f"{name}.safetensors", device=dev)
@@ -346,9 +375,11 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     distributed.init(dev)
     rank, world = distributed.rank(), distributed.world_size()
     center = reference_vector(zoo, config.reference)
-    standardizer = Standardizer.fit(zoo.params.float() - center, zoo.spec, config.standardize,
-                                    center=config.reference == "none")
-    tokenizer = Tokenizer(zoo.spec, config.denoiser.resolve_token_dim(zoo.spec))
+    generated = generated_tensors(zoo, center, config.subset)
+    gen_spec = [s for s in zoo.spec if s.name in generated]
+    standardizer = Standardizer.fit((zoo.params.float() - center)[:, subset_columns(zoo.spec, generated)], gen_spec,
+                                    config.standardize, center=config.reference == "none")
+    tokenizer = Tokenizer(gen_spec, config.denoiser.resolve_token_dim(gen_spec))
     shape = TokenShape(n_tokens=tokenizer.n_tokens, token_dim=tokenizer.token_dim, spatial_dim=int(spatial.shape[1]),
                        temporal_dim=int(temporal.shape[1]))
     fp = hash_arrays(zoo.params, spatial, temporal, center, extra=[zoo.keys(), zoo.model, zoo.model_config])
@@ -364,7 +395,8 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
                             "prompt_meta": yaml_safe(prompt_meta)}
     with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's RNG
         torch.manual_seed(seed)
-        model = DiffusionModel(config, shape, zoo.model, zoo.model_config, zoo.spec, standardizer, center, info, dev)
+        model = DiffusionModel(config, shape, zoo.model, zoo.model_config, zoo.spec, standardizer, center, info, dev,
+                               generated)
 
     x0_all = model.encode(zoo.params).to(dev)  # [n, T, D]
     real = tokenizer.encode(torch.ones(1, tokenizer.n_params))[0].to(dev)  # [T, D], 1 at real slots
@@ -457,6 +489,28 @@ def reference_vector(zoo: ParamCollection, reference: str) -> torch.Tensor:
     if reference == "mean":
         return zoo.params.float().mean(0)
     return torch.zeros(zoo.params.shape[1])
+
+
+def subset_columns(spec: list[ParamSpec], names: list[str]) -> torch.Tensor:
+    """The columns ``[p]`` of a flat parameter vector (``spec`` order) that hold the tensors ``names``."""
+    cols, start = [], 0
+    for s in spec:
+        if s.name in names:
+            cols.append(torch.arange(start, start + s.numel))
+        start += s.numel
+    return torch.cat(cols) if cols else torch.zeros(0, dtype=torch.long)
+
+
+def generated_tensors(zoo: ParamCollection, reference: torch.Tensor, subset: str) -> list[str]:
+    """The tensors the denoiser learns to generate (``DiffusionConfig.subset``): every tensor, or
+    (``auto``) those in which some zoo member differs from ``reference [P]`` (a zoo trained with
+    ``zoo.trainable`` leaves the others at the anchor); every tensor when none differs."""
+    names = [s.name for s in zoo.spec]
+    if subset == "all":
+        return names
+    varied = (zoo.params.float() != reference.float()).any(0)
+    keep = [n for n in names if bool(varied[subset_columns(zoo.spec, [n])].any())]
+    return keep or names
 
 
 def _identity(config: DiffusionConfig, seed: Any, ranks: int | None = None) -> dict[str, Any]:
