@@ -35,8 +35,8 @@ from gpdiff.io import read_yaml
 from gpdiff.zoo import ZooConfig
 
 DEFAULT_TARGET = "melbourne-ped"
-DEFAULT_METHODS = ("seasonal_naive", "historical_average", "target_only", "transfer_zero_shot", "transfer",
-                   "mean_params", "retrieval", "knn_residual", "reptile", "gpd_zero_shot", "gpd")
+DEFAULT_METHODS = ("seasonal_naive", "weekly_naive", "historical_average", "target_only", "transfer_zero_shot",
+                   "transfer", "mean_params", "retrieval", "knn_residual", "reptile", "gpd_zero_shot", "gpd")
 
 # Settings that moved when the flat run config became a tree: old dotted path -> new one.
 MOVED: dict[str, str] = {
