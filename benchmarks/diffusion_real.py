@@ -31,6 +31,7 @@ from gpdiff.data.catalog import load_city
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion import DiffusionConfig, generate, pretrain
+from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.methods.knn_residual import holdout_rows, initial, select
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.metrics import masked_metrics
@@ -65,6 +66,9 @@ def main() -> None:
     ap.add_argument("--reference", default=None, help="auto (default), anchor, mean or none")
     ap.add_argument("--standardize", default=None, help="tensor (default) or coordinate")
     ap.add_argument("--balance", default=None, help="city (default) or proportional")
+    ap.add_argument("--functional-weight", type=float, default=None,
+                    help="> 0 adds the functional loss (the estimate scored on its node's training windows)")
+    ap.add_argument("--functional-windows", type=int, default=None)
     ap.add_argument("--samples", type=int, default=4, help="samples averaged for the 'generated (mean)' row")
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--num-inference-steps", type=int, default=50)
@@ -81,11 +85,16 @@ def main() -> None:
     train, test = holdout_rows(list(zoo.cities), args.holdout, args.seed)
     cfg = DiffusionConfig.from_preset(args.preset, denoiser={"condition": args.condition}, iters=args.iters,
                                       cfg_dropout=args.cfg_dropout, schedule={"prediction_type": args.prediction},
-                                      reference=args.reference, standardize=args.standardize, balance=args.balance)
+                                      reference=args.reference, standardize=args.standardize, balance=args.balance,
+                                      functional_weight=args.functional_weight,
+                                      functional_windows=args.functional_windows)
     print(f"zoo {zoo.model}/{zoo.model_config.get('preset')}: {len(zoo)} nodes of {zoo.city_names()}, "
           f"{zoo.params.shape[1]} parameters; training on {len(train)}, holding out {len(test)}")
+    cities = {name: load_city(name) for name in zoo.city_names()}
+    functional = (FunctionalLoss.for_zoo(zoo.subset(train), list(cities.values()), cfg.functional_windows)
+                  if cfg.functional_weight > 0 else None)
     t0 = time.time()
-    dmodel = pretrain(zoo.subset(train), prompts, cfg, args.out, progress=True, seed=args.seed)
+    dmodel = pretrain(zoo.subset(train), prompts, cfg, args.out, progress=True, seed=args.seed, functional=functional)
     t1 = time.time()
     held = prompts.select([zoo.keys()[i] for i in test.tolist()])
     steps = args.num_inference_steps if args.sampler != "ddpm" else None
@@ -97,8 +106,7 @@ def main() -> None:
     model = model_from_dict(zoo.model, zoo.model_config)
     zc = zoo.config
     datas = {}
-    for city_name in zoo.city_names():
-        city = load_city(city_name)
+    for city_name, city in cities.items():
         split = source_split(city.n_steps, zc.get("train", 0.7), zc.get("val", 0.1), zc.get("test", 0.2))
         datas[city_name] = CityData(city, split, history=model.config.history, horizon=model.config.horizon,
                                     n_neighbors=model.config.ego_size - 1, context=model.config.context)

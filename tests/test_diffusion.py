@@ -97,7 +97,7 @@ def test_nested_config_from_preset_and_overrides() -> None:
     assert DiffusionConfig.from_dict({}) == DiffusionConfig.from_preset("small") == small
     assert (small.denoiser.d_model, small.denoiser.n_layers, small.denoiser.n_heads, small.denoiser.max_tokens,
             small.schedule.num_train_timesteps, small.iters, small.batch_size, small.lr, small.warmup) == (
-        128, 4, 4, 64, 500, 1000, 64, 5e-3, 50)
+        128, 4, 4, 64, 500, 400, 64, 5e-3, 50)
     cfg = DiffusionConfig.from_dict({"preset": "paper", "denoiser": {"d_model": 256, "condition": "adanorm"},
                                      "schedule": {"prediction_type": "epsilon"}, "lr": 1e-3})
     assert cfg.preset == "paper" and isinstance(cfg.denoiser, DenoiserConfig)

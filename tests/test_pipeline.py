@@ -306,3 +306,16 @@ def test_default_sources_are_the_city_entries_of_the_data_dir(tmp_path):
     (tmp_path / ".cache").mkdir()
     cfg = RunConfig.from_dict({"target": "alpha", "data_dir": str(tmp_path)})
     assert default_sources(cfg) == ["PEMS04", "beta", "gamma"]
+
+
+def test_functional_loss_runs_end_to_end(tmp_path):
+    """diffusion.functional_weight > 0: the diffusion stage scores its estimates on the sources' windows."""
+    data = _cities(tmp_path / "data")
+    cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
+                                     "methods": ["seasonal_naive", "gpd_zero_shot"]},
+                              ["diffusion.functional_weight=0.5", "diffusion.functional_windows=4"])
+    res = run_pipeline(cfg, progress=False, log=lambda m: None)
+    df = pd.read_csv(res.out / "results.csv", dtype={"horizon": str})
+    assert set(df["method"]) == {"seasonal_naive", "gpd_zero_shot"} and np.isfinite(df["mae"]).all()
+    saved = read_yaml(res.out / "diffusion" / "config.yaml")
+    assert saved["diffusion"]["functional_weight"] == 0.5 and saved["diffusion"]["functional_windows"] == 4

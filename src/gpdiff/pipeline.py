@@ -35,6 +35,7 @@ from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City
 from gpdiff.data.splits import Split, source_split, target_split
 from gpdiff.data.windows import CityData, lag_steps, require_windows
+from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
 from gpdiff.hashing import hash_arrays
@@ -215,8 +216,8 @@ def prompts_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log:
     return st, source, target
 
 
-def diffusion_stage(run: Run, cfg: RunConfig, zoo: tuple[Stage, ParamCollection], prompts: tuple[Stage, PromptSet],
-                    progress: bool, log: Log) -> tuple[Stage, DiffusionModel]:
+def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, ParamCollection],
+                    prompts: tuple[Stage, PromptSet], progress: bool, log: Log) -> tuple[Stage, DiffusionModel]:
     """The denoiser pre-trained on the zoo, conditioned on the source prompts."""
     from gpdiff.diffusion.train import pretrain
 
@@ -230,9 +231,20 @@ def diffusion_stage(run: Run, cfg: RunConfig, zoo: tuple[Stage, ParamCollection]
         distributed.broadcast_object(None if st.cached or not distributed.active()
                                      else (str(st.path), collection, source_prompts))
         model = DiffusionModel.load(st.path, device=cfg.device) if st.cached else pretrain(
-            collection, source_prompts, d, st.path, progress, seed=cfg.seed, device=cfg.device)
+            collection, source_prompts, d, st.path, progress, seed=cfg.seed, device=cfg.device,
+            functional=functional_loss(cfg, cities, collection))
     assert model is not None
     return st, model
+
+
+def functional_loss(cfg: RunConfig, cities: Cities, zoo: ParamCollection) -> FunctionalLoss | None:
+    """The denoiser's functional loss on the source cities' training windows (only with
+    ``diffusion.functional_weight > 0``)."""
+    from gpdiff.device import resolve_device
+
+    if cfg.diffusion.functional_weight <= 0:
+        return None
+    return FunctionalLoss.for_zoo(zoo, cities.sources, cfg.diffusion.functional_windows, resolve_device(cfg.device))
 
 
 def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionModel], prompts_st: Stage,
@@ -294,7 +306,8 @@ def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
         share = distributed.broadcast_object(None)  # diffusion_stage: None when cached, else (folder, zoo, prompts)
         if share is not None:
             path, zoo, prompts = share
-            pretrain(zoo, prompts, cfg.diffusion, path, False, seed=cfg.seed, device=cfg.device)
+            pretrain(zoo, prompts, cfg.diffusion, path, False, seed=cfg.seed, device=cfg.device,
+                     functional=functional_loss(cfg, cities, zoo))
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache: str | Path | None = None
@@ -330,7 +343,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     source_prompts = source_prompts.select(zoo.keys())
     generated, gen_st = None, None
     if any(m in NEEDS_GENERATION for m in cfg.methods):
-        diffusion = diffusion_stage(run, cfg, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
+        diffusion = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
         gen_st, generated = generate_stage(run, cfg, diffusion, prompts_st, target_prompts, progress, log)
 
     model = cfg.zoo.build_model(cfg.window)

@@ -78,7 +78,7 @@ class GenerateConfig:
     """Sampling target parameters from the denoiser (diffusers' names)."""
 
     sampler: str = "ddim"
-    num_inference_steps: int = 50
+    num_inference_steps: int = 20
     guidance_scale: float = 1.0  # > 1 needs diffusion.cfg_dropout > 0
     num_samples: int = 4  # samples averaged per node (seeds seed .. seed + num_samples - 1)
 

@@ -62,6 +62,12 @@ def _load_prompts(path: str) -> Any:
               help="Training batches: every city equally often, or every node [city].")
 @click.option("--subset", type=click.Choice(SUBSETS), default=None,
               help="auto: generate only the tensors the zoo's members changed (zoo.trainable); all [auto].")
+@click.option("--functional-weight", type=float, default=None,
+              help="> 0 adds the functional loss: the denoiser's clean-sample estimate, loaded into the base model, "
+                   "scored on its node's training windows (reads the zoo's cities) [0].")
+@click.option("--functional-windows", type=int, default=None, help="Windows per node and iteration [8].")
+@click.option("--cities", "city_names", default=None,
+              help="The zoo's cities for --functional-weight: comma-separated names or paths [the zoo's city names].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -69,7 +75,8 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
              config_path: str | None, iters: int | None, num_train_timesteps: int | None, d_model: int | None,
              n_layers: int | None, n_heads: int | None, token_dim: int | None, batch_size: int | None,
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
-             reference: str | None, standardize: str | None, balance: str | None, subset: str | None, seed: int,
+             reference: str | None, standardize: str | None, balance: str | None, subset: str | None,
+             functional_weight: float | None, functional_windows: int | None, city_names: str | None, seed: int,
              device: str, quiet: bool) -> None:
     """Train the diffusion model that generates a node's parameters from its prompts.
 
@@ -91,13 +98,24 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
              "schedule": {"num_train_timesteps": num_train_timesteps, "prediction_type": prediction,
                           "beta_schedule": SCHEDULE_ALIASES.get(schedule or "", schedule)},
              "iters": iters, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout, "reference": reference,
-             "standardize": standardize, "balance": balance, "subset": subset}
+             "standardize": standardize, "balance": balance, "subset": subset,
+             "functional_weight": functional_weight, "functional_windows": functional_windows}
     chosen = preset or base.get("preset", "small")
     config = DiffusionConfig.from_dict(merge({**base, "preset": chosen}, drop_none(flags)), where=config_path or "")
     zoo = ParamCollection.load(zoo_path)
     prompts = _load_prompts(prompts_path)
+    functional = None
+    if config.functional_weight > 0:
+        from gpdiff.data import load_city
+        from gpdiff.device import resolve_device
+        from gpdiff.diffusion.functional import FunctionalLoss
+
+        names = city_names.split(",") if city_names else zoo.city_names()
+        functional = FunctionalLoss.for_zoo(zoo, [load_city(n.strip()) for n in names], config.functional_windows,
+                                            resolve_device(device))
     t0 = time.time()
-    model = run_pretrain(zoo, prompts, config, out, progress=not quiet, seed=seed, device=device)
+    model = run_pretrain(zoo, prompts, config, out, progress=not quiet, seed=seed, device=device,
+                         functional=functional)
     if model is None:  # under torchrun, a rank other than 0 (rank 0 saves and reports)
         return
     info = model.info

@@ -4,6 +4,7 @@
 - :mod:`~gpdiff.diffusion.conditioning`: the five conditioning strategies (registry ``CONDITIONING``);
 - :mod:`~gpdiff.diffusion.schedule`: noise schedule, training targets and samplers (diffusers; ``SAMPLERS``);
 - :mod:`~gpdiff.diffusion.train`: ``DiffusionConfig``, ``DiffusionModel`` (save / load) and training;
+- :mod:`~gpdiff.diffusion.functional`: the optional functional loss (estimates scored as forecasters);
 - :mod:`~gpdiff.diffusion.sample`: generation of parameter collections from prompts.
 """
 

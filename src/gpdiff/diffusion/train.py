@@ -11,8 +11,10 @@ and cut into tensor-aligned tokens; batches drawn with every source city equally
 (``balance``), uniform diffusion steps, MSE on the prediction target over real
 (non-padding) token slots, AdamW with warm-up and cosine decay (:mod:`gpdiff.lr_schedule`),
 gradient clipping, an EMA copy of the weights (diffusers' ``EMAModel``; used for sampling),
-optional prompt dropout for classifier-free guidance, a progress bar, and checkpoints that an
-interrupted run resumes from.
+optional prompt dropout for classifier-free guidance, an optional functional loss
+(``functional_weight``: the clean-sample estimate scored as a forecaster on its node's training
+windows, :mod:`gpdiff.diffusion.functional`), a progress bar, and checkpoints that an interrupted run
+resumes from.
 
 Under ``torchrun`` (:mod:`gpdiff.distributed`) training is data-parallel
 (``DistributedDataParallel``): every rank draws its own ``batch_size`` nodes per iteration from its
@@ -48,6 +50,7 @@ from gpdiff import distributed
 from gpdiff.config import from_mapping, to_mapping
 from gpdiff.device import resolve_device
 from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig, TokenShape
+from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.hashing import hash_arrays
@@ -73,7 +76,7 @@ from gpdiff.sourcepool import BALANCES, row_weights
 # Sizes per preset, nested like DiffusionConfig.to_dict(); every other field keeps its dataclass default.
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {"denoiser": {"d_model": 128, "n_layers": 4, "n_heads": 4, "max_tokens": 64},
-              "schedule": {"num_train_timesteps": 500}, "iters": 1000, "batch_size": 64, "lr": 5e-3, "warmup": 50},
+              "schedule": {"num_train_timesteps": 500}, "iters": 400, "batch_size": 64, "lr": 5e-3, "warmup": 50},
     "paper": {"denoiser": {"d_model": 512, "n_layers": 4, "n_heads": 8, "max_tokens": 256},
               "schedule": {"num_train_timesteps": 500}, "iters": 80_000, "batch_size": 64, "lr": 2e-4, "warmup": 1000},
 }
@@ -98,7 +101,7 @@ class DiffusionConfig:
     preset: str = "small"
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # paper: linear betas 1e-5..0.02, 500 steps, v
-    iters: int = 1000
+    iters: int = 400  # the small preset's; 1000 measured no better on the loco scoreboard (BENCHMARKS.md)
     batch_size: int = 64
     lr: float = 5e-3
     weight_decay: float = 0.01
@@ -112,6 +115,9 @@ class DiffusionConfig:
     balance: str = "city"  # training batches: every source city equally often (city) or every node (proportional)
     subset: str = "auto"  # auto: generate only the tensors some zoo member changed (zoo.trainable), the rest is
     # the reference; all: every tensor
+    functional_weight: float = 0.0  # > 0 adds the functional loss (gpdiff.diffusion.functional): the clean-sample
+    # estimate, loaded into the base model, scored on its node's training windows; needs the source data
+    functional_windows: int = 8  # training windows per node and iteration for the functional loss
     checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
@@ -126,9 +132,11 @@ class DiffusionConfig:
             raise unknown_name("diffusion.balance", self.balance, BALANCES)
         if self.subset not in SUBSETS:
             raise unknown_name("diffusion.subset", self.subset, SUBSETS)
+        if self.functional_weight < 0:
+            raise GpdiffError(f"functional_weight must be >= 0, got {self.functional_weight}.")
         if not 0.0 <= self.ema_decay <= 1.0:
             raise GpdiffError(f"ema_decay must be in [0, 1], got {self.ema_decay}.")
-        for name in ("iters", "batch_size", "checkpoint_every"):
+        for name in ("iters", "batch_size", "checkpoint_every", "functional_windows"):
             if getattr(self, name) < 1:
                 raise GpdiffError(f"{name} must be at least 1, got {getattr(self, name)}.")
 
@@ -209,9 +217,13 @@ class DiffusionModel:
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens ``[n, T, D]`` -> parameters ``[n, P]`` on the original scale (CPU); the tensors not
         generated are the reference point's."""
-        diff = self.standardizer.inverse_transform(self.tokenizer.decode(tokens.float().cpu()))
-        out = self.center.expand(diff.shape[0], -1).clone()
-        out[:, self.columns] += diff
+        return self.to_params(tokens.float().cpu())
+
+    def to_params(self, tokens: torch.Tensor) -> torch.Tensor:
+        """:meth:`decode` on the tokens' device, differentiable in ``tokens`` (the functional loss)."""
+        diff = self.standardizer.inverse_transform(self.tokenizer.decode(tokens))
+        out = self.center.to(tokens.device).expand(diff.shape[0], -1).clone()
+        out[:, self.columns.to(tokens.device)] += diff
         return out
 
     @property
@@ -342,16 +354,22 @@ def align_prompts(zoo: ParamCollection, prompts: Any) -> tuple[torch.Tensor, tor
 
 # ------------------------------------------------------------------------------ training
 def pretrain(zoo: ParamCollection, prompts: Any, config: DiffusionConfig, out: str | Path | None = None,
-             progress: bool = True, seed: int = 0, device: str | torch.device = "auto") -> DiffusionModel | None:
+             progress: bool = True, seed: int = 0, device: str | torch.device = "auto",
+             functional: FunctionalLoss | None = None) -> DiffusionModel | None:
     """Train on every zoo node, with its prompts taken from ``prompts`` (a PromptSet) by (city, node id)."""
     spatial, temporal = align_prompts(zoo, prompts)
-    return fit(zoo, spatial, temporal, config, out, progress, seed, device, prompt_meta=getattr(prompts, "meta", None))
+    return fit(zoo, spatial, temporal, config, out, progress, seed, device, prompt_meta=getattr(prompts, "meta", None),
+               functional=functional)
 
 
 def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, config: DiffusionConfig,
         out: str | Path | None = None, progress: bool = True, seed: int = 0, device: str | torch.device = "auto",
-        prompt_meta: Any = None) -> DiffusionModel | None:
+        prompt_meta: Any = None, functional: FunctionalLoss | None = None) -> DiffusionModel | None:
     """Train a denoiser on ``zoo`` (rows aligned with ``spatial`` ``[n, ds]`` and ``temporal`` ``[n, dt]``).
+
+    ``functional`` scores the zoo's rows on their own nodes' training windows
+    (:class:`~gpdiff.diffusion.functional.FunctionalLoss`, built from the source cities); it is
+    required when ``config.functional_weight > 0`` and not read otherwise.
 
     ``seed`` draws the initial weights and every batch, step and noise; ``device``: ``auto`` (CUDA
     when available), ``cpu``, ``cuda``, ``cuda:1``, ... Both are recorded in the model's ``info``.
@@ -371,6 +389,10 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         raise GpdiffError(f"the zoo has non-finite parameters at nodes {[zoo.keys()[i] for i in bad]}; retrain them.")
     if not (torch.isfinite(spatial).all() and torch.isfinite(temporal).all()):
         raise GpdiffError("the prompts contain NaN or infinite values; refit the prompts.")
+    if config.functional_weight > 0 and functional is None:
+        raise GpdiffError(f"functional_weight = {config.functional_weight} needs the source cities' data to score "
+                          "generated parameters on; pass `functional` (gpdiff run and gpdiff pretrain --data build "
+                          "it), or set functional_weight to 0.")
     dev = resolve_device(str(device))
     distributed.init(dev)
     rank, world = distributed.rank(), distributed.world_size()
@@ -443,6 +465,10 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         pred = net(xt, t, ps_all[idx], pt_all[idx], drop if config.cfg_dropout > 0 else None)
         err = (pred - schedule.target(x0, noise, t)).square() * real
         loss = err.sum() / (real.sum() * config.batch_size)
+        if config.functional_weight > 0:
+            assert functional is not None
+            mae = functional(model.to_params(schedule.predict_x0(pred, xt, t)), idx, gen)  # [batch]
+            loss = loss + config.functional_weight * (schedule.alpha_bar(t) * mae).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
