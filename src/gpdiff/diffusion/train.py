@@ -101,7 +101,8 @@ class DiffusionConfig:
     preset: str = "small"
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # paper: linear betas 1e-5..0.02, 500 steps, v
-    iters: int = 400  # the small preset's; 1000 measured no better on the loco scoreboard (BENCHMARKS.md)
+    iters: int = 400  # the small preset's, for the default run's time; 1000 generates better parameters for
+    # held-out source nodes, but GPD fine-tuned on the loco targets measured no better (BENCHMARKS.md)
     batch_size: int = 64
     lr: float = 5e-3
     weight_decay: float = 0.01
@@ -391,8 +392,8 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         raise GpdiffError("the prompts contain NaN or infinite values; refit the prompts.")
     if config.functional_weight > 0 and functional is None:
         raise GpdiffError(f"functional_weight = {config.functional_weight} needs the source cities' data to score "
-                          "generated parameters on; pass `functional` (gpdiff run and gpdiff pretrain --data build "
-                          "it), or set functional_weight to 0.")
+                          "generated parameters on; pass `functional` (`gpdiff run` builds it from its sources, "
+                          "`gpdiff pretrain` from the zoo's cities), or set functional_weight to 0.")
     dev = resolve_device(str(device))
     distributed.init(dev)
     rank, world = distributed.rank(), distributed.world_size()
