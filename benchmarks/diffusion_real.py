@@ -30,8 +30,10 @@ import torch
 from gpdiff.data.catalog import load_city
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
+from gpdiff.device import resolve_device
 from gpdiff.diffusion import DiffusionConfig, generate, pretrain
 from gpdiff.diffusion.functional import FunctionalLoss
+from gpdiff.diffusion.schedule import DEFAULT_FEW_STEPS
 from gpdiff.methods.knn_residual import holdout_rows, initial, select
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.metrics import masked_metrics
@@ -64,14 +66,14 @@ def main() -> None:
     ap.add_argument("--cfg-dropout", type=float, default=None)
     ap.add_argument("--prediction", default=None, help="v_prediction (default), epsilon or sample")
     ap.add_argument("--reference", default=None, help="auto (default), anchor, mean or none")
-    ap.add_argument("--standardize", default=None, help="tensor (default) or coordinate")
+    ap.add_argument("--standardize", default=None, help="coordinate (default) or tensor")
     ap.add_argument("--balance", default=None, help="city (default) or proportional")
     ap.add_argument("--functional-weight", type=float, default=None,
                     help="> 0 adds the functional loss (the estimate scored on its node's training windows)")
     ap.add_argument("--functional-windows", type=int, default=None)
     ap.add_argument("--samples", type=int, default=4, help="samples averaged for the 'generated (mean)' row")
     ap.add_argument("--sampler", default="ddim")
-    ap.add_argument("--num-inference-steps", type=int, default=50)
+    ap.add_argument("--num-inference-steps", type=int, default=None, help="DDIM / DPM++ steps [20]")
     ap.add_argument("--guidance-scale", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
@@ -91,13 +93,13 @@ def main() -> None:
     print(f"zoo {zoo.model}/{zoo.model_config.get('preset')}: {len(zoo)} nodes of {zoo.city_names()}, "
           f"{zoo.params.shape[1]} parameters; training on {len(train)}, holding out {len(test)}")
     cities = {name: load_city(name) for name in zoo.city_names()}
-    functional = (FunctionalLoss.for_zoo(zoo.subset(train), list(cities.values()), cfg.functional_windows)
-                  if cfg.functional_weight > 0 else None)
+    functional = (FunctionalLoss.for_zoo(zoo.subset(train), list(cities.values()), cfg.functional_windows,
+                                         resolve_device("auto")) if cfg.functional_weight > 0 else None)
     t0 = time.time()
     dmodel = pretrain(zoo.subset(train), prompts, cfg, args.out, progress=True, seed=args.seed, functional=functional)
     t1 = time.time()
     held = prompts.select([zoo.keys()[i] for i in test.tolist()])
-    steps = args.num_inference_steps if args.sampler != "ddpm" else None
+    steps = (args.num_inference_steps or DEFAULT_FEW_STEPS) if args.sampler != "ddpm" else None
     samples = [generate(dmodel, held, args.sampler, steps, args.guidance_scale, args.seed + i).params
                for i in range(max(1, args.samples))]
     gen = samples[0]

@@ -138,3 +138,26 @@ def test_cli_pretrain_with_the_functional_loss(setup, two_source_cities, tmp_pat
     assert DiffusionModel.load(tmp_path / "d", device="cpu").config.functional_weight == 0.5
     res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "e"), "--cities", paths[0]])
     assert res.exit_code != 0 and "['beta'] were not given" in res.output and "Traceback" not in res.output
+
+
+def test_the_functional_term_reaches_the_denoiser(setup) -> None:  # type: ignore[no-untyped-def]
+    """Backpropagating the functional term alone gives every denoiser layer on its path a gradient."""
+    _, _, zoo, spatial, temporal, functional = setup
+    model = fit(zoo, spatial, temporal, _config(iters=1), progress=False, device="cpu")
+    assert model is not None
+    schedule = NoiseSchedule(model.config.schedule)
+    g = torch.Generator().manual_seed(0)
+    rows = torch.arange(6)
+    x0 = model.encode(zoo.params[rows])
+    t = torch.full((6,), 100)
+    xt = schedule.add_noise(x0, torch.randn(x0.shape, generator=g), t)
+    net = model.denoiser.train()
+    pred = net(xt, t, spatial[rows], temporal[rows])
+    functional(model.to_params(schedule.predict_x0(pred, xt, t)), rows, g).sum().backward()
+    assert net.head.weight.grad is not None and net.head.weight.grad.abs().sum() > 0
+    assert net.tok_emb.weight.grad is not None and net.tok_emb.weight.grad.abs().sum() > 0
+
+
+def test_epsilon_prediction_is_refused() -> None:
+    with pytest.raises(GpdiffError, match="needs v_prediction or sample"):
+        _config(functional_weight=0.5, schedule={"prediction_type": "epsilon"})

@@ -134,7 +134,7 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
               help="Output .safetensors file (a folder gets generated.safetensors).")
 @click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True,
               help="ddpm = ancestral over all training steps; ddim / dpm++ = fast.")
-@click.option("--num-inference-steps", type=int, default=None, help="Sampling steps [ddim/dpm++: 50; ddpm: all].")
+@click.option("--num-inference-steps", type=int, default=None, help="Sampling steps [ddim/dpm++: 20; ddpm: all].")
 @click.option("--guidance-scale", type=float, default=1.0, show_default=True,
               help="Classifier-free guidance scale (needs a denoiser trained with --cfg-dropout > 0).")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -39,7 +39,7 @@ def _names(registry: dict[str, Any]) -> str:
 @click.option("--preset", help="Base model size preset (zoo.preset): small or paper.")
 @click.option("--condition", help=f"Conditioning strategy (diffusion.denoiser.condition): {_names(CONDITIONING)}.")
 @click.option("--sampler", help=f"Sampler (generate.sampler): {_names(SAMPLERS)}.")
-@click.option("--num-inference-steps", type=int, help="Sampling steps (generate.num_inference_steps). Default: 50.")
+@click.option("--num-inference-steps", type=int, help="Sampling steps (generate.num_inference_steps). Default: 20.")
 @click.option("--methods", help=f"Comma-separated methods to run, in order. Default: all ({_names(METHODS)}).")
 @click.option("--seed", type=int, help="Seed for everything. Default: 0.")
 @click.option("--device", help="auto (default), cpu or cuda.")

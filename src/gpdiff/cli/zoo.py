@@ -49,7 +49,7 @@ ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.hi
 @click.option("--lr", type=float, default=None, help="Adam learning rate (default 0.003).")
 @click.option("--lr-decay", type=float, default=None, help="Learning rate factor per epoch (default 0.9).")
 @click.option("--max-epochs", type=int, default=None, help="Most epochs (default 60).")
-@click.option("--patience", type=int, default=None, help="Epochs without improvement before a node stops (default 3).")
+@click.option("--patience", type=int, default=None, help="Epochs without improvement before a node stops (default 2).")
 @click.option("--steps-per-epoch", type=int, default=None, help="Adam steps per epoch (default 25).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
 @click.option("--init", type=click.Choice(list(INITS)), default=None,

@@ -135,6 +135,10 @@ class DiffusionConfig:
             raise unknown_name("diffusion.subset", self.subset, SUBSETS)
         if self.functional_weight < 0:
             raise GpdiffError(f"functional_weight must be >= 0, got {self.functional_weight}.")
+        if self.functional_weight > 0 and self.schedule.prediction_type == "epsilon":
+            raise GpdiffError("the functional loss needs v_prediction or sample: an epsilon model's clean-sample "
+                              "estimate divides by sqrt(alpha_bar) and explodes at high noise; set "
+                              "schedule.prediction_type, or functional_weight to 0.")
         if not 0.0 <= self.ema_decay <= 1.0:
             raise GpdiffError(f"ema_decay must be in [0, 1], got {self.ema_decay}.")
         for name in ("iters", "batch_size", "checkpoint_every", "functional_windows"):
@@ -460,7 +464,7 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         t = torch.randint(schedule.num_train_timesteps, (config.batch_size,), generator=gen)
         noise = torch.randn((config.batch_size, *x0_all.shape[1:]), generator=gen).to(dev)
         drop = (torch.rand(config.batch_size, generator=gen) < config.cfg_dropout).to(dev)
-        idx, t = idx.to(dev), t.to(dev)
+        rows, idx, t = idx, idx.to(dev), t.to(dev)  # rows: the CPU copy, for the functional loss
         x0 = x0_all[idx]
         xt = schedule.add_noise(x0, noise, t)
         pred = net(xt, t, ps_all[idx], pt_all[idx], drop if config.cfg_dropout > 0 else None)
@@ -468,7 +472,7 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         loss = err.sum() / (real.sum() * config.batch_size)
         if config.functional_weight > 0:
             assert functional is not None
-            mae = functional(model.to_params(schedule.predict_x0(pred, xt, t)), idx, gen)  # [batch]
+            mae = functional(model.to_params(schedule.predict_x0(pred, xt, t)), rows, gen)  # [batch]
             loss = loss + config.functional_weight * (schedule.alpha_bar(t) * mae).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
