@@ -107,6 +107,61 @@ def test_anchored_zoo_starts_from_the_anchor_and_l2_init_keeps_it_near(cities, t
         ZooConfig(init="pretrained")
 
 
+def test_several_members_per_node_from_perturbed_anchors(cities, tmp_path: Path) -> None:
+    cfg = ZooConfig(**FAST)
+    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
+    one = train_zoo(cities, WINDOW, cfg, tmp_path / "one", device="cpu", progress=False, anchor=anchor)
+    three = replace(cfg, members=3, member_noise=0.05)
+    zoo = train_zoo(cities, WINDOW, three, tmp_path / "three", device="cpu", progress=False, anchor=anchor)
+    n, p = one.params.shape
+    assert zoo.params.shape == (n, p) and zoo.members is not None and zoo.members.shape == (n, 2, p)
+    assert zoo.n_members == 3 and one.n_members == 1 and one.all_members() is one
+    # member 0 is the one-member zoo's training (chunks hold other nodes, so equal to rounding)
+    torch.testing.assert_close(zoo.params, one.params, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(zoo.metrics["val_mae"], one.metrics["val_mae"], atol=1e-3, rtol=1e-4)
+    # the other members start elsewhere and end elsewhere, and are scored
+    assert (zoo.members - zoo.params.unsqueeze(1)).norm(dim=2).min() > 0
+    assert zoo.metrics["members_val_mae"].shape == (n,) and torch.isfinite(zoo.metrics["members_val_mae"]).all()
+    again = train_zoo(cities, WINDOW, three, tmp_path / "again", device="cpu", progress=False, anchor=anchor)
+    assert torch.equal(again.members, zoo.members)
+    # saved, loaded and selected with its members; all_members is member-major with the keys repeated
+    loaded = ParamCollection.load(tmp_path / "three")
+    assert torch.equal(loaded.members, zoo.members) and torch.equal(loaded.anchor, anchor)
+    rows = loaded.all_members()
+    assert rows.params.shape == (3 * n, p) and rows.keys() == loaded.keys() * 3 and rows.members is None
+    assert torch.equal(rows.params[n:2 * n], zoo.members[:, 0]) and torch.equal(rows.params[2 * n:], zoo.members[:, 1])
+    picked = loaded.subset([4, 1])
+    assert torch.equal(picked.members, zoo.members[[4, 1]]) and picked.node_ids == [loaded.node_ids[4], loaded.node_ids[1]]
+    with pytest.raises(GpdiffError, match=r"expected \[11, M - 1, "):
+        replace(loaded, members=zoo.members[:3])
+    with pytest.raises(GpdiffError, match="members must be at least 1"):
+        ZooConfig(members=0)
+
+
+def test_perturbed_scales_with_the_tensors_rms() -> None:
+    from gpdiff.zoo import perturbed
+
+    start = torch.full((200, 50), 3.0)
+    assert torch.equal(perturbed(start, 0.0, 0, 1), start)
+    draw = perturbed(start, 0.1, 0, 1) - start
+    assert abs(float(draw.std()) - 0.3) < 0.01 and abs(float(draw.mean())) < 0.01
+    assert torch.equal(perturbed(start, 0.1, 0, 1), perturbed(start, 0.1, 0, 1))
+    assert not torch.equal(perturbed(start, 0.1, 0, 1), perturbed(start, 0.1, 0, 2))
+    assert not torch.equal(perturbed(start, 0.1, 0, 1), perturbed(start, 0.1, 1, 1))
+
+
+def test_the_denoiser_trains_on_every_member() -> None:
+    zoo, prompts = _anchored_toy()
+    g = torch.Generator().manual_seed(3)
+    members = zoo.params.unsqueeze(1) + 0.01 * torch.randn(len(zoo), 2, zoo.params.shape[1], generator=g)
+    several = replace(zoo, members=members)
+    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 3, "batch_size": 8}
+    model = pretrain(several, prompts, DiffusionConfig.from_dict(tiny), progress=False, device="cpu")
+    assert model.info["n_nodes"] == 3 * len(zoo)
+    assert model.info["fingerprint"] != pretrain(zoo, prompts, DiffusionConfig.from_dict(tiny), progress=False,
+                                                 device="cpu").info["fingerprint"]
+
+
 def test_old_settings_name_their_new_place() -> None:
     with pytest.raises(GpdiffError, match="'zoo.shared_init' has moved to 'zoo.init'"):
         RunConfig.from_dict({"zoo": {"shared_init": False}})

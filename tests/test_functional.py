@@ -113,6 +113,21 @@ def test_for_zoo_rebuilds_the_zoos_windows_and_split(setup, two_source_cities) -
         FunctionalLoss.for_zoo(zoo, two_source_cities)
 
 
+def test_for_zoo_covers_every_member(setup, two_source_cities) -> None:  # type: ignore[no-untyped-def]
+    _, _, zoo, _, _, functional = setup
+    record = {**ZooConfig().to_dict(), "window": vars(WINDOW).copy()}
+    members = torch.stack([zoo.params.flip(0), zoo.params.roll(1, 0)], 1)  # [n, 2, P]
+    several = ParamCollection(zoo.params, list(zoo.node_ids), list(zoo.cities), zoo.model, zoo.model_config,
+                              zoo.spec, config=record, members=members)
+    rebuilt = FunctionalLoss.for_zoo(several, two_source_cities, windows=4)
+    n = len(zoo)
+    assert rebuilt.city_row.shape == (3 * n,)
+    rows = torch.arange(n, 2 * n)  # member 1 of every node, scored on that node's own windows
+    torch.testing.assert_close(rebuilt(members[:, 0], rows, torch.Generator().manual_seed(2)),
+                               functional(members[:, 0], torch.arange(n), torch.Generator().manual_seed(2)),
+                               rtol=0, atol=0)
+
+
 def test_cli_pretrain_with_the_functional_loss(setup, two_source_cities, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 

@@ -189,11 +189,16 @@ class ParamCollection(NodeRows):
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [n]
     config: dict[str, Any] = field(default_factory=dict)
     anchor: torch.Tensor | None = None  # [P] the shared point every row was fine-tuned from (anchored zoo)
+    members: torch.Tensor | None = None  # [n, M - 1, P] further members per row (zoo.members > 1); see all_members
 
     def __post_init__(self) -> None:
         n, p = self.params.shape
         if self.anchor is not None and self.anchor.shape != (p,):
             raise GpdiffError(f"anchor of shape {tuple(self.anchor.shape)} for parameter rows of width {p}.")
+        if self.members is not None and (self.members.dim() != 3 or self.members.shape[0] != n
+                                         or self.members.shape[2] != p):
+            raise GpdiffError(f"members of shape {tuple(self.members.shape)} for {n} parameter rows of width {p}; "
+                              f"expected [{n}, M - 1, {p}].")
         if p != sum(s.numel for s in self.spec):
             raise GpdiffError(f"parameter width {p} does not match the spec ({sum(s.numel for s in self.spec)}).")
         if len(self.node_ids) != n or len(self.cities) != n:
@@ -205,6 +210,26 @@ class ParamCollection(NodeRows):
     def __len__(self) -> int:
         return int(self.params.shape[0])
 
+    @property
+    def n_members(self) -> int:
+        """Parameter vectors per row: 1, or ``zoo.members`` for a zoo trained with several."""
+        return 1 if self.members is None else 1 + int(self.members.shape[1])
+
+    def all_members(self) -> ParamCollection:
+        """Every member as its own row (``[n * M, P]``, member-major: the ``params`` rows first, then
+        member 1 of every row, ...), keys repeated, no metrics; ``self`` when there is one member.
+
+        What the denoiser trains on (:func:`gpdiff.diffusion.train.pretrain`): several fine-tuned
+        copies of each node from perturbed starts give it a distribution per prompt (FNFM,
+        tsinghua-fib-lab/FNFM). Everything else reads ``params``, member 0.
+        """
+        if self.members is None:
+            return self
+        m = self.n_members
+        rows = torch.cat([self.params.unsqueeze(1), self.members], 1).transpose(0, 1).reshape(-1, self.params.shape[1])
+        return ParamCollection(rows, self.node_ids * m, self.cities * m, self.model, dict(self.model_config),
+                               list(self.spec), {}, dict(self.config), self.anchor)
+
     def as_dict(self) -> dict[str, torch.Tensor]:
         return unflatten(self.params, self.spec)
 
@@ -215,7 +240,8 @@ class ParamCollection(NodeRows):
         il = index.tolist()
         return ParamCollection(self.params[index], [self.node_ids[i] for i in il], [self.cities[i] for i in il],
                                self.model, dict(self.model_config), list(self.spec),
-                               {k: v[index] for k, v in self.metrics.items()}, dict(self.config), self.anchor)
+                               {k: v[index] for k, v in self.metrics.items()}, dict(self.config), self.anchor,
+                               None if self.members is None else self.members[index])
 
     def deltas(self) -> torch.Tensor:
         """Every row's difference from the anchor ``[n, P]``; :class:`GpdiffError` without an anchor."""
@@ -227,6 +253,8 @@ class ParamCollection(NodeRows):
         tensors = {"params": self.params.float(), **{f"metric.{k}": v for k, v in self.metrics.items()}}
         if self.anchor is not None:
             tensors["anchor"] = self.anchor.float()
+        if self.members is not None:
+            tensors["members"] = self.members.float()
         meta = {"format": "gpdiff.params", "node_ids": self.node_ids, "cities": self.cities, "model": self.model,
                 "model_config": self.model_config, "spec": spec_to_json(self.spec), "config": self.config}
         return save_tensors(path, tensors, meta)
@@ -247,4 +275,4 @@ class ParamCollection(NodeRows):
         metrics = {k[len("metric."):]: v for k, v in tensors.items() if k.startswith("metric.")}
         return cls(tensors["params"].float(), list(meta["node_ids"]), list(meta["cities"]), meta["model"],
                    dict(meta["model_config"]), spec_from_json(meta["spec"]), metrics, dict(meta.get("config", {})),
-                   tensors.get("anchor"))
+                   tensors.get("anchor"), tensors.get("members"))

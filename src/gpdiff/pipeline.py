@@ -176,8 +176,9 @@ def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, tor
         reads["ranks"] = distributed.world_size()  # a GPU's automatic chunk is a process's share of the nodes
     with run.stage("zoo", reads, inputs, data=data, seed=cfg.seed) as st:
         ranks = f" on {distributed.world_size()} processes" if distributed.active() else ""
+        members = f", {cfg.zoo.members} members per node" if cfg.zoo.members > 1 else ""
         log(f"[zoo] {'reusing' if st.cached else 'training'} {cfg.zoo.model}/{cfg.zoo.preset} on "
-            f"{sum(c.n_nodes for c in cities.sources)} source nodes (init: {cfg.zoo.init}){ranks}")
+            f"{sum(c.n_nodes for c in cities.sources)} source nodes (init: {cfg.zoo.init}){members}{ranks}")
         anchor_params = start[1].cpu() if start is not None else None
         distributed.broadcast_object(None if st.cached else (str(st.path), anchor_params))  # the ranks' share
         zoo = load_zoo(st.path) if st.cached else train_zoo(cities.sources, cfg.window, cfg.zoo, st.path, cfg.seed,

@@ -13,10 +13,20 @@ starts (``init``):
 - ``shared_random``: one shared random initialisation (the GPD paper's zoo).
 - ``independent``: one random initialisation per node (ablation).
 
+``members`` > 1 trains that many models per node (the FNFM recipe, tsinghua-fib-lab/FNFM: fine-tune
+perturbed copies of one general model per environment, and generate those): member 0 starts where
+the node starts (so it is the one-member zoo's training), member m >= 1 from that start plus
+Gaussian noise of ``member_noise`` times each tensor's root mean square, one draw per (seed,
+member), and every member draws its own training windows. The denoiser trains on every member
+(:meth:`~gpdiff.params.ParamCollection.all_members`), which gives it a spread of good parameters per
+prompt instead of one point; every other reader of the zoo (retrieval, mean params, knn_residual,
+the diagnostics) uses member 0. Training costs ``members`` times the one-member zoo.
+
 Output: ``OUT/zoo.safetensors`` (a :class:`~gpdiff.params.ParamCollection` of the best parameters)
 with per-node metrics ``val_mae`` and ``naive_mae`` (original scale, all validation windows, the
 seasonal-naive forecast of :mod:`gpdiff.naive`), ``val_loss`` (best early-stopping loss, scaled),
-``best_epoch`` and ``epochs``; and ``OUT/config.yaml``.
+``best_epoch`` and ``epochs`` (of member 0; with several members also ``members_val_mae``, the
+mean over the other members); and ``OUT/config.yaml``.
 """
 
 from __future__ import annotations
@@ -65,9 +75,14 @@ class ZooConfig(NodeTrainConfig):
     val: float = 0.1
     test: float = 0.2
     residual: str = "none"  # "seasonal": forecast the correction to the window's seasonal context (needs one)
+    members: int = 1  # models per node: member 0 from the node's start, the others from perturbed copies (FNFM)
+    member_noise: float = 0.02  # the perturbation of members >= 1, relative to each tensor's RMS
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if int(self.members) < 1 or not self.member_noise >= 0:
+            raise GpdiffError(f"ZooConfig: members must be at least 1 and member_noise >= 0 (got {self.members}, "
+                              f"{self.member_noise}).")
         if self.model not in MODELS:
             raise unknown_name("base model", self.model, MODELS)
         if self.preset not in MODELS[self.model].presets:
@@ -200,27 +215,46 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
         init = unflatten(anchor.reshape(1, -1).expand(n_nodes, -1).to(dev), model.spec())
     else:
         init = model.init(n_nodes, seed=seed, shared=config.init == "shared_random", device=dev)
+    members = int(config.members)
+    if members > 1:  # member-major rows: every node of member 0, then of member 1, ...
+        init = {k: torch.cat([v, *(perturbed(v, config.member_noise, seed, m) for m in range(1, members))])
+                for k, v in init.items()}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {**config.to_dict(), "window": vars(window).copy(), "seed": seed,
                               "cities": [d.city.name for d in data], "n_params": model.n_params, "n_nodes": n_nodes}
     if distributed.is_main():
         write_yaml(out_dir / "config.yaml", record)
-    trainer = NodeTrainer(model, data, config, init, out_dir, seed=seed, progress=progress, desc=f"zoo {model.name}",
-                          shard=(distributed.rank(), distributed.world_size()))
+    trainer = NodeTrainer(model, data * members, config, init, out_dir, seed=seed, progress=progress,
+                          desc=f"zoo {model.name}", shard=(distributed.rank(), distributed.world_size()))
     result = trainer.run()
     if result is None:  # a rank other than 0: its share went to rank 0
         return None
-    metrics = evaluate(model, {k: v.to(dev) for k, v in result.params.items()}, data, trainer.chunk)
+    metrics = evaluate(model, {k: v.to(dev) for k, v in result.params.items()}, data * members, trainer.chunk)
     metrics.update({"val_loss": result.val_loss, "best_epoch": result.best_epoch, "epochs": result.epochs})
+    flat = result.flat(model.spec()).reshape(members, n_nodes, -1)  # [M, N, P]
+    if members > 1:
+        metrics["members_val_mae"] = metrics["val_mae"].reshape(members, n_nodes)[1:].nanmean(0)
     collection = ParamCollection(
-        params=result.flat(model.spec()), node_ids=[n for d in data for n in d.city.node_ids],
+        params=flat[0], node_ids=[n for d in data for n in d.city.node_ids],
         cities=[d.city.name for d in data for _ in range(d.n_nodes)], model=model.name,
-        model_config=model.config.to_dict(), spec=list(model.spec()), metrics=metrics, config=record,
+        model_config=model.config.to_dict(), spec=list(model.spec()),
+        metrics={k: v if k == "members_val_mae" else v[:n_nodes] for k, v in metrics.items()}, config=record,
         anchor=anchor.float().cpu() if config.init == "anchor" and anchor is not None else None,
+        members=flat[1:].transpose(0, 1).contiguous() if members > 1 else None,
     )
     collection.save(out_dir / COLLECTION)
     return collection
+
+
+def perturbed(start: torch.Tensor, noise: float, seed: int, member: int) -> torch.Tensor:
+    """``start [N, *shape]`` plus Gaussian noise of ``noise`` x its root mean square, one draw per
+    (seed, member) on the CPU (the same on every rank and device)."""
+    state = np.random.SeedSequence([seed % 2**63, member]).generate_state(2, dtype=np.uint64)
+    gen = torch.Generator().manual_seed(int(state[0] % 2**63))
+    rms = start.float().square().mean().sqrt()
+    draw = torch.randn(start.shape, generator=gen).to(start.device, start.dtype)
+    return start + noise * rms * draw
 
 
 def load_zoo(out_dir: str | Path) -> ParamCollection:

@@ -134,7 +134,8 @@ def show(out_dir: Path, markdown: bool) -> None:
 
 def summary_rows(collection: ParamCollection) -> list[dict[str, Any]]:
     """One row per city (and a total): nodes, mean per-node validation MAE of the zoo and of the
-    seasonal-naive forecast, their ratio, the share of nodes beating naive, mean parameter norm."""
+    seasonal-naive forecast, their ratio, the share of nodes beating naive, mean parameter norm;
+    with several members per node, the mean validation MAE of members 1 and up."""
     import numpy as np
 
     cities = np.array(collection.cities)
@@ -151,6 +152,9 @@ def summary_rows(collection: ParamCollection) -> list[dict[str, Any]]:
                      "ratio": m / n if n > 0 else float("nan"),
                      "beats naive": f"{np.mean(mae[sel] < naive[sel]):.0%}",
                      "param norm": float(norms[sel].mean())})
+        if "members_val_mae" in collection.metrics:  # zoo.members > 1: the other members' mean
+            rows[-1][f"members 1-{collection.n_members - 1} val MAE"] = float(
+                np.nanmean(collection.metrics["members_val_mae"].numpy()[sel]))
     return rows
 
 

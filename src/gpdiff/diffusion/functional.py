@@ -66,8 +66,10 @@ class FunctionalLoss:
     @classmethod
     def for_zoo(cls, zoo: ParamCollection, cities: Sequence[City], windows: int = 8,
                 device: torch.device | str = "cpu") -> FunctionalLoss:
-        """The functional loss of ``zoo``'s rows, on ``cities`` (at least the zoo's own) windowed and
-        split exactly as the zoo was trained (its recorded window shape and split fractions)."""
+        """The functional loss of ``zoo``'s rows (every member's, :meth:`ParamCollection.all_members`:
+        the rows the denoiser trains on), on ``cities`` (at least the zoo's own) windowed and split
+        exactly as the zoo was trained (its recorded window shape and split fractions)."""
+        zoo = zoo.all_members()
         record = zoo.config or {}
         if "window" not in record:
             raise GpdiffError("the zoo does not record its window shape (trained by an older gpdiff); retrain it to "

@@ -353,15 +353,18 @@ def align_prompts(zoo: ParamCollection, prompts: Any) -> tuple[torch.Tensor, tor
             f"{sorted({c for c, _ in have})}, the zoo {zoo.city_names()}. Fit the prompts on the zoo's cities "
             "(`gpdiff prompts fit --cities ...`) from the same data."
         )
-    sel = prompts.select(keys)
-    return sel.spatial.float(), sel.temporal.float()
+    index = prompts.index_of(keys)  # a zoo with several members per node repeats its keys
+    return prompts.spatial[index].float(), prompts.temporal[index].float()
 
 
 # ------------------------------------------------------------------------------ training
 def pretrain(zoo: ParamCollection, prompts: Any, config: DiffusionConfig, out: str | Path | None = None,
              progress: bool = True, seed: int = 0, device: str | torch.device = "auto",
              functional: FunctionalLoss | None = None) -> DiffusionModel | None:
-    """Train on every zoo node, with its prompts taken from ``prompts`` (a PromptSet) by (city, node id)."""
+    """Train on every zoo node, with its prompts taken from ``prompts`` (a PromptSet) by (city, node id);
+    on every member of a zoo with several per node (:meth:`ParamCollection.all_members`, each with its
+    node's prompts; ``functional`` built by :meth:`FunctionalLoss.for_zoo` covers the same rows)."""
+    zoo = zoo.all_members()
     spatial, temporal = align_prompts(zoo, prompts)
     return fit(zoo, spatial, temporal, config, out, progress, seed, device, prompt_meta=getattr(prompts, "meta", None),
                functional=functional)
