@@ -70,3 +70,22 @@ def test_all_missing_node(tmp_path):
     df.to_csv(tmp_path / "series.csv")
     pd.DataFrame([["a", "b", 1.0]], columns=["from", "to", "weight"]).to_csv(tmp_path / "edges.csv", index=False)
     _assert_user_error(run("data", "show", str(tmp_path)), "no observed value")
+
+
+def test_top_level_help_lists_every_command_without_importing_them():
+    import importlib
+    import subprocess
+    import sys
+
+    from gpdiff.cli import COMMANDS
+
+    for module, name, line in COMMANDS:  # the static lines say what each command's own help says
+        assert getattr(importlib.import_module(module), name).help.strip().splitlines()[0] == line, name
+    code = ("import sys; from click.testing import CliRunner; from gpdiff.cli import main; "
+            "out = CliRunner().invoke(main, ['--help']).output; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'diffusers') "
+            "or m.startswith('gpdiff.cli.'))); print(out)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == "[]"
+    assert all(re.search(rf"^\s+{name}\s", out, re.M) for _, name, _ in COMMANDS)
+    assert "Train the diffusion model" in out
