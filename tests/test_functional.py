@@ -63,10 +63,11 @@ def test_scores_each_row_on_its_own_node_and_keeps_the_row_order(setup) -> None:
 
 def test_rows_must_name_the_data(setup) -> None:  # type: ignore[no-untyped-def]
     model, data, zoo, _, _, _ = setup
-    with pytest.raises(GpdiffError, match="'nowhere', which is not among the source data"):
+    with pytest.raises(GpdiffError, match=r"1 parameter row\(s\) belong to no node of the source cities given "
+                       r"\['alpha', 'beta'\]: nowhere/0 \(city not given\); pass the zoo's own cities"):
         FunctionalLoss(model, data, ["nowhere"], ["0"])
-    with pytest.raises(GpdiffError, match="zoo node .n999. of .alpha. is not in that city"):
-        FunctionalLoss(model, data, ["alpha"], ["n999"])
+    with pytest.raises(GpdiffError, match=r"2 parameter row.*alpha/n999 \(not in that city\), beta/x"):
+        FunctionalLoss(model, data, ["alpha", "alpha", "beta"], ["n999", "n0", "x"])
     with pytest.raises(GpdiffError, match="functional_windows must be at least 1"):
         FunctionalLoss(model, data, list(zoo.cities), list(zoo.node_ids), windows=0)
 

@@ -32,6 +32,28 @@ def city_weights(sizes: np.ndarray | list[int], balance: str) -> np.ndarray:
     return w / w.sum()
 
 
+def locate_rows(data: list[CityData], keys: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Where each row's node lies in ``data``: its city's position ``[n]`` and the node's index in
+    that city ``[n]``, for rows named by ``keys`` ((city, node id) per row, repeats allowed).
+    Raises :class:`GpdiffError` naming the rows whose city was not given or whose node is not in it."""
+    names = {d.city.name: c for c, d in enumerate(data)}
+    where = [{str(n): i for i, n in enumerate(d.city.node_ids)} for d in data]
+    city_row, node_row = np.empty(len(keys), dtype=np.int64), np.empty(len(keys), dtype=np.int64)
+    bad = []
+    for r, (city, node) in enumerate(keys):
+        c = names.get(str(city))
+        i = where[c].get(str(node)) if c is not None else None
+        if c is None or i is None:
+            bad.append(f"{city}/{node} ({'city not given' if c is None else 'not in that city'})")
+            continue
+        city_row[r], node_row[r] = c, i
+    if bad:
+        raise GpdiffError(f"{len(bad)} parameter row(s) belong to no node of the source cities given "
+                          f"{sorted(names)}: {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}; pass the zoo's "
+                          "own cities, from the data it was trained on.")
+    return city_row, node_row
+
+
 def row_weights(cities: list[str], balance: str) -> torch.Tensor:
     """Sampling weight of every row of a collection ``[n]`` whose rows belong to ``cities`` (one
     name per row), such that each city's total is its :func:`city_weights` share."""

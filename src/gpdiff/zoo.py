@@ -54,6 +54,7 @@ from gpdiff.models.base import RESIDUALS
 from gpdiff.naive import seasonal_naive
 from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, predict, validation_loss
 from gpdiff.params import ParamCollection, unflatten
+from gpdiff.sourcepool import locate_rows
 
 COLLECTION = "zoo.safetensors"
 INITS = ("anchor", "shared_random", "independent")
@@ -159,13 +160,9 @@ def source_val_loss(model: BaseModel, params: torch.Tensor, data: list[CityData]
     """Early-stopping loss ``[n]`` (CPU) of parameter rows ``params [n, P]`` on their own source nodes
     ``keys`` ((city, node id) per row): :func:`gpdiff.nodetrain.validation_loss`, the scaled masked MAE
     on at most ``windows`` evenly spaced validation windows of each node (comparable across cities)."""
-    where = {(d.city.name, nid): (c, i) for c, d in enumerate(data) for i, nid in enumerate(d.city.node_ids)}
-    missing = [k for k in keys if tuple(k) not in where]
-    if missing:
-        raise GpdiffError(f"{len(missing)} parameter rows belong to nodes outside the source cities (e.g. {missing[0]}).")
-    loc = np.array([where[tuple(k)] for k in keys], dtype=np.int64).reshape(-1, 2)
+    city_row, node_row = locate_rows(data, [(str(c), str(n)) for c, n in keys])
     rows = unflatten(params.to(data[0].device), model.spec())
-    return validation_loss(model, rows, np.arange(len(keys)), data, loc[:, 0], loc[:, 1], windows, chunk).cpu()
+    return validation_loss(model, rows, np.arange(len(keys)), data, city_row, node_row, windows, chunk).cpu()
 
 
 def fit_anchor(cities: Sequence[City], window: WindowConfig, config: ZooConfig, anchor: AnchorConfig,

@@ -29,7 +29,7 @@ from gpdiff.errors import GpdiffError
 from gpdiff.models import BaseModel, model_from_dict
 from gpdiff.nodetrain import masked_node_mae
 from gpdiff.params import ParamCollection, unflatten
-from gpdiff.sourcepool import SourcePool
+from gpdiff.sourcepool import SourcePool, locate_rows
 from gpdiff.zoo import ZooConfig, prepare_cities
 
 
@@ -48,20 +48,7 @@ class FunctionalLoss:
         self.model, self.windows = model, int(windows)
         self.spec = model.spec()
         self.pool = SourcePool(list(data), model.config.in_channels)
-        names = [d.city.name for d in data]
-        city_row = np.empty(len(cities), dtype=np.int64)
-        node_row = np.empty(len(cities), dtype=np.int64)
-        where = [{str(n): i for i, n in enumerate(d.city.node_ids)} for d in data]
-        for r, (c, n) in enumerate(zip(cities, node_ids)):
-            if c not in names:
-                raise GpdiffError(f"zoo row {r} belongs to city {c!r}, which is not among the source data "
-                                  f"{names}; pass the zoo's own cities.")
-            ci = names.index(c)
-            if str(n) not in where[ci]:
-                raise GpdiffError(f"zoo node {n!r} of {c!r} is not in that city's data; was the zoo trained on "
-                                  "another version of it?")
-            city_row[r], node_row[r] = ci, where[ci][str(n)]
-        self.city_row, self.node_row = city_row, node_row
+        self.city_row, self.node_row = locate_rows(list(data), [(str(c), str(n)) for c, n in zip(cities, node_ids)])
 
     @classmethod
     def for_zoo(cls, zoo: ParamCollection, cities: Sequence[City], windows: int = 8,
