@@ -251,6 +251,25 @@ def test_seasonal_context_runs_end_to_end(tmp_path):
     assert r.exit_code == 0 and "seasonal context daily (residual seasonal)" in r.output
 
 
+def test_weekly_context_runs_zero_shot_methods_without_target_training_windows(tmp_path):
+    """3 few-shot days hold no window with a weekly lag: zero-shot methods run on the test windows
+    (which may look back a week), and a method that fine-tunes is refused, named, before training."""
+    data = _cities(tmp_path / "data")
+    zero_shot = ["seasonal_naive", "weekly_naive", "historical_average", "transfer_zero_shot", "gpd_zero_shot"]
+    weekly = ["window.context=weekly", "zoo.residual=seasonal"]
+    cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
+                                     "methods": zero_shot}, weekly)
+    res = run_pipeline(cfg, progress=False, log=lambda m: None)
+    df = pd.read_csv(res.out / "results.csv", dtype={"horizon": str})
+    assert set(df["method"]) == set(zero_shot) and np.isfinite(df["mae"]).all()
+    bad = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "b"),
+                                     "methods": [*zero_shot, "transfer", "gpd"]}, weekly)
+    with pytest.raises(GpdiffError, match=r"the seasonal context's lag 168 = 183 steps.*Methods transfer, gpd train "
+                                          r"on the few-shot days; a run of zero-shot methods only \(seasonal_naive"):
+        run_pipeline(bad, progress=False, log=lambda m: None)
+    assert not (tmp_path / "b" / "anchor").exists()
+
+
 def test_unknown_run_setting_is_named():
     with pytest.raises(GpdiffError, match=r"unknown run config field\(s\) \['targte'\]; known at the top level: \[.*'target'"):
         RunConfig.from_dict({"targte": "x"})

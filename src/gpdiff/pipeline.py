@@ -40,7 +40,7 @@ from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
 from gpdiff.hashing import hash_arrays
 from gpdiff.io import load_tensors, save_tensors, write_yaml
-from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, Context, MethodResult, get_method
+from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, ZERO_SHOT, Context, MethodResult, get_method
 from gpdiff.metrics import masked_metrics, node_mae
 from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptSet
@@ -123,10 +123,21 @@ def load_cities(cfg: RunConfig) -> Cities:
     target = load_named(cfg.target, cfg.data_dir)
     sources = [load_named(n, cfg.data_dir) for n in source_names]
     w = cfg.window
-    split = target_split(target.n_steps, target.steps_per_day, cfg.target_days, cfg.val_days, cfg.test_fraction,
-                         w.length, name=target.name, lag=lag_steps(w.context, target.steps_per_day))
-    # every check the data can decide, before anything trains (gpdiff bench runs this for every experiment)
-    for segment in ("train", "val", "test"):
+    # every check the data can decide, before anything trains (gpdiff bench runs this for every experiment);
+    # the few-shot days must hold a training window (with its seasonal lag) only for methods that train there
+    fitting = [m for m in cfg.methods if m not in ZERO_SHOT]
+    lag = lag_steps(w.context, target.steps_per_day)
+    try:
+        split = target_split(target.n_steps, target.steps_per_day, cfg.target_days, cfg.val_days,
+                             cfg.test_fraction, w.length, name=target.name, lag=lag if fitting else 0)
+        if fitting:
+            require_windows(target, split.train, "train", w.history, w.horizon, w.context)
+    except GpdiffError as exc:
+        if not (lag and fitting):
+            raise
+        raise GpdiffError(f"{exc} Methods {', '.join(fitting)} train on the few-shot days; a run of zero-shot "
+                          f"methods only ({', '.join(ZERO_SHOT)}) does not need such a window.") from None
+    for segment in ("val", "test"):
         require_windows(target, getattr(split, segment), segment, w.history, w.horizon, w.context)
     for city in sources:
         s = source_split(city.n_steps, cfg.zoo.train, cfg.zoo.val, cfg.zoo.test, name=city.name)
@@ -136,13 +147,10 @@ def load_cities(cfg: RunConfig) -> Cities:
 
 
 def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityData:
-    """The target under its split, scaled with its few-shot days only; every segment must hold a window."""
+    """The target under its split (checked by :func:`load_cities`), scaled with its few-shot days only."""
     w = cfg.window
-    data = CityData(cities.target, cities.split, history=w.history, horizon=w.horizon, n_neighbors=w.n_neighbors,
+    return CityData(cities.target, cities.split, history=w.history, horizon=w.horizon, n_neighbors=w.n_neighbors,
                     device=device, min_rel_std=cfg.target_scale_floor, context=w.context)
-    for segment in ("train", "val", "test"):
-        data.require_windows(segment)
-    return data
 
 
 # ----------------------------------------------------------------------- stages

@@ -45,6 +45,10 @@ METHODS: dict[str, str] = {
 NEEDS_GENERATION = ("gpd_zero_shot", "gpd")
 # Methods that start from the anchor (the pooled model of gpdiff.anchor).
 NEEDS_ANCHOR = ("transfer", "transfer_zero_shot")
+# Methods that train nothing on the target: they read its few-shot days only through the scaler,
+# the prompts or per-slot averages, never as training windows. A run of only these needs no
+# training window on the target (e.g. with a weekly context, whose lag 3 few-shot days cannot hold).
+ZERO_SHOT = ("seasonal_naive", "weekly_naive", "historical_average", "transfer_zero_shot", "gpd_zero_shot")
 
 
 @dataclass
