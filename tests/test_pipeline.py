@@ -327,14 +327,21 @@ def test_default_sources_are_the_city_entries_of_the_data_dir(tmp_path):
     assert default_sources(cfg) == ["PEMS04", "beta", "gamma"]
 
 
-def test_functional_loss_runs_end_to_end(tmp_path):
-    """diffusion.functional_weight > 0: the diffusion stage scores its estimates on the sources' windows."""
+def test_functional_loss_and_members_run_end_to_end(tmp_path):
+    """diffusion.functional_weight > 0: the diffusion stage scores its estimates on the sources' windows;
+    zoo.members > 1: it trains on every member."""
     data = _cities(tmp_path / "data")
     cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
-                                     "methods": ["seasonal_naive", "gpd_zero_shot"]},
-                              ["diffusion.functional_weight=0.5", "diffusion.functional_windows=4"])
-    res = run_pipeline(cfg, progress=False, log=lambda m: None)
+                                     "methods": ["seasonal_naive", "knn_residual", "gpd_zero_shot"]},
+                              ["diffusion.functional_weight=0.5", "diffusion.functional_windows=4", "zoo.members=2"])
+    lines: list[str] = []
+    res = run_pipeline(cfg, progress=False, log=lines.append)
     df = pd.read_csv(res.out / "results.csv", dtype={"horizon": str})
-    assert set(df["method"]) == {"seasonal_naive", "gpd_zero_shot"} and np.isfinite(df["mae"]).all()
+    assert set(df["method"]) == {"seasonal_naive", "knn_residual", "gpd_zero_shot"} and np.isfinite(df["mae"]).all()
     saved = read_yaml(res.out / "diffusion" / "config.yaml")
     assert saved["diffusion"]["functional_weight"] == 0.5 and saved["diffusion"]["functional_windows"] == 4
+    # two members per source node: the denoiser (and its functional loss) trained on both
+    from gpdiff.diffusion import DiffusionModel
+
+    assert DiffusionModel.load(res.out / "diffusion").info["n_nodes"] == 2 * (8 + 5)
+    assert any("2 members per node" in line for line in lines)
