@@ -142,12 +142,12 @@ def test_perturbed_scales_with_the_tensors_rms() -> None:
     from gpdiff.zoo import perturbed
 
     start = torch.full((200, 50), 3.0)
-    assert torch.equal(perturbed(start, 0.0, 0, 1), start)
-    draw = perturbed(start, 0.1, 0, 1) - start
+    assert torch.equal(perturbed(start, 0.0, (0, 1, 0)), start)
+    draw = perturbed(start, 0.1, (0, 1, 0)) - start
     assert abs(float(draw.std()) - 0.3) < 0.01 and abs(float(draw.mean())) < 0.01
-    assert torch.equal(perturbed(start, 0.1, 0, 1), perturbed(start, 0.1, 0, 1))
-    assert not torch.equal(perturbed(start, 0.1, 0, 1), perturbed(start, 0.1, 0, 2))
-    assert not torch.equal(perturbed(start, 0.1, 0, 1), perturbed(start, 0.1, 1, 1))
+    assert torch.equal(perturbed(start, 0.1, (0, 1, 0)), perturbed(start, 0.1, (0, 1, 0)))
+    for other in ((0, 2, 0), (1, 1, 0), (0, 1, 1)):  # another member, seed or tensor: another draw
+        assert not torch.equal(perturbed(start, 0.1, (0, 1, 0)), perturbed(start, 0.1, other))
 
 
 def test_the_denoiser_trains_on_every_member() -> None:

@@ -17,7 +17,7 @@ starts (``init``):
 perturbed copies of one general model per environment, and generate those): member 0 starts where
 the node starts (so it is the one-member zoo's training), member m >= 1 from that start plus
 Gaussian noise of ``member_noise`` times each tensor's root mean square, one draw per (seed,
-member), and every member draws its own training windows. The denoiser trains on every member
+member, tensor), and every member draws its own training windows. The denoiser trains on every member
 (:meth:`~gpdiff.params.ParamCollection.all_members`), which gives it a spread of good parameters per
 prompt instead of one point; every other reader of the zoo (retrieval, mean params, knn_residual,
 the diagnostics) uses member 0. Training costs ``members`` times the one-member zoo.
@@ -214,8 +214,8 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
         init = model.init(n_nodes, seed=seed, shared=config.init == "shared_random", device=dev)
     members = int(config.members)
     if members > 1:  # member-major rows: every node of member 0, then of member 1, ...
-        init = {k: torch.cat([v, *(perturbed(v, config.member_noise, seed, m) for m in range(1, members))])
-                for k, v in init.items()}
+        init = {k: torch.cat([v, *(perturbed(v, config.member_noise, (seed, m, t)) for m in range(1, members))])
+                for t, (k, v) in enumerate(init.items())}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {**config.to_dict(), "window": vars(window).copy(), "seed": seed,
@@ -244,10 +244,10 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
     return collection
 
 
-def perturbed(start: torch.Tensor, noise: float, seed: int, member: int) -> torch.Tensor:
-    """``start [N, *shape]`` plus Gaussian noise of ``noise`` x its root mean square, one draw per
-    (seed, member) on the CPU (the same on every rank and device)."""
-    state = np.random.SeedSequence([seed % 2**63, member]).generate_state(2, dtype=np.uint64)
+def perturbed(start: torch.Tensor, noise: float, key: tuple[int, ...]) -> torch.Tensor:
+    """``start [N, *shape]`` plus Gaussian noise of ``noise`` x its root mean square, drawn on the CPU
+    from a generator seeded by ``key`` (the zoo's: seed, member, tensor), the same on every rank and device."""
+    state = np.random.SeedSequence([k % 2**63 for k in key]).generate_state(2, dtype=np.uint64)
     gen = torch.Generator().manual_seed(int(state[0] % 2**63))
     rms = start.float().square().mean().sqrt()
     draw = torch.randn(start.shape, generator=gen).to(start.device, start.dtype)
