@@ -27,13 +27,16 @@ def mae_tables(folder: Path, methods: list[str]) -> str:
     board = pd.read_csv(folder / "scoreboard.csv", dtype={"variant": str}, keep_default_na=False)
     board = board[board["horizon"].astype(str) == "avg"]
     board = board.assign(variant=board["variant"].replace("", "(default)"), mae=board["mae"].astype(float))
+    keys = [part.split("=")[0] for part in str(board["variant"].iloc[0]).split() if "=" in part]
+    head = " / ".join(keys) or "variant"
+    board["variant"] = [" / ".join(p.split("=", 1)[-1] for p in v.split()) if keys else v for v in board["variant"]]
     out = []
     for target, part in board.groupby("target", sort=False):
         table = part.pivot_table(index="variant", columns="method", values="mae", aggfunc="mean", sort=False)
         cols = [m for m in methods if m in table.columns]
         table = table[cols]
         out.append(f"**{target}**\n")
-        out.append("| variant | " + " | ".join(cols) + " |")
+        out.append(f"| {head} | " + " | ".join(cols) + " |")
         out.append("|---" * (len(cols) + 1) + "|")
         best = table.min()
         for variant, row in table.iterrows():
