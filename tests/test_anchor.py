@@ -72,6 +72,17 @@ def test_anchor_learns_and_is_deterministic(setup) -> None:
     assert trained.mean() < start.mean()
 
 
+def test_an_anchor_that_never_beats_its_start_is_its_start(setup) -> None:
+    cfg, model, data = setup
+    frozen = replace(SMALL, lr=1e-30, max_steps=10, patience=1)  # no step changes any forecast
+    params, rec = train_anchor(model, data, frozen, seed=0, progress=False)
+    start = torch.cat([v.reshape(1, -1) for v in model.init(1, seed=0, shared=True).values()], 1)[0]
+    assert rec["improved"] is False and rec["val_loss"] == rec["initial_val_loss"]
+    assert torch.equal(params, start)
+    _, learned = train_anchor(model, data, SMALL, seed=0, progress=False)
+    assert learned["improved"] is True and learned["val_loss"] < learned["initial_val_loss"]
+
+
 def test_fit_anchor_reuses_its_folder_and_refuses_other_settings(cities, tmp_path: Path) -> None:
     cfg = ZooConfig(**FAST)
     a = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path, progress=False)

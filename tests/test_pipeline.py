@@ -258,10 +258,14 @@ def test_weekly_context_runs_zero_shot_methods_without_target_training_windows(t
     zero_shot = ["seasonal_naive", "weekly_naive", "historical_average", "transfer_zero_shot", "gpd_zero_shot"]
     weekly = ["window.context=weekly", "zoo.residual=seasonal"]
     cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
-                                     "methods": zero_shot}, weekly)
-    res = run_pipeline(cfg, progress=False, log=lambda m: None)
+                                     "methods": zero_shot}, [*weekly, "anchor.lr=1e-30"])
+    lines: list[str] = []
+    res = run_pipeline(cfg, progress=False, log=lines.append)
     df = pd.read_csv(res.out / "results.csv", dtype={"horizon": str})
     assert set(df["method"]) == set(zero_shot) and np.isfinite(df["mae"]).all()
+    # an anchor that cannot move is its start, and the run says so
+    assert any("[anchor] warning: training never beat the initial parameters" in line
+               and "(the seasonal value, zoo.residual seasonal)" in line for line in lines)
     bad = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "b"),
                                      "methods": [*zero_shot, "transfer", "gpd"]}, weekly)
     with pytest.raises(GpdiffError, match=r"the seasonal context's lag 168 = 183 steps.*Methods transfer, gpd train "

@@ -69,8 +69,13 @@ def _loss(model: BaseModel, theta: torch.Tensor, batch: WindowBatch) -> torch.Te
 
 def train_anchor(model: BaseModel, sources: list[CityData], config: AnchorConfig = AnchorConfig(), seed: int = 0,
                  progress: bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The anchor's parameters ``[P]`` (CPU, best by source validation loss) and a record of its
-    training (``val_loss``, ``steps``, ``history`` of (step, validation loss))."""
+    """The anchor's parameters ``[P]`` (CPU, best by source validation loss, the initial parameters
+    included) and a record of its training (``val_loss``, ``initial_val_loss``, ``improved``: whether
+    training beat the start, ``steps``, ``history`` of (step, validation loss)).
+
+    ``improved`` False means the anchor is its start: for ``residual: seasonal`` that is the seasonal
+    value, and at too high a learning rate the zero read-out's network can switch off for good
+    (BENCHMARKS.md, the weekly context); the pipeline says so."""
     if not sources:
         raise GpdiffError("the anchor needs at least one source city.")
     device = sources[0].device
@@ -80,7 +85,9 @@ def train_anchor(model: BaseModel, sources: list[CityData], config: AnchorConfig
     init = flatten(model.init(1, seed=seed, shared=True), model.spec())
     theta = init.to(device).requires_grad_()
     opt = torch.optim.Adam([theta], lr=config.lr)
-    best, best_val, bad, history, step = theta.detach().clone(), float("inf"), 0, [], 0
+    with torch.no_grad():  # the start competes too: a residual model's start is the seasonal value
+        initial = float(_loss(model, theta, val_batch))
+    best, best_val, bad, history, step = theta.detach().clone(), initial, 0, [], 0
     bar = tqdm(range(config.max_steps), desc=f"anchor {model.name} (pooled)", disable=not progress,
                dynamic_ncols=True)
     for step in bar:
@@ -100,7 +107,8 @@ def train_anchor(model: BaseModel, sources: list[CityData], config: AnchorConfig
                 if bad >= config.patience:
                     break
     bar.close()
-    record = {"val_loss": best_val, "steps": step + 1, "history": history,
+    record = {"val_loss": best_val, "initial_val_loss": initial, "improved": best_val < initial,
+              "steps": step + 1, "history": history,
               "cities": {d.city.name: d.n_nodes for d in sources}, "balance": config.balance}
     return best[0].cpu(), record
 

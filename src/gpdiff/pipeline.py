@@ -164,8 +164,14 @@ def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: 
     with run.stage("anchor", reads, data=data, seed=cfg.seed) as st:
         log(f"[anchor] {'reusing' if st.cached else 'training'} one {cfg.zoo.model}/{cfg.zoo.preset} on all "
             f"{sum(c.n_nodes for c in cities.sources)} source nodes ({cfg.anchor.balance}-balanced)")
-        anchor = load_anchor(st.path)[0] if st.cached else fit_anchor(
-            cities.sources, cfg.window, cfg.zoo, cfg.anchor, st.path, cfg.seed, cfg.device, progress)
+        if not st.cached:
+            fit_anchor(cities.sources, cfg.window, cfg.zoo, cfg.anchor, st.path, cfg.seed, cfg.device, progress)
+        anchor, record = load_anchor(st.path)
+    if record.get("improved") is False:
+        log(f"[anchor] warning: training never beat the initial parameters (source validation loss "
+            f"{record['initial_val_loss']:.4f}), so the anchor is its start"
+            f"{' (the seasonal value, zoo.residual seasonal)' if cfg.zoo.residual == 'seasonal' else ''}; "
+            "a lower anchor.lr may let it learn.")
     return st, anchor
 
 
