@@ -16,11 +16,16 @@ from gpdiff.errors import GpdiffError
 COMMANDS = (
     ("gpdiff.cli.data", "data", "List, inspect and download cities."),
     ("gpdiff.cli.zoo", "zoo", "Train and inspect model zoos (one base model per source node)."),
-    ("gpdiff.cli.prompts", "prompts", "Spatial and temporal node prompts (the conditioning of the parameter generator)."),
-    ("gpdiff.cli.diffusion", "pretrain", "Train the diffusion model that generates a node's parameters from its prompts."),
-    ("gpdiff.cli.diffusion", "generate", "Generate base-model parameters for every node of a prompt set (zoo collection format)."),
-    ("gpdiff.cli.run", "run", "Few-shot transfer to a target city: zoo -> prompts -> diffusion -> generation -> every method -> report."),
-    ("gpdiff.cli.bench", "bench", "Run SUITE (a YAML file, or a bundled suite such as `loco`) and write one scoreboard."),
+    ("gpdiff.cli.prompts", "prompts",
+     "Spatial and temporal node prompts (the conditioning of the parameter generator)."),
+    ("gpdiff.cli.diffusion", "pretrain",
+     "Train the diffusion model that generates a node's parameters from its prompts."),
+    ("gpdiff.cli.diffusion", "generate",
+     "Generate base-model parameters for every node of a prompt set (zoo collection format)."),
+    ("gpdiff.cli.run", "run",
+     "Few-shot transfer to a target city: zoo -> prompts -> diffusion -> generation -> every method -> report."),
+    ("gpdiff.cli.bench", "bench",
+     "Run SUITE (a YAML file, or a bundled suite such as `loco`) and write one scoreboard."),
 )
 
 
