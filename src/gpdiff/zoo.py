@@ -227,16 +227,16 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
     result = trainer.run()
     if result is None:  # a rank other than 0: its share went to rank 0
         return None
-    metrics = evaluate(model, {k: v.to(dev) for k, v in result.params.items()}, data * members, trainer.chunk)
-    metrics.update({"val_loss": result.val_loss, "best_epoch": result.best_epoch, "epochs": result.epochs})
-    flat = result.flat(model.spec()).reshape(members, n_nodes, -1)  # [M, N, P]
+    every = evaluate(model, {k: v.to(dev) for k, v in result.params.items()}, data * members, trainer.chunk)
+    every.update({"val_loss": result.val_loss, "best_epoch": result.best_epoch, "epochs": result.epochs})
+    metrics = {k: v[:n_nodes] for k, v in every.items()}  # member 0's; rows are member-major
     if members > 1:
-        metrics["members_val_mae"] = metrics["val_mae"].reshape(members, n_nodes)[1:].nanmean(0)
+        metrics["members_val_mae"] = every["val_mae"].reshape(members, n_nodes)[1:].nanmean(0)
+    flat = result.flat(model.spec()).reshape(members, n_nodes, -1)  # [M, N, P]
     collection = ParamCollection(
         params=flat[0], node_ids=[n for d in data for n in d.city.node_ids],
         cities=[d.city.name for d in data for _ in range(d.n_nodes)], model=model.name,
-        model_config=model.config.to_dict(), spec=list(model.spec()),
-        metrics={k: v if k == "members_val_mae" else v[:n_nodes] for k, v in metrics.items()}, config=record,
+        model_config=model.config.to_dict(), spec=list(model.spec()), metrics=metrics, config=record,
         anchor=anchor.float().cpu() if config.init == "anchor" and anchor is not None else None,
         members=flat[1:].transpose(0, 1).contiguous() if members > 1 else None,
     )
@@ -247,7 +247,7 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
 def perturbed(start: torch.Tensor, noise: float, key: tuple[int, ...]) -> torch.Tensor:
     """``start [N, *shape]`` plus Gaussian noise of ``noise`` x its root mean square, drawn on the CPU
     from a generator seeded by ``key`` (the zoo's: seed, member, tensor), the same on every rank and device."""
-    state = np.random.SeedSequence([k % 2**63 for k in key]).generate_state(2, dtype=np.uint64)
+    state = np.random.SeedSequence([k % 2**63 for k in key]).generate_state(1, dtype=np.uint64)
     gen = torch.Generator().manual_seed(int(state[0] % 2**63))
     rms = start.float().square().mean().sqrt()
     draw = torch.randn(start.shape, generator=gen).to(start.device, start.dtype)
