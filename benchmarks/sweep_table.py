@@ -49,7 +49,7 @@ def mae_tables(folder: Path, methods: list[str]) -> str:
 def time_table(folder: Path) -> str:
     runs = pd.read_csv(folder / "run_times.csv")
     times = pd.read_csv(folder / "timings.csv")
-    stages = ["anchor", "zoo", "prompts", "diffusion", "generate"]
+    stages = ["anchor", "zoo", "prompts", "target_prompts", "diffusion", "generate"]
     wide = times.pivot_table(index=["experiment", "seed"], columns="stage", values="wall_s", aggfunc="first",
                              sort=False)
     fine = [c for c in wide.columns if c.startswith("methods/")]

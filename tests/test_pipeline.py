@@ -84,8 +84,9 @@ def test_transfer_methods_start_from_the_anchor_stage(first_run):
     assert notes["k"] in (1, 2) and notes["shrinkage"] in (0.0, 0.5) and notes["reference"] == "anchor"
 
 
-ALL_STAGES = ["anchor", "zoo", "prompts", "diffusion", "generate", *[f"methods/{m}" for m in METHODS]]
-SHARED = ALL_STAGES[:5]
+ALL_STAGES = ["anchor", "zoo", "prompts", "target_prompts", "diffusion", "generate",
+              *[f"methods/{m}" for m in METHODS]]
+SHARED = ALL_STAGES[:6]
 
 
 def test_first_run_computes_every_stage_once(first_run):
@@ -121,6 +122,7 @@ def _rerun_copy(first_run, tmp_path, **changes) -> tuple[list[str], list[str]]:
     ({"prompts__spatial": "none"}, "prompts"),
     ({"zoo__lr": 0.02}, "zoo"),
     ({"anchor__lr": 0.01}, "anchor"),
+    ({"target_days": 2}, "target_prompts"),
 ])
 def test_a_config_change_recomputes_its_stage_and_those_below_only(first_run, tmp_path, change, first):
     """Editing one stage's settings recomputes that stage and the stages that read it, nothing above."""
@@ -135,11 +137,16 @@ def test_a_config_change_recomputes_its_stage_and_those_below_only(first_run, tm
     if first in ("generate", "diffusion"):  # the methods that read generated parameters, not the others
         assert {"methods/gpd", "methods/gpd_zero_shot"} <= set(computed)
         assert "methods/transfer" in reused
-    if first in ("zoo", "prompts"):
-        assert set(ALL_STAGES) - {"anchor", "zoo", "prompts"} <= set(computed)
-        assert ({"anchor", "zoo", "prompts"} - {first}) <= set(reused)  # neither reads the other nor the anchor
+    if first == "zoo":  # the prompts read the data only, the zoo reads no prompt
+        assert set(ALL_STAGES) - {"anchor", "zoo", "prompts", "target_prompts"} <= set(computed)
+        assert {"anchor", "prompts", "target_prompts"} <= set(reused)
+    if first == "prompts":  # new encoders: new target prompts and everything below
+        assert set(ALL_STAGES) - {"anchor", "zoo"} <= set(computed) and {"anchor", "zoo"} <= set(reused)
     if first == "anchor":  # the zoo starts from it: all but the prompts
-        assert set(ALL_STAGES) - {"prompts"} <= set(computed) and reused == ["prompts"]
+        assert set(ALL_STAGES) - {"prompts", "target_prompts"} <= set(computed)
+        assert reused == ["prompts", "target_prompts"]
+    if first == "target_prompts":  # another split of the target: the denoiser reads the sources only
+        assert "diffusion" in reused and {"generate", "methods/gpd", "methods/transfer"} <= set(computed)
 
 
 def test_changing_the_code_recomputes_every_stage(first_run, tmp_path, monkeypatch):

@@ -3,9 +3,12 @@
 Stages (each a folder of the run directory, computed once; see :mod:`gpdiff.stages`), one function
 each, called in this order by :func:`run_pipeline`:
 
-    anchor -> zoo -> prompts -> diffusion -> generate -> methods/<name> (one per method) -> report
+    anchor -> zoo -> prompts -> target_prompts -> diffusion -> generate -> methods/<name> (one per method)
+    -> report
 
-(``anchor`` runs when the zoo starts from it, ``zoo.init: anchor``, or a method needs it.)
+(``anchor`` runs when the zoo starts from it, ``zoo.init: anchor``, or a method needs it.) The stages
+down to ``diffusion`` read the sources only; ``target_prompts`` and everything after it read the
+target, so runs that differ only in the target or its split share the denoiser.
 
 Under ``torchrun`` (:mod:`gpdiff.distributed`) rank 0 runs the pipeline as above; the ``zoo``
 stage is sharded by node over every rank and the ``diffusion`` stage is data-parallel, the other
@@ -202,20 +205,21 @@ def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, tor
 
 
 def prompts_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log
-                  ) -> tuple[Stage, PromptSet, PromptSet]:
-    """Prompt encoders fitted on the sources' training segments; prompts of every source node (from its
-    training segment) and of every target node (from its few-shot days only)."""
+                  ) -> tuple[Stage, PromptSet]:
+    """Prompt encoders fitted on the sources' training segments, and the prompts of every source node
+    (from its training segment). Reads the sources only, so runs that differ in the target's split
+    (``target_days``) share it, and with it the denoiser."""
     from gpdiff.prompts import PromptEncoders, source_segment
 
     z, p = cfg.zoo, cfg.prompts
     segments = [source_segment(c, z.train, z.val, z.test) for c in cities.sources]
-    reads = {"prompts": p, "seed": cfg.seed, "target_segment": cities.split.train,
-             "source_segments": dict(zip(cities.source_names(), segments))}
-    with run.stage("prompts", reads, data=cities.fingerprints, seed=cfg.seed) as st:
-        src_file, tgt_file = st.path / "prompts_source.safetensors", st.path / "prompts_target.safetensors"
+    reads = {"prompts": p, "seed": cfg.seed, "source_segments": dict(zip(cities.source_names(), segments))}
+    data = {n: cities.fingerprints[n] for n in cities.source_names()}
+    with run.stage("prompts", reads, data=data, seed=cfg.seed) as st:
+        src_file = st.path / "prompts_source.safetensors"
         if st.cached:
-            log("[prompts] reusing")
-            return st, PromptSet.load(src_file), PromptSet.load(tgt_file)
+            log("[prompts] reusing the source prompts")
+            return st, PromptSet.load(src_file)
         log(f"[prompts] fitting {p.temporal} temporal and {p.spatial} spatial encoders on the sources' training "
             "periods")
         enc = PromptEncoders.fit(cities.sources, segments, temporal=p.temporal, spatial=p.spatial,
@@ -223,12 +227,27 @@ def prompts_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log:
                                  progress=progress, seed=cfg.seed)
         enc.save(st.path / "encoders")
         source = enc.encode_many(cities.sources, segments)
-        target = enc.encode(cities.target, cities.split.train)  # the few-shot days only
-        for note in target.meta.get("notes", []):
-            log(f"[prompts] {note}")
         source.save(src_file)
-        target.save(tgt_file)
-    return st, source, target
+    return st, source
+
+
+def target_prompts_stage(run: Run, cfg: RunConfig, cities: Cities, prompts_st: Stage, log: Log
+                         ) -> tuple[Stage, PromptSet]:
+    """The prompts of every target node, from its few-shot days only, by the encoders of ``prompts_st``."""
+    from gpdiff.prompts import PromptEncoders
+
+    data = {cities.target.name: cities.fingerprints[cities.target.name]}
+    reads = {"target_segment": cities.split.train, "seed": cfg.seed}
+    with run.stage("target_prompts", reads, [prompts_st], data=data, seed=cfg.seed) as st:
+        f = st.path / "prompts_target.safetensors"
+        if st.cached:
+            return st, PromptSet.load(f)
+        log(f"[target_prompts] encoding {cities.target.n_nodes} target nodes from their few-shot days")
+        target = PromptEncoders.load(prompts_st.path / "encoders").encode(cities.target, cities.split.train)
+        for note in target.meta.get("notes", []):
+            log(f"[target_prompts] {note}")
+        target.save(f)
+    return st, target
 
 
 def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, ParamCollection],
@@ -262,14 +281,14 @@ def functional_loss(cfg: RunConfig, cities: Cities, zoo: ParamCollection) -> Fun
     return FunctionalLoss.for_zoo(zoo, cities.sources, cfg.diffusion.functional_windows, resolve_device(cfg.device))
 
 
-def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionModel], prompts_st: Stage,
+def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionModel], target_st: Stage,
                    target_prompts: PromptSet, progress: bool, log: Log) -> tuple[Stage, ParamCollection]:
     """Parameters for every target node, sampled from its prompts."""
     from gpdiff.diffusion.sample import generate
 
     diff_st, model = diffusion
     g = cfg.generate
-    with run.stage("generate", {"generate": g, "seed": cfg.seed}, [diff_st, prompts_st], seed=cfg.seed) as st:
+    with run.stage("generate", {"generate": g, "seed": cfg.seed}, [diff_st, target_st], seed=cfg.seed) as st:
         f = st.path / "generated.safetensors"
         if st.cached:
             return st, ParamCollection.load(f)
@@ -354,12 +373,13 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     if cfg.zoo.init == "anchor" or any(m in NEEDS_ANCHOR for m in cfg.methods):
         anchor = anchor_stage(run, cfg, cities, progress, log)
     zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
-    prompts_st, source_prompts, target_prompts = prompts_stage(run, cfg, cities, progress, log)
+    prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
     source_prompts = source_prompts.select(zoo.keys())
+    target_st, target_prompts = target_prompts_stage(run, cfg, cities, prompts_st, log)
     generated, gen_st = None, None
     if any(m in NEEDS_GENERATION for m in cfg.methods):
         diffusion = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
-        gen_st, generated = generate_stage(run, cfg, diffusion, prompts_st, target_prompts, progress, log)
+        gen_st, generated = generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
 
     model = cfg.zoo.build_model(cfg.window)
     sources = prepare_cities(cities.sources, cfg.window, cfg.zoo, model, device)
@@ -374,7 +394,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     truth, mask = tdata.truth(origins)
     outcomes: dict[str, Outcome] = {}
     for name in cfg.methods:
-        inputs = [zoo_st, prompts_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
+        inputs = [zoo_st, target_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
         result = method_stage(run, cfg, name, inputs, cities, context(name), log)
         if result.pred.shape != truth.shape:

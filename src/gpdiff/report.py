@@ -321,6 +321,7 @@ def write_run_report(rec: RunRecord) -> Path:
         lines += [f"- `{m}`: {n}" for m, n in notes.items()] + [""]
     lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
               "- `node_mae.csv`: every target node's test MAE per method (the unit of paired tests)",
-              "- `zoo/`, `prompts/`, `diffusion/`, `generate/`, `methods/<name>/`: stage outputs, each with "
-              "`stage.yaml` (key, config, inputs, code fingerprint, seed, versions, wall time)", ""]
+              "- `anchor/`, `zoo/`, `prompts/`, `target_prompts/`, `diffusion/`, `generate/`, `methods/<name>/`: "
+              "stage outputs, each with `stage.yaml` (key, config, inputs, code fingerprint, seed, versions, "
+              "wall time)", ""]
     return atomic_write_text(root / "report.md", "\n".join(lines))
