@@ -278,7 +278,7 @@ def test_knn_residual_selects_on_sources_and_zero_shrinkage_is_the_anchor(cities
 
 # ------------------------------------------------------------------ subset: members differ in some tensors
 def test_trainable_tensors_train_and_the_others_stay_at_the_anchor(cities, tmp_path: Path) -> None:
-    cfg = ZooConfig(**FAST)
+    cfg = ZooConfig(model="stgcn", **FAST)  # its read-out is the one tensor "fc"
     anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
     head = train_zoo(cities, WINDOW, replace(cfg, trainable=["fc"]), tmp_path / "head", device="cpu", progress=False,
                      anchor=anchor)

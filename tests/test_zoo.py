@@ -47,7 +47,7 @@ def test_train_outputs(cities, tmp_path):
     col = train_zoo(cities, cfg, tmp_path)
     assert col.params.shape == (11, col.params.shape[1])
     assert col.cities == ["alpha"] * 6 + ["beta"] * 5
-    assert col.node_ids[:2] == ["n0", "n1"] and col.model == "stgcn"
+    assert col.node_ids[:2] == ["n0", "n1"] and col.model == ZooConfig().model == "stid"
     assert set(col.metrics) >= {"val_mae", "naive_mae", "val_loss", "best_epoch", "epochs"}
     assert all(torch.isfinite(v).all() for v in col.metrics.values())
     saved = load_zoo(tmp_path)
@@ -55,7 +55,7 @@ def test_train_outputs(cities, tmp_path):
     assert read_yaml(tmp_path / "config.yaml")["cities"] == ["alpha", "beta"]
     # the collection holds the best parameters of the checkpoint
     tensors, _ = load_tensors(tmp_path / CHECKPOINT)
-    assert torch.equal(col.as_dict()["theta"], tensors["best.theta"])
+    assert all(torch.equal(v, tensors[f"best.{k}"]) for k, v in col.as_dict().items())
 
 
 def test_deterministic(cities, tmp_path):
@@ -105,7 +105,7 @@ def test_city_without_graph(tmp_path):
     city = synthetic_city("lonely", n_nodes=4, days=6)
     city.adjacency[:] = 0
     with pytest.raises(GpdiffError, match="no graph edges.*stid"):
-        train_zoo([city], ZooConfig(max_epochs=1, **FAST), tmp_path)
+        train_zoo([city], ZooConfig(model="stgcn", max_epochs=1, **FAST), tmp_path)
     col = train_zoo([city], ZooConfig(model="stid", max_epochs=1, **FAST), tmp_path)
     assert len(col) == 4
 

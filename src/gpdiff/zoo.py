@@ -66,7 +66,7 @@ class ZooConfig(NodeTrainConfig):
     (the :class:`~gpdiff.nodetrain.NodeTrainConfig` fields). Defaults: the fast CPU setting used for
     the bundled cities."""
 
-    model: str = "stgcn"
+    model: str = "stid"  # the best and fastest base model on the loco scoreboard (BENCHMARKS.md)
     preset: str = "small"
     init: str = "anchor"  # anchor, shared_random or independent (see the module docstring)
     lr: float = 0.003  # fine-tuning from the anchor; the paper's shared_random zoo used 0.01

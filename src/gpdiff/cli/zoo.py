@@ -29,7 +29,7 @@ ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.hi
 
 @zoo.command("train")
 @click.option("--cities", required=True, help="Comma-separated source cities (names or paths).")
-@click.option("--model", type=str, default=None, help=f"Base model: {', '.join(MODELS)} (default stgcn).")
+@click.option("--model", type=str, default=None, help=f"Base model: {', '.join(MODELS)} (default stid).")
 @click.option("--preset", type=str, default=None, help="Size preset: small (CPU) or paper (default small).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (zoo.safetensors, config.yaml, checkpoint); rerun to resume.")
