@@ -40,9 +40,16 @@ def two_process_run(tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(WORKER), str(root), str(root / "out")], env=env, capture_output=True, text=True,
                           timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     return cities, root / "out"
 
+
+
+def failure(done: subprocess.CompletedProcess) -> str:
+    """What a failed torchrun printed: every rank's gpdiff error line first (another rank's traceback
+    can fill the tail of stderr), then the tails of stdout and stderr."""
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    return "\n".join(errors) + "\n" + done.stdout[-3000:] + done.stderr[-3000:]
 
 def test_sharded_zoo_equals_the_single_process_zoo_bit_for_bit(two_process_run, tmp_path):
     cities, out = two_process_run
@@ -89,7 +96,7 @@ def test_gpdiff_run_under_torchrun_shards_the_zoo_and_writes_one_report(tmp_path
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
                            "gpdiff", "run", "--config", str(tmp_path / "run.yaml"), "--quiet"], env=env,
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     assert done.stdout.count("report:") == 1  # rank 0 reports, rank 1 only trains
     two = tmp_path / "two"
     assert torch.equal(ParamCollection.load(two / "zoo").params, ParamCollection.load(single.out / "zoo").params)
