@@ -44,12 +44,12 @@ def two_process_run(tmp_path_factory):
     return cities, root / "out"
 
 
-
 def failure(done: subprocess.CompletedProcess) -> str:
     """What a failed torchrun printed: every rank's gpdiff error line first (another rank's traceback
     can fill the tail of stderr), then the tails of stdout and stderr."""
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
     return "\n".join(errors) + "\n" + done.stdout[-3000:] + done.stderr[-3000:]
+
 
 def test_sharded_zoo_equals_the_single_process_zoo_bit_for_bit(two_process_run, tmp_path):
     cities, out = two_process_run
