@@ -11,7 +11,7 @@ from gpdiff.data.windows import CONTEXTS
 from gpdiff.models import MODELS
 from gpdiff.models.base import RESIDUALS
 from gpdiff.params import ParamCollection
-from gpdiff.zoo import INITS
+from gpdiff.zoo import INITS, ZooConfig
 
 
 @click.group()
@@ -29,8 +29,9 @@ ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.hi
 
 @zoo.command("train")
 @click.option("--cities", required=True, help="Comma-separated source cities (names or paths).")
-@click.option("--model", type=str, default=None, help=f"Base model: {', '.join(MODELS)} (default stid).")
-@click.option("--preset", type=str, default=None, help="Size preset: small (CPU) or paper (default small).")
+@click.option("--model", type=str, default=None, help=f"Base model: {', '.join(MODELS)} (default {ZooConfig.model}).")
+@click.option("--preset", type=str, default=None,
+              help=f"Size preset: small (CPU) or paper (default {ZooConfig.preset}).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (zoo.safetensors, config.yaml, checkpoint); rerun to resume.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
