@@ -149,6 +149,30 @@ def test_a_config_change_recomputes_its_stage_and_those_below_only(first_run, tm
         assert "diffusion" in reused and {"generate", "methods/gpd", "methods/transfer"} <= set(computed)
 
 
+def test_blend_adds_one_stage_per_learned_method_and_reuses_the_methods(first_run, tmp_path):
+    """``blend.naive`` blends every method with parameters, fitted on validation only: the method
+    stages are reused, the naive methods untouched, and the validation MAE never gets worse."""
+    cfg, res = first_run
+    out = tmp_path / "blended"
+    shutil.copytree(res.out, out)
+    cfg2 = RunConfig.from_yaml(None, {**cfg.to_dict(), "out": str(out)},
+                               ["blend.naive=[seasonal_naive, historical_average]", "blend.step=0.1"])
+    again = run_pipeline(cfg2, progress=False, log=lambda m: None)
+    learned = [m for m in METHODS if m not in ("seasonal_naive", "historical_average")]
+    assert again.computed == [f"blend/{m}" for m in learned] and again.reused == ALL_STAGES
+    before = pd.read_csv(res.out / "results.csv").set_index(["method", "horizon"])["mae"]
+    after = pd.read_csv(out / "results.csv").set_index(["method", "horizon"])["mae"]
+    assert (after.loc["seasonal_naive"] == before.loc["seasonal_naive"]).all()
+    for m in learned:
+        tensors, meta = load_tensors(out / "blend" / m / "output.safetensors")
+        assert tensors["weights"].shape == (3, 2) and (tensors["weights"].sum(1) <= 1 + 1e-6).all()
+        assert meta["val_mae"][1] <= meta["val_mae"][0] + 1e-9
+        if (tensors["weights"] == 0).all():
+            assert after.loc[(m, "avg")] == pytest.approx(before.loc[(m, "avg")], rel=1e-6)
+    report = (out / "report.md").read_text()
+    assert "`gpd`:" in report and "blend" in report and "mae_without_blend" in report
+
+
 def test_changing_the_code_recomputes_every_stage(first_run, tmp_path, monkeypatch):
     from gpdiff import hashing
 

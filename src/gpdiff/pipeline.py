@@ -4,9 +4,10 @@ Stages (each a folder of the run directory, computed once; see :mod:`gpdiff.stag
 each, called in this order by :func:`run_pipeline`:
 
     anchor -> zoo -> prompts -> target_prompts -> diffusion -> generate -> methods/<name> (one per method)
-    -> report
+    -> blend/<name> -> report
 
-(``anchor`` runs when the zoo starts from it, ``zoo.init: anchor``, or a method needs it.) The stages
+(``anchor`` runs when the zoo starts from it, ``zoo.init: anchor``, or a method needs it; ``blend``
+runs for every method with parameters when ``blend.naive`` names naive forecasts.) The stages
 down to ``diffusion`` read the sources only; ``target_prompts`` and everything after it read the
 target, so runs that differ only in the target or its split share the denoiser.
 
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from gpdiff import distributed
+from gpdiff.adapt import forecast
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City
 from gpdiff.data.splits import Split, source_split, target_split
@@ -45,6 +47,7 @@ from gpdiff.hashing import hash_arrays
 from gpdiff.io import load_tensors, save_tensors, write_yaml
 from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, ZERO_SHOT, Context, MethodResult, get_method
 from gpdiff.metrics import masked_metrics, node_mae
+from gpdiff.models.base import BaseModel
 from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptSet
 from gpdiff.report import Outcome, RunRecord, write_run_report
@@ -301,7 +304,7 @@ def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionMo
 
 
 def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], cities: Cities,
-                 context: Callable[[Path], Context], log: Log) -> MethodResult:
+                 context: Callable[[Path], Context], log: Log) -> tuple[Stage, MethodResult]:
     """One comparison method, run on the target (``context(workdir)`` builds what it may use)."""
     reads = {"method": name, "settings": cfg.methods[name], "finetune": cfg.finetune, "window": cfg.window,
              "split": cities.split, "target_scale_floor": cfg.target_scale_floor, "seed": cfg.seed}
@@ -321,8 +324,44 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
             meta = {"notes": result.notes}
             save_tensors(f, tensors, meta)
     # what was saved, so a fresh and a reused stage give the same result
-    return MethodResult(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
-                        notes=dict(meta.get("notes") or {}))
+    return st, MethodResult(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
+                            notes=dict(meta.get("notes") or {}))
+
+
+def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, MethodResult], model: BaseModel,
+                tdata: CityData, cities: Cities, log: Log) -> MethodResult:
+    """The method's test forecasts blended with the naive forecasts of ``cfg.blend``, the weights
+    fitted on its validation forecasts (:mod:`gpdiff.blend`); parameters and init stay the method's."""
+    from gpdiff import blend
+
+    method_st, result = method
+    assert result.params is not None  # only methods with parameters are blended
+    names = cfg.blend.naive
+    reads = {"blend": cfg.blend, "window": cfg.window, "split": cities.split,
+             "target_scale_floor": cfg.target_scale_floor}
+    data = {cities.target.name: cities.fingerprints[cities.target.name]}
+    with run.stage(f"blend/{name}", reads, [method_st], data=data, seed=cfg.seed) as st:
+        f = st.path / "output.safetensors"
+        if st.cached:
+            tensors, meta = load_tensors(f)
+        else:
+            origins = tdata.origins("val")
+            truth, mask = tdata.truth(origins)
+            val_pred = forecast(model, result.params, tdata, "val")
+            naive_val = blend.naive_forecasts(tdata, origins, names)
+            weights = blend.fit_weights(val_pred, naive_val, truth, mask, cfg.blend.step)
+            val_mae = [masked_metrics(p, truth, mask).mae_avg
+                       for p in (val_pred, blend.apply_weights(val_pred, naive_val, weights))]
+            pred = blend.apply_weights(result.pred, blend.naive_forecasts(tdata, tdata.origins("test"), names), weights)
+            tensors = {"pred": torch.from_numpy(pred), "weights": torch.from_numpy(weights).float()}
+            meta = {"naive": names, "val_mae": val_mae}
+            save_tensors(f, tensors, meta)
+            log(f"[blend] {name}: validation MAE {val_mae[0]:.4g} -> {val_mae[1]:.4g} "
+                f"({blend.describe(names, weights)})")
+    weights = tensors["weights"].double().numpy()
+    notes = {**result.notes, "blend": blend.describe(list(meta["naive"]), weights),
+             "blend_val_mae": [round(float(v), 5) for v in meta["val_mae"]]}
+    return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes)
 
 
 # ---------------------------------------------------------------------- pipeline
@@ -396,7 +435,11 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     for name in cfg.methods:
         inputs = [zoo_st, target_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
-        result = method_stage(run, cfg, name, inputs, cities, context(name), log)
+        method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
+        if cfg.blend.active and result.params is not None:
+            alone = masked_metrics(result.pred, truth, mask).mae_avg
+            result = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
+            result.notes["mae_without_blend"] = round(float(alone), 5)
         if result.pred.shape != truth.shape:
             raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "
                                f"expected {truth.shape} (nodes, test windows, horizon)")

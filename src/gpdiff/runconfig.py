@@ -12,6 +12,7 @@
       generate:  GenerateConfig    sampler, num_inference_steps, guidance_scale
       finetune:  FinetuneConfig    the fine-tuning budget every method gets
       methods:   {name: settings}  the methods to run, in order, each with its own settings
+      blend:     BlendConfig       naive forecasts every learned method is blended with (weights fitted on validation)
 
 YAML files are nested the same way and only override defaults; ``--set dotted.path=value`` overrides
 one field. A key from before the tree (``history``, ``steps``, ``zoo.k`` ...) fails with one line
@@ -27,6 +28,7 @@ from typing import Any
 
 from gpdiff.adapt import FinetuneConfig
 from gpdiff.anchor import AnchorConfig
+from gpdiff.blend import BlendConfig
 from gpdiff.config import from_mapping, merge, parse_assignment, set_path, to_mapping
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.train import DiffusionConfig
@@ -112,6 +114,7 @@ class RunConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {m: {} for m in DEFAULT_METHODS})
+    blend: BlendConfig = field(default_factory=BlendConfig)
     seed: int = 0
     device: str = "auto"
     out: str = "runs/default"

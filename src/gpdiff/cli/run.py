@@ -16,7 +16,7 @@ from gpdiff.models import MODELS
 RUN_FLAGS = {"target": "target", "sources": "sources", "data_dir": "data_dir", "target_days": "target_days",
              "model": "zoo.model", "preset": "zoo.preset", "condition": "diffusion.denoiser.condition",
              "sampler": "generate.sampler", "num_inference_steps": "generate.num_inference_steps",
-             "seed": "seed", "device": "device", "out": "out"}
+             "blend": "blend.naive", "seed": "seed", "device": "device", "out": "out"}
 
 
 def _names(registry: dict[str, Any]) -> str:
@@ -41,6 +41,9 @@ def _names(registry: dict[str, Any]) -> str:
 @click.option("--sampler", help=f"Sampler (generate.sampler): {_names(SAMPLERS)}.")
 @click.option("--num-inference-steps", type=int, help="Sampling steps (generate.num_inference_steps). Default: 20.")
 @click.option("--methods", help=f"Comma-separated methods to run, in order. Default: all ({_names(METHODS)}).")
+@click.option("--blend", help="Comma-separated naive forecasts blended with every learned method, weights fitted on "
+                              "the target's validation day (blend.naive), e.g. weekly_naive,seasonal_naive; none: "
+                              "no blend.")
 @click.option("--seed", type=int, help="Seed for everything. Default: 0.")
 @click.option("--device", help="auto (default), cpu or cuda.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),

@@ -1,0 +1,108 @@
+"""Seasonal blend: a learned method's forecast combined with naive forecasts, with weights fitted on
+the target's validation windows.
+
+For every horizon step ``h`` the blended forecast is
+
+    (1 - sum_k w[h, k]) * model[..., h] + sum_k w[h, k] * naive_k[..., h]
+
+with non-negative weights summing to at most 1, taken from a simplex grid of spacing ``step`` and
+chosen by the pooled MAE (original scale, masked) of the method's *validation* forecasts, the slice
+early stopping already uses; nothing reads the test period. All-zero weights are the method alone,
+so on the validation windows a blend is never worse than its method. The naive forecasts are those
+of :mod:`gpdiff.naive` (the value one day / one week earlier, the few-shot days' profile), which
+validation and test windows may look back for as ``seasonal_naive`` and ``weekly_naive`` do.
+
+Why: with three few-shot days a model cannot learn the weekly rhythm of a city (a training window
+would need a week of lookback), while the value one week earlier carries it; a few-day model and
+the seasonal values make different errors, and a convex combination fitted out of sample beats both
+(forecast combination: Bates & Granger, "The combination of forecasts", 1969; the fitted weights
+are stacking on a hold-out slice, Wolpert 1992).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpdiff.data.windows import CityData
+from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
+
+# name -> naive forecast ``(data, origins) -> [N, B, H]``; the names are the comparison methods'
+NAIVE = {"seasonal_naive": seasonal_naive, "weekly_naive": weekly_naive, "historical_average": historical_average}
+
+
+@dataclass
+class BlendConfig:
+    """Which naive forecasts every learned method is blended with (``[]``: no blend), and the grid."""
+
+    naive: list[str] = field(default_factory=list)  # e.g. [weekly_naive, seasonal_naive]
+    step: float = 0.05  # spacing of the weight grid (1 / step must be a whole number)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.naive, str):  # "weekly_naive,seasonal_naive" from a flag; "none": no blend
+            self.naive = [n.strip() for n in self.naive.split(",") if n.strip() and n.strip() != "none"]
+        self.naive = list(self.naive or [])
+        for name in self.naive:
+            if name not in NAIVE:
+                raise unknown_name("naive forecast to blend with (blend.naive)", name, NAIVE)
+        if len(set(self.naive)) != len(self.naive):
+            raise GpdiffError(f"blend.naive names a forecast twice: {self.naive}.")
+        if not 0 < self.step <= 1 or abs(1 / self.step - round(1 / self.step)) > 1e-6:
+            raise GpdiffError(f"blend.step must divide 1 into whole parts (0.05, 0.1, 0.25, ...), got {self.step}.")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.naive)
+
+
+def simplex_grid(k: int, step: float) -> np.ndarray:
+    """Every weight vector ``[C, k]`` with entries on multiples of ``step`` and sum at most 1
+    (the all-zero vector first)."""
+    n = int(round(1 / step))
+    grid = [c for c in itertools.product(range(n + 1), repeat=k) if sum(c) <= n]
+    return np.asarray(grid, dtype=np.float64) / n
+
+
+def naive_forecasts(data: CityData, origins: np.ndarray, names: list[str]) -> np.ndarray:
+    """The named naive forecasts stacked, ``[K, N, B, H]`` (original scale)."""
+    return np.stack([NAIVE[n](data, origins) for n in names]).astype(np.float64)
+
+
+def fit_weights(pred: np.ndarray, naive: np.ndarray, truth: np.ndarray, mask: np.ndarray, step: float,
+                chunk: int = 64) -> np.ndarray:
+    """Blend weights ``[H, K]`` minimising the pooled masked MAE of each horizon step.
+
+    ``pred [N, B, H]`` the method's forecasts, ``naive [K, N, B, H]``, ``truth`` and ``mask [N, B, H]``
+    (validation windows, original scale). A step with no observed value keeps weight zero; ties go
+    to the earlier grid point, so to the method alone when nothing helps. Raises
+    :class:`GpdiffError` on mismatched shapes."""
+    if naive.shape[1:] != pred.shape or truth.shape != pred.shape or mask.shape != pred.shape:
+        raise GpdiffError(f"blend: forecasts {pred.shape}, naive {naive.shape[1:]}, truth {truth.shape} and mask "
+                          f"{mask.shape} must have the same [nodes, windows, horizon] shape.")
+    grid = simplex_grid(naive.shape[0], step)  # [C, K]
+    weights = np.zeros((pred.shape[-1], naive.shape[0]))
+    for h in range(pred.shape[-1]):
+        m = mask[..., h].astype(bool) & np.isfinite(truth[..., h])
+        if not m.any():
+            continue
+        p = pred[..., h][m].astype(np.float64)  # [M]
+        gap = naive[..., h][:, m] - p  # [K, M]
+        err = p - truth[..., h][m]
+        losses = np.concatenate([np.abs(err + grid[i:i + chunk] @ gap).sum(1) for i in range(0, len(grid), chunk)])
+        weights[h] = grid[int(np.argmin(losses))]
+    return weights
+
+
+def apply_weights(pred: np.ndarray, naive: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The blended forecasts ``[N, B, H]`` (float32) of ``pred [N, B, H]`` and ``naive [K, N, B, H]``
+    with ``weights [H, K]``."""
+    pred = pred.astype(np.float64)
+    return (pred + np.einsum("hk,knbh->nbh", weights, naive - pred[None])).astype(np.float32)
+
+
+def describe(names: list[str], weights: np.ndarray) -> str:
+    """One line: each naive forecast's weight per horizon step."""
+    return "; ".join(f"{n} {'/'.join(f'{w:.2f}' for w in weights[:, k])}" for k, n in enumerate(names))
