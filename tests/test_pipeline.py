@@ -171,6 +171,7 @@ def test_blend_adds_one_stage_per_learned_method_and_reuses_the_methods(first_ru
             assert after.loc[(m, "avg")] == pytest.approx(before.loc[(m, "avg")], rel=1e-6)
     report = (out / "report.md").read_text()
     assert "`gpd`:" in report and "blend" in report and "mae_without_blend" in report
+    assert f"| gpd | {before.loc[('gpd', 'avg')]:.4g} | {after.loc[('gpd', 'avg')]:.4g} |" in report
 
 
 def test_changing_the_code_recomputes_every_stage(first_run, tmp_path, monkeypatch):

@@ -311,8 +311,16 @@ def write_run_report(rec: RunRecord) -> Path:
         "", "## Test results (original scale; best in bold)", "", md_table, "",
         "MAPE skips zero targets. Every method sees the same windows, scaler and metrics; methods that fine-tune "
         "share one budget and stop early on the validation slice only.", "",
-        "## Plots", "",
     ]
+    blended = {m: o.result.notes["mae_without_blend"] for m, o in rec.outcomes.items()
+               if "mae_without_blend" in o.result.notes}
+    if blended:
+        lines += [f"Every method with parameters is blended with {', '.join(f'`{n}`' for n in cfg.blend.naive)} "
+                  "(`blend.naive`): per horizon step, the convex weights with the lowest MAE on the validation "
+                  "slice (weights in the notes). The same methods alone, average-horizon test MAE:", "",
+                  "| method | MAE alone | MAE blended |", "|---|---|---|"]
+        lines += [f"| {m} | {alone:.4g} | {avg[m]:.4g} |" for m, alone in blended.items()] + [""]
+    lines += ["## Plots", ""]
     for name, path in plots.items():
         lines += [f"### {name.replace('_', ' ')}", "", f"![{name}]({Path(path).name})", ""]
     notes = {m: o.result.notes for m, o in rec.outcomes.items() if o.result.notes}
@@ -321,7 +329,8 @@ def write_run_report(rec: RunRecord) -> Path:
         lines += [f"- `{m}`: {n}" for m, n in notes.items()] + [""]
     lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
               "- `node_mae.csv`: every target node's test MAE per method (the unit of paired tests)",
-              "- `anchor/`, `zoo/`, `prompts/`, `target_prompts/`, `diffusion/`, `generate/`, `methods/<name>/`: "
+              "- `anchor/`, `zoo/`, `prompts/`, `target_prompts/`, `diffusion/`, `generate/`, `methods/<name>/`, "
+              "`blend/<name>/` (with `blend.naive`): "
               "stage outputs, each with `stage.yaml` (key, config, inputs, code fingerprint, seed, versions, "
               "wall time)", ""]
     return atomic_write_text(root / "report.md", "\n".join(lines))
