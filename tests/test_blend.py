@@ -59,7 +59,7 @@ def test_fit_and_config_errors_name_the_problem():
         BlendConfig(naive=["weekly_naive", "weekly_naive"])
     with pytest.raises(GpdiffError, match="whole parts"):
         BlendConfig(naive=["weekly_naive"], step=0.3)
-    assert not BlendConfig().active and not BlendConfig(naive="none").active
+    assert BlendConfig().naive == ["weekly_naive", "seasonal_naive"] and not BlendConfig(naive="none").active
     assert BlendConfig(naive="weekly_naive, seasonal_naive").naive == ["weekly_naive", "seasonal_naive"]
 
 

@@ -30,6 +30,7 @@ TINY = dict(
     diffusion={"iters": 30, "batch_size": 16, "warmup": 5, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
     generate={"num_inference_steps": 5},
     finetune={"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8},
+    blend={"naive": []},  # each method alone; test_blend_... turns the default blend on
     methods={**{m: {} for m in METHODS}, "knn_residual": {"ks": [1, 2], "shrinkages": [0.0, 0.5]},
              "reptile": {"meta_steps": 2, "inner_steps": 2}},
 )
@@ -150,13 +151,15 @@ def test_a_config_change_recomputes_its_stage_and_those_below_only(first_run, tm
 
 
 def test_blend_adds_one_stage_per_learned_method_and_reuses_the_methods(first_run, tmp_path):
-    """``blend.naive`` blends every method with parameters, fitted on validation only: the method
-    stages are reused, the naive methods untouched, and the validation MAE never gets worse."""
+    """The default blend (``blend.naive``: weekly and seasonal naive) blends every method with
+    parameters, fitted on validation only: the method stages are reused, the naive methods
+    untouched, and the validation MAE never gets worse."""
     cfg, res = first_run
     out = tmp_path / "blended"
     shutil.copytree(res.out, out)
-    cfg2 = RunConfig.from_yaml(None, {**cfg.to_dict(), "out": str(out)},
-                               ["blend.naive=[seasonal_naive, historical_average]", "blend.step=0.1"])
+    settings = {k: v for k, v in cfg.to_dict().items() if k != "blend"}
+    cfg2 = RunConfig.from_yaml(None, {**settings, "out": str(out)})
+    assert cfg2.blend.naive == ["weekly_naive", "seasonal_naive"] and cfg2.blend.step == 0.05
     again = run_pipeline(cfg2, progress=False, log=lambda m: None)
     learned = [m for m in METHODS if m not in ("seasonal_naive", "historical_average")]
     assert again.computed == [f"blend/{m}" for m in learned] and again.reused == ALL_STAGES
@@ -347,6 +350,8 @@ def test_config_tree_round_trips_and_takes_dotted_overrides(tmp_path):
 def test_cli_set_and_methods_flags(tmp_path):
     r = CliRunner().invoke(main, ["run", "--set", "window.histroy=3", "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "window.histroy" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["run", "--blend", "weekly_naive,monthly_naive", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "monthly_naive" in r.output and "weekly_naive" in r.output
 
 
 def test_default_sources_are_the_city_entries_of_the_data_dir(tmp_path):

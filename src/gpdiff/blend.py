@@ -36,9 +36,12 @@ NAIVE = {"seasonal_naive": seasonal_naive, "weekly_naive": weekly_naive, "histor
 
 @dataclass
 class BlendConfig:
-    """Which naive forecasts every learned method is blended with (``[]``: no blend), and the grid."""
+    """Which naive forecasts every learned method is blended with (``[]``: no blend), and the grid.
 
-    naive: list[str] = field(default_factory=list)  # e.g. [weekly_naive, seasonal_naive]
+    The default, the values one week and one day earlier, won on every target of the ``loco``
+    scoreboard (``gpdiff bench loco_blend``, BENCHMARKS.md)."""
+
+    naive: list[str] = field(default_factory=lambda: ["weekly_naive", "seasonal_naive"])
     step: float = 0.05  # spacing of the weight grid (1 / step must be a whole number)
 
     def __post_init__(self) -> None:
