@@ -9,7 +9,7 @@ denoiser, and the ``gpd`` / ``knn_residual`` / ``transfer`` outputs) and, for ev
 - ``knn_residual`` and ``transfer``: every member starts from the method's one initialisation and
   differs only in the fine-tuning seed (its windows).
 
-Member i fine-tunes with seed ``10 + i`` for every method. Prints each method's single-run MAE (from
+Member i fine-tunes with seed ``--finetune-seed + i`` (default 10) for every method. Prints each method's single-run MAE (from
 the bench) and the ensemble's, and a paired Wilcoxon test over the target's nodes of the ``gpd``
 ensemble against the other two ensembles::
 
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--bench", required=True, help="a finished gpdiff bench output folder")
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--targets", required=True, help="comma-separated experiment labels (seed 0 runs)")
+    ap.add_argument("--finetune-seed", type=int, default=10, help="member i fine-tunes with this seed + i")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -69,11 +70,13 @@ def main() -> None:
             preds = []
             for i, init in enumerate(inits):
                 with tempfile.TemporaryDirectory() as tmp:
-                    params = finetune(model, init, data, cfg.finetune, Path(tmp), seed=10 + i, progress=False)
+                    params = finetune(model, init, data, cfg.finetune, Path(tmp), seed=args.finetune_seed + i,
+                                      progress=False)
                 preds.append(forecast(model, params, data))
             pred = np.mean(preds, 0)
             nodes[method] = node_mae(pred, truth, mask)
-            print(f"{target} {method}: single {single:.4g}, ensemble of {args.members} "
+            members = ", ".join(f"{masked_metrics(p, truth, mask).mae_avg:.4g}" for p in preds)
+            print(f"{target} {method}: single {single:.4g}, members {members}, ensemble of {args.members} "
                   f"{masked_metrics(pred, truth, mask).mae_avg:.4g}", flush=True)
         for other in METHODS[1:]:
             ok = np.isfinite(nodes["gpd"]) & np.isfinite(nodes[other])
