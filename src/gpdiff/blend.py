@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gpdiff.config import name_list
 from gpdiff.data.windows import CityData
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
@@ -45,9 +46,8 @@ class BlendConfig:
     step: float = 0.05  # spacing of the weight grid (1 / step must be a whole number)
 
     def __post_init__(self) -> None:
-        if isinstance(self.naive, str):  # "weekly_naive,seasonal_naive" from a flag; "none": no blend
-            self.naive = [n.strip() for n in self.naive.split(",") if n.strip() and n.strip() != "none"]
-        self.naive = list(self.naive or [])
+        flag = isinstance(self.naive, str)  # "weekly_naive,seasonal_naive" from a flag; "none": no blend
+        self.naive = [n for n in name_list(self.naive) if not (flag and n == "none")]
         for name in self.naive:
             if name not in NAIVE:
                 raise unknown_name("naive forecast to blend with (blend.naive)", name, NAIVE)

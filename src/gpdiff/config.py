@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import yaml
@@ -116,6 +116,15 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
     for k, v in override.items():
         out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
     return out
+
+
+def name_list(value: str | Sequence[str] | None) -> list[str]:
+    """A list of names given as a list, a comma-separated string (a CLI flag) or ``None`` (none)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [s.strip() for s in value.split(",") if s.strip()]
+    return [str(s) for s in value]
 
 
 def parse_assignment(text: str) -> tuple[list[str], Any]:

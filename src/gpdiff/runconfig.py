@@ -29,7 +29,7 @@ from typing import Any
 from gpdiff.adapt import FinetuneConfig
 from gpdiff.anchor import AnchorConfig
 from gpdiff.blend import BlendConfig
-from gpdiff.config import from_mapping, merge, parse_assignment, set_path, to_mapping
+from gpdiff.config import from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.train import DiffusionConfig
 from gpdiff.errors import GpdiffError, unknown_name
@@ -122,7 +122,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         from gpdiff.methods import get_method
 
-        self.sources = _names(self.sources)
+        self.sources = name_list(self.sources)
         self.methods = method_settings(self.methods)
         for name in self.methods:
             get_method(name)  # unknown names fail here, before any work
@@ -159,14 +159,6 @@ class RunConfig:
         return to_mapping(self)
 
 
-def _names(value: str | Sequence[str] | None) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [s.strip() for s in value.split(",") if s.strip()]
-    return [str(s) for s in value]
-
-
 def method_settings(value: Any) -> dict[str, dict[str, Any]]:
     """``methods`` as an ordered ``{name: settings}``: a mapping (``None`` settings = defaults), a list
     of names, or a comma-separated string."""
@@ -177,4 +169,4 @@ def method_settings(value: Any) -> dict[str, dict[str, Any]]:
                 raise GpdiffError(f"methods.{name} must be a mapping of that method's settings, got {settings!r}.")
             out[str(name)] = dict(settings or {})
         return out
-    return {name: {} for name in _names(value)}
+    return {name: {} for name in name_list(value)}
