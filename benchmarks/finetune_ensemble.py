@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import wilcoxon
 
 from gpdiff import pipeline
 from gpdiff.adapt import finetune, forecast
@@ -35,6 +34,7 @@ from gpdiff.io import load_tensors, read_yaml
 from gpdiff.metrics import masked_metrics, node_mae
 from gpdiff.prompts import PromptSet
 from gpdiff.runconfig import RunConfig
+from gpdiff.scoreboard import paired_test
 
 METHODS = ("gpd", "knn_residual", "transfer")
 
@@ -79,10 +79,9 @@ def main() -> None:
             print(f"{target} {method}: single {single:.4g}, members {members}, ensemble of {args.members} "
                   f"{masked_metrics(pred, truth, mask).mae_avg:.4g}", flush=True)
         for other in METHODS[1:]:
-            ok = np.isfinite(nodes["gpd"]) & np.isfinite(nodes[other])
-            diff = nodes["gpd"][ok] - nodes[other][ok]
-            print(f"{target} gpd vs {other} ensembles: gpd lower on {int((diff < 0).sum())} of {int(ok.sum())} nodes, "
-                  f"median difference {np.median(diff):.4g}, Wilcoxon p {wilcoxon(diff).pvalue:.3g}", flush=True)
+            t = paired_test(nodes["gpd"], nodes[other], "gpd", other)
+            print(f"{target} gpd vs {other} ensembles: gpd lower on {t.lower} of {t.n} nodes, "
+                  f"median difference {t.median_diff:.4g}, Wilcoxon p {t.pvalue:.3g}", flush=True)
 
 
 if __name__ == "__main__":

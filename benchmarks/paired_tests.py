@@ -2,8 +2,8 @@
 
 Reads ``DIR/node_mae.csv`` (one row per experiment, seed, method and node), averages each node's
 test MAE over the seeds, and prints for every experiment and every other method how many nodes the
-method has lower and the Wilcoxon signed-rank p-value of the differences (the scoreboard's test,
-against every method instead of only the best baseline)::
+method has lower and the Wilcoxon signed-rank p-value (:func:`gpdiff.scoreboard.paired_test`, the scoreboard's
+test, against every method instead of only the best baseline)::
 
     python benchmarks/paired_tests.py runs/bench/loco_blend gpd \\
         seasonal_naive,weekly_naive,historical_average,transfer,retrieval,knn_residual
@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-from scipy.stats import wilcoxon
+
+from gpdiff.scoreboard import paired_test
 
 
 def main() -> None:
@@ -28,10 +29,8 @@ def main() -> None:
     for experiment, table in nodes.groupby(level=0, sort=False):
         cells = []
         for other in args.others.split(","):
-            ok = table[args.method].notna() & table[other].notna()
-            diff = (table[args.method] - table[other])[ok]
-            p = wilcoxon(diff).pvalue if (diff != 0).any() else 1.0
-            cells.append(f"vs {other}: {int((diff < 0).sum())}/{int(ok.sum())} lower, p {p:.2g}")
+            t = paired_test(table[args.method].to_numpy(), table[other].to_numpy(), args.method, other)
+            cells.append(f"vs {other}: {t.lower}/{t.n} lower, p {t.pvalue:.2g}")
         print(f"{experiment}: " + " | ".join(cells))
 
 
