@@ -16,6 +16,13 @@ ones (one sample, and the mean of ``--samples`` samples), the anchor alone (anch
 nodes; k and the shrinkage selected on the training nodes only, as the method does), the nearest
 training node in prompt space (retrieval), the mean of the training nodes' parameters, and the random
 initialisation.
+
+``--on-knn`` (anchored zoos) makes the denoiser generate a node's difference from its
+``knn_residual`` initialisation instead of from the anchor: each training node's target is its
+parameters minus the initialisation built from its k nearest *other* training nodes (leave one out),
+and a held-out node's parameters are its own initialisation plus the generated difference. A
+denoiser that learns nothing then gives the ``knn_residual`` row; the question is whether the prompts
+carry anything beyond it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -77,6 +85,8 @@ def main() -> None:
     ap.add_argument("--guidance-scale", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--on-knn", action="store_true",
+                    help="generate the difference from the knn_residual initialisation (leave one out), not the anchor")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.threads:
@@ -93,18 +103,6 @@ def main() -> None:
     print(f"zoo {zoo.model}/{zoo.model_config.get('preset')}: {len(zoo)} nodes of {zoo.city_names()}, "
           f"{zoo.params.shape[1]} parameters; training on {len(train)}, holding out {len(test)}")
     cities = {name: load_city(name) for name in zoo.city_names()}
-    functional = (FunctionalLoss.for_zoo(zoo.subset(train), list(cities.values()), cfg.functional_windows,
-                                         resolve_device("auto")) if cfg.functional_weight > 0 else None)
-    t0 = time.time()
-    dmodel = pretrain(zoo.subset(train), prompts, cfg, args.out, progress=True, seed=args.seed, functional=functional)
-    t1 = time.time()
-    held = prompts.select([zoo.keys()[i] for i in test.tolist()])
-    steps = (args.num_inference_steps or DEFAULT_FEW_STEPS) if args.sampler != "ddpm" else None
-    samples = [generate(dmodel, held, args.sampler, steps, args.guidance_scale, args.seed + i).params
-               for i in range(max(1, args.samples))]
-    gen = samples[0]
-    t2 = time.time()
-
     model = model_from_dict(zoo.model, zoo.model_config)
     zc = zoo.config
     datas = {}
@@ -112,15 +110,37 @@ def main() -> None:
         split = source_split(city.n_steps, zc.get("train", 0.7), zc.get("val", 0.1), zc.get("test", 0.2))
         datas[city_name] = CityData(city, split, history=model.config.history, horizon=model.config.horizon,
                                     n_neighbors=model.config.ego_size - 1, context=model.config.context)
+    held = prompts.select([zoo.keys()[i] for i in test.tolist()])
+    train_zoo, train_prompts = zoo.subset(train), prompts.select([zoo.keys()[i] for i in train.tolist()])
+    k, shrink, _ = select(model, train_zoo, train_prompts, list(datas.values()), seed=args.seed)
+    knn = initial(train_zoo, train_prompts, held, k, shrink)
+    denoiser_zoo = train_zoo
+    if args.on_knn:
+        if zoo.anchor is None or zoo.n_members > 1:
+            ap.error("--on-knn needs an anchored zoo (zoo.init: anchor) with one member per node")
+        order = nearest_sources(train_prompts, train_prompts, k=k + 1).reshape(len(train), -1)
+        others = torch.stack([row[row != i][:k] for i, row in enumerate(order)])  # leave the node itself out
+        loo = zoo.anchor + shrink * (train_zoo.params[others] - zoo.anchor).mean(1)
+        denoiser_zoo = replace(train_zoo, params=train_zoo.params - loo + zoo.anchor, metrics={})
+    functional = (FunctionalLoss.for_zoo(denoiser_zoo, list(cities.values()), cfg.functional_windows,
+                                         resolve_device("auto")) if cfg.functional_weight > 0 else None)
+    t0 = time.time()
+    dmodel = pretrain(denoiser_zoo, prompts, cfg, args.out, progress=True, seed=args.seed, functional=functional)
+    t1 = time.time()
+    steps = (args.num_inference_steps or DEFAULT_FEW_STEPS) if args.sampler != "ddpm" else None
+    samples = [generate(dmodel, held, args.sampler, steps, args.guidance_scale, args.seed + i).params
+               for i in range(max(1, args.samples))]
+    if args.on_knn:
+        samples = [knn + (x - zoo.anchor) for x in samples]
+    gen = samples[0]
+    t2 = time.time()
+
     true = zoo.params[test]
     mean = zoo.params[train].mean(0, keepdim=True).expand_as(true)
     init_kind = zc.get("init", "shared_random" if zc.get("shared_init", True) else "independent")
     init = flatten(model.init(len(test), seed=zc.get("seed", 0), shared=init_kind != "independent"), model.spec())
     # retrieval: the training node with the nearest prompt, exactly as the `gpdiff run` baseline picks it
-    train_zoo, train_prompts = zoo.subset(train), prompts.select([zoo.keys()[i] for i in train.tolist()])
     retrieval = zoo.params[train][nearest_sources(train_prompts, held)]
-    k, shrink, _ = select(model, train_zoo, train_prompts, list(datas.values()), seed=args.seed)
-    knn = initial(train_zoo, train_prompts, held, k, shrink)
     methods = {"zoo (trained)": true, "generated": gen, f"generated (mean of {len(samples)})":
                torch.stack(samples).mean(0)}
     if zoo.anchor is not None:
