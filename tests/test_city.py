@@ -57,5 +57,5 @@ def test_unknown_city_suggests_close_names():
 def test_garbage_file_is_a_clear_error(tmp_path):
     p = tmp_path / "bad.city"
     p.write_bytes(b"not a city")
-    with pytest.raises(GpdiffError, match="not a gpdiff city file"):
+    with pytest.raises(GpdiffError, match=r"bad\.city is not a gpdiff city file \(or a damaged one\); delete it"):
         City.load(p)

@@ -244,3 +244,23 @@ def test_unobserved_test_period_is_caught_before_training(tmp_path: Path) -> Non
     with pytest.raises(GpdiffError, match=r"tgt: the test period \(steps 384-480.*has no observed values at all"):
         load_cities(cfg)
     assert not (tmp_path / "run").exists()
+
+
+# 10 ---------------------------------------------------------------- a city without a graph
+def test_a_city_without_a_graph_loads_and_only_graph_models_refuse_it(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=20 * 24, freq="h")
+    vals = 10 + np.sin(np.arange(times.size) / 24 * 2 * np.pi)[:, None] * np.array([1.0, 2.0, 3.0])
+    for name in ("tgt", "src"):
+        _folder(tmp_path / "cities" / name, [f"{t:%Y-%m-%d %H:%M}" for t in times], vals)
+    (tmp_path / "cities" / "tgt" / "edges.csv").unlink()  # series.csv alone
+    city = load_city_folder(tmp_path / "cities" / "tgt")
+    assert city.n_edges == 0 and "graph: none" in city.source
+    r = _run("data", "show", str(tmp_path / "cities" / "tgt"), "--plot", str(tmp_path / "p.png"))
+    assert r.exit_code == 0, r.output
+    cfg = RunConfig(target="tgt", sources=["src"], data_dir=str(tmp_path / "cities"), out=str(tmp_path / "run"))
+    assert load_cities(cfg).target.n_edges == 0  # STID, the default base model, needs no graph
+    cfg = RunConfig.from_dict({**cfg.to_dict(), "zoo": {"model": "stgcn"}})
+    with pytest.raises(GpdiffError, match=r"city 'tgt' has no graph edges but base model 'stgcn' needs a graph; "
+                                          r"add an adjacency .* use a model that works without one: stid \(--model\)"):
+        load_cities(cfg)
+    assert not (tmp_path / "run").exists()

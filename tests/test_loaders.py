@@ -399,8 +399,7 @@ def test_city_folder_gaps_and_time_errors(tmp_path: Path) -> None:
 def test_city_folder_bad_inputs(tmp_path: Path) -> None:
     d = tmp_path / "bad"
     _city_folder(d)
-    with pytest.raises(GpdiffError, match=r"has no graph: add adjacency\.csv .*edges\.csv .*nodes\.csv"):
-        load_city_folder(d)
+    assert load_city_folder(d).n_edges == 0  # no graph file: a city without edges (graph models refuse it)
     (d / "adjacency.csv").write_text("0,1,0\n1,0,1\n0,1,0\n")
     with pytest.raises(GpdiffError, match=r"adjacency\.csv: adjacency is 3x3 but series\.csv has 4 nodes"):
         load_city_folder(d)

@@ -354,6 +354,25 @@ def test_cli_set_and_methods_flags(tmp_path):
     assert r.exit_code == 2 and "monthly_naive" in r.output and "weekly_naive" in r.output
 
 
+def test_runs_in_two_folders_share_stages_through_cache(tmp_path):
+    """`gpdiff run --cache DIR`: a second run directory with one setting changed reuses every stage above it."""
+    from gpdiff.io import write_yaml
+
+    data = _cities(tmp_path / "data")
+    config = write_yaml(tmp_path / "tiny.yaml", {**TINY, "target": "alpha", "data_dir": str(data),
+                                                  "methods": {"seasonal_naive": {}, "transfer": {}}})
+    args = ["run", "--config", str(config), "--cache", str(tmp_path / "cache"), "--quiet"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "b"), "--blend", "weekly_naive,seasonal_naive"])
+    assert r.exit_code == 0, r.output
+    assert "[anchor] reusing" in r.output and "stages reused" in r.output
+    stages = read_yaml(tmp_path / "b" / "stages.yaml")
+    assert Path(stages["anchor"]) == Path(read_yaml(tmp_path / "a" / "stages.yaml")["anchor"])
+    assert str(tmp_path / "cache") in stages["blend/transfer"]
+    assert "in the shared stage cache" in (tmp_path / "b" / "report.md").read_text()
+
+
 def test_default_sources_are_the_city_entries_of_the_data_dir(tmp_path):
     from gpdiff.pipeline import default_sources
 

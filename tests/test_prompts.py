@@ -20,6 +20,7 @@ from gpdiff.prompts import (
     PromptEncoders,
     PromptSet,
     make_encoder,
+    prompt_file,
     source_segment,
     target_segment,
 )
@@ -119,6 +120,25 @@ def test_save_load_round_trip_is_exact(tmp_path, cities, encoders, stats_encoder
     save_tensors(tmp_path / "other.safetensors", {"x": torch.zeros(2)}, {"format": "gpdiff.params"})
     with pytest.raises(GpdiffError, match="not a gpdiff prompt file"):
         PromptSet.load(tmp_path / "other.safetensors")
+
+
+def test_a_folder_is_read_by_its_one_prompt_file(tmp_path, cities, encoders):
+    """`gpdiff prompts fit` writes prompts.safetensors, a run's stages prompts_source/_target.safetensors:
+    a folder with one of them reads as that file, a folder with none or two says so."""
+    p = encoders.encode_many(cities, [source_segment(c) for c in cities])
+    for folder, name in (("fit", "prompts.safetensors"), ("stage", "prompts_source.safetensors")):
+        (tmp_path / folder).mkdir()
+        p.save(tmp_path / folder / name)
+        assert prompt_file(tmp_path / folder) == tmp_path / folder / name
+        assert torch.equal(PromptSet.load(tmp_path / folder).temporal, p.temporal)
+    p.save(tmp_path / "fit" / "prompts_target.safetensors")  # prompts.safetensors still wins
+    assert prompt_file(tmp_path / "fit") == tmp_path / "fit" / "prompts.safetensors"
+    p.save(tmp_path / "stage" / "prompts_target.safetensors")
+    with pytest.raises(GpdiffError, match="2 prompt files .prompts_source.safetensors, prompts_target"):
+        PromptSet.load(tmp_path / "stage")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GpdiffError, match="holds no prompt file; pass the folder written by `gpdiff prompts fit`"):
+        PromptSet.load(tmp_path / "empty")
 
 
 def test_fit_is_deterministic(cities, encoders):
@@ -222,7 +242,7 @@ def test_node_with_too_few_observations_gets_the_mean_prompt(which, request):
     t = ps.temporal.numpy()
     assert np.isfinite(t).all()
     np.testing.assert_allclose(t[2], t[[0, 1, 3]].mean(axis=0), rtol=1e-5, atol=1e-6)
-    assert any("1 node(s) have fewer than" in n and "n2" in n for n in ps.meta["notes"])
+    assert any("1 node(s) have less than one" in n and "(node ids: n2)" in n for n in ps.meta["notes"])
     mask[seg.start :, :] = False
     with pytest.raises(GpdiffError, match="no node has"):
         encoders.encode(_with(city, mask=mask), seg)

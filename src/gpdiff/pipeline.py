@@ -53,6 +53,7 @@ from gpdiff.prompts import PromptSet
 from gpdiff.report import Outcome, RunRecord, write_run_report
 from gpdiff.runconfig import RunConfig
 from gpdiff.stages import Run, Stage
+from gpdiff.zoo import require_graph
 
 Log = Callable[[str], Any]
 
@@ -145,6 +146,8 @@ def load_cities(cfg: RunConfig) -> Cities:
                           f"methods only ({', '.join(ZERO_SHOT)}) does not need such a window.") from None
     for segment in ("val", "test"):
         require_windows(target, getattr(split, segment), segment, w.history, w.horizon, w.context)
+    for city in [target, *sources]:
+        require_graph(city, cfg.zoo.model)
     for city in sources:
         s = source_split(city.n_steps, cfg.zoo.train, cfg.zoo.val, cfg.zoo.test, name=city.name)
         for segment in ("train", "val"):

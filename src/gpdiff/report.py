@@ -307,7 +307,9 @@ def write_run_report(rec: RunRecord) -> Path:
         f"conditioning `{cfg.diffusion.denoiser.condition}`; sampler "
         f"`{g.sampler}` ({g.num_inference_steps} steps); seed {cfg.seed}",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-        f"- wall time: {rec.timings.get('total', 0):.0f} s (stages reused from earlier runs count their original time)",
+        f"- wall time: {rec.timings.get('total', 0):.0f} s for this invocation; the stages' own times add up to "
+        f"{sum(t for k, t in rec.timings.items() if k != 'total'):.0f} s, a reused stage counted at the time it first "
+        "took (`stage_times.png`)",
         "", "## Test results (original scale; best in bold)", "", md_table, "",
         "MAPE skips zero targets. Every method sees the same windows, scaler and metrics; methods that fine-tune "
         "share one budget and stop early on the validation slice only.", "",
@@ -327,10 +329,12 @@ def write_run_report(rec: RunRecord) -> Path:
     if notes or rec.data_notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in rec.data_notes]
         lines += [f"- `{m}`: {n}" for m, n in notes.items()] + [""]
+    where = ("in the shared stage cache (`--cache`; `stages.yaml` lists each stage's folder)"
+             if (root / "stages.yaml").is_file() else "in this folder")
     lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
               "- `node_mae.csv`: every target node's test MAE per method (the unit of paired tests)",
               "- `anchor/`, `zoo/`, `prompts/`, `target_prompts/`, `diffusion/`, `generate/`, `methods/<name>/`, "
-              "`blend/<name>/` (with `blend.naive`): "
+              f"`blend/<name>/` (with `blend.naive`), {where}: "
               "stage outputs, each with `stage.yaml` (key, config, inputs, code fingerprint, seed, versions, "
               "wall time)", ""]
     return atomic_write_text(root / "report.md", "\n".join(lines))

@@ -109,6 +109,17 @@ class ZooConfig(NodeTrainConfig):
         return get_model(self.model, self.model_config(window))
 
 
+def require_graph(city: City, model: str) -> None:
+    """:class:`GpdiffError` when base model ``model`` needs a graph and ``city`` has no edges."""
+    if MODELS[model].needs_graph and city.n_edges == 0:
+        without = sorted(n for n, m in MODELS.items() if not m.needs_graph)
+        raise GpdiffError(
+            f"city {city.name!r} has no graph edges but base model {model!r} needs a graph; "
+            f"add an adjacency (adjacency.csv, edges.csv, or nodes.csv with coordinates for a kNN graph) "
+            f"or use a model that works without one: {', '.join(without)} (--model)."
+        )
+
+
 def prepare_cities(cities: Sequence[City], window: WindowConfig, config: ZooConfig, model: BaseModel,
                    device: torch.device | str = "cpu") -> list[CityData]:
     """One :class:`CityData` per source city, with the checks that give the user a clear error."""
@@ -119,13 +130,7 @@ def prepare_cities(cities: Sequence[City], window: WindowConfig, config: ZooConf
         raise GpdiffError(f"source cities {names} contain duplicates; list every city once.")
     out = []
     for city in cities:
-        if model.needs_graph and city.n_edges == 0:
-            without = sorted(n for n, m in MODELS.items() if not m.needs_graph)
-            raise GpdiffError(
-                f"city {city.name!r} has no graph edges but base model {model.name!r} needs a graph; "
-                f"add an adjacency (e.g. a kNN graph from coordinates) or use a model that works "
-                f"without one: {', '.join(without)}."
-            )
+        require_graph(city, model.name)
         split = source_split(city.n_steps, config.train, config.val, config.test, name=city.name)
         data = CityData(city, split, history=window.history, horizon=window.horizon, n_neighbors=window.n_neighbors,
                         device=device, context=window.context)

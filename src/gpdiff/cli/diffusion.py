@@ -21,11 +21,7 @@ SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
 def _load_prompts(path: str) -> Any:
     from gpdiff.prompts import PromptSet
 
-    p = Path(path)
-    if p.is_dir() and not (p / "prompts.safetensors").is_file():
-        raise GpdiffError(f"{p} holds no prompts.safetensors; pass the folder written by `gpdiff prompts fit` "
-                          "or the prompt file itself.")
-    return PromptSet.load(p)
+    return PromptSet.load(Path(path))
 
 
 @click.command("pretrain")

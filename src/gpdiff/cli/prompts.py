@@ -116,10 +116,10 @@ def encode(encoders: Path, city: str, out_file: Path, target_days: float | None,
               help="Where to write the PCA scatter PNG (default: prompts_pca.png beside the prompts).")
 def show(path: Path, plot_path: Path | None) -> None:
     """Summary of a prompt folder or file, and a 2-D PCA scatter of the prompts coloured by city."""
-    from gpdiff.prompts import PROMPTS_FILE, PromptSet
+    from gpdiff.prompts import PromptSet, prompt_file
 
-    ps = PromptSet.load(path)
-    file = path / PROMPTS_FILE if path.is_dir() else path
+    file = prompt_file(path)
+    ps = PromptSet.load(file)
     m = ps.meta
     click.echo(f"{file}: {len(ps)} nodes, {len(ps.city_names())} city(ies); temporal encoder "
                f"{m.get('temporal_encoder')!r} ({ps.temporal_dim}-d), spatial encoder {m.get('spatial_encoder')!r} "

@@ -48,8 +48,12 @@ def _names(registry: dict[str, Any]) -> str:
 @click.option("--device", help="auto (default), cpu or cuda.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory. Default: runs/default. Rerunning reuses finished stages.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
+              help="Stage cache shared between run directories: runs given the same --cache compute a stage with "
+                   "the same inputs once (as gpdiff bench does). Default: none, every stage lives in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | None, quiet: bool, **flags: Any) -> None:
+def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | None, cache: Path | None, quiet: bool,
+        **flags: Any) -> None:
     """Few-shot transfer to a target city: zoo -> prompts -> diffusion -> generation -> every method -> report.
 
     With no options: leave-one-city-out within the bundled flow cities, target melbourne-ped, 3 days.
@@ -68,8 +72,9 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
         settings = method_settings(base) if base is not None else {}
         overrides["methods"] = {m: settings.get(m, {}) for m in method_settings(methods)}
     cfg = RunConfig.from_yaml(config_path, overrides, assignments)
-    result = run_pipeline(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True))
+    result = run_pipeline(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), cache=cache)
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the run)
         return
     click.echo(f"\nreport: {result.report}\nresults: {result.out / 'results.csv'}  "
-               f"(total {result.timings.get('total', 0):.0f} s)")
+               f"({result.timings.get('total', 0):.0f} s"
+               f"{f'; {len(result.reused)} stages reused' if result.reused else ''})")

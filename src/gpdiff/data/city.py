@@ -262,8 +262,9 @@ class City:
             header = json.loads(data[8 : 8 + header_len])
             meta = json.loads(header["__metadata__"]["gpdiff"])
             tensors = st_load(data)
-        except Exception as exc:  # noqa: BLE001 - any parse failure means "not a city file"
-            raise GpdiffError(f"{origin} is not a gpdiff city file ({exc}); create it with City.save().") from None
+        except Exception:  # noqa: BLE001 - any parse failure means "not a city file"
+            raise GpdiffError(f"{origin} is not a gpdiff city file (or a damaged one); delete it and download or "
+                              "convert it again (`gpdiff data convert`, `City.save`).") from None
         values = tensors["values"].astype(np.float32)
         start = pd.Timestamp(meta["start"])
         if meta.get("timezone"):

@@ -497,7 +497,9 @@ def load_city_folder(folder: PathLike, **options: Any) -> City:
     - graph, one of: ``adjacency.csv`` (N x N weights, optionally with a header row of node ids,
       then reordered to the series columns, and optionally an index column); ``edges.csv``
       (columns ``from,to[,weight]``, weight 1 if absent; made symmetric); or neither, when
-      ``nodes.csv`` has coordinates (a Gaussian-kernel 8-nearest-neighbour graph is built).
+      ``nodes.csv`` has coordinates (a Gaussian-kernel 8-nearest-neighbour graph is built). With
+      none of these the city has no edges, which STID accepts and the graph models refuse
+      (:func:`gpdiff.zoo.require_graph`).
     - ``nodes.csv`` (optional): columns ``id``, ``lat``, ``lon`` (or ``x``, ``y`` in metres), then
       any numeric attribute columns (kept as node attributes). Rows of unknown ids are ignored.
     - ``city.yaml`` (optional) and ``options``: ``name``, ``kind`` (``flow`` default, or ``speed``:
@@ -542,11 +544,10 @@ def load_city_folder(folder: PathLike, **options: Any) -> City:
     elif coords is not None:
         adjacency = gaussian_knn_adjacency(coords, k=8, latlon=coord_kind == "latlon")
         graph_note = "8-NN Gaussian graph from nodes.csv"
-    else:
-        raise GpdiffError(
-            f"{d} has no graph: add adjacency.csv (N x N weights), edges.csv (from,to[,weight]) "
-            "or nodes.csv with lat/lon columns to build one from."
-        )
+    else:  # no graph: a model that needs one refuses the city (gpdiff.zoo.require_graph); STID runs without
+        adjacency = np.zeros((len(ids), len(ids)), dtype=np.float32)
+        graph_note = ("none: no adjacency.csv, edges.csv or nodes.csv with coordinates, so base models that "
+                      "need a graph refuse this city")
     notes = list(table.notes) + ([f"{grid.filled} missing timestamps filled as missing"] if grid.filled else [])
     default_units = "count" if kind == "flow" else "unknown"
     return _make_city(

@@ -76,7 +76,7 @@ def parse_times(index: pd.Index | np.ndarray | list, path: Path, time_format: st
     """
     idx = pd.Index(index)
     if idx.dtype.kind in "iufb":
-        raise GpdiffError(f"{path}: the first column holds numbers ({idx[0]!r}, ...), not timestamps; "
+        raise GpdiffError(f"{path}: the first column holds numbers ({idx[0]}, ...), not timestamps; "
                           "write times like 2012-03-01 00:05.")
     if isinstance(idx, pd.DatetimeIndex):
         return _to_zone(idx, tz, path), ""

@@ -44,6 +44,21 @@ ENCODERS_FORMAT = "gpdiff.prompt_encoders"
 PROMPTS_FILE = "prompts.safetensors"
 
 
+def prompt_file(path: str | os.PathLike[str]) -> Path:
+    """The prompt file ``path`` names: the path itself, or in a folder its ``prompts.safetensors``
+    (``gpdiff prompts fit``) or else its only ``prompts*.safetensors`` (a run's ``prompts/`` and
+    ``target_prompts/`` stages). :class:`GpdiffError` for a folder with none or several."""
+    path = Path(path)
+    if not path.is_dir() or (path / PROMPTS_FILE).is_file():
+        return path / PROMPTS_FILE if path.is_dir() else path
+    found = sorted(path.glob("prompts*.safetensors"))
+    if len(found) != 1:
+        what = "no prompt file" if not found else f"{len(found)} prompt files ({', '.join(f.name for f in found)})"
+        raise GpdiffError(f"{path} holds {what}; pass the folder written by `gpdiff prompts fit`, a run's "
+                          "prompts/ or target_prompts/ folder, or the prompt file itself.")
+    return found[0]
+
+
 def get_encoder_class(kind: str, name: str) -> type[PromptEncoder]:
     """The encoder class registered as ``name`` for ``kind`` (``"temporal"`` or ``"spatial"``)."""
     registry = {"temporal": TEMPORAL_ENCODERS, "spatial": SPATIAL_ENCODERS}.get(kind)
@@ -137,9 +152,8 @@ class PromptSet(NodeRows):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PromptSet:
-        path = Path(path)
-        if path.is_dir():
-            path = path / PROMPTS_FILE
+        """Read a prompt file, or the one in a folder (:func:`prompt_file`)."""
+        path = prompt_file(path)
         tensors, meta = load_tensors(path)
         if meta.get("format") != PROMPTS_FORMAT or not {"spatial", "temporal"} <= set(tensors):
             raise GpdiffError(f"{path} is not a gpdiff prompt file (written by `gpdiff prompts fit`).")

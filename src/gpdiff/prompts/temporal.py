@@ -119,7 +119,7 @@ def sparse_nodes(city: City, window: SeriesWindow, minimum: int, unit: str) -> n
     if bad.size == city.n_nodes:
         seg = window.segment
         raise GpdiffError(
-            f"{city.name}: no node has {minimum} observed value(s) ({unit}) in any {window.length}-step window "
+            f"{city.name}: no node has {unit} of observed data ({minimum} step(s)) in any {window.length}-step window "
             f"of steps [{seg.start}, {seg.stop}) used for the temporal prompts. Use more days "
             "(--days / --target-days) or a period with data."
         )
@@ -140,8 +140,8 @@ def fill_sparse(city: City, rows: np.ndarray, prompts: np.ndarray, minimum: int,
     prompts[rows] = prompts[keep].mean(axis=0)
     ids = ", ".join(city.node_ids[i] for i in rows[:5])
     more = f" and {rows.size - 5} more" if rows.size > 5 else ""
-    return [f"{city.name}: {rows.size} node(s) have fewer than {minimum} observed value(s) ({unit}) in their "
-            f"temporal prompt window and get the mean temporal prompt of the other nodes: {ids}{more}"]
+    return [f"{city.name}: {rows.size} node(s) have less than {unit} of observed data ({minimum} step(s)) in their "
+            f"temporal prompt window and get the mean temporal prompt of the other nodes (node ids: {ids}{more})"]
 
 
 @dataclass
@@ -372,7 +372,7 @@ class MaskedPatchEncoder(PromptEncoder):
                 f"{city.name}: the prompt segment has {win.length} step(s) of {city.interval_minutes} min, "
                 f"shorter than one patch ({cfg.patch_minutes} min); use more days."
             )
-        minimum, unit = self.min_observations(city.interval_minutes), f"one patch = {cfg.patch_minutes} min"
+        minimum, unit = self.min_observations(city.interval_minutes), f"one {cfg.patch_minutes}-minute patch"
         sparse = sparse_nodes(city, win, minimum, unit)
         n = min(n_avail, cfg.max_patches)
         pt = patchify(win.values, win.mask, win.start_minute, city.interval_minutes, cfg.patch_minutes,
