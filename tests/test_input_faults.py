@@ -264,3 +264,57 @@ def test_a_city_without_a_graph_loads_and_only_graph_models_refuse_it(tmp_path: 
                                           r"add an adjacency .* use a model that works without one: stid \(--model\)"):
         load_cities(cfg)
     assert not (tmp_path / "run").exists()
+
+
+# 11 ------------------------------------------------ paths and values found by a bad-input pass
+def _one_line_error(r, *needles: str) -> None:
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_convert_never_overwrites_the_input_or_a_folder_with_files(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=48, freq="h")
+    d = _folder(tmp_path / "raw", [f"{t:%Y-%m-%d %H:%M}" for t in times])
+    before = (d / "series.csv").read_text()
+    _one_line_error(_run("data", "convert", str(d), str(d)), "is the input itself")
+    assert (d / "series.csv").read_text() == before and (d / "edges.csv").is_file()
+    _one_line_error(_run("data", "convert", str(d), str(tmp_path)), "already holds files", "--force")
+    (tmp_path / "afile.txt").write_text("x")
+    _one_line_error(_run("data", "convert", str(d), str(tmp_path / "afile.txt")), "is an existing file")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "channel1.csv").write_text("stale")
+    assert _run("data", "convert", str(d), str(out), "--force").exit_code == 0
+    assert (out / "series.csv").is_file() and not (out / "channel1.csv").exists()
+    r = _run("data", "show", str(d), "--plot", str(tmp_path / "afile.txt" / "p.png"))  # the table, then one line
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.output.strip().splitlines()[-1].startswith("error: cannot use") and "choose another path" in r.output
+
+
+def test_run_settings_are_checked_before_any_stage(tmp_path: Path) -> None:
+    out = str(tmp_path / "run")
+    for args, needles in [
+        (["--data-dir", str(tmp_path / "nowhere")], ["--data-dir", "is not a folder"]),
+        (["--set", "target_days=.nan"], ["target_days must be a number of days > 0, got nan"]),
+        (["--set", "test_fraction=1.5"], ["test_fraction must be between 0 and 1"]),
+        (["--methods", ""], ["no methods to run"]),
+        (["--sources", "nyc-taxi,nyc-taxi"], ["sources list 'nyc-taxi' more than once"]),
+        (["--set", "methods.reptile.meta_stepz=5"], ["methods.reptile.meta_stepz", "known at methods.reptile"]),
+        (["--set", "methods.reptile.meta_steps=-5"], ["methods.reptile.meta_steps must be at least 1, got -5"]),
+        (["--set", "methods.gpd.lr=0.1"], ["method 'gpd' takes no settings"]),
+    ]:
+        _one_line_error(_run("run", "--out", out, *args), *needles)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "cities" / "mine").mkdir(parents=True)
+    _one_line_error(_run("run", "--out", out, "--data-dir", str(tmp_path / "cities"), "--target", "nope"),
+                    "unknown city 'nope': not in --data-dir", "(mine)", "melbourne-ped")
+
+
+def test_config_files_that_are_not_utf8_or_not_yaml_are_named(tmp_path: Path) -> None:
+    (tmp_path / "bytes.yaml").write_bytes(b"\xff\xfeseed: 1\n")
+    _one_line_error(_run("run", "--config", str(tmp_path / "bytes.yaml")), "is not UTF-8 text")
+    (tmp_path / "syntax.yaml").write_text("seed: 1\nzoo: {lr: 0.1\nout: x\n")
+    _one_line_error(_run("run", "--config", str(tmp_path / "syntax.yaml")), "not valid YAML (line 3, column")

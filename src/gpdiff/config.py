@@ -127,6 +127,13 @@ def name_list(value: str | Sequence[str] | None) -> list[str]:
     return [str(s) for s in value]
 
 
+def require_at_least_one(config: Any, names: Sequence[str], where: str = "") -> None:
+    """:class:`GpdiffError` naming the first field of ``config`` in ``names`` that is below 1 (a count)."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise GpdiffError(f"{where}{name} must be at least 1, got {getattr(config, name)}.")
+
+
 def parse_assignment(text: str) -> tuple[list[str], Any]:
     """``"zoo.lr=0.005"`` -> (``["zoo", "lr"]``, ``0.005``); the value is read as YAML (``[a, b]``, ``true``).
 

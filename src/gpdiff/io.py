@@ -74,9 +74,14 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     if not path.is_file():
         raise GpdiffError(f"{path} does not exist; check the path.")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise GpdiffError(f"{path} is not UTF-8 text; save it as UTF-8 (a YAML file).") from None
     except yaml.YAMLError as exc:
-        raise GpdiffError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise GpdiffError(f"{path} is not valid YAML{where}: {problem}.") from None
 
 
 def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],

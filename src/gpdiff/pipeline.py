@@ -99,18 +99,30 @@ def load_named(name: str, data_dir: str | None) -> City:
         if p is not None:
             city = load_city(p)
             return dataclasses.replace(city, name=name) if city.name != name else city
+        from gpdiff.data.catalog import known_names
+
+        if name not in known_names() and Path(name).suffix == "" and not Path(name).exists():
+            here = ", ".join(data_dir_cities(d)) or "empty"
+            raise GpdiffError(f"unknown city {name!r}: not in --data-dir {d} ({here}) and not bundled or downloaded "
+                              f"({', '.join(known_names())}).")
     return load_city(name)
+
+
+def data_dir_cities(data_dir: str | Path) -> list[str]:
+    """The city names in a data folder: every folder and every city file; other files (a README, an
+    .npz's .csv) are not cities."""
+    from gpdiff.data.loaders import CITY_FILE_SUFFIXES
+
+    names = [p.stem if p.is_file() else p.name.removeprefix("Data_") for p in sorted(Path(data_dir).iterdir())
+             if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in CITY_FILE_SUFFIXES)]
+    return list(dict.fromkeys(names))
 
 
 def default_sources(cfg: RunConfig) -> list[str]:
     if cfg.sources:
         return list(cfg.sources)
-    if cfg.data_dir:  # every folder and every city file; other files (a README, an .npz's .csv) are not cities
-        from gpdiff.data.loaders import CITY_FILE_SUFFIXES
-
-        names = [p.stem if p.is_file() else p.name.removeprefix("Data_") for p in sorted(Path(cfg.data_dir).iterdir())
-                 if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in CITY_FILE_SUFFIXES)]
-        return [n for n in dict.fromkeys(names) if n != cfg.target]
+    if cfg.data_dir:
+        return [n for n in data_dir_cities(cfg.data_dir) if n != cfg.target]
     return [c for c in FLOW_CITIES if c != cfg.target]
 
 
@@ -122,6 +134,8 @@ def city_fingerprint(city: City) -> str:
 
 def load_cities(cfg: RunConfig) -> Cities:
     """Target and sources of ``cfg``, and the target's split; clear errors before any expensive stage."""
+    if cfg.data_dir and not Path(cfg.data_dir).is_dir():
+        raise GpdiffError(f"--data-dir {cfg.data_dir} is not a folder; pass the folder that holds your cities.")
     source_names = default_sources(cfg)
     if cfg.target in source_names:
         raise GpdiffError(f"target {cfg.target!r} is also a source; a target must be new to the model.")

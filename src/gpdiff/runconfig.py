@@ -21,6 +21,7 @@ naming its new path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,16 +121,28 @@ class RunConfig:
     out: str = "runs/default"
 
     def __post_init__(self) -> None:
-        from gpdiff.methods import get_method
+        from gpdiff.methods import check_settings
 
         self.sources = name_list(self.sources)
+        repeated = sorted({s for s in self.sources if self.sources.count(s) > 1})
+        if repeated:
+            raise GpdiffError(f"sources list {repeated[0]!r} more than once; list every source city once.")
+        for name in ("target_days", "val_days"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise GpdiffError(f"{name} must be a number of days > 0, got {getattr(self, name)}.")
+        if not 0 < self.test_fraction < 1:
+            raise GpdiffError(f"test_fraction must be between 0 and 1 (the share of the target held out as the "
+                              f"test period), got {self.test_fraction}.")
         self.methods = method_settings(self.methods)
-        for name in self.methods:
-            get_method(name)  # unknown names fail here, before any work
+        if not self.methods:
+            raise GpdiffError(f"no methods to run; name at least one (methods, or --methods), e.g. "
+                              f"{','.join(DEFAULT_METHODS[:2])}.")
         moved = sorted(self.methods.get("transfer", {}))
         if moved:
             raise GpdiffError(f"methods.transfer.{moved[0]}: the transfer baseline starts from the run's anchor now; "
                               f"set anchor.{moved[0]} instead (the anchor section of configs/default.yaml).")
+        for name, options in self.methods.items():
+            check_settings(name, options)  # unknown names and settings fail here, before any work
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "") -> RunConfig:

@@ -10,7 +10,8 @@ never built by hand: a hash of
 - :func:`gpdiff.hashing.code_fingerprint`, so a stage computed by other gpdiff code (an upgrade,
   an edit) is recomputed instead of silently reused.
 
-Rerunning a stage whose key matches the finished one loads it instead of recomputing; an unfinished
+Rerunning a stage whose key matches the finished one loads it instead of recomputing (when every
+file it wrote, listed with its size in ``stage.yaml``, is still there; else it computes again); an unfinished
 stage (interrupted) starts again in its folder, where trainers find their own checkpoints and
 resume; a stage whose key changed is cleared and recomputed (``RUN/NAME/.started`` records which key
 the folder's contents belong to).
@@ -82,11 +83,17 @@ class Run:
         return self.root / name if self.cache is None else self.cache / name / key
 
     def finished(self, name: str, key: str) -> bool:
-        f = self.path_of(name, key) / "stage.yaml"
+        """Whether stage ``name`` finished with ``key`` and every file it wrote is still there, at the
+        size it had (a deleted or truncated output makes the stage compute again)."""
+        path = self.path_of(name, key)
         try:
-            return f.is_file() and (read_yaml(f) or {}).get("key") == key
+            record = read_yaml(path / "stage.yaml") if (path / "stage.yaml").is_file() else None
         except Exception:  # noqa: BLE001 - an unreadable stage.yaml means: not finished, recompute
             return False
+        if not isinstance(record, dict) or record.get("key") != key:
+            return False
+        files = record.get("files") or {}
+        return all((path / rel).is_file() and (path / rel).stat().st_size == size for rel, size in files.items())
 
     @contextmanager
     def stage(self, name: str, config: Any, inputs: Sequence[Stage] = (), data: Mapping[str, str] | None = None,
@@ -95,8 +102,9 @@ class Run:
         path = self.path_of(name, key)
         cached = self.finished(name, key)
         started = path / ".started"
-        if not cached and path.exists() and (not started.is_file() or started.read_text().strip() != key):
-            shutil.rmtree(path)  # made from other inputs: neither its result nor its checkpoints apply
+        if not cached and path.exists() and ((path / "stage.yaml").exists() or not started.is_file()
+                                             or started.read_text().strip() != key):
+            shutil.rmtree(path)  # other inputs, or a finished stage missing outputs: nothing in it applies
         path.mkdir(parents=True, exist_ok=True)
         if not cached:
             atomic_write_text(started, key)
@@ -112,7 +120,10 @@ class Run:
             return
         wall = time.perf_counter() - t0
         self.timings[name] = wall
+        files = {str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*"))
+                 if f.is_file() and f.name not in ("stage.yaml", ".started")}
         write_yaml(path / "stage.yaml", {"stage": name, "key": key, "seed": seed, "wall_s": round(wall, 3),
+                                         "files": files,
                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                          "inputs": {s.name: s.key for s in inputs}, "data": dict(data or {}),
                                          "code": hashing.code_fingerprint(), "versions": versions(),

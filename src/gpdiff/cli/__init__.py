@@ -55,6 +55,11 @@ class _Main(click.Group):
         except GpdiffError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
+        except OSError as exc:  # a path the user gave that cannot be used: a file in the way, no permission
+            if exc.filename is None:
+                raise
+            click.secho(f"error: cannot use {exc.filename}: {exc.strerror}; choose another path.", fg="red", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("\ninterrupted; finished stages are kept, rerun the same command to resume.", err=True)
             sys.exit(130)

@@ -676,7 +676,7 @@ def write_city_folder(city: City, folder: PathLike) -> Path:
 
     Reading it back gives the same city up to float32 rounding. In a speed city a value of
     exactly 0 reads back as missing (the speed convention). Existing files of the format in
-    ``folder`` are replaced (an old ``edges.csv`` / ``nodes.csv`` is removed).
+    ``folder`` are replaced (an old ``edges.csv`` / ``nodes.csv`` / ``channel<k>.csv`` is removed).
     """
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
@@ -693,6 +693,9 @@ def write_city_folder(city: City, folder: PathLike) -> Path:
     atomic_write_text(d / "adjacency.csv", adj.to_csv(index=False, float_format="%.9g"))
     for stale in ("edges.csv", "nodes.csv"):
         (d / stale).unlink(missing_ok=True)
+    for extra in d.glob("channel*.csv"):  # channels of a city written here before, beyond this one's
+        if extra.stem[len("channel"):].isdigit() and int(extra.stem[len("channel"):]) >= city.n_channels:
+            extra.unlink()
     if city.coords is not None or city.attributes is not None:
         nodes = pd.DataFrame({"id": city.node_ids})
         if city.coords is not None:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpdiff.config import require_at_least_one
 from gpdiff.diffusion.conditioning import (
     CONDITIONING,
     Attention,
@@ -55,9 +56,7 @@ class DenoiserConfig:
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONING:
             raise unknown_name("conditioning strategy", self.condition, CONDITIONING)
-        for name in ("d_model", "n_heads", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise GpdiffError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        require_at_least_one(self, ("d_model", "n_heads", "max_tokens"))
         if self.token_dim < 0:
             raise GpdiffError(f"token_dim must be 0 (automatic) or positive, got {self.token_dim}.")
         if self.d_model % self.n_heads:
@@ -87,9 +86,7 @@ class TokenShape:
     temporal_dim: int
 
     def __post_init__(self) -> None:
-        for name in ("n_tokens", "token_dim", "spatial_dim", "temporal_dim"):
-            if getattr(self, name) < 1:
-                raise GpdiffError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        require_at_least_one(self, ("n_tokens", "token_dim", "spatial_dim", "temporal_dim"))
 
 
 def step_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:

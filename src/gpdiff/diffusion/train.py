@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 
 import gpdiff
 from gpdiff import distributed
-from gpdiff.config import from_mapping, to_mapping
+from gpdiff.config import from_mapping, require_at_least_one, to_mapping
 from gpdiff.device import resolve_device
 from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig, TokenShape
 from gpdiff.diffusion.functional import FunctionalLoss
@@ -141,9 +141,7 @@ class DiffusionConfig:
                               "schedule.prediction_type, or functional_weight to 0.")
         if not 0.0 <= self.ema_decay <= 1.0:
             raise GpdiffError(f"ema_decay must be in [0, 1], got {self.ema_decay}.")
-        for name in ("iters", "batch_size", "checkpoint_every", "functional_windows"):
-            if getattr(self, name) < 1:
-                raise GpdiffError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        require_at_least_one(self, ("iters", "batch_size", "checkpoint_every", "functional_windows"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None = None, where: str = "") -> DiffusionConfig:

@@ -19,7 +19,7 @@ import torch
 from gpdiff.adapt import FinetuneConfig
 from gpdiff.config import from_mapping
 from gpdiff.data.windows import CityData
-from gpdiff.errors import unknown_name
+from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.models.base import BaseModel
 from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptSet
@@ -41,6 +41,13 @@ METHODS: dict[str, str] = {
     "gpd_zero_shot": "gpdiff.methods.gpd:run_zero_shot",
     "gpd": "gpdiff.methods.gpd:run_finetuned",
 }
+# name -> "module:Class": the settings dataclass of a method that takes settings (run config
+# ``methods.<name>``), checked when the run config is read, before anything trains.
+SETTINGS: dict[str, str] = {
+    "knn_residual": "gpdiff.methods.knn_residual:KnnResidualConfig",
+    "reptile": "gpdiff.methods.reptile:ReptileConfig",
+}
+
 # Methods that need the diffusion model's generated parameters.
 NEEDS_GENERATION = ("gpd_zero_shot", "gpd")
 # Methods that start from the anchor (the pooled model of gpdiff.anchor).
@@ -83,6 +90,17 @@ class MethodResult:
     params: torch.Tensor | None = None  # [N, P] final parameters, when the method has any
     init: torch.Tensor | None = None  # [N, P] parameters before fine-tuning
     notes: dict[str, Any] = field(default_factory=dict)  # anything worth a line in the report
+
+
+def check_settings(name: str, options: dict[str, Any]) -> None:
+    """:class:`GpdiffError` for an unknown method or a setting its config class refuses (an unknown
+    field, a wrong type or value), naming ``methods.<name>.<field>``."""
+    get_method(name)
+    if name in SETTINGS:
+        module, cls = SETTINGS[name].split(":")
+        from_mapping(getattr(importlib.import_module(module), cls), options, "run config", _path=f"methods.{name}.")
+    elif options:
+        raise GpdiffError(f"method {name!r} takes no settings, got methods.{name}.{sorted(options)[0]}; remove it.")
 
 
 def get_method(name: str) -> Callable[[Context], MethodResult]:

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 import torch
 
 from gpdiff.adapt import finetune, forecast
+from gpdiff.config import require_at_least_one
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion.train import reference_vector
+from gpdiff.errors import GpdiffError
 from gpdiff.methods import Context, MethodResult
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.models.base import BaseModel
@@ -37,6 +39,14 @@ class KnnResidualConfig:
     shrinkages: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # candidate s
     holdout: float = 0.2  # share of every source city's nodes held out for the selection
     val_windows: int = 64  # validation windows per held-out node
+
+    def __post_init__(self) -> None:
+        require_at_least_one(self, ("val_windows",), "methods.knn_residual.")
+        if not self.ks or min(self.ks) < 1 or not self.shrinkages or min(self.shrinkages) < 0:
+            raise GpdiffError(f"methods.knn_residual: ks must be counts >= 1 and shrinkages values >= 0, both "
+                              f"non-empty; got ks {self.ks}, shrinkages {self.shrinkages}.")
+        if not 0 < self.holdout < 1:
+            raise GpdiffError(f"methods.knn_residual.holdout must be between 0 and 1, got {self.holdout}.")
 
 
 def holdout_rows(cities: list[str], fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,10 +14,12 @@ import torch
 from tqdm.auto import tqdm
 
 from gpdiff.adapt import expand, finetune, forecast, shared_init
+from gpdiff.config import require_at_least_one
+from gpdiff.errors import unknown_name
 from gpdiff.methods import Context, MethodResult
 from gpdiff.nodetrain import adam_update, masked_node_mae
 from gpdiff.params import unflatten
-from gpdiff.sourcepool import SourcePool
+from gpdiff.sourcepool import BALANCES, SourcePool
 
 
 @dataclass
@@ -29,6 +31,11 @@ class ReptileConfig:
     batch_size: int = 16
     meta_lr: float = 1.0  # annealed linearly to 0
     balance: str = "city"  # source nodes drawn with every city equally likely, or proportional to its size
+
+    def __post_init__(self) -> None:
+        require_at_least_one(self, ("meta_steps", "nodes_per_step", "inner_steps", "batch_size"), "methods.reptile.")
+        if self.balance not in BALANCES:
+            raise unknown_name("methods.reptile.balance", self.balance, BALANCES)
 
 
 def meta_learn(ctx: Context, cfg: ReptileConfig = ReptileConfig()) -> torch.Tensor:

@@ -1,0 +1,57 @@
+"""Stage bookkeeping (gpdiff.stages): reuse, recompute on a key change, resume, damaged outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpdiff.io import read_yaml
+from gpdiff.stages import Run
+
+
+def _compute(run: Run, config: dict, text: str = "result") -> tuple[bool, Path]:
+    with run.stage("s", config) as st:
+        if not st.cached:
+            (st.path / "out.txt").write_text(text)
+            (st.path / "sub").mkdir(exist_ok=True)
+            (st.path / "sub" / "part.bin").write_bytes(b"1234")
+    return st.cached, st.path
+
+
+def test_a_finished_stage_is_reused_and_lists_its_files(tmp_path):
+    run = Run(tmp_path)
+    assert _compute(run, {"a": 1}) == (False, tmp_path / "s")
+    assert read_yaml(tmp_path / "s" / "stage.yaml")["files"] == {"out.txt": 6, "sub/part.bin": 4}
+    assert _compute(Run(tmp_path), {"a": 1})[0] is True
+    assert _compute(Run(tmp_path), {"a": 2})[0] is False  # another key: computed again
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "garbage_record"])
+def test_a_finished_stage_missing_an_output_is_computed_again(tmp_path, damage):
+    """Following "delete it and rerun" (or a truncated copy) recomputes the stage instead of failing on
+    the missing file; nothing of the damaged folder is kept."""
+    _compute(Run(tmp_path), {"a": 1})
+    (tmp_path / "s" / "stale.tmp").write_text("left over")
+    if damage == "delete":
+        (tmp_path / "s" / "out.txt").unlink()
+    elif damage == "truncate":
+        (tmp_path / "s" / "sub" / "part.bin").write_bytes(b"12")
+    else:
+        (tmp_path / "s" / "stage.yaml").write_text(": not yaml [")
+    cached, path = _compute(Run(tmp_path), {"a": 1}, "again")
+    assert cached is False and (path / "out.txt").read_text() == "again"
+    assert (path / "sub" / "part.bin").read_bytes() == b"1234" and not (path / "stale.tmp").exists()
+    assert _compute(Run(tmp_path), {"a": 1})[0] is True
+
+
+def test_an_interrupted_stage_resumes_in_its_folder(tmp_path):
+    run = Run(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        with run.stage("s", {"a": 1}) as st:
+            (st.path / "checkpoint.txt").write_text("half")
+            raise KeyboardInterrupt
+    with Run(tmp_path).stage("s", {"a": 1}) as st:
+        assert not st.cached and (st.path / "checkpoint.txt").read_text() == "half"  # the trainer finds it
+    with Run(tmp_path).stage("s", {"a": 2}) as st:
+        assert not (st.path / "checkpoint.txt").exists()  # another key: its checkpoints do not apply
