@@ -122,7 +122,11 @@ def test_paired_test_known_p_value():
 @pytest.mark.parametrize("doc,message", [
     ({"experimnts": [{"target": "alpha"}]}, "unknown suite key(s) ['experimnts']"),
     ({"experiments": []}, "the suite has no experiments"),
-    ({"experiments": [{"target": "alpha", "methods": ["gpd", "magic"]}]}, "unknown method 'magic'"),
+    ({"experiments": [{"target": "alpha", "methods": ["gpd", "magic"]}]}, "bad.yaml: experiments[0]: unknown method 'magic'"),
+    ({"experiments": [{"target": "alpha", "methods": {"reptile": {"meta_stepz": 5}}}]},
+     "bad.yaml: experiments[0]: unknown run config field(s) ['methods.reptile.meta_stepz']"),
+    ({"experiments": [{"target": "alpha", "zoo": 5}]}, "run config field zoo must be a mapping"),
+    ({"seeds": [0, 0]}, "seed 0 is listed twice in `seeds`"),
     ({"experiments": [{"target": "alpha", "zoo.lrr": 1}]}, "['zoo.lrr']"),
     ({"experiments": [{"target": "alpha", "sources": ["alpha", "beta"]}]}, "also a source"),
     ({"seeds": []}, "`seeds` must be a non-empty list"),

@@ -84,6 +84,10 @@ def test_utc_offsets_across_a_clock_change(tmp_path: Path) -> None:
     assert ny.timestamps[0].hour == 0 and ny.timestamps[-1] == local[-1]
     back = City.load(ny.save(tmp_path / "ny.city"))
     assert back.start == ny.start and str(back.start.tz) == "America/New_York"
+    stamps[5] = f"{local[5]:%Y-%m-%d %H:%M}"  # one local time without its offset among times with one
+    with pytest.raises(GpdiffError, match=r"series\.csv: '2024-11-02 05:00' \(line 7\) has no UTC offset while "
+                                          r"other times have one"):
+        load_city_folder(_folder(tmp_path / "mixed", stamps))
 
 
 # 3 --------------------------------------------------------------- one irregular timestamp
@@ -218,6 +222,11 @@ def test_truncated_city_in_the_cache(tmp_path: Path, small_city: City, monkeypat
     r = _run("data", "show", "half")
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert "half.city is damaged or incomplete" in r.output and "delete it" in r.output
+    (cities / "folder.city").mkdir()  # not a city file: not listed at all
+    small_city.save(cities / "nyc-taxi.city")  # shadowed by the bundled city of that name: said so
+    r = _run("data", "list")
+    assert r.exit_code == 0 and "folder" not in r.output, r.output
+    assert "note: the cached nyc-taxi.city is not used: the bundled nyc-taxi has the same name" in r.output
     r = _run("data", "show", "good", "--plot", str(tmp_path / "g.png"))
     assert r.exit_code == 0, r.output
 

@@ -65,6 +65,8 @@ def test_run_writes_results_plots_and_report(first_run):
         assert (res.out / png).read_bytes()[:4] == b"\x89PNG"
     report = (res.out / "report.md").read_text()
     assert "alpha" in report and "gpd" in report and "results" in report.lower()
+    notes = next(ln for ln in report.splitlines() if ln.startswith("- `retrieval`: "))
+    assert notes.startswith("- `retrieval`: retrieved_from: ") and "{" not in notes, notes  # readable, not a dict
     assert read_yaml(res.out / "zoo" / "stage.yaml")["versions"]["torch"]
 
 

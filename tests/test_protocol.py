@@ -38,8 +38,13 @@ def test_target_test_period_does_not_depend_on_days():
 def test_target_split_errors_are_clear():
     with pytest.raises(GpdiffError, match="fewer than one window"):
         target_split(5000, 24, days=0.5, window=18)
-    with pytest.raises(GpdiffError, match="series has"):
+    with pytest.raises(GpdiffError, match=r"series has 5.0 days; .* So use --target-days 3.00 or fewer"):
         target_split(24 * 5, 24, days=4)
+    target_split(24 * 5, 24, days=3)  # the advice holds
+    with pytest.raises(GpdiffError, match=r"series has 2.0 days; .*one window \(0.75 days\), does not fit: use a "
+                                          r"series of at least 2.2 days"):
+        target_split(24 * 2, 24, days=0.75, window=18)
+    target_split(53, 24, days=0.75, window=18)  # 2.2 days
 
 
 def test_windows_never_overlap_segments(month_city):

@@ -109,6 +109,9 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
         seeds = [seeds]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise GpdiffError(f"{path}: `seeds` must be a non-empty list of integers, got {seeds!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise GpdiffError(f"{path}: seed {sorted({s for s in seeds if seeds.count(s) > 1})[0]} is listed twice in "
+                          "`seeds`; list every seed once.")
     grid = doc.get("grid") or {}
     if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
         raise GpdiffError(f"{path}: `grid` maps dotted paths to non-empty lists of values, got {grid!r}.")
@@ -125,7 +128,11 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
                 variant = " ".join(f"{k}={v}" for k, v in combo.items())
                 data = merge(settings, _nested(combo, f"{path}: grid"))
                 data["seed"] = seed
-                cfg = RunConfig.from_dict(data, f"{path}: experiments[{i}]")
+                try:
+                    cfg = RunConfig.from_dict(data, f"{path}: experiments[{i}]")
+                except GpdiffError as exc:  # checks of the whole config (methods, days) name the experiment too
+                    where = f"{path}: experiments[{i}]"
+                    raise (exc if str(exc).startswith(where) else GpdiffError(f"{where}: {exc}")) from None
                 label = " ".join(p for p in (name or cfg.target, variant) if p)
                 exp = Experiment(label, cfg.target, variant, seed, cfg)
                 exp.config.out = str(out / "runs" / exp.folder)

@@ -49,8 +49,9 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
     if isinstance(data, cls):
         return data
     if data is not None and not isinstance(data, Mapping):
-        raise GpdiffError(f"{where + ': ' if where else ''}{what}{' field ' + _path if _path else ''} must be a "
-                          f"mapping of settings, got {type(data).__name__} ({data!r}).")
+        field_ = f" field {_path.rstrip('.')}" if _path else ""
+        raise GpdiffError(f"{where + ': ' if where else ''}{what}{field_} must be a mapping of settings, got "
+                          f"{type(data).__name__} ({data!r}).")
     data = dict(data or {})
     presets = getattr(cls, "preset_defaults", None)
     if presets is not None:

@@ -208,6 +208,15 @@ def plot_stage_times(timings: dict[str, float], path: str | os.PathLike[str]) ->
 
 
 # ---------------------------------------------------------------- run report
+def _note_value(value: Any) -> str:
+    """A method's note for report.md: mappings as ``key value, ...``, lists comma-separated."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_note_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_note_value(v) for v in value)
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
 @dataclass
 class Outcome:
     """A method's result with its test metrics."""
@@ -328,7 +337,8 @@ def write_run_report(rec: RunRecord) -> Path:
     notes = {m: o.result.notes for m, o in rec.outcomes.items() if o.result.notes}
     if notes or rec.data_notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in rec.data_notes]
-        lines += [f"- `{m}`: {n}" for m, n in notes.items()] + [""]
+        lines += [f"- `{m}`: " + "; ".join(f"{k}: {_note_value(v)}" for k, v in n.items()) for m, n in notes.items()]
+        lines += [""]
     where = ("in the shared stage cache (`--cache`; `stages.yaml` lists each stage's folder)"
              if (root / "stages.yaml").is_file() else "in this folder")
     lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",

@@ -44,6 +44,9 @@ def list_cities() -> None:
     click.echo(table(rows))
     for line in broken:
         click.echo(line)
+    for name in sorted(bundled & set(cached_names())):
+        click.echo(f"note: the cached {name}.city is not used: the bundled {name} has the same name (rename the "
+                   "cached file to use it).")
 
 
 @data.command("show")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def _names(registry: dict[str, Any]) -> str:
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
               help="Stage cache shared between run directories: runs given the same --cache compute a stage with "
                    "the same inputs once (as gpdiff bench does). Default: none, every stage lives in --out.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars (they are shown only when the output is a terminal).")
 def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | None, cache: Path | None, quiet: bool,
         **flags: Any) -> None:
     """Few-shot transfer to a target city: zoo -> prompts -> diffusion -> generation -> every method -> report.
@@ -72,7 +73,8 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
         settings = method_settings(base) if base is not None else {}
         overrides["methods"] = {m: settings.get(m, {}) for m in method_settings(methods)}
     cfg = RunConfig.from_yaml(config_path, overrides, assignments)
-    result = run_pipeline(cfg, progress=not quiet, log=lambda m: click.echo(m, err=True), cache=cache)
+    progress = not quiet and sys.stderr.isatty()  # bars in a terminal; a log file gets the stage lines only
+    result = run_pipeline(cfg, progress=progress, log=lambda m: click.echo(m, err=True), cache=cache)
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the run)
         return
     click.echo(f"\nreport: {result.report}\nresults: {result.out / 'results.csv'}  "

@@ -28,7 +28,7 @@ def bundled_names() -> list[str]:
 
 def cached_names() -> list[str]:
     d = cache_dir() / "cities"
-    return sorted(p.name[: -len(".city")] for p in d.glob("*.city")) if d.is_dir() else []
+    return sorted(p.name[: -len(".city")] for p in d.glob("*.city") if p.is_file()) if d.is_dir() else []
 
 
 def known_names() -> list[str]:

@@ -92,9 +92,14 @@ def target_split(n_steps: int, steps_per_day: int, days: float = 3, val_days: fl
     train_start = val_start - n_train
     if train_start < 0:
         have = n_steps / steps_per_day
+        room = val_start / steps_per_day  # few-shot days that fit before validation
+        fix = (f"use --target-days {room:.2f} or fewer, or a longer series" if val_start >= window + lag else
+               f"even the shortest few-shot period, one window ({(window + lag) / steps_per_day:.2f} days), does "
+               f"not fit: use a series of at least {(n_val + window + lag) / (1 - test_fraction) / steps_per_day:.1f} "
+               "days, or fewer validation days")
         raise GpdiffError(
             f"{name}: the series has {have:.1f} days; {days} few-shot + {val_days} validation days + "
-            f"the last {test_fraction:.0%} as test need more. Use fewer --target-days or a longer series."
+            f"the last {test_fraction:.0%} as test need more. So {fix}."
         )
     return Split(Segment(train_start, val_start), Segment(val_start, test_start), Segment(test_start, n_steps),
                  role="target")

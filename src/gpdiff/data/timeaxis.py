@@ -110,7 +110,13 @@ def _infer(raw: pd.Series, path: Path, first_line: int | None) -> tuple[pd.Datet
     formats = list(dict.fromkeys(f for f in guesses if f and not _year_day_month(f)))
     parsed = {f: t for f in formats if (t := _parse_with(raw, f)) is not None and not t.isna().any()}
     if not parsed:  # no one format fits every row: let pandas read each value on its own
-        zoned = raw.str.contains(r"(?:[+-]\d\d:?\d\d|Z)$", regex=True).any()
+        offset = raw.str.contains(r"(?:[+-]\d\d:?\d\d|Z)$", regex=True) & raw.str.contains(r"\d[ T]\d", regex=True)
+        zoned = bool(offset.any())
+        if zoned and not offset[raw != ""].all():
+            i = int(np.flatnonzero(~offset.to_numpy() & (raw != "").to_numpy())[0])
+            raise GpdiffError(f"{path}: {raw.iloc[i]!r} ({_line(i, first_line)}) has no UTC offset while other times "
+                              "have one, so its time zone is unknown; write every time with its offset (e.g. "
+                              "+01:00), or none and give the zone as tz.")
         times = pd.DatetimeIndex(pd.to_datetime(raw, errors="coerce", format="mixed", utc=bool(zoned)))
         bad = np.flatnonzero(times.isna())
         if bad.size:
