@@ -93,7 +93,11 @@ def plot_city(city: City, path: str | os.PathLike[str], n_series: int = 4, days:
     target = city.target()
     for i in picks:
         ax1.plot(ts, target[:steps, i], lw=0.9, label=f"node {city.node_ids[i]}")
-    ax1.set_title(f"{city.name}: first {steps / city.steps_per_day:.3g} days ({city.units})")
+    shown = means[picks][np.isfinite(means[picks])]
+    log = shown.size > 1 and shown.max() > 20 * max(shown.min(), 1e-9)  # a busy node would flatten the quiet ones
+    if log:
+        ax1.set_yscale("symlog", linthresh=max(float(shown.max()) / 1000, 1e-6))  # linear below 0.1% of the top
+    ax1.set_title(f"{city.name}: first {steps / city.steps_per_day:.3g} days ({city.units}{', log scale' if log else ''})")
     ax1.legend(fontsize=8, loc="upper right")
     ax1.tick_params(axis="x", labelrotation=30, labelsize=8)
     if city.coords is not None:
