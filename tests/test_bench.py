@@ -127,6 +127,8 @@ def test_paired_test_known_p_value():
      "bad.yaml: experiments[0]: unknown run config field(s) ['methods.reptile.meta_stepz']"),
     ({"experiments": [{"target": "alpha", "zoo": 5}]}, "run config field zoo must be a mapping"),
     ({"seeds": [0, 0]}, "seed 0 is listed twice in `seeds`"),
+    ({"grid": {"seed": [1, 2]}}, "grid sets `seed`; a suite's seeds are its `seeds:` list"),
+    ({"experiments": [{"target": "alpha", "seed": 7}]}, "experiments[0] sets `seed`"),
     ({"experiments": [{"target": "alpha", "zoo.lrr": 1}]}, "['zoo.lrr']"),
     ({"experiments": [{"target": "alpha", "sources": ["alpha", "beta"]}]}, "also a source"),
     ({"seeds": []}, "`seeds` must be a non-empty list"),

@@ -264,6 +264,9 @@ def test_a_city_without_a_graph_loads_and_only_graph_models_refuse_it(tmp_path: 
     (tmp_path / "cities" / "tgt" / "edges.csv").unlink()  # series.csv alone
     city = load_city_folder(tmp_path / "cities" / "tgt")
     assert city.n_edges == 0 and "graph: none" in city.source
+    assert _run("data", "convert", str(tmp_path / "cities" / "tgt"), str(tmp_path / "copy")).exit_code == 0
+    assert not (tmp_path / "copy" / "adjacency.csv").exists()  # written without a graph, read back without one
+    assert load_city_folder(tmp_path / "copy").n_edges == 0
     r = _run("data", "show", str(tmp_path / "cities" / "tgt"), "--plot", str(tmp_path / "p.png"))
     assert r.exit_code == 0, r.output
     cfg = RunConfig(target="tgt", sources=["src"], data_dir=str(tmp_path / "cities"), out=str(tmp_path / "run"))
@@ -288,11 +291,21 @@ def test_convert_never_overwrites_the_input_or_a_folder_with_files(tmp_path: Pat
     times = pd.date_range("2024-01-01", periods=48, freq="h")
     d = _folder(tmp_path / "raw", [f"{t:%Y-%m-%d %H:%M}" for t in times])
     before = (d / "series.csv").read_text()
-    _one_line_error(_run("data", "convert", str(d), str(d)), "is the input itself")
+    for into in (d, tmp_path):  # the input folder, or a folder holding it
+        _one_line_error(_run("data", "convert", str(d), str(into), "--force"), "is the input or holds it")
+    _one_line_error(_run("data", "convert", str(d / "series.csv"), str(d), "--force"), "is the input or holds it")
     assert (d / "series.csv").read_text() == before and (d / "edges.csv").is_file()
-    _one_line_error(_run("data", "convert", str(d), str(tmp_path)), "already holds files", "--force")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    _one_line_error(_run("data", "convert", str(d), str(tmp_path / "other")),
+                    "already holds files (notes.txt);", "--force")
     (tmp_path / "afile.txt").write_text("x")
     _one_line_error(_run("data", "convert", str(d), str(tmp_path / "afile.txt")), "is an existing file")
+    assert _run("data", "convert", str(d), str(tmp_path / "c.city")).exit_code == 0
+    _one_line_error(_run("data", "convert", str(d), str(tmp_path / "c.city")), "c.city already exists", "--force")
+    assert _run("data", "convert", str(d), str(tmp_path / "c.city"), "--force").exit_code == 0
+    (tmp_path / "dir.city").mkdir()
+    _one_line_error(_run("data", "convert", str(d), str(tmp_path / "dir.city")), "dir.city is a folder")
     out = tmp_path / "out"
     out.mkdir()
     (out / "channel1.csv").write_text("stale")
@@ -314,9 +327,17 @@ def test_run_settings_are_checked_before_any_stage(tmp_path: Path) -> None:
         (["--set", "methods.reptile.meta_stepz=5"], ["methods.reptile.meta_stepz", "known at methods.reptile"]),
         (["--set", "methods.reptile.meta_steps=-5"], ["methods.reptile.meta_steps must be at least 1, got -5"]),
         (["--set", "methods.gpd.lr=0.1"], ["method 'gpd' takes no settings"]),
+        (["--set", "methods.reptile.inner_lr=.nan"], ["inner_lr and meta_lr must be numbers > 0"]),
+        (["--set", "methods=5"], ["methods must be a list of method names or a mapping"]),
+        (["--methods", "gpd,gpd"], ["methods list 'gpd' more than once"]),
+        (["--methods", "seasonal_naive", "--set", "methods.reptile.meta_steps=3"],
+         ["sets a method that --methods leaves out"]),
     ]:
         _one_line_error(_run("run", "--out", out, *args), *needles)
     assert not (tmp_path / "run").exists()
+    (tmp_path / "empty").mkdir()
+    _one_line_error(_run("run", "--out", out, "--data-dir", str(tmp_path / "empty"), "--target", "nope"),
+                    "unknown city 'nope': not in --data-dir", "(empty)")
     (tmp_path / "cities" / "mine").mkdir(parents=True)
     _one_line_error(_run("run", "--out", out, "--data-dir", str(tmp_path / "cities"), "--target", "nope"),
                     "unknown city 'nope': not in --data-dir", "(mine)", "melbourne-ped")
@@ -325,5 +346,8 @@ def test_run_settings_are_checked_before_any_stage(tmp_path: Path) -> None:
 def test_config_files_that_are_not_utf8_or_not_yaml_are_named(tmp_path: Path) -> None:
     (tmp_path / "bytes.yaml").write_bytes(b"\xff\xfeseed: 1\n")
     _one_line_error(_run("run", "--config", str(tmp_path / "bytes.yaml")), "is not UTF-8 text")
+    (tmp_path / "list.yaml").write_text("- seed: 1\n")
+    _one_line_error(_run("run", "--config", str(tmp_path / "list.yaml"), "--methods", "gpd"),
+                    "a run config must be a mapping of settings, got list")
     (tmp_path / "syntax.yaml").write_text("seed: 1\nzoo: {lr: 0.1\nout: x\n")
     _one_line_error(_run("run", "--config", str(tmp_path / "syntax.yaml")), "not valid YAML (line 3, column")

@@ -116,6 +116,10 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
     if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
         raise GpdiffError(f"{path}: `grid` maps dotted paths to non-empty lists of values, got {grid!r}.")
     base = _nested(doc.get("base") or {}, f"{path}: base")
+    for where, part in [("base", base), ("grid", grid), *((f"experiments[{i}]", e) for i, e in enumerate(entries))]:
+        if "seed" in part:
+            raise GpdiffError(f"{path}: {where} sets `seed`; a suite's seeds are its `seeds:` list (every experiment "
+                              "runs once per seed), so set them there.")
     suite = Suite(Path(path).stem, str(doc.get("description") or ""))
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
     out = Path(out)

@@ -139,9 +139,9 @@ def load_cities(cfg: RunConfig) -> Cities:
     source_names = default_sources(cfg)
     if cfg.target in source_names:
         raise GpdiffError(f"target {cfg.target!r} is also a source; a target must be new to the model.")
+    target = load_named(cfg.target, cfg.data_dir)  # an unknown target is named before missing sources
     if not source_names:
         raise GpdiffError("no source cities; pass --sources or put more than one city in --data-dir.")
-    target = load_named(cfg.target, cfg.data_dir)
     sources = [load_named(n, cfg.data_dir) for n in source_names]
     w = cfg.window
     # every check the data can decide, before anything trains (gpdiff bench runs this for every experiment);
@@ -377,7 +377,7 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
                 f"({blend.describe(names, weights)})")
     weights = tensors["weights"].double().numpy()
     notes = {**result.notes, "blend": blend.describe(list(meta["naive"]), weights),
-             "blend_val_mae": [round(float(v), 5) for v in meta["val_mae"]]}
+             "blend_val_mae": " -> ".join(f"{float(v):.5g}" for v in meta["val_mae"])}  # alone -> blended
     return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes)
 
 

@@ -341,7 +341,8 @@ def write_run_report(rec: RunRecord) -> Path:
     notes = {m: o.result.notes for m, o in rec.outcomes.items() if o.result.notes}
     if notes or rec.data_notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in rec.data_notes]
-        lines += [f"- `{m}`: " + "; ".join(f"{k}: {_note_value(v)}" for k, v in n.items()) for m, n in notes.items()]
+        lines += [f"- `{m}`: " + "; ".join(f"{k}: {_note_value(v)}" for k, v in sorted(n.items()))
+                  for m, n in notes.items()]  # sorted: a reused stage reads its notes back in key order
         lines += [""]
     where = ("in the shared stage cache (`--cache`; `stages.yaml` lists each stage's folder)"
              if (root / "stages.yaml").is_file() else "in this folder")

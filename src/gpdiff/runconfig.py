@@ -70,10 +70,12 @@ class PromptsConfig:
     def __post_init__(self) -> None:
         from gpdiff.prompts import get_encoder_class
 
-        get_encoder_class("temporal", self.temporal)  # unknown names fail here, before any work
-        get_encoder_class("spatial", self.spatial)
         self.temporal_config = dict(self.temporal_config or {})
         self.spatial_config = dict(self.spatial_config or {})
+        for kind, name, config in (("temporal", self.temporal, self.temporal_config),
+                                   ("spatial", self.spatial, self.spatial_config)):
+            # unknown names and settings fail here, before any work
+            from_mapping(get_encoder_class(kind, name).config_class, config, "run config", _path=f"prompts.{kind}_config.")
 
 
 @dataclass
@@ -182,4 +184,10 @@ def method_settings(value: Any) -> dict[str, dict[str, Any]]:
                 raise GpdiffError(f"methods.{name} must be a mapping of that method's settings, got {settings!r}.")
             out[str(name)] = dict(settings or {})
         return out
-    return {name: {} for name in name_list(value)}
+    if value is not None and not isinstance(value, (str, list, tuple)):
+        raise GpdiffError(f"methods must be a list of method names or a mapping of them to settings, got {value!r}.")
+    names = name_list(value)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise GpdiffError(f"methods list {repeated[0]!r} more than once; list every method once.")
+    return {name: {} for name in names}

@@ -29,6 +29,12 @@ COMMANDS = (
 )
 
 
+def progress_bars(quiet: bool) -> bool:
+    """Whether a command shows progress bars: not with ``--quiet``, and only on a terminal (a log file
+    gets the commands' own lines, not carriage-return bar updates)."""
+    return not quiet and sys.stderr.isatty()
+
+
 class _Main(click.Group):
     """Loads command modules lazily (fast ``--help``) and turns user errors into one line."""
 

@@ -70,22 +70,29 @@ def show(name_or_path: str, plot_path: Path | None, option_pairs: tuple[str, ...
 @click.argument("path")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE", help=_OPTION_HELP)
-@click.option("--force", is_flag=True, help="Replace the city files of an existing, non-empty OUT folder.")
+@click.option("--force", is_flag=True, help="Replace an existing OUT.city file, or the city files of a non-empty OUT "
+                                         "folder.")
 def convert(path: str, out: Path, option_pairs: tuple[str, ...], force: bool) -> None:
     """Read PATH (any supported format) and write it as OUT: a NAME.city file, or else a city folder."""
     from gpdiff.data import load_city
     from gpdiff.data.loaders import write_city_folder
     from gpdiff.errors import GpdiffError
 
-    if Path(path).exists() and Path(path).resolve() == out.resolve():
-        raise GpdiffError(f"{out} is the input itself; converting in place would replace your files. Write to "
+    source = Path(path).resolve() if Path(path).exists() else None
+    if source is not None and (out.resolve() == source or out.resolve() in source.parents):
+        raise GpdiffError(f"{out} is the input or holds it; converting there would replace your files. Write to "
                           "another folder or a NAME.city file.")
+    if out.suffix == ".city" and out.is_dir():
+        raise GpdiffError(f"{out} is a folder; a NAME.city output is a file. Give another name.")
     if out.suffix != ".city" and out.is_file():
         raise GpdiffError(f"{out} is an existing file; give a folder for a city folder, or a NAME.city path.")
+    if out.suffix == ".city" and out.is_file() and not force:
+        raise GpdiffError(f"{out} already exists; give a new name, or --force to replace it.")
     if out.suffix != ".city" and out.is_dir() and any(out.iterdir()) and not force:
-        shown = ", ".join(sorted(p.name for p in out.iterdir())[:4])
-        raise GpdiffError(f"{out} already holds files ({shown}, ...); converting would replace its city files. "
-                          "Give a new folder, or --force to replace them.")
+        names = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise GpdiffError(f"{out} already holds files ({shown}); converting writes a city folder there. Give a new "
+                          "folder, or --force to replace its city files.")
     city = load_city(path, **_options(option_pairs))
     written = city.save(out) if out.suffix == ".city" else write_city_folder(city, out)
     click.echo(f"{city.name}: {city.n_nodes} nodes, {city.n_steps} steps of {city.interval_minutes} min -> {written}")

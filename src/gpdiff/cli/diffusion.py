@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from gpdiff.cli import progress_bars
 from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.schedule import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
 from gpdiff.diffusion.train import PRESETS, REFERENCES, SUBSETS
@@ -110,7 +111,7 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
         functional = FunctionalLoss.for_zoo(zoo, [load_city(n.strip()) for n in names], config.functional_windows,
                                             resolve_device(device))
     t0 = time.time()
-    model = run_pretrain(zoo, prompts, config, out, progress=not quiet, seed=seed, device=device,
+    model = run_pretrain(zoo, prompts, config, out, progress=progress_bars(quiet), seed=seed, device=device,
                          functional=functional)
     if model is None:  # under torchrun, a rank other than 0 (rank 0 saves and reports)
         return
@@ -165,7 +166,7 @@ def generate(model_dir: str, prompts_path: str, out: str, sampler: str, num_infe
                               f"{sorted(set(_load_prompts(prompts_path).cities))}.")
     t0 = time.time()
     params = run_generate(model, prompts, sampler, num_inference_steps, guidance_scale, seed, batch_size,
-                          use_ema=not no_ema, progress=not quiet, num_samples=num_samples)
+                          use_ema=not no_ema, progress=progress_bars(quiet), num_samples=num_samples)
     target = Path(out)
     if target.is_dir() or target.suffix != ".safetensors":
         target = target / "generated.safetensors"

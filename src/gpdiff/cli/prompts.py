@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from gpdiff.cli import progress_bars
 from gpdiff.prompts import SPATIAL_ENCODERS, TEMPORAL_ENCODERS
 
 
@@ -67,7 +68,7 @@ def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, tr
     segs = [source_segment(c, train_frac, val_frac, test_frac) for c in loaded]
     t0 = time.perf_counter()
     enc = PromptEncoders.fit(loaded, segs, temporal=temporal, spatial=spatial, temporal_config=tcfg,
-                             spatial_config=scfg, progress=not quiet, seed=seed)
+                             spatial_config=scfg, progress=progress_bars(quiet), seed=seed)
     fit_s = time.perf_counter() - t0
     enc.save(out_dir, extra={"cities": [c.name for c in loaded], "split": [train_frac, val_frac, test_frac],
                              "days": days, "seed": seed, "fit_seconds": round(fit_s, 1)})

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from gpdiff.cli import progress_bars
 from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.schedule import SAMPLERS
 from gpdiff.methods import METHODS
@@ -59,7 +59,8 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
 
     With no options: leave-one-city-out within the bundled flow cities, target melbourne-ped, 3 days.
     """
-    from gpdiff.config import set_path
+    from gpdiff.config import parse_assignment, set_path
+    from gpdiff.errors import GpdiffError
     from gpdiff.io import read_yaml
     from gpdiff.pipeline import run_pipeline
     from gpdiff.runconfig import RunConfig, method_settings
@@ -69,12 +70,17 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
         if value is not None:
             overrides = set_path(overrides, RUN_FLAGS[name].split("."), str(value) if isinstance(value, Path) else value)
     if methods is not None:  # keep the file's settings of the methods that stay
-        base = (read_yaml(config_path) or {}).get("methods") if config_path else None
+        doc = read_yaml(config_path) if config_path else None
+        base = doc.get("methods") if isinstance(doc, dict) else None  # a non-mapping file: from_yaml says so
         settings = method_settings(base) if base is not None else {}
         overrides["methods"] = {m: settings.get(m, {}) for m in method_settings(methods)}
+        for text in assignments:  # a setting of a method left out would quietly add it back
+            keys, _ = parse_assignment(text)
+            if len(keys) > 2 and keys[0] == "methods" and keys[1] not in overrides["methods"]:
+                raise GpdiffError(f"--set {text.strip()} sets a method that --methods leaves out; add "
+                                  f"{keys[1]} to --methods or drop the setting.")
     cfg = RunConfig.from_yaml(config_path, overrides, assignments)
-    progress = not quiet and sys.stderr.isatty()  # bars in a terminal; a log file gets the stage lines only
-    result = run_pipeline(cfg, progress=progress, log=lambda m: click.echo(m, err=True), cache=cache)
+    result = run_pipeline(cfg, progress=progress_bars(quiet), log=lambda m: click.echo(m, err=True), cache=cache)
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the run)
         return
     click.echo(f"\nreport: {result.report}\nresults: {result.out / 'results.csv'}  "

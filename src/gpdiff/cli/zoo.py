@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from gpdiff.cli import progress_bars
 from gpdiff.data.windows import CONTEXTS
 from gpdiff.models import MODELS
 from gpdiff.models.base import RESIDUALS
@@ -90,10 +91,10 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     if cfg.zoo.init == "anchor":  # one anchor, trained on rank 0 and sent to every rank
         if distributed.is_main():
             anchor = fit_anchor(loaded, cfg.window, cfg.zoo, cfg.anchor, out_dir, cfg.seed, cfg.device,
-                                not quiet).cpu()
+                                progress_bars(quiet)).cpu()
         anchor = distributed.broadcast_object(anchor)
     collection = train_zoo(loaded, cfg.window, cfg.zoo, out_dir, seed=cfg.seed, device=cfg.device,
-                           progress=not quiet, anchor=anchor)
+                           progress=progress_bars(quiet), anchor=anchor)
     if collection is None:  # another rank than 0: its nodes went to rank 0
         return
     click.echo(f"zoo: {len(collection)} node models ({collection.model}, {collection.params.shape[1]} parameters "

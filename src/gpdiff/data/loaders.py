@@ -689,10 +689,11 @@ def write_city_folder(city: City, folder: PathLike) -> Path:
     atomic_write_text(d / "series.csv", table(city.target()))
     for k in range(1, city.n_channels):
         atomic_write_text(d / f"channel{k}.csv", table(city.values[:, :, k]))
-    adj = pd.DataFrame(city.adjacency, columns=city.node_ids)
-    atomic_write_text(d / "adjacency.csv", adj.to_csv(index=False, float_format="%.9g"))
-    for stale in ("edges.csv", "nodes.csv"):
+    for stale in ("adjacency.csv", "edges.csv", "nodes.csv"):
         (d / stale).unlink(missing_ok=True)
+    if np.any(city.adjacency) or city.coords is not None:  # else no graph file (coordinates would build one)
+        adj = pd.DataFrame(city.adjacency, columns=city.node_ids)
+        atomic_write_text(d / "adjacency.csv", adj.to_csv(index=False, float_format="%.9g"))
     for extra in d.glob("channel*.csv"):  # channels of a city written here before, beyond this one's
         if extra.stem[len("channel"):].isdigit() and int(extra.stem[len("channel"):]) >= city.n_channels:
             extra.unlink()

@@ -8,6 +8,7 @@ with a step size annealed to zero.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 
 from gpdiff.adapt import expand, finetune, forecast, shared_init
 from gpdiff.config import require_at_least_one
-from gpdiff.errors import unknown_name
+from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.methods import Context, MethodResult
 from gpdiff.nodetrain import adam_update, masked_node_mae
 from gpdiff.params import unflatten
@@ -34,6 +35,9 @@ class ReptileConfig:
 
     def __post_init__(self) -> None:
         require_at_least_one(self, ("meta_steps", "nodes_per_step", "inner_steps", "batch_size"), "methods.reptile.")
+        if not (math.isfinite(self.inner_lr) and self.inner_lr > 0 and math.isfinite(self.meta_lr) and self.meta_lr > 0):
+            raise GpdiffError(f"methods.reptile: inner_lr and meta_lr must be numbers > 0, got {self.inner_lr} and "
+                              f"{self.meta_lr}.")
         if self.balance not in BALANCES:
             raise unknown_name("methods.reptile.balance", self.balance, BALANCES)
 
