@@ -55,3 +55,13 @@ def test_an_interrupted_stage_resumes_in_its_folder(tmp_path):
         assert not st.cached and (st.path / "checkpoint.txt").read_text() == "half"  # the trainer finds it
     with Run(tmp_path).stage("s", {"a": 2}) as st:
         assert not (st.path / "checkpoint.txt").exists()  # another key: its checkpoints do not apply
+
+
+def test_a_shared_cache_holds_the_stages_and_stages_yaml_says_where(tmp_path):
+    run = Run(tmp_path / "run", cache=tmp_path / "cache")
+    cached, path = _compute(run, {"a": 1})
+    assert not cached and path.parent.parent == tmp_path / "cache"
+    assert read_yaml(tmp_path / "run" / "stages.yaml") == {"s": str(path)}
+    assert _compute(Run(tmp_path / "other", cache=tmp_path / "cache"), {"a": 1}) == (True, path)
+    Run(tmp_path / "run")  # the folder run again without the cache: its list of cached stages goes
+    assert not (tmp_path / "run" / "stages.yaml").exists()

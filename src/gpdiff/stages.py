@@ -73,6 +73,8 @@ class Run:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.cache = Path(cache) if cache is not None else None
+        if self.cache is None:  # a list of cached stages from an earlier run of this folder no longer applies
+            (self.root / "stages.yaml").unlink(missing_ok=True)
         self.timings: dict[str, float] = {}
         self.computed: list[str] = []
         self.reused: list[str] = []
