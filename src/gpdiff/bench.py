@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpdiff.config import merge, parse_assignment, set_path
+from gpdiff.config import first_repeated, merge, parse_assignment, set_path
 from gpdiff.errors import GpdiffError
 from gpdiff.io import read_yaml, write_yaml
 from gpdiff.runconfig import RunConfig
@@ -109,9 +109,8 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
         seeds = [seeds]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise GpdiffError(f"{path}: `seeds` must be a non-empty list of integers, got {seeds!r}.")
-    if len(set(seeds)) != len(seeds):
-        raise GpdiffError(f"{path}: seed {sorted({s for s in seeds if seeds.count(s) > 1})[0]} is listed twice in "
-                          "`seeds`; list every seed once.")
+    if (seed := first_repeated(seeds)) is not None:
+        raise GpdiffError(f"{path}: seed {seed} is listed twice in `seeds`; list every seed once.")
     grid = doc.get("grid") or {}
     if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
         raise GpdiffError(f"{path}: `grid` maps dotted paths to non-empty lists of values, got {grid!r}.")
@@ -141,9 +140,8 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
                 exp = Experiment(label, cfg.target, variant, seed, cfg)
                 exp.config.out = str(out / "runs" / exp.folder)
                 suite.experiments.append(exp)
-    labels = [(e.label, e.seed) for e in suite.experiments]
-    if len(set(labels)) != len(labels):
-        dup = sorted({x for x in labels if labels.count(x) > 1})[0]
+    dup = first_repeated([(e.label, e.seed) for e in suite.experiments])
+    if dup is not None:
         raise GpdiffError(f"{path}: experiment {dup[0]!r} (seed {dup[1]}) is listed twice; give experiments of one "
                           "target each its own `name:`.")
     return suite

@@ -128,6 +128,12 @@ def name_list(value: str | Sequence[str] | None) -> list[str]:
     return [str(s) for s in value]
 
 
+def first_repeated(values: Sequence[Any]) -> Any | None:
+    """The smallest value that occurs more than once in ``values`` (for a one-line error), or ``None``."""
+    repeated = [v for v in values if values.count(v) > 1]
+    return min(repeated) if repeated else None
+
+
 def require_at_least_one(config: Any, names: Sequence[str], where: str = "") -> None:
     """:class:`GpdiffError` naming the first field of ``config`` in ``names`` that is below 1 (a count)."""
     for name in names:

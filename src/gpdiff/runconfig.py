@@ -30,7 +30,7 @@ from typing import Any
 from gpdiff.adapt import FinetuneConfig
 from gpdiff.anchor import AnchorConfig
 from gpdiff.blend import BlendConfig
-from gpdiff.config import from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
+from gpdiff.config import first_repeated, from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.train import DiffusionConfig
 from gpdiff.errors import GpdiffError, unknown_name
@@ -126,9 +126,8 @@ class RunConfig:
         from gpdiff.methods import check_settings
 
         self.sources = name_list(self.sources)
-        repeated = sorted({s for s in self.sources if self.sources.count(s) > 1})
-        if repeated:
-            raise GpdiffError(f"sources list {repeated[0]!r} more than once; list every source city once.")
+        if (repeated := first_repeated(self.sources)) is not None:
+            raise GpdiffError(f"sources list {repeated!r} more than once; list every source city once.")
         for name in ("target_days", "val_days"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise GpdiffError(f"{name} must be a number of days > 0, got {getattr(self, name)}.")
@@ -187,7 +186,6 @@ def method_settings(value: Any) -> dict[str, dict[str, Any]]:
     if value is not None and not isinstance(value, (str, list, tuple)):
         raise GpdiffError(f"methods must be a list of method names or a mapping of them to settings, got {value!r}.")
     names = name_list(value)
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise GpdiffError(f"methods list {repeated[0]!r} more than once; list every method once.")
+    if (repeated := first_repeated(names)) is not None:
+        raise GpdiffError(f"methods list {repeated!r} more than once; list every method once.")
     return {name: {} for name in names}

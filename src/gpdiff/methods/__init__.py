@@ -97,8 +97,7 @@ def check_settings(name: str, options: dict[str, Any]) -> None:
     field, a wrong type or value), naming ``methods.<name>.<field>``."""
     get_method(name)
     if name in SETTINGS:
-        module, cls = SETTINGS[name].split(":")
-        from_mapping(getattr(importlib.import_module(module), cls), options, "run config", _path=f"methods.{name}.")
+        from_mapping(_resolve(SETTINGS[name]), options, "run config", _path=f"methods.{name}.")
     elif options:
         raise GpdiffError(f"method {name!r} takes no settings, got methods.{name}.{sorted(options)[0]}; remove it.")
 
@@ -107,5 +106,10 @@ def get_method(name: str) -> Callable[[Context], MethodResult]:
     """The method registered as ``name``; :class:`GpdiffError` naming the known ones otherwise."""
     if name not in METHODS:
         raise unknown_name("method", name, METHODS)
-    module, func = METHODS[name].split(":")
-    return getattr(importlib.import_module(module), func)
+    return _resolve(METHODS[name])
+
+
+def _resolve(ref: str) -> Any:
+    """The object a ``"module:attribute"`` registry entry names (the module imported on first use)."""
+    module, attribute = ref.split(":")
+    return getattr(importlib.import_module(module), attribute)
