@@ -203,6 +203,44 @@ def test_target_test_period_never_reaches_training(first_run, tmp_path):
         assert np.array_equal(a["params"].numpy(), b["params"].numpy()), m
 
 
+def test_nothing_fitted_on_the_target_reads_before_its_few_shot_days(tmp_path):
+    """A new city has no past: poisoning every target value before the few-shot days (wild numbers,
+    a third unobserved) changes no prompt, generated or fitted parameter, blend weight or validation
+    score (the value one week earlier on the validation day lies before the few-shot days)."""
+    from gpdiff.data.splits import target_split
+
+    methods = ["weekly_naive", "target_only", "transfer", "knn_residual", "gpd_zero_shot", "gpd"]
+    outs = []
+    for poison in (False, True):
+        data = _cities(tmp_path / f"data{poison}")
+        if poison:
+            alpha = synthetic_city("alpha", n_nodes=6, days=12, seed=1)  # as _cities makes it
+            split = target_split(alpha.n_steps, alpha.steps_per_day, 3)
+            rng = np.random.default_rng(0)
+            alpha.values[: split.train.start] = rng.uniform(-1e4, 1e4, alpha.values[: split.train.start].shape)
+            alpha.mask[: split.train.start] = rng.random(alpha.mask[: split.train.start].shape) > 0.3
+            write_city_folder(alpha, data / "alpha")
+        cfg = RunConfig.from_dict({**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / f"r{poison}"),
+                                   "methods": methods, "blend": {"naive": ["weekly_naive", "seasonal_naive"]}})
+        outs.append(run_pipeline(cfg, progress=False, log=lambda m: None).out)
+    clean, poisoned = outs
+    pairs = [("target_prompts/prompts_target.safetensors", None), ("generate/generated.safetensors", None)]
+    pairs += [(f"methods/{m}/output.safetensors", "params") for m in methods if m != "weekly_naive"]
+    pairs += [(f"blend/{m}/output.safetensors", "weights") for m in methods if m != "weekly_naive"]
+    for rel, key in pairs:
+        (a, meta_a), (b, meta_b) = load_tensors(clean / rel), load_tensors(poisoned / rel)
+        for k in [key] if key else a:
+            assert torch.equal(a[k], b[k]), (rel, k)
+        if rel.startswith("blend/"):
+            assert meta_a["val_mae"] == meta_b["val_mae"], rel  # the validation scores, alone and blended
+            assert meta_a["val_lagged"]["weekly_naive"] == 0.0, meta_a  # the week before is not there
+    note = "weekly_naive is the lagged value for 0% of the validation values"
+    assert note in (clean / "report.md").read_text()
+    # the test period may read the past: weekly naive's first test week is the poisoned one
+    wk = [load_tensors(o / "methods/weekly_naive/output.safetensors")[0]["pred"] for o in outs]
+    assert not torch.equal(*wk)
+
+
 def test_cli_errors_are_one_line(tmp_path):
     r = CliRunner().invoke(main, ["run", "--target", "nowhere-city", "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "unknown city" in r.output and "Traceback" not in r.output

@@ -155,3 +155,66 @@ def test_graph_builders():
     coords = np.array([[0, 0], [0, 1], [0, 2], [10, 10]], dtype=float)
     w = gaussian_knn_adjacency(coords, k=1, latlon=False)
     assert np.array_equal(w, w.T) and w[0, 1] > 0 and w[0, 3] == 0
+
+
+# ------------------------------------------------ a new city has no past (docs/DESIGN.md, section 3)
+def _poison_before_few_shot_days(city, split, seed=0):
+    """Every value before the few-shot days replaced by wild numbers, and a third of them unobserved."""
+    rng = np.random.default_rng(seed)
+    before = slice(0, split.train.start)
+    city.values[before] = rng.uniform(-1e4, 1e4, city.values[before].shape).astype(city.values.dtype)
+    city.mask[before] = rng.random(city.mask[before].shape) > 0.3
+
+
+def test_first_readable_is_the_few_shot_start_before_the_test_period_only():
+    from gpdiff.data.windows import first_readable
+
+    target = target_split(24 * 20, 24, days=3)
+    o = np.array([target.train.start + 12, target.val.start, target.test.start - 1, target.test.start, 470])
+    assert first_readable(target, o).tolist() == [target.train.start] * 3 + [0, 0]
+    assert first_readable(source_split(480), o).tolist() == [0] * 5
+
+
+@pytest.mark.parametrize("context", ["none", "daily", "weekly"])
+def test_train_and_val_windows_read_nothing_before_the_few_shot_days(month_city, context):
+    """Poisoning every value before the few-shot days changes no training or validation input (history,
+    seasonal context) and no naive forecast there, but test windows still read the whole past."""
+    from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
+
+    c = month_city
+    split = target_split(c.n_steps, 24, days=2, window=6)  # validation's weekly lag lies 5 days before
+    def everything(city):
+        d = CityData(city, split, history=4, horizon=2, n_neighbors=2, context=context)
+        out = {}
+        for name in ("val", "test"):
+            o = d.origins(name)
+            b = d.batch(d.all_nodes(), torch.from_numpy(o).expand(d.n_nodes, -1))
+            out[name] = [b.x, b.lag_x, b.lag_y, torch.from_numpy(seasonal_naive(d, o)),
+                         torch.from_numpy(weekly_naive(d, o)), torch.from_numpy(historical_average(d, o))]
+        tr = d.origins("train")
+        out["train"] = [d.batch(d.all_nodes(), torch.from_numpy(tr).expand(d.n_nodes, -1)).x] if tr.size else []
+        return out
+
+    a = everything(c)
+    poisoned = synthetic_city("month", n_nodes=4, days=20, seed=1)
+    _poison_before_few_shot_days(poisoned, split)
+    b = everything(poisoned)
+    for name in ("train", "val"):
+        for x, y in zip(a[name], b[name]):
+            if x is not None:
+                torch.testing.assert_close(x, y, rtol=0, atol=0)
+    # test origins may read the past: the first test day's weekly values lie before the few-shot days
+    assert not torch.equal(a["test"][4], b["test"][4])
+    if context == "weekly":
+        assert not torch.equal(a["test"][2], b["test"][2])
+
+
+def test_validation_weekly_naive_falls_back_to_the_few_shot_profile(month_city):
+    from gpdiff.naive import historical_average, lag_available, weekly_naive
+
+    d = CityData(month_city, target_split(month_city.n_steps, 24, days=3), history=6, horizon=3, n_neighbors=1)
+    o = d.origins("val")
+    assert not lag_available(d, o, 7).any() and lag_available(d, o, 1).all()
+    np.testing.assert_array_equal(weekly_naive(d, o), historical_average(d, o))
+    t = d.origins("test")
+    assert lag_available(d, t, 7).all()

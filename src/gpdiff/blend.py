@@ -9,8 +9,11 @@ with non-negative weights summing to at most 1, taken from a simplex grid of spa
 chosen by the pooled MAE (original scale, masked) of the method's *validation* forecasts, the slice
 early stopping already uses; nothing reads the test period. All-zero weights are the method alone,
 so on the validation windows a blend is never worse than its method. The naive forecasts are those
-of :mod:`gpdiff.naive` (the value one day / one week earlier, the few-shot days' profile), which
-validation and test windows may look back for as ``seasonal_naive`` and ``weekly_naive`` do.
+of :mod:`gpdiff.naive` (the value one day / one week earlier, the few-shot days' profile). On a
+target's validation windows they read nothing before the few-shot days
+(:func:`gpdiff.data.windows.first_readable`): with three few-shot days the value one week earlier
+does not exist there and ``weekly_naive`` is the few-shot days' profile, as it would be for a new
+city; :func:`lag_share` says how often that happened.
 
 Why: with three few-shot days a model cannot learn the weekly rhythm of a city (a training window
 would need a week of lookback), while the value one week earlier carries it; a few-day model and
@@ -29,10 +32,11 @@ import numpy as np
 from gpdiff.config import name_list
 from gpdiff.data.windows import CityData
 from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
+from gpdiff.naive import historical_average, lag_available, seasonal_naive, weekly_naive
 
 # name -> naive forecast ``(data, origins) -> [N, B, H]``; the names are the comparison methods'
 NAIVE = {"seasonal_naive": seasonal_naive, "weekly_naive": weekly_naive, "historical_average": historical_average}
+LAG_DAYS = {"seasonal_naive": 1, "weekly_naive": 7}  # the lagged ones: how many days back they read
 
 
 @dataclass
@@ -72,6 +76,13 @@ def simplex_grid(k: int, step: float) -> np.ndarray:
 def naive_forecasts(data: CityData, origins: np.ndarray, names: list[str]) -> np.ndarray:
     """The named naive forecasts stacked, ``[K, N, B, H]`` (original scale)."""
     return np.stack([NAIVE[n](data, origins) for n in names]).astype(np.float64)
+
+
+def lag_share(data: CityData, origins: np.ndarray, names: list[str]) -> dict[str, float]:
+    """For each lagged naive forecast of ``names``, the share of its ``[N, B, H]`` values at ``origins``
+    that are the lagged value itself (the rest fell back to the historical average: missing, or before
+    what the origin may read)."""
+    return {n: float(lag_available(data, origins, LAG_DAYS[n]).mean()) for n in names if n in LAG_DAYS}
 
 
 def fit_weights(pred: np.ndarray, naive: np.ndarray, truth: np.ndarray, mask: np.ndarray, step: float,

@@ -7,7 +7,9 @@ are wrapped as comparison methods in :mod:`gpdiff.methods.naive`.
 Both work on the original scale and only look at data a real forecaster would have: the seasonal
 naive forecast of step ``t + h`` is the value one day earlier (known at the forecast origin as long
 as the horizon is shorter than a day); the historical average is the mean of the *training*
-segment's values at the same time of day (for a target city: its few-shot days only).
+segment's values at the same time of day (for a target city: its few-shot days only). A lagged value
+before what the origin may read (:func:`gpdiff.data.windows.first_readable`: for a target's
+training and validation windows, anything before its few-shot days) counts as missing.
 """
 
 from __future__ import annotations
@@ -40,19 +42,32 @@ def historical_average(data: CityData, origins: np.ndarray) -> np.ndarray:
 
 def lagged_naive(data: CityData, origins: np.ndarray, days: int = 1) -> np.ndarray:
     """The observed value ``days`` days earlier, ``[N, B, H]``; the historical average where that
-    is missing or before the series starts. Known at the forecast origin while the horizon is at
-    most ``days`` days."""
+    is missing, before the series starts, or before what the origin may read
+    (:meth:`CityData.readable_from`: a target's validation day never reads a week before its
+    few-shot days). Known at the forecast origin while the horizon is at most ``days`` days.
+    :func:`lag_available` tells where the lagged value was used."""
     city, spd = data.city, data.city.steps_per_day
     if data.horizon > days * spd:
         raise GpdiffError(f"{city.name}: a {days}-day naive forecast needs a horizon of at most {days * spd} steps "
                           f"({days} day(s) at {city.interval_minutes} min), got {data.horizon}; use a shorter horizon.")
-    past = _targets(data, origins) - days * spd
-    ok = past >= 0
-    pidx = np.where(ok, past, 0)
+    pidx, obs = _lagged(data, origins, days)
     vals = city.values[pidx][:, :, :, 0]  # [B, H, N]
-    obs = city.mask[pidx] & ok[:, :, None]
     fallback = historical_average(data, origins).transpose(1, 2, 0)
     return np.where(obs, vals, fallback).transpose(2, 0, 1).astype(np.float32)
+
+
+def _lagged(data: CityData, origins: np.ndarray, days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Steps ``[B, H]`` ``days`` days before each target, and ``[B, H, N]`` where they may be used."""
+    past = _targets(data, origins) - days * data.city.steps_per_day
+    ok = past >= data.readable_from(origins)[:, None]
+    pidx = np.where(ok, past, 0)
+    return pidx, data.city.mask[pidx] & ok[:, :, None]
+
+
+def lag_available(data: CityData, origins: np.ndarray, days: int) -> np.ndarray:
+    """``[N, B, H]`` bool: where :func:`lagged_naive` used the value ``days`` days earlier (not the
+    historical average)."""
+    return _lagged(data, origins, days)[1].transpose(2, 0, 1)
 
 
 def seasonal_naive(data: CityData, origins: np.ndarray) -> np.ndarray:

@@ -371,13 +371,18 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
                        for p in (val_pred, blend.apply_weights(val_pred, naive_val, weights))]
             pred = blend.apply_weights(result.pred, blend.naive_forecasts(tdata, tdata.origins("test"), names), weights)
             tensors = {"pred": torch.from_numpy(pred), "weights": torch.from_numpy(weights).float()}
-            meta = {"naive": names, "val_mae": val_mae}
+            meta = {"naive": names, "val_mae": val_mae, "val_lagged": blend.lag_share(tdata, origins, names)}
             save_tensors(f, tensors, meta)
             log(f"[blend] {name}: validation MAE {val_mae[0]:.4g} -> {val_mae[1]:.4g} "
                 f"({blend.describe(names, weights)})")
     weights = tensors["weights"].double().numpy()
     notes = {**result.notes, "blend": blend.describe(list(meta["naive"]), weights),
              "blend_val_mae": " -> ".join(f"{float(v):.5g}" for v in meta["val_mae"])}  # alone -> blended
+    short = {n: v for n, v in (meta.get("val_lagged") or {}).items() if v < 1}
+    if short:  # the validation day has no week (or day) before it inside the few-shot days
+        notes["blend_val_fallback"] = "; ".join(
+            f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
+            "rest (nothing before the few-shot days is read)" for n, v in short.items())
     return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes)
 
 

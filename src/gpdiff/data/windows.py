@@ -5,6 +5,11 @@ A window with forecast origin ``t`` has inputs at steps ``[t - history, t)`` and
 windows also keep their inputs inside the segment (a target city's few days are all it has), while
 validation and test windows may look back into earlier steps (the past is known at forecast time).
 
+What a window may read is one rule, :func:`first_readable`: a new city has no past, so at a target's
+training and validation origins nothing before its few-shot days is read (history, the seasonal
+context's lagged values, and the naive forecasts of :mod:`gpdiff.naive` alike); at test origins
+everything observed up to the origin is.
+
 :class:`CityData` holds one city scaled with statistics from its training segment, its ego-graphs,
 and builds batches for any set of nodes at once: inputs ``[n, B, K+1, history, C]``, targets
 ``[n, B, horizon]`` for the centre node, with masks.
@@ -90,6 +95,20 @@ def window_origins(segment: Segment, history: int, horizon: int, lookback: bool,
     return np.arange(first, last + 1, dtype=np.int64)
 
 
+def first_readable(split: Split, origins: np.ndarray) -> np.ndarray:
+    """The first step that an input of a window with forecast origin ``origins[...]`` may read
+    (same shape, int64): the protocol's one rule of what a forecast may see (docs/DESIGN.md, section 3).
+
+    For a target city (``split.role == "target"``) every origin before the test period (its training
+    and validation windows) reads only from the first few-shot day on: the data of a new city start
+    there, so a weight, early stop or score fitted on those windows must not depend on anything
+    earlier. Test origins, and every origin of a source city, may read the whole past (0)."""
+    origins = np.asarray(origins)
+    if split.role != "target":
+        return np.zeros(origins.shape, dtype=np.int64)
+    return np.where(origins < split.test.start, split.train.start, 0).astype(np.int64)
+
+
 def observed_origins(city: City, segment: Segment, name: str, history: int, horizon: int, lag: int = 0
                      ) -> np.ndarray:
     """Origins ``[W]`` of the windows of ``segment`` (``name``: train, val or test; only training
@@ -166,14 +185,23 @@ class CityData:
         return require_windows(self.city, self.segment(name), name, self.history, self.horizon, self.context,
                                minimum)
 
+    def readable_from(self, origins: np.ndarray) -> np.ndarray:
+        """:func:`first_readable` under this city's split."""
+        return first_readable(self.split, origins)
+
     def batch(self, nodes: torch.Tensor, origins: torch.Tensor) -> WindowBatch:
-        """Windows for ``nodes`` ``[n]`` at ``origins`` ``[n, B]`` (one row of origins per node)."""
+        """Windows for ``nodes`` ``[n]`` at ``origins`` ``[n, B]`` (one row of origins per node).
+        Inputs before :meth:`readable_from` an origin are missing (0), as unobserved values are."""
         nodes = nodes.to(self.device)
         origins = origins.to(self.device)
         ego = self.ego_index[nodes]  # [n, K+1]
         valid = self.ego_valid[nodes]
         t_in = origins[:, :, None] + self._offsets_in  # [n, B, h]
         x = self.values[t_in[:, :, :, None], ego[:, None, None, :]]  # [n, B, h, K+1, C]
+        floor = None
+        if self.split.role == "target":  # the protocol's rule: nothing before the few-shot days at train/val origins
+            floor = torch.from_numpy(self.readable_from(origins.cpu().numpy())).to(self.device)[:, :, None]
+            x = x * (t_in >= floor)[:, :, :, None, None]
         x = x.permute(0, 1, 3, 2, 4) * valid[:, None, :, None, None]
         t_out = origins[:, :, None] + self._offsets_out  # [n, B, H]
         centre = nodes[:, None, None]
@@ -183,8 +211,11 @@ class CityData:
         lag_x = lag_y = None
         if self.lag:  # the target channel one day / week earlier; 0 (the node's mean) where missing
             lag_x = self.values[t_in[:, :, :, None] - self.lag, ego[:, None, None, :], 0]  # [n, B, h, K+1]
-            lag_x = (lag_x.permute(0, 1, 3, 2) * valid[:, None, :, None]).contiguous()
             lag_y = self.values[t_out - self.lag, centre, 0]
+            if floor is not None:
+                lag_x = lag_x * (t_in - self.lag >= floor)[:, :, :, None]
+                lag_y = lag_y * (t_out - self.lag >= floor)
+            lag_x = (lag_x.permute(0, 1, 3, 2) * valid[:, None, :, None]).contiguous()
         return WindowBatch(x=x.contiguous(), y=y, y_mask=y_mask, tod=self.tod[last], dow=self.dow[last],
                            adj=self.ego_adj[nodes], valid=valid, lag_x=lag_x, lag_y=lag_y)
 
