@@ -32,6 +32,7 @@ import numpy as np
 from gpdiff.config import name_list
 from gpdiff.data.windows import CityData
 from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.metrics import masked_metrics
 from gpdiff.naive import historical_average, lag_available, seasonal_naive, weekly_naive
 
 # name -> naive forecast ``(data, origins) -> [N, B, H]``; the names are the comparison methods'
@@ -108,6 +109,27 @@ def fit_weights(pred: np.ndarray, naive: np.ndarray, truth: np.ndarray, mask: np
         losses = np.concatenate([np.abs(err + grid[i:i + chunk] @ gap).sum(1) for i in range(0, len(grid), chunk)])
         weights[h] = grid[int(np.argmin(losses))]
     return weights
+
+
+@dataclass
+class BlendFit:
+    """Blend weights fitted on a city's validation windows, with what they did there."""
+
+    names: list[str]  # the naive forecasts, in weight-column order
+    weights: np.ndarray  # [H, K]
+    val_mae: tuple[float, float]  # pooled validation MAE of the method alone and blended
+    val_lagged: dict[str, float]  # lag_share on the validation windows
+
+
+def fit_on_validation(val_pred: np.ndarray, data: CityData, names: list[str], step: float) -> BlendFit:
+    """:func:`fit_weights` for a method's forecasts ``val_pred [N, B, H]`` of every validation window
+    of ``data`` (``data.origins("val")``), against the naive forecasts ``names`` there."""
+    origins = data.origins("val")
+    truth, mask = data.truth(origins)
+    naive = naive_forecasts(data, origins, names)
+    weights = fit_weights(val_pred, naive, truth, mask, step)
+    alone, blended = (masked_metrics(p, truth, mask).mae_avg for p in (val_pred, apply_weights(val_pred, naive, weights)))
+    return BlendFit(list(names), weights, (float(alone), float(blended)), lag_share(data, origins, names))
 
 
 def apply_weights(pred: np.ndarray, naive: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -41,9 +41,9 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import Split, source_split, target_split
 from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.functional import FunctionalLoss
+from gpdiff.diffusion.pretrained import ARCHITECTURE, GPD, source_record
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
-from gpdiff.hashing import hash_arrays
 from gpdiff.io import load_tensors, save_tensors, write_yaml
 from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, ZERO_SHOT, Context, MethodResult, get_method
 from gpdiff.metrics import masked_metrics, node_mae
@@ -70,7 +70,8 @@ class RunResult:
 
 @dataclass
 class Cities:
-    """The loaded data of a run: the target with its split, the sources, and content hashes of each."""
+    """The loaded data of a run: the target with its split, the sources, and content hashes of each
+    (``gpdiff pretrain --sources`` has no target: ``target`` and ``split`` are ``None``)."""
 
     target: City
     sources: list[City]
@@ -126,12 +127,6 @@ def default_sources(cfg: RunConfig) -> list[str]:
     return [c for c in FLOW_CITIES if c != cfg.target]
 
 
-def city_fingerprint(city: City) -> str:
-    """Content hash of a city: values, mask, graph, time axis and node ids."""
-    return hash_arrays(city.values, city.mask, city.adjacency,
-                       extra=[str(city.start), city.interval_minutes, list(city.node_ids)])
-
-
 def load_cities(cfg: RunConfig) -> Cities:
     """Target and sources of ``cfg``, and the target's split; clear errors before any expensive stage."""
     if cfg.data_dir and not Path(cfg.data_dir).is_dir():
@@ -160,13 +155,19 @@ def load_cities(cfg: RunConfig) -> Cities:
                           f"methods only ({', '.join(ZERO_SHOT)}) does not need such a window.") from None
     for segment in ("val", "test"):
         require_windows(target, getattr(split, segment), segment, w.history, w.horizon, w.context)
-    for city in [target, *sources]:
-        require_graph(city, cfg.zoo.model)
+    require_graph(target, cfg.zoo.model)
+    check_sources(cfg, sources)
+    return Cities(target, sources, split, {c.name: c.fingerprint() for c in [target, *sources]})
+
+
+def check_sources(cfg: RunConfig, sources: list[City]) -> None:
+    """Every check of the source cities the data can decide, before anything trains."""
+    w = cfg.window
     for city in sources:
+        require_graph(city, cfg.zoo.model)
         s = source_split(city.n_steps, cfg.zoo.train, cfg.zoo.val, cfg.zoo.test, name=city.name)
         for segment in ("train", "val"):
             require_windows(city, getattr(s, segment), segment, w.history, w.horizon, w.context)
-    return Cities(target, sources, split, {c.name: city_fingerprint(c) for c in [target, *sources]})
 
 
 def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityData:
@@ -362,19 +363,14 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
         if st.cached:
             tensors, meta = load_tensors(f)
         else:
-            origins = tdata.origins("val")
-            truth, mask = tdata.truth(origins)
-            val_pred = forecast(model, result.params, tdata, "val")
-            naive_val = blend.naive_forecasts(tdata, origins, names)
-            weights = blend.fit_weights(val_pred, naive_val, truth, mask, cfg.blend.step)
-            val_mae = [masked_metrics(p, truth, mask).mae_avg
-                       for p in (val_pred, blend.apply_weights(val_pred, naive_val, weights))]
-            pred = blend.apply_weights(result.pred, blend.naive_forecasts(tdata, tdata.origins("test"), names), weights)
-            tensors = {"pred": torch.from_numpy(pred), "weights": torch.from_numpy(weights).float()}
-            meta = {"naive": names, "val_mae": val_mae, "val_lagged": blend.lag_share(tdata, origins, names)}
+            fitted = blend.fit_on_validation(forecast(model, result.params, tdata, "val"), tdata, names, cfg.blend.step)
+            pred = blend.apply_weights(result.pred, blend.naive_forecasts(tdata, tdata.origins("test"), names),
+                                       fitted.weights)
+            tensors = {"pred": torch.from_numpy(pred), "weights": torch.from_numpy(fitted.weights).float()}
+            meta = {"naive": names, "val_mae": list(fitted.val_mae), "val_lagged": fitted.val_lagged}
             save_tensors(f, tensors, meta)
-            log(f"[blend] {name}: validation MAE {val_mae[0]:.4g} -> {val_mae[1]:.4g} "
-                f"({blend.describe(names, weights)})")
+            log(f"[blend] {name}: validation MAE {fitted.val_mae[0]:.4g} -> {fitted.val_mae[1]:.4g} "
+                f"({blend.describe(names, fitted.weights)})")
     weights = tensors["weights"].double().numpy()
     notes = {**result.notes, "blend": blend.describe(list(meta["naive"]), weights),
              "blend_val_mae": " -> ".join(f"{float(v):.5g}" for v in meta["val_mae"])}  # alone -> blended
@@ -384,6 +380,52 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
             f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
             "rest (nothing before the few-shot days is read)" for n, v in short.items())
     return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes)
+
+
+def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor], prompts_st: Stage,
+                   denoiser: DiffusionModel, timings: dict[str, float]) -> GPD:
+    """The pretrained GPD of a run's source stages (:mod:`gpdiff.diffusion.pretrained`)."""
+    from gpdiff.anchor import load_anchor
+    from gpdiff.hashing import code_fingerprint
+    from gpdiff.prompts import PromptEncoders
+
+    wall = sum(timings.get(k, 0.0) for k in ("anchor", "zoo", "prompts", "diffusion"))
+    record = load_anchor(anchor[0].path)[1]
+    scores = {"anchor: validation loss on the sources' validation steps (scaled MAE)": round(float(record["val_loss"]), 5),
+              "denoiser: final training loss": round(float(denoiser.info.get("final_loss", float("nan"))), 5)}
+    card = {"code": code_fingerprint(), "seed": cfg.seed, "wall_time": f"{wall:.0f} s (anchor, zoo, prompts, denoiser)",
+            "scores": scores}
+    return GPD(cfg.window, {k: getattr(cfg.zoo, k) for k in ARCHITECTURE}, anchor[1],
+               PromptEncoders.load(prompts_st.path / "encoders"), denoiser, cfg.generate,
+               [source_record(c, cities.fingerprints[c.name]) for c in cities.sources], card)
+
+
+def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = None, progress: bool = True,
+                     log: Log = print) -> GPD:
+    """Pretrain GPD on ``cfg.sources`` (the stages anchor, zoo, prompts, diffusion, kept and resumed in
+    ``work``, default ``OUT.stages``) and save it to ``out`` as a pretrained folder. Raises
+    :class:`GpdiffError` before any training for missing or unusable sources."""
+    from gpdiff.device import resolve_device
+
+    if not cfg.sources:
+        raise GpdiffError("pretraining needs source cities; pass --sources a,b,... (bundled names or cities in "
+                          "--data-dir).")
+    sources = [load_named(n, cfg.data_dir) for n in cfg.sources]
+    check_sources(cfg, sources)
+    cities = Cities(None, sources, None, {c.name: c.fingerprint() for c in sources})  # type: ignore[arg-type]
+    distributed.init(resolve_device(cfg.device))
+    out = Path(out)
+    run = Run(Path(work) if work else out.with_name(out.name + ".stages"))
+    write_yaml(run.root / "config.yaml", cfg.to_dict())
+    anchor = anchor_stage(run, cfg, cities, progress, log)
+    zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
+    prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
+    _, denoiser = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts.select(zoo.keys())),
+                                  progress, log)
+    gpd = pretrained_gpd(cfg, cities, anchor, prompts_st, denoiser, run.timings)
+    gpd.save_pretrained(out)
+    log(f"[pretrain] wrote the pretrained GPD to {out} (sources: {', '.join(cfg.sources)})")
+    return gpd
 
 
 # ---------------------------------------------------------------------- pipeline
@@ -441,6 +483,9 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     if any(m in NEEDS_GENERATION for m in cfg.methods):
         diffusion = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
         gen_st, generated = generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
+        if anchor is not None:  # everything a new city needs from these sources, as one folder (gpdiff fit --pretrained)
+            pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings).save_pretrained(
+                run.root / "pretrained")
 
     model = cfg.zoo.build_model(cfg.window)
     sources = prepare_cities(cities.sources, cfg.window, cfg.zoo, model, device)

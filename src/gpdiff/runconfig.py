@@ -32,6 +32,7 @@ from gpdiff.anchor import AnchorConfig
 from gpdiff.blend import BlendConfig
 from gpdiff.config import first_repeated, from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
 from gpdiff.data.windows import WindowConfig
+from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.io import read_yaml
@@ -76,26 +77,6 @@ class PromptsConfig:
                                    ("spatial", self.spatial, self.spatial_config)):
             # unknown names and settings fail here, before any work
             from_mapping(get_encoder_class(kind, name).config_class, config, "run config", _path=f"prompts.{kind}_config.")
-
-
-@dataclass
-class GenerateConfig:
-    """Sampling target parameters from the denoiser (diffusers' names)."""
-
-    sampler: str = "ddim"
-    num_inference_steps: int = 20
-    guidance_scale: float = 1.0  # > 1 needs diffusion.cfg_dropout > 0
-    num_samples: int = 4  # samples averaged per node (seeds seed .. seed + num_samples - 1)
-
-    def __post_init__(self) -> None:
-        from gpdiff.diffusion.schedule import SAMPLERS
-
-        if self.sampler not in SAMPLERS:
-            raise unknown_name("sampler", self.sampler, SAMPLERS)
-        if self.num_inference_steps < 1:
-            raise GpdiffError(f"generate.num_inference_steps must be at least 1, got {self.num_inference_steps}.")
-        if self.num_samples < 1:
-            raise GpdiffError(f"generate.num_samples must be at least 1, got {self.num_samples}.")
 
 
 @dataclass

@@ -182,6 +182,14 @@ class City:
             attribute_names=list(self.attribute_names), source=self.source,
         )
 
+    def fingerprint(self) -> str:
+        """Content hash of the city: values, mask, graph, time axis and node ids (stage keys, and a
+        pretrained model's record of its sources)."""
+        from gpdiff.hashing import hash_arrays
+
+        return hash_arrays(self.values, self.mask, self.adjacency,
+                           extra=[str(self.start), self.interval_minutes, list(self.node_ids)])
+
     def summary(self) -> dict[str, object]:
         return {
             "name": self.name, "kind": self.kind, "nodes": self.n_nodes, "steps": self.n_steps,

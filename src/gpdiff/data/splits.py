@@ -35,14 +35,14 @@ class Split:
     train: Segment
     val: Segment
     test: Segment
-    role: str  # "source" or "target"
+    role: str  # "source", "target", or "fit" (a forecaster's: every day but the last trains, no test period)
 
     def __post_init__(self) -> None:
         segs = (self.train, self.val, self.test)
         for a, b in zip(segs, segs[1:]):
             if a.stop > b.start:
                 raise AssertionError(f"overlapping or unordered split segments: {a} {b}")
-        if any(len(s) <= 0 for s in segs):
+        if any(len(s) <= 0 for s in segs[: 2 if self.role == "fit" else 3]):
             raise AssertionError(f"empty split segment in {segs}")
 
     def to_dict(self) -> dict[str, object]:
@@ -103,3 +103,21 @@ def target_split(n_steps: int, steps_per_day: int, days: float = 3, val_days: fl
         )
     return Split(Segment(train_start, val_start), Segment(val_start, test_start), Segment(test_start, n_steps),
                  role="target")
+
+
+def fit_split(n_steps: int, steps_per_day: int, val_days: float = 1, window: int = 18, name: str = "city") -> Split:
+    """A forecaster's split of all of a city's data (:mod:`gpdiff.forecaster`): the last ``val_days``
+    calendar days validate (early stopping, blend weights), every step before them trains, and the
+    test period is the empty segment at the end (nothing is held out). Raises :class:`GpdiffError`
+    when the days before the validation slice hold no training window of ``window`` steps."""
+    n_val = int(round(val_days * steps_per_day))
+    if n_val < 1:
+        raise GpdiffError(f"{name}: val_days {val_days} is less than one step; use 1 (the default).")
+    n_train = n_steps - n_val
+    if n_train < window:
+        need = (window + n_val) / steps_per_day
+        raise GpdiffError(
+            f"{name}: {n_steps} steps ({n_steps / steps_per_day:.2f} days) are too few to fit a forecaster: the "
+            f"last {val_days:g} day(s) validate and the steps before them must hold one window (history + horizon = "
+            f"{window} steps); give at least {need:.2f} days of data ({window + n_val} steps).")
+    return Split(Segment(0, n_train), Segment(n_train, n_steps), Segment(n_steps, n_steps), role="fit")

@@ -150,13 +150,15 @@ class CityData:
     """A city prepared for training and evaluation under one split."""
 
     def __init__(self, city: City, split: Split, history: int = 12, horizon: int = 6, n_neighbors: int = 7,
-                 device: torch.device | str = "cpu", min_rel_std: float = 0.0, context: str = "none") -> None:
+                 device: torch.device | str = "cpu", min_rel_std: float = 0.0, context: str = "none",
+                 scaler: NodeScaler | None = None) -> None:
         if history < 1 or horizon < 1:
             raise GpdiffError(f"history ({history}) and horizon ({horizon}) must be at least 1.")
         self.city, self.split = city, split
         self.history, self.horizon, self.device = history, horizon, torch.device(device)
         self.context, self.lag = context, lag_steps(context, city.steps_per_day)
-        self.scaler = NodeScaler.fit(city, split.train, min_rel_std)  # see NodeScaler.fit
+        # fitted on the training segment (see NodeScaler.fit), or given: a saved forecaster keeps the scale it was fitted with
+        self.scaler = scaler if scaler is not None else NodeScaler.fit(city, split.train, min_rel_std)
         self.ego: EgoGraphs = ego_graphs(city.adjacency, n_neighbors)
         scaled = self.scaler.transform(city.values, city.mask)
         self.values = torch.from_numpy(scaled).to(self.device)  # [T, N, C]

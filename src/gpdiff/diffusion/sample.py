@@ -9,16 +9,35 @@ parameters. Argument names follow diffusers' pipelines (``num_inference_steps``,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from gpdiff.diffusion.denoiser import Denoiser
-from gpdiff.diffusion.schedule import ScheduleConfig, make_sampler, sampling_steps
+from gpdiff.diffusion.schedule import SAMPLERS, ScheduleConfig, make_sampler, sampling_steps
 from gpdiff.diffusion.train import DiffusionModel
-from gpdiff.errors import GpdiffError
+from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.params import ParamCollection
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling target parameters from the denoiser (diffusers' names)."""
+
+    sampler: str = "ddim"
+    num_inference_steps: int = 20
+    guidance_scale: float = 1.0  # > 1 needs diffusion.cfg_dropout > 0
+    num_samples: int = 4  # samples averaged per node (seeds seed .. seed + num_samples - 1)
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise unknown_name("sampler", self.sampler, SAMPLERS)
+        if self.num_inference_steps < 1:
+            raise GpdiffError(f"generate.num_inference_steps must be at least 1, got {self.num_inference_steps}.")
+        if self.num_samples < 1:
+            raise GpdiffError(f"generate.num_samples must be at least 1, got {self.num_samples}.")
 
 
 @torch.no_grad()

@@ -317,7 +317,9 @@ class DiffusionModel:
                     Standardizer.from_state(std_tensors), std_tensors["center"], data.get("info", {}), dev,
                     base.get("generated"))
         model.path = folder
-        for name, module in (("model", model.denoiser), ("ema", model.ema)):
+        # a folder for generation only (a pretrained GPD) keeps the EMA weights alone: they stand in for both
+        weights = "model" if (folder / "model.safetensors").is_file() else "ema"
+        for name, module in ((weights, model.denoiser), ("ema", model.ema)):
             state, _ = load_tensors(folder / f"{name}.safetensors", device=dev)
             _load_state(module, state, folder / f"{name}.safetensors")
         return model

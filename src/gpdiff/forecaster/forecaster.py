@@ -1,0 +1,619 @@
+"""The forecaster: fit a city on all its data, forecast its next steps, update it with each new day.
+
+What a city analyst uses, in the forecasting ecosystem's terms (darts / neuralforecast: ``fit`` and
+``predict`` on pandas frames; diffusers: a folder that round-trips)::
+
+    f = Forecaster.fit(city)                  # GPD from the pretrained model that ships, blended
+    df = f.predict(horizon=24)                # timestamp, node, step, forecast (original units)
+    f.save("my-city.forecaster")
+    f = Forecaster.load("my-city.forecaster").update(newer_city)   # warm start on the new day(s)
+
+**Fit.** All of the city's data: the last ``val_days`` (default 1) validate (early stopping, the
+blend weights), every step before them trains (:func:`gpdiff.data.splits.fit_split`); nothing is
+held out. Per method (:data:`STARTS`): ``gpd`` generates every node's parameters from its prompts
+with a :class:`~gpdiff.forecaster.pretrained.GPD` and fine-tunes them (the run's ``finetune``
+budget); ``gpd_zero_shot`` keeps them as generated; ``transfer`` / ``transfer_zero_shot`` start from
+the pretrained anchor; ``target_only`` from a random initialisation; the naive methods
+(``seasonal_naive``, ``weekly_naive``, ``historical_average``) train nothing. Every method with
+parameters is blended with the naive forecasts of ``blend.naive``, weights fitted on the last day
+(:mod:`gpdiff.blend`), as in ``gpdiff run``.
+
+**Predict.** From the latest ``history`` steps before the forecast origin, the next ``horizon`` steps
+(default one day). Up to the model's horizon the forecast is direct; beyond it the (blended)
+forecasts are fed back as history and the naive forecasts read them where the lagged value lies in
+the future: the recursive strategy (Taieb et al., "A review and comparison of strategies for
+multi-step ahead time series forecasting", 2012). Nodes are matched by id; a node the forecaster has
+never seen gets parameters generated from its prompts (no other node changes), or the seasonal
+naive forecast without a pretrained model; a node without enough observed history is listed, not
+forecast. A ``flow`` city's forecasts are clipped at 0 (counts).
+
+**Folder** (:meth:`Forecaster.save`)::
+
+    F/
+      forecaster.yaml       format, format_version, gpdiff version, the current version, every version
+      pretrained/           the pretrained GPD it was fitted with (new nodes are generated from it)
+      versions/0001/        state.safetensors (parameters [N, P], scaler, blend weights, graph),
+                            forecaster.yaml (settings, node ids, time axis, validation scores),
+                            history.city (the last days, so predict() needs no data), README.md (model card)
+      versions/0002/ ...    one per update; the previous ones stay loadable (``load(F, version=1)``)
+
+A version folder is written beside its final name and renamed, and ``forecaster.yaml`` is rewritten
+last, so an interrupted save or update leaves ``F`` as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gpdiff import __version__, blend
+from gpdiff.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
+from gpdiff.blend import BlendConfig
+from gpdiff.config import from_mapping, to_mapping
+from gpdiff.data.catalog import load_city
+from gpdiff.data.city import City
+from gpdiff.data.scaler import NodeScaler
+from gpdiff.data.splits import Segment, Split, fit_split
+from gpdiff.data.windows import CityData, WindowConfig
+from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.diffusion.pretrained import GPD
+from gpdiff.hashing import code_fingerprint
+from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.metrics import masked_metrics
+from gpdiff.models.base import BaseModel
+from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
+from gpdiff.nodetrain import predict as predict_windows
+from gpdiff.params import unflatten
+
+FORMAT = "gpdiff.forecaster"
+FORMAT_VERSION = 1
+Log = Callable[[str], Any]
+
+# method -> (where its parameters start, whether they are fine-tuned on the city)
+STARTS: dict[str, tuple[str, bool]] = {
+    "gpd": ("generated", True), "gpd_zero_shot": ("generated", False),
+    "transfer": ("anchor", True), "transfer_zero_shot": ("anchor", False), "target_only": ("random", True),
+}
+NAIVE = {"seasonal_naive": seasonal_naive, "weekly_naive": weekly_naive, "historical_average": historical_average}
+NEEDS_ZOO = ("knn_residual", "mean_params", "retrieval", "reptile")  # need the source zoo, which a pretrained GPD omits
+HISTORY_DAYS = 8  # days of data a forecaster keeps: a week back for weekly naive, plus the history window
+MIN_OBSERVED = 0.5  # a node is forecast when at least this share of its history window is observed
+
+
+@dataclass
+class ForecasterConfig:
+    """How a forecaster is fitted. ``method``: one of :data:`STARTS` or :data:`NAIVE`; ``val_days``:
+    the last days that validate; ``finetune``: the per-node budget (as in ``gpdiff run``);
+    ``blend``: the naive forecasts every method with parameters is blended with; ``scale_floor``:
+    each node's std at least this share of the city's pooled std (``RunConfig.target_scale_floor``);
+    ``clip``: clip forecasts at 0 (``None``: for ``flow`` cities)."""
+
+    method: str = "gpd"
+    val_days: float = 1.0
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    blend: BlendConfig = field(default_factory=BlendConfig)
+    scale_floor: float = 0.05
+    clip: bool | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method in NEEDS_ZOO:
+            raise GpdiffError(f"method {self.method!r} needs the sources' model zoo, which a pretrained GPD does not "
+                              f"carry; a forecaster takes one of {', '.join([*STARTS, *NAIVE])}.")
+        if self.method not in STARTS and self.method not in NAIVE:
+            raise unknown_name("forecaster method", self.method, [*STARTS, *NAIVE])
+        if not self.val_days > 0:
+            raise GpdiffError(f"val_days must be > 0, got {self.val_days}.")
+
+    @property
+    def learned(self) -> bool:
+        return self.method in STARTS
+
+
+@dataclass
+class Forecaster:
+    """A fitted forecaster for one city (see the module docstring). Build with :meth:`fit` or :meth:`load`."""
+
+    config: ForecasterConfig
+    window: WindowConfig
+    node_ids: list[str]
+    scaler: NodeScaler  # [N, C] fitted on the training days
+    adjacency: np.ndarray  # [N, N]
+    history: City  # the last HISTORY_DAYS days the forecaster has seen
+    meta: dict[str, Any]  # city name, kind, units, interval, tz, last timestamp, fingerprint; fit record
+    params: torch.Tensor | None = None  # [N, P]
+    blend_weights: np.ndarray | None = None  # [H, K] for config.blend.naive
+    pretrained: GPD | None = None
+    version: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    # ================================================================== fit
+    @classmethod
+    def fit(cls, data: City | str | Path | pd.DataFrame, pretrained: GPD | str | Path | None = None,
+            config: ForecasterConfig | None = None, progress: bool = False, log: Log = lambda m: None,
+            **overrides: Any) -> Forecaster:
+        """Fit a forecaster on all of ``data`` (a :class:`City`, a path in any supported format, or a
+        DataFrame as :func:`as_city` reads it). ``pretrained``: a :class:`GPD` or its folder (``None``:
+        the one that ships, for methods that need one). ``overrides``: :class:`ForecasterConfig` fields
+        (``method="weekly_naive"``, ``finetune={"max_epochs": 10}``). Raises :class:`GpdiffError`, before any training, for a city too
+        short to fit, a city the pretrained model was trained on, or an unknown method."""
+        t0 = time.perf_counter()
+        config = config or ForecasterConfig()
+        if overrides:
+            config = from_mapping(ForecasterConfig, {**to_mapping(config), **overrides}, "forecaster setting")
+        city = as_city(data)
+        gpd = _pretrained_for(config, pretrained)
+        if gpd is not None:
+            gpd.check_target(city, city.fingerprint())
+        window = gpd.window if gpd is not None else WindowConfig()
+        split = fit_split(city.n_steps, city.steps_per_day, config.val_days, window.length, city.name)
+        data_ = CityData(city, split, window.history, window.horizon, window.n_neighbors,
+                         min_rel_std=config.scale_floor, context=window.context)
+        data_.require_windows("val")
+        if config.learned and STARTS[config.method][1]:
+            data_.require_windows("train")
+        log(f"[fit] {city.name}: {city.n_nodes} nodes, {split.train.stop / city.steps_per_day:.2f} days to train, "
+            f"the last {config.val_days:g} to validate; method {config.method}")
+        params = None
+        if config.learned:
+            assert gpd is not None
+            params = _start(config, gpd, city, split.train, progress, log)
+            if STARTS[config.method][1]:
+                with tempfile.TemporaryDirectory(prefix="gpdiff-fit-") as work:
+                    params = finetune(gpd.build_model(), params, data_, config.finetune, Path(work), config.seed,
+                                      progress, config.method)
+        f = cls(config, window, list(city.node_ids), data_.scaler, city.adjacency.copy(), _tail(city), {},
+                params, None, gpd)
+        f._validate(data_, log)
+        f.meta = {**_city_meta(city), **f.meta, "fit_seconds": round(time.perf_counter() - t0, 2),
+                  "trained_on": _span(city, split.train), "validated_on": _span(city, split.val)}
+        return f
+
+    def _validate(self, data: CityData, log: Log) -> None:
+        """Blend weights on the validation days (methods with parameters), and the validation MAE of the
+        forecaster against both naive baselines, into :attr:`meta`."""
+        origins = data.origins("val")
+        truth, mask = data.truth(origins)
+        if self.params is not None:
+            pred = forecast(self.model(), self.params, data, "val")
+            if self.config.blend.active:
+                fitted = blend.fit_on_validation(pred, data, self.config.blend.naive, self.config.blend.step)
+                self.blend_weights = fitted.weights
+                pred = blend.apply_weights(pred, blend.naive_forecasts(data, origins, fitted.names), fitted.weights)
+                log(f"[fit] blend: {blend.describe(fitted.names, fitted.weights)}")
+        else:
+            pred = NAIVE[self.config.method](data, origins)
+        pred = self._clip(pred, data.city.kind)
+        scores = {self.config.method: masked_metrics(pred, truth, mask).mae_avg}
+        for name in ("seasonal_naive", "weekly_naive"):
+            scores[name] = masked_metrics(NAIVE[name](data, origins), truth, mask).mae_avg
+        self.meta["validation_mae"] = {k: round(float(v), 6) for k, v in scores.items()}
+        log("[fit] validation MAE: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+
+    # ============================================================== predict
+    def model(self) -> BaseModel:
+        if self.pretrained is None:
+            raise GpdiffError("this forecaster has no base model (a naive method).")
+        return self.pretrained.build_model()
+
+    @property
+    def last_timestamp(self) -> pd.Timestamp:
+        return pd.Timestamp(self.meta["last_timestamp"])
+
+    def predict(self, data: City | str | Path | pd.DataFrame | None = None, horizon: int | None = None,
+                at: str | pd.Timestamp | None = None, progress: bool = False) -> pd.DataFrame:
+        """Forecasts of the ``horizon`` steps (default: one day) after the last time of ``data`` (default:
+        the data the forecaster last saw), or after ``at``, per node.
+
+        Returns a long DataFrame ``timestamp, node, step, forecast`` (original units, the data's time
+        zone; ``step`` 1 is one interval after the origin). ``df.attrs["notes"]`` lists new nodes,
+        nodes left out and why. Raises :class:`GpdiffError` for data at another interval, with no node
+        in common, ``at`` outside the data, or a ``horizon`` < 1."""
+        city = self.history if data is None else as_city(data, like=self)
+        self._check_interval(city)
+        horizon = city.steps_per_day if horizon is None else int(horizon)
+        if horizon < 1:
+            raise GpdiffError(f"horizon must be at least 1 step, got {horizon}.")
+        origin = self._origin(city, at)
+        known = [i for i in city.node_ids if i in self._index]
+        new = [i for i in city.node_ids if i not in self._index]
+        if not known and not new:
+            raise GpdiffError(f"{city.name}: no nodes to forecast.")
+        if not known and self.params is not None and self.pretrained is None:
+            raise GpdiffError(f"{city.name}: none of its nodes ({', '.join(city.node_ids[:3])}, ...) is one of this "
+                              f"forecaster's ({', '.join(self.node_ids[:3])}, ...); nodes are matched by id.")
+        notes: list[str] = []
+        absent = [i for i in self.node_ids if i not in set(city.node_ids)]
+        if absent:
+            notes.append(f"{len(absent)} node(s) of the forecaster are not in the data and are not forecast: "
+                         f"{_first(absent)}")
+        order = [city.node_ids.index(i) for i in known + new]
+        fc, ok, why = self._forecast(city, order, len(known), origin, horizon, notes)
+        skipped = [f"{(known + new)[j]} ({why[j]})" for j in np.flatnonzero(~ok)]
+        if skipped:
+            notes.append(f"{len(skipped)} node(s) lack the observed history to forecast from: {_first(skipped)}")
+        ts = pd.date_range(city.timestamps[origin - 1], periods=horizon + 1, freq=pd.Timedelta(minutes=city.interval_minutes))[1:]
+        ids = np.asarray(known + new, dtype=object)[ok]
+        n = ids.size
+        df = pd.DataFrame({"timestamp": np.tile(ts, n), "node": np.repeat(ids, horizon),
+                           "step": np.tile(np.arange(1, horizon + 1), n), "forecast": fc[ok].reshape(-1)})
+        df.attrs["notes"] = notes
+        return df
+
+    def _forecast(self, city: City, order: list[int], n_known: int, origin: int, horizon: int, notes: list[str]
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Forecasts ``[n, horizon]`` for the city's nodes ``order`` (known first), whether each was
+        forecast, and why not."""
+        w = self.window
+        # steps per call: the model's horizon; a naive forecast's up to a day (the seasonal lag)
+        step = w.horizon if self.params is not None else min(horizon, city.steps_per_day)
+        work = _padded(city, order, origin, horizon + step)
+        n, end = len(order), origin + horizon + step
+        scaler = self._scaler_for(work, n_known, origin)
+        split = Split(Segment(0, origin), Segment(origin, end), Segment(end, end), role="fit")
+        data = CityData(work, split, w.history, step, w.n_neighbors, context=w.context, scaler=scaler)
+        seen = work.mask[origin - w.history:origin].mean(0)  # [n] share of the history window observed
+        ok = seen >= MIN_OBSERVED
+        why = [f"{seen[j]:.0%} of the last {w.history} steps observed, fewer than {MIN_OBSERVED:.0%}" for j in range(n)]
+        params = None
+        if self.params is not None:
+            params = torch.zeros(n, self.params.shape[1])
+            params[:n_known] = self.params[[self._index[i] for i in work.node_ids[:n_known]]]
+            if n > n_known:
+                params[n_known:] = self._new_node_params(work, n_known, origin, notes)
+        elif n > n_known:
+            notes.append(f"{n - n_known} new node(s) get the {self.config.method} forecast like every other: "
+                         f"{_first(work.node_ids[n_known:])}")
+        out = np.zeros((n, horizon), dtype=np.float32)
+        model = self.model() if params is not None else None
+        flat = unflatten(params, model.spec()) if model is not None else None
+        for t in range(origin, origin + horizon, step):
+            o = np.array([t])
+            if model is not None:
+                pred = predict_windows(model, flat, data, o, model.config.in_channels)  # [n, 1, H]
+                if self.blend_weights is not None:
+                    pred = blend.apply_weights(pred, blend.naive_forecasts(data, o, self.config.blend.naive),
+                                               self.blend_weights)
+            else:
+                pred = NAIVE[self.config.method](data, o)
+            pred = self._clip(pred[:, 0], work.kind)
+            k = min(step, origin + horizon - t)
+            out[:, t - origin:t - origin + k] = pred[:, :k]
+            _write_back(data, t, pred[:, :k])  # later windows read it as history, lagged values as their past
+        return out, ok, why
+
+    def _new_node_params(self, work: City, n_known: int, origin: int, notes: list[str]) -> torch.Tensor:
+        """Parameters for the nodes ``work.node_ids[n_known:]`` the forecaster has never seen: generated by
+        the pretrained GPD from their prompts (spatial: the data's graph and coordinates; temporal: the
+        days they have before the origin), not fine-tuned. Nothing else changes."""
+        new = work.node_ids[n_known:]
+        if self.pretrained is None:
+            raise GpdiffError("internal: a forecaster with parameters always keeps its pretrained GPD.")
+        prompts = self.pretrained.prompts(work, Segment(0, origin)).take(torch.arange(n_known, work.n_nodes))
+        params = self.pretrained.generate(prompts, seed=self.config.seed)
+        notes.append(f"{len(new)} new node(s) got parameters generated from their prompts (zero-shot, no other node "
+                     f"changed): {_first(new)}")
+        return params
+
+    def _scaler_for(self, work: City, n_known: int, origin: int) -> NodeScaler:
+        """The fitted scaler for the known nodes (``work.node_ids[:n_known]``); a new node's own
+        statistics of its steps before ``origin``."""
+        idx = [self._index[i] for i in work.node_ids[:n_known]]
+        mean, std = self.scaler.mean[idx], self.scaler.std[idx]
+        if work.n_nodes > n_known:
+            own = NodeScaler.fit(work, Segment(0, origin), self.config.scale_floor)
+            mean = np.concatenate([mean, own.mean[n_known:, : mean.shape[1]]])
+            std = np.concatenate([std, own.std[n_known:, : std.shape[1]]])
+        return NodeScaler(mean.astype(np.float32), std.astype(np.float32))
+
+    def _clip(self, pred: np.ndarray, kind: str) -> np.ndarray:
+        clip = self.config.clip if self.config.clip is not None else kind == "flow"
+        return np.maximum(pred, 0.0) if clip else pred
+
+    def _check_interval(self, city: City) -> None:
+        if city.interval_minutes != self.meta["interval_minutes"]:
+            raise GpdiffError(f"{city.name}: data at a {city.interval_minutes}-minute interval, but the forecaster was "
+                              f"fitted at {self.meta['interval_minutes']} minutes; give data at its interval.")
+
+    def _origin(self, city: City, at: str | pd.Timestamp | None) -> int:
+        """The step index of the first forecast step: one after ``at``, or after the data's last step."""
+        if at is None:
+            origin = city.n_steps
+        else:
+            stamp = pd.Timestamp(at)
+            if stamp.tz is None and city.start.tz is not None:
+                stamp = stamp.tz_localize(city.start.tz)
+            pos = (stamp - city.start) / pd.Timedelta(minutes=city.interval_minutes)
+            if not float(pos).is_integer() or not 0 <= pos < city.n_steps:
+                raise GpdiffError(f"--at {at}: not a time step of {city.name} ({city.start} .. {city.end}, every "
+                                  f"{city.interval_minutes} min); give a time on that grid within the data.")
+            origin = int(pos) + 1
+        if origin < self.window.history:
+            raise GpdiffError(f"{city.name}: {origin} steps before the forecast origin, fewer than the history window "
+                              f"({self.window.history} steps); give more data.")
+        return origin
+
+    @property
+    def _index(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.node_ids)}
+
+    # =============================================================== update
+    def update(self, data: City | str | Path | pd.DataFrame, progress: bool = False, log: Log = lambda m: None
+               ) -> Forecaster:
+        """A new version fitted on ``data``, which must reach past :attr:`last_timestamp` by at least one
+        day: the parameters are fine-tuned from the current ones (warm start, the same budget), early
+        stopped and blend-weighted on the newest ``val_days``; the scaler stays the one fitted first.
+        Returns ``self`` unchanged (with a note) when ``data`` holds no new day. Raises
+        :class:`GpdiffError` for data at another interval, ending before :attr:`last_timestamp`,
+        or sharing no node with the forecaster."""
+        city = as_city(data, like=self)
+        self._check_interval(city)
+        last = self.last_timestamp
+        if city.end < last:
+            raise GpdiffError(f"{city.name}: the data end at {city.end}, before the forecaster's last time {last}; "
+                              "give the data that follow it (a newer export, or the same file with rows appended).")
+        step = pd.Timedelta(minutes=city.interval_minutes)
+        new_steps = int((city.end - last) / step)
+        if new_steps < city.steps_per_day:
+            self.notes = [f"no new day: the data end {new_steps} step(s) after {last}, an update needs "
+                          f"{city.steps_per_day} (one day); nothing changed"]
+            log(f"[update] {self.notes[0]}")
+            return self
+        if city.start > last + step:
+            raise GpdiffError(f"{city.name}: the data start at {city.start}, after a gap from the forecaster's last "
+                              f"time {last}; include the days from {last + step} on.")
+        keep = [i for i in city.node_ids if i in self._index]
+        if not keep:
+            raise GpdiffError(f"{city.name}: no node in common with the forecaster ({_first(self.node_ids)}); nodes "
+                              "are matched by id.")
+        dropped = [i for i in city.node_ids if i not in self._index]
+        city = _select(city, [city.node_ids.index(i) for i in keep])
+        split = fit_split(city.n_steps, city.steps_per_day, self.config.val_days, self.window.length, city.name)
+        w = self.window
+        scaler = self._scaler_for(city, len(keep), city.n_steps)
+        data_ = CityData(city, split, w.history, w.horizon, w.n_neighbors, context=w.context, scaler=scaler)
+        data_.require_windows("val")
+        params = None
+        if self.params is not None:
+            start = self.params[[self._index[i] for i in keep]]
+            if STARTS[self.config.method][1]:
+                data_.require_windows("train")
+                with tempfile.TemporaryDirectory(prefix="gpdiff-update-") as work:
+                    start = finetune(self.model(), start, data_, self.config.finetune, Path(work),
+                                     self.config.seed + self.version, progress, f"update v{self.version + 1}")
+            params = start
+        f = Forecaster(self.config, self.window, keep, scaler, city.adjacency.copy(), _tail(city), {}, params, None,
+                       self.pretrained, self.version + 1)
+        f._validate(data_, log)
+        f.meta = {**_city_meta(city), **f.meta, "trained_on": _span(city, split.train),
+                  "validated_on": _span(city, split.val), "updated_from": self.version}
+        if dropped:
+            f.notes.append(f"{len(dropped)} node(s) in the data are new to the forecaster and were not added by the "
+                           f"update (predict() generates them): {_first(dropped)}")
+        log(f"[update] version {f.version}: {new_steps} new step(s) up to {city.end}")
+        return f
+
+    # ============================================================ save/load
+    def save(self, path: str | Path) -> Path:
+        """Write this version into the forecaster folder ``path`` (module docstring), keeping every
+        earlier version there; an interrupted save leaves the folder as it was."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = _manifest(path) if (path / "forecaster.yaml").exists() else None
+        if manifest is None and any(path.iterdir()):
+            raise GpdiffError(f"{path} holds files but no forecaster; choose an empty or new folder.")
+        if self.pretrained is not None and not (path / "pretrained" / "gpd.yaml").is_file():
+            self.pretrained.save_pretrained(path / "pretrained")
+        final = path / "versions" / f"{self.version:04d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=_mkdir(final.parent)))
+        try:
+            tensors = {"scaler_mean": torch.from_numpy(self.scaler.mean), "scaler_std": torch.from_numpy(self.scaler.std),
+                       "adjacency": torch.from_numpy(self.adjacency.astype(np.float32))}
+            if self.params is not None:
+                tensors["params"] = self.params.float().cpu().contiguous()
+            if self.blend_weights is not None:
+                tensors["blend_weights"] = torch.from_numpy(np.asarray(self.blend_weights, dtype=np.float64))
+            save_tensors(tmp / "state.safetensors", tensors)
+            self.history.save(tmp / "history.city")
+            atomic_write_text(tmp / "README.md", self.model_card())
+            write_yaml(tmp / "forecaster.yaml", {
+                "version": self.version, "config": to_mapping(self.config), "window": asdict(self.window),
+                "node_ids": list(self.node_ids), "meta": self.meta, "notes": list(self.notes),
+                "gpdiff_version": __version__, "code": code_fingerprint(), "saved": pd.Timestamp.now("UTC").isoformat()})
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        versions = sorted({*(manifest or {}).get("versions", []), self.version})
+        write_yaml(path / "forecaster.yaml", {"format": FORMAT, "format_version": FORMAT_VERSION,
+                                             "gpdiff_version": __version__, "current": self.version,
+                                             "versions": versions, "city": self.meta.get("city"),
+                                             "method": self.config.method})
+        shutil.copyfile(final / "README.md", path / "README.md")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, version: int | None = None) -> Forecaster:
+        """The forecaster saved in ``path`` (its current version, or ``version``). Raises
+        :class:`GpdiffError` for a folder that is not a forecaster, was written by a gpdiff with
+        another format (naming the version that wrote it), or lacks the version asked for."""
+        path = Path(path)
+        manifest = _manifest(path)
+        v = int(manifest["current"] if version is None else version)
+        if v not in manifest.get("versions", []):
+            raise GpdiffError(f"{path} has versions {manifest.get('versions')}, not {v}.")
+        folder = path / "versions" / f"{v:04d}"
+        doc = read_yaml(folder / "forecaster.yaml")
+        tensors, _ = load_tensors(folder / "state.safetensors")
+        config = from_mapping(ForecasterConfig, doc["config"], "forecaster config")
+        pretrained = GPD.from_pretrained(path / "pretrained") if (path / "pretrained").exists() else None
+        weights = tensors.get("blend_weights")
+        return cls(config, WindowConfig(**doc["window"]), list(doc["node_ids"]),
+                   NodeScaler(tensors["scaler_mean"].numpy(), tensors["scaler_std"].numpy()),
+                   tensors["adjacency"].numpy(), City.load(folder / "history.city"), dict(doc["meta"]),
+                   tensors.get("params"), None if weights is None else weights.numpy(), pretrained, v,
+                   list(doc.get("notes") or []))
+
+    def model_card(self) -> str:
+        m, c = self.meta, self.config
+        lines = [f"# Forecaster for {m.get('city')}", "",
+                 f"- version {self.version}, gpdiff {__version__}; method `{c.method}`"
+                 + (f", blended with {', '.join(c.blend.naive)}" if self.blend_weights is not None else ""),
+                 f"- {len(self.node_ids)} nodes, every {m.get('interval_minutes')} min, last time {m.get('last_timestamp')}",
+                 f"- trained on {m.get('trained_on')}, validated on {m.get('validated_on')}",
+                 f"- history {self.window.history} -> horizon {self.window.horizon} steps per model call"]
+        if self.pretrained is not None:
+            lines.append(f"- pretrained GPD sources: {', '.join(self.pretrained.source_names)}")
+        if "fit_seconds" in m:
+            lines.append(f"- fit time {m['fit_seconds']} s")
+        val = m.get("validation_mae") or {}
+        if val:
+            lines += ["", "Validation MAE (the last day, original units):", "", "| forecaster | MAE |", "|---|---|"]
+            lines += [f"| {k} | {v:.4g} |" for k, v in val.items()]
+        if self.notes:
+            lines += ["", "Notes:", ""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+# ============================================================== helpers
+def as_city(data: City | str | Path | pd.DataFrame, like: Forecaster | None = None, **options: Any) -> City:
+    """``data`` as a :class:`City`: a City; a path or bundled name in any supported format (``options``
+    go to its reader); or a DataFrame, wide (indexed by time, one column per node id) or long
+    (columns ``timestamp`` / ``time`` / ``ds``, ``node`` / ``unique_id``, ``value`` / ``y``). A
+    DataFrame's graph is ``like``'s for the nodes it knows (none otherwise)."""
+    if isinstance(data, City):
+        return data
+    if isinstance(data, pd.DataFrame):
+        wide = _wide(data)
+        ids = [str(c) for c in wide.columns]
+        adj = np.zeros((len(ids), len(ids)), dtype=np.float32)
+        kind, units, name = "flow", None, "city"
+        if like is not None:
+            pos = like._index
+            known = [(a, pos[i]) for a, i in enumerate(ids) if i in pos]
+            for a, i in known:
+                for b, j in known:
+                    adj[a, b] = like.adjacency[i, j]
+            kind, units, name = like.meta["kind"], like.meta["units"], like.meta["city"]
+        return City.from_pandas(wide, adjacency=adj, kind=kind, units=units, name=name,
+                                interval_minutes=like.meta["interval_minutes"] if like is not None else None)
+    return load_city(data, **options)
+
+
+def _wide(df: pd.DataFrame) -> pd.DataFrame:
+    cols = {str(c).lower(): c for c in df.columns}
+    time_col = next((cols[c] for c in ("timestamp", "time", "ds") if c in cols), None)
+    node_col = next((cols[c] for c in ("node", "unique_id") if c in cols), None)
+    value_col = next((cols[c] for c in ("value", "y", "forecast") if c in cols), None)
+    if time_col is None or node_col is None or value_col is None:
+        return df  # wide already
+    dup = df.duplicated([time_col, node_col])
+    if dup.any():
+        row = df[dup].iloc[0]
+        raise GpdiffError(f"the long table lists node {row[node_col]} at {row[time_col]} twice; keep one row per "
+                          "time and node.")
+    wide = df.pivot(index=time_col, columns=node_col, values=value_col)
+    wide.columns = [str(c) for c in wide.columns]
+    return wide
+
+
+def _pretrained_for(config: ForecasterConfig, pretrained: GPD | str | Path | None) -> GPD | None:
+    if not config.learned:
+        return pretrained if isinstance(pretrained, GPD) else (GPD.from_pretrained(pretrained) if pretrained else None)
+    return pretrained if isinstance(pretrained, GPD) else GPD.from_pretrained(pretrained)
+
+
+def _start(config: ForecasterConfig, gpd: GPD, city: City, train: Segment, progress: bool, log: Log) -> torch.Tensor:
+    """The parameters ``[N, P]`` a method starts from."""
+    where = STARTS[config.method][0]
+    if where == "generated":
+        prompts = gpd.prompts(city, train)
+        for note in prompts.meta.get("notes", []):
+            log(f"[fit] prompts: {note}")
+        log(f"[fit] generating parameters for {city.n_nodes} nodes from their prompts")
+        return gpd.generate(prompts, seed=config.seed, progress=progress)
+    if where == "anchor":
+        return expand(gpd.anchor, city.n_nodes)
+    return expand(shared_init(gpd.build_model(), config.seed), city.n_nodes)
+
+
+def _city_meta(city: City) -> dict[str, Any]:
+    return {"city": city.name, "kind": city.kind, "units": city.units, "interval_minutes": city.interval_minutes,
+            "tz": str(city.start.tz) if city.start.tz is not None else None, "channels": list(city.channels),
+            "last_timestamp": city.end.isoformat(), "fingerprint": city.fingerprint(), "nodes": city.n_nodes}
+
+
+def _span(city: City, seg: Segment) -> str:
+    ts = city.timestamps
+    return f"{ts[seg.start]:%Y-%m-%d %H:%M} .. {ts[seg.stop - 1]:%Y-%m-%d %H:%M}" if len(seg) else "nothing"
+
+
+def _tail(city: City) -> City:
+    keep = HISTORY_DAYS * city.steps_per_day
+    return city.subset_time(max(0, city.n_steps - keep), city.n_steps)
+
+
+def _select(city: City, order: list[int]) -> City:
+    """The city with its nodes ``order`` (indices), in that order."""
+    idx = np.asarray(order, dtype=np.int64)
+    return dataclasses.replace(
+        city, values=city.values[:, idx], mask=city.mask[:, idx], adjacency=city.adjacency[np.ix_(idx, idx)],
+        node_ids=[city.node_ids[i] for i in idx], coords=None if city.coords is None else city.coords[idx],
+        attributes=None if city.attributes is None else city.attributes[idx])
+
+
+def _padded(city: City, order: list[int], origin: int, horizon: int) -> City:
+    """The city up to ``origin`` (nothing after it is read), nodes ``order``, with ``horizon`` unobserved
+    steps appended for the forecasts."""
+    c = _select(city.subset_time(0, origin), order)
+    pad_v = np.zeros((horizon, c.n_nodes, c.n_channels), dtype=np.float32)
+    return dataclasses.replace(c, values=np.concatenate([c.values, pad_v]),
+                               mask=np.concatenate([c.mask, np.zeros((horizon, c.n_nodes), dtype=bool)]))
+
+
+def _write_back(data: CityData, t: int, pred: np.ndarray) -> None:
+    """Forecasts ``[n, k]`` for steps ``t .. t + k - 1`` written into ``data`` as observed values (original
+    and scaled), so the next window of a recursive forecast reads them."""
+    k = pred.shape[1]
+    data.city.values[t:t + k, :, 0] = pred.T
+    data.city.mask[t:t + k] = True
+    scaled = (pred.T - data.scaler.mean[:, 0]) / data.scaler.std[:, 0]
+    data.values[t:t + k, :, 0] = torch.from_numpy(scaled.astype(np.float32)).to(data.values.device)
+    data.mask[t:t + k] = True
+
+
+def _first(items: list[str], n: int = 5) -> str:
+    items = [str(i) for i in items]
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    f = path / "forecaster.yaml"
+    if not f.is_file():
+        raise GpdiffError(f"{path} is not a forecaster folder (no forecaster.yaml); create one with `gpdiff fit CITY "
+                          f"--out {path}`.")
+    doc = read_yaml(f)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise GpdiffError(f"{f} is not a gpdiff forecaster manifest.")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise GpdiffError(f"{path} is a forecaster of format version {doc.get('format_version')}, written by gpdiff "
+                          f"{doc.get('gpdiff_version', '?')}; this gpdiff {__version__} reads version {FORMAT_VERSION}. "
+                          "Fit it again with this version (gpdiff fit), or use the gpdiff that wrote it.")
+    return doc
