@@ -26,6 +26,11 @@ COMMANDS = (
      "Few-shot transfer to a target city: zoo -> prompts -> diffusion -> generation -> every method -> report."),
     ("gpdiff.cli.bench", "bench",
      "Run SUITE (a YAML file, or a bundled suite such as `loco`) and write one scoreboard."),
+    ("gpdiff.cli.forecast", "fit", "Fit a forecaster on all of CITY's data (the last day validates), and save it to --out."),
+    ("gpdiff.cli.forecast", "forecast",
+     "Forecast the next steps of every node with a saved FORECASTER: a table timestamp, node, step, forecast."),
+    ("gpdiff.cli.forecast", "update",
+     "Add the new days of --data to FORECASTER and save them as a new version."),
 )
 
 

@@ -26,11 +26,20 @@ def _load_prompts(path: str) -> Any:
 
 
 @click.command("pretrain")
-@click.option("--zoo", "zoo_path", required=True, type=click.Path(exists=True),
+@click.option("--sources", default=None,
+              help="Pretrain a whole GPD (anchor, zoo, prompt encoders, denoiser) on these comma-separated cities "
+                   "and write it to --out as one folder for `gpdiff fit --pretrained` (run-config defaults, changed "
+                   "with --set; stages kept in OUT.stages, so a rerun resumes). Without it: the denoiser alone, "
+                   "from --zoo and --prompts.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="With --sources: the folder holding your cities (as for gpdiff run).")
+@click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",
+              help="With --sources: override a run-config setting, e.g. --set diffusion.iters=1000 (repeatable).")
+@click.option("--zoo", "zoo_path", type=click.Path(exists=True),
               help="Zoo folder (or parameter collection file) from `gpdiff zoo train`.")
-@click.option("--prompts", "prompts_path", required=True, type=click.Path(exists=True),
+@click.option("--prompts", "prompts_path", type=click.Path(exists=True),
               help="Prompt folder or file from `gpdiff prompts fit`, covering every zoo node.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder of the denoiser.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder: the pretrained GPD (with --sources) or the denoiser.")
 @click.option("--condition", type=click.Choice(sorted(CONDITIONING)), default=None,
               help="Conditioning strategy [default: pre_inductive].")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
@@ -68,7 +77,8 @@ def _load_prompts(path: str) -> Any:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, preset: str | None,
+def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, ...], zoo_path: str | None,
+             prompts_path: str | None, out: str, condition: str | None, preset: str | None,
              config_path: str | None, iters: int | None, num_train_timesteps: int | None, d_model: int | None,
              n_layers: int | None, n_heads: int | None, token_dim: int | None, batch_size: int | None,
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
@@ -77,8 +87,27 @@ def pretrain(zoo_path: str, prompts_path: str, out: str, condition: str | None, 
              device: str, quiet: bool) -> None:
     """Train the diffusion model that generates a node's parameters from its prompts.
 
+    With --sources, the whole source side of GPD (anchor, zoo, prompt encoders, denoiser) as one
+    pretrained folder, which `gpdiff fit CITY --pretrained OUT` uses.
+
     Started by ``torchrun --nproc_per_node=N -m gpdiff pretrain ...``, training is data-parallel:
     each process draws --batch-size nodes per iteration (the effective batch is N times that)."""
+    if sources:
+        if zoo_path or prompts_path:
+            raise GpdiffError("give either --sources (pretrain everything) or --zoo and --prompts (the denoiser alone).")
+        from gpdiff.pipeline import pretrain_sources
+        from gpdiff.runconfig import RunConfig
+
+        overrides: dict[str, Any] = {"sources": sources, "seed": seed, "device": device,
+                                     **({"data_dir": data_dir} if data_dir else {})}
+        cfg = RunConfig.from_yaml(None, overrides, assignments)
+        pretrain_sources(cfg, out, progress=progress_bars(quiet), log=click.echo)
+        return
+    if not zoo_path or not prompts_path:
+        raise GpdiffError("gpdiff pretrain needs --sources a,b,... (a whole pretrained GPD), or --zoo and --prompts "
+                          "(the denoiser alone).")
+    if assignments or data_dir:
+        raise GpdiffError("--set and --data-dir go with --sources; for the denoiser alone use its own flags.")
     from gpdiff.config import merge
     from gpdiff.diffusion.train import DiffusionConfig, drop_none
     from gpdiff.diffusion.train import pretrain as run_pretrain

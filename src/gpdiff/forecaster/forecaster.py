@@ -358,6 +358,10 @@ class Forecaster:
         or sharing no node with the forecaster."""
         city = as_city(data, like=self)
         self._check_interval(city)
+        keep = [i for i in city.node_ids if i in self._index]
+        if not keep:
+            raise GpdiffError(f"{city.name}: no node in common with the forecaster ({_first(self.node_ids)}); nodes "
+                              "are matched by id.")
         last = self.last_timestamp
         if city.end < last:
             raise GpdiffError(f"{city.name}: the data end at {city.end}, before the forecaster's last time {last}; "
@@ -372,10 +376,6 @@ class Forecaster:
         if city.start > last + step:
             raise GpdiffError(f"{city.name}: the data start at {city.start}, after a gap from the forecaster's last "
                               f"time {last}; include the days from {last + step} on.")
-        keep = [i for i in city.node_ids if i in self._index]
-        if not keep:
-            raise GpdiffError(f"{city.name}: no node in common with the forecaster ({_first(self.node_ids)}); nodes "
-                              "are matched by id.")
         dropped = [i for i in city.node_ids if i not in self._index]
         city = _select(city, [city.node_ids.index(i) for i in keep])
         split = fit_split(city.n_steps, city.steps_per_day, self.config.val_days, self.window.length, city.name)
