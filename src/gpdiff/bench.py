@@ -219,6 +219,15 @@ def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callab
     return BenchResult(out, board, wall, computed, reused)
 
 
+def bench(suite: str | Path, out: str | Path | None = None, progress: bool = False, log: Callable[[str], Any] = print,
+          cache: str | Path | None = None) -> BenchResult | None:
+    """Run a suite by name (a bundled one, e.g. ``"loco"``) or YAML path into ``out`` (default
+    ``runs/bench/<name>``) and write its scoreboard: ``gpdiff bench SUITE`` in Python (:func:`run_suite`)."""
+    path = find_suite(suite)
+    out = Path(out) if out is not None else Path("runs") / "bench" / path.stem
+    return run_suite(load_suite(path, out), out, progress, log, cache)
+
+
 def finished(suite: Suite) -> list[Experiment]:
     """The runs of ``suite`` whose results are written (a partial scoreboard while the suite runs)."""
     return [e for e in suite.experiments if (Path(e.config.out) / "node_mae.csv").is_file()]

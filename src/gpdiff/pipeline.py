@@ -37,7 +37,7 @@ import torch
 from gpdiff import distributed
 from gpdiff.adapt import forecast
 from gpdiff.data.catalog import FLOW_CITIES, load_city
-from gpdiff.data.city import City
+from gpdiff.data.city import City, feasible
 from gpdiff.data.splits import Split, source_split, target_split
 from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.functional import FunctionalLoss
@@ -503,10 +503,15 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         inputs = [zoo_st, target_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
         method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
+        kind = cities.target.kind
         if cfg.blend.active and result.params is not None:
-            alone = masked_metrics(result.pred, truth, mask).mae_avg
+            alone = masked_metrics(feasible(result.pred, kind), truth, mask).mae_avg
             result = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
             result.notes["mae_without_blend"] = round(float(alone), 5)
+        negative = float((result.pred < 0).mean()) if kind == "flow" else 0.0
+        if negative > 0:  # counts cannot be negative: such forecasts are scored (and reported) as 0
+            result.pred = feasible(result.pred, kind)
+            result.notes["clipped_at_0"] = f"{negative:.1%} of the test forecasts were negative and count as 0"
         if result.pred.shape != truth.shape:
             raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "
                                f"expected {truth.shape} (nodes, test windows, horizon)")

@@ -32,6 +32,13 @@ KINDS = ("speed", "flow")
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
+def feasible(forecast: np.ndarray, kind: str) -> np.ndarray:
+    """``forecast`` with the values a city of ``kind`` cannot have replaced by the nearest it can: a
+    ``flow`` city counts, so negative forecasts become 0 (with non-negative truth this never raises
+    an absolute error); ``speed`` forecasts are left as they are."""
+    return np.maximum(forecast, 0.0).astype(forecast.dtype, copy=False) if kind == "flow" else forecast
+
+
 @dataclass
 class City:
     """A city's spatio-temporal data. See the module docstring for the conventions."""

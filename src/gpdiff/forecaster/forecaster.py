@@ -61,7 +61,7 @@ from gpdiff.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
 from gpdiff.blend import BlendConfig
 from gpdiff.config import from_mapping, to_mapping
 from gpdiff.data.catalog import load_city
-from gpdiff.data.city import City
+from gpdiff.data.city import City, feasible
 from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.splits import Segment, Split, fit_split
 from gpdiff.data.windows import CityData, WindowConfig
@@ -317,8 +317,10 @@ class Forecaster:
         return NodeScaler(mean.astype(np.float32), std.astype(np.float32))
 
     def _clip(self, pred: np.ndarray, kind: str) -> np.ndarray:
-        clip = self.config.clip if self.config.clip is not None else kind == "flow"
-        return np.maximum(pred, 0.0) if clip else pred
+        """:func:`gpdiff.data.city.feasible`, unless ``config.clip`` says otherwise."""
+        if self.config.clip is None:
+            return feasible(pred, kind)
+        return np.maximum(pred, 0.0) if self.config.clip else pred
 
     def _check_interval(self, city: City) -> None:
         if city.interval_minutes != self.meta["interval_minutes"]:
