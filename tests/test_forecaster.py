@@ -256,6 +256,8 @@ def test_bad_inputs_are_one_clear_error(fitted, gpd, tmp_path):
     strangers = City(**{**city.__dict__, "node_ids": [f"x{i}" for i in range(city.n_nodes)]})
     with pytest.raises(GpdiffError, match="no node in common"):
         f.update(strangers)
+    with pytest.raises(GpdiffError, match=r"no node in common with the forecaster \(data: x0, x1, x2 and 1 more"):
+        f.predict(strangers)
     with pytest.raises(GpdiffError, match=r"--at 2030-01-01: not a time step of delta"):
         f.predict(city, at="2030-01-01")
     with pytest.raises(GpdiffError, match=r"too few to fit a forecaster.*give at least 1.62 days"):
@@ -303,3 +305,29 @@ def test_cli_fit_forecast_update(pretrained, tmp_path):
 def test_cli_pretrain_needs_sources_or_a_zoo(tmp_path):
     r = CliRunner().invoke(main, ["pretrain", "--out", str(tmp_path / "p")])
     assert r.exit_code == 2 and "--sources a,b" in r.output
+
+
+# ------------------------------------------------------------------ the pretrained GPD that ships
+def test_the_shipped_pretrained_gpd_loads_and_refuses_bundled_targets():
+    from gpdiff.data.catalog import bundled_names, load_city
+    from gpdiff.diffusion.pretrained import bundled_path
+
+    folder = bundled_path()
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= 10 * 2**20, f"{size / 2**20:.1f} MiB"
+    gpd = GPD.from_pretrained()
+    assert sorted(gpd.source_names) == bundled_names()
+    assert gpd.architecture["model"] == "stid" and gpd.window.history == 12 and gpd.window.horizon == 6
+    assert "| melbourne-ped | 55 | 60 min |" in (folder / "README.md").read_text()
+    with pytest.raises(GpdiffError, match="one of this pretrained GPD's sources"):
+        Forecaster.fit(load_city("hangzhou-metro"))  # the default pretrained model, before any training
+    f = Forecaster.fit(_city(days=4), finetune={"max_epochs": 1, "steps_per_epoch": 1})
+    assert len(f.predict(horizon=6)) == 4 * 6
+
+
+@pytest.mark.slow
+def test_the_shipped_pretrained_gpd_is_rebuilt_by_its_script():
+    """About five minutes: `python scripts/build_pretrained.py --check` rebuilds it and compares."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_pretrained.py"
+    r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

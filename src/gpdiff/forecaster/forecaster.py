@@ -33,6 +33,7 @@ forecast. A ``flow`` city's forecasts are clipped at 0 (counts).
       forecaster.yaml       format, format_version, gpdiff version, the current version, every version
       pretrained/           the pretrained GPD it was fitted with (new nodes are generated from it)
       versions/0001/        state.safetensors (parameters [N, P], scaler, blend weights, graph),
+                            prompts.safetensors (the nodes' prompts, for the generating methods),
                             forecaster.yaml (settings, node ids, time axis, validation scores),
                             history.city (the last days, so predict() needs no data), README.md (model card)
       versions/0002/ ...    one per update; the previous ones stay loadable (``load(F, version=1)``)
@@ -74,6 +75,7 @@ from gpdiff.models.base import BaseModel
 from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
 from gpdiff.nodetrain import predict as predict_windows
 from gpdiff.params import unflatten
+from gpdiff.prompts import PromptSet
 
 FORMAT = "gpdiff.forecaster"
 FORMAT_VERSION = 1
@@ -136,6 +138,7 @@ class Forecaster:
     pretrained: GPD | None = None
     version: int = 1
     notes: list[str] = field(default_factory=list)
+    prompts: PromptSet | None = None  # the nodes' prompts the parameters were generated from (gpd methods)
 
     # ================================================================== fit
     @classmethod
@@ -164,16 +167,16 @@ class Forecaster:
             data_.require_windows("train")
         log(f"[fit] {city.name}: {city.n_nodes} nodes, {split.train.stop / city.steps_per_day:.2f} days to train, "
             f"the last {config.val_days:g} to validate; method {config.method}")
-        params = None
+        params = prompts = None
         if config.learned:
             assert gpd is not None
-            params = _start(config, gpd, city, split.train, progress, log)
+            params, prompts = _start(config, gpd, city, split.train, progress, log)
             if STARTS[config.method][1]:
                 with tempfile.TemporaryDirectory(prefix="gpdiff-fit-") as work:
                     params = finetune(gpd.build_model(), params, data_, config.finetune, Path(work), config.seed,
                                       progress, config.method)
         f = cls(config, window, list(city.node_ids), data_.scaler, city.adjacency.copy(), _tail(city), {},
-                params, None, gpd)
+                params, None, gpd, prompts=prompts)
         f._validate(data_, log)
         f.meta = {**_city_meta(city), **f.meta, "fit_seconds": round(time.perf_counter() - t0, 2),
                   "trained_on": _span(city, split.train), "validated_on": _span(city, split.val)}
@@ -227,11 +230,10 @@ class Forecaster:
         origin = self._origin(city, at)
         known = [i for i in city.node_ids if i in self._index]
         new = [i for i in city.node_ids if i not in self._index]
-        if not known and not new:
-            raise GpdiffError(f"{city.name}: no nodes to forecast.")
-        if not known and self.params is not None and self.pretrained is None:
-            raise GpdiffError(f"{city.name}: none of its nodes ({', '.join(city.node_ids[:3])}, ...) is one of this "
-                              f"forecaster's ({', '.join(self.node_ids[:3])}, ...); nodes are matched by id.")
+        if not known:  # new sensors come beside known ones; none known is another city (or renamed ids)
+            raise GpdiffError(f"{city.name}: no node in common with the forecaster (data: {_first(city.node_ids, 3)}; "
+                              f"forecaster: {_first(self.node_ids, 3)}); nodes are matched by id, so give the city "
+                              "it was fitted on, or fit a forecaster for this one.")
         notes: list[str] = []
         absent = [i for i in self.node_ids if i not in set(city.node_ids)]
         if absent:
@@ -394,8 +396,9 @@ class Forecaster:
                     start = finetune(self.model(), start, data_, self.config.finetune, Path(work),
                                      self.config.seed + self.version, progress, f"update v{self.version + 1}")
             params = start
+        prompts = None if self.prompts is None else self.prompts.take(torch.tensor([self._index[i] for i in keep]))
         f = Forecaster(self.config, self.window, keep, scaler, city.adjacency.copy(), _tail(city), {}, params, None,
-                       self.pretrained, self.version + 1)
+                       self.pretrained, self.version + 1, prompts=prompts)
         f._validate(data_, log)
         f.meta = {**_city_meta(city), **f.meta, "trained_on": _span(city, split.train),
                   "validated_on": _span(city, split.val), "updated_from": self.version}
@@ -426,6 +429,8 @@ class Forecaster:
             if self.blend_weights is not None:
                 tensors["blend_weights"] = torch.from_numpy(np.asarray(self.blend_weights, dtype=np.float64))
             save_tensors(tmp / "state.safetensors", tensors)
+            if self.prompts is not None:
+                self.prompts.save(tmp / "prompts.safetensors")
             self.history.save(tmp / "history.city")
             atomic_write_text(tmp / "README.md", self.model_card())
             write_yaml(tmp / "forecaster.yaml", {
@@ -462,11 +467,12 @@ class Forecaster:
         config = from_mapping(ForecasterConfig, doc["config"], "forecaster config")
         pretrained = GPD.from_pretrained(path / "pretrained") if (path / "pretrained").exists() else None
         weights = tensors.get("blend_weights")
+        prompts = PromptSet.load(folder / "prompts.safetensors") if (folder / "prompts.safetensors").is_file() else None
         return cls(config, WindowConfig(**doc["window"]), list(doc["node_ids"]),
                    NodeScaler(tensors["scaler_mean"].numpy(), tensors["scaler_std"].numpy()),
                    tensors["adjacency"].numpy(), City.load(folder / "history.city"), dict(doc["meta"]),
                    tensors.get("params"), None if weights is None else weights.numpy(), pretrained, v,
-                   list(doc.get("notes") or []))
+                   list(doc.get("notes") or []), prompts)
 
     def model_card(self) -> str:
         m, c = self.meta, self.config
@@ -537,18 +543,19 @@ def _pretrained_for(config: ForecasterConfig, pretrained: GPD | str | Path | Non
     return pretrained if isinstance(pretrained, GPD) else GPD.from_pretrained(pretrained)
 
 
-def _start(config: ForecasterConfig, gpd: GPD, city: City, train: Segment, progress: bool, log: Log) -> torch.Tensor:
-    """The parameters ``[N, P]`` a method starts from."""
+def _start(config: ForecasterConfig, gpd: GPD, city: City, train: Segment, progress: bool, log: Log
+           ) -> tuple[torch.Tensor, PromptSet | None]:
+    """The parameters ``[N, P]`` a method starts from, and the prompts they were generated from."""
     where = STARTS[config.method][0]
     if where == "generated":
         prompts = gpd.prompts(city, train)
         for note in prompts.meta.get("notes", []):
             log(f"[fit] prompts: {note}")
         log(f"[fit] generating parameters for {city.n_nodes} nodes from their prompts")
-        return gpd.generate(prompts, seed=config.seed, progress=progress)
+        return gpd.generate(prompts, seed=config.seed, progress=progress), prompts
     if where == "anchor":
-        return expand(gpd.anchor, city.n_nodes)
-    return expand(shared_init(gpd.build_model(), config.seed), city.n_nodes)
+        return expand(gpd.anchor, city.n_nodes), None
+    return expand(shared_init(gpd.build_model(), config.seed), city.n_nodes), None
 
 
 def _city_meta(city: City) -> dict[str, Any]:
