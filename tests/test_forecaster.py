@@ -103,7 +103,10 @@ def test_fit_refuses_a_source_city_by_name_or_content(gpd):
 def test_forecasts_start_one_interval_after_the_last_observation(fitted):
     city, f = fitted
     df = f.predict(city)
-    assert list(df.columns) == ["timestamp", "node", "step", "forecast"]
+    assert list(df.columns) == ["timestamp", "node", "step", "forecast", "lower_80", "upper_80", "lower_95", "upper_95"]
+    assert (df["lower_95"] <= df["lower_80"]).all() and (df["lower_80"] <= df["forecast"]).all()
+    assert (df["forecast"] <= df["upper_80"]).all() and (df["upper_80"] <= df["upper_95"]).all()
+    assert (df["lower_95"] >= 0).all()
     assert len(df) == city.n_nodes * 24  # one day by default
     first = df[df["step"] == 1]["timestamp"].unique()
     assert list(first) == [city.end + pd.Timedelta(hours=1)]

@@ -19,7 +19,8 @@ parameters is blended with the naive forecasts of ``blend.naive``, weights fitte
 (:mod:`gpdiff.blend`), as in ``gpdiff run``.
 
 **Predict.** From the latest ``history`` steps before the forecast origin, the next ``horizon`` steps
-(default one day). Up to the model's horizon the forecast is direct; beyond it the (blended)
+(default one day), with prediction intervals (default 80% and 95%) calibrated on the validation days
+by split conformal prediction (:mod:`gpdiff.intervals`). Up to the model's horizon the forecast is direct; beyond it the (blended)
 forecasts are fed back as history and the naive forecasts read them where the lagged value lies in
 the future: the recursive strategy (Taieb et al., "A review and comparison of strategies for
 multi-step ahead time series forecasting", 2012). Nodes are matched by id; a node the forecaster has
@@ -69,6 +70,7 @@ from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.diffusion.pretrained import GPD
 from gpdiff.hashing import code_fingerprint
+from gpdiff.intervals import DEFAULT_LEVELS, Calibration, bounds, calibrate, check_levels, level_name
 from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.metrics import masked_metrics
 from gpdiff.models.base import BaseModel
@@ -106,9 +108,11 @@ class ForecasterConfig:
     blend: BlendConfig = field(default_factory=BlendConfig)
     scale_floor: float = 0.05
     clip: bool | None = None
+    levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))  # prediction-interval levels
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self.levels = check_levels(self.levels)
         if self.method in NEEDS_ZOO:
             raise GpdiffError(f"method {self.method!r} needs the sources' model zoo, which a pretrained GPD does not "
                               f"carry; a forecaster takes one of {', '.join([*STARTS, *NAIVE])}.")
@@ -139,6 +143,7 @@ class Forecaster:
     version: int = 1
     notes: list[str] = field(default_factory=list)
     prompts: PromptSet | None = None  # the nodes' prompts the parameters were generated from (gpd methods)
+    calibration: Calibration | None = None  # conformal quantiles of the scaled error, from the validation days
 
     # ================================================================== fit
     @classmethod
@@ -197,6 +202,10 @@ class Forecaster:
         else:
             pred = NAIVE[self.config.method](data, origins)
         pred = self._clip(pred, data.city.kind)
+        self.calibration = calibrate(pred, truth, mask, data.scaler.std[:, 0], self.config.levels)
+        for note in self.calibration.notes:
+            self.notes.append(f"validation days too short to calibrate: {note}")
+            log(f"[fit] {note}")
         scores = {self.config.method: masked_metrics(pred, truth, mask).mae_avg}
         for name in ("seasonal_naive", "weekly_naive"):
             scores[name] = masked_metrics(NAIVE[name](data, origins), truth, mask).mae_avg
@@ -240,7 +249,7 @@ class Forecaster:
             notes.append(f"{len(absent)} node(s) of the forecaster are not in the data and are not forecast: "
                          f"{_first(absent)}")
         order = [city.node_ids.index(i) for i in known + new]
-        fc, ok, why = self._forecast(city, order, len(known), origin, horizon, notes)
+        fc, ok, why, scale = self._forecast(city, order, len(known), origin, horizon, notes)
         skipped = [f"{(known + new)[j]} ({why[j]})" for j in np.flatnonzero(~ok)]
         if skipped:
             notes.append(f"{len(skipped)} node(s) lack the observed history to forecast from: {_first(skipped)}")
@@ -249,13 +258,24 @@ class Forecaster:
         n = ids.size
         df = pd.DataFrame({"timestamp": np.tile(ts, n), "node": np.repeat(ids, horizon),
                            "step": np.tile(np.arange(1, horizon + 1), n), "forecast": fc[ok].reshape(-1)})
+        if self.calibration is not None:  # conformal intervals: the point forecast -+ q[step] x the node's scale
+            b = bounds(fc[ok], scale[ok], self.calibration, city.kind)  # [L, 2, n, horizon]
+            for i, level in enumerate(self.calibration.levels):
+                df[f"lower_{level_name(level)}"] = b[i, 0].reshape(-1)
+                df[f"upper_{level_name(level)}"] = b[i, 1].reshape(-1)
+            if horizon > self.window.horizon:
+                notes.append(f"steps after {self.window.horizon} (the model's horizon) are recursive; their intervals "
+                             f"have the width calibrated for step {self.window.horizon}, which understates their error")
+            if new:
+                notes.append("the new nodes' intervals are calibrated on the fitted nodes, whose parameters were "
+                             "fine-tuned; generated ones may err more")
         df.attrs["notes"] = notes
         return df
 
     def _forecast(self, city: City, order: list[int], n_known: int, origin: int, horizon: int, notes: list[str]
-                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                  ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
         """Forecasts ``[n, horizon]`` for the city's nodes ``order`` (known first), whether each was
-        forecast, and why not."""
+        forecast, why not, and each node's scale ``[n]`` (original units per scaled unit)."""
         w = self.window
         # steps per call: the model's horizon; a naive forecast's up to a day (the seasonal lag)
         step = w.horizon if self.params is not None else min(horizon, city.steps_per_day)
@@ -292,7 +312,7 @@ class Forecaster:
             k = min(step, origin + horizon - t)
             out[:, t - origin:t - origin + k] = pred[:, :k]
             _write_back(data, t, pred[:, :k])  # later windows read it as history, lagged values as their past
-        return out, ok, why
+        return out, ok, why, scaler.std[:, 0].astype(np.float64)
 
     def _new_node_params(self, work: City, n_known: int, origin: int, notes: list[str]) -> torch.Tensor:
         """Parameters for the nodes ``work.node_ids[n_known:]`` the forecaster has never seen: generated by
@@ -428,6 +448,9 @@ class Forecaster:
                 tensors["params"] = self.params.float().cpu().contiguous()
             if self.blend_weights is not None:
                 tensors["blend_weights"] = torch.from_numpy(np.asarray(self.blend_weights, dtype=np.float64))
+            if self.calibration is not None:
+                tensors["interval_quantiles"] = torch.from_numpy(self.calibration.quantiles.astype(np.float64))
+                tensors["interval_scores"] = torch.from_numpy(self.calibration.n_scores.astype(np.int64))
             save_tensors(tmp / "state.safetensors", tensors)
             if self.prompts is not None:
                 self.prompts.save(tmp / "prompts.safetensors")
@@ -468,11 +491,15 @@ class Forecaster:
         pretrained = GPD.from_pretrained(path / "pretrained") if (path / "pretrained").exists() else None
         weights = tensors.get("blend_weights")
         prompts = PromptSet.load(folder / "prompts.safetensors") if (folder / "prompts.safetensors").is_file() else None
+        cal = None
+        if "interval_quantiles" in tensors:
+            cal = Calibration(list(config.levels), tensors["interval_quantiles"].numpy(),
+                              tensors["interval_scores"].numpy())
         return cls(config, WindowConfig(**doc["window"]), list(doc["node_ids"]),
                    NodeScaler(tensors["scaler_mean"].numpy(), tensors["scaler_std"].numpy()),
                    tensors["adjacency"].numpy(), City.load(folder / "history.city"), dict(doc["meta"]),
                    tensors.get("params"), None if weights is None else weights.numpy(), pretrained, v,
-                   list(doc.get("notes") or []), prompts)
+                   list(doc.get("notes") or []), prompts, cal)
 
     def model_card(self) -> str:
         m, c = self.meta, self.config

@@ -1,0 +1,163 @@
+"""Prediction intervals by split conformal calibration, and the scores that judge them.
+
+For a method's point forecasts on the calibration windows (a target's validation day), the
+nonconformity score of node ``n``, window ``b``, horizon step ``h`` is its absolute error divided
+by the node's scale ``s_n`` (the training std of its scaler, so that a busy and a quiet sensor share
+one calibration). Per horizon step and level ``1 - a`` the calibrated quantile is the
+``ceil((m + 1)(1 - a))``-th smallest of the ``m`` observed scores, and the interval of a new forecast
+``y`` is ``y -+ q[h] * s_n``: split conformal prediction (Vovk et al. 2005; Lei et al., "Distribution-
+free predictive inference for regression", JASA 2018, section 2.2), which covers a new exchangeable
+point with probability at least ``1 - a``. A step with too few observed scores for a level
+(``m < (1 - a) / a``) has no finite quantile: no interval, and :attr:`Calibration.notes` says how
+many it had and how many it needs.
+
+Scores (per horizon step, pooled over nodes and windows, masked like MAE, original units):
+coverage, mean width, the interval (Winkler) score ``width + 2/a (lower - y)+ + 2/a (y - upper)+``
+(Gneiting & Raftery, JASA 2007, section 6.2) and the CRPS of the quantile forecast the point and the
+bounds make (the 0.5 quantile and ``a/2``, ``1 - a/2`` per level), from ``scoringrules``. The
+conformal calibration is a few lines of numpy, written here because it is per horizon step and per
+node scale on ``[N, B, H]`` arrays with a mask, which ``mapie``'s regressor interface does not take.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpdiff.errors import GpdiffError
+
+DEFAULT_LEVELS = (0.8, 0.95)
+
+
+def check_levels(levels: list[float] | tuple[float, ...]) -> list[float]:
+    """``levels`` sorted, each in (0, 1) and none repeated; :class:`GpdiffError` otherwise."""
+    out = [float(v) for v in levels]
+    bad = [v for v in out if not 0 < v < 1]
+    if bad:
+        raise GpdiffError(f"interval levels must lie strictly between 0 and 1 (0.8 for an 80% interval), got {bad[0]}.")
+    if len(set(out)) != len(out):
+        raise GpdiffError(f"interval levels {out} name a level twice; list each once.")
+    return sorted(out)
+
+
+def level_name(level: float) -> str:
+    """``0.8`` -> ``"80"``, ``0.975`` -> ``"97.5"`` (column suffixes: ``lower_80``)."""
+    return f"{level * 100:g}"
+
+
+@dataclass
+class Calibration:
+    """Calibrated quantiles of the scaled absolute error: ``quantiles[l, h]`` for ``levels[l]`` and horizon
+    step ``h`` (NaN where the calibration set was too small), from ``n_scores[h]`` observed scores."""
+
+    levels: list[float]
+    quantiles: np.ndarray  # [L, H]
+    n_scores: np.ndarray  # [H]
+    notes: list[str] = field(default_factory=list)
+
+    def at_steps(self, steps: int) -> np.ndarray:
+        """Quantiles ``[L, steps]``: beyond the calibrated steps the last one's (a recursive forecast's
+        later steps get the width of the model's last step)."""
+        h = self.quantiles.shape[1]
+        idx = np.minimum(np.arange(steps), h - 1)
+        return self.quantiles[:, idx]
+
+
+def calibrate(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, scale: np.ndarray,
+              levels: list[float] | tuple[float, ...] = DEFAULT_LEVELS) -> Calibration:
+    """Split conformal quantiles from calibration forecasts ``pred``, ``truth``, ``mask`` ``[N, B, H]`` and
+    node scales ``scale [N]`` (> 0). Raises :class:`GpdiffError` on mismatched shapes or bad levels."""
+    levels = check_levels(levels)
+    if truth.shape != pred.shape or mask.shape != pred.shape or scale.shape != pred.shape[:1]:
+        raise GpdiffError(f"calibration: forecasts {pred.shape}, truth {truth.shape}, mask {mask.shape} and node "
+                          f"scales {scale.shape} must be [N, B, H], [N, B, H], [N, B, H] and [N].")
+    ok = mask.astype(bool) & np.isfinite(truth) & np.isfinite(pred)
+    scores = np.abs(truth - pred) / np.maximum(scale, 1e-12)[:, None, None]
+    h_steps = pred.shape[-1]
+    q = np.full((len(levels), h_steps), np.nan)
+    counts = ok.reshape(-1, h_steps).sum(0)
+    notes: list[str] = []
+    for h in range(h_steps):
+        s = np.sort(scores[..., h][ok[..., h]])
+        for i, level in enumerate(levels):
+            k = math.ceil((s.size + 1) * level)
+            if k <= s.size:
+                q[i, h] = s[k - 1]
+    for i, level in enumerate(levels):
+        short = np.flatnonzero(np.isnan(q[i]))
+        if short.size:
+            need = math.ceil(level / (1 - level))
+            notes.append(f"{level_name(level)}% interval: horizon step(s) {', '.join(str(h + 1) for h in short)} have "
+                         f"{int(counts[short].min())} observed calibration value(s), a conformal {level_name(level)}% "
+                         f"interval needs at least {need}; no interval there")
+    return Calibration(levels, q, counts, notes)
+
+
+def bounds(pred: np.ndarray, scale: np.ndarray, cal: Calibration, kind: str = "speed") -> np.ndarray:
+    """Interval bounds ``[L, 2, N, ...]`` (lower, upper) of forecasts ``pred [N, ..., S]`` with node scales
+    ``scale [N]``; NaN where uncalibrated. A ``flow`` city's lower bounds are at least 0."""
+    q = cal.at_steps(pred.shape[-1])  # [L, S]
+    shape = (pred.shape[0],) + (1,) * (pred.ndim - 1)
+    half = q.reshape(q.shape[0], *([1] * (pred.ndim - 1)), q.shape[1]) * scale.reshape(shape)[None]
+    lower, upper = pred[None] - half, pred[None] + half
+    if kind == "flow":
+        lower = np.maximum(lower, 0.0)
+    return np.stack([lower, upper], 1)
+
+
+@dataclass
+class IntervalScores:
+    """Per level ``[L, H]`` coverage (share), mean width and interval score, and CRPS ``[H]``, all over
+    the observed values (original units)."""
+
+    levels: list[float]
+    coverage: np.ndarray
+    width: np.ndarray
+    interval_score: np.ndarray
+    crps: np.ndarray
+
+    def rows(self, method: str) -> list[dict[str, object]]:
+        """Rows ``method, horizon, level, coverage, width, interval_score, crps`` (``avg`` pools the steps)."""
+        out = []
+        steps = [str(h + 1) for h in range(self.crps.shape[0])] + ["avg"]
+        for i, level in enumerate(self.levels):
+            for j, name in enumerate(steps):
+                pick = (lambda a: float(np.nanmean(a))) if name == "avg" else (lambda a, j=j: float(a[j]))
+                out.append({"method": method, "horizon": name, "level": level, "coverage": pick(self.coverage[i]),
+                            "width": pick(self.width[i]), "interval_score": pick(self.interval_score[i]),
+                            "crps": pick(self.crps)})
+        return out
+
+
+def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarray, levels: list[float]
+          ) -> IntervalScores:
+    """Scores of point forecasts ``pred [N, B, H]`` with bounds ``bnds [L, 2, N, B, H]`` (:func:`bounds`)
+    against ``truth`` / ``mask`` ``[N, B, H]``. Steps without an interval score NaN."""
+    import scoringrules as sr
+
+    ok = mask.astype(bool) & np.isfinite(truth)
+    y = np.where(ok, truth, 0.0).astype(np.float64)
+    n = np.maximum(ok.reshape(-1, ok.shape[-1]).sum(0), 1)
+
+    def avg(a: np.ndarray) -> np.ndarray:  # [N, B, H] -> [H], observed values only
+        return np.where(ok, a, 0.0).reshape(-1, a.shape[-1]).sum(0) / n
+
+    cov, width, iscore = (np.full((len(levels), pred.shape[-1]), np.nan) for _ in range(3))
+    quantiles, alphas = [pred.astype(np.float64)], [0.5]
+    for i, level in enumerate(levels):
+        lo, hi = bnds[i, 0].astype(np.float64), bnds[i, 1].astype(np.float64)
+        have = np.isfinite(lo).reshape(-1, lo.shape[-1]).all(0)  # [H]
+        cov[i] = np.where(have, avg(((y >= lo) & (y <= hi)).astype(np.float64)), np.nan)
+        width[i] = np.where(have, avg(hi - lo), np.nan)
+        iscore[i] = np.where(have, avg(np.asarray(sr.interval_score(y, np.nan_to_num(lo), np.nan_to_num(hi),
+                                                                   1 - level))), np.nan)
+        quantiles += [lo, hi]
+        alphas += [(1 - level) / 2, 1 - (1 - level) / 2]
+    order = np.argsort(alphas)
+    fct = np.stack([quantiles[k] for k in order], -1)
+    complete = np.isfinite(fct).all(-1)
+    crps = np.asarray(sr.crps_quantile(y, np.nan_to_num(fct), np.asarray(alphas)[order]))
+    crps_h = np.where(complete.reshape(-1, complete.shape[-1]).all(0), avg(crps), np.nan)
+    return IntervalScores(list(levels), cov, width, iscore, crps_h)
