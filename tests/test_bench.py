@@ -91,6 +91,9 @@ def test_scoreboard_files_and_shape(finished):
     md = (res.out / "scoreboard.md").read_text()
     assert "## Overall" in md and "## alpha generate.num_inference_steps=3" in md
     assert "Wilcoxon signed-rank" in md and "gpd wins / ties / losses" in md and "±" in md
+    assert "## Prediction intervals" in md and "coverage 80%" in md and "GPD's CRPS / the best other method's" in md
+    iv = pd.read_csv(res.out / "intervals.csv")
+    assert len(iv) == 2 * 2 * len(METHODS) * 2 and iv["coverage"].between(0, 1).all()  # ... x 2 levels
     timings = pd.read_csv(res.out / "timings.csv")
     assert timings[timings["stage"] == "zoo"]["folder"].nunique() == 2  # one zoo per seed, shared by both variants
     for png in ("mae_ratio_heatmap.png", "mae_per_horizon.png"):

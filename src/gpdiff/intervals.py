@@ -29,6 +29,7 @@ import numpy as np
 from gpdiff.errors import GpdiffError
 
 DEFAULT_LEVELS = (0.8, 0.95)
+RELIABILITY_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # nominal levels of a reliability plot
 
 
 def check_levels(levels: list[float] | tuple[float, ...]) -> list[float]:
@@ -40,6 +41,16 @@ def check_levels(levels: list[float] | tuple[float, ...]) -> list[float]:
     if len(set(out)) != len(out):
         raise GpdiffError(f"interval levels {out} name a level twice; list each once.")
     return sorted(out)
+
+
+@dataclass
+class IntervalConfig:
+    """Prediction-interval levels (run config ``intervals``, forecaster ``intervals``): default 80% and 95%."""
+
+    levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))
+
+    def __post_init__(self) -> None:
+        self.levels = check_levels(self.levels)
 
 
 def level_name(level: float) -> str:
@@ -118,11 +129,18 @@ class IntervalScores:
     interval_score: np.ndarray
     crps: np.ndarray
 
-    def rows(self, method: str) -> list[dict[str, object]]:
-        """Rows ``method, horizon, level, coverage, width, interval_score, crps`` (``avg`` pools the steps)."""
+    def coverage_avg(self, level: float) -> float:
+        """Coverage of ``level``'s interval averaged over the horizon steps."""
+        return float(np.nanmean(self.coverage[self.levels.index(level)]))
+
+    def rows(self, method: str, levels: list[float] | None = None) -> list[dict[str, object]]:
+        """Rows ``method, horizon, level, coverage, width, interval_score, crps`` (``avg`` pools the steps)
+        for ``levels`` (default all)."""
         out = []
         steps = [str(h + 1) for h in range(self.crps.shape[0])] + ["avg"]
         for i, level in enumerate(self.levels):
+            if levels is not None and level not in levels:
+                continue
             for j, name in enumerate(steps):
                 pick = (lambda a: float(np.nanmean(a))) if name == "avg" else (lambda a, j=j: float(a[j]))
                 out.append({"method": method, "horizon": name, "level": level, "coverage": pick(self.coverage[i]),

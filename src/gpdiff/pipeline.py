@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpdiff import distributed
+from gpdiff import distributed, intervals
 from gpdiff.adapt import forecast
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City, feasible
@@ -347,9 +347,10 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
 
 
 def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, MethodResult], model: BaseModel,
-                tdata: CityData, cities: Cities, log: Log) -> MethodResult:
+                tdata: CityData, cities: Cities, log: Log) -> tuple[MethodResult, np.ndarray]:
     """The method's test forecasts blended with the naive forecasts of ``cfg.blend``, the weights
-    fitted on its validation forecasts (:mod:`gpdiff.blend`); parameters and init stay the method's."""
+    fitted on its validation forecasts (:mod:`gpdiff.blend`); parameters and init stay the method's.
+    Returns the blended result and the weights ``[H, K]``."""
     from gpdiff import blend
 
     method_st, result = method
@@ -379,7 +380,23 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
         notes["blend_val_fallback"] = "; ".join(
             f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
             "rest (nothing before the few-shot days is read)" for n, v in short.items())
-    return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes)
+    return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes), weights
+
+
+def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.ndarray | None, model: BaseModel,
+                 tdata: CityData) -> np.ndarray:
+    """A method's final forecasts ``[N, B, H]`` of the target's validation windows (blended with the
+    weights its blend stage fitted there, and feasible), the calibration set of its intervals."""
+    from gpdiff import blend
+
+    origins = tdata.origins("val")
+    if result.params is None:  # a naive method
+        pred = blend.NAIVE[name](tdata, origins)
+    else:
+        pred = forecast(model, result.params, tdata, "val")
+        if weights is not None:
+            pred = blend.apply_weights(pred, blend.naive_forecasts(tdata, origins, cfg.blend.naive), weights)
+    return feasible(pred, tdata.city.kind)
 
 
 def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor], prompts_st: Stage,
@@ -498,15 +515,16 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
 
     origins = tdata.origins("test")
     truth, mask = tdata.truth(origins)
+    val_truth, val_mask = tdata.truth(tdata.origins("val"))
     outcomes: dict[str, Outcome] = {}
     for name in cfg.methods:
         inputs = [zoo_st, target_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
         method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
-        kind = cities.target.kind
+        kind, weights = cities.target.kind, None
         if cfg.blend.active and result.params is not None:
             alone = masked_metrics(feasible(result.pred, kind), truth, mask).mae_avg
-            result = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
+            result, weights = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
             result.notes["mae_without_blend"] = round(float(alone), 5)
         negative = float((result.pred < 0).mean()) if kind == "flow" else 0.0
         if negative > 0:  # counts cannot be negative: such forecasts are scored (and reported) as 0
@@ -515,7 +533,16 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         if result.pred.shape != truth.shape:
             raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "
                                f"expected {truth.shape} (nodes, test windows, horizon)")
-        outcomes[name] = Outcome(result, masked_metrics(result.pred, truth, mask), node_mae(result.pred, truth, mask))
+        levels = sorted({*cfg.intervals.levels, *intervals.RELIABILITY_LEVELS})  # the report's reliability plot too
+        cal = intervals.calibrate(val_forecast(cfg, name, result, weights, model, tdata), val_truth, val_mask,
+                                  tdata.scaler.std[:, 0], levels)
+        for note in cal.notes:
+            if any(note.startswith(f"{intervals.level_name(v)}% ") for v in cfg.intervals.levels):
+                result.notes.setdefault("intervals", note)
+        scores = intervals.score(result.pred, intervals.bounds(result.pred, tdata.scaler.std[:, 0], cal, kind), truth,
+                                 mask, cal.levels)
+        outcomes[name] = Outcome(result, masked_metrics(result.pred, truth, mask), node_mae(result.pred, truth, mask),
+                                 scores)
 
     run.timings["total"] = time.perf_counter() - t_start
     record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=truth, outcomes=outcomes,

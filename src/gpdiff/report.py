@@ -16,6 +16,7 @@ import numpy as np
 from tabulate import tabulate
 
 from gpdiff.data.city import City
+from gpdiff.intervals import IntervalScores, level_name
 from gpdiff.io import atomic_write_bytes
 
 if TYPE_CHECKING:  # types of the run report only; plotting a city must not import the whole pipeline
@@ -228,6 +229,7 @@ class Outcome:
     result: MethodResult
     metrics: Metrics
     node_mae: np.ndarray  # [N] test MAE of every target node (NaN: no observed target)
+    intervals: IntervalScores | None = None  # scores of its conformal prediction intervals on the test windows
 
 
 @dataclass
@@ -251,9 +253,58 @@ class RunRecord:
         """``results.csv`` rows of every method: per horizon step and averaged."""
         return [row for name, o in self.outcomes.items() for row in o.metrics.rows(name)]
 
+    def interval_rows(self) -> list[dict[str, Any]]:
+        """``intervals.csv`` rows: every method's interval scores at the configured levels."""
+        levels = list(self.config.intervals.levels)
+        return [row for name, o in self.outcomes.items() if o.intervals is not None
+                for row in o.intervals.rows(name, levels)]
+
     def params(self, method: str) -> np.ndarray | None:
         o = self.outcomes.get(method)
         return None if o is None or o.result.params is None else o.result.params.numpy()
+
+
+def _interval_table(scored: dict[str, IntervalScores], levels: list[float], mae: Any) -> list[str]:
+    """report.md's prediction-interval section: coverage, width and interval score per level, CRPS, MAE."""
+    head = "| method | " + " | ".join(f"coverage {level_name(v)}% | width {level_name(v)}% | interval score "
+                                      f"{level_name(v)}%" for v in levels) + " | CRPS | MAE |"
+    lines = ["## Prediction intervals (test period)", "",
+             "Split conformal, per method and horizon step: the absolute validation-day errors divided by each "
+             "node's scale give the quantile; an interval is the forecast plus or minus it times the node's scale "
+             "(`gpdiff.intervals`). Averages over the horizon steps; CRPS from the median and the interval bounds "
+             "(`scoringrules.crps_quantile`; for a point forecast it is the MAE).", "",
+             head, "|---" * (3 * len(levels) + 3) + "|"]
+    for m, sc in scored.items():
+        cells = []
+        for v in levels:
+            i = sc.levels.index(v)
+            cells += [f"{np.nanmean(sc.coverage[i]):.1%}", f"{np.nanmean(sc.width[i]):.4g}",
+                      f"{np.nanmean(sc.interval_score[i]):.4g}"]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.nanmean(sc.crps):.4g} | {mae[m]:.4g} |")
+    return lines + [""]
+
+
+def plot_reliability(scored: dict[str, IntervalScores], path: str | os.PathLike[str], title: str = "") -> Path:
+    """Nominal against observed coverage per method (a calibrated method lies on the diagonal)."""
+    fig, ax = _figure(figsize=(5.5, 5))
+    ax.plot([0.45, 1], [0.45, 1], color="0.6", lw=1, ls="--", label="calibrated")
+    colors = matplotlib_colors(len(scored))
+    for (m, sc), color in zip(scored.items(), colors):
+        ax.plot(sc.levels, [np.nanmean(c) for c in sc.coverage], marker="o", lw=1.2, label=m, color=color)
+    ax.set_xlabel("nominal coverage")
+    ax.set_ylabel("observed coverage (test)")
+    ax.set_title(title or "interval reliability", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def matplotlib_colors(n: int) -> list[Any]:
+    """``n`` distinct colours (tab10, or tab20 for more than ten lines)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i) for i in range(n)]
 
 
 def write_run_report(rec: RunRecord) -> Path:
@@ -303,6 +354,14 @@ def write_run_report(rec: RunRecord) -> Path:
     plots["params_pca"] = plot_param_projection(groups, root / "params_pca.png", f"{cfg.zoo.model} parameters, PCA")
     plots["stage_times"] = plot_stage_times({k: v for k, v in rec.timings.items() if k != "total"},
                                             root / "stage_times.png")
+    scored = {m: o.intervals for m, o in rec.outcomes.items() if o.intervals is not None}
+    interval_lines: list[str] = []
+    if scored:
+        irows = rec.interval_rows()
+        atomic_write_text(root / "intervals.csv", pd.DataFrame(irows).to_csv(index=False, float_format="%.6g"))
+        plots["reliability"] = plot_reliability(scored, root / "reliability.png",
+                                                f"{target.name}: interval coverage on the test period")
+        interval_lines = _interval_table(scored, list(cfg.intervals.levels), avg)
 
     v = versions()
     g, w = cfg.generate, cfg.window
@@ -335,6 +394,7 @@ def write_run_report(rec: RunRecord) -> Path:
                   "slice (weights in the notes). The same methods alone, average-horizon test MAE:", "",
                   "| method | MAE alone | MAE blended |", "|---|---|---|"]
         lines += [f"| {m} | {alone:.4g} | {avg[m]:.4g} |" for m, alone in blended.items()] + [""]
+    lines += interval_lines
     lines += ["## Plots", ""]
     for name, path in plots.items():
         lines += [f"### {name.replace('_', ' ')}", "", f"![{name}]({Path(path).name})", ""]
@@ -347,6 +407,7 @@ def write_run_report(rec: RunRecord) -> Path:
     where = ("in the shared stage cache (`--cache`; `stages.yaml` lists each stage's folder)"
              if (root / "stages.yaml").is_file() else "in this folder")
     lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
+              "- `intervals.csv`: every method's interval coverage, width, interval score and CRPS per horizon step",
               "- `node_mae.csv`: every target node's test MAE per method (the unit of paired tests)",
               "- `anchor/`, `zoo/`, `prompts/`, `target_prompts/`, `diffusion/`, `generate/`, `methods/<name>/`, "
               f"`blend/<name>/` (with `blend.naive`), {where}: "

@@ -13,6 +13,7 @@
       finetune:  FinetuneConfig    the fine-tuning budget every method gets
       methods:   {name: settings}  the methods to run, in order, each with its own settings
       blend:     BlendConfig       naive forecasts every learned method is blended with (weights fitted on validation)
+      intervals: IntervalConfig    levels of the conformal prediction intervals (calibrated on validation)
 
 YAML files are nested the same way and only override defaults; ``--set dotted.path=value`` overrides
 one field. A key from before the tree (``history``, ``steps``, ``zoo.k`` ...) fails with one line
@@ -35,6 +36,7 @@ from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
 from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.intervals import IntervalConfig
 from gpdiff.io import read_yaml
 from gpdiff.zoo import ZooConfig
 
@@ -99,6 +101,7 @@ class RunConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {m: {} for m in DEFAULT_METHODS})
     blend: BlendConfig = field(default_factory=BlendConfig)
+    intervals: IntervalConfig = field(default_factory=IntervalConfig)
     seed: int = 0
     device: str = "auto"
     out: str = "runs/default"

@@ -6,10 +6,12 @@ Written into the suite's output folder by :func:`write_scoreboard`:
 - ``node_mae.csv``: experiment, seed, method, node, mae (every target node's test MAE);
 - ``timings.csv``: experiment, seed, stage, wall_s, folder (every run's stages; a stage shared by
   several runs has one folder and was computed once);
+- ``intervals.csv``: experiment, seed, method, level, coverage, width, interval_score, crps (every
+  run's prediction intervals, averaged over the horizon; runs from before intervals have none);
 - ``scoreboard.md``: per experiment, mean +- std over seeds of the average-horizon MAE of every
   method, its rank, the best baseline and GPD's ratio to it; the paired test of GPD against the
   best baseline; an overall table of mean ranks and GPD's wins / ties / losses against each
-  baseline;
+  baseline; the intervals' coverage and CRPS per method;
 - ``mae_ratio_heatmap.png`` (MAE / seasonal-naive MAE, method x experiment) and
   ``mae_per_horizon.png`` (one panel per experiment).
 
@@ -25,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -79,6 +81,48 @@ def paired_test(a: np.ndarray, b: np.ndarray, name_a: str = "a", name_b: str = "
 
 
 # --------------------------------------------------------------------------- collect
+def collect_intervals(experiments: Sequence[Experiment]) -> pd.DataFrame:
+    """The horizon-averaged rows of every finished run's ``intervals.csv`` (runs made before intervals
+    existed have none and are skipped), with experiment and seed."""
+    frames = []
+    for e in experiments:
+        f = Path(e.config.out) / "intervals.csv"
+        if f.is_file():
+            df = pd.read_csv(f, dtype={"horizon": str})
+            frames.append(df[df["horizon"] == "avg"].assign(experiment=e.label, seed=e.seed))
+    cols = ["experiment", "seed", "method", "level", "coverage", "width", "interval_score", "crps"]
+    return pd.concat(frames)[cols].reset_index(drop=True) if frames else pd.DataFrame(columns=cols)
+
+
+def intervals_markdown(iv: pd.DataFrame) -> str:
+    """Per experiment and method: coverage of each interval level and CRPS, mean ± std over seeds, and
+    GPD's CRPS ratio to the best other method's."""
+    if iv.empty:
+        return ""
+    levels = sorted(iv["level"].unique())
+    lines = ["## Prediction intervals", "", "Split conformal intervals calibrated on the target's validation day "
+             "(`gpdiff.intervals`): observed coverage on the test period and the CRPS of the median and the interval "
+             "bounds, averaged over the horizon steps, mean ± std over seeds.", ""]
+    for exp in iv["experiment"].unique():
+        e = iv[iv["experiment"] == exp]
+        crps = e[e["level"] == levels[0]].groupby("method", sort=False)["crps"].agg(["mean", "std"])
+        rows = []
+        for m in crps.index:
+            row: dict[str, Any] = {"method": m}
+            for v in levels:
+                c = e[(e["method"] == m) & (e["level"] == v)]["coverage"]
+                row[f"coverage {v:.0%}"] = f"{c.mean():.1%} ± {0 if len(c) < 2 else c.std():.1%}"
+            row["CRPS"] = f"{_fmt(crps.loc[m, 'mean'])} ± {_fmt(0 if np.isnan(crps.loc[m, 'std']) else crps.loc[m, 'std'])}"
+            rows.append(row)
+        lines += [f"### {exp}", "", table(rows, fmt="github"), ""]
+        others = crps[~crps.index.str.startswith("gpd")]
+        if GPD in crps.index and not others.empty:
+            best = others["mean"].idxmin()
+            lines += [f"GPD's CRPS / the best other method's (`{best}`): {crps.loc[GPD, 'mean'] / others.loc[best, 'mean']:.3f}.",
+                      ""]
+    return "\n".join(lines)
+
+
 def collect(experiments: Sequence[Experiment]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(results, per-node MAE, stage timings) of every finished run, read from the run folders."""
     results, nodes, timings = [], [], []
@@ -259,6 +303,10 @@ def write_scoreboard(out: Path, experiments: Sequence[Experiment], wall: dict[st
     atomic_write_text(out / "timings.csv", timings.to_csv(index=False, float_format="%.6g"))
     plots = [("MAE ratio to seasonal naive", plot_ratio_heatmap(results, out / "mae_ratio_heatmap.png")),
              ("MAE per horizon", plot_horizons(results, out / "mae_per_horizon.png"))]
+    iv = collect_intervals(experiments)
+    if not iv.empty:
+        atomic_write_text(out / "intervals.csv", iv.to_csv(index=False, float_format="%.6g"))
     md = scoreboard_markdown(results, nodes, timings, f"gpdiff bench: {out.name}")
+    md += ("\n" + intervals_markdown(iv)) if not iv.empty else ""
     md += "\n## Plots\n\n" + "\n\n".join(f"![{title}]({p.name})" for title, p in plots if p is not None) + "\n"
     return atomic_write_text(out / "scoreboard.md", md)

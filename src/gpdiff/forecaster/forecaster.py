@@ -70,7 +70,7 @@ from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.diffusion.pretrained import GPD
 from gpdiff.hashing import code_fingerprint
-from gpdiff.intervals import DEFAULT_LEVELS, Calibration, bounds, calibrate, check_levels, level_name
+from gpdiff.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
 from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.metrics import masked_metrics
 from gpdiff.models.base import BaseModel
@@ -100,7 +100,8 @@ class ForecasterConfig:
     the last days that validate; ``finetune``: the per-node budget (as in ``gpdiff run``);
     ``blend``: the naive forecasts every method with parameters is blended with; ``scale_floor``:
     each node's std at least this share of the city's pooled std (``RunConfig.target_scale_floor``);
-    ``clip``: clip forecasts at 0 (``None``: for ``flow`` cities)."""
+    ``clip``: clip forecasts at 0 (``None``: for ``flow`` cities); ``intervals``: the levels of the
+    conformal prediction intervals."""
 
     method: str = "gpd"
     val_days: float = 1.0
@@ -108,11 +109,10 @@ class ForecasterConfig:
     blend: BlendConfig = field(default_factory=BlendConfig)
     scale_floor: float = 0.05
     clip: bool | None = None
-    levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))  # prediction-interval levels
+    intervals: IntervalConfig = field(default_factory=IntervalConfig)  # prediction-interval levels
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.levels = check_levels(self.levels)
         if self.method in NEEDS_ZOO:
             raise GpdiffError(f"method {self.method!r} needs the sources' model zoo, which a pretrained GPD does not "
                               f"carry; a forecaster takes one of {', '.join([*STARTS, *NAIVE])}.")
@@ -202,7 +202,7 @@ class Forecaster:
         else:
             pred = NAIVE[self.config.method](data, origins)
         pred = self._clip(pred, data.city.kind)
-        self.calibration = calibrate(pred, truth, mask, data.scaler.std[:, 0], self.config.levels)
+        self.calibration = calibrate(pred, truth, mask, data.scaler.std[:, 0], self.config.intervals.levels)
         for note in self.calibration.notes:
             self.notes.append(f"validation days too short to calibrate: {note}")
             log(f"[fit] {note}")
@@ -493,7 +493,7 @@ class Forecaster:
         prompts = PromptSet.load(folder / "prompts.safetensors") if (folder / "prompts.safetensors").is_file() else None
         cal = None
         if "interval_quantiles" in tensors:
-            cal = Calibration(list(config.levels), tensors["interval_quantiles"].numpy(),
+            cal = Calibration(list(config.intervals.levels), tensors["interval_quantiles"].numpy(),
                               tensors["interval_scores"].numpy())
         return cls(config, WindowConfig(**doc["window"]), list(doc["node_ids"]),
                    NodeScaler(tensors["scaler_mean"].numpy(), tensors["scaler_std"].numpy()),
