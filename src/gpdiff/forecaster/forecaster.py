@@ -153,8 +153,9 @@ class Forecaster:
         """Fit a forecaster on all of ``data`` (a :class:`City`, a path in any supported format, or a
         DataFrame as :func:`as_city` reads it). ``pretrained``: a :class:`GPD` or its folder (``None``:
         the one that ships, for methods that need one). ``overrides``: :class:`ForecasterConfig` fields
-        (``method="weekly_naive"``, ``finetune={"max_epochs": 10}``). Raises :class:`GpdiffError`, before any training, for a city too
-        short to fit, a city the pretrained model was trained on, or an unknown method."""
+        (``method="weekly_naive"``, ``finetune={"max_epochs": 10}``). Raises :class:`GpdiffError`,
+        before any training, for a city too short to fit, a city the pretrained model was trained on,
+        or an unknown method."""
         t0 = time.perf_counter()
         config = config or ForecasterConfig()
         if overrides:
