@@ -28,7 +28,7 @@ def test_conformal_coverage_is_nominal_on_data_with_known_noise():
 
 
 def test_a_point_mass_scores_its_mae_as_crps_and_zero_coverage_width():
-    pred, truth, mask, scale = _noisy(1, n=5, b=20)
+    pred, truth, mask, _ = _noisy(1, n=5, b=20)
     point = np.stack([np.stack([pred, pred])] * 2)  # zero-width intervals at both levels
     s = score(pred, point, truth, mask, [0.8, 0.95])
     np.testing.assert_allclose(s.crps, np.abs(truth - pred).mean(axis=(0, 1)), rtol=1e-10)

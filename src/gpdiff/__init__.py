@@ -30,7 +30,18 @@ _API = {
     "pretrain": "gpdiff.pipeline:pretrain_sources",
     "bench": "gpdiff.bench:bench",
 }
-__all__ = ["__version__", *_API]
+__all__ = [
+    "GPD",
+    "City",
+    "Forecaster",
+    "ForecasterConfig",
+    "RunConfig",
+    "__version__",
+    "bench",
+    "load_city",
+    "pretrain",
+    "run",
+]
 
 
 def __getattr__(name: str) -> Any:

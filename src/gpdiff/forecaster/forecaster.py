@@ -67,8 +67,8 @@ from gpdiff.data.city import City, feasible
 from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.splits import Segment, Split, fit_split
 from gpdiff.data.windows import CityData, WindowConfig
-from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.diffusion.pretrained import GPD
+from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.hashing import code_fingerprint
 from gpdiff.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
 from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
