@@ -74,7 +74,6 @@ from gpdiff.intervals import Calibration, IntervalConfig, bounds, calibrate, lev
 from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.metrics import masked_metrics
 from gpdiff.models.base import BaseModel
-from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
 from gpdiff.nodetrain import predict as predict_windows
 from gpdiff.params import unflatten
 from gpdiff.prompts import PromptSet
@@ -88,7 +87,7 @@ STARTS: dict[str, tuple[str, bool]] = {
     "gpd": ("generated", True), "gpd_zero_shot": ("generated", False),
     "transfer": ("anchor", True), "transfer_zero_shot": ("anchor", False), "target_only": ("random", True),
 }
-NAIVE = {"seasonal_naive": seasonal_naive, "weekly_naive": weekly_naive, "historical_average": historical_average}
+NAIVE = blend.NAIVE  # the naive forecasts by name, as gpdiff run and the blend have them
 NEEDS_ZOO = ("knn_residual", "mean_params", "retrieval", "reptile")  # need the source zoo, which a pretrained GPD omits
 HISTORY_DAYS = 8  # days of data a forecaster keeps: a week back for weekly naive, plus the history window
 MIN_OBSERVED = 0.5  # a node is forecast when at least this share of its history window is observed
