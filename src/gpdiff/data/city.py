@@ -219,7 +219,8 @@ class City:
         if fault is not None:
             raise GpdiffError(f"{where}: node {self.node_ids[fault[0]]!r} {fault[1]}.")
         if self.n_nodes > 1 and np.all(self.coords == self.coords[0]):
-            what = "all zero" if not np.any(self.coords) else f"all the same point {tuple(self.coords[0])}"
+            x, y = self.coords[0]
+            what = "all zero" if not np.any(self.coords) else f"all the same point ({x:g}, {y:g})"
             warnings.warn(f"{where}: the coordinates of the {self.n_nodes} nodes are {what}; a graph built from "
                           "them (k nearest neighbours) means nothing: give real coordinates or a graph file.",
                           UserWarning, stacklevel=4)

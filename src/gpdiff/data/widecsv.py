@@ -108,7 +108,7 @@ def read_wide_csv(path: Path, time_format: str | None = None, tz: str | None = N
         big = np.flatnonzero(np.isfinite(values[:, j]) & (np.abs(values[:, j]) > np.finfo(np.float32).max))
         if big.size:
             at = int(big[0])
-            raise GpdiffError(f"{path}: column {c!r} has the value {col.iloc[at]!r} at {df[0].iloc[at]} (line {at + 2}), "
+            raise GpdiffError(f"{path}: column {c!r} has the value {values[at, j]:g} at {df[0].iloc[at]} (line {at + 2}), "
                               f"beyond the float32 range (+-{np.finfo(np.float32).max:.3g}) gpdiff computes in; fix "
                               "the value, or leave the cell empty if it is a missing reading.")
     times, note = parse_times(pd.Index(df[0]), path, time_format=time_format, tz=tz, first_line=2)
