@@ -205,7 +205,7 @@ class City:
                f"{int(per_node[first])} negative value(s), the first {self.values[t_at, first, 0]:g} at "
                f"{self._time_at(t_at)}" + (f" ({others} more node(s) have some too)" if others else ""))
         if self.allow_negative:
-            warnings.warn(msg + "; kept, as allow_negative is true.", UserWarning, stacklevel=4)
+            warnings.warn(msg + "; kept, as allow_negative is true.", UserWarning, stacklevel=5)
             return
         raise GpdiffError(msg + "; if they mean 'no reading', leave those cells empty (NaN) to mark them missing, "
                           "or set allow_negative: true (city.yaml, --option allow_negative=true) to keep them.")
@@ -223,7 +223,7 @@ class City:
             what = "all zero" if not np.any(self.coords) else f"all the same point ({x:g}, {y:g})"
             warnings.warn(f"{where}: the coordinates of the {self.n_nodes} nodes are {what}; a graph built from "
                           "them (k nearest neighbours) means nothing: give real coordinates or a graph file.",
-                          UserWarning, stacklevel=4)
+                          UserWarning, stacklevel=5)
 
     # ------------------------------------------------------------- properties
     @property
