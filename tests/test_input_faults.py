@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from click.testing import CliRunner
 
 from gpdiff.cli import main
 from gpdiff.data.city import City
-from gpdiff.data.loaders import load_astgcn, load_city_folder, load_dcrnn, load_path
+from gpdiff.data.loaders import load_astgcn, load_city_folder, load_dcrnn, load_gpd_folder, load_path
 from gpdiff.errors import GpdiffError
 from gpdiff.pipeline import load_cities, load_named
 from gpdiff.runconfig import RunConfig
@@ -351,3 +353,179 @@ def test_config_files_that_are_not_utf8_or_not_yaml_are_named(tmp_path: Path) ->
                     "a run config must be a mapping of settings, got list")
     (tmp_path / "syntax.yaml").write_text("seed: 1\nzoo: {lr: 0.1\nout: x\n")
     _one_line_error(_run("run", "--config", str(tmp_path / "syntax.yaml")), "not valid YAML (line 3, column")
+
+
+# issue 29, item 2 ------------------------------------------------- coordinates that cannot be right
+STAMPS = list(pd.date_range("2024-01-01", periods=48, freq="h").strftime("%Y-%m-%d %H:%M"))
+
+
+@pytest.mark.parametrize("latlon, needles", [
+    ([(34.1, -118.3), (34.2, 200.0), (34.3, -118.1)],
+     [r"nodes\.csv: node 'b' \(line 3\) has longitude 200 \(lat 34\.2, lon 200\), outside \[-180, 180\]",
+      "fix the coordinates"]),
+    ([(34.1, -118.3), (95.0, -118.2), (34.3, -118.1)],
+     [r"node 'b' \(line 3\) has latitude 95 .*outside \[-90, 90\]", "fix the coordinates"]),
+    ([(-118.3, 34.1), (-118.2, 34.2), (-118.1, 34.3)],
+     [r"node 'a' \(line 2\) has latitude -118\.3 .*outside \[-90, 90\]; lat and lon look swapped"]),
+])
+def test_nodes_csv_coordinates_out_of_range_are_named(tmp_path: Path, latlon, needles) -> None:
+    d = _folder(tmp_path / "c", STAMPS)
+    pd.DataFrame({"id": IDS, "lat": [p[0] for p in latlon], "lon": [p[1] for p in latlon]}).to_csv(
+        d / "nodes.csv", index=False)
+    with pytest.raises(GpdiffError) as err:
+        load_city_folder(d)
+    for needle in needles:
+        assert re.search(needle, str(err.value)), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("source", ["pandas", "dcrnn", "city"])
+def test_swapped_lat_lon_are_refused_by_every_reader(tmp_path: Path, source: str) -> None:
+    swapped = np.array([[-118.3, 34.1], [-118.2, 34.2], [-118.1, 34.3]])
+    if source == "pandas":
+        df = pd.DataFrame(np.ones((48, 3)), index=pd.date_range("2024-01-01", periods=48, freq="h"), columns=IDS)
+        with pytest.raises(GpdiffError, match=r"city 'city': node 'a' has latitude -118\.3 .*look swapped"):
+            City.from_pandas(df, coords=swapped)
+    elif source == "dcrnn":
+        h5, ids, _ = _h5(tmp_path / "la")
+        with open(tmp_path / "la" / "adj_mx.pkl", "wb") as f:
+            pickle.dump((ids, {s: i for i, s in enumerate(ids)}, np.eye(3, dtype=np.float32)), f)
+        pd.DataFrame({"sensor_id": ids, "latitude": swapped[:, 0], "longitude": swapped[:, 1]}).to_csv(
+            tmp_path / "la" / "graph_sensor_locations.csv")
+        with pytest.raises(GpdiffError, match=r"graph_sensor_locations\.csv: sensor '700000' has latitude -118\.3 "
+                                              r".*look swapped"):
+            load_dcrnn(h5)
+    else:
+        base = City(name="t", values=np.ones((48, 3)), mask=np.ones((48, 3), bool), start="2024-01-01",
+                    interval_minutes=60, adjacency=np.eye(3), kind="flow", units="count", node_ids=IDS)
+        with pytest.raises(GpdiffError, match=r"city 't': node 'a' has latitude -118\.3 .*look swapped"):
+            City(**{**base.__dict__, "coords": swapped})
+
+
+@pytest.mark.parametrize("coords, needle", [
+    ([(0.0, 0.0)] * 3, "are all zero"),
+    ([(48.2, 16.4)] * 3, r"are all the same point \(48\.2, 16\.4\)"),
+])
+def test_all_nodes_at_one_point_is_a_warning(tmp_path: Path, coords, needle) -> None:
+    d = _folder(tmp_path / "c", STAMPS)
+    (d / "edges.csv").unlink()  # the kNN graph is then built from these coordinates
+    pd.DataFrame({"id": IDS, "lat": [c[0] for c in coords], "lon": [c[1] for c in coords]}).to_csv(
+        d / "nodes.csv", index=False)
+    with pytest.warns(UserWarning, match=needle + ".*means nothing"):
+        city = load_city_folder(d)
+    assert city.n_nodes == 3
+
+
+# issue 29, item 3 -------------------------------------------- values a city of its kind cannot have
+def _negative_input(tmp_path: Path, fmt: str, allow: bool):
+    """A flow city in ``fmt`` whose node 'b' (index 1) reads -1 ('no reading') at steps 2 and 5."""
+    vals = np.arange(48 * 3, dtype=float).reshape(48, 3) + 1
+    vals[[2, 5], 1] = -1
+    d = tmp_path / fmt
+    if fmt == "city folder":
+        _folder(d, STAMPS, vals)
+        if allow:
+            (d / "city.yaml").write_text("allow_negative: true\n")
+        return lambda: load_city_folder(d)
+    if fmt == "pandas":
+        df = pd.DataFrame(vals, index=pd.date_range("2024-01-01", periods=48, freq="h"), columns=IDS)
+        return lambda: City.from_pandas(df, adjacency=np.eye(3), allow_negative=allow)
+    d.mkdir(parents=True)
+    if fmt == "gpd":
+        np.save(d / "dataset.npy", vals[:, :, None])
+        np.save(d / "matrix.npy", np.eye(3, dtype=np.float32))
+        return lambda: load_gpd_folder(d, interval_minutes=60, start="2024-01-01", kind="flow",
+                                       **({"allow_negative": True} if allow else {}))
+    np.savez(d / "PEMS08.npz", data=vals[:, :, None])
+    (d / "PEMS08.csv").write_text("from,to,cost\n0,1,1.0\n1,2,2.0\n")
+    return lambda: load_astgcn(d / "PEMS08.npz", interval_minutes=60, start="2024-01-01",
+                               **({"allow_negative": True} if allow else {}))
+
+
+@pytest.mark.parametrize("fmt", ["city folder", "pandas", "gpd", "astgcn"])
+def test_negative_flow_is_refused_unless_allowed(tmp_path: Path, fmt: str) -> None:
+    node = "b" if fmt in ("city folder", "pandas") else "1"
+    with pytest.raises(GpdiffError) as err:
+        _negative_input(tmp_path / "no", fmt, allow=False)()
+    msg = str(err.value)
+    assert f"node '{node}' has 2 negative value(s), the first -1 at 2024-01-01 02:00" in msg, msg
+    assert "leave those cells empty (NaN) to mark them missing" in msg and "allow_negative: true" in msg
+    assert "\n" not in msg
+    with pytest.warns(UserWarning, match=f"node '{node}' has 2 negative value.*kept, as allow_negative is true"):
+        city = _negative_input(tmp_path / "yes", fmt, allow=True)()
+    assert city.allow_negative and city.values[2, 1, 0] == -1 and city.mask[2, 1]
+    with pytest.warns(UserWarning, match="allow_negative"):  # the choice travels with a saved city
+        assert City.from_bytes(city.to_bytes()).allow_negative
+
+
+def test_negative_speed_is_not_a_flow_fault(tmp_path: Path) -> None:
+    vals = np.full((48, 3), 30.0)
+    vals[3, 0] = -2.0
+    d = _folder(tmp_path / "c", STAMPS, vals)
+    (d / "city.yaml").write_text("kind: speed\n")
+    assert load_city_folder(d).values[3, 0, 0] == -2.0
+
+
+@pytest.mark.parametrize("where", ["series", "channel", "gpd", "pandas"])
+def test_a_value_beyond_float32_is_named_without_a_numpy_warning(tmp_path: Path, where: str) -> None:
+    vals = np.ones((48, 3))
+    big = vals.copy()
+    big[4, 2] = 1e39
+    d = tmp_path / "c"
+    if where in ("series", "channel"):
+        _folder(d, STAMPS, big if where == "series" else vals)
+        if where == "channel":
+            _folder(tmp_path / "ch", STAMPS, big)
+            (tmp_path / "ch" / "series.csv").rename(d / "channel1.csv")
+            (d / "city.yaml").write_text("channels: [inflow, outflow]\n")
+        load = lambda: load_city_folder(d)  # noqa: E731
+        needle = (rf"{'channel1' if where == 'channel' else 'series'}\.csv: column 'c' has the value 1e\+39 at "
+                  r"2024-01-01 04:00 \(line 6\), beyond the float32 range")
+    elif where == "gpd":
+        d.mkdir()
+        np.save(d / "dataset.npy", big[:, :, None])
+        np.save(d / "matrix.npy", np.eye(3, dtype=np.float32))
+        load = lambda: load_gpd_folder(d, interval_minutes=60, start="2024-01-01")  # noqa: E731
+        needle = r"dataset\.npy: city 'c': node '2' has the value 1e\+39 at 2024-01-01 04:00, beyond the float32"
+    else:
+        df = pd.DataFrame(big, index=pd.date_range("2024-01-01", periods=48, freq="h"), columns=IDS)
+        load = lambda: City.from_pandas(df, adjacency=np.eye(3))  # noqa: E731
+        needle = r"city 'city': node 'c' has the value 1e\+39 at 2024-01-01 04:00, beyond the float32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy overflow warning would fail here
+        with pytest.raises(GpdiffError) as err:
+            load()
+    assert re.search(needle, str(err.value)), str(err.value)
+    assert "mask" not in str(err.value) and "leave the cell empty" in str(err.value)
+
+
+# issue 29, item 10 ---------------------------------------------------- a channel file that does not line up
+@pytest.mark.parametrize("fault, needle", [
+    ("reordered", None),
+    ("other node", r"channel1\.csv: its node columns differ from series\.csv \(missing \['c'\], unknown \['x'\]\)"),
+    ("shifted", r"channel1\.csv: its timestamps differ from series\.csv \(line 2 has the time 2024-01-01 01:00:00, "
+                r"series\.csv 2024-01-01 00:00:00\)"),
+    ("shorter", r"channel1\.csv: its timestamps differ from series\.csv \(47 timestamps, series\.csv has 48\)"),
+])
+def test_a_channel_file_that_does_not_line_up(tmp_path: Path, fault: str, needle: str | None) -> None:
+    vals = np.arange(48 * 3, dtype=float).reshape(48, 3) + 1
+    d = _folder(tmp_path / "c", STAMPS, vals)
+    (d / "city.yaml").write_text("channels: [inflow, outflow]\n")
+    ch = pd.DataFrame(vals * 10, index=pd.Index(STAMPS, name="timestamp"), columns=IDS)
+    if fault == "reordered":
+        ch = ch[["c", "a", "b"]]
+    elif fault == "other node":
+        ch = ch.rename(columns={"c": "x"})
+    elif fault == "shifted":
+        ch.index = list(pd.date_range("2024-01-01 01:00", periods=48, freq="h").strftime("%Y-%m-%d %H:%M"))
+        ch.index.name = "timestamp"
+    else:
+        ch = ch.iloc[:-1]
+    ch.to_csv(d / "channel1.csv")
+    if needle is None:
+        city = load_city_folder(d)
+        np.testing.assert_array_equal(city.values[:, :, 1], vals * 10)  # aligned by node id, not by position
+        return
+    with pytest.raises(GpdiffError) as err:
+        load_city_folder(d)
+    assert re.search(needle, str(err.value)), str(err.value)

@@ -31,7 +31,7 @@ from gpdiff.data.graphpickle import load_pickle, read_graph_pickle_by_order
 from gpdiff.data.timeaxis import how_to_set
 from gpdiff.errors import GpdiffError
 
-BASICTS_OPTIONS = ("name", "kind", "units", "source", "interval_minutes", "start")
+BASICTS_OPTIONS = ("name", "kind", "units", "source", "interval_minutes", "start", "allow_negative")
 #: published (interval minutes, start) of the datasets BasicTS ships under these names
 KNOWN: dict[str, tuple[int, str]] = {
     "metr-la": (5, "2012-03-01"), "pems-bay": (5, "2017-01-01"), "pems03": (5, "2018-09-01"),
@@ -86,7 +86,7 @@ def load_basicts(folder: str | os.PathLike[str], **options: Any) -> City:
         return City(name=name, values=np.where(mask, target, 0.0)[:, :, None], mask=mask, start=start,
                     interval_minutes=int(interval), adjacency=adjacency, kind=kind,
                     units=str(o.get("units") or ("count" if kind == "flow" else "unknown")), node_ids=ids or [],
-                    channels=[kind], source=str(o.get("source") or f"BasicTS folder {d.name}") + "; " + "; ".join(notes))
+                    channels=[kind], allow_negative=bool(o.get("allow_negative")), source=str(o.get("source") or f"BasicTS folder {d.name}") + "; " + "; ".join(notes))
     except GpdiffError as exc:
         raise GpdiffError(f"{d}: {exc}") from None
 

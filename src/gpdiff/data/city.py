@@ -16,6 +16,7 @@ import json
 import lzma
 import os
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,32 @@ def feasible(forecast: np.ndarray, kind: str) -> np.ndarray:
     return np.maximum(forecast, 0.0).astype(forecast.dtype, copy=False) if kind == "flow" else forecast
 
 
+def coordinate_fault(coords: np.ndarray, coord_kind: str) -> tuple[int, str] | None:
+    """The first node whose coordinates cannot be right, as (node index, what is wrong and the fix), or None.
+
+    ``coords`` ``[N, 2]``: (lat, lon) in degrees for ``coord_kind == "latlon"`` (latitude must lie in
+    [-90, 90], longitude in [-180, 180]; when every swapped pair would be valid, lat and lon are said
+    to look swapped), else (x, y) in metres (only finiteness is checked).
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    bad = ~np.isfinite(coords).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        return i, f"has the coordinates ({coords[i, 0]:g}, {coords[i, 1]:g}); give every node finite coordinates"
+    if coord_kind != "latlon":
+        return None
+    lat, lon = coords[:, 0], coords[:, 1]
+    wrong = (np.abs(lat) > 90) | (np.abs(lon) > 180)
+    if not wrong.any():
+        return None
+    i = int(np.flatnonzero(wrong)[0])
+    what, rng = (f"latitude {lat[i]:g}", "[-90, 90]") if abs(lat[i]) > 90 else (f"longitude {lon[i]:g}", "[-180, 180]")
+    swapped = bool(np.all((np.abs(lon) <= 90) & (np.abs(lat) <= 180)))
+    hint = ("lat and lon look swapped (swapped, every pair is valid): put latitude first" if swapped
+            else "fix the coordinates (degrees: lat, lon)")
+    return i, f"has {what} (lat {lat[i]:g}, lon {lon[i]:g}), outside {rng}; {hint}"
+
+
 @dataclass
 class City:
     """A city's spatio-temporal data. See the module docstring for the conventions."""
@@ -58,15 +85,18 @@ class City:
     attributes: np.ndarray | None = None  # [N, A] numeric node attributes
     attribute_names: list[str] = field(default_factory=list)
     source: str = ""
+    allow_negative: bool = False  # flow city: negative target values are a warning, not an error
 
     def __post_init__(self) -> None:
+        self.start = pd.Timestamp(self.start)
+        self.interval_minutes = int(self.interval_minutes)
+        self.node_ids = [str(n) for n in self.node_ids]
+        self._check_float32_range(np.asarray(self.values))
         self.values = np.asarray(self.values, dtype=np.float32)
         if self.values.ndim == 2:
             self.values = self.values[:, :, None]
         self.mask = np.asarray(self.mask, dtype=bool)
         self.adjacency = np.asarray(self.adjacency, dtype=np.float32)
-        self.start = pd.Timestamp(self.start)
-        self.interval_minutes = int(self.interval_minutes)
         if not self.node_ids:
             self.node_ids = [str(i) for i in range(self.values.shape[1] if self.values.ndim == 3 else 0)]
         self.node_ids = [str(n) for n in self.node_ids]
@@ -111,8 +141,14 @@ class City:
             raise GpdiffError(
                 f"{where}: interval {self.interval_minutes} min must be positive and divide a day (1440 min)."
             )
-        if not np.all(np.isfinite(self.values[self.mask][:, 0])):
-            raise GpdiffError(f"{where}: observed values contain NaN or inf; mark them missing in the mask.")
+        bad = self.mask & ~np.isfinite(self.values[:, :, 0])
+        if bad.any():
+            t_at, n_at = (int(v) for v in np.argwhere(bad)[0])
+            raise GpdiffError(
+                f"{where}: node {self.node_ids[n_at]!r} has the value {self.values[t_at, n_at, 0]} at "
+                f"{self._time_at(t_at)} marked observed; leave a missing value empty (NaN), not inf."
+            )
+        self._check_negative()
         dead = np.flatnonzero(~self.mask.any(axis=0))
         if dead.size:
             ids = ", ".join(self.node_ids[i] for i in dead[:5])
@@ -124,12 +160,70 @@ class City:
             raise GpdiffError(f"{where}: coords shape {self.coords.shape} must be [N, 2] = {(n, 2)}.")
         if self.coord_kind not in ("latlon", "xy"):
             raise GpdiffError(f"{where}: coord_kind must be 'latlon' or 'xy', got {self.coord_kind!r}.")
+        if self.coords is not None:
+            self._check_coords()
         if self.attributes is not None:
             if self.attributes.ndim != 2 or self.attributes.shape[0] != n:
                 raise GpdiffError(f"{where}: attributes shape {self.attributes.shape} must be [N, A].")
             if len(self.attribute_names) != self.attributes.shape[1]:
                 raise GpdiffError(f"{where}: {len(self.attribute_names)} attribute names for "
                                   f"{self.attributes.shape[1]} attribute columns.")
+
+    def _time_at(self, step: int) -> str:
+        return f"{self.start + pd.Timedelta(minutes=self.interval_minutes * step):%Y-%m-%d %H:%M}"
+
+    def _check_float32_range(self, raw: np.ndarray) -> None:
+        """Refuse a finite value beyond float32's range (about +-3.4e38), naming its node and time,
+        before the cast to float32 would turn it into inf (and numpy would warn on stderr)."""
+        if raw.dtype.kind != "f" or raw.dtype.itemsize <= 4 or raw.ndim not in (2, 3):
+            return
+        big = np.isfinite(raw) & (np.abs(raw) > np.finfo(np.float32).max)
+        if big.any():
+            at = tuple(int(v) for v in np.argwhere(big)[0])
+            node = self.node_ids[at[1]] if at[1] < len(self.node_ids) else str(at[1])
+            channel = f" (channel {at[2]})" if raw.ndim == 3 and at[2] else ""
+            raise GpdiffError(
+                f"city {self.name!r}: node {node!r} has the value {raw[at]:g} at {self._time_at(at[0])}{channel}, "
+                f"beyond the float32 range (+-{np.finfo(np.float32).max:.3g}) gpdiff computes in; fix the value, "
+                "or leave the cell empty if it is a missing reading."
+            )
+
+    def _check_negative(self) -> None:
+        """A ``flow`` city counts: a negative observed target (e.g. the -1 some exporters write for "no
+        reading") is an error naming the node, how many cells and the first time, or a warning with
+        ``allow_negative``."""
+        if self.kind != "flow":
+            return
+        neg = self.mask & (self.values[:, :, 0] < 0)
+        if not neg.any():
+            return
+        per_node = neg.sum(axis=0)
+        first = int(np.flatnonzero(per_node)[0])
+        t_at = int(np.flatnonzero(neg[:, first])[0])
+        others = int(np.count_nonzero(per_node)) - 1
+        msg = (f"city {self.name!r}: a flow city counts, but node {self.node_ids[first]!r} has "
+               f"{int(per_node[first])} negative value(s), the first {self.values[t_at, first, 0]:g} at "
+               f"{self._time_at(t_at)}" + (f" ({others} more node(s) have some too)" if others else ""))
+        if self.allow_negative:
+            warnings.warn(msg + "; kept, as allow_negative is true.", UserWarning, stacklevel=5)
+            return
+        raise GpdiffError(msg + "; if they mean 'no reading', leave those cells empty (NaN) to mark them missing, "
+                          "or set allow_negative: true (city.yaml, --option allow_negative=true) to keep them.")
+
+    def _check_coords(self) -> None:
+        """Coordinates that cannot be right are an error (:func:`coordinate_fault`); all nodes at one point
+        (or all at 0, 0) is a warning: a kNN graph built from them means nothing."""
+        assert self.coords is not None
+        where = f"city {self.name!r}"
+        fault = coordinate_fault(self.coords, self.coord_kind)
+        if fault is not None:
+            raise GpdiffError(f"{where}: node {self.node_ids[fault[0]]!r} {fault[1]}.")
+        if self.n_nodes > 1 and np.all(self.coords == self.coords[0]):
+            x, y = self.coords[0]
+            what = "all zero" if not np.any(self.coords) else f"all the same point ({x:g}, {y:g})"
+            warnings.warn(f"{where}: the coordinates of the {self.n_nodes} nodes are {what}; a graph built from "
+                          "them (k nearest neighbours) means nothing: give real coordinates or a graph file.",
+                          UserWarning, stacklevel=5)
 
     # ------------------------------------------------------------- properties
     @property
@@ -186,7 +280,7 @@ class City:
             interval_minutes=self.interval_minutes, adjacency=self.adjacency, kind=self.kind,
             units=self.units, node_ids=list(self.node_ids), channels=list(self.channels),
             coords=self.coords, coord_kind=self.coord_kind, attributes=self.attributes,
-            attribute_names=list(self.attribute_names), source=self.source,
+            attribute_names=list(self.attribute_names), source=self.source, allow_negative=self.allow_negative,
         )
 
     def fingerprint(self) -> str:
@@ -210,19 +304,22 @@ class City:
     @classmethod
     def from_pandas(cls, df: pd.DataFrame, adjacency: object = None, coords: object = None, kind: str = "flow",
                     units: str | None = None, name: str = "city", coord_kind: str = "latlon",
-                    interval_minutes: int | None = None, allow_gaps: bool = False) -> City:
+                    interval_minutes: int | None = None, allow_gaps: bool = False,
+                    allow_negative: bool = False) -> City:
         """A city from a DataFrame indexed by time (``[T]`` timestamps, or text read as times), one
         numeric column per node (column names = node ids; NaN = missing; in speed data 0 too).
 
         ``adjacency``: ``[N, N]`` weights in column order, or a DataFrame indexed (and headed) by node
         id. ``coords``: ``[N, 2]`` (lat, lon) or (x, y) by ``coord_kind``, or a DataFrame indexed by
         node id; with no adjacency an 8-nearest-neighbour Gaussian graph is built from them. The
-        interval is the most common time difference unless ``interval_minutes``. Raises
+        interval is the most common time difference unless ``interval_minutes``; ``allow_negative``
+        keeps negative values of a ``flow`` city with a warning. Raises
         :class:`GpdiffError` as the file readers do (irregular times, size mismatches ...).
         """
         from gpdiff.data.frames import city_from_pandas
 
-        return city_from_pandas(df, adjacency, coords, kind, units, name, coord_kind, interval_minutes, allow_gaps)
+        return city_from_pandas(df, adjacency, coords, kind, units, name, coord_kind, interval_minutes, allow_gaps,
+                                allow_negative)
 
     def to_pandas(self, channel: int = 0) -> pd.DataFrame:
         """Channel ``channel`` as a ``[T, N]`` DataFrame indexed by time (``time``), columns the node ids,
@@ -251,6 +348,8 @@ class City:
             "channels": self.channels, "coord_kind": self.coord_kind,
             "attribute_names": self.attribute_names, "source": self.source,
         }
+        if self.allow_negative:
+            meta["allow_negative"] = True
         if self.start.tz is not None:  # the zone's name: an ISO offset alone would lose daylight-saving rules
             meta["timezone"] = str(self.start.tz)
         raw = st_save(tensors, metadata={"gpdiff": json.dumps(meta, sort_keys=True)})
@@ -291,6 +390,7 @@ class City:
             node_ids=meta["node_ids"], channels=meta["channels"], coords=tensors.get("coords"),
             coord_kind=meta.get("coord_kind", "latlon"), attributes=tensors.get("attributes"),
             attribute_names=meta.get("attribute_names", []), source=meta.get("source", ""),
+            allow_negative=bool(meta.get("allow_negative", False)),
         )
 
     @classmethod

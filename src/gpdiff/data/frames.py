@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def city_from_pandas(df: pd.DataFrame, adjacency: Any = None, coords: Any = None, kind: str = "flow",
                      units: str | None = None, name: str = "city", coord_kind: str = "latlon",
-                     interval_minutes: int | None = None, allow_gaps: bool = False) -> City:
+                     interval_minutes: int | None = None, allow_gaps: bool = False,
+                     allow_negative: bool = False) -> City:
     """A :class:`City` from a DataFrame indexed by time with one column per node (see ``City.from_pandas``)."""
     from gpdiff.data.city import City
 
@@ -43,7 +44,8 @@ def city_from_pandas(df: pd.DataFrame, adjacency: Any = None, coords: Any = None
                           "build a k-nearest-neighbour graph from.")
     return City(name=name, values=values, mask=mask, start=grid.start, interval_minutes=grid.interval_minutes,
                 adjacency=adj, kind=kind, units=units or ("count" if kind == "flow" else "unknown"), node_ids=ids,
-                channels=[kind], coords=xy, coord_kind=coord_kind, source="pandas DataFrame")
+                channels=[kind], coords=xy, coord_kind=coord_kind, source="pandas DataFrame",
+                allow_negative=allow_negative)
 
 
 def _by_node(obj: Any, ids: list[str], what: str, where: str, columns: bool) -> np.ndarray:

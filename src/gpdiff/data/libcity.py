@@ -30,7 +30,7 @@ from gpdiff.data.city import City
 from gpdiff.data.timeaxis import parse_times, place_on_grid, regular_grid
 from gpdiff.errors import GpdiffError
 
-LIBCITY_OPTIONS = ("name", "kind", "units", "source", "interval_minutes", "tz", "allow_gaps")
+LIBCITY_OPTIONS = ("name", "kind", "units", "source", "interval_minutes", "tz", "allow_gaps", "allow_negative")
 _DYNA_KEYS = ("dyna_id", "type", "time", "entity_id")
 
 
@@ -93,7 +93,7 @@ def load_libcity(folder: str | os.PathLike[str], **options: Any) -> City:
             name=str(o.get("name") or d.name), values=values, mask=mask, start=grid.start,
             interval_minutes=grid.interval_minutes, adjacency=adjacency, kind=kind,
             units=str(o.get("units") or ("count" if kind == "flow" else "unknown")), node_ids=ids, channels=cols,
-            coords=_coords(geo), source=str(o.get("source") or f"LibCity atomic files {dyna_path.stem}")
+            coords=_coords(geo), allow_negative=bool(o.get("allow_negative")), source=str(o.get("source") or f"LibCity atomic files {dyna_path.stem}")
             + "".join(f"; {n}" for n in notes),
         )
     except GpdiffError as exc:

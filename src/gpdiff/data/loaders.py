@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from gpdiff.data import options as opt
-from gpdiff.data.city import KINDS, City
+from gpdiff.data.city import KINDS, City, coordinate_fault
 from gpdiff.data.graph import gaussian_knn_adjacency
 from gpdiff.data.graphpickle import id_str as _id_str
 from gpdiff.data.graphpickle import read_graph_pickle
@@ -74,10 +74,10 @@ ASTGCN_STARTS: dict[str, str] = {
 
 #: the options (keyword arguments, city.yaml keys, --option) each reader takes; see gpdiff.data.options
 CITY_FOLDER_OPTIONS = ("name", "kind", "units", "source", "channels", "interval_minutes", "time_format", "tz", "sep",
-                       "decimal", "allow_gaps")
-GPD_OPTIONS = ("name", "kind", "units", "source", "interval_minutes", "start")
+                       "decimal", "allow_gaps", "allow_negative")
+GPD_OPTIONS = ("name", "kind", "units", "source", "interval_minutes", "start", "allow_negative")
 DCRNN_OPTIONS = ("name", "key", "adj_pkl_path", "locations_path", "allow_gaps")
-ASTGCN_OPTIONS = ("name", "csv_path", "ids_path", "interval_minutes", "start")
+ASTGCN_OPTIONS = ("name", "csv_path", "ids_path", "interval_minutes", "start", "allow_negative")
 
 
 # ---------------------------------------------------------------------------- dispatch
@@ -212,7 +212,11 @@ def _read_sensor_locations(path: Path, ids: list[str]) -> np.ndarray:
     if missing:
         raise GpdiffError(f"{path}: no coordinates for {len(missing)} sensors (e.g. {missing[:3]}); "
                           "use the locations file of this dataset or remove it.")
-    return np.array([table[i] for i in ids], dtype=np.float64)
+    coords = np.array([table[i] for i in ids], dtype=np.float64)
+    fault = coordinate_fault(coords, "latlon")
+    if fault is not None:
+        raise GpdiffError(f"{path}: sensor {ids[fault[0]]!r} {fault[1]}.")
+    return coords
 
 
 def _read_hdf_frame(path: Path, key: str | None) -> tuple[pd.DatetimeIndex, list[str], np.ndarray]:
@@ -378,6 +382,7 @@ def load_gpd_folder(folder: PathLike, interval_minutes: int | None = None,
     return _make_city(
         data_path, name=str(meta.get("name") or d.name), values=values, mask=mask, start=t0,
         interval_minutes=int(interval), adjacency=adj, kind=kind, units=units,
+        allow_negative=bool(meta.get("allow_negative")),
         source=str(meta.get("source") or f"GPD folder {d.name}") + note,
     )
 
@@ -385,7 +390,7 @@ def load_gpd_folder(folder: PathLike, interval_minutes: int | None = None,
 # ----------------------------------------------------------------------------- ASTGCN
 def load_astgcn(npz_path: PathLike, csv_path: PathLike | None = None, interval_minutes: int | None = None,
                 ids_path: PathLike | None = None, start: str | pd.Timestamp | None = None,
-                name: str | None = None) -> City:
+                name: str | None = None, allow_negative: bool | None = None) -> City:
     """Load a PEMS03/04/07/08 file in the ASTGCN/STSGCN layout.
 
     ``PEMS0X.npz``: key ``data`` float ``[T, N, C]`` (channel 0 = flow; PEMS04/08 add occupancy and
@@ -399,7 +404,8 @@ def load_astgcn(npz_path: PathLike, csv_path: PathLike | None = None, interval_m
     """
     npz = _require_file(npz_path, "ASTGCN data file")
     o = opt.resolve(npz.parent, {"csv_path": csv_path, "interval_minutes": interval_minutes, "ids_path": ids_path,
-                                 "start": start, "name": name}, ASTGCN_OPTIONS, "ASTGCN")
+                                 "start": start, "name": name, "allow_negative": allow_negative},
+                    ASTGCN_OPTIONS, "ASTGCN")
     csv_path, ids_path, start, name = o.get("csv_path"), o.get("ids_path"), o.get("start"), o.get("name")
     interval_minutes = int(o.get("interval_minutes") or 5)
     csv_file = Path(csv_path) if csv_path is not None else npz.with_suffix(".csv")
@@ -434,7 +440,8 @@ def load_astgcn(npz_path: PathLike, csv_path: PathLike | None = None, interval_m
     return _make_city(
         npz, name=name or npz.stem, values=values, mask=mask, start=t0, interval_minutes=interval_minutes,
         adjacency=adj, kind="flow", units=f"vehicles/{interval_minutes}min", node_ids=ids or [],
-        channels=channels, source=f"ASTGCN format: {npz.name} + {csv_file.name}{note}",
+        channels=channels, allow_negative=bool(o.get("allow_negative")),
+        source=f"ASTGCN format: {npz.name} + {csv_file.name}{note}",
     )
 
 
@@ -522,9 +529,7 @@ def load_city_folder(folder: PathLike, **options: Any) -> City:
     for k in range(1, len(channel_names)):
         cpath = _require_file(d / f"channel{k}.csv", f"file of channel {channel_names[k]!r} (listed in city.yaml)")
         ctable = read_wide_csv(cpath, **read)
-        if ctable.ids != ids or not ctable.times.equals(times):
-            raise GpdiffError(f"{cpath}: its timestamps and node columns must match series.csv exactly.")
-        layers.append(np.nan_to_num(ctable.values, nan=0.0))
+        layers.append(np.nan_to_num(_align_channel(cpath, ctable, times, ids), nan=0.0))
     interval = meta.get("interval_minutes")
     grid = regular_grid(times, series_path, int(interval) if interval else None, first_line=2,
                         allow_gaps=bool(meta.get("allow_gaps")))
@@ -555,8 +560,31 @@ def load_city_folder(folder: PathLike, **options: Any) -> City:
         interval_minutes=grid.interval_minutes, adjacency=adjacency, kind=kind,
         units=str(meta.get("units") or default_units), node_ids=ids, channels=channel_names, coords=coords,
         coord_kind=coord_kind, attributes=attributes, attribute_names=attr_names,
+        allow_negative=bool(meta.get("allow_negative")),
         source=str(meta.get("source") or f"city folder {d.name} (graph: {graph_note})") + "".join(f"; {n}" for n in notes),
     )
+
+
+def _align_channel(path: Path, table: Any, times: pd.DatetimeIndex, ids: list[str]) -> np.ndarray:
+    """``table``'s values ``[T, N]`` in the node order of series.csv; :class:`GpdiffError` saying whether the
+    timestamps or the node columns differ. Columns that hold the same ids in another order are reordered."""
+    if not table.times.equals(times):
+        if len(table.times) != len(times):
+            diff = f"{len(table.times)} timestamps, series.csv has {len(times)}"
+        else:
+            at = int(np.flatnonzero(table.times != times)[0])
+            diff = f"line {at + 2} has the time {table.times[at]}, series.csv {times[at]}"
+        raise GpdiffError(f"{path}: its timestamps differ from series.csv ({diff}); give every channel file "
+                          "the same time rows as series.csv.")
+    if table.ids != ids:
+        missing = [i for i in ids if i not in table.ids]
+        extra = [i for i in table.ids if i not in ids]
+        if missing or extra:
+            raise GpdiffError(f"{path}: its node columns differ from series.csv (missing {missing[:3]}, unknown "
+                              f"{extra[:3]}); head its columns with the node ids of series.csv.")
+        pos = {c: j for j, c in enumerate(table.ids)}
+        return table.values[:, [pos[i] for i in ids]]
+    return table.values
 
 
 def _read_nodes_csv(path: Path, ids: list[str]) -> tuple[np.ndarray | None, str, np.ndarray | None, list[str]]:
@@ -586,6 +614,11 @@ def _read_nodes_csv(path: Path, ids: list[str]) -> tuple[np.ndarray | None, str,
         if first is not None and second is not None:
             coords = np.stack([_numeric_column(df, first, path), _numeric_column(df, second, path)], axis=1)
             coord_kind = kind
+            fault = coordinate_fault(coords, kind)
+            if fault is not None:
+                node = ids[fault[0]]
+                line = int(np.flatnonzero((node_col == node).to_numpy())[0]) + 2
+                raise GpdiffError(f"{path}: node {node!r} (line {line}) {fault[1]}.")
             used |= {first, second}
             break
     attr_cols = [c for c in df.columns if c not in used]

@@ -35,6 +35,7 @@ OPTIONS: dict[str, str] = {
     "sep": "CSV separator",
     "decimal": "CSV decimal mark ('.' or ',')",
     "allow_gaps": "true: accept a time axis that is mostly gaps",
+    "allow_negative": "true: keep negative values of a flow city (with a warning) instead of refusing them",
     "key": "table of an HDF5 file to read",
     "adj_pkl_path": "graph pickle (DCRNN adj_mx.pkl)",
     "locations_path": "sensor locations CSV",
@@ -90,8 +91,9 @@ def resolve(folder: Path, given: Mapping[str, Any], allowed: Sequence[str], fmt:
         raise GpdiffError(f"{where}: interval_minutes must be a positive whole number, got {interval!r}.")
     if "channels" in opts and not isinstance(opts["channels"], list):
         raise GpdiffError(f"{where}: channels must be a list of names, e.g. [speed, occupancy].")
-    if "allow_gaps" in opts and not isinstance(opts["allow_gaps"], bool):
-        raise GpdiffError(f"{where}: allow_gaps must be true or false, got {opts['allow_gaps']!r}.")
+    for flag in ("allow_gaps", "allow_negative"):
+        if flag in opts and not isinstance(opts[flag], bool):
+            raise GpdiffError(f"{where}: {flag} must be true or false, got {opts[flag]!r}.")
     for k in ("time_format", "tz", "sep", "decimal", "key", "name", "kind", "units", "source"):
         if k in opts and not isinstance(opts[k], str):
             opts[k] = str(opts[k])

@@ -57,7 +57,7 @@ def read_wide_csv(path: Path, time_format: str | None = None, tz: str | None = N
     """Read ``path`` (see the module docstring); times via :func:`gpdiff.data.timeaxis.parse_times`.
 
     Raises :class:`GpdiffError` naming the file for a missing header, an unnamed or repeated node
-    id, a non-numeric value (with its line), or a bad timestamp.
+    id, a non-numeric value or one beyond float32's range (with its line), or a bad timestamp.
     """
     found_sep, found_dec = sniff(path)
     sep, decimal = sep or found_sep, decimal or found_dec
@@ -105,5 +105,11 @@ def read_wide_csv(path: Path, time_format: str | None = None, tz: str | None = N
             raise GpdiffError(f"{path}: column {c!r} has the non-numeric value {v!r} at {df[0].iloc[at]} "
                               f"(line {at + 2}){hint}; use numbers, and leave missing cells empty.")
         values[:, j] = conv.to_numpy(dtype=np.float64)
+        big = np.flatnonzero(np.isfinite(values[:, j]) & (np.abs(values[:, j]) > np.finfo(np.float32).max))
+        if big.size:
+            at = int(big[0])
+            raise GpdiffError(f"{path}: column {c!r} has the value {values[at, j]:g} at {df[0].iloc[at]} (line {at + 2}), "
+                              f"beyond the float32 range (+-{np.finfo(np.float32).max:.3g}) gpdiff computes in; fix "
+                              "the value, or leave the cell empty if it is a missing reading.")
     times, note = parse_times(pd.Index(df[0]), path, time_format=time_format, tz=tz, first_line=2)
     return WideTable(times, ids, values, notes + ([note] if note else []))
