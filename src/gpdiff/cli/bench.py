@@ -50,4 +50,8 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
                        log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the scoreboard)
         return
-    click.echo(f"scoreboard: {result.scoreboard}")
+    from gpdiff.stages import folder_size, human_size
+
+    inside = cache is None or Path(cache).resolve().is_relative_to(Path(out).resolve())
+    sizes = f"{out} {human_size(folder_size(out))}" + ("" if inside else f", cache {cache} {human_size(folder_size(cache))}")
+    click.echo(f"scoreboard: {result.scoreboard}  (on disk: {sizes})")

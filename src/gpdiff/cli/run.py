@@ -83,6 +83,10 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
     result = run_pipeline(cfg, progress=progress_bars(quiet), log=lambda m: click.echo(m, err=True), cache=cache)
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the run)
         return
+    from gpdiff.stages import folder_size, human_size
+
+    sizes = f"{result.out} {human_size(folder_size(result.out))}" + (
+        f", cache {cache} {human_size(folder_size(cache))}" if cache is not None else "")
     click.echo(f"\nreport: {result.report}\nresults: {result.out / 'results.csv'}  "
                f"({result.timings.get('total', 0):.0f} s"
-               f"{f'; {len(result.reused)} stages reused' if result.reused else ''})")
+               f"{f'; {len(result.reused)} stages reused' if result.reused else ''}; on disk: {sizes})")
