@@ -35,9 +35,9 @@ COMMANDS = (
 
 
 def progress_bars(quiet: bool) -> bool:
-    """Whether a command shows progress bars: not with ``--quiet``, and only on a terminal (a log file
-    gets the commands' own lines, not carriage-return bar updates)."""
-    return not quiet and sys.stderr.isatty()
+    """Whether a command shows progress: not with ``--quiet``. On a terminal it is a bar; in a log file,
+    under ``nohup`` or in CI one plain line per stage every 30 s, no carriage returns (:mod:`gpdiff.progress`)."""
+    return not quiet
 
 
 class _Main(click.Group):

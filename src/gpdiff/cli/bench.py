@@ -17,7 +17,8 @@ import click
 @click.option("--dry-run", is_flag=True, help="Check the suite and list its runs; train nothing.")
 @click.option("--scoreboard-only", is_flag=True,
               help="Write the scoreboard from the runs finished so far (e.g. while the suite runs); train nothing.")
-@click.option("--progress", is_flag=True, help="Progress bars inside every run (default: one line per stage).")
+@click.option("--progress", is_flag=True, help="Progress inside every run: bars on a terminal, one plain line per stage every 30 s "
+                                                "in a log (default: one line per stage).")
 @click.option("--quiet", is_flag=True, help="Only the scoreboard path.")
 def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, scoreboard_only: bool, progress: bool,
           quiet: bool) -> None:
