@@ -163,6 +163,20 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="name
 
 
 @needs_proc
+def test_a_full_disk_when_recording_a_stage_keeps_its_checkpoints(tmp_path, monkeypatch):
+    """stage.yaml is written before the checkpoints go: a stage that could not be recorded is unfinished
+    and still has its resume state."""
+    with monkeypatch.context() as m:
+        _fail_writes(m, errno.ENOSPC, where="stage.yaml")
+        with pytest.raises(GpdiffError, match="stage.yaml: No space left on device"):
+            _train(Run(tmp_path))
+    assert (tmp_path / "s" / "checkpoint.safetensors").read_text() == "resume state"
+    assert not (tmp_path / "s" / "stage.yaml").exists()
+    with Run(tmp_path).stage("s", {"a": 1}) as st:
+        assert not st.cached and (st.path / "checkpoint.safetensors").exists()  # resumes in its folder
+
+
+@needs_proc
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 def test_a_full_disk_is_one_line_naming_the_file_and_the_old_file_survives(tmp_path, monkeypatch, code):
     target = tmp_path / "report.md"

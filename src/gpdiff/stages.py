@@ -49,7 +49,6 @@ from filelock import FileLock, Timeout
 from gpdiff import hashing
 from gpdiff.io import atomic_write_text, read_yaml, write_yaml, yaml_safe
 
-
 CHECKPOINTS = "checkpoint*.safetensors"  # the resume state of a stage's trainers (glob, anywhere in the stage)
 
 
@@ -180,17 +179,18 @@ class Run:
             return
         wall = time.perf_counter() - t0
         self.timings[name] = wall
-        if not self.keep_checkpoints:  # resume state is of no use once the stage finished
-            for f in path.rglob(CHECKPOINTS):
-                f.unlink()
+        resume = set() if self.keep_checkpoints else set(path.rglob(CHECKPOINTS))
         files = {str(f.relative_to(path)): {"bytes": f.stat().st_size, "sha256": hashing.hash_file(f)}
-                 for f in sorted(path.rglob("*")) if f.is_file() and f.name not in ("stage.yaml", ".started")}
+                 for f in sorted(path.rglob("*"))
+                 if f.is_file() and f.name not in ("stage.yaml", ".started") and f not in resume}
         write_yaml(path / "stage.yaml", {"stage": name, "key": key, "seed": seed, "wall_s": round(wall, 3),
                                          "files": files,
                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                          "inputs": {s.name: s.key for s in inputs}, "data": dict(data or {}),
                                          "code": hashing.code_fingerprint(), "versions": versions(),
                                          "config": yaml_safe(config)})
+        for f in resume:  # after stage.yaml: a stage that could not be recorded (a full disk) can still resume
+            f.unlink()
 
 
 def folder_size(path: str | Path) -> int:
