@@ -75,8 +75,10 @@ def progress_bar(iterable: Iterable[Any] | None = None, *, file: IO[str] | None 
     if is_terminal(stream) or in_notebook():
         return auto_tqdm(iterable, file=stream, dynamic_ncols=True,
                          **({"mininterval": mininterval} if mininterval is not None else {}), **kwargs)
-    return PlainBar(iterable, file=PlainLines(stream), bar_format=PLAIN_FORMAT, ascii=True,
-                mininterval=PLAIN_INTERVAL_S if mininterval is None else mininterval, **kwargs)
+    interval = PLAIN_INTERVAL_S if mininterval is None else mininterval
+    # maxinterval: tqdm's monitor thread redraws a slow bar after that long; not more often than the interval
+    return PlainBar(iterable, file=PlainLines(stream), bar_format=PLAIN_FORMAT, ascii=True, mininterval=interval,
+                    maxinterval=max(interval, 10.0), **kwargs)
 
 
 def in_notebook() -> bool:
