@@ -80,6 +80,16 @@ def test_rerun_resumes_without_computing(finished, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(res.out / "scoreboard.csv"), pd.read_csv(again.out / "scoreboard.csv"))
 
 
+def test_the_cli_last_line_says_how_much_the_bench_folder_holds(finished):
+    from gpdiff.stages import folder_size, human_size
+
+    _, res = finished
+    r = CliRunner().invoke(main, ["bench", str(res.out.parent / "suite.yaml"), "--out", str(res.out)])
+    assert r.exit_code == 0, r.output
+    last = r.output.strip().splitlines()[-1]
+    assert last == f"scoreboard: {res.out / 'scoreboard.md'}  (on disk: {res.out} {human_size(folder_size(res.out))})"
+
+
 def test_scoreboard_files_and_shape(finished):
     _, res = finished
     df = pd.read_csv(res.out / "scoreboard.csv", dtype={"horizon": str})

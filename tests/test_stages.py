@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gpdiff.hashing import hash_file
 from gpdiff.io import read_yaml
 from gpdiff.stages import Run
 
@@ -22,12 +23,14 @@ def _compute(run: Run, config: dict, text: str = "result") -> tuple[bool, Path]:
 def test_a_finished_stage_is_reused_and_lists_its_files(tmp_path):
     run = Run(tmp_path)
     assert _compute(run, {"a": 1}) == (False, tmp_path / "s")
-    assert read_yaml(tmp_path / "s" / "stage.yaml")["files"] == {"out.txt": 6, "sub/part.bin": 4}
+    files = read_yaml(tmp_path / "s" / "stage.yaml")["files"]
+    assert files == {"out.txt": {"bytes": 6, "sha256": hash_file(tmp_path / "s" / "out.txt")},
+                     "sub/part.bin": {"bytes": 4, "sha256": hash_file(tmp_path / "s" / "sub" / "part.bin")}}
     assert _compute(Run(tmp_path), {"a": 1})[0] is True
     assert _compute(Run(tmp_path), {"a": 2})[0] is False  # another key: computed again
 
 
-@pytest.mark.parametrize("damage", ["delete", "truncate", "garbage_record"])
+@pytest.mark.parametrize("damage", ["delete", "truncate", "same_size", "garbage_record"])
 def test_a_finished_stage_missing_an_output_is_computed_again(tmp_path, damage):
     """Following "delete it and rerun" (or a truncated copy) recomputes the stage instead of failing on
     the missing file; nothing of the damaged folder is kept."""
@@ -37,6 +40,8 @@ def test_a_finished_stage_missing_an_output_is_computed_again(tmp_path, damage):
         (tmp_path / "s" / "out.txt").unlink()
     elif damage == "truncate":
         (tmp_path / "s" / "sub" / "part.bin").write_bytes(b"12")
+    elif damage == "same_size":  # changed in place, e.g. a copy gone wrong or an edit: the content hash tells
+        (tmp_path / "s" / "sub" / "part.bin").write_bytes(b"4321")
     else:
         (tmp_path / "s" / "stage.yaml").write_text(": not yaml [")
     cached, path = _compute(Run(tmp_path), {"a": 1}, "again")

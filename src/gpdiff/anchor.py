@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from gpdiff.data.windows import CityData, WindowBatch
 from gpdiff.errors import GpdiffError, unknown_name
@@ -32,6 +31,7 @@ from gpdiff.io import load_tensors, save_tensors
 from gpdiff.models.base import BaseModel
 from gpdiff.nodetrain import masked_node_mae
 from gpdiff.params import flatten, unflatten
+from gpdiff.progress import progress_bar
 from gpdiff.sourcepool import BALANCES, SourcePool
 
 FILE = "anchor.safetensors"
@@ -88,8 +88,8 @@ def train_anchor(model: BaseModel, sources: list[CityData], config: AnchorConfig
     with torch.no_grad():  # the start competes too: a residual model's start is the seasonal value
         initial = float(_loss(model, theta, val_batch))
     best, best_val, bad, history, step = theta.detach().clone(), initial, 0, [], 0
-    bar = tqdm(range(config.max_steps), desc=f"anchor {model.name} (pooled)", disable=not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(range(config.max_steps), desc=f"anchor {model.name} (pooled)", disable=not progress,
+                       unit="step")
     for step in bar:
         loss = _loss(model, theta, pool.sample(config.nodes_per_step, config.batch_size, gen))
         opt.zero_grad()

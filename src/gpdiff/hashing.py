@@ -52,3 +52,13 @@ def code_fingerprint() -> str:
         h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return f"{gpdiff.__version__}+{h.hexdigest()[:DIGITS]}"
+
+
+def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hash of a file's bytes (read in ``chunk``-byte pieces): what :mod:`gpdiff.stages` records of
+    every output, so that a file changed at the same size is noticed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()[:DIGITS]

@@ -16,7 +16,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import save as st_save_torch
 
-from gpdiff.errors import GpdiffError
+from gpdiff.errors import GpdiffError, disk_full, is_disk_full
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -25,21 +25,29 @@ os.umask(_UMASK)
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
-    An interrupted write leaves the old file (or none), never a half-written one.
+    An interrupted write leaves the old file (or none), never a half-written one. Every file gpdiff
+    writes (stages, checkpoints, reports, cities, forecasters) goes through here.
+
+    Raises :class:`GpdiffError` naming ``path`` when the disk is full or the quota is spent
+    (``ENOSPC`` / ``EDQUOT``, :func:`gpdiff.errors.disk_full`); the temporary file is removed and the
+    old file is left as it was. Other ``OSError`` exceptions propagate unchanged.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if is_disk_full(exc):
+            raise disk_full(path, exc) from None  # type: ignore[arg-type]
         raise
     return path
 

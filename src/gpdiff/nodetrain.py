@@ -564,8 +564,8 @@ class NodeTrainer:
         state.active[idx[state.bad_epochs[idx] >= self.config.patience]] = False
 
     def _progress_bar(self, state: TrainState):  # type: ignore[no-untyped-def]
-        from tqdm.auto import tqdm
+        from gpdiff.progress import progress_bar
 
         desc = self.desc if self.world == 1 else f"{self.desc} [rank {self.rank}/{self.world}]"
-        return tqdm(total=self.config.max_epochs, initial=state.epoch, desc=desc, unit="epoch",
-                    disable=not self.progress or self.rank != 0, dynamic_ncols=True)
+        return progress_bar(total=self.config.max_epochs, initial=state.epoch, desc=desc, unit="epoch",
+                            disable=not self.progress or self.rank != 0)

@@ -432,7 +432,8 @@ def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = 
     cities = Cities(None, sources, None, {c.name: c.fingerprint() for c in sources})  # type: ignore[arg-type]
     distributed.init(resolve_device(cfg.device))
     out = Path(out)
-    run = Run(Path(work) if work else out.with_name(out.name + ".stages"))
+    run = Run(Path(work) if work else out.with_name(out.name + ".stages"), keep_checkpoints=cfg.keep_checkpoints,
+              log=log)
     write_yaml(run.root / "config.yaml", cfg.to_dict())
     anchor = anchor_stage(run, cfg, cities, progress, log)
     zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
@@ -482,7 +483,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         follow_pipeline(cfg, cities)
         return None
     tdata = target_data(cfg, cities, device)
-    run = Run(cfg.out, cache)
+    run = Run(cfg.out, cache, keep_checkpoints=cfg.keep_checkpoints, log=log)
     write_yaml(run.root / "config.yaml", cfg.to_dict())
     s = cities.split
     log(f"target {cities.target.name}: {cities.target.n_nodes} nodes, {cfg.target_days:g} few-shot days "

@@ -3,7 +3,8 @@
 ::
 
     RunConfig
-      target, sources, data_dir, target_days, val_days, test_fraction, target_scale_floor, seed, device, out
+      target, sources, data_dir, target_days, val_days, test_fraction, target_scale_floor, seed, device, out,
+      keep_checkpoints
       window:    WindowConfig      history, horizon, n_neighbors, context
       anchor:    AnchorConfig      the pooled source model (zoo start point, transfer baselines)
       zoo:       ZooConfig         base model, preset, source split, init, node training
@@ -105,6 +106,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     out: str = "runs/default"
+    keep_checkpoints: bool = False  # keep the trainers' resume checkpoints of finished stages (debugging; gpdiff.stages)
 
     def __post_init__(self) -> None:
         from gpdiff.methods import check_settings

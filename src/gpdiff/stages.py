@@ -11,10 +11,22 @@ never built by hand: a hash of
   an edit) is recomputed instead of silently reused.
 
 Rerunning a stage whose key matches the finished one loads it instead of recomputing (when every
-file it wrote, listed with its size in ``stage.yaml``, is still there; else it computes again); an unfinished
-stage (interrupted) starts again in its folder, where trainers find their own checkpoints and
-resume; a stage whose key changed is cleared and recomputed (``RUN/NAME/.started`` records which key
-the folder's contents belong to).
+file it wrote, listed with its size and content hash in ``stage.yaml``, is still there unchanged;
+a deleted, truncated or rewritten output makes it compute again); an unfinished stage
+(interrupted) starts again in its folder, where trainers find their own checkpoints and resume; a
+stage whose key changed is cleared and recomputed (``RUN/NAME/.started`` records which key the
+folder's contents belong to).
+
+A finished stage keeps what later stages and the report read, not the resume checkpoints of its
+trainers (files named :data:`CHECKPOINTS`: :data:`gpdiff.nodetrain.CHECKPOINT`, the denoiser's
+``checkpoint.safetensors``); ``Run(keep_checkpoints=True)`` (``keep_checkpoints: true`` in the run
+config) keeps them for debugging.
+
+One process at a time computes a stage: ``RUN/.NAME.lock`` (``CACHE/NAME/.KEY.lock``) is an OS file
+lock (:mod:`filelock`) held while the stage runs. A second process (another ``gpdiff run`` or
+``bench`` on the same ``--out`` or ``--cache``) says that it waits, waits, and then reuses what the
+first one finished. The operating system releases the lock when its process ends, killed or not,
+so a lock left by a crash never blocks.
 
 With a ``cache`` folder (``gpdiff bench``: one per suite), a stage lives in ``CACHE/NAME/KEY/``
 instead, so every run of the suite whose stage has the same key shares one computation; the run
@@ -26,14 +38,18 @@ from __future__ import annotations
 import platform
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from gpdiff import hashing
 from gpdiff.io import atomic_write_text, read_yaml, write_yaml, yaml_safe
+
+CHECKPOINTS = "checkpoint*.safetensors"  # the resume state of a stage's trainers (glob, anywhere in the stage)
 
 
 def versions() -> dict[str, str]:
@@ -67,26 +83,39 @@ class Run:
     """A run directory; ``with run.stage(name, config, inputs) as st:`` computes or reuses one stage.
 
     ``computed`` and ``reused`` list the stage names in the order they were met (for reports and tests).
+    ``keep_checkpoints`` keeps the trainers' resume checkpoints of finished stages (default: deleted);
+    ``log`` receives a line when this process waits for another one computing the same stage.
     """
 
-    def __init__(self, root: str | Path, cache: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path, cache: str | Path | None = None, keep_checkpoints: bool = False,
+                 log: Callable[[str], Any] | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.cache = Path(cache) if cache is not None else None
         if self.cache is None:  # a list of cached stages from an earlier run of this folder no longer applies
             (self.root / "stages.yaml").unlink(missing_ok=True)
+        self.keep_checkpoints = keep_checkpoints
+        self.log = log or (lambda message: None)
         self.timings: dict[str, float] = {}
         self.computed: list[str] = []
         self.reused: list[str] = []
+        self.waited: list[str] = []  # stages this process waited for (another process held them)
         self.paths: dict[str, Path] = {}
 
     def path_of(self, name: str, key: str) -> Path:
         """Where stage ``name`` with ``key`` lives: ``RUN/NAME`` or, with a cache, ``CACHE/NAME/KEY``."""
         return self.root / name if self.cache is None else self.cache / name / key
 
+    @staticmethod
+    def lock_of(path: Path) -> Path:
+        """The lock file of the stage folder ``path``: ``.NAME.lock`` beside it (outside, since a stage
+        folder may be cleared while the lock is held)."""
+        return path.with_name(f".{path.name}.lock")
+
     def finished(self, name: str, key: str) -> bool:
         """Whether stage ``name`` finished with ``key`` and every file it wrote is still there, at the
-        size it had (a deleted or truncated output makes the stage compute again)."""
+        size and with the content hash it had (a deleted, truncated or changed output makes the stage
+        compute again)."""
         path = self.path_of(name, key)
         try:
             record = read_yaml(path / "stage.yaml") if (path / "stage.yaml").is_file() else None
@@ -95,14 +124,42 @@ class Run:
         if not isinstance(record, dict) or record.get("key") != key:
             return False
         files = record.get("files") or {}
-        return all((path / rel).is_file() and (path / rel).stat().st_size == size for rel, size in files.items())
+        if not isinstance(files, dict):
+            return False
+        for rel, saved in files.items():
+            f = path / rel
+            if not isinstance(saved, dict) or not f.is_file() or f.stat().st_size != saved.get("bytes"):
+                return False  # the size first: cheap, and catches truncation without reading
+            if hashing.hash_file(f) != saved.get("sha256"):
+                return False
+        return True
 
     @contextmanager
     def stage(self, name: str, config: Any, inputs: Sequence[Stage] = (), data: Mapping[str, str] | None = None,
               seed: int | None = None) -> Iterator[Stage]:
         key = stage_key(config, inputs, data)
         path = self.path_of(name, key)
-        cached = self.finished(name, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.lock_of(path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self.log(f"[{name}] another gpdiff process is computing this stage in {path}; waiting for it "
+                     f"(lock {lock.lock_file})")
+            lock.acquire()  # released when that process finishes the stage, stops, or is killed
+            self.waited.append(name)
+        try:
+            cached = self.finished(name, key)
+            if name in self.waited:
+                self.log(f"[{name}] the other process {'finished' if cached else 'stopped before finishing'} it; "
+                         f"{'reusing it' if cached else 'computing it here (resuming from its checkpoints)'}")
+            yield from self._enter(name, key, path, cached, config, inputs, data, seed)
+        finally:
+            lock.release()
+
+    def _enter(self, name: str, key: str, path: Path, cached: bool, config: Any, inputs: Sequence[Stage],
+               data: Mapping[str, str] | None, seed: int | None) -> Iterator[Stage]:
+        """The body of :meth:`stage`, under the stage's lock."""
         started = path / ".started"
         if not cached and path.exists() and ((path / "stage.yaml").exists() or not started.is_file()
                                              or started.read_text().strip() != key):
@@ -122,11 +179,31 @@ class Run:
             return
         wall = time.perf_counter() - t0
         self.timings[name] = wall
-        files = {str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*"))
-                 if f.is_file() and f.name not in ("stage.yaml", ".started")}
+        resume = set() if self.keep_checkpoints else set(path.rglob(CHECKPOINTS))
+        files = {str(f.relative_to(path)): {"bytes": f.stat().st_size, "sha256": hashing.hash_file(f)}
+                 for f in sorted(path.rglob("*"))
+                 if f.is_file() and f.name not in ("stage.yaml", ".started") and f not in resume}
         write_yaml(path / "stage.yaml", {"stage": name, "key": key, "seed": seed, "wall_s": round(wall, 3),
                                          "files": files,
                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                          "inputs": {s.name: s.key for s in inputs}, "data": dict(data or {}),
                                          "code": hashing.code_fingerprint(), "versions": versions(),
                                          "config": yaml_safe(config)})
+        for f in resume:  # after stage.yaml: a stage that could not be recorded (a full disk) can still resume
+            f.unlink()
+
+
+def folder_size(path: str | Path) -> int:
+    """Bytes of every file under ``path`` (0 when it does not exist): what a run or a bench leaves on disk."""
+    path = Path(path)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) if path.is_dir() else 0
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes as a short human string: ``512 B``, ``3.4 kB``, ``27.1 MB``, ``1.2 GB`` (powers of 1000)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")

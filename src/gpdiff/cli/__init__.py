@@ -8,7 +8,7 @@ import sys
 import click
 
 from gpdiff import __version__
-from gpdiff.errors import GpdiffError
+from gpdiff.errors import GpdiffError, disk_full, is_disk_full
 
 # (module, attribute, the line `gpdiff --help` shows): every module defines one click command or
 # group. The lines are here so that `gpdiff --help` imports no command module (they import torch);
@@ -35,9 +35,9 @@ COMMANDS = (
 
 
 def progress_bars(quiet: bool) -> bool:
-    """Whether a command shows progress bars: not with ``--quiet``, and only on a terminal (a log file
-    gets the commands' own lines, not carriage-return bar updates)."""
-    return not quiet and sys.stderr.isatty()
+    """Whether a command shows progress: not with ``--quiet``. On a terminal it is a bar; in a log file,
+    under ``nohup`` or in CI one plain line per stage every 30 s, no carriage returns (:mod:`gpdiff.progress`)."""
+    return not quiet
 
 
 class _Main(click.Group):
@@ -67,6 +67,9 @@ class _Main(click.Group):
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
         except OSError as exc:  # a path the user gave that cannot be used: a file in the way, no permission
+            if is_disk_full(exc):  # a write outside gpdiff.io (which names its file itself): a library's, a folder
+                click.secho(f"error: {disk_full(exc.filename, exc)}", fg="red", err=True)
+                sys.exit(2)
             if exc.filename is None:
                 raise
             click.secho(f"error: cannot use {exc.filename}: {exc.strerror}; choose another path.", fg="red", err=True)

@@ -17,7 +17,8 @@ import click
 @click.option("--dry-run", is_flag=True, help="Check the suite and list its runs; train nothing.")
 @click.option("--scoreboard-only", is_flag=True,
               help="Write the scoreboard from the runs finished so far (e.g. while the suite runs); train nothing.")
-@click.option("--progress", is_flag=True, help="Progress bars inside every run (default: one line per stage).")
+@click.option("--progress", is_flag=True, help="Progress bars inside every run (default on a terminal: one line per stage; in a log "
+                                                "file, under nohup or in CI: also a plain progress line every 30 s).")
 @click.option("--quiet", is_flag=True, help="Only the scoreboard path.")
 def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, scoreboard_only: bool, progress: bool,
           quiet: bool) -> None:
@@ -46,8 +47,18 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
         for line in describe(parsed):
             click.echo(f"  {line}")
         return
+    import sys
+
+    from gpdiff.progress import is_terminal
+
+    # on a terminal the stage lines are enough; in a log (nohup, CI) a long stage also prints a plain line every 30 s
+    progress = progress or (not quiet and not is_terminal(sys.stderr))
     result = run_suite(parsed, out, progress=progress, cache=cache,
                        log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the scoreboard)
         return
-    click.echo(f"scoreboard: {result.scoreboard}")
+    from gpdiff.stages import folder_size, human_size
+
+    inside = cache is None or Path(cache).resolve().is_relative_to(Path(out).resolve())
+    sizes = f"{out} {human_size(folder_size(out))}" + ("" if inside else f", cache {cache} {human_size(folder_size(cache))}")
+    click.echo(f"scoreboard: {result.scoreboard}  (on disk: {sizes})")

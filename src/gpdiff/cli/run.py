@@ -52,7 +52,8 @@ def _names(registry: dict[str, Any]) -> str:
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
               help="Stage cache shared between run directories: runs given the same --cache compute a stage with "
                    "the same inputs once (as gpdiff bench does). Default: none, every stage lives in --out.")
-@click.option("--quiet", is_flag=True, help="No progress bars (they are shown only when the output is a terminal).")
+@click.option("--quiet", is_flag=True, help="No progress (a bar per stage on a terminal; in a log file, under nohup "
+                                            "or in CI one plain line per stage every 30 s).")
 def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | None, cache: Path | None, quiet: bool,
         **flags: Any) -> None:
     """Few-shot transfer to a target city: zoo -> prompts -> diffusion -> generation -> every method -> report.
@@ -83,6 +84,10 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
     result = run_pipeline(cfg, progress=progress_bars(quiet), log=lambda m: click.echo(m, err=True), cache=cache)
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the run)
         return
+    from gpdiff.stages import folder_size, human_size
+
+    sizes = f"{result.out} {human_size(folder_size(result.out))}" + (
+        f", cache {cache} {human_size(folder_size(cache))}" if cache is not None else "")
     click.echo(f"\nreport: {result.report}\nresults: {result.out / 'results.csv'}  "
                f"({result.timings.get('total', 0):.0f} s"
-               f"{f'; {len(result.reused)} stages reused' if result.reused else ''})")
+               f"{f'; {len(result.reused)} stages reused' if result.reused else ''}; on disk: {sizes})")

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from gpdiff.diffusion.denoiser import Denoiser
 from gpdiff.diffusion.schedule import SAMPLERS, ScheduleConfig, make_sampler, sampling_steps
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.params import ParamCollection
+from gpdiff.progress import progress_bar
 
 
 @dataclass
@@ -88,7 +88,7 @@ def generate_tensors(model: DiffusionModel, spatial: torch.Tensor, temporal: tor
     schedule = model.config.schedule
     n = spatial.shape[0]
     chunks = []
-    for i in tqdm(range(0, n, batch_size), disable=not progress, desc=f"generate ({sampler})"):
+    for i in progress_bar(range(0, n, batch_size), disable=not progress, desc=f"generate ({sampler})", unit="batch"):
         tokens = sample_tokens(net, schedule, spatial[i : i + batch_size].float(), temporal[i : i + batch_size].float(),
                                sampler, num_inference_steps, guidance_scale, gen)
         chunks.append(model.decode(tokens))

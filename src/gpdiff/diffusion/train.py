@@ -71,6 +71,7 @@ from gpdiff.params import (
     spec_from_json,
     spec_to_json,
 )
+from gpdiff.progress import progress_bar
 from gpdiff.sourcepool import BALANCES, row_weights
 
 # Sizes per preset, nested like DiffusionConfig.to_dict(); every other field keeps its dataclass default.
@@ -457,8 +458,8 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     ema.load_state_dict({"optimization_step": start})
 
     t0 = time.time()
-    bar = tqdm(range(start, config.iters), initial=start, total=config.iters, disable=not progress,
-               desc="pretrain", dynamic_ncols=True)
+    bar = progress_bar(range(start, config.iters), initial=start, total=config.iters, disable=not progress,
+                       desc="pretrain", unit="it")
     running = history[-1][1] if history else None
     weights = row_weights(list(zoo.cities), config.balance)
     for it in bar:

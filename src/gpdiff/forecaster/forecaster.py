@@ -71,7 +71,7 @@ from gpdiff.diffusion.pretrained import GPD
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.hashing import code_fingerprint
 from gpdiff.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
-from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.io import atomic_write_bytes, atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.metrics import masked_metrics
 from gpdiff.models.base import BaseModel
 from gpdiff.nodetrain import predict as predict_windows
@@ -471,7 +471,7 @@ class Forecaster:
                                              "gpdiff_version": __version__, "current": self.version,
                                              "versions": versions, "city": self.meta.get("city"),
                                              "method": self.config.method})
-        shutil.copyfile(final / "README.md", path / "README.md")
+        atomic_write_bytes(path / "README.md", (final / "README.md").read_bytes())
         return path
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 
 from gpdiff.data.city import City
 from gpdiff.errors import GpdiffError
+from gpdiff.io import atomic_write_bytes
 
 
 def plot_forecast(city: City, forecasts: pd.DataFrame, out: str | Path, nodes: list[str] | None = None,
@@ -41,8 +43,7 @@ def plot_forecast(city: City, forecasts: pd.DataFrame, out: str | Path, nodes: l
     axes[0, 0].set_title(f"{city.name}: last {days} days and the forecast")
     fig.autofmt_xdate()
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return out
+    return atomic_write_bytes(out, buf.getvalue())  # a full disk: one line naming the file

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from gpdiff.adapt import expand, finetune, forecast, shared_init
 from gpdiff.config import require_at_least_one
@@ -20,6 +19,7 @@ from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.methods import Context, MethodResult
 from gpdiff.nodetrain import adam_update, masked_node_mae
 from gpdiff.params import unflatten
+from gpdiff.progress import progress_bar
 from gpdiff.sourcepool import BALANCES, SourcePool
 
 
@@ -48,7 +48,7 @@ def meta_learn(ctx: Context, cfg: ReptileConfig = ReptileConfig()) -> torch.Tens
     pool = SourcePool(ctx.sources, model.config.in_channels, cfg.balance)
     gen = torch.Generator().manual_seed(ctx.seed)
     theta = shared_init(model, int(ctx.zoo.config.get("seed", ctx.seed))).to(device)
-    for it in tqdm(range(cfg.meta_steps), desc="reptile", disable=not ctx.progress, dynamic_ncols=True):
+    for it in progress_bar(range(cfg.meta_steps), desc="reptile", disable=not ctx.progress, unit="step"):
         drawn = pool.draw_nodes(cfg.nodes_per_step, gen)
         n = sum(int(nodes.numel()) for _, nodes in drawn)
         phi = theta.reshape(1, -1).repeat(n, 1)

@@ -37,12 +37,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.errors import GpdiffError
 from gpdiff.lr_schedule import warmup_cosine_scheduler
+from gpdiff.progress import progress_bar
 from gpdiff.prompts.base import PromptEncoder, check_segment
 
 MIN_WINDOW_STD = 1e-6
@@ -319,8 +319,8 @@ class MaskedPatchEncoder(PromptEncoder):
         self.net.train()
         losses: list[float] = []
         t0 = time.perf_counter()
-        bar = tqdm(range(cfg.train_steps), desc=f"temporal encoder ({self.name})", disable=not progress,
-                   leave=False)
+        bar = progress_bar(range(cfg.train_steps), desc=f"temporal encoder ({self.name})", disable=not progress,
+                           leave=False, unit="step")
         for _ in bar:
             n = full
             if rng.random() < cfg.short_fraction:
