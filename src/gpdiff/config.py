@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -177,6 +178,23 @@ def require_at_least_one(config: Any, names: Sequence[str], where: str = "") -> 
     for name in names:
         if getattr(config, name) < 1:
             raise GpdiffError(f"{where}{name} must be at least 1, got {getattr(config, name)}.")
+
+
+def require_range(config: Any, names: Sequence[str], where: str = "", *, above: float | None = None,
+                  at_least: float | None = None, below: float | None = None, at_most: float | None = None) -> None:
+    """:class:`GpdiffError` naming the first field of ``config`` in ``names`` that is not a finite number
+    in the given bounds (``above``/``below``: strict; ``at_least``/``at_most``: inclusive), e.g.
+    ``require_range(self, ("lr",), "diffusion.", above=0)`` -> "diffusion.lr must be > 0, got -1.0."."""
+    for name in names:
+        value = getattr(config, name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (above is None or value > above) and (at_least is None or value >= at_least)
+        ok = ok and (below is None or value < below) and (at_most is None or value <= at_most)
+        if not ok:
+            lo = f"> {above:g}" if above is not None else f">= {at_least:g}" if at_least is not None else ""
+            hi = f"< {below:g}" if below is not None else f"<= {at_most:g}" if at_most is not None else ""
+            bounds = " and ".join(b for b in (lo, hi) if b) or "finite"
+            raise GpdiffError(f"{where}{name} must be a number {bounds}, got {value!r}.")
 
 
 def parse_assignment(text: str) -> tuple[list[str], Any]:

@@ -31,11 +31,12 @@ from typing import Any
 from gpdiff.adapt import FinetuneConfig
 from gpdiff.anchor import AnchorConfig
 from gpdiff.blend import BlendConfig
-from gpdiff.config import (first_repeated, from_mapping, merge, name_list, parse_assignment, path_origins, set_path,
-                           to_mapping)
+from gpdiff.config import (first_repeated, from_mapping, merge, name_list, parse_assignment, path_origins,
+                           require_range, set_path, to_mapping)
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
+from gpdiff.device import check_device_name
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.intervals import IntervalConfig
 from gpdiff.io import read_yaml
@@ -116,6 +117,15 @@ class RunConfig:
         for name in ("target_days", "val_days"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise GpdiffError(f"{name} must be a number of days > 0, got {getattr(self, name)}.")
+        require_range(self, ("target_scale_floor",), at_least=0, at_most=1)
+        if self.seed < 0:
+            raise GpdiffError(f"seed must be >= 0 (numpy's generators refuse negative seeds), got {self.seed}.")
+        if self.device != "auto":
+            check_device_name(self.device)
+        self.generate.check_against(self.diffusion.schedule, self.diffusion.cfg_dropout)
+        if self.zoo.residual == "seasonal" and self.window.context == "none":
+            raise GpdiffError("zoo.residual seasonal forecasts a correction to the seasonal context, so it needs "
+                              "window.context daily or weekly; set one, or zoo.residual none.")
         if not 0 < self.test_fraction < 1:
             raise GpdiffError(f"test_fraction must be between 0 and 1 (the share of the target held out as the "
                               f"test period), got {self.test_fraction}.")
