@@ -69,6 +69,7 @@ from gpdiff.data.splits import Segment, Split, fit_split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.diffusion.pretrained import GPD
 from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.fallbacks import scaler_notes
 from gpdiff.hashing import code_fingerprint
 from gpdiff.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
 from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
@@ -183,6 +184,9 @@ class Forecaster:
         f = cls(config, window, list(city.node_ids), data_.scaler, city.adjacency.copy(), _tail(city), {},
                 params, None, gpd, prompts=prompts)
         f._validate(data_, log)
+        for note in scaler_notes(city, data_.scaler, config.scale_floor, "training days", "scale_floor"):
+            f.notes.append(note)  # the version's README.md lists them
+            log(f"[fit] {note}")
         f.meta = {**_city_meta(city), **f.meta, "fit_seconds": round(time.perf_counter() - t0, 2),
                   "trained_on": _span(city, split.train), "validated_on": _span(city, split.val)}
         return f
