@@ -131,6 +131,14 @@ INVALID: dict[str, list[object]] = {
     "prompts.spatial:graph.dim": [0], "prompts.spatial:graph.density_neighbours": [0],
     "prompts.spatial:graph.max_exact_betweenness": [-1], "prompts.spatial:graph.betweenness_samples": [0],
     "prompts.spatial:none.dim": [0],
+    # gpdiff fit --set (gpdiff.forecaster.ForecasterConfig)
+    "forecaster.method": ["magic", "retrieval"], "forecaster.val_days": [0, float("inf")],
+    "forecaster.scale_floor": [-0.1, 2], "forecaster.seed": [-1],
+    **{f"forecaster.finetune.{k}": v for k, v in {
+        "batch_size": [0], "lr": [0], "lr_decay": [0], "max_epochs": [0], "patience": [0], "steps_per_epoch": [0],
+        "val_windows": [0], "node_chunk": [-1], "l2_init": [-0.1]}.items()},
+    "forecaster.blend.naive": [["monthly_naive"]], "forecaster.blend.step": [0.3],
+    "forecaster.intervals.levels": [[1.5]],
 }
 UNCONSTRAINED: dict[str, str] = {
     "target": "a city name, checked when the cities are loaded",
@@ -143,16 +151,20 @@ UNCONSTRAINED: dict[str, str] = {
     "zoo.trainable": "tensor names or globs of the base model, checked when the model is built",
     "finetune.trainable": "tensor names or globs of the base model, checked when the model is built",
     "prompts.spatial:graph.attribute_names": "region attribute names, any subset of the cities' own",
+    "forecaster.finetune.trainable": "tensor names or globs of the base model, checked when the model is built",
+    "forecaster.clip": "true, false or null (by the city's kind)",
 }
 
 
 def _walk() -> dict[str, tuple[type, object]]:
-    """Every non-bool leaf field of the run config tree, the methods' settings and the prompt encoders'
-    configs: table path -> (declared type, a function value -> run config mapping setting it)."""
+    """Every non-bool leaf field of the run config tree, the methods' settings, the prompt encoders'
+    configs and the forecaster's config: table path -> (declared type, a function that builds the config
+    with that field set to a value)."""
     import dataclasses
     import typing
 
-    from gpdiff.config import set_path
+    from gpdiff.config import from_mapping
+    from gpdiff.forecaster import ForecasterConfig
     from gpdiff.methods import SETTINGS, _resolve
     from gpdiff.prompts import SPATIAL_ENCODERS, TEMPORAL_ENCODERS
     from gpdiff.runconfig import RunConfig
@@ -168,14 +180,14 @@ def _walk() -> dict[str, tuple[type, object]]:
             elif kind is not bool:
                 out[f"{path}{f.name}"] = (kind, lambda v, s=setter, n=f.name: s({n: v}))
 
-    fields(RunConfig, "", lambda d: d)
+    fields(RunConfig, "", RunConfig.from_dict)
     for name, spec in SETTINGS.items():
-        fields(_resolve(spec), f"methods.{name}.", lambda d, n=name: {"methods": {n: d}})
+        fields(_resolve(spec), f"methods.{name}.", lambda d, n=name: RunConfig.from_dict({"methods": {n: d}}))
     for kind, registry in (("temporal", TEMPORAL_ENCODERS), ("spatial", SPATIAL_ENCODERS)):
         for name, encoder in registry.items():
             fields(encoder.config_class, f"prompts.{kind}:{name}.",
-                   lambda d, k=kind, n=name: {"prompts": {k: n, f"{k}_config": d}})
-    assert set_path  # the setters build nested mappings themselves
+                   lambda d, k=kind, n=name: RunConfig.from_dict({"prompts": {k: n, f"{k}_config": d}}))
+    fields(ForecasterConfig, "forecaster.", lambda d: from_mapping(ForecasterConfig, d, "forecaster setting"))
     return out
 
 
@@ -190,9 +202,9 @@ def test_every_field_with_a_range_is_listed():
 @pytest.mark.parametrize("path,value", [(p, v) for p, values in INVALID.items() for v in values],
                          ids=lambda x: str(x))
 def test_an_invalid_value_is_refused_when_the_config_is_read(path, value):
-    kind, setter = _walk()[path]
+    kind, build = _walk()[path]
     with pytest.raises(GpdiffError) as err:
-        RunConfig.from_dict(setter(value))
+        build(value)
     message = str(err.value)
     field_name = path.rsplit(".", 1)[-1]
     assert "\n" not in message and (field_name in message or repr(value) in message), message

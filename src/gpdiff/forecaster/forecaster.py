@@ -61,7 +61,7 @@ import torch
 from gpdiff import __version__, blend
 from gpdiff.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
 from gpdiff.blend import BlendConfig
-from gpdiff.config import from_mapping, to_mapping
+from gpdiff.config import from_mapping, require_range, to_mapping
 from gpdiff.data.catalog import load_city
 from gpdiff.data.city import City, feasible
 from gpdiff.data.scaler import NodeScaler
@@ -118,8 +118,10 @@ class ForecasterConfig:
                               f"carry; a forecaster takes one of {', '.join([*STARTS, *NAIVE])}.")
         if self.method not in STARTS and self.method not in NAIVE:
             raise unknown_name("forecaster method", self.method, [*STARTS, *NAIVE])
-        if not self.val_days > 0:
-            raise GpdiffError(f"val_days must be > 0, got {self.val_days}.")
+        require_range(self, ("val_days",), above=0)
+        require_range(self, ("scale_floor",), at_least=0, at_most=1)
+        if self.seed < 0:
+            raise GpdiffError(f"seed must be >= 0 (numpy's generators refuse negative seeds), got {self.seed}.")
 
     @property
     def learned(self) -> bool:
