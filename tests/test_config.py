@@ -51,7 +51,7 @@ def test_a_wrong_key_in_the_file_is_still_blamed_on_the_file(tmp_path):
     path = _yaml(tmp_path / "run.yaml", {"zoo": {"lr": 0.01, "lrr": 1}})
     with pytest.raises(GpdiffError, match=rf"^{path}: unknown run config field\(s\) \['zoo.lrr'\]"):
         RunConfig.from_yaml(path, {"zoo": {"model": "stid"}}, ["zoo.lr=0.1"])  # overrides of a sibling key too
-    with pytest.raises(GpdiffError, match=rf"^--set zoo.bad=1: unknown run config field\(s\) \['zoo.bad'\];"):
+    with pytest.raises(GpdiffError, match=r"^--set zoo.bad=1: unknown run config field\(s\) \['zoo.bad'\];"):
         RunConfig.from_yaml(path, assignments=["zoo.bad=1"])  # one place per message: the --set key first
 
 
@@ -171,7 +171,7 @@ def _walk() -> dict[str, tuple[type, object]]:
 
     out: dict[str, tuple[type, object]] = {}
 
-    def fields(cls: type, path: str, setter) -> None:  # noqa: ANN001
+    def fields(cls: type, path: str, setter) -> None:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             kind = hints[f.name]
@@ -202,7 +202,7 @@ def test_every_field_with_a_range_is_listed():
 @pytest.mark.parametrize("path,value", [(p, v) for p, values in INVALID.items() for v in values],
                          ids=lambda x: str(x))
 def test_an_invalid_value_is_refused_when_the_config_is_read(path, value):
-    kind, build = _walk()[path]
+    _, build = _walk()[path]
     with pytest.raises(GpdiffError) as err:
         build(value)
     message = str(err.value)

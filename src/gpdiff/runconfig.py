@@ -31,13 +31,22 @@ from typing import Any
 from gpdiff.adapt import FinetuneConfig
 from gpdiff.anchor import AnchorConfig
 from gpdiff.blend import BlendConfig
-from gpdiff.config import (first_repeated, from_mapping, merge, name_list, parse_assignment, path_origins,
-                           require_range, set_path, to_mapping)
+from gpdiff.config import (
+    first_repeated,
+    from_mapping,
+    merge,
+    name_list,
+    parse_assignment,
+    path_origins,
+    require_range,
+    set_path,
+    to_mapping,
+)
 from gpdiff.data.windows import WindowConfig
+from gpdiff.device import check_device_name
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
-from gpdiff.device import check_device_name
-from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.errors import GpdiffError
 from gpdiff.intervals import IntervalConfig
 from gpdiff.io import read_yaml
 from gpdiff.zoo import ZooConfig
