@@ -77,3 +77,16 @@ def test_unscored_nodes_are_named(month_city):
     mask = d.truth(o)[1].copy()
     mask[[0, 2]] = False
     assert unscored_note(month_city, mask).startswith("2 node(s) (n0, n2) have no observed value in the test")
+
+
+def test_blend_notes_name_the_lagged_forecasts_that_fell_back(month_city):
+    from gpdiff.fallbacks import blend_fallback_notes
+
+    c = month_city
+    d = _data(c)
+    o = d.origins("test")
+    assert blend_fallback_notes(d, o, ["weekly_naive", "seasonal_naive"]) == []
+    c.mask[o[0] - 24:o[0] - 20, 1] = False  # the day-old value is missing for node n1
+    notes = blend_fallback_notes(d, o, ["weekly_naive", "seasonal_naive", "historical_average"])
+    assert len(notes) == 1 and notes[0].startswith("blend: in every blend's seasonal_naive, the historical average")
+    assert "1 node(s) (n1)" in notes[0]

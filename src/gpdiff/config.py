@@ -49,7 +49,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
     (a config with named size presets) gets those values under ``data`` before anything else.
 
     ``origins`` maps dotted paths to where the settings under them were given when that is not
-    ``where`` (``{"generate.steps": "--set generate.steps=5"}``, a bench suite's ``base``): a wrong key or
+    ``where`` (``{"zoo.lr": "--set zoo.lr=fast"}``, a bench suite's ``base``): a wrong key or
     value is blamed on the origin of its longest listed prefix (:func:`origin_of`), so a key given with
     ``--set`` next to ``--config`` is not blamed on the file. An empty origin names no place.
     """
@@ -184,7 +184,7 @@ def require_range(config: Any, names: Sequence[str], where: str = "", *, above: 
                   at_least: float | None = None, below: float | None = None, at_most: float | None = None) -> None:
     """:class:`GpdiffError` naming the first field of ``config`` in ``names`` that is not a finite number
     in the given bounds (``above``/``below``: strict; ``at_least``/``at_most``: inclusive), e.g.
-    ``require_range(self, ("lr",), "diffusion.", above=0)`` -> "diffusion.lr must be > 0, got -1.0."."""
+    ``require_range(self, ("lr",), "diffusion.", above=0)`` -> "diffusion.lr must be a number > 0, got -1.0."."""
     for name in names:
         value = getattr(config, name)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

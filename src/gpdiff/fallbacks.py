@@ -11,9 +11,9 @@ notes to its log and to the Notes section of ``report.md``:
   parameters stay where they started), constant or observed once (the pooled std), or with a std
   raised to ``target_scale_floor`` times the pooled one;
 - the temporal prompts (:func:`gpdiff.prompts.temporal.fill_sparse`, ``window_notes``) note their own;
-- the naive forecasts (:mod:`gpdiff.naive`): the historical average where the value one day or one
-  week earlier is missing, and the historical average itself where a time of day, or a whole node,
-  has no observation in the few-shot days;
+- the naive forecasts (:mod:`gpdiff.naive`), as methods and inside every blend: the historical
+  average where the value one day or one week earlier is missing, and the historical average itself
+  where a time of day, or a whole node, has no observation in the few-shot days;
 - nodes with no observed value in the test period, which no method is scored on.
 """
 
@@ -28,6 +28,7 @@ from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.windows import CityData
 
 SHOWN = 5  # node ids named in a note; the rest are counted
+LAG_DAYS = {"seasonal_naive": 1, "weekly_naive": 7}  # the naive forecasts that read a lagged value (gpdiff.naive)
 
 
 def node_list(ids: Sequence[str], shown: int = SHOWN) -> str:
@@ -75,6 +76,13 @@ def lag_fallback_note(data: CityData, origins: np.ndarray, days: int) -> str | N
     return (f"the historical average (the few-shot days' profile) stands in where the value {what} earlier is "
             f"missing or before what the origin may read: {missing.mean():.1%} of the forecasts, at "
             f"{node_list(_ids(data.city, missing.any(axis=(1, 2))))}")
+
+
+def blend_fallback_notes(data: CityData, origins: np.ndarray, names: Sequence[str]) -> list[str]:
+    """:func:`lag_fallback_note` of every lagged naive forecast in ``names`` (``blend.naive``) at the test
+    ``origins``: the same values enter the blend of every learned method."""
+    notes = [(n, lag_fallback_note(data, origins, LAG_DAYS[n])) for n in names if n in LAG_DAYS]
+    return [f"blend: in every blend's {n}, {note}" for n, note in notes if note]
 
 
 def historical_average_notes(data: CityData) -> list[str]:

@@ -44,7 +44,7 @@ from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.pretrained import ARCHITECTURE, GPD, source_record
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
-from gpdiff.fallbacks import scaler_notes, unscored_note
+from gpdiff.fallbacks import blend_fallback_notes, scaler_notes, unscored_note
 from gpdiff.io import load_tensors, save_tensors, write_yaml
 from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, ZERO_SHOT, Context, MethodResult, get_method
 from gpdiff.metrics import masked_metrics, node_mae
@@ -520,11 +520,15 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     origins = tdata.origins("test")
     truth, mask = tdata.truth(origins)
     val_truth, val_mask = tdata.truth(tdata.origins("val"))
-    unscored = [n for n in [unscored_note(cities.target, mask)] if n]
+    from gpdiff.blend import NAIVE
+
+    later = [n for n in [unscored_note(cities.target, mask)] if n]
+    if cfg.blend.active and any(m not in NAIVE for m in cfg.methods):  # some method is blended
+        later += blend_fallback_notes(tdata, origins, cfg.blend.naive)
     prompt_notes = [f"target prompts: {n}" for n in target_prompts.meta.get("notes", [])]
-    for note in (prompt_notes if target_st.cached else []) + unscored:  # a computed stage logged its own
+    for note in (prompt_notes if target_st.cached else []) + later:  # a computed stage logged its own
         log(f"[note] {note}")
-    data_notes += unscored
+    data_notes += later
     outcomes: dict[str, Outcome] = {}
     for name in cfg.methods:
         inputs = [zoo_st, target_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])

@@ -7,7 +7,7 @@ where the few-shot days have no observation), the result's ``fallback`` note say
 
 from __future__ import annotations
 
-from gpdiff.fallbacks import historical_average_notes, lag_fallback_note
+from gpdiff.fallbacks import LAG_DAYS, historical_average_notes, lag_fallback_note
 from gpdiff.methods import Context, MethodResult
 from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
 
@@ -19,12 +19,12 @@ def _notes(*notes: str | None) -> dict[str, str]:
 
 def run_seasonal_naive(ctx: Context) -> MethodResult:
     origins = ctx.target.origins("test")
-    return MethodResult(pred=seasonal_naive(ctx.target, origins), notes=_notes(lag_fallback_note(ctx.target, origins, 1)))
+    return MethodResult(pred=seasonal_naive(ctx.target, origins), notes=_notes(lag_fallback_note(ctx.target, origins, LAG_DAYS["seasonal_naive"])))
 
 
 def run_weekly_naive(ctx: Context) -> MethodResult:
     origins = ctx.target.origins("test")
-    return MethodResult(pred=weekly_naive(ctx.target, origins), notes=_notes(lag_fallback_note(ctx.target, origins, 7)))
+    return MethodResult(pred=weekly_naive(ctx.target, origins), notes=_notes(lag_fallback_note(ctx.target, origins, LAG_DAYS["weekly_naive"])))
 
 
 def run_historical_average(ctx: Context) -> MethodResult:
