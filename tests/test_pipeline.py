@@ -299,9 +299,17 @@ def test_target_nodes_silent_in_the_few_shot_days_do_not_break_the_run(first_run
     shutil.rmtree(root / "alpha")
     write_city_folder(alpha, root / "alpha")
     cfg = RunConfig.from_dict({**TINY, "target": "alpha", "data_dir": str(root), "out": str(tmp_path / "r")})
-    res = run_pipeline(cfg, progress=False, log=lambda m: None)
+    logged: list[str] = []
+    res = run_pipeline(cfg, progress=False, log=logged.append)
     report = (res.out / "report.md").read_text()
     assert "get the mean temporal prompt of the other nodes" in report
+    # every guard of the README names its nodes, in report.md and in the log
+    n1, n2 = alpha.node_ids[1], alpha.node_ids[2]
+    for promise in (f"target scaler: 1 node(s) ({n1}) have no observed value in their few-shot days",
+                    f"target scaler: 1 node(s) ({n2}) vary less than target_scale_floor (0.05)"):
+        assert promise in report and any(promise in line for line in logged), promise
+    notes = report.split("## Notes", 1)[1]
+    assert f"`historical_average`: fallback: 1 node(s) ({n1}) have no observation in the few-shot days" in notes
 
     # Without the scaler's fallbacks, node 1 stays in raw units and node 2 is scaled by a tiny std:
     # their test inputs are huge and every model whose ego-graph holds them forecasts nonsense.

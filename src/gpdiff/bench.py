@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpdiff.config import first_repeated, merge, parse_assignment, set_path
+from gpdiff.config import first_repeated, merge, parse_assignment, path_origins, set_path
 from gpdiff.errors import GpdiffError
 from gpdiff.io import read_yaml, write_yaml
 from gpdiff.runconfig import RunConfig
@@ -126,16 +126,21 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
         for i, entry in enumerate(entries):
             entry = dict(entry)
             name = str(entry.pop("name", "") or "")
-            settings = merge(base, _nested(entry, f"{path}: experiments[{i}]"))
+            where = f"{path}: experiments[{i}]"
+            own = _nested(entry, where)
+            settings = merge(base, own)
+            # a wrong key or value is blamed on the part of the suite that holds it: base, experiment or grid
+            base_origins = {**path_origins(base, f"{path}: base"), **path_origins(own, where)}
             for combo in combos:
                 variant = " ".join(f"{k}={v}" for k, v in combo.items())
-                data = merge(settings, _nested(combo, f"{path}: grid"))
+                grid_settings = _nested(combo, f"{path}: grid")
+                data = merge(settings, grid_settings)
                 data["seed"] = seed
+                origins = {**base_origins, **path_origins(grid_settings, f"{path}: grid ({variant})")}
                 try:
-                    cfg = RunConfig.from_dict(data, f"{path}: experiments[{i}]")
+                    cfg = RunConfig.from_dict(data, where, origins)
                 except GpdiffError as exc:  # checks of the whole config (methods, days) name the experiment too
-                    where = f"{path}: experiments[{i}]"
-                    raise (exc if str(exc).startswith(where) else GpdiffError(f"{where}: {exc}")) from None
+                    raise (exc if str(exc).startswith(f"{path}: ") else GpdiffError(f"{where}: {exc}")) from None
                 label = " ".join(p for p in (name or cfg.target, variant) if p)
                 exp = Experiment(label, cfg.target, variant, seed, cfg)
                 exp.config.out = str(out / "runs" / exp.folder)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -36,7 +37,8 @@ def field_names(cls: type) -> list[str]:
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where: str = "",
-                 moved: Mapping[str, str] | None = None, _path: str = "") -> T:
+                 moved: Mapping[str, str] | None = None, _path: str = "",
+                 origins: Mapping[str, str] | None = None) -> T:
     """``cls(**data)``, recursing into fields that are dataclasses.
 
     Raises :class:`GpdiffError` naming every key of ``data`` (with its dotted path) that is not a
@@ -45,37 +47,74 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
     when given, prefixes the message (a file). A value that is already an instance of a nested
     config class is taken as it is. A class with a ``preset_defaults(data) -> dict`` classmethod
     (a config with named size presets) gets those values under ``data`` before anything else.
+
+    ``origins`` maps dotted paths to where the settings under them were given when that is not
+    ``where`` (``{"zoo.lr": "--set zoo.lr=fast"}``, a bench suite's ``base``): a wrong key or
+    value is blamed on the origin of its longest listed prefix (:func:`origin_of`), so a key given with
+    ``--set`` next to ``--config`` is not blamed on the file. An empty origin names no place.
     """
     if isinstance(data, cls):
         return data
     if data is not None and not isinstance(data, Mapping):
         field_ = f" field {_path.rstrip('.')}" if _path else ""
-        raise GpdiffError(f"{where + ': ' if where else ''}{what}{field_} must be a mapping of settings, got "
+        place = origin_of(_path.rstrip("."), origins or {}, where) if _path else where
+        raise GpdiffError(f"{place + ': ' if place else ''}{what}{field_} must be a mapping of settings, got "
                           f"{type(data).__name__} ({data!r}).")
     data = dict(data or {})
     presets = getattr(cls, "preset_defaults", None)
     if presets is not None:
         data = merge(presets(data), data)
-    prefix = f"{where}: " if where else ""
+    origins = origins or {}
+
+    def prefix(key: str) -> str:
+        place = origin_of(f"{_path}{key}", origins, where)
+        return f"{place}: " if place else ""
+
     moved = moved or {}
     for key in data:
         full = f"{_path}{key}"
         if full in moved:
-            raise GpdiffError(f"{prefix}{what} setting {full!r} has moved to {moved[full]!r}; rename it there.")
+            raise GpdiffError(f"{prefix(key)}{what} setting {full!r} has moved to {moved[full]!r}; rename it there.")
     known = field_names(cls)  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(known))
     if unknown:
-        shown = [f"{_path}{k}" for k in unknown]
-        raise GpdiffError(f"{prefix}unknown {what} field(s) {shown}; known at "
+        first = prefix(unknown[0])  # one place per message: the keys given there
+        shown = [f"{_path}{k}" for k in unknown if prefix(k) == first]
+        raise GpdiffError(f"{first}unknown {what} field(s) {shown}; known at "
                           f"{_path.rstrip('.') or 'the top level'}: {sorted(known)}.")
     nested = _nested_types(cls)  # type: ignore[arg-type]
     scalars = _scalar_types(cls)  # type: ignore[arg-type]
     for name, value in data.items():
         if name in nested:
-            data[name] = from_mapping(nested[name], value, what, where, moved, f"{_path}{name}.")
+            data[name] = from_mapping(nested[name], value, what, where, moved, f"{_path}{name}.", origins)
         elif name in scalars:
-            data[name] = _coerce(value, scalars[name], f"{prefix}{what} field {_path}{name}")
+            data[name] = _coerce(value, scalars[name], f"{prefix(name)}{what} field {_path}{name}")
     return cls(**data)
+
+
+def origin_of(path: str, origins: Mapping[str, str], default: str = "") -> str:
+    """Where the setting at dotted ``path`` was given: the origin of its longest prefix in ``origins``
+    (whole path components only: ``zoo.lr`` is not a prefix of ``zoo.lr_decay``), else ``default``."""
+    parts = path.split(".")
+    for n in range(len(parts), 0, -1):
+        key = ".".join(parts[:n])
+        if key in origins:
+            return origins[key]
+    return default
+
+
+def path_origins(data: Any, origin: str, _path: str = "") -> dict[str, str]:
+    """The dotted path of every leaf of nested mapping ``data`` (a value that is not a non-empty mapping)
+    -> ``origin``: the origins of one source of settings that is merged over others (:func:`merge`), for
+    :func:`from_mapping` (later sources update earlier ones)."""
+    out: dict[str, str] = {}
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            if isinstance(value, Mapping) and value:
+                out.update(path_origins(value, origin, f"{_path}{key}."))
+            else:
+                out[f"{_path}{key}"] = origin
+    return out
 
 
 @functools.cache
@@ -139,6 +178,23 @@ def require_at_least_one(config: Any, names: Sequence[str], where: str = "") -> 
     for name in names:
         if getattr(config, name) < 1:
             raise GpdiffError(f"{where}{name} must be at least 1, got {getattr(config, name)}.")
+
+
+def require_range(config: Any, names: Sequence[str], where: str = "", *, above: float | None = None,
+                  at_least: float | None = None, below: float | None = None, at_most: float | None = None) -> None:
+    """:class:`GpdiffError` naming the first field of ``config`` in ``names`` that is not a finite number
+    in the given bounds (``above``/``below``: strict; ``at_least``/``at_most``: inclusive), e.g.
+    ``require_range(self, ("lr",), "diffusion.", above=0)`` -> "diffusion.lr must be a number > 0, got -1.0."."""
+    for name in names:
+        value = getattr(config, name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (above is None or value > above) and (at_least is None or value >= at_least)
+        ok = ok and (below is None or value < below) and (at_most is None or value <= at_most)
+        if not ok:
+            lo = f"> {above:g}" if above is not None else f">= {at_least:g}" if at_least is not None else ""
+            hi = f"< {below:g}" if below is not None else f"<= {at_most:g}" if at_most is not None else ""
+            bounds = " and ".join(b for b in (lo, hi) if b) or "finite"
+            raise GpdiffError(f"{where}{name} must be a number {bounds}, got {value!r}.")
 
 
 def parse_assignment(text: str) -> tuple[list[str], Any]:

@@ -9,6 +9,17 @@ import torch
 from gpdiff.errors import GpdiffError
 
 
+def check_device_name(device: str) -> None:
+    """:class:`GpdiffError` unless ``device`` is ``auto`` or a torch device name (``cpu``, ``cuda``,
+    ``cuda:1``, ...); whether it exists on this machine is :func:`resolve_device`'s check."""
+    if device == "auto":
+        return
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise GpdiffError(f"unknown device {device!r}; use auto, cpu or cuda[:i].") from None
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ... -> a torch device.
 

@@ -44,6 +44,7 @@ from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.pretrained import ARCHITECTURE, GPD, source_record
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
+from gpdiff.fallbacks import blend_fallback_notes, scaler_notes, unscored_note
 from gpdiff.io import load_tensors, save_tensors, write_yaml
 from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, ZERO_SHOT, Context, MethodResult, get_method
 from gpdiff.metrics import masked_metrics, node_mae
@@ -483,12 +484,15 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         follow_pipeline(cfg, cities)
         return None
     tdata = target_data(cfg, cities, device)
+    data_notes = scaler_notes(cities.target, tdata.scaler, cfg.target_scale_floor)  # what the run worked around
     run = Run(cfg.out, cache, keep_checkpoints=cfg.keep_checkpoints, log=log)
     write_yaml(run.root / "config.yaml", cfg.to_dict())
     s = cities.split
     log(f"target {cities.target.name}: {cities.target.n_nodes} nodes, {cfg.target_days:g} few-shot days "
         f"(steps {s.train.start}-{s.train.stop}), validation {s.val.start}-{s.val.stop}, "
         f"test {s.test.start}-{s.test.stop}; sources: {', '.join(cities.source_names())}")
+    for note in data_notes:
+        log(f"[note] {note}")
 
     anchor = None
     if cfg.zoo.init == "anchor" or any(m in NEEDS_ANCHOR for m in cfg.methods):
@@ -517,16 +521,29 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     origins = tdata.origins("test")
     truth, mask = tdata.truth(origins)
     val_truth, val_mask = tdata.truth(tdata.origins("val"))
+    from gpdiff.blend import NAIVE
+
+    later = [n for n in [unscored_note(cities.target, mask)] if n]
+    if cfg.blend.active and any(m not in NAIVE for m in cfg.methods):  # some method is blended
+        later += blend_fallback_notes(tdata, origins, cfg.blend.naive)
+    prompt_notes = [f"target prompts: {n}" for n in target_prompts.meta.get("notes", [])]
+    for note in (prompt_notes if target_st.cached else []) + later:  # a computed stage logged its own
+        log(f"[note] {note}")
+    data_notes += later
     outcomes: dict[str, Outcome] = {}
     for name in cfg.methods:
         inputs = [zoo_st, target_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
         method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
+        if "fallback" in result.notes:
+            log(f"[{name}] {result.notes['fallback']}")
         kind, weights = cities.target.kind, None
         if cfg.blend.active and result.params is not None:
             alone = masked_metrics(feasible(result.pred, kind), truth, mask).mae_avg
             result, weights = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
             result.notes["mae_without_blend"] = round(float(alone), 5)
+            if "blend_val_fallback" in result.notes:
+                log(f"[blend] {name}: {result.notes['blend_val_fallback']}")
         negative = float((result.pred < 0).mean()) if kind == "flow" else 0.0
         if negative > 0:  # counts cannot be negative: such forecasts are scored (and reported) as 0
             result.pred = feasible(result.pred, kind)
@@ -548,6 +565,6 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     run.timings["total"] = time.perf_counter() - t_start
     record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=truth, outcomes=outcomes,
                        zoo=zoo, generated=generated, timings=run.timings, sources=cities.source_names(),
-                       data_notes=[f"target prompts: {n}" for n in target_prompts.meta.get("notes", [])])
+                       data_notes=prompt_notes + data_notes)
     report = write_run_report(record)
     return RunResult(run.root, record.rows(), report, dict(run.timings), list(run.computed), list(run.reused))

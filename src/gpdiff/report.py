@@ -1,6 +1,7 @@
 """Tables and plots that people read: terminal/Markdown tables and PNG figures.
 
 Matplotlib runs headless (Agg). Every plotting function writes one PNG atomically and returns its path.
+A method looks the same in every plot (:mod:`gpdiff.plotstyle`), and legends sit outside the axes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tabulate import tabulate
 from gpdiff.data.city import City
 from gpdiff.intervals import IntervalScores, level_name
 from gpdiff.io import atomic_write_bytes
+from gpdiff.plotstyle import TRUTH_COLOR, legend_outside, method_style, scatter_style
 
 if TYPE_CHECKING:  # types of the run report only; plotting a city must not import the whole pipeline
     from gpdiff.data.windows import CityData
@@ -49,7 +51,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> Path:
 
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")  # "tight": room for legends outside the axes
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -99,7 +101,7 @@ def plot_city(city: City, path: str | os.PathLike[str], n_series: int = 4, days:
     if log:
         ax1.set_yscale("symlog", linthresh=max(float(shown.max()) / 1000, 1e-6))  # linear below 0.1% of the top
     ax1.set_title(f"{city.name}: first {steps / city.steps_per_day:.3g} days ({city.units}{', log scale' if log else ''})")
-    ax1.legend(fontsize=8, loc="upper right")
+    legend_outside(ax1)
     ax1.tick_params(axis="x", labelrotation=30, labelsize=8)
     if city.coords is not None:
         xy = city.coords[:, ::-1] if city.coord_kind == "latlon" else city.coords
@@ -158,11 +160,11 @@ def plot_mae_per_horizon(rows: Sequence[dict[str, Any]], path: str | os.PathLike
     df = df[df["horizon"] != "avg"]
     fig, ax = _figure(figsize=(7, 4.5))
     for meth, g in df.groupby("method", sort=False):
-        ax.plot(g["horizon"].astype(int), g["mae"], marker="o", lw=1.4, label=meth)
+        ax.plot(g["horizon"].astype(int), g["mae"], ms=5, label=meth, **method_style(str(meth)))
     ax.set_xlabel("horizon step")
     ax.set_ylabel("MAE (original units)")
     ax.set_title(title or "test MAE per horizon step")
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 
@@ -174,30 +176,36 @@ def plot_forecasts(times: Any, truth: np.ndarray, preds: dict[str, np.ndarray], 
     n = len(node_names)
     fig, axes = _figure(n, 1, figsize=(11, 2.3 * n), sharex=True, squeeze=False)
     for i, ax in enumerate(axes[:, 0]):
-        ax.plot(times, truth[i], color="k", lw=1.0, label="truth")
+        ax.plot(times, truth[i], color=TRUTH_COLOR, lw=1.0, label="truth")
         for m, p in preds.items():
-            ax.plot(times, p[i], lw=1.0, alpha=0.85, label=m)
+            style = {**method_style(m), "marker": None, "linewidth": 1.2}  # a marker per step would hide the line
+            ax.plot(times, p[i], alpha=0.9, label=m, **style)
         ax.set_ylabel(units, fontsize=8)
         ax.set_title(f"node {node_names[i]} (horizon step {step + 1})", fontsize=9)
-    axes[0, 0].legend(fontsize=8, ncol=len(preds) + 1, loc="upper right")
+    legend_outside(axes[0, 0])
     axes[-1, 0].tick_params(axis="x", labelrotation=20, labelsize=8)
     return save_figure(fig, path)
 
 
-def plot_param_projection(groups: dict[str, np.ndarray], path: str | os.PathLike[str], title: str = "") -> Path:
-    """2-D PCA (fitted on all points) of parameter vectors, one colour per group."""
+def plot_param_projection(groups: dict[str, np.ndarray], path: str | os.PathLike[str], title: str = "",
+                          methods: dict[str, str] | None = None) -> Path:
+    """2-D PCA (fitted on all points) of parameter vectors, one colour per group: the method's
+    (:func:`gpdiff.plotstyle.method_style`) for a group named in ``methods`` (group -> method), light grey
+    for the source zoo and any other group."""
+    methods = methods or {}
     allv = np.concatenate([g for g in groups.values() if len(g)], axis=0).astype(np.float64)
     mu = allv.mean(0)
     _, _, vt = np.linalg.svd(allv - mu, full_matrices=False)
     fig, ax = _figure(figsize=(6.5, 5.5))
-    for (name, g), marker in zip(groups.items(), "o^sDvP*x"):
+    for name, g in groups.items():
         if len(g):
             xy = (g - mu) @ vt[:2].T
-            ax.scatter(xy[:, 0], xy[:, 1], s=10, alpha=0.6, marker=marker, label=f"{name} ({len(g)})")
+            style = scatter_style(methods[name]) if name in methods else {"color": "#c7c7c7", "marker": "."}
+            ax.scatter(xy[:, 0], xy[:, 1], s=10, alpha=0.6, label=f"{name} ({len(g)})", **style)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     ax.set_title(title or "parameters, PCA")
-    ax.legend(fontsize=8)
+    legend_outside(ax, markerscale=2)
     return save_figure(fig, path)
 
 
@@ -288,23 +296,14 @@ def plot_reliability(scored: dict[str, IntervalScores], path: str | os.PathLike[
     """Nominal against observed coverage per method (a calibrated method lies on the diagonal)."""
     fig, ax = _figure(figsize=(5.5, 5))
     ax.plot([0.45, 1], [0.45, 1], color="0.6", lw=1, ls="--", label="calibrated")
-    colors = matplotlib_colors(len(scored))
-    for (m, sc), color in zip(scored.items(), colors):
-        ax.plot(sc.levels, [np.nanmean(c) for c in sc.coverage], marker="o", lw=1.2, label=m, color=color)
+    for m, sc in scored.items():
+        ax.plot(sc.levels, [np.nanmean(c) for c in sc.coverage], ms=5, label=m, **method_style(m))
     ax.set_xlabel("nominal coverage")
     ax.set_ylabel("observed coverage (test)")
     ax.set_title(title or "interval reliability", fontsize=10)
-    ax.legend(fontsize=7)
+    legend_outside(ax, fontsize=7)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
-
-
-def matplotlib_colors(n: int) -> list[Any]:
-    """``n`` distinct colours (tab10, or tab20 for more than ten lines)."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i) for i in range(n)]
 
 
 def write_run_report(rec: RunRecord) -> Path:
@@ -345,13 +344,16 @@ def write_run_report(rec: RunRecord) -> Path:
         plots["forecasts"] = plot_forecasts(t, tr, preds, [target.node_ids[i] for i in nodes],
                                             root / "forecasts.png", target.units)
     groups = {"source zoo": rec.zoo.params.numpy()}
+    group_methods = {"generated (target)": "gpd_zero_shot", "GPD fine-tuned (target)": "gpd",
+                     "target-only (target)": "target_only"}  # drawn in these methods' colours
     if rec.generated is not None:
         groups["generated (target)"] = rec.generated.params.numpy()
     for method, label in (("gpd", "GPD fine-tuned (target)"), ("target_only", "target-only (target)")):
         params = rec.params(method)
         if params is not None:
             groups[label] = params
-    plots["params_pca"] = plot_param_projection(groups, root / "params_pca.png", f"{cfg.zoo.model} parameters, PCA")
+    plots["params_pca"] = plot_param_projection(groups, root / "params_pca.png", f"{cfg.zoo.model} parameters, PCA",
+                                                group_methods)
     plots["stage_times"] = plot_stage_times({k: v for k, v in rec.timings.items() if k != "total"},
                                             root / "stage_times.png")
     scored = {m: o.intervals for m, o in rec.outcomes.items() if o.intervals is not None}

@@ -32,11 +32,22 @@ from typing import Any
 from gpdiff.adapt import FinetuneConfig
 from gpdiff.anchor import AnchorConfig
 from gpdiff.blend import BlendConfig
-from gpdiff.config import first_repeated, from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
+from gpdiff.config import (
+    first_repeated,
+    from_mapping,
+    merge,
+    name_list,
+    parse_assignment,
+    path_origins,
+    require_range,
+    set_path,
+    to_mapping,
+)
 from gpdiff.data.windows import WindowConfig
+from gpdiff.device import check_device_name
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
-from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.errors import GpdiffError
 from gpdiff.intervals import IntervalConfig
 from gpdiff.io import read_yaml
 from gpdiff.zoo import ZooConfig
@@ -117,6 +128,15 @@ class RunConfig:
         for name in ("target_days", "val_days"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise GpdiffError(f"{name} must be a number of days > 0, got {getattr(self, name)}.")
+        require_range(self, ("target_scale_floor",), at_least=0, at_most=1)
+        if self.seed < 0:
+            raise GpdiffError(f"seed must be >= 0 (numpy's generators refuse negative seeds), got {self.seed}.")
+        if self.device != "auto":
+            check_device_name(self.device)
+        self.generate.check_against(self.diffusion.schedule, self.diffusion.cfg_dropout)
+        if self.zoo.residual == "seasonal" and self.window.context == "none":
+            raise GpdiffError("zoo.residual seasonal forecasts a correction to the seasonal context, so it needs "
+                              "window.context daily or weekly; set one, or zoo.residual none.")
         if not 0 < self.test_fraction < 1:
             raise GpdiffError(f"test_fraction must be between 0 and 1 (the share of the target held out as the "
                               f"test period), got {self.test_fraction}.")
@@ -132,28 +152,35 @@ class RunConfig:
             check_settings(name, options)  # unknown names and settings fail here, before any work
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "") -> RunConfig:
-        """A run config from nested settings; raises :class:`GpdiffError` naming unknown or moved keys."""
-        return from_mapping(cls, data, "run config", where, MOVED)
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "",
+                  origins: Mapping[str, str] | None = None) -> RunConfig:
+        """A run config from nested settings; raises :class:`GpdiffError` naming unknown or moved keys and
+        where they were given (``origins``: dotted path -> place, see :func:`gpdiff.config.from_mapping`)."""
+        return from_mapping(cls, data, "run config", where, MOVED, origins=origins)
 
     @classmethod
     def from_yaml(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
                   assignments: Sequence[str] = ()) -> RunConfig:
         """The file's settings (when given), then nested ``overrides``, then ``dotted.path=value`` assignments.
 
-        An override of ``methods`` replaces the file's list of methods instead of adding to it."""
+        An override of ``methods`` replaces the file's list of methods instead of adding to it. A wrong
+        key or value is blamed on where it was given: the file, or ``--set PATH=VALUE`` for an
+        assignment (the overrides, a command's flags, name no place)."""
         doc: Any = {}
         if path is not None:
             doc = read_yaml(path)
             if doc is not None and not isinstance(doc, dict):
                 raise GpdiffError(f"{path}: a run config must be a mapping of settings, got {type(doc).__name__}.")
         data = merge(doc or {}, overrides or {})
+        origins = path_origins(overrides, "")
         if overrides and "methods" in overrides:
             data["methods"] = overrides["methods"]
         for text in assignments:
             keys, value = parse_assignment(text)
             data = set_path(data, keys, value)
-        return cls.from_dict(data, str(path) if path else "")
+            origins = {p: o for p, o in origins.items() if not p.startswith(".".join(keys) + ".")}
+            origins[".".join(keys)] = f"--set {text.strip()}"
+        return cls.from_dict(data, str(path) if path else "", origins)
 
     def to_dict(self) -> dict[str, Any]:
         return to_mapping(self)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from gpdiff.io import atomic_write_text, read_yaml
+from gpdiff.plotstyle import figure_legend_outside, method_style
 from gpdiff.report import save_figure, table
 
 if TYPE_CHECKING:
@@ -280,14 +281,14 @@ def plot_horizons(results: pd.DataFrame, path: Path) -> Path:
         d = steps[steps["experiment"] == exp].groupby(["method", "step"], sort=False)["mae"].mean().reset_index()
         for method in dict.fromkeys(d["method"]):
             m = d[d["method"] == method]
-            ax.plot(m["step"], m["mae"], marker="o", ms=3, label=method, lw=2.2 if method == GPD else 1.2)
+            ax.plot(m["step"], m["mae"], ms=4, label=method, **method_style(str(method)))
         ax.set_title(exp, fontsize=10)
         ax.set_xticks(sorted(d["step"].unique()))
         ax.set_xlabel("horizon step")
         ax.set_ylabel("test MAE")
     for ax in list(axes.flat)[len(exps):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+    figure_legend_outside(fig, axes.flat, fontsize=7)  # one legend for every panel, outside them all
     return save_figure(fig, path)
 
 

@@ -43,7 +43,7 @@ from gpdiff import distributed
 from gpdiff.anchor import FILE as ANCHOR_FILE
 from gpdiff.anchor import AnchorConfig, load_anchor, save_anchor, train_anchor
 from gpdiff.data.city import City
-from gpdiff.data.splits import source_split
+from gpdiff.data.splits import check_fractions, source_split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.device import resolve_device
 from gpdiff.errors import GpdiffError, unknown_name
@@ -94,6 +94,7 @@ class ZooConfig(NodeTrainConfig):
             raise unknown_name("residual", self.residual, RESIDUALS)
         if self.init not in INITS:
             raise unknown_name("zoo.init", self.init, INITS)
+        check_fractions(self.train, self.val, self.test, "zoo: ")
 
     def architecture(self) -> dict[str, Any]:
         """The fields that fix the base model and the source windows (what the anchor depends on)."""

@@ -109,7 +109,8 @@ def forecast(forecaster: Path, data_path: str | None, at: str | None, horizon: i
     if plot_path is not None:
         from gpdiff.forecaster.plot import plot_forecast
 
-        plot_forecast(data if data is not None else f.history, df, plot_path, nodes.split(",") if nodes else None)
+        plot_forecast(data if data is not None else f.history, df, plot_path, nodes.split(",") if nodes else None,
+                      method=f.config.method)
         click.echo(f"plot -> {plot_path}")
 
 

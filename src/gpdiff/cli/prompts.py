@@ -190,6 +190,7 @@ def plot_pca(ps: Any, out: Path) -> Path:
     import numpy as np
 
     from gpdiff.io import atomic_write_bytes
+    from gpdiff.plotstyle import legend_outside
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     cities = np.array(ps.cities)
@@ -204,10 +205,10 @@ def plot_pca(ps: Any, out: Path) -> Path:
                 ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.7, label=f"{c} ({sel.sum()})")
             ax.set_xlabel(f"PC1 ({var[0]:.0%})")
             ax.set_ylabel(f"PC2 ({var[1]:.0%})")
-            ax.legend(fontsize=8, markerscale=2)
+            legend_outside(ax, markerscale=2)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # "tight": room for the legends outside
     plt.close(fig)
     atomic_write_bytes(out, buf.getvalue())
     return out

@@ -7,7 +7,7 @@ and test values never touch the statistics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +21,12 @@ MIN_STD = 1e-3
 class NodeScaler:
     mean: np.ndarray  # [N, C]
     std: np.ndarray  # [N, C]
+    # What :meth:`fit` worked around, per node of the target channel (``[N]`` bool; None when not fitted here):
+    # no observation in the segment (pooled mean and std), fewer than 2 or constant (pooled std around its
+    # own mean), std raised to ``min_rel_std`` x the pooled one. The run report names these nodes.
+    unobserved: np.ndarray | None = field(default=None, compare=False, repr=False)
+    pooled_std: np.ndarray | None = field(default=None, compare=False, repr=False)
+    floored: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def fit(cls, city: City, segment: Segment, min_rel_std: float = 0.0) -> NodeScaler:
@@ -51,8 +57,11 @@ class NodeScaler:
         pooled_std = np.sqrt(np.where(obs, (vals - pooled_mean) ** 2, 0.0).sum(axis=(0, 1)) / total)
         pooled_std = np.where(pooled_std < MIN_STD, 1.0, pooled_std)
         mean = np.where(cnt == 0, pooled_mean, mean)
-        std = np.where((cnt < 2) | (std < MIN_STD), pooled_std, np.maximum(std, min_rel_std * pooled_std))
-        return cls(mean.astype(np.float32), std.astype(np.float32))
+        no_scale = (cnt < 2) | (std < MIN_STD)
+        floored = ~no_scale & (std < min_rel_std * pooled_std)
+        std = np.where(no_scale, pooled_std, np.maximum(std, min_rel_std * pooled_std))
+        return cls(mean.astype(np.float32), std.astype(np.float32), unobserved=cnt[:, 0] == 0,
+                   pooled_std=no_scale[:, 0], floored=floored[:, 0])
 
     def transform(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Scale ``[T, N, C]``; missing channel-0 values (``mask`` False) become 0 (the mean)."""

@@ -50,11 +50,16 @@ class Split:
                                       (("train", self.train), ("val", self.val), ("test", self.test))}}
 
 
+def check_fractions(train: float, val: float, test: float, where: str = "") -> None:
+    """:class:`GpdiffError` unless the split fractions are positive and sum to 1 (``where``: a prefix)."""
+    if not min(train, val, test) > 0 or abs(train + val + test - 1.0) > 1e-6:
+        raise GpdiffError(f"{where}split fractions train={train}, val={val}, test={test} must be positive and sum to 1.")
+
+
 def source_split(n_steps: int, train: float = 0.7, val: float = 0.1, test: float = 0.2,
                  min_steps: int = 1, name: str = "city") -> Split:
     """Train/val/test by fractions of the time axis (chronological)."""
-    if min(train, val, test) <= 0 or abs(train + val + test - 1.0) > 1e-6:
-        raise GpdiffError(f"split fractions train={train}, val={val}, test={test} must be positive and sum to 1.")
+    check_fractions(train, val, test)
     n_train = int(round(n_steps * train))
     n_val = int(round(n_steps * val))
     n_test = n_steps - n_train - n_val

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpdiff.config import require_at_least_one
+from gpdiff.config import require_at_least_one, require_range
 from gpdiff.diffusion.conditioning import (
     CONDITIONING,
     Attention,
@@ -56,7 +56,9 @@ class DenoiserConfig:
     def __post_init__(self) -> None:
         if self.condition not in CONDITIONING:
             raise unknown_name("conditioning strategy", self.condition, CONDITIONING)
-        require_at_least_one(self, ("d_model", "n_heads", "max_tokens"))
+        require_at_least_one(self, ("d_model", "n_heads", "max_tokens", "n_layers"))
+        require_range(self, ("mlp_ratio",), "diffusion.denoiser.", above=0)
+        require_range(self, ("dropout",), "diffusion.denoiser.", at_least=0, below=1)
         if self.token_dim < 0:
             raise GpdiffError(f"token_dim must be 0 (automatic) or positive, got {self.token_dim}.")
         if self.d_model % self.n_heads:

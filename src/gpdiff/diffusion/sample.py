@@ -17,6 +17,7 @@ import torch
 from gpdiff.diffusion.denoiser import Denoiser
 from gpdiff.diffusion.schedule import SAMPLERS, ScheduleConfig, make_sampler, sampling_steps
 from gpdiff.diffusion.train import DiffusionModel
+from gpdiff.config import require_range
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.params import ParamCollection
 from gpdiff.progress import progress_bar
@@ -38,6 +39,25 @@ class GenerateConfig:
             raise GpdiffError(f"generate.num_inference_steps must be at least 1, got {self.num_inference_steps}.")
         if self.num_samples < 1:
             raise GpdiffError(f"generate.num_samples must be at least 1, got {self.num_samples}.")
+        require_range(self, ("guidance_scale",), "generate.", at_least=0)
+
+    def check_against(self, schedule: ScheduleConfig, cfg_dropout: float) -> None:
+        """:class:`GpdiffError` when these settings cannot sample from a denoiser trained with ``schedule``
+        and ``cfg_dropout`` (checked when a run config is read, before anything trains): a few-step
+        sampler's ``num_inference_steps`` above the training timesteps, ``ddpm`` (ancestral sampling over
+        every training step) with another number of steps, guidance without prompt dropout."""
+        steps, total = self.num_inference_steps, schedule.num_train_timesteps
+        if self.sampler == "ddpm" and steps != total:
+            raise GpdiffError(f"generate.sampler ddpm samples over all {total} training steps "
+                              f"(diffusion.schedule.num_train_timesteps), but generate.num_inference_steps is "
+                              f"{steps}; set it to {total}, or use sampler ddim or dpm++ for fewer steps.")
+        if steps > total:
+            raise GpdiffError(f"generate.num_inference_steps ({steps}) must be at most the {total} training steps "
+                              f"(diffusion.schedule.num_train_timesteps); lower it or train with more.")
+        if self.guidance_scale != 1.0 and cfg_dropout <= 0:
+            raise GpdiffError(f"generate.guidance_scale {self.guidance_scale} needs an unconditional prediction, which "
+                              "a denoiser trained without prompt dropout lacks; set diffusion.cfg_dropout (e.g. 0.1) "
+                              "or guidance_scale 1.")
 
 
 @torch.no_grad()

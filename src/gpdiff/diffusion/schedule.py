@@ -23,6 +23,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from gpdiff.config import require_range
 from gpdiff.errors import GpdiffError, unknown_name
 
 PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
@@ -46,6 +47,10 @@ class ScheduleConfig:
             raise unknown_name("beta schedule", self.beta_schedule, BETA_SCHEDULES)
         if self.num_train_timesteps < 2:
             raise GpdiffError(f"num_train_timesteps must be at least 2, got {self.num_train_timesteps}.")
+        require_range(self, ("beta_start", "beta_end"), "diffusion.schedule.", above=0, below=1)
+        if self.beta_start >= self.beta_end:
+            raise GpdiffError(f"diffusion.schedule.beta_start ({self.beta_start}) must be below beta_end "
+                              f"({self.beta_end}): the noise grows over the steps.")
 
     def scheduler_kwargs(self) -> dict[str, Any]:
         return {"num_train_timesteps": self.num_train_timesteps, "beta_start": self.beta_start,

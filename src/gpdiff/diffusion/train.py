@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 
 import gpdiff
 from gpdiff import distributed
-from gpdiff.config import from_mapping, require_at_least_one, to_mapping
+from gpdiff.config import from_mapping, require_at_least_one, require_range, to_mapping
 from gpdiff.device import resolve_device
 from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig, TokenShape
 from gpdiff.diffusion.functional import FunctionalLoss
@@ -143,6 +143,8 @@ class DiffusionConfig:
         if not 0.0 <= self.ema_decay <= 1.0:
             raise GpdiffError(f"ema_decay must be in [0, 1], got {self.ema_decay}.")
         require_at_least_one(self, ("iters", "batch_size", "checkpoint_every", "functional_windows"))
+        require_range(self, ("lr", "grad_clip"), "diffusion.", above=0)
+        require_range(self, ("weight_decay", "warmup"), "diffusion.", at_least=0)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None = None, where: str = "") -> DiffusionConfig:

@@ -61,7 +61,7 @@ import torch
 from gpdiff import __version__, blend
 from gpdiff.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
 from gpdiff.blend import BlendConfig
-from gpdiff.config import from_mapping, to_mapping
+from gpdiff.config import from_mapping, require_range, to_mapping
 from gpdiff.data.catalog import load_city
 from gpdiff.data.city import City, feasible
 from gpdiff.data.scaler import NodeScaler
@@ -69,6 +69,7 @@ from gpdiff.data.splits import Segment, Split, fit_split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.diffusion.pretrained import GPD
 from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.fallbacks import scaler_notes
 from gpdiff.hashing import code_fingerprint
 from gpdiff.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
 from gpdiff.io import atomic_write_bytes, atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
@@ -117,8 +118,10 @@ class ForecasterConfig:
                               f"carry; a forecaster takes one of {', '.join([*STARTS, *NAIVE])}.")
         if self.method not in STARTS and self.method not in NAIVE:
             raise unknown_name("forecaster method", self.method, [*STARTS, *NAIVE])
-        if not self.val_days > 0:
-            raise GpdiffError(f"val_days must be > 0, got {self.val_days}.")
+        require_range(self, ("val_days",), above=0)
+        require_range(self, ("scale_floor",), at_least=0, at_most=1)
+        if self.seed < 0:
+            raise GpdiffError(f"seed must be >= 0 (numpy's generators refuse negative seeds), got {self.seed}.")
 
     @property
     def learned(self) -> bool:
@@ -183,6 +186,9 @@ class Forecaster:
         f = cls(config, window, list(city.node_ids), data_.scaler, city.adjacency.copy(), _tail(city), {},
                 params, None, gpd, prompts=prompts)
         f._validate(data_, log)
+        for note in scaler_notes(city, data_.scaler, config.scale_floor, "training days", "scale_floor"):
+            f.notes.append(note)  # the version's README.md lists them
+            log(f"[fit] {note}")
         f.meta = {**_city_meta(city), **f.meta, "fit_seconds": round(time.perf_counter() - t0, 2),
                   "trained_on": _span(city, split.train), "validated_on": _span(city, split.val)}
         return f

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gpdiff.config import require_at_least_one
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.prompts.base import PromptEncoder
@@ -19,7 +20,10 @@ from gpdiff.prompts.base import PromptEncoder
 
 @dataclass
 class NoneConfig:
-    dim: int = 32
+    dim: int = 32  # prompt width, >= 1
+
+    def __post_init__(self) -> None:
+        require_at_least_one(self, ("dim",), "prompt config ")
 
 
 class NoneEncoder(PromptEncoder):

@@ -39,6 +39,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 from scipy.stats import rankdata
 
+from gpdiff.config import require_at_least_one, require_range
 from gpdiff.data.city import City
 from gpdiff.data.graph import EARTH_RADIUS_M
 from gpdiff.data.splits import Segment
@@ -194,6 +195,8 @@ class GraphConfig:
     def __post_init__(self) -> None:
         if self.dim is not None and self.dim < 1:
             raise GpdiffError(f"spatial prompt dim must be >= 1 or None, got {self.dim}.")
+        require_at_least_one(self, ("density_neighbours", "betweenness_samples"), "prompts.spatial_config.")
+        require_range(self, ("max_exact_betweenness",), "prompts.spatial_config.", at_least=0)
 
 
 class GraphEncoder(PromptEncoder):

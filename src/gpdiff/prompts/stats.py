@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gpdiff.config import require_range
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.errors import GpdiffError
@@ -43,6 +44,11 @@ class StatsConfig:
     days: float = 3.0  # input: the most recent ``days`` days (the few-shot length)
     min_coverage: float = 0.5  # prompt window: the latest one in which the node is observed this often
     min_pairs: int = 12  # jointly observed pairs needed for an autocorrelation
+
+    def __post_init__(self) -> None:
+        require_range(self, ("days",), "prompts.temporal_config.", above=0)
+        require_range(self, ("min_coverage",), "prompts.temporal_config.", above=0, at_most=1)
+        require_range(self, ("min_pairs",), "prompts.temporal_config.", at_least=2)  # a correlation needs two
 
 
 class StatsEncoder(PromptEncoder):

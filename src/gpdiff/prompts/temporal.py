@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gpdiff.config import require_at_least_one, require_range
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.errors import GpdiffError
@@ -219,6 +220,13 @@ class MaskedPatchConfig:
     threads: int = 1  # torch CPU threads while fitting/encoding (0: leave PyTorch's setting)
 
     def __post_init__(self) -> None:
+        where = "prompts.temporal_config."
+        require_at_least_one(self, ("d_model", "n_layers", "n_heads", "ff_dim", "train_steps", "batch_size",
+                                    "min_train_patches"), where)
+        require_range(self, ("days", "lr"), where, above=0)
+        require_range(self, ("weight_decay", "warmup", "threads"), where, at_least=0)
+        require_range(self, ("short_fraction",), where, at_least=0, at_most=1)
+        require_range(self, ("min_coverage",), where, above=0, at_most=1)
         if self.patch_minutes <= 0 or self.patch_points <= 0 or self.patch_minutes % self.patch_points:
             raise GpdiffError(f"patch_minutes ({self.patch_minutes}) must be a positive multiple of "
                               f"patch_points ({self.patch_points}).")
