@@ -558,6 +558,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     run.timings["total"] = time.perf_counter() - t_start
     record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=truth, outcomes=outcomes,
                        zoo=zoo, generated=generated, timings=run.timings, sources=cities.source_names(),
-                       data_notes=[f"target prompts: {n}" for n in target_prompts.meta.get("notes", [])])
+                       data_notes=[f"target prompts: {n}" for n in
+                                   (target_prompts.meta.get("notes", []) if target_prompts is not None else [])])
     report = write_run_report(record)
     return RunResult(run.root, record.rows(), report, dict(run.timings), list(run.computed), list(run.reused))
