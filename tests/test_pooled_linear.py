@@ -12,7 +12,7 @@ from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import CityData
 from gpdiff.errors import GpdiffError
 from gpdiff.methods import check_settings
-from gpdiff.methods.pooled_linear import PooledLinearConfig, design, fit, lag_windows, predict
+from gpdiff.methods.pooled_linear import FULL, LagModel, PooledLinearConfig, design, fit, lag_model, lag_windows, predict
 from gpdiff.pipeline import run_pipeline
 from gpdiff.runconfig import RunConfig
 
@@ -62,7 +62,7 @@ def test_recovers_the_coefficients_of_a_known_linear_combination_of_lags():
     model = fit(sources, PooledLinearConfig(alpha=0.0))
     expected = np.zeros(26)
     expected[[11, 12, 24]] = A, B, C
-    np.testing.assert_allclose(model.coef[(True, True, True)][0], expected, atol=0.05)
+    np.testing.assert_allclose(model.coef[FULL][0], expected, atol=0.05)
 
 
 def test_forecasts_a_noise_free_city_of_the_same_lags_exactly_zero_shot(lag_sources):
@@ -73,7 +73,7 @@ def test_forecasts_a_noise_free_city_of_the_same_lags_exactly_zero_shot(lag_sour
     origins = target.origins("test")
     pred, share = predict(model, target, origins)
     truth, _ = target.truth(origins)
-    assert share == {"history+daily+weekly": 1.0}
+    assert share == {str(FULL): 1.0}
     np.testing.assert_allclose(pred, truth, rtol=0, atol=1e-5 * np.abs(truth).max())
 
 
@@ -81,7 +81,7 @@ def test_the_recipe_has_its_three_input_groups_and_the_weekly_base():
     city = synthetic_city("w", n_nodes=3, days=12, seed=4)
     data = source_data(city, horizon=6)
     w = lag_windows(data, np.array([0, 2]), np.array([200, 250]))
-    x, base = design(w, (True, True, True))
+    x, base = design(w, FULL)
     assert x.shape == (2, 12 + 6 + 12 + 1) and base.shape == (2, 6)
     np.testing.assert_array_equal(base, w.week[:, 12:])
     np.testing.assert_array_equal(x[:, :12], w.hist - w.week[:, :12])
@@ -106,33 +106,47 @@ def test_nothing_before_the_few_shot_days_is_read_at_training_and_validation_ori
         wa, wb = lag_windows(a, nodes, np.tile(o, a.n_nodes)), lag_windows(b, nodes, np.tile(o, b.n_nodes))
         for f in ("hist", "day", "week", "y", "has"):
             np.testing.assert_array_equal(getattr(wa, f), getattr(wb, f))
-        assert not wa.has[:, 2].any()  # no week before any of them within the few-shot days
+        assert not wa.has[:, 3:].any()  # no week before any of them within the few-shot days
         pa, share = predict(model, a, o)
         np.testing.assert_array_equal(pa, predict(model, b, o)[0])
-        assert "history+daily+weekly" not in share
+        assert str(FULL) not in share
     o = a.origins("test")
     assert not np.allclose(predict(model, a, o)[0], predict(model, b, o)[0])
 
 
 def test_a_missing_lag_falls_back_to_the_model_without_it_and_is_never_read(lag_sources):
-    """Weekly values unobserved for some test windows: those windows use the history+daily model;
-    whatever the unobserved slots hold does not change any forecast."""
-    model = fit(lag_sources, PooledLinearConfig())
+    """Values a week earlier unobserved for some test windows: those windows use the model without
+    them; whatever the unobserved slots hold does not change any forecast."""
+    fitted = fit(lag_sources, PooledLinearConfig())
     city = lag_city("t", 9)
     data = target_data(city)
     o = data.origins("test")
-    hole = slice(o[0] - WEEK, o[0] - WEEK + 5)
+    hole = slice(o[0] - WEEK - 12, o[0] - WEEK)  # the week-earlier history steps of the first test window
     city.mask[hole, 1] = False
-    pred, share = predict(model, data, o)
-    assert 0 < share["history+daily"] < 1 and share["history+daily"] + share["history+daily+weekly"] == 1
+    pred, share = predict(fitted, data, o)
+    partial = LagModel("weekly", ("daily-weekly", "history-daily"))
+    assert 0 < share[str(partial)] < 1 and share[str(partial)] + share[str(FULL)] == 1
     other = lag_city("t", 9)
     other.mask[hole, 1] = False
     other.values[hole, 1] = -1e6
-    np.testing.assert_array_equal(pred, predict(model, target_data(other), o)[0])
-    daily = model.coef[(True, True, False)]
+    np.testing.assert_array_equal(pred, predict(fitted, target_data(other), o)[0])
     w = lag_windows(data, np.array([1]), o[:1])
-    x, base = design(w, (True, True, False))
-    np.testing.assert_allclose(pred[1, 0], data.to_original(base + x @ daily.T, np.array([1]))[0], rtol=1e-6)
+    assert lag_model(tuple(w.has[0])) == partial
+    x, base = design(w, partial)
+    assert x.shape == (1, 1 + 12 + 1)
+    np.testing.assert_allclose(pred[1, 0], data.to_original(base + x @ fitted.coef[partial].T, np.array([1]))[0],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("has,model", [
+    ((True, True, True, True, True), FULL),
+    ((True, True, True, False, False), LagModel("daily", ("history-daily",))),  # a target's validation day
+    ((False, True, True, True, True), LagModel("weekly", ("daily-weekly",))),  # history in a night closure
+    ((True, False, False, False, False), LagModel("last")),
+    ((False, True, False, True, False), None),
+])
+def test_each_window_gets_the_model_of_exactly_the_parts_it_has(has, model):
+    assert lag_model(has) == model
 
 
 def test_shapes_and_determinism():
@@ -142,9 +156,9 @@ def test_shapes_and_determinism():
     m1, m2, m3 = fit(sources, cfg, seed=0), fit(sources, cfg, seed=0), fit(sources, cfg, seed=1)
     for pattern, coef in m1.coef.items():
         np.testing.assert_array_equal(coef, m2.coef[pattern])
-    assert not np.array_equal(m1.coef[(True, True, True)], m3.coef[(True, True, True)])  # another draw
-    assert m1.coef[(True, True, True)].shape == (3, 12 + 3 + 12 + 1)
-    assert m1.coef[(True, False, False)].shape == (3, 11 + 1)
+    assert not np.array_equal(m1.coef[FULL], m3.coef[FULL])  # another draw
+    assert m1.coef[FULL].shape == (3, 12 + 3 + 12 + 1)
+    assert m1.coef[LagModel("last")].shape == (3, 11 + 1)
     target = target_data(synthetic_city("t", n_nodes=6, days=20, seed=3), horizon=3)
     o = target.origins("test")
     pred, _ = predict(m1, target, o)
@@ -153,6 +167,7 @@ def test_shapes_and_determinism():
 
 @pytest.mark.parametrize("options,field", [({"alpha": -1.0}, "alpha"), ({"alpha": "big"}, "alpha"),
                                            ({"windows_per_city": 0}, "windows_per_city"),
+                                           ({"blend": "maybe"}, "blend"), ({"alpha": float("nan")}, "alpha"),
                                            ({"lambda": 1.0}, "lambda")])
 def test_a_bad_setting_is_one_clear_line(options, field):
     with pytest.raises(GpdiffError) as err:
@@ -167,21 +182,23 @@ def test_a_horizon_longer_than_a_day_is_a_clear_error():
         fit([CityData(city, source_split(city.n_steps), history=4, horizon=8, n_neighbors=2)])
 
 
-def test_a_run_of_naive_methods_and_pooled_linear_trains_nothing_on_the_sources(tmp_path):
-    """No anchor, zoo, prompts or denoiser; pooled_linear is blended and calibrated like the learned
-    methods, and the report shows it."""
+@pytest.mark.parametrize("blend", [False, True])
+def test_a_run_of_naive_methods_and_pooled_linear_trains_nothing_on_the_sources(tmp_path, blend):
+    """No anchor, zoo, prompts or denoiser; pooled_linear gets intervals like every method, is
+    blended only when its ``blend`` setting asks, and the report shows it."""
     for name, seed, n in (("alpha", 1, 6), ("beta", 2, 8), ("gamma", 3, 5)):
         write_city_folder(synthetic_city(name, n_nodes=n, days=12, seed=seed), tmp_path / "data" / name)
     cfg = RunConfig.from_dict({
         "target": "alpha", "data_dir": str(tmp_path / "data"), "out": str(tmp_path / "run"), "target_days": 3,
         "device": "cpu", "window": {"history": 12, "horizon": 3, "n_neighbors": 3},
-        "methods": {"weekly_naive": {}, "seasonal_naive": {}, "pooled_linear": {"windows_per_city": 500}}})
+        "methods": {"weekly_naive": {}, "seasonal_naive": {},
+                    "pooled_linear": {"windows_per_city": 500, "blend": blend}}})
     res = run_pipeline(cfg, progress=False, log=lambda m: None)
-    assert res.computed == ["methods/weekly_naive", "methods/seasonal_naive", "methods/pooled_linear",
-                            "blend/pooled_linear"]
+    assert res.computed == ["methods/weekly_naive", "methods/seasonal_naive", "methods/pooled_linear"] + (
+        ["blend/pooled_linear"] if blend else [])
     df = pd.read_csv(res.out / "results.csv")
     assert "pooled_linear" in set(df["method"])
     report = (res.out / "report.md").read_text()
-    assert "| pooled_linear |" in report and "val_windows_by_lag_model: history+daily 100.0%" in report
-    assert "mae_without_blend" in report
+    assert "| pooled_linear |" in report and "val_windows_by_lag_model: daily + history-daily 100.0%" in report
+    assert ("mae_without_blend" in report) == blend
     assert len(pd.read_csv(res.out / "intervals.csv").query("method == 'pooled_linear'")) > 0

@@ -343,12 +343,12 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
                     tensors[key] = value.float().cpu()
             if result.val_pred is not None:
                 tensors["val_pred"] = torch.from_numpy(np.ascontiguousarray(result.val_pred, dtype=np.float32))
-            meta = {"notes": result.notes}
+            meta = {"notes": result.notes, "blend": result.blend}
             save_tensors(f, tensors, meta)
     # what was saved, so a fresh and a reused stage give the same result
     val_pred = tensors["val_pred"].numpy() if "val_pred" in tensors else None
     return st, MethodResult(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
-                            notes=dict(meta.get("notes") or {}), val_pred=val_pred)
+                            notes=dict(meta.get("notes") or {}), val_pred=val_pred, blend=bool(meta.get("blend", True)))
 
 
 def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, MethodResult], model: BaseModel,
@@ -533,7 +533,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
         method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
         kind, weights = cities.target.kind, None
-        if cfg.blend.active and (result.params is not None or result.val_pred is not None):
+        if cfg.blend.active and result.blend and (result.params is not None or result.val_pred is not None):
             alone = masked_metrics(feasible(result.pred, kind), truth, mask).mae_avg
             result, weights = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
             result.notes["mae_without_blend"] = round(float(alone), 5)

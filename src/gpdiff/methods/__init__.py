@@ -100,6 +100,7 @@ class MethodResult:
     # [N, Bv, H] forecasts of the target's validation windows, original scale, from a method without
     # base-model parameters (the blend's weights and the intervals are fitted on them)
     val_pred: np.ndarray | None = None
+    blend: bool = True  # False: the run's blend (blend.naive) leaves this method's forecasts as they are
 
 
 def check_settings(name: str, options: dict[str, Any]) -> None:

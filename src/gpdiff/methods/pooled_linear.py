@@ -18,23 +18,33 @@ and forecasts each step ``h`` as the value one week earlier plus a linear functi
 fitted in closed form (``numpy.linalg.lstsq`` on the normal equations) on windows drawn from every
 source city's training segment, each city weighted equally (city-balanced, as the anchor samples).
 
-**A lag group that cannot be read is never filled in.** A group is available for a window only when
+**A lag that cannot be read is never filled in.** A window's inputs come in five parts: the history,
+and the history and forecast steps a day earlier and a week earlier. A part is available only when
 every one of its values is observed, inside the series, and not before what the origin may read
 (:meth:`gpdiff.data.windows.CityData.readable_from`: at a target's training and validation origins
-nothing before the few-shot days; at test origins the whole past). A window is then forecast by the
-model of exactly the groups it has, each fitted on the sources' windows that have those groups:
+nothing before the few-shot days; at test origins the whole past). A window is forecast by the model
+of exactly the parts it has (:func:`lag_model`), each model fitted on the sources' windows that have
+its parts:
 
-- with ``weekly``: base the value a week earlier, inputs the differences above among those available;
-- without ``weekly``, with ``daily``: base the value a day earlier, input ``history - daily[:L]``;
-- ``history`` only: base the last observed value, input ``history[:-1] - history[-1]``;
+- forecast steps a week earlier there: base the value a week earlier, with each of the three inputs
+  above whose parts are there (all three: the recipe);
+- else forecast steps a day earlier there: base the value a day earlier, input ``history - daily[:L]``
+  when both are there;
+- else the history there: base its last value, input ``history[:-1] - history[-1]``;
 - nothing: the historical average of the few-shot days (:func:`gpdiff.naive.historical_average`).
 
-With three few-shot days the value one week earlier never exists on the target's validation day, so
-validation forecasts (the blend's weights, the intervals' calibration) come from the daily model;
-:class:`gpdiff.methods.MethodResult` ``notes`` give each model's share of the test and validation
-windows. A per-node fine-tuned variant is left out on purpose: the target's few-shot training windows
-never hold the weekly group, so fine-tuning could only move the fallback model, not the one that
-forecasts the test period.
+(A metro closed at night loses the history of its first hours after opening: those windows use the
+weekly base with ``daily-weekly`` only.) The notes give each model's share of the test and validation
+windows.
+
+**Not blended by default.** With three few-shot days the value one week earlier never exists on the
+target's validation day, so the validation forecasts come from the daily model while the test period
+is forecast by the full one; blend weights fitted on the first do not carry over to the second (on the
+loco targets, measured in ``benchmarks/pooled_linear.py``, blending made nyc-taxi, montevideo-bus and
+hangzhou-metro 10-29% worse), so ``blend: false`` by default. The validation forecasts still calibrate
+its prediction intervals (conservative where the daily model is the weaker one). A per-node
+fine-tuned variant is left out for the same reason: the few-shot training windows never hold the
+weekly parts, so fine-tuning could only move a fallback model, not the one that forecasts the test.
 
 Sources of the method: a linear model on lagged values is the classic baseline that deep forecasters
 must beat (Zeng, Chen, Zhang, Xu, "Are Transformers Effective for Time Series Forecasting?", AAAI
@@ -47,6 +57,7 @@ ridge: Hoerl & Kennard, Technometrics 12(1), 1970.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -58,9 +69,51 @@ from gpdiff.errors import GpdiffError
 from gpdiff.methods import Context, MethodResult
 from gpdiff.naive import historical_average
 
-GROUPS = ("history", "daily", "weekly")
-# every non-empty set of groups a window may have, as availability bits (history, daily, weekly)
-PATTERNS = tuple((h, d, w) for h in (True, False) for d in (True, False) for w in (True, False) if h or d or w)
+# the parts of a window's inputs whose availability decides its model (each: every value observed and readable)
+PARTS = ("history", "daily_history", "daily_forecast", "weekly_history", "weekly_forecast")
+# the recipe's input groups: name -> the parts it differences
+INPUTS = {"history-weekly": ("history", "weekly_history"), "daily-weekly": ("daily_forecast", "weekly_forecast"),
+          "history-daily": ("history", "daily_history")}
+
+
+@dataclass(frozen=True)
+class LagModel:
+    """Which linear model forecasts a window: its ``base`` (``weekly``: the forecast steps a week
+    earlier; ``daily``: a day earlier; ``last``: the last history value, repeated) and its ``inputs``
+    (names of :data:`INPUTS`; for ``last`` the history minus its last value)."""
+
+    base: str
+    inputs: tuple[str, ...] = ()
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The parts of :data:`PARTS` a window must have for this model."""
+        need = {"weekly": ("weekly_forecast",), "daily": ("daily_forecast",), "last": ("history",)}[self.base]
+        return tuple(p for p in PARTS if p in need or any(p in INPUTS[i] for i in self.inputs))
+
+    def __str__(self) -> str:
+        return f"{self.base} + {', '.join(self.inputs) or ('history-last' if self.base == 'last' else 'intercept')}"
+
+
+FULL = LagModel("weekly", tuple(INPUTS))  # issue 28's recipe
+
+
+def lag_model(has: tuple[bool, ...]) -> LagModel | None:
+    """The model of a window whose parts :data:`PARTS` are available as ``has``: the base a week
+    earlier when the forecast steps a week earlier are there, else a day earlier, else the last
+    history value, with every recipe input whose parts are there (``None``: no base at all)."""
+    ok = dict(zip(PARTS, has))
+    if ok["weekly_forecast"]:
+        return LagModel("weekly", tuple(i for i, parts in INPUTS.items() if all(ok[p] for p in parts)))
+    if ok["daily_forecast"]:
+        usable = ok["history"] and ok["daily_history"]
+        return LagModel("daily", ("history-daily",) if usable else ())
+    return LagModel("last") if ok["history"] else None
+
+
+# every model a window can get, the full recipe first
+MODELS: tuple[LagModel, ...] = tuple(dict.fromkeys(
+    m for has in itertools.product((True, False), repeat=len(PARTS)) if (m := lag_model(has)) is not None))
 
 
 @dataclass
@@ -69,25 +122,21 @@ class PooledLinearConfig:
 
     alpha: float = 1e-3  # ridge penalty on the city-balanced mean squared error (standardised units); intercept free
     windows_per_city: int = 20000  # training windows drawn from every source city (all of them when fewer)
+    blend: bool = False  # let the run's blend (blend.naive) combine it with naive forecasts; see the module docs
 
     def __post_init__(self) -> None:
         require_at_least_one(self, ("windows_per_city",), "methods.pooled_linear.")
-        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha >= 0):
+        if not (math.isfinite(self.alpha) and self.alpha >= 0):  # the types: checked by gpdiff.config
             raise GpdiffError(f"methods.pooled_linear.alpha must be a finite number >= 0, got {self.alpha!r}.")
-
-
-def pattern_name(pattern: tuple[bool, bool, bool]) -> str:
-    """``(True, True, False)`` -> ``"history+daily"``."""
-    return "+".join(g for g, on in zip(GROUPS, pattern) if on) or "none"
 
 
 @dataclass
 class LagWindows:
-    """The values of windows ``(node, origin)`` one model reads, scaled (0 where not available).
+    """The values of windows ``(node, origin)`` the models read, scaled (0 where not available).
 
     ``hist [M, L]``, ``day`` and ``week [M, L+H]`` (the history and forecast steps one day / one week
-    earlier), ``y`` and ``y_mask [M, H]`` (targets), ``has [M, 3]`` (availability of history, daily,
-    weekly: every value observed and readable)."""
+    earlier), ``y`` and ``y_mask [M, H]`` (targets), ``has [M, 5]`` (availability of the
+    :data:`PARTS`: every value observed and readable)."""
 
     hist: np.ndarray
     day: np.ndarray
@@ -110,7 +159,7 @@ def lag_windows(data: CityData, nodes: np.ndarray, origins: np.ndarray) -> LagWi
     """:class:`LagWindows` of the windows ``(nodes[m], origins[m])`` (``[M]`` each) of ``data``.
 
     A value before the series start, unobserved, or before :meth:`CityData.readable_from` its origin
-    is never read: its group is unavailable for that window (and its slot 0)."""
+    is never read: its part is unavailable for that window (and its slot 0)."""
     L, H, spd = data.history, data.horizon, data.city.steps_per_day
     nodes, origins = np.asarray(nodes, dtype=np.int64), np.asarray(origins, dtype=np.int64)
     floor = data.readable_from(origins)[:, None]
@@ -130,40 +179,37 @@ def lag_windows(data: CityData, nodes: np.ndarray, origins: np.ndarray) -> LagWi
     day, d_ok = gather(steps - spd)
     week, w_ok = gather(steps - 7 * spd)
     y, y_mask = gather(steps[:, L:], check_floor=False)  # targets: scored, never read as inputs
-    has = np.stack([h_ok.all(1), d_ok.all(1), w_ok.all(1)], axis=1)
+    has = np.stack([h_ok.all(1), d_ok[:, :L].all(1), d_ok[:, L:].all(1), w_ok[:, :L].all(1), w_ok[:, L:].all(1)], 1)
     return LagWindows(hist, day, week, y, y_mask, has)
 
 
-def design(w: LagWindows, pattern: tuple[bool, bool, bool]) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs ``[M, F+1]`` (the last column the intercept's 1) and base ``[M, H]`` of the model of
-    ``pattern`` (availability of history, daily, weekly; not all False), for every window of ``w``
-    (meaningful where the window has the pattern's groups)."""
-    history, daily, weekly = pattern
+def design(w: LagWindows, model: LagModel) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ``[M, F+1]`` (the last column the intercept's 1) and base ``[M, H]`` of ``model`` for
+    every window of ``w`` (meaningful where the window has the model's parts), in the order of
+    :data:`INPUTS`."""
     L, H = w.hist.shape[1], w.y.shape[1]
     dh, df, wh, wf = w.day[:, :L], w.day[:, L:], w.week[:, :L], w.week[:, L:]
-    parts: list[np.ndarray] = []
-    if weekly:
-        base = wf
-        parts += [w.hist - wh] if history else []
-        parts += [df - wf] if daily else []
-        parts += [w.hist - dh] if history and daily else []
-    elif daily:
-        base = df
-        parts += [w.hist - dh] if history else []
-    else:
-        base = np.repeat(w.hist[:, -1:], H, axis=1)
-        parts += [w.hist[:, :-1] - w.hist[:, -1:]]
+    base = {"weekly": wf, "daily": df, "last": np.repeat(w.hist[:, -1:], H, axis=1)}[model.base]
+    values = {"history-weekly": w.hist - wh, "daily-weekly": df - wf, "history-daily": w.hist - dh}
+    parts = [values[i] for i in INPUTS if i in model.inputs]
+    if model.base == "last":
+        parts.append(w.hist[:, :-1] - w.hist[:, -1:])
     x = np.concatenate(parts + [np.ones((len(w.hist), 1))], axis=1)
     return x, base
 
 
+def rows_of(w: LagWindows, model: LagModel) -> np.ndarray:
+    """``[M]`` bool: the windows of ``w`` that have every part ``model`` reads."""
+    return w.has[:, [PARTS.index(p) for p in model.parts]].all(1)
+
+
 @dataclass
 class PooledLinear:
-    """The fitted models: ``coef[pattern] [H, F+1]`` (input weights, then the intercept) for every
-    pattern of :data:`PATTERNS`, and ``rows[pattern]``: how many source windows fitted it."""
+    """The fitted models: ``coef[model] [H, F+1]`` (input weights, then the intercept) for every
+    entry of :data:`MODELS`, and ``rows[model]``: how many source windows fitted it."""
 
-    coef: dict[tuple[bool, bool, bool], np.ndarray] = field(default_factory=dict)
-    rows: dict[tuple[bool, bool, bool], int] = field(default_factory=dict)
+    coef: dict[LagModel, np.ndarray] = field(default_factory=dict)
+    rows: dict[LagModel, int] = field(default_factory=dict)
 
 
 def ridge(x: np.ndarray, t: np.ndarray, weight: np.ndarray, alpha: float) -> np.ndarray:
@@ -186,57 +232,59 @@ def sample_windows(data: CityData, count: int, rng: np.random.Generator) -> LagW
 
 
 def fit(sources: list[CityData], cfg: PooledLinearConfig = PooledLinearConfig(), seed: int = 0) -> PooledLinear:
-    """One ridge per horizon step and :data:`PATTERNS` entry on the sources' training windows, every
-    city weighted equally (its windows' weights sum to ``1 / len(sources)`` per horizon step).
-    Raises :class:`GpdiffError` when no source has a window, or a horizon longer than a day."""
+    """One ridge per horizon step and :data:`MODELS` entry on the sources' training windows that have
+    the model's parts, every city weighted equally (its windows' weights sum to ``1 / len(sources)``
+    per horizon step). Raises :class:`GpdiffError` when no source window has a model's parts, or for
+    a horizon longer than a day."""
     if not sources:
         raise GpdiffError("pooled_linear needs at least one source city.")
     for data in sources:
         check_horizon(data)
     rng = np.random.default_rng(seed)
     per_city = [sample_windows(d, cfg.windows_per_city, rng) for d in sources]
-    model = PooledLinear()
-    for pattern in PATTERNS:
-        need = np.asarray(pattern)
+    fitted = PooledLinear()
+    for model in MODELS:
         xs, ts, ws, n = [], [], [], 0
         for w in per_city:
-            rows = (w.has[:, need]).all(1)
+            rows = rows_of(w, model)
             n += int(rows.sum())
-            x, base = design(w, pattern)
+            x, base = design(w, model)
             xs.append(x[rows])
             ts.append((w.y - base)[rows])
             ws.append(w.y_mask[rows])
         if n == 0:
-            raise GpdiffError(f"pooled_linear: no source window has the {pattern_name(pattern)} values; the "
-                              "sources need at least a week and a window of observed values.")
+            raise GpdiffError(f"pooled_linear: no source window has the values of its model {model} "
+                              f"({', '.join(model.parts)}); the sources need more than a week of observed values.")
         coef = []
         for h in range(sources[0].horizon):
             weight = [m[:, h] / max(m[:, h].sum(), 1) / len(sources) for m in ws]
             coef.append(ridge(np.concatenate(xs), np.concatenate([t[:, h] for t in ts]), np.concatenate(weight),
                               cfg.alpha))
-        model.coef[pattern], model.rows[pattern] = np.stack(coef), n
-    return model
+        fitted.coef[model], fitted.rows[model] = np.stack(coef), n
+    return fitted
 
 
-def predict(model: PooledLinear, data: CityData, origins: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+def predict(fitted: PooledLinear, data: CityData, origins: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
     """Forecasts ``[N, B, H]`` (original scale) of every node of ``data`` at ``origins [B]``, each window
-    by the model of exactly the lag groups it may read, and each model's share of the windows."""
+    by the model of exactly the parts it may read (:func:`lag_model`), and each model's share of the
+    windows."""
     check_horizon(data)
     n, b = data.n_nodes, origins.size
-    nodes = np.repeat(np.arange(n), b)
-    w = lag_windows(data, nodes, np.tile(origins, n))
+    w = lag_windows(data, np.repeat(np.arange(n), b), np.tile(origins, n))
     scaled = np.zeros(w.y.shape)
     share: dict[str, float] = {}
-    done = np.zeros(len(nodes), dtype=bool)
-    for pattern in PATTERNS:
-        rows = (w.has == np.asarray(pattern)).all(1)
+    done = np.zeros(n * b, dtype=bool)
+    code = w.has @ (1 << np.arange(len(PARTS)))  # one integer per availability pattern
+    chosen = {c: lag_model(tuple(bool(c >> i & 1) for i in range(len(PARTS)))) for c in np.unique(code).tolist()}
+    for model in MODELS:
+        rows = np.isin(code, [c for c, m in chosen.items() if m == model])
         if rows.any():
-            x, base = design(w, pattern)
-            scaled[rows] = base[rows] + x[rows] @ model.coef[pattern].T
+            x, base = design(w, model)
+            scaled[rows] = base[rows] + x[rows] @ fitted.coef[model].T
             done |= rows
-            share[pattern_name(pattern)] = float(rows.mean())
+            share[str(model)] = float(rows.mean())
     pred = data.to_original(scaled.reshape(n, b, -1), np.arange(n))
-    if not done.all():  # no group readable: the few-shot days' profile
+    if not done.all():  # nothing readable to start from: the few-shot days' profile
         share["none (historical average)"] = float((~done).mean())
         pred = np.where(done.reshape(n, b, 1), pred, historical_average(data, origins))
     return pred.astype(np.float32), share
@@ -248,9 +296,9 @@ def _describe(share: dict[str, float]) -> str:
 
 def run(ctx: Context) -> MethodResult:
     cfg = ctx.settings(PooledLinearConfig)
-    model = fit(ctx.sources, cfg, ctx.seed)
-    pred, test_share = predict(model, ctx.target, ctx.target.origins("test"))
-    val_pred, val_share = predict(model, ctx.target, ctx.target.origins("val"))
+    fitted = fit(ctx.sources, cfg, ctx.seed)
+    pred, test_share = predict(fitted, ctx.target, ctx.target.origins("test"))
+    val_pred, val_share = predict(fitted, ctx.target, ctx.target.origins("val"))
     notes = {"test_windows_by_lag_model": _describe(test_share), "val_windows_by_lag_model": _describe(val_share),
-             "source_windows": model.rows[(True, True, True)]}
-    return MethodResult(pred=pred, val_pred=val_pred, notes=notes)
+             "source_windows_full_model": fitted.rows[FULL]}
+    return MethodResult(pred=pred, val_pred=val_pred, notes=notes, blend=cfg.blend)
