@@ -55,7 +55,7 @@ def scores(cfg) -> dict[str, object]:
 
 def cell(values: list[float]) -> str:
     sd = np.std(values, ddof=1) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.4g}" + (f" ± {sd:.2g}" if sd > 0 else "")
+    return f"{np.mean(values):.4g}" + (f" ± {sd:.2g}" if sd > 1e-9 * abs(np.mean(values)) else "")
 
 
 def main() -> None:
@@ -76,7 +76,9 @@ def main() -> None:
         vals = {c: [float(r[c]) for r in rs] for c in cols}
         ratio = np.mean(vals["pooled_linear"]) / np.mean(vals["weekly_naive"])
         ratio_b = np.mean(vals["pooled_linear_blended"]) / np.mean(vals["weekly_naive"])
-        share = ", ".join(f"{k} {v:.1%}" for k, v in rs[0]["share"].items())  # type: ignore[union-attr]
+        ranked = sorted(rs[0]["share"].items(), key=lambda kv: -kv[1])  # type: ignore[union-attr]
+        share = ", ".join(f"{k} {v:.1%}" for k, v in ranked[:3]) + (
+            f", {len(ranked) - 3} others {sum(v for _, v in ranked[3:]):.1%}" if len(ranked) > 3 else "")
         print(f"| {label} | " + " | ".join(cell(vals[c]) for c in cols) + f" | {ratio:.3f} | {ratio_b:.3f} | {share} |")
     print("\nblend weights (seed of the first run), fit seconds:")
     for label, rs in results.items():
