@@ -199,6 +199,6 @@ def test_a_run_of_naive_methods_and_pooled_linear_trains_nothing_on_the_sources(
     df = pd.read_csv(res.out / "results.csv")
     assert "pooled_linear" in set(df["method"])
     report = (res.out / "report.md").read_text()
-    assert "| pooled_linear |" in report and "val_windows_by_lag_model: daily + history-daily 100.0%" in report
+    assert "| pooled_linear |" in report and "val_windows_by_lag_model: daily base + history-daily 100.0%" in report
     assert ("mae_without_blend" in report) == blend
     assert len(pd.read_csv(res.out / "intervals.csv").query("method == 'pooled_linear'")) > 0
