@@ -459,6 +459,8 @@ def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
     from gpdiff.diffusion.train import pretrain
     from gpdiff.zoo import train_zoo
 
+    if all(m in NO_ZOO for m in cfg.methods):  # rank 0 trains nothing on the sources either
+        return
     share = distributed.broadcast_object(None)  # zoo_stage: None when cached, else (folder, anchor)
     if share is not None:
         path, anchor = share
