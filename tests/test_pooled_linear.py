@@ -149,6 +149,17 @@ def test_each_window_gets_the_model_of_exactly_the_parts_it_has(has, model):
     assert lag_model(has) == model
 
 
+def test_sources_shorter_than_a_week_fit_the_models_they_can_and_the_target_uses_those():
+    """No source window has a week before it: the weekly models are left out, and a target test
+    window that has the week-old values is forecast by the daily model instead (never read them)."""
+    sources = [source_data(lag_city("s1", 1, days=9)), source_data(lag_city("s2", 2, days=9))]
+    fitted = fit(sources, PooledLinearConfig())
+    assert all(m.base != "weekly" for m in fitted.coef) and LagModel("daily", ("history-daily",)) in fitted.coef
+    target = target_data(lag_city("t", 9))
+    pred, share = predict(fitted, target, target.origins("test"))
+    assert share == {"daily base + history-daily": 1.0} and np.isfinite(pred).all()
+
+
 def test_shapes_and_determinism():
     sources = [source_data(synthetic_city("p", n_nodes=5, days=16, seed=1), horizon=3),
                source_data(synthetic_city("q", n_nodes=4, days=14, seed=2), horizon=3)]
@@ -202,3 +213,8 @@ def test_a_run_of_naive_methods_and_pooled_linear_trains_nothing_on_the_sources(
     assert "| pooled_linear |" in report and "val_windows_by_lag_model: daily base + history-daily 100.0%" in report
     assert ("mae_without_blend" in report) == blend
     assert len(pd.read_csv(res.out / "intervals.csv").query("method == 'pooled_linear'")) > 0
+    if not blend:  # its stage reads the sources without a zoo stage: another source split recomputes it
+        assert run_pipeline(cfg, progress=False, log=lambda m: None).reused == res.computed
+        again = run_pipeline(RunConfig.from_dict({**cfg.to_dict(), "zoo": {"train": 0.6, "val": 0.2, "test": 0.2}}),
+                             progress=False, log=lambda m: None)
+        assert "methods/pooled_linear" in again.computed

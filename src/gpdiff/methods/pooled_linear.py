@@ -34,7 +34,9 @@ its parts:
 - nothing: the historical average of the few-shot days (:func:`gpdiff.naive.historical_average`).
 
 (A metro closed at night loses the history of its first hours after opening: those windows use the
-weekly base with ``daily-weekly`` only.) The notes give each model's share of the test and validation
+weekly base with ``daily-weekly`` only.) A model that no source window can fit (sources shorter than a
+week and a window) is left out, and a window that would need it takes the fitted model with the most
+inputs among those whose parts it has (:func:`choose`). The notes give each model's share of the test and validation
 windows.
 
 **Not blended by default.** With three few-shot days the value one week earlier never exists on the
@@ -234,9 +236,9 @@ def sample_windows(data: CityData, count: int, rng: np.random.Generator) -> LagW
 
 def fit(sources: list[CityData], cfg: PooledLinearConfig = PooledLinearConfig(), seed: int = 0) -> PooledLinear:
     """One ridge per horizon step and :data:`MODELS` entry on the sources' training windows that have
-    the model's parts, every city weighted equally (its windows' weights sum to ``1 / len(sources)``
-    per horizon step). Raises :class:`GpdiffError` when no source window has a model's parts, or for
-    a horizon longer than a day."""
+    the model's parts (a model no source window has is left out), every city weighted equally (its
+    windows' weights sum to ``1 / len(sources)`` per horizon step). Raises :class:`GpdiffError` when
+    no model can be fitted, or for a horizon longer than a day."""
     if not sources:
         raise GpdiffError("pooled_linear needs at least one source city.")
     for data in sources:
@@ -253,21 +255,35 @@ def fit(sources: list[CityData], cfg: PooledLinearConfig = PooledLinearConfig(),
             xs.append(x[rows])
             ts.append((w.y - base)[rows])
             ws.append(w.y_mask[rows])
-        if n == 0:
-            raise GpdiffError(f"pooled_linear: no source window has the values of its model {model} "
-                              f"({', '.join(model.parts)}); the sources need more than a week of observed values.")
+        if n == 0:  # e.g. sources of less than a week: windows that need it use a model with fewer parts
+            continue
         coef = []
         for h in range(sources[0].horizon):
             weight = [m[:, h] / max(m[:, h].sum(), 1) / len(sources) for m in ws]
             coef.append(ridge(np.concatenate(xs), np.concatenate([t[:, h] for t in ts]), np.concatenate(weight),
                               cfg.alpha))
         fitted.coef[model], fitted.rows[model] = np.stack(coef), n
+    if not fitted.coef:
+        raise GpdiffError("pooled_linear: no source training window has a fully observed history or a lag; the "
+                          "sources need observed values.")
     return fitted
+
+
+def choose(has: tuple[bool, ...], fitted: PooledLinear) -> LagModel | None:
+    """The model of a window whose parts are available as ``has``: :func:`lag_model`'s when it was
+    fitted, else the fitted model with the most inputs among those whose parts the window has (a
+    source window never had those parts, e.g. sources shorter than a week); ``None``: none applies."""
+    exact = lag_model(has)
+    if exact is None or exact in fitted.coef:
+        return exact
+    there = {p for p, ok in zip(PARTS, has) if ok}
+    usable = [m for m in fitted.coef if set(m.parts) <= there]
+    return max(usable, key=lambda m: (m.base == "weekly", m.base == "daily", len(m.inputs)), default=None)
 
 
 def predict(fitted: PooledLinear, data: CityData, origins: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
     """Forecasts ``[N, B, H]`` (original scale) of every node of ``data`` at ``origins [B]``, each window
-    by the model of exactly the parts it may read (:func:`lag_model`), and each model's share of the
+    by the model of exactly the parts it may read (:func:`choose`), and each model's share of the
     windows."""
     check_horizon(data)
     n, b = data.n_nodes, origins.size
@@ -276,8 +292,8 @@ def predict(fitted: PooledLinear, data: CityData, origins: np.ndarray) -> tuple[
     share: dict[str, float] = {}
     done = np.zeros(n * b, dtype=bool)
     code = w.has @ (1 << np.arange(len(PARTS)))  # one integer per availability pattern
-    chosen = {c: lag_model(tuple(bool(c >> i & 1) for i in range(len(PARTS)))) for c in np.unique(code).tolist()}
-    for model in MODELS:
+    chosen = {c: choose(tuple(bool(c >> i & 1) for i in range(len(PARTS))), fitted) for c in np.unique(code).tolist()}
+    for model in fitted.coef:
         rows = np.isin(code, [c for c, m in chosen.items() if m == model])
         if rows.any():
             x, base = design(w, model)
@@ -301,5 +317,8 @@ def run(ctx: Context) -> MethodResult:
     pred, test_share = predict(fitted, ctx.target, ctx.target.origins("test"))
     val_pred, val_share = predict(fitted, ctx.target, ctx.target.origins("val"))
     notes = {"test_windows_by_lag_model": _describe(test_share), "val_windows_by_lag_model": _describe(val_share),
-             "source_windows_full_model": fitted.rows[FULL]}
+             "source_windows_full_model": fitted.rows.get(FULL, 0)}
+    unfitted = [str(m) for m in MODELS if m not in fitted.coef]
+    if unfitted:
+        notes["lag_models_without_source_windows"] = "; ".join(unfitted)
     return MethodResult(pred=pred, val_pred=val_pred, notes=notes, blend=cfg.blend)
