@@ -12,7 +12,16 @@ from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import CityData
 from gpdiff.errors import GpdiffError
 from gpdiff.methods import check_settings
-from gpdiff.methods.pooled_linear import FULL, LagModel, PooledLinearConfig, design, fit, lag_model, lag_windows, predict
+from gpdiff.methods.pooled_linear import (
+    FULL,
+    LagModel,
+    PooledLinearConfig,
+    design,
+    fit,
+    lag_model,
+    lag_windows,
+    predict,
+)
 from gpdiff.pipeline import run_pipeline
 from gpdiff.runconfig import RunConfig
 

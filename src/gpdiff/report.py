@@ -367,14 +367,14 @@ def write_run_report(rec: RunRecord) -> Path:
 
     v = versions()
     g, w = cfg.generate, cfg.window
+    zoo_nodes = f"{len(rec.zoo)} zoo nodes" if rec.zoo is not None else "no zoo: no method needed one"
     lines = [
         f"# gpdiff run: {target.name}", "",
         f"- target: **{target.name}** ({target.kind}, {target.n_nodes} nodes, {target.interval_minutes} min); "
         f"few-shot days: **{cfg.target_days:g}** (steps {split.train.start}-{split.train.stop}), validation "
         f"steps {split.val.start}-{split.val.stop}, test steps {split.test.start}-{split.test.stop} "
         f"({target.timestamps[split.test.start]:%Y-%m-%d} .. {target.end:%Y-%m-%d}), {origins.size} test windows",
-        f"- sources: {', '.join(rec.sources)} "
-        f"({f'{len(rec.zoo)} zoo nodes' if rec.zoo is not None else 'no zoo: no method needed one'})",
+        f"- sources: {', '.join(rec.sources)} ({zoo_nodes})",
         f"- base model: `{cfg.zoo.model}` / `{cfg.zoo.preset}` "
         f"({f'{rec.zoo.params.shape[1]} parameters per node' if rec.zoo is not None else 'not trained'}); "
         f"history {w.history}, horizon {w.horizon}, seasonal context `{w.context}` (residual `{cfg.zoo.residual}`); "

@@ -234,11 +234,12 @@ def sample_windows(data: CityData, count: int, rng: np.random.Generator) -> LagW
     return lag_windows(data, pick // origins.size, origins[pick % origins.size])
 
 
-def fit(sources: list[CityData], cfg: PooledLinearConfig = PooledLinearConfig(), seed: int = 0) -> PooledLinear:
+def fit(sources: list[CityData], cfg: PooledLinearConfig | None = None, seed: int = 0) -> PooledLinear:
     """One ridge per horizon step and :data:`MODELS` entry on the sources' training windows that have
     the model's parts (a model no source window has is left out), every city weighted equally (its
     windows' weights sum to ``1 / len(sources)`` per horizon step). Raises :class:`GpdiffError` when
     no model can be fitted, or for a horizon longer than a day."""
+    cfg = cfg or PooledLinearConfig()
     if not sources:
         raise GpdiffError("pooled_linear needs at least one source city.")
     for data in sources:
