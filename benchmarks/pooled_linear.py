@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 import numpy as np
 
@@ -36,9 +35,7 @@ def scores(cfg) -> dict[str, object]:
     cities = load_cities(cfg)
     tdata = target_data(cfg, cities, "cpu")
     sources = prepare_cities(cities.sources, cfg.window, cfg.zoo, cfg.zoo.build_model(cfg.window), "cpu")
-    t0 = time.perf_counter()
     model = fit(sources, PooledLinearConfig(**cfg.methods.get("pooled_linear", {})), cfg.seed)
-    fit_s = time.perf_counter() - t0
     test, val = tdata.origins("test"), tdata.origins("val")
     truth, mask = tdata.truth(test)
     kind = cities.target.kind
@@ -50,7 +47,7 @@ def scores(cfg) -> dict[str, object]:
     mae = {name: float(masked_metrics(feasible(p, kind), truth, mask).mae_avg) for name, p in (
         ("pooled_linear", pred), ("pooled_linear_blended", blended), ("weekly_naive", weekly_naive(tdata, test)),
         ("seasonal_naive", seasonal_naive(tdata, test)))}
-    return {**mae, "share": share, "weights": blend.describe(names, fitted.weights), "fit_s": fit_s}
+    return {**mae, "share": share, "weights": blend.describe(names, fitted.weights)}
 
 
 def cell(values: list[float]) -> str:
@@ -80,9 +77,9 @@ def main() -> None:
         share = ", ".join(f"{k} {v:.1%}" for k, v in ranked[:3]) + (
             f", {len(ranked) - 3} others {sum(v for _, v in ranked[3:]):.1%}" if len(ranked) > 3 else "")
         print(f"| {label} | " + " | ".join(cell(vals[c]) for c in cols) + f" | {ratio:.3f} | {ratio_b:.3f} | {share} |")
-    print("\nblend weights (seed of the first run), fit seconds:")
+    print("\nblend weights of pooled_linear_blended (the first seed's run):")
     for label, rs in results.items():
-        print(f"- {label}: {rs[0]['weights']}; fit {np.mean([float(r['fit_s']) for r in rs]):.1f} s")
+        print(f"- {label}: {rs[0]['weights']}")
 
 
 if __name__ == "__main__":
