@@ -46,7 +46,7 @@ from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.errors import GpdiffError
 from gpdiff.fallbacks import blend_fallback_notes, scaler_notes, unscored_note
 from gpdiff.io import load_tensors, save_tensors, write_yaml
-from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, ZERO_SHOT, Context, MethodResult, get_method
+from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, NO_ZOO, ZERO_SHOT, Context, MethodResult, get_method
 from gpdiff.metrics import masked_metrics, node_mae
 from gpdiff.models.base import BaseModel
 from gpdiff.params import ParamCollection
@@ -325,9 +325,11 @@ def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionMo
 def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], cities: Cities,
                  context: Callable[[Path], Context], log: Log) -> tuple[Stage, MethodResult]:
     """One comparison method, run on the target (``context(workdir)`` builds what it may use)."""
+    # the sources' data and split too: a method without a zoo stage among its inputs (pooled_linear) reads them
     reads = {"method": name, "settings": cfg.methods[name], "finetune": cfg.finetune, "window": cfg.window,
-             "split": cities.split, "target_scale_floor": cfg.target_scale_floor, "seed": cfg.seed}
-    data = {cities.target.name: cities.fingerprints[cities.target.name]}
+             "split": cities.split, "target_scale_floor": cfg.target_scale_floor, "seed": cfg.seed,
+             "source_split": [cfg.zoo.train, cfg.zoo.val, cfg.zoo.test]}
+    data = dict(cities.fingerprints)
     with run.stage(f"methods/{name}", reads, inputs, data=data, seed=cfg.seed) as st:
         f = st.path / "output.safetensors"
         if st.cached:
@@ -340,11 +342,14 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
                 value = getattr(result, key)
                 if value is not None:
                     tensors[key] = value.float().cpu()
-            meta = {"notes": result.notes}
+            if result.val_pred is not None:
+                tensors["val_pred"] = torch.from_numpy(np.ascontiguousarray(result.val_pred, dtype=np.float32))
+            meta = {"notes": result.notes, "blend": result.blend}
             save_tensors(f, tensors, meta)
     # what was saved, so a fresh and a reused stage give the same result
+    val_pred = tensors["val_pred"].numpy() if "val_pred" in tensors else None
     return st, MethodResult(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
-                            notes=dict(meta.get("notes") or {}))
+                            notes=dict(meta.get("notes") or {}), val_pred=val_pred, blend=bool(meta.get("blend", True)))
 
 
 def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, MethodResult], model: BaseModel,
@@ -355,7 +360,7 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
     from gpdiff import blend
 
     method_st, result = method
-    assert result.params is not None  # only methods with parameters are blended
+    assert result.params is not None or result.val_pred is not None  # only learned methods are blended
     names = cfg.blend.naive
     reads = {"blend": cfg.blend, "window": cfg.window, "split": cities.split,
              "target_scale_floor": cfg.target_scale_floor}
@@ -365,7 +370,8 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
         if st.cached:
             tensors, meta = load_tensors(f)
         else:
-            fitted = blend.fit_on_validation(forecast(model, result.params, tdata, "val"), tdata, names, cfg.blend.step)
+            val = result.val_pred if result.val_pred is not None else forecast(model, result.params, tdata, "val")
+            fitted = blend.fit_on_validation(val, tdata, names, cfg.blend.step)
             pred = blend.apply_weights(result.pred, blend.naive_forecasts(tdata, tdata.origins("test"), names),
                                        fitted.weights)
             tensors = {"pred": torch.from_numpy(pred), "weights": torch.from_numpy(fitted.weights).float()}
@@ -381,7 +387,8 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
         notes["blend_val_fallback"] = "; ".join(
             f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
             "rest (nothing before the few-shot days is read)" for n, v in short.items())
-    return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes), weights
+    return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes,
+                        val_pred=result.val_pred), weights
 
 
 def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.ndarray | None, model: BaseModel,
@@ -391,10 +398,10 @@ def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
     from gpdiff import blend
 
     origins = tdata.origins("val")
-    if result.params is None:  # a naive method
+    if result.params is None and result.val_pred is None:  # a naive method
         pred = blend.NAIVE[name](tdata, origins)
     else:
-        pred = forecast(model, result.params, tdata, "val")
+        pred = result.val_pred if result.val_pred is not None else forecast(model, result.params, tdata, "val")
         if weights is not None:
             pred = blend.apply_weights(pred, blend.naive_forecasts(tdata, origins, cfg.blend.naive), weights)
     return feasible(pred, tdata.city.kind)
@@ -454,6 +461,8 @@ def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
     from gpdiff.diffusion.train import pretrain
     from gpdiff.zoo import train_zoo
 
+    if all(m in NO_ZOO for m in cfg.methods):  # rank 0 trains nothing on the sources either
+        return
     share = distributed.broadcast_object(None)  # zoo_stage: None when cached, else (folder, anchor)
     if share is not None:
         path, anchor = share
@@ -495,12 +504,15 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         log(f"[note] {note}")
 
     anchor = None
-    if cfg.zoo.init == "anchor" or any(m in NEEDS_ANCHOR for m in cfg.methods):
+    needs_zoo = any(m not in NO_ZOO for m in cfg.methods)  # naive and pooled_linear only: no source training stage
+    if (cfg.zoo.init == "anchor" and needs_zoo) or any(m in NEEDS_ANCHOR for m in cfg.methods):
         anchor = anchor_stage(run, cfg, cities, progress, log)
-    zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
-    prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
-    source_prompts = source_prompts.select(zoo.keys())
-    target_st, target_prompts = target_prompts_stage(run, cfg, cities, prompts_st, log)
+    zoo_st = zoo = prompts_st = source_prompts = target_st = target_prompts = None
+    if needs_zoo:
+        zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
+        prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
+        source_prompts = source_prompts.select(zoo.keys())
+        target_st, target_prompts = target_prompts_stage(run, cfg, cities, prompts_st, log)
     generated, gen_st = None, None
     if any(m in NEEDS_GENERATION for m in cfg.methods):
         diffusion = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
@@ -526,19 +538,20 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     later = [n for n in [unscored_note(cities.target, mask)] if n]
     if cfg.blend.active and any(m not in NAIVE for m in cfg.methods):  # some method is blended
         later += blend_fallback_notes(tdata, origins, cfg.blend.naive)
-    prompt_notes = [f"target prompts: {n}" for n in target_prompts.meta.get("notes", [])]
-    for note in (prompt_notes if target_st.cached else []) + later:  # a computed stage logged its own
+    prompt_notes = [f"target prompts: {n}" for n in (target_prompts.meta.get("notes", []) if target_prompts else [])]
+    for note in (prompt_notes if target_st is not None and target_st.cached else []) + later:  # a computed stage logged its own
         log(f"[note] {note}")
     data_notes += later
     outcomes: dict[str, Outcome] = {}
     for name in cfg.methods:
-        inputs = [zoo_st, target_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
+        inputs = [st for st in (zoo_st, target_st) if st is not None]
+        inputs += [gen_st] if name in NEEDS_GENERATION and gen_st is not None else []
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
         method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
         if "fallback" in result.notes:
             log(f"[{name}] {result.notes['fallback']}")
         kind, weights = cities.target.kind, None
-        if cfg.blend.active and result.params is not None:
+        if cfg.blend.active and result.blend and (result.params is not None or result.val_pred is not None):
             alone = masked_metrics(feasible(result.pred, kind), truth, mask).mae_avg
             result, weights = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
             result.notes["mae_without_blend"] = round(float(alone), 5)

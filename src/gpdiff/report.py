@@ -251,7 +251,7 @@ class RunRecord:
     origins: np.ndarray  # [B] test window origins
     truth: np.ndarray  # [N, B, H] original-scale test targets
     outcomes: dict[str, Outcome]  # method name -> outcome, in run order
-    zoo: ParamCollection
+    zoo: ParamCollection | None  # None when no method needed it (gpdiff.methods.NO_ZOO)
     generated: ParamCollection | None
     timings: dict[str, float]  # stage name -> wall seconds, plus "total"
     sources: list[str]
@@ -343,7 +343,7 @@ def write_run_report(rec: RunRecord) -> Path:
         preds = {m: rec.outcomes[m].result.pred[nodes, :span, 0] for m in shown}
         plots["forecasts"] = plot_forecasts(t, tr, preds, [target.node_ids[i] for i in nodes],
                                             root / "forecasts.png", target.units)
-    groups = {"source zoo": rec.zoo.params.numpy()}
+    groups = {"source zoo": rec.zoo.params.numpy()} if rec.zoo is not None else {}
     group_methods = {"generated (target)": "gpd_zero_shot", "GPD fine-tuned (target)": "gpd",
                      "target-only (target)": "target_only"}  # drawn in these methods' colours
     if rec.generated is not None:
@@ -352,8 +352,9 @@ def write_run_report(rec: RunRecord) -> Path:
         params = rec.params(method)
         if params is not None:
             groups[label] = params
-    plots["params_pca"] = plot_param_projection(groups, root / "params_pca.png", f"{cfg.zoo.model} parameters, PCA",
-                                                group_methods)
+    if groups:
+        plots["params_pca"] = plot_param_projection(groups, root / "params_pca.png",
+                                                    f"{cfg.zoo.model} parameters, PCA", group_methods)
     plots["stage_times"] = plot_stage_times({k: v for k, v in rec.timings.items() if k != "total"},
                                             root / "stage_times.png")
     scored = {m: o.intervals for m, o in rec.outcomes.items() if o.intervals is not None}
@@ -367,14 +368,16 @@ def write_run_report(rec: RunRecord) -> Path:
 
     v = versions()
     g, w = cfg.generate, cfg.window
+    zoo_nodes = f"{len(rec.zoo)} zoo nodes" if rec.zoo is not None else "no zoo: no method needed one"
     lines = [
         f"# gpdiff run: {target.name}", "",
         f"- target: **{target.name}** ({target.kind}, {target.n_nodes} nodes, {target.interval_minutes} min); "
         f"few-shot days: **{cfg.target_days:g}** (steps {split.train.start}-{split.train.stop}), validation "
         f"steps {split.val.start}-{split.val.stop}, test steps {split.test.start}-{split.test.stop} "
         f"({target.timestamps[split.test.start]:%Y-%m-%d} .. {target.end:%Y-%m-%d}), {origins.size} test windows",
-        f"- sources: {', '.join(rec.sources)} ({len(rec.zoo)} zoo nodes)",
-        f"- base model: `{cfg.zoo.model}` / `{cfg.zoo.preset}` ({rec.zoo.params.shape[1]} parameters per node); "
+        f"- sources: {', '.join(rec.sources)} ({zoo_nodes})",
+        f"- base model: `{cfg.zoo.model}` / `{cfg.zoo.preset}` "
+        f"({f'{rec.zoo.params.shape[1]} parameters per node' if rec.zoo is not None else 'not trained'}); "
         f"history {w.history}, horizon {w.horizon}, seasonal context `{w.context}` (residual `{cfg.zoo.residual}`); "
         f"zoo init `{cfg.zoo.init}`; anchor `{cfg.anchor.balance}`-balanced; denoiser reference "
         f"`{cfg.diffusion.reference}`, batches `{cfg.diffusion.balance}`-balanced; "
@@ -391,7 +394,7 @@ def write_run_report(rec: RunRecord) -> Path:
     blended = {m: o.result.notes["mae_without_blend"] for m, o in rec.outcomes.items()
                if "mae_without_blend" in o.result.notes}
     if blended:
-        lines += [f"Every method with parameters is blended with {', '.join(f'`{n}`' for n in cfg.blend.naive)} "
+        lines += [f"Every learned method is blended with {', '.join(f'`{n}`' for n in cfg.blend.naive)} "
                   "(`blend.naive`): per horizon step, the convex weights with the lowest MAE on the validation "
                   "slice (weights in the notes). The same methods alone, average-horizon test MAE:", "",
                   "| method | MAE alone | MAE blended |", "|---|---|---|"]

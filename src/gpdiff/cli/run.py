@@ -12,6 +12,7 @@ from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.schedule import SAMPLERS
 from gpdiff.methods import METHODS
 from gpdiff.models import MODELS
+from gpdiff.runconfig import DEFAULT_METHODS
 
 # flag -> dotted path in the run config tree (gpdiff.runconfig)
 RUN_FLAGS = {"target": "target", "sources": "sources", "data_dir": "data_dir", "target_days": "target_days",
@@ -41,7 +42,8 @@ def _names(registry: dict[str, Any]) -> str:
 @click.option("--condition", help=f"Conditioning strategy (diffusion.denoiser.condition): {_names(CONDITIONING)}.")
 @click.option("--sampler", help=f"Sampler (generate.sampler): {_names(SAMPLERS)}.")
 @click.option("--num-inference-steps", type=int, help="Sampling steps (generate.num_inference_steps). Default: 20.")
-@click.option("--methods", help=f"Comma-separated methods to run, in order. Default: all ({_names(METHODS)}).")
+@click.option("--methods", help=f"Comma-separated methods to run, in order, of {_names(METHODS)}. Default: "
+                                f"{', '.join(DEFAULT_METHODS)}.")
 @click.option("--blend", help="Comma-separated naive forecasts blended with every learned method, weights fitted on "
                               "the target's validation day (blend.naive), e.g. weekly_naive,seasonal_naive; none: "
                               "no blend.")

@@ -40,12 +40,14 @@ METHODS: dict[str, str] = {
     "reptile": "gpdiff.methods.reptile:run",
     "gpd_zero_shot": "gpdiff.methods.gpd:run_zero_shot",
     "gpd": "gpdiff.methods.gpd:run_finetuned",
+    "pooled_linear": "gpdiff.methods.pooled_linear:run",
 }
 # name -> "module:Class": the settings dataclass of a method that takes settings (run config
 # ``methods.<name>``), checked when the run config is read, before anything trains.
 SETTINGS: dict[str, str] = {
     "knn_residual": "gpdiff.methods.knn_residual:KnnResidualConfig",
     "reptile": "gpdiff.methods.reptile:ReptileConfig",
+    "pooled_linear": "gpdiff.methods.pooled_linear:PooledLinearConfig",
 }
 
 # Methods that need the diffusion model's generated parameters.
@@ -55,7 +57,11 @@ NEEDS_ANCHOR = ("transfer", "transfer_zero_shot")
 # Methods that train nothing on the target: they read its few-shot days only through the scaler,
 # the prompts or per-slot averages, never as training windows. A run of only these needs no
 # training window on the target (e.g. with a weekly context, whose lag 3 few-shot days cannot hold).
-ZERO_SHOT = ("seasonal_naive", "weekly_naive", "historical_average", "transfer_zero_shot", "gpd_zero_shot")
+ZERO_SHOT = ("seasonal_naive", "weekly_naive", "historical_average", "transfer_zero_shot", "gpd_zero_shot",
+             "pooled_linear")
+# Methods that need nothing trained on the sources by another stage (no anchor, zoo, prompts or
+# denoiser): a run of only these trains none of them.
+NO_ZOO = ("seasonal_naive", "weekly_naive", "historical_average", "pooled_linear")
 
 
 @dataclass
@@ -66,9 +72,10 @@ class Context:
     model: BaseModel
     sources: list[CityData]
     target: CityData
-    zoo: ParamCollection
-    source_prompts: PromptSet  # aligned with the zoo rows
-    target_prompts: PromptSet  # aligned with the target nodes
+    # the three below are None in a run of NO_ZOO methods only (nothing trained them)
+    zoo: ParamCollection | None
+    source_prompts: PromptSet | None  # aligned with the zoo rows
+    target_prompts: PromptSet | None  # aligned with the target nodes
     finetune: FinetuneConfig
     seed: int
     workdir: Path
@@ -90,6 +97,10 @@ class MethodResult:
     params: torch.Tensor | None = None  # [N, P] final parameters, when the method has any
     init: torch.Tensor | None = None  # [N, P] parameters before fine-tuning
     notes: dict[str, Any] = field(default_factory=dict)  # anything worth a line in the report
+    # [N, Bv, H] forecasts of the target's validation windows, original scale, from a method without
+    # base-model parameters (the blend's weights and the intervals are fitted on them)
+    val_pred: np.ndarray | None = None
+    blend: bool = True  # False: the run's blend (blend.naive) leaves this method's forecasts as they are
 
 
 def check_settings(name: str, options: dict[str, Any]) -> None:
