@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpdiff import distributed, intervals
+from gpdiff import distributed, ensemble, intervals
 from gpdiff.adapt import forecast
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City, feasible
@@ -321,18 +321,40 @@ def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionMo
     return st, generated
 
 
+def member_generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionModel], target_st: Stage,
+                          target_prompts: PromptSet, progress: bool, log: Log) -> tuple[Stage, torch.Tensor]:
+    """The generations of GPD's ensemble members 1 .. K-1 ``[K - 1, N, P]`` (:func:`gpdiff.ensemble.member_generations`)."""
+    diff_st, model = diffusion
+    reads = {"generate": cfg.generate, "seed": cfg.seed, "ensemble_size": cfg.ensemble.size}
+    with run.stage("ensemble/generate", reads, [diff_st, target_st], seed=cfg.seed) as st:
+        f = st.path / "members.safetensors"
+        if st.cached:
+            return st, load_tensors(f)[0]["params"]
+        log(f"[generate] sampling {cfg.ensemble.size - 1} more ensemble member(s) for {len(target_prompts)} target "
+            "nodes")
+        params = torch.stack([g.params for g in ensemble.member_generations(
+            model, target_prompts, cfg.generate, cfg.seed, cfg.ensemble.size, progress)])
+        save_tensors(f, {"params": params}, {"seeds": [ensemble.member_seed(cfg.seed, k)
+                                                       for k in range(1, cfg.ensemble.size)]})
+    return st, params
+
+
 def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], cities: Cities,
-                 context: Callable[[Path], Context], log: Log) -> tuple[Stage, MethodResult]:
-    """One comparison method, run on the target (``context(workdir)`` builds what it may use)."""
+                 context: Callable[[Path], Context], log: Log, member: int = 0) -> tuple[Stage, MethodResult]:
+    """One comparison method, run on the target (``context(workdir)`` builds what it may use);
+    ``member`` > 0: that member of the method's ensemble (:mod:`gpdiff.ensemble`), its own stage."""
     reads = {"method": name, "settings": cfg.methods[name], "finetune": cfg.finetune, "window": cfg.window,
              "split": cities.split, "target_scale_floor": cfg.target_scale_floor, "seed": cfg.seed}
+    folder = f"methods/{name}"
+    if member:
+        reads["member"], folder = member, f"ensemble/{name}/{member}"
     data = {cities.target.name: cities.fingerprints[cities.target.name]}
-    with run.stage(f"methods/{name}", reads, inputs, data=data, seed=cfg.seed) as st:
+    with run.stage(folder, reads, inputs, data=data, seed=cfg.seed) as st:
         f = st.path / "output.safetensors"
         if st.cached:
             tensors, meta = load_tensors(f)
         else:
-            log(f"[{name}] running")
+            log(f"[{name}] running" + (f" ensemble member {member + 1} of {cfg.ensemble.size}" if member else ""))
             result = get_method(name)(context(st.path))
             tensors = {"pred": torch.from_numpy(np.ascontiguousarray(result.pred, dtype=np.float32))}
             for key in ("params", "init"):
@@ -381,6 +403,34 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
             f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
             "rest (nothing before the few-shot days is read)" for n, v in short.items())
     return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes), weights
+
+
+def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], first: MethodResult,
+                     members_gen: tuple[Stage, torch.Tensor] | None, cities: Cities,
+                     context: Callable[[str, int], Callable[[Path], Context]], model: BaseModel, tdata: CityData,
+                     truth: np.ndarray, mask: np.ndarray, log: Log) -> tuple[MethodResult, ensemble.Members]:
+    """Method ``name``'s ensemble of ``cfg.ensemble.size`` members (``first``: member 0, the method's own
+    stage; the others each a stage ``ensemble/<name>/<k>``), blended as configured: the result's
+    forecasts are the members' mean, its parameters member 0's (:mod:`gpdiff.ensemble`)."""
+    from gpdiff import blend
+
+    extra = [members_gen[0]] if name in NEEDS_GENERATION and members_gen is not None else []
+    results = [first] + [method_stage(run, cfg, name, inputs + extra, cities, context(name, k), log, member=k)[1]
+                         for k in range(1, cfg.ensemble.size)]
+    kind = cities.target.kind
+    raw_test = np.stack([r.pred for r in results])
+    raw_val = np.stack([r.pred if r.params is None else forecast(model, r.params, tdata, "val") for r in results])
+    m = ensemble.combine(raw_test, raw_val, tdata, cfg.blend.naive, cfg.blend.step, kind)
+    notes = {**first.notes, "ensemble": f"{cfg.ensemble.size} members (mean forecast), "
+             + ("generations of seeds " if name in NEEDS_GENERATION else "fine-tuning seeds ")
+             + ", ".join(str(ensemble.member_seed(cfg.seed, k)) for k in range(cfg.ensemble.size))}
+    if m.weights is not None and m.blend_val_mae is not None:
+        alone = masked_metrics(feasible(raw_test.mean(0, dtype=np.float64).astype(np.float32), kind), truth, mask)
+        notes.update({"blend": blend.describe(list(cfg.blend.naive), m.weights),
+                      "blend_val_mae": " -> ".join(f"{v:.5g}" for v in m.blend_val_mae),
+                      "mae_without_blend": round(float(alone.mae_avg), 5)})
+        log(f"[blend] {name} ensemble: validation MAE {m.blend_val_mae[0]:.4g} -> {m.blend_val_mae[1]:.4g}")
+    return MethodResult(pred=m.point, params=first.params, init=first.init, notes=notes), m
 
 
 def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.ndarray | None, model: BaseModel,
@@ -496,10 +546,12 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
     source_prompts = source_prompts.select(zoo.keys())
     target_st, target_prompts = target_prompts_stage(run, cfg, cities, prompts_st, log)
-    generated, gen_st = None, None
+    generated, gen_st, members_gen = None, None, None
     if any(m in NEEDS_GENERATION for m in cfg.methods):
         diffusion = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
         gen_st, generated = generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
+        if cfg.ensemble.active:
+            members_gen = member_generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
         if anchor is not None:  # everything a new city needs from these sources, as one folder (gpdiff fit --pretrained)
             pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings).save_pretrained(
                 run.root / "pretrained")
@@ -507,11 +559,15 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     model = cfg.zoo.build_model(cfg.window)
     sources = prepare_cities(cities.sources, cfg.window, cfg.zoo, model, device)
 
-    def context(name: str) -> Callable[[Path], Context]:
+    def context(name: str, member: int = 0) -> Callable[[Path], Context]:
+        gen = generated
+        if member and generated is not None and members_gen is not None:
+            gen = dataclasses.replace(generated, params=members_gen[1][member - 1])
         return lambda workdir: Context(
             model=model, sources=sources, target=tdata, zoo=zoo, source_prompts=source_prompts,
-            target_prompts=target_prompts, finetune=cfg.finetune, seed=cfg.seed, workdir=workdir,
-            generated=generated, anchor=anchor[1] if anchor else None, progress=progress, options=cfg.methods[name])
+            target_prompts=target_prompts, finetune=cfg.finetune, seed=ensemble.member_seed(cfg.seed, member),
+            workdir=workdir, generated=gen, anchor=anchor[1] if anchor else None, progress=progress,
+            options=cfg.methods[name])
 
     origins = tdata.origins("test")
     truth, mask = tdata.truth(origins)
@@ -521,8 +577,11 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         inputs = [zoo_st, target_st] + ([gen_st] if name in NEEDS_GENERATION and gen_st is not None else [])
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
         method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
-        kind, weights = cities.target.kind, None
-        if cfg.blend.active and result.params is not None:
+        kind, weights, members = cities.target.kind, None, None
+        if cfg.ensemble.active and ensemble.ensembled(name, result.params is not None):
+            result, members = ensemble_members(run, cfg, name, inputs, result, members_gen, cities, context, model,
+                                               tdata, truth, mask, log)
+        elif cfg.blend.active and result.params is not None:
             alone = masked_metrics(feasible(result.pred, kind), truth, mask).mae_avg
             result, weights = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
             result.notes["mae_without_blend"] = round(float(alone), 5)
@@ -534,15 +593,19 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
             raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "
                                f"expected {truth.shape} (nodes, test windows, horizon)")
         levels = sorted({*cfg.intervals.levels, *intervals.RELIABILITY_LEVELS})  # the report's reliability plot too
-        cal = intervals.calibrate(val_forecast(cfg, name, result, weights, model, tdata), val_truth, val_mask,
-                                  tdata.scaler.std[:, 0], levels)
+        val_pred = members.val_point if members is not None else val_forecast(cfg, name, result, weights, model, tdata)
+        cal = intervals.calibrate(val_pred, val_truth, val_mask, tdata.scaler.std[:, 0], levels)
         for note in cal.notes:
             if any(note.startswith(f"{intervals.level_name(v)}% ") for v in cfg.intervals.levels):
                 result.notes.setdefault("intervals", note)
         scores = intervals.score(result.pred, intervals.bounds(result.pred, tdata.scaler.std[:, 0], cal, kind), truth,
                                  mask, cal.levels)
+        ens = None
+        if members is not None:
+            ens = ensemble.score_ensemble(members.test, members.val, truth, mask, val_truth, val_mask,
+                                          tdata.scaler.std[:, 0], levels, cfg.ensemble.spread_floor, kind)
         outcomes[name] = Outcome(result, masked_metrics(result.pred, truth, mask), node_mae(result.pred, truth, mask),
-                                 scores)
+                                 scores, ens)
 
     run.timings["total"] = time.perf_counter() - t_start
     record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=truth, outcomes=outcomes,

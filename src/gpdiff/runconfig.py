@@ -14,6 +14,7 @@
       methods:   {name: settings}  the methods to run, in order, each with its own settings
       blend:     BlendConfig       naive forecasts every learned method is blended with (weights fitted on validation)
       intervals: IntervalConfig    levels of the conformal prediction intervals (calibrated on validation)
+      ensemble:  EnsembleConfig    members per method with parameters (GPD's generations, deep ensembles)
 
 YAML files are nested the same way and only override defaults; ``--set dotted.path=value`` overrides
 one field. A key from before the tree (``history``, ``steps``, ``zoo.k`` ...) fails with one line
@@ -33,6 +34,7 @@ from gpdiff.anchor import AnchorConfig
 from gpdiff.blend import BlendConfig
 from gpdiff.config import first_repeated, from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
 from gpdiff.data.windows import WindowConfig
+from gpdiff.ensemble import EnsembleConfig
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
 from gpdiff.errors import GpdiffError, unknown_name
@@ -102,6 +104,7 @@ class RunConfig:
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {m: {} for m in DEFAULT_METHODS})
     blend: BlendConfig = field(default_factory=BlendConfig)
     intervals: IntervalConfig = field(default_factory=IntervalConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     seed: int = 0
     device: str = "auto"
     out: str = "runs/default"
