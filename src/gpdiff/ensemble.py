@@ -91,7 +91,8 @@ def mean_and_spread(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = np.asarray(members, dtype=np.float64)
     if m.ndim < 1 or m.shape[0] < 1:
         raise GpdiffError(f"an ensemble needs at least one member, got forecasts of shape {m.shape}.")
-    return m.mean(0), m.std(0)
+    d = m - m[0]  # about member 0, so identical members give exactly its forecast and zero spread
+    return m[0] + d.mean(0), d.std(0)
 
 
 def spread_scale(spread: np.ndarray, scale: np.ndarray, floor: float) -> np.ndarray:
