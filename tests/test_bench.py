@@ -91,7 +91,10 @@ def test_scoreboard_files_and_shape(finished):
     md = (res.out / "scoreboard.md").read_text()
     assert "## Overall" in md and "## alpha generate.num_inference_steps=3" in md
     assert "Wilcoxon signed-rank" in md and "gpd wins / ties / losses" in md and "±" in md
-    assert "## Prediction intervals" in md and "coverage 80%" in md and "GPD's CRPS / the best other method's" in md
+    assert "## Prediction intervals" in md and "coverage 80%" in md and "`gpd`'s CRPS / the best baseline's" in md
+    assert "node CRPS averaged over seeds" in md  # the paired test over nodes, as for the MAE
+    node_crps = pd.read_csv(res.out / "node_crps.csv")
+    assert len(node_crps) == 2 * 2 * len(METHODS) * 5 and np.isfinite(node_crps["crps"]).all()
     iv = pd.read_csv(res.out / "intervals.csv")
     assert len(iv) == 2 * 2 * len(METHODS) * 2 and iv["coverage"].between(0, 1).all()  # ... x 2 levels
     timings = pd.read_csv(res.out / "timings.csv")
