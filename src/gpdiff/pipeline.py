@@ -7,7 +7,10 @@ each, called in this order by :func:`run_pipeline`:
     -> blend/<name> -> report
 
 (``anchor`` runs when the zoo starts from it, ``zoo.init: anchor``, or a method needs it; ``blend``
-runs for every method with parameters when ``blend.naive`` names naive forecasts.) The stages
+runs for every method with parameters when ``blend.naive`` names naive forecasts. With
+``ensemble.size`` K > 1, ``ensemble/generate`` samples GPD's members 1 .. K-1 and every method with
+parameters gets stages ``ensemble/<name>/<k>``; its ``methods/<name>`` stage is member 0, and the
+members' blend is fitted for their mean without a stage of its own: :mod:`gpdiff.ensemble`.) The stages
 down to ``diffusion`` read the sources only; ``target_prompts`` and everything after it read the
 target, so runs that differ only in the target or its split share the denoiser.
 
