@@ -222,6 +222,7 @@ class Members:
     val_point: np.ndarray
     weights: np.ndarray | None = None
     blend_val_mae: tuple[float, float] | None = None
+    val_lagged: dict[str, float] = field(default_factory=dict)  # gpdiff.blend.lag_share on the validation windows
 
 
 def combine(test: np.ndarray, val: np.ndarray, data, naive: list[str], step: float, kind: str) -> Members:  # type: ignore[no-untyped-def]
@@ -233,16 +234,17 @@ def combine(test: np.ndarray, val: np.ndarray, data, naive: list[str], step: flo
     from gpdiff import blend
     from gpdiff.data.city import feasible
 
-    weights, val_mae = None, None
+    weights, val_mae, lagged = None, None, {}
     if naive:
         fitted = blend.fit_on_validation(val.mean(0, dtype=np.float64).astype(np.float32), data, naive, step)
         weights, val_mae = fitted.weights, (float(fitted.val_mae[0]), float(fitted.val_mae[1]))
+        lagged = dict(fitted.val_lagged or {})
         nt = blend.naive_forecasts(data, data.origins("test"), naive)
         nv = blend.naive_forecasts(data, data.origins("val"), naive)
         test = np.stack([blend.apply_weights(m, nt, weights) for m in test])
         val = np.stack([blend.apply_weights(m, nv, weights) for m in val])
     return Members(test, val, feasible(test.mean(0, dtype=np.float64).astype(np.float32), kind),
-                   feasible(val.mean(0, dtype=np.float64).astype(np.float32), kind), weights, val_mae)
+                   feasible(val.mean(0, dtype=np.float64).astype(np.float32), kind), weights, val_mae, lagged)
 
 
 ENSEMBLE_SUFFIX = ":ensemble"  # intervals.csv / node_crps.csv rows of a method's conformalised ensemble

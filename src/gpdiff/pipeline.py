@@ -432,6 +432,11 @@ def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], f
         notes.update({"blend": blend.describe(list(cfg.blend.naive), m.weights),
                       "blend_val_mae": " -> ".join(f"{v:.5g}" for v in m.blend_val_mae),
                       "mae_without_blend": round(float(alone.mae_avg), 5)})
+        short = {n: v for n, v in m.val_lagged.items() if v < 1}
+        if short:  # as in blend_stage: the validation day has no week (or day) before it inside the few-shot days
+            notes["blend_val_fallback"] = "; ".join(
+                f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
+                "rest (nothing before the few-shot days is read)" for n, v in short.items())
         log(f"[blend] {name} ensemble: validation MAE {m.blend_val_mae[0]:.4g} -> {m.blend_val_mae[1]:.4g}")
     return MethodResult(pred=m.point, params=first.params, init=first.init, notes=notes), m
 
