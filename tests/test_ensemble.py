@@ -157,3 +157,29 @@ def test_run_with_an_ensemble_end_to_end_and_its_first_member_is_the_run_without
     for m in ("seasonal_naive", "transfer_zero_shot"):
         pd.testing.assert_frame_equal(r1.loc[m], r2.loc[m])
     assert not np.allclose(r1.loc["gpd"]["mae"], r2.loc["gpd"]["mae"])
+
+
+def test_blending_the_members_blends_their_mean(month_city):
+    """The blend weights are fitted for the members' mean and applied to each member: the mean of the
+    blended members is the blended mean (the blend is affine with weights summing to 1)."""
+    from gpdiff import blend
+    from gpdiff.data.splits import target_split
+    from gpdiff.data.windows import CityData
+    from gpdiff.ensemble import combine
+
+    split = target_split(month_city.n_steps, 24, 3, 1, 0.2, 15)
+    data = CityData(month_city, split, history=12, horizon=3, n_neighbors=2)
+    tt, tv = (data.truth(data.origins(s))[0] for s in ("test", "val"))
+    rng = np.random.default_rng(0)
+    test = np.stack([np.nan_to_num(tt) + rng.normal(0, 20, tt.shape) for _ in range(3)]).astype(np.float32)
+    val = np.stack([np.nan_to_num(tv) + rng.normal(0, 20, tv.shape) for _ in range(3)]).astype(np.float32)
+    m = combine(test, val, data, ["seasonal_naive"], 0.05, "speed")
+    assert 0 < m.weights.min() and m.weights.max() < 1  # a real mixture, not one of the two
+    fitted = blend.fit_on_validation(val.mean(0, dtype=np.float64).astype(np.float32), data, ["seasonal_naive"], 0.05)
+    np.testing.assert_array_equal(m.weights, fitted.weights)
+    naive = blend.naive_forecasts(data, data.origins("test"), ["seasonal_naive"])
+    np.testing.assert_allclose(m.point, blend.apply_weights(test.mean(0, dtype=np.float64), naive, m.weights),
+                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(m.test.mean(0), m.point, rtol=1e-5, atol=1e-4)
+    unblended = combine(test, val, data, [], 0.05, "speed")
+    assert unblended.weights is None and np.allclose(unblended.point, test.mean(0), atol=1e-5)
