@@ -5,8 +5,15 @@ import pandas as pd
 import pytest
 from test_pipeline import TINY, _cities
 
-from gpdiff.ensemble import (EnsembleConfig, calibrate_ensemble, crps_ensemble, ensemble_bounds, mean_and_spread,
-                             score_ensemble, spread_error_correlation)
+from gpdiff.ensemble import (
+    EnsembleConfig,
+    calibrate_ensemble,
+    crps_ensemble,
+    ensemble_bounds,
+    mean_and_spread,
+    score_ensemble,
+    spread_error_correlation,
+)
 from gpdiff.errors import GpdiffError
 from gpdiff.intervals import bounds, calibrate, score
 from gpdiff.runconfig import RunConfig

@@ -26,11 +26,19 @@ it is the absolute error of their forecast).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gpdiff import intervals
 from gpdiff.errors import GpdiffError
+
+if TYPE_CHECKING:
+    from gpdiff.data.windows import CityData
+    from gpdiff.diffusion.sample import GenerateConfig
+    from gpdiff.diffusion.train import DiffusionModel
+    from gpdiff.params import ParamCollection
+    from gpdiff.prompts import PromptSet
 
 SEED_STRIDE = 10_000  # member k's seed offset: member_seed(seed, k) never meets another run seed's member 0
 
@@ -74,7 +82,8 @@ def ensembled(name: str, has_params: bool) -> bool:
     return has_params and (name in NEEDS_GENERATION or name not in ZERO_SHOT)
 
 
-def member_generations(model, prompts, generate_config, seed: int, size: int, progress: bool = False):  # type: ignore[no-untyped-def]
+def member_generations(model: DiffusionModel, prompts: PromptSet, generate_config: GenerateConfig, seed: int,
+                       size: int, progress: bool = False) -> list[ParamCollection]:
     """The generations of members ``1 .. size - 1`` (``[size - 1]`` ParamCollections): member ``k`` is
     :func:`gpdiff.diffusion.sample.generate` with seed ``member_seed(seed, k)`` and the run's other
     generation settings (member 0 is the run's own generation, seed ``seed``)."""
@@ -225,7 +234,7 @@ class Members:
     val_lagged: dict[str, float] = field(default_factory=dict)  # gpdiff.blend.lag_share on the validation windows
 
 
-def combine(test: np.ndarray, val: np.ndarray, data, naive: list[str], step: float, kind: str) -> Members:  # type: ignore[no-untyped-def]
+def combine(test: np.ndarray, val: np.ndarray, data: CityData, naive: list[str], step: float, kind: str) -> Members:
     """Members' raw forecasts ``test [K, N, B, H]`` / ``val [K, N, Bv, H]`` of ``data``'s test and
     validation windows -> :class:`Members`. With naive forecasts ``naive`` (``blend.naive``) the blend
     weights are fitted on the validation forecasts of the members' *mean* (:func:`gpdiff.blend.fit_on_validation`)

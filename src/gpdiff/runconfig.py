@@ -34,9 +34,9 @@ from gpdiff.anchor import AnchorConfig
 from gpdiff.blend import BlendConfig
 from gpdiff.config import first_repeated, from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
 from gpdiff.data.windows import WindowConfig
-from gpdiff.ensemble import EnsembleConfig
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
+from gpdiff.ensemble import EnsembleConfig
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.intervals import IntervalConfig
 from gpdiff.io import read_yaml
