@@ -280,9 +280,9 @@ def report_lines(plain: dict[str, intervals.IntervalScores], ensembles: dict[str
                                                    f"{intervals.level_name(v)}%" for v in levels)
             + " | CRPS (intervals) | CRPS (members) |")
     lines = ["## Ensembles (test period)", "",
-             f"{k} members per method (`ensemble.size`; `gpdiff.ensemble`), each fine-tuned with the same budget; the "
-             "point forecast is their mean. (b) `conformal`: the split conformal interval of the mean, scaled by the "
-             "node's scale; (a) `ensemble`: the conformalised ensemble, scaled by the members' spread per node and "
+             f"{k} members per method (`ensemble.size`; `gpdiff.ensemble`), each a full run of the method (every "
+             "fine-tuning with the same budget); the point forecast is their mean. (b) `conformal`: the split "
+             "conformal interval of the mean, scaled by the node's scale; (a) `ensemble`: the conformalised ensemble, scaled by the members' spread per node and "
              "step (floored at `ensemble.spread_floor` x the node's scale). CRPS (intervals): from the median and "
              "the interval bounds; CRPS (members): `scoringrules.crps_ensemble` of the members themselves.", "",
              head, "|---" * (2 * len(levels) + 4) + "|"]
