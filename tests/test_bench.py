@@ -101,7 +101,10 @@ def test_scoreboard_files_and_shape(finished):
     md = (res.out / "scoreboard.md").read_text()
     assert "## Overall" in md and "## alpha generate.num_inference_steps=3" in md
     assert "Wilcoxon signed-rank" in md and "gpd wins / ties / losses" in md and "±" in md
-    assert "## Prediction intervals" in md and "coverage 80%" in md and "GPD's CRPS / the best other method's" in md
+    assert "## Prediction intervals" in md and "coverage 80%" in md and "`gpd`'s CRPS / the best baseline's" in md
+    assert "node CRPS averaged over seeds" in md  # the paired test over nodes, as for the MAE
+    node_crps = pd.read_csv(res.out / "node_crps.csv")
+    assert len(node_crps) == 2 * 2 * len(METHODS) * 5 and np.isfinite(node_crps["crps"]).all()
     iv = pd.read_csv(res.out / "intervals.csv")
     assert len(iv) == 2 * 2 * len(METHODS) * 2 and iv["coverage"].between(0, 1).all()  # ... x 2 levels
     timings = pd.read_csv(res.out / "timings.csv")
@@ -168,7 +171,7 @@ def test_bundled_suites_parse(tmp_path):
 
     sizes = {p.stem: len(load_suite(p, tmp_path).experiments) for p in sorted(BUNDLED_SUITES.glob("*.yaml"))}
     assert sizes == {"base_models": 6, "conditioning": 10, "context": 5, "context_no_residual": 5, "context_weekly": 4,
-                     "horizons": 8, "loco": 15, "loco_blend": 15, "loco_stid": 15, "prompts": 12, "target_days": 8, "two_targets": 2,
+                     "horizons": 8, "loco": 15, "loco_blend": 15, "loco_ensemble": 15, "loco_stid": 15, "prompts": 12, "target_days": 8, "two_targets": 2,
                      "zoo_members": 5, "zoo_shared_random": 5}
     with pytest.raises(GpdiffError, match="bundled suite: base_models, conditioning"):
         load_suite("no-such-suite", tmp_path)

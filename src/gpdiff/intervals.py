@@ -121,13 +121,15 @@ def bounds(pred: np.ndarray, scale: np.ndarray, cal: Calibration, kind: str = "s
 @dataclass
 class IntervalScores:
     """Per level ``[L, H]`` coverage (share), mean width and interval score, and CRPS ``[H]``, all over
-    the observed values (original units)."""
+    the observed values (original units); ``node_crps [N]``: each node's CRPS over its observed values
+    (NaN: none, or a step without an interval), the unit of the scoreboard's paired test."""
 
     levels: list[float]
     coverage: np.ndarray
     width: np.ndarray
     interval_score: np.ndarray
     crps: np.ndarray
+    node_crps: np.ndarray | None = None
 
     def coverage_avg(self, level: float) -> float:
         """Coverage of ``level``'s interval averaged over the horizon steps."""
@@ -178,4 +180,7 @@ def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarra
     complete = np.isfinite(fct).all(-1)
     crps = np.asarray(sr.crps_quantile(y, np.nan_to_num(fct), np.asarray(alphas)[order]))
     crps_h = np.where(complete.reshape(-1, complete.shape[-1]).all(0), avg(crps), np.nan)
-    return IntervalScores(list(levels), cov, width, iscore, crps_h)
+    n_node = ok.reshape(ok.shape[0], -1).sum(1)
+    node = np.where(ok, crps, 0.0).reshape(ok.shape[0], -1).sum(1) / np.maximum(n_node, 1)
+    node = np.where((n_node > 0) & bool(np.isfinite(crps_h).all()), node, np.nan)
+    return IntervalScores(list(levels), cov, width, iscore, crps_h, node)

@@ -7,7 +7,10 @@ each, called in this order by :func:`run_pipeline`:
     -> blend/<name> -> report
 
 (``anchor`` runs when the zoo starts from it, ``zoo.init: anchor``, or a method needs it; ``blend``
-runs for every method with parameters when ``blend.naive`` names naive forecasts.) The stages
+runs for every method with parameters when ``blend.naive`` names naive forecasts. With
+``ensemble.size`` K > 1, ``ensemble/generate`` samples GPD's members 1 .. K-1 and every method with
+parameters gets stages ``ensemble/<name>/<k>``; its ``methods/<name>`` stage is member 0, and the
+members' blend is fitted for their mean without a stage of its own: :mod:`gpdiff.ensemble`.) The stages
 down to ``diffusion`` read the sources only; ``target_prompts`` and everything after it read the
 target, so runs that differ only in the target or its split share the denoiser.
 
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpdiff import distributed, intervals
+from gpdiff import distributed, ensemble, intervals
 from gpdiff.adapt import forecast
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City, feasible
@@ -322,20 +325,42 @@ def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionMo
     return st, generated
 
 
+def member_generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionModel], target_st: Stage,
+                          target_prompts: PromptSet, progress: bool, log: Log) -> tuple[Stage, torch.Tensor]:
+    """The generations of GPD's ensemble members 1 .. K-1 ``[K - 1, N, P]`` (:func:`gpdiff.ensemble.member_generations`)."""
+    diff_st, model = diffusion
+    reads = {"generate": cfg.generate, "seed": cfg.seed, "ensemble_size": cfg.ensemble.size}
+    with run.stage("ensemble/generate", reads, [diff_st, target_st], seed=cfg.seed) as st:
+        f = st.path / "members.safetensors"
+        if st.cached:
+            return st, load_tensors(f)[0]["params"]
+        log(f"[generate] sampling {cfg.ensemble.size - 1} more ensemble member(s) for {len(target_prompts)} target "
+            "nodes")
+        params = torch.stack([g.params for g in ensemble.member_generations(
+            model, target_prompts, cfg.generate, cfg.seed, cfg.ensemble.size, progress)])
+        save_tensors(f, {"params": params}, {"seeds": [ensemble.member_seed(cfg.seed, k)
+                                                       for k in range(1, cfg.ensemble.size)]})
+    return st, params
+
+
 def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], cities: Cities,
-                 context: Callable[[Path], Context], log: Log) -> tuple[Stage, MethodResult]:
-    """One comparison method, run on the target (``context(workdir)`` builds what it may use)."""
+                 context: Callable[[Path], Context], log: Log, member: int = 0) -> tuple[Stage, MethodResult]:
+    """One comparison method, run on the target (``context(workdir)`` builds what it may use);
+    ``member`` > 0: that member of the method's ensemble (:mod:`gpdiff.ensemble`), its own stage."""
     # the sources' data and split too: a method without a zoo stage among its inputs (pooled_linear) reads them
     reads = {"method": name, "settings": cfg.methods[name], "finetune": cfg.finetune, "window": cfg.window,
              "split": cities.split, "target_scale_floor": cfg.target_scale_floor, "seed": cfg.seed,
              "source_split": [cfg.zoo.train, cfg.zoo.val, cfg.zoo.test]}
+    folder = f"methods/{name}"
+    if member:
+        reads["member"], folder = member, f"ensemble/{name}/{member}"
     data = dict(cities.fingerprints)
-    with run.stage(f"methods/{name}", reads, inputs, data=data, seed=cfg.seed) as st:
+    with run.stage(folder, reads, inputs, data=data, seed=cfg.seed) as st:
         f = st.path / "output.safetensors"
         if st.cached:
             tensors, meta = load_tensors(f)
         else:
-            log(f"[{name}] running")
+            log(f"[{name}] running" + (f" ensemble member {member + 1} of {cfg.ensemble.size}" if member else ""))
             result = get_method(name)(context(st.path))
             tensors = {"pred": torch.from_numpy(np.ascontiguousarray(result.pred, dtype=np.float32))}
             for key in ("params", "init"):
@@ -389,6 +414,39 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
             "rest (nothing before the few-shot days is read)" for n, v in short.items())
     return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes,
                         val_pred=result.val_pred), weights
+
+
+def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], first: MethodResult,
+                     members_gen: tuple[Stage, torch.Tensor] | None, cities: Cities,
+                     context: Callable[[str, int], Callable[[Path], Context]], model: BaseModel, tdata: CityData,
+                     truth: np.ndarray, mask: np.ndarray, log: Log) -> tuple[MethodResult, ensemble.Members]:
+    """Method ``name``'s ensemble of ``cfg.ensemble.size`` members (``first``: member 0, the method's own
+    stage; the others each a stage ``ensemble/<name>/<k>``), blended as configured: the result's
+    forecasts are the members' mean, its parameters member 0's (:mod:`gpdiff.ensemble`)."""
+    from gpdiff import blend
+
+    extra = [members_gen[0]] if name in NEEDS_GENERATION and members_gen is not None else []
+    results = [first] + [method_stage(run, cfg, name, inputs + extra, cities, context(name, k), log, member=k)[1]
+                         for k in range(1, cfg.ensemble.size)]
+    kind = cities.target.kind
+    raw_test = np.stack([r.pred for r in results])
+    raw_val = np.stack([r.pred if r.params is None else forecast(model, r.params, tdata, "val") for r in results])
+    m = ensemble.combine(raw_test, raw_val, tdata, cfg.blend.naive, cfg.blend.step, kind)
+    notes = {**first.notes, "ensemble": f"{cfg.ensemble.size} members (mean forecast), "
+             + ("generations of seeds " if name in NEEDS_GENERATION else "fine-tuning seeds ")
+             + ", ".join(str(ensemble.member_seed(cfg.seed, k)) for k in range(cfg.ensemble.size))}
+    if m.weights is not None and m.blend_val_mae is not None:
+        alone = masked_metrics(feasible(raw_test.mean(0, dtype=np.float64).astype(np.float32), kind), truth, mask)
+        notes.update({"blend": blend.describe(list(cfg.blend.naive), m.weights),
+                      "blend_val_mae": " -> ".join(f"{v:.5g}" for v in m.blend_val_mae),
+                      "mae_without_blend": round(float(alone.mae_avg), 5)})
+        short = {n: v for n, v in m.val_lagged.items() if v < 1}
+        if short:  # as in blend_stage: the validation day has no week (or day) before it inside the few-shot days
+            notes["blend_val_fallback"] = "; ".join(
+                f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
+                "rest (nothing before the few-shot days is read)" for n, v in short.items())
+        log(f"[blend] {name} ensemble: validation MAE {m.blend_val_mae[0]:.4g} -> {m.blend_val_mae[1]:.4g}")
+    return MethodResult(pred=m.point, params=first.params, init=first.init, notes=notes), m
 
 
 def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.ndarray | None, model: BaseModel,
@@ -513,10 +571,12 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
         source_prompts = source_prompts.select(zoo.keys())
         target_st, target_prompts = target_prompts_stage(run, cfg, cities, prompts_st, log)
-    generated, gen_st = None, None
+    generated, gen_st, members_gen = None, None, None
     if any(m in NEEDS_GENERATION for m in cfg.methods):
         diffusion = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
         gen_st, generated = generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
+        if cfg.ensemble.active:
+            members_gen = member_generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
         if anchor is not None:  # everything a new city needs from these sources, as one folder (gpdiff fit --pretrained)
             pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings).save_pretrained(
                 run.root / "pretrained")
@@ -524,11 +584,15 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     model = cfg.zoo.build_model(cfg.window)
     sources = prepare_cities(cities.sources, cfg.window, cfg.zoo, model, device)
 
-    def context(name: str) -> Callable[[Path], Context]:
+    def context(name: str, member: int = 0) -> Callable[[Path], Context]:
+        gen = generated
+        if member and generated is not None and members_gen is not None:
+            gen = dataclasses.replace(generated, params=members_gen[1][member - 1])
         return lambda workdir: Context(
             model=model, sources=sources, target=tdata, zoo=zoo, source_prompts=source_prompts,
-            target_prompts=target_prompts, finetune=cfg.finetune, seed=cfg.seed, workdir=workdir,
-            generated=generated, anchor=anchor[1] if anchor else None, progress=progress, options=cfg.methods[name])
+            target_prompts=target_prompts, finetune=cfg.finetune, seed=ensemble.member_seed(cfg.seed, member),
+            workdir=workdir, generated=gen, anchor=anchor[1] if anchor else None, progress=progress,
+            options=cfg.methods[name])
 
     origins = tdata.origins("test")
     truth, mask = tdata.truth(origins)
@@ -550,8 +614,11 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
         if "fallback" in result.notes:
             log(f"[{name}] {result.notes['fallback']}")
-        kind, weights = cities.target.kind, None
-        if cfg.blend.active and result.blend and (result.params is not None or result.val_pred is not None):
+        kind, weights, members = cities.target.kind, None, None
+        if cfg.ensemble.active and ensemble.ensembled(name, result.params is not None):
+            result, members = ensemble_members(run, cfg, name, inputs, result, members_gen, cities, context, model,
+                                               tdata, truth, mask, log)
+        elif cfg.blend.active and result.blend and (result.params is not None or result.val_pred is not None):
             alone = masked_metrics(feasible(result.pred, kind), truth, mask).mae_avg
             result, weights = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
             result.notes["mae_without_blend"] = round(float(alone), 5)
@@ -565,15 +632,19 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
             raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "
                                f"expected {truth.shape} (nodes, test windows, horizon)")
         levels = sorted({*cfg.intervals.levels, *intervals.RELIABILITY_LEVELS})  # the report's reliability plot too
-        cal = intervals.calibrate(val_forecast(cfg, name, result, weights, model, tdata), val_truth, val_mask,
-                                  tdata.scaler.std[:, 0], levels)
+        val_pred = members.val_point if members is not None else val_forecast(cfg, name, result, weights, model, tdata)
+        cal = intervals.calibrate(val_pred, val_truth, val_mask, tdata.scaler.std[:, 0], levels)
         for note in cal.notes:
             if any(note.startswith(f"{intervals.level_name(v)}% ") for v in cfg.intervals.levels):
                 result.notes.setdefault("intervals", note)
         scores = intervals.score(result.pred, intervals.bounds(result.pred, tdata.scaler.std[:, 0], cal, kind), truth,
                                  mask, cal.levels)
+        ens = None
+        if members is not None:
+            ens = ensemble.score_ensemble(members.test, members.val, truth, mask, val_truth, val_mask,
+                                          tdata.scaler.std[:, 0], levels, cfg.ensemble.spread_floor, kind)
         outcomes[name] = Outcome(result, masked_metrics(result.pred, truth, mask), node_mae(result.pred, truth, mask),
-                                 scores)
+                                 scores, ens)
 
     run.timings["total"] = time.perf_counter() - t_start
     record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=truth, outcomes=outcomes,

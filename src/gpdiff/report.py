@@ -17,6 +17,9 @@ import numpy as np
 from tabulate import tabulate
 
 from gpdiff.data.city import City
+from gpdiff.ensemble import ENSEMBLE_SUFFIX, EnsembleOutcome
+from gpdiff.ensemble import interval_rows as ensemble_interval_rows
+from gpdiff.ensemble import report_lines as ensemble_report_lines
 from gpdiff.intervals import IntervalScores, level_name
 from gpdiff.io import atomic_write_bytes
 from gpdiff.plotstyle import TRUTH_COLOR, legend_outside, method_style, scatter_style
@@ -238,6 +241,7 @@ class Outcome:
     metrics: Metrics
     node_mae: np.ndarray  # [N] test MAE of every target node (NaN: no observed target)
     intervals: IntervalScores | None = None  # scores of its conformal prediction intervals on the test windows
+    ensemble: EnsembleOutcome | None = None  # its ensemble's scores, with ensemble.size > 1 (gpdiff.ensemble)
 
 
 @dataclass
@@ -264,8 +268,19 @@ class RunRecord:
     def interval_rows(self) -> list[dict[str, Any]]:
         """``intervals.csv`` rows: every method's interval scores at the configured levels."""
         levels = list(self.config.intervals.levels)
-        return [row for name, o in self.outcomes.items() if o.intervals is not None
+        rows = [row for name, o in self.outcomes.items() if o.intervals is not None
                 for row in o.intervals.rows(name, levels)]
+        return rows + [row for name, o in self.outcomes.items() if o.ensemble is not None
+                       for row in ensemble_interval_rows(name, o.ensemble, levels)]
+
+    def node_crps(self) -> dict[str, np.ndarray]:
+        """``node_crps.csv`` columns: every method's per-node interval-implied CRPS, and ``name:ensemble``
+        for its conformalised ensemble."""
+        out = {m: o.intervals.node_crps for m, o in self.outcomes.items()
+               if o.intervals is not None and o.intervals.node_crps is not None}
+        out.update({m + ENSEMBLE_SUFFIX: o.ensemble.scores.node_crps for m, o in self.outcomes.items()
+                    if o.ensemble is not None and o.ensemble.scores.node_crps is not None})
+        return out
 
     def params(self, method: str) -> np.ndarray | None:
         o = self.outcomes.get(method)
@@ -365,6 +380,12 @@ def write_run_report(rec: RunRecord) -> Path:
         plots["reliability"] = plot_reliability(scored, root / "reliability.png",
                                                 f"{target.name}: interval coverage on the test period")
         interval_lines = _interval_table(scored, list(cfg.intervals.levels), avg)
+        crps_nodes = rec.node_crps()
+        if crps_nodes:
+            atomic_write_text(root / "node_crps.csv", pd.DataFrame(crps_nodes, index=pd.Index(
+                target.node_ids, name="node")).to_csv(float_format="%.6g"))
+        interval_lines += ensemble_report_lines(scored, {m: o.ensemble for m, o in rec.outcomes.items()
+                                                         if o.ensemble is not None}, list(cfg.intervals.levels))
 
     v = versions()
     g, w = cfg.generate, cfg.window
@@ -414,6 +435,8 @@ def write_run_report(rec: RunRecord) -> Path:
     lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
               "- `intervals.csv`: every method's interval coverage, width, interval score and CRPS per horizon step",
               "- `node_mae.csv`: every target node's test MAE per method (the unit of paired tests)",
+              "- `node_crps.csv`: every target node's test CRPS per method (`name:ensemble`: its conformalised "
+              "ensemble, with `ensemble.size` > 1)",
               "- `anchor/`, `zoo/`, `prompts/`, `target_prompts/`, `diffusion/`, `generate/`, `methods/<name>/`, "
               f"`blend/<name>/` (with `blend.naive`), {where}: "
               "stage outputs, each with `stage.yaml` (key, config, inputs, code fingerprint, seed, versions, "

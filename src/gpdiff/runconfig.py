@@ -15,6 +15,7 @@
       methods:   {name: settings}  the methods to run, in order, each with its own settings
       blend:     BlendConfig       naive forecasts every learned method is blended with (weights fitted on validation)
       intervals: IntervalConfig    levels of the conformal prediction intervals (calibrated on validation)
+      ensemble:  EnsembleConfig    members per method with parameters (GPD's generations, deep ensembles)
 
 YAML files are nested the same way and only override defaults; ``--set dotted.path=value`` overrides
 one field. A key from before the tree (``history``, ``steps``, ``zoo.k`` ...) fails with one line
@@ -47,6 +48,7 @@ from gpdiff.data.windows import WindowConfig
 from gpdiff.device import check_device_name
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
+from gpdiff.ensemble import EnsembleConfig
 from gpdiff.errors import GpdiffError
 from gpdiff.intervals import IntervalConfig
 from gpdiff.io import read_yaml
@@ -114,6 +116,7 @@ class RunConfig:
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {m: {} for m in DEFAULT_METHODS})
     blend: BlendConfig = field(default_factory=BlendConfig)
     intervals: IntervalConfig = field(default_factory=IntervalConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     seed: int = 0
     device: str = "auto"
     out: str = "runs/default"

@@ -7,7 +7,9 @@ Written into the suite's output folder by :func:`write_scoreboard`:
 - ``timings.csv``: experiment, seed, stage, wall_s, folder (every run's stages; a stage shared by
   several runs has one folder and was computed once);
 - ``intervals.csv``: experiment, seed, method, level, coverage, width, interval_score, crps (every
-  run's prediction intervals, averaged over the horizon; runs from before intervals have none);
+  run's prediction intervals, averaged over the horizon; runs from before intervals have none; with
+  ``ensemble.size`` > 1 also ``name:ensemble`` rows and the members' ``crps_ensemble``);
+- ``node_crps.csv``: experiment, seed, method, node, crps (every target node's test CRPS);
 - ``scoreboard.md``: per experiment, mean +- std over seeds of the average-horizon MAE of every
   method, its rank, the best baseline and GPD's ratio to it; the paired test of GPD against the
   best baseline; an overall table of mean ranks and GPD's wins / ties / losses against each
@@ -18,7 +20,9 @@ Written into the suite's output folder by :func:`write_scoreboard`:
 A *baseline* is every method whose name does not start with ``gpd``. The paired test is the
 Wilcoxon signed-rank test (scipy) over the target's nodes: each node's test MAE, averaged over the
 seeds, under GPD and under the best baseline; two-sided, nodes without observed targets dropped.
-A tie is a mean MAE within ``TIE`` (1%) of the other's.
+A tie is a mean MAE within ``TIE`` (1%) of the other's. The CRPS of the intervals is compared the
+same way: GPD's mean CRPS over seeds against the baseline with the lowest, and the same Wilcoxon test
+over nodes of each node's CRPS averaged over the seeds (:func:`crps_tests`).
 """
 
 from __future__ import annotations
@@ -92,12 +96,49 @@ def collect_intervals(experiments: Sequence[Experiment]) -> pd.DataFrame:
             df = pd.read_csv(f, dtype={"horizon": str})
             frames.append(df[df["horizon"] == "avg"].assign(experiment=e.label, seed=e.seed))
     cols = ["experiment", "seed", "method", "level", "coverage", "width", "interval_score", "crps"]
+    if any("crps_ensemble" in f for f in frames):  # runs with ensembles (gpdiff.ensemble)
+        cols.append("crps_ensemble")
+    return pd.concat(frames).reindex(columns=cols).reset_index(drop=True) if frames else pd.DataFrame(columns=cols)
+
+
+def collect_node_crps(experiments: Sequence[Experiment]) -> pd.DataFrame:
+    """Every finished run's per-node test CRPS (its ``node_crps.csv``; runs from before it have none):
+    experiment, seed, method, node, crps."""
+    frames = []
+    for e in experiments:
+        f = Path(e.config.out) / "node_crps.csv"
+        if f.is_file():
+            per = pd.read_csv(f, dtype={"node": str}).melt(id_vars="node", var_name="method", value_name="crps")
+            frames.append(per.assign(experiment=e.label, seed=e.seed))
+    cols = ["experiment", "seed", "method", "node", "crps"]
     return pd.concat(frames)[cols].reset_index(drop=True) if frames else pd.DataFrame(columns=cols)
 
 
-def intervals_markdown(iv: pd.DataFrame) -> str:
+def crps_tests(iv: pd.DataFrame, node_crps: pd.DataFrame) -> dict[str, list[tuple[PairedTest, float]]]:
+    """Per experiment, for ``gpd`` (and ``gpd:ensemble`` where the runs had ensembles): the paired test
+    of its per-node CRPS (mean over seeds) against the baseline with the lowest mean CRPS (every method
+    not starting with ``gpd``, its conformalised ensemble included), and its mean-CRPS ratio to it."""
+    out: dict[str, list[tuple[PairedTest, float]]] = {}
+    for exp in iv["experiment"].unique():
+        e = iv[(iv["experiment"] == exp) & (iv["level"] == iv["level"].min())]
+        crps = e.groupby("method", sort=False)["crps"].mean()
+        others = crps[~crps.index.str.startswith("gpd")].dropna()
+        per = node_crps[node_crps["experiment"] == exp].groupby(["method", "node"])["crps"].mean()
+        if others.empty or per.empty:
+            continue
+        base = str(others.idxmin())
+        for g in (GPD, GPD + ":ensemble"):
+            if g in crps.index and g in per.index and base in per.index:
+                a = per.loc[g]
+                out.setdefault(exp, []).append((paired_test(a.to_numpy(), per.loc[base].reindex(a.index).to_numpy(),
+                                                            g, base), float(crps[g] / others[base])))
+    return out
+
+
+def intervals_markdown(iv: pd.DataFrame, node_crps: pd.DataFrame | None = None) -> str:
     """Per experiment and method: coverage of each interval level and CRPS, mean ± std over seeds, and
-    GPD's CRPS ratio to the best other method's."""
+    GPD's CRPS ratio to the best other method's, with the paired test over nodes when ``node_crps``
+    (:func:`collect_node_crps`) has the runs' per-node CRPS."""
     if iv.empty:
         return ""
     levels = sorted(iv["level"].unique())
@@ -117,7 +158,12 @@ def intervals_markdown(iv: pd.DataFrame) -> str:
             rows.append(row)
         lines += [f"### {exp}", "", table(rows, fmt="github"), ""]
         others = crps[~crps.index.str.startswith("gpd")]
-        if GPD in crps.index and not others.empty:
+        tests = crps_tests(iv, node_crps).get(exp, []) if node_crps is not None and not node_crps.empty else []
+        for t, ratio in tests:
+            lines += [f"`{t.a}`'s CRPS / the best baseline's (`{t.b}`): {ratio:.3f}. Paired test over {t.n} nodes "
+                      f"(Wilcoxon signed-rank, node CRPS averaged over seeds; median difference {_fmt(t.median_diff)}): "
+                      f"{t.verdict()}.", ""]
+        if not tests and GPD in crps.index and not others.empty:
             best = others["mean"].idxmin()
             lines += [f"GPD's CRPS / the best other method's (`{best}`): {crps.loc[GPD, 'mean'] / others.loc[best, 'mean']:.3f}.",
                       ""]
@@ -307,7 +353,10 @@ def write_scoreboard(out: Path, experiments: Sequence[Experiment], wall: dict[st
     iv = collect_intervals(experiments)
     if not iv.empty:
         atomic_write_text(out / "intervals.csv", iv.to_csv(index=False, float_format="%.6g"))
+    node_crps = collect_node_crps(experiments)
+    if not node_crps.empty:
+        atomic_write_text(out / "node_crps.csv", node_crps.to_csv(index=False, float_format="%.6g"))
     md = scoreboard_markdown(results, nodes, timings, f"gpdiff bench: {out.name}")
-    md += ("\n" + intervals_markdown(iv)) if not iv.empty else ""
+    md += ("\n" + intervals_markdown(iv, node_crps)) if not iv.empty else ""
     md += "\n## Plots\n\n" + "\n\n".join(f"![{title}]({p.name})" for title, p in plots if p is not None) + "\n"
     return atomic_write_text(out / "scoreboard.md", md)
