@@ -113,10 +113,10 @@ def check(city: City, config: BacktestConfig, window_length: int) -> None:
     (history + horizon steps before the validation days) or ``start_day + start_days + days`` beyond
     the city's whole days."""
     spd = city.steps_per_day
-    n_val = int(round(config.val_days * spd))
+    n_val = round(config.val_days * spd)
     train = config.start_days * spd - n_val
     if config.start_days < 1 or train < window_length:
-        need = int(np.ceil((window_length + n_val) / spd))
+        need = -(-(window_length + n_val) // spd)
         raise GpdiffError(f"--start-days {config.start_days}: the last {config.val_days:g} day(s) validate, leaving "
                           f"{max(train, 0)} steps to train, fewer than one window ({window_length} steps of history + "
                           f"horizon); use --start-days {need} or more.")
@@ -167,6 +167,7 @@ def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestCo
                 rows.extend({"start_day": d0, "weekday": weekday, **r} for r in day_rows)
                 forecasts[(d0, k, method)] = pred
     scores = pd.DataFrame(rows, columns=columns(config.intervals.levels))
+    scores = scores.sort_values(["start_day", "day"], kind="stable").reset_index(drop=True)  # methods in run order
     return BacktestResult(scores, forecasts, notes, list(config.intervals.levels))
 
 

@@ -6,7 +6,8 @@ season (``season_length`` = the city's steps per day), fitted on each node's own
 statsforecast's own split conformal intervals (``ConformalIntervals``: the residuals of
 ``n_windows`` rolling refits on the fitted series; Angelopoulos & Bates 2021). The windows of the day
 to score are forecast from their true history without refitting (``cross_validation(refit=False)``,
-which applies the fitted model to the series up to each origin).
+which applies the fitted model to the series up to each origin), and each gets the conformal half-widths
+per horizon step that statsforecast calibrated on the fitted days (``forecast(level=...)``).
 
 statsforecast is an optional dependency (``pip install gpdiff[baselines]``), imported only here and
 only when asked for: :func:`available` says whether it is installed.
@@ -64,25 +65,33 @@ def forecast_windows(city: City, train_stop: int, origins: np.ndarray, horizon: 
         return point, bnds
     stop = int(origins.max()) + horizon  # the last window's targets end here
     n_windows = stop - horizon - train_stop + 1  # cutoffs train_stop - 1 .. stop - horizon - 1
-    model = AutoETS(season_length=city.steps_per_day,
-                    prediction_intervals=ConformalIntervals(h=horizon, n_windows=CONFORMAL_WINDOWS))
     freq = pd.Timedelta(minutes=city.interval_minutes)
-    sf = StatsForecast(models=[model], freq=freq, n_jobs=1)
     pct = [int(p) if float(p).is_integer() else p for p in (float(f"{v * 100:g}") for v in levels)]
-    cv = sf.cross_validation(df=_series(city, stop), h=horizon, step_size=1, n_windows=n_windows, refit=False,
-                             level=pct)
+    series = _series(city, stop)
+    alias = pd.tseries.frequencies.to_offset(freq).freqstr  # "h", "10min": statsforecast's pandas frequency
+    point_model = StatsForecast(models=[AutoETS(season_length=city.steps_per_day)], freq=alias, n_jobs=1)
+    cv = point_model.cross_validation(df=series, h=horizon, step_size=1, n_windows=n_windows, refit=False)
     start = city.timestamps[0].tz_localize(None) if city.timestamps.tz is not None else city.timestamps[0]
     node = cv["unique_id"].to_numpy(np.int64)
     origin = ((pd.to_datetime(cv["cutoff"]) - start) / freq).to_numpy().astype(np.int64) + 1
     step = ((pd.to_datetime(cv["ds"]) - start) / freq).to_numpy().astype(np.int64) - origin
     pos = {int(o): i for i, o in enumerate(origins)}
-    keep = np.array([o in pos for o in origin])
+    keep = np.array([int(o) in pos for o in origin])
     rows = np.array([pos.get(int(o), -1) for o in origin])[keep]
-    node, step = node[keep], step[keep]
-    point[node, rows, step] = cv["AutoETS"].to_numpy(np.float64)[keep]
+    point[node[keep], rows, step[keep]] = cv["AutoETS"].to_numpy(np.float64)[keep]
+    # statsforecast's conformal half-widths per horizon step, calibrated once on the fitted days (its
+    # cross_validation recalibrates them at every window, CONFORMAL_WINDOWS refits each: a day's cost per window)
+    conformal = AutoETS(season_length=city.steps_per_day,
+                        prediction_intervals=ConformalIntervals(h=horizon, n_windows=CONFORMAL_WINDOWS))
+    fc = StatsForecast(models=[conformal], freq=alias, n_jobs=1).forecast(
+        df=series[series["ds"] < series["ds"].iloc[0] + train_stop * freq], h=horizon, level=pct)
+    fc_node = fc["unique_id"].to_numpy(np.int64)
+    fc_step = ((pd.to_datetime(fc["ds"]) - start) / freq).to_numpy().astype(np.int64) - train_stop
     for i, level in enumerate(levels):
         for j, side in enumerate(("lo", "hi")):
             col = f"AutoETS-{side}-{level_name(level)}"
-            if col in cv:
-                bnds[i, j, node, rows, step] = cv[col].to_numpy(np.float64)[keep]
+            if col in fc:
+                half = np.full((n, horizon), np.nan)
+                half[fc_node, fc_step] = (fc[col] - fc["AutoETS"]).to_numpy(np.float64)
+                bnds[i, j] = point + half[:, None, :]
     return feasible(point, city.kind), feasible(bnds, city.kind)
