@@ -173,3 +173,14 @@ def test_auto_ets_forecasts_from_the_true_history_without_reading_ahead():
     p2, _ = ets.forecast_windows(_poisoned(city, at), 3 * SPD, origins, 6, [0.8, 0.95])
     early = origins <= at
     assert np.array_equal(point[:, early], p2[:, early]) and not np.array_equal(point[:, ~early], p2[:, ~early])
+
+
+def test_a_node_without_data_in_the_first_days_is_left_out_with_a_note():
+    city = _city()
+    mask = city.mask.copy()
+    mask[: 2 * SPD + 5, 1] = False  # sensor 1 starts reporting on the third day
+    r = backtest(dataclasses.replace(city, mask=mask), None,
+                 BacktestConfig(methods=["historical_average"], days=2))
+    assert all(v.shape[0] == 3 for v in r.forecasts.values())
+    assert any(f"1 node(s) have no observed value in the first days and are left out (installed later?): "
+               f"{city.node_ids[1]}" in n for n in r.notes)

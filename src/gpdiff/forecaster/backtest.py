@@ -45,7 +45,7 @@ from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.diffusion.pretrained import GPD
 from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.forecaster import ets
-from gpdiff.forecaster.forecaster import NAIVE, NEEDS_ZOO, STARTS, Forecaster, ForecasterConfig
+from gpdiff.forecaster.forecaster import NAIVE, NEEDS_ZOO, STARTS, Forecaster, ForecasterConfig, _select
 from gpdiff.intervals import IntervalConfig, bounds, level_name, score
 from gpdiff.metrics import masked_metrics
 
@@ -152,23 +152,41 @@ def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestCo
     if ets.NAME in methods and not ets.available():
         methods.remove(ets.NAME)
         notes.append(f"left out: {ets.NAME} (statsforecast is not installed; {ets.INSTALL})")
-    for note in notes:
-        log(f"[backtest] note: {note}")
     spd = city.steps_per_day
     rows: list[dict[str, Any]] = []
     forecasts: dict[tuple[int, int, str], np.ndarray] = {}
-    for d0 in config.start_day:
+    cities = {d0: _observed_nodes(city, d0 * spd, config.start_days * spd, notes) for d0 in config.start_day}
+    for note in notes:
+        log(f"[backtest] note: {note}")
+    for d0, city_d in cities.items():
         first = d0 * spd
         weekday = city.timestamps[first].day_name()
         log(f"[backtest] {city.name}: start day {d0} ({city.timestamps[first]:%Y-%m-%d}, a {weekday}), "
             f"{config.start_days} day(s) of data, then {config.days} day(s)")
         for method in methods:
-            for k, day_rows, pred in _replay(city, first, method, config, gpd, window, log, progress):
+            for k, day_rows, pred in _replay(city_d, first, method, config, gpd, window, log, progress):
                 rows.extend({"start_day": d0, "weekday": weekday, **r} for r in day_rows)
                 forecasts[(d0, k, method)] = pred
     scores = pd.DataFrame(rows, columns=columns(config.intervals.levels))
     scores = scores.sort_values(["start_day", "day"], kind="stable").reset_index(drop=True)  # methods in run order
     return BacktestResult(scores, forecasts, notes, list(config.intervals.levels))
+
+
+def _observed_nodes(city: City, first: int, steps: int, notes: list[str]) -> City:
+    """``city`` without the nodes that have no observed value in the user's first ``steps`` steps from
+    ``first`` (a sensor installed later: the user does not have it yet, and a forecaster cannot fit
+    it); a note names them. :class:`GpdiffError` when no node is observed there."""
+    seen = city.mask[first:first + steps].any(0)
+    if seen.all():
+        return city
+    day = f"{city.timestamps[first]:%Y-%m-%d}"
+    if not seen.any():
+        raise GpdiffError(f"{city.name}: no node has an observed value in the {steps // city.steps_per_day} day(s) from "
+                          f"{day}; choose another --start-day.")
+    gone = [city.node_ids[i] for i in np.flatnonzero(~seen)]
+    notes.append(f"start day {day}: {len(gone)} node(s) have no observed value in the first days and are left out "
+                 f"(installed later?): {', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}")
+    return _select(city, list(np.flatnonzero(seen)))
 
 
 def columns(levels: list[float]) -> list[str]:
