@@ -66,9 +66,8 @@ def main() -> None:
     args = ap.parse_args()
     given = dict(p.split("=", 1) for p in args.pretrained)
     starts = [int(s) for s in args.starts.split(",")]
-    rows, summary = [], ["# Backtest benchmark", "",
-                         f"Leave one city out; start days {starts}, {args.start_days} days of data first; seed "
-                         f"{args.seed}.", ""]
+    head = f"Leave one city out; start days {starts}, {args.start_days} days of data first; seed {args.seed}."
+    rows, summary = [], ["# Backtest benchmark", "", head, ""]
     for target in args.targets.split(","):
         city = load_city(target)
         have = city.n_steps // city.steps_per_day
