@@ -62,6 +62,7 @@ def plot(result: BacktestResult, out: str | Path, city: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     s = result.scores
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
@@ -78,6 +79,8 @@ def plot(result: BacktestResult, out: str | Path, city: str) -> Path:
         ax.axhline(level, color="k", lw=0.8, ls=("-", "--", ":")[i % 3])
     ax.set(title="coverage (" + ", ".join(f"{level_name(v)}%: {('solid', 'dashed', 'dotted')[i % 3]}"
                                           for i, v in enumerate(result.levels)) + ")", xlabel="days of data")
+    for a in axes:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper")
     fig.suptitle(f"Backtest: {city}")
