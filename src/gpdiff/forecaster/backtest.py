@@ -56,8 +56,8 @@ METHODS = (*NAIVE, "gpd_zero_shot", "gpd", "transfer_zero_shot", "transfer", "ta
 
 @dataclass
 class BacktestConfig:
-    """A backtest: ``methods`` (default :data:`METHODS`; the naive references always run), the first
-    day of data ``start_days`` (one backtest per entry, 0-based day index), ``start_days`` days of data
+    """A backtest: ``methods`` (default :data:`METHODS`; the naive references always run), the user's
+    first day ``start_day`` (one backtest per entry, 0-based day of the data), ``start_days`` days of data
     before the first forecast day, ``days`` forecast days, and the forecasters' settings
     (:class:`ForecasterConfig` fields: fine-tuning budget, blend, interval levels, seed)."""
 
@@ -93,13 +93,14 @@ class BacktestConfig:
             raise GpdiffError(f"--days must be at least 1, got {self.days}.")
 
     def forecaster(self, method: str) -> ForecasterConfig:
+        """The settings every forecaster of the backtest shares, for ``method``."""
         return ForecasterConfig(method=method, val_days=self.val_days, finetune=self.finetune, blend=self.blend,
                                 intervals=self.intervals, seed=self.seed)
 
 
 @dataclass
 class BacktestResult:
-    """``scores``: one row per start day, forecast day and method (:data:`COLUMNS`); ``forecasts``:
+    """``scores``: one row per start day, forecast day and method (:func:`columns`); ``forecasts``:
     the point forecasts ``[N, B, H]`` per ``(start_day, day, method)``; ``notes``: what was left out."""
 
     scores: pd.DataFrame
