@@ -45,7 +45,7 @@ def _pretrained(target: str, out: Path, given: dict[str, str], seed: int) -> GPD
     from gpdiff.runconfig import RunConfig
 
     sources = [t for t in TARGETS if t != target]
-    cfg = RunConfig.from_yaml(None, {"sources": ",".join(sources), "seed": seed, "device": "cpu"}, ())
+    cfg = RunConfig.from_yaml(None, {"target": target, "sources": ",".join(sources), "seed": seed, "device": "cpu"}, ())
     t = time.perf_counter()
     gpd = pretrain_sources(cfg, folder, progress=False, log=print)
     print(f"[bench] pretrained without {target} in {time.perf_counter() - t:.0f} s -> {folder}")
