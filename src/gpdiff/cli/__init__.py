@@ -31,6 +31,8 @@ COMMANDS = (
      "Forecast the next steps of every node with a saved FORECASTER: a table timestamp, node, step, forecast."),
     ("gpdiff.cli.forecast", "update",
      "Add the new days of --data to FORECASTER and save them as a new version."),
+    ("gpdiff.cli.backtest", "backtest",
+     "Replay CITY's first days: fit every method on --start-days days, forecast the next day, score it, update."),
 )
 
 
