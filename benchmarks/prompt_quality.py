@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from gpdiff.data import load_city
-from gpdiff.params import ParamCollection
+from gpdiff.zoo.params import ParamCollection
 from gpdiff.prompts import PromptEncoders, make_encoder, source_segment
 from gpdiff.prompts.diagnostics import (
     node_identification,

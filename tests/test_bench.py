@@ -10,12 +10,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gpdiff.bench import load_suite, run_suite
+from gpdiff.experiment.bench import load_suite, run_suite
 from gpdiff.cli import main
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.errors import GpdiffError
-from gpdiff.scoreboard import paired_test
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.experiment.scoreboard import paired_test
 
 METHODS = ["seasonal_naive", "historical_average", "mean_params", "gpd"]
 BASE = {
@@ -154,7 +154,7 @@ def test_named_experiments_of_one_target(tmp_path, data_dir):
 
 
 def test_bundled_suites_parse(tmp_path):
-    from gpdiff.bench import BUNDLED_SUITES
+    from gpdiff.experiment.bench import BUNDLED_SUITES
 
     sizes = {p.stem: len(load_suite(p, tmp_path).experiments) for p in sorted(BUNDLED_SUITES.glob("*.yaml"))}
     assert sizes == {"base_models": 6, "conditioning": 10, "context": 5, "context_no_residual": 5, "context_weekly": 4,

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.loaders import load_astgcn, load_city_folder, load_dcrnn, load_path
-from gpdiff.errors import GpdiffError
-from gpdiff.pipeline import load_cities, load_named
-from gpdiff.runconfig import RunConfig
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.experiment.pipeline import load_cities, load_named
+from gpdiff.experiment.runconfig import RunConfig
 
 IDS = ["a", "b", "c"]
 

@@ -1,4 +1,4 @@
-"""Stage bookkeeping (gpdiff.stages): reuse, recompute on a key change, resume, damaged outputs."""
+"""Stage bookkeeping (gpdiff.experiment.stages): reuse, recompute on a key change, resume, damaged outputs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gpdiff.io import read_yaml
-from gpdiff.stages import Run
+from gpdiff.utils.io import read_yaml
+from gpdiff.experiment.stages import Run
 
 
 def _compute(run: Run, config: dict, text: str = "result") -> tuple[bool, Path]:

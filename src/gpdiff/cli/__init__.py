@@ -8,7 +8,7 @@ import sys
 import click
 
 from gpdiff import __version__
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 # (module, attribute, the line `gpdiff --help` shows): every module defines one click command or
 # group. The lines are here so that `gpdiff --help` imports no command module (they import torch);

@@ -26,9 +26,9 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
     Every experiment x seed is one `gpdiff run`; runs share one stage cache, so a stage with the same
     key is computed once. Rerunning resumes. See configs/bench/ for the bundled suites.
     """
-    from gpdiff.bench import check_data, describe, find_suite, finished, load_suite, run_suite
-    from gpdiff.errors import GpdiffError
-    from gpdiff.scoreboard import write_scoreboard
+    from gpdiff.experiment.bench import check_data, describe, find_suite, finished, load_suite, run_suite
+    from gpdiff.utils.errors import GpdiffError
+    from gpdiff.experiment.scoreboard import write_scoreboard
 
     path = find_suite(suite)
     out = out or Path("runs") / "bench" / path.stem

@@ -13,7 +13,7 @@ from gpdiff.diffusion.schedule import SAMPLERS
 from gpdiff.methods import METHODS
 from gpdiff.models import MODELS
 
-# flag -> dotted path in the run config tree (gpdiff.runconfig)
+# flag -> dotted path in the run config tree (gpdiff.experiment.runconfig)
 RUN_FLAGS = {"target": "target", "sources": "sources", "data_dir": "data_dir", "target_days": "target_days",
              "model": "zoo.model", "preset": "zoo.preset", "condition": "diffusion.denoiser.condition",
              "sampler": "generate.sampler", "num_inference_steps": "generate.num_inference_steps",
@@ -59,11 +59,11 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
 
     With no options: leave-one-city-out within the bundled flow cities, target melbourne-ped, 3 days.
     """
-    from gpdiff.config import parse_assignment, set_path
-    from gpdiff.errors import GpdiffError
-    from gpdiff.io import read_yaml
-    from gpdiff.pipeline import run_pipeline
-    from gpdiff.runconfig import RunConfig, method_settings
+    from gpdiff.utils.config import parse_assignment, set_path
+    from gpdiff.utils.errors import GpdiffError
+    from gpdiff.utils.io import read_yaml
+    from gpdiff.experiment.pipeline import run_pipeline
+    from gpdiff.experiment.runconfig import RunConfig, method_settings
 
     overrides: dict[str, Any] = {}
     for name, value in flags.items():

@@ -1,6 +1,6 @@
 """`gpdiff run`: few-shot transfer to a target city, end to end, with every comparison method.
 
-Stages (each a folder of the run directory, computed once; see :mod:`gpdiff.stages`), one function
+Stages (each a folder of the run directory, computed once; see :mod:`gpdiff.experiment.stages`), one function
 each, called in this order by :func:`run_pipeline`:
 
     anchor -> zoo -> prompts -> target_prompts -> diffusion -> generate -> methods/<name> (one per method)
@@ -11,13 +11,13 @@ runs for every method with parameters when ``blend.naive`` names naive forecasts
 down to ``diffusion`` read the sources only; ``target_prompts`` and everything after it read the
 target, so runs that differ only in the target or its split share the denoiser.
 
-Under ``torchrun`` (:mod:`gpdiff.distributed`) rank 0 runs the pipeline as above; the ``zoo``
+Under ``torchrun`` (:mod:`gpdiff.utils.distributed`) rank 0 runs the pipeline as above; the ``zoo``
 stage is sharded by node over every rank and the ``diffusion`` stage is data-parallel, the other
 ranks joining in (:func:`follow_pipeline`) with what rank 0 sends them. Stage folders, reports
 and every other stage are rank 0's.
 
 Each stage's key is derived from the config sections it reads, the keys of the stages it reads,
-the data it reads and the code (:func:`gpdiff.stages.stage_key`). The target city is split by
+the data it reads and the code (:func:`gpdiff.experiment.stages.stage_key`). The target city is split by
 :func:`gpdiff.data.target_split`: only its few-shot days are trained on, its validation slice drives
 early stopping, and its test period is scored once, the same way for every method.
 """
@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpdiff import distributed, intervals
-from gpdiff.adapt import forecast
+from gpdiff.utils import distributed
+from gpdiff.evaluation import intervals
+from gpdiff.methods.adapt import forecast
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import City, feasible
 from gpdiff.data.splits import Split, source_split, target_split
@@ -43,17 +44,17 @@ from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.pretrained import ARCHITECTURE, GPD, source_record
 from gpdiff.diffusion.train import DiffusionModel
-from gpdiff.errors import GpdiffError
-from gpdiff.io import load_tensors, save_tensors, write_yaml
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import load_tensors, save_tensors, write_yaml
 from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, ZERO_SHOT, Context, MethodResult, get_method
-from gpdiff.metrics import masked_metrics, node_mae
+from gpdiff.evaluation.metrics import masked_metrics, node_mae
 from gpdiff.models.base import BaseModel
-from gpdiff.params import ParamCollection
+from gpdiff.zoo.params import ParamCollection
 from gpdiff.prompts import PromptSet
-from gpdiff.report import Outcome, RunRecord, write_run_report
-from gpdiff.runconfig import RunConfig
-from gpdiff.stages import Run, Stage
-from gpdiff.zoo import require_graph
+from gpdiff.experiment.report import Outcome, RunRecord, write_run_report
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.experiment.stages import Run, Stage
+from gpdiff.zoo.train import require_graph
 
 Log = Callable[[str], Any]
 
@@ -179,9 +180,9 @@ def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityDat
 
 # ----------------------------------------------------------------------- stages
 def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log) -> tuple[Stage, torch.Tensor]:
-    """One model on all source nodes (:func:`gpdiff.zoo.fit_anchor`)."""
-    from gpdiff.anchor import load_anchor
-    from gpdiff.zoo import fit_anchor
+    """One model on all source nodes (:func:`gpdiff.zoo.train.fit_anchor`)."""
+    from gpdiff.zoo.anchor import load_anchor
+    from gpdiff.zoo.train import fit_anchor
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     reads = {"window": cfg.window, "zoo": cfg.zoo.architecture(), "anchor": cfg.anchor, "seed": cfg.seed}
@@ -201,10 +202,10 @@ def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: 
 
 def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor] | None, progress: bool,
               log: Log) -> tuple[Stage, ParamCollection]:
-    """One model per source node (:func:`gpdiff.zoo.train_zoo`), fine-tuned from the anchor when
+    """One model per source node (:func:`gpdiff.zoo.train.train_zoo`), fine-tuned from the anchor when
     ``zoo.init`` is ``anchor``."""
-    from gpdiff.device import resolve_device
-    from gpdiff.zoo import load_zoo, train_zoo
+    from gpdiff.utils.device import resolve_device
+    from gpdiff.zoo.train import load_zoo, train_zoo
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     start = anchor if cfg.zoo.init == "anchor" else None
@@ -295,7 +296,7 @@ def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, 
 def functional_loss(cfg: RunConfig, cities: Cities, zoo: ParamCollection) -> FunctionalLoss | None:
     """The denoiser's functional loss on the source cities' training windows (only with
     ``diffusion.functional_weight > 0``)."""
-    from gpdiff.device import resolve_device
+    from gpdiff.utils.device import resolve_device
 
     if cfg.diffusion.functional_weight <= 0:
         return None
@@ -349,9 +350,9 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
 def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, MethodResult], model: BaseModel,
                 tdata: CityData, cities: Cities, log: Log) -> tuple[MethodResult, np.ndarray]:
     """The method's test forecasts blended with the naive forecasts of ``cfg.blend``, the weights
-    fitted on its validation forecasts (:mod:`gpdiff.blend`); parameters and init stay the method's.
+    fitted on its validation forecasts (:mod:`gpdiff.evaluation.blend`); parameters and init stay the method's.
     Returns the blended result and the weights ``[H, K]``."""
-    from gpdiff import blend
+    from gpdiff.evaluation import blend
 
     method_st, result = method
     assert result.params is not None  # only methods with parameters are blended
@@ -387,7 +388,7 @@ def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
                  tdata: CityData) -> np.ndarray:
     """A method's final forecasts ``[N, B, H]`` of the target's validation windows (blended with the
     weights its blend stage fitted there, and feasible), the calibration set of its intervals."""
-    from gpdiff import blend
+    from gpdiff.evaluation import blend
 
     origins = tdata.origins("val")
     if result.params is None:  # a naive method
@@ -402,8 +403,8 @@ def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
 def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor], prompts_st: Stage,
                    denoiser: DiffusionModel, timings: dict[str, float]) -> GPD:
     """The pretrained GPD of a run's source stages (:mod:`gpdiff.diffusion.pretrained`)."""
-    from gpdiff.anchor import load_anchor
-    from gpdiff.hashing import code_fingerprint
+    from gpdiff.zoo.anchor import load_anchor
+    from gpdiff.utils.hashing import code_fingerprint
     from gpdiff.prompts import PromptEncoders
 
     wall = sum(timings.get(k, 0.0) for k in ("anchor", "zoo", "prompts", "diffusion"))
@@ -422,7 +423,7 @@ def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = 
     """Pretrain GPD on ``cfg.sources`` (the stages anchor, zoo, prompts, diffusion, kept and resumed in
     ``work``, default ``OUT.stages``) and save it to ``out`` as a pretrained folder. Raises
     :class:`GpdiffError` before any training for missing or unusable sources."""
-    from gpdiff.device import resolve_device
+    from gpdiff.utils.device import resolve_device
 
     if not cfg.sources:
         raise GpdiffError("pretraining needs source cities; pass --sources a,b,... (bundled names or cities in "
@@ -450,7 +451,7 @@ def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
     """A rank other than 0 under torchrun: take part in the zoo and diffusion stages of the run rank 0
     makes of ``cfg`` (in the same order, with what rank 0 sends), then return."""
     from gpdiff.diffusion.train import pretrain
-    from gpdiff.zoo import train_zoo
+    from gpdiff.zoo.train import train_zoo
 
     share = distributed.broadcast_object(None)  # zoo_stage: None when cached, else (folder, anchor)
     if share is not None:
@@ -469,10 +470,10 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     """Run (or resume) the whole experiment described by ``cfg``; see the module docstring.
 
     ``cache``: a folder shared by several runs (``gpdiff bench``), where stages live by key so that
-    runs with equal stages compute them once (:class:`gpdiff.stages.Run`). Under torchrun the ranks
+    runs with equal stages compute them once (:class:`gpdiff.experiment.stages.Run`). Under torchrun the ranks
     other than 0 return ``None`` (:func:`follow_pipeline`)."""
-    from gpdiff.device import resolve_device
-    from gpdiff.zoo import prepare_cities
+    from gpdiff.utils.device import resolve_device
+    from gpdiff.zoo.train import prepare_cities
 
     t_start = time.perf_counter()
     cities = load_cities(cfg)

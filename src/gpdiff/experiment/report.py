@@ -16,15 +16,15 @@ import numpy as np
 from tabulate import tabulate
 
 from gpdiff.data.city import City
-from gpdiff.intervals import IntervalScores, level_name
-from gpdiff.io import atomic_write_bytes
+from gpdiff.evaluation.intervals import IntervalScores, level_name
+from gpdiff.utils.io import atomic_write_bytes
 
 if TYPE_CHECKING:  # types of the run report only; plotting a city must not import the whole pipeline
     from gpdiff.data.windows import CityData
     from gpdiff.methods import MethodResult
-    from gpdiff.metrics import Metrics
-    from gpdiff.params import ParamCollection
-    from gpdiff.runconfig import RunConfig
+    from gpdiff.evaluation.metrics import Metrics
+    from gpdiff.zoo.params import ParamCollection
+    from gpdiff.experiment.runconfig import RunConfig
 
 
 def table(rows: Sequence[dict[str, Any]], fmt: str = "simple", floatfmt: str = ".4g") -> str:
@@ -271,7 +271,7 @@ def _interval_table(scored: dict[str, IntervalScores], levels: list[float], mae:
     lines = ["## Prediction intervals (test period)", "",
              "Split conformal, per method and horizon step: the absolute validation-day errors divided by each "
              "node's scale give the quantile; an interval is the forecast plus or minus it times the node's scale "
-             "(`gpdiff.intervals`). Averages over the horizon steps; CRPS from the median and the interval bounds "
+             "(`gpdiff.evaluation.intervals`). Averages over the horizon steps; CRPS from the median and the interval bounds "
              "(`scoringrules.crps_quantile`; for a point forecast it is the MAE).", "",
              head, "|---" * (3 * len(levels) + 3) + "|"]
     for m, sc in scored.items():
@@ -311,8 +311,8 @@ def write_run_report(rec: RunRecord) -> Path:
     """results.csv / results.md, the four plots and report.md in ``rec.root``; prints the table."""
     import pandas as pd
 
-    from gpdiff.io import atomic_write_text
-    from gpdiff.stages import versions
+    from gpdiff.utils.io import atomic_write_text
+    from gpdiff.experiment.stages import versions
 
     root, cfg, tdata = Path(rec.root), rec.config, rec.target
     target, split, origins, truth = tdata.city, tdata.split, rec.origins, rec.truth

@@ -28,17 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpdiff.adapt import FinetuneConfig
-from gpdiff.anchor import AnchorConfig
-from gpdiff.blend import BlendConfig
-from gpdiff.config import first_repeated, from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
+from gpdiff.methods.adapt import FinetuneConfig
+from gpdiff.zoo.anchor import AnchorConfig
+from gpdiff.evaluation.blend import BlendConfig
+from gpdiff.utils.config import first_repeated, from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.intervals import IntervalConfig
-from gpdiff.io import read_yaml
-from gpdiff.zoo import ZooConfig
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.evaluation.intervals import IntervalConfig
+from gpdiff.utils.io import read_yaml
+from gpdiff.zoo.train import ZooConfig
 
 DEFAULT_TARGET = "melbourne-ped"
 DEFAULT_METHODS = ("seasonal_naive", "weekly_naive", "historical_average", "target_only", "transfer_zero_shot",

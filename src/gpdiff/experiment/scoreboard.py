@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gpdiff.io import atomic_write_text, read_yaml
-from gpdiff.report import save_figure, table
+from gpdiff.utils.io import atomic_write_text, read_yaml
+from gpdiff.experiment.report import save_figure, table
 
 if TYPE_CHECKING:
-    from gpdiff.bench import Experiment
+    from gpdiff.experiment.bench import Experiment
 
 GPD = "gpd"
 TIE = 0.01
@@ -101,7 +101,7 @@ def intervals_markdown(iv: pd.DataFrame) -> str:
         return ""
     levels = sorted(iv["level"].unique())
     lines = ["## Prediction intervals", "", "Split conformal intervals calibrated on the target's validation day "
-             "(`gpdiff.intervals`): observed coverage on the test period and the CRPS of the median and the interval "
+             "(`gpdiff.evaluation.intervals`): observed coverage on the test period and the CRPS of the median and the interval "
              "bounds, averaged over the horizon steps, mean ± std over seeds.", ""]
     for exp in iv["experiment"].unique():
         e = iv[iv["experiment"] == exp]
@@ -245,7 +245,7 @@ def scoreboard_markdown(results: pd.DataFrame, nodes: pd.DataFrame, timings: pd.
 # --------------------------------------------------------------------------- plots
 def plot_ratio_heatmap(results: pd.DataFrame, path: Path) -> Path | None:
     """MAE / seasonal-naive MAE (mean over seeds) as a method x experiment heatmap."""
-    from gpdiff.report import _figure
+    from gpdiff.experiment.report import _figure
 
     summ = summary(results)
     mean = summ.pivot(index="method", columns="experiment", values="mean")
@@ -269,7 +269,7 @@ def plot_ratio_heatmap(results: pd.DataFrame, path: Path) -> Path | None:
 
 def plot_horizons(results: pd.DataFrame, path: Path) -> Path:
     """MAE per horizon step (mean over seeds), one panel per experiment."""
-    from gpdiff.report import _figure
+    from gpdiff.experiment.report import _figure
 
     steps = results[results["horizon"] != "avg"].assign(step=lambda d: d["horizon"].astype(int))
     exps = list(dict.fromkeys(steps["experiment"]))

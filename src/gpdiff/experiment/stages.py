@@ -7,7 +7,7 @@ never built by hand: a hash of
 - the stage's own config (the config sections it reads, as dataclasses or plain values),
 - the keys of the stages it reads (its ``inputs``), so a change anywhere above recomputes it,
 - fingerprints of the data it reads (``data``: e.g. a city's content hash),
-- :func:`gpdiff.hashing.code_fingerprint`, so a stage computed by other gpdiff code (an upgrade,
+- :func:`gpdiff.utils.hashing.code_fingerprint`, so a stage computed by other gpdiff code (an upgrade,
   an edit) is recomputed instead of silently reused.
 
 Rerunning a stage whose key matches the finished one loads it instead of recomputing (when every
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpdiff import hashing
-from gpdiff.io import atomic_write_text, read_yaml, write_yaml, yaml_safe
+from gpdiff.utils import hashing
+from gpdiff.utils.io import atomic_write_text, read_yaml, write_yaml, yaml_safe
 
 
 def versions() -> dict[str, str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from gpdiff.data.city import City
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 
 def plot_forecast(city: City, forecasts: pd.DataFrame, out: str | Path, nodes: list[str] | None = None,

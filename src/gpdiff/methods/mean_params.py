@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpdiff.adapt import expand, finetune, forecast, mean_parameters
+from gpdiff.methods.adapt import expand, finetune, forecast, mean_parameters
 from gpdiff.methods import Context, MethodResult
 
 

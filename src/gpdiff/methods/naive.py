@@ -1,9 +1,9 @@
-"""Seasonal naive, weekly naive and historical average as comparison methods (the forecasts: :mod:`gpdiff.naive`)."""
+"""Seasonal naive, weekly naive and historical average as comparison methods (the forecasts: :mod:`gpdiff.evaluation.naive`)."""
 
 from __future__ import annotations
 
 from gpdiff.methods import Context, MethodResult
-from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
+from gpdiff.evaluation.naive import historical_average, seasonal_naive, weekly_naive
 
 
 def run_seasonal_naive(ctx: Context) -> MethodResult:

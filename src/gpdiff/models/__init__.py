@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpdiff.errors import unknown_name
+from gpdiff.utils.errors import unknown_name
 from gpdiff.models.base import BaseModel, ModelConfig, NodeModule, ParamSpec
 from gpdiff.models.gwn import GWN
 from gpdiff.models.stgcn import STGCN

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gpdiff.data.windows import WindowBatch
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 from gpdiff.models.base import (
     N_TIME_FEATURES,
     BaseModel,

@@ -42,7 +42,7 @@ from scipy.stats import rankdata
 from gpdiff.data.city import City
 from gpdiff.data.graph import EARTH_RADIUS_M
 from gpdiff.data.splits import Segment
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 from gpdiff.prompts.base import PromptEncoder
 
 STRUCTURE = ["rank_degree", "rank_wdegree", "rank_clustering", "rank_hop2", "rank_hop3", "rank_closeness",

@@ -23,7 +23,7 @@ import torch
 
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 from gpdiff.prompts.base import PromptEncoder
 from gpdiff.prompts.temporal import (
     SeriesWindow,

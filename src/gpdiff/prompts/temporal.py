@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
-from gpdiff.errors import GpdiffError
-from gpdiff.lr_schedule import warmup_cosine_scheduler
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.lr_schedule import warmup_cosine_scheduler
 from gpdiff.prompts.base import PromptEncoder, check_segment
 
 MIN_WINDOW_STD = 1e-6

@@ -41,7 +41,7 @@ def hash_arrays(*arrays: np.ndarray | torch.Tensor, extra: Any = None) -> str:
 def code_fingerprint() -> str:
     """gpdiff's version plus a hash of every Python source file of the installed package.
 
-    Part of every stage key (:mod:`gpdiff.stages`): after an upgrade, or any edit of the code, a
+    Part of every stage key (:mod:`gpdiff.experiment.stages`): after an upgrade, or any edit of the code, a
     stage computed by other code is recomputed instead of silently reused.
     """
     import gpdiff

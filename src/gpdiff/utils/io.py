@@ -16,7 +16,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import save as st_save_torch
 
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -1,6 +1,6 @@
 """The anchor: one base model trained on the windows of all source nodes, the shared starting point.
 
-Every member of an anchored zoo is fine-tuned from it (:mod:`gpdiff.zoo`, ``zoo.init: anchor``), the
+Every member of an anchored zoo is fine-tuned from it (:mod:`gpdiff.zoo.train`, ``zoo.init: anchor``), the
 diffusion model generates differences from it (:mod:`gpdiff.diffusion.train`), and the pooled
 ``transfer`` baselines start from it. Anchoring follows the parameter-generation methods whose
 collections start from one trained point (p-diff; HyperDiffusion; G.pt's residual on a reference;
@@ -8,7 +8,7 @@ FNFM, tsinghua-fib-lab/FNFM, which fine-tunes per-environment copies of one gene
 fine-tuned from one trained model stay in one basin, so their differences are small and comparable.
 
 Training: Adam on the mean over nodes of each node's masked MAE (scaled values), every step
-``nodes_per_step`` source nodes drawn with city-balanced weights (:class:`gpdiff.sourcepool.SourcePool`;
+``nodes_per_step`` source nodes drawn with city-balanced weights (:class:`gpdiff.zoo.sourcepool.SourcePool`;
 ``balance: proportional`` draws every node equally) and ``batch_size`` random training windows each;
 every ``eval_every`` steps the loss on one fixed set of source validation windows decides the best
 parameters, and ``patience`` evaluations without improvement stop training. The start is the
@@ -27,12 +27,12 @@ import torch
 from tqdm.auto import tqdm
 
 from gpdiff.data.windows import CityData, WindowBatch
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.io import load_tensors, save_tensors
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.io import load_tensors, save_tensors
 from gpdiff.models.base import BaseModel
-from gpdiff.nodetrain import masked_node_mae
-from gpdiff.params import flatten, unflatten
-from gpdiff.sourcepool import BALANCES, SourcePool
+from gpdiff.zoo.nodetrain import masked_node_mae
+from gpdiff.zoo.params import flatten, unflatten
+from gpdiff.zoo.sourcepool import BALANCES, SourcePool
 
 FILE = "anchor.safetensors"
 

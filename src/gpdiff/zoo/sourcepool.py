@@ -1,6 +1,6 @@
 """Random training windows from random nodes of the source cities.
 
-The pooled models (the anchor of :mod:`gpdiff.anchor`, Reptile's meta-learned initialisation) train
+The pooled models (the anchor of :mod:`gpdiff.zoo.anchor`, Reptile's meta-learned initialisation) train
 on windows of many source nodes at once. Which nodes a step sees matters when cities differ in
 size: the bundled sources are dominated by one sparse city (montevideo-bus is 675 of the default
 run's 883 source nodes), so drawing nodes in proportion to city size lets it decide what the pooled
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from gpdiff.data.windows import CityData, WindowBatch
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.nodetrain import concat_batches
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.zoo.nodetrain import concat_batches
 
 BALANCES = ("city", "proportional")
 
