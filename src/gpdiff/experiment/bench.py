@@ -36,7 +36,7 @@ from gpdiff.utils.io import read_yaml, write_yaml
 from gpdiff.experiment.runconfig import RunConfig
 
 SUITE_KEYS = ("description", "base", "seeds", "experiments", "grid")
-BUNDLED_SUITES = Path(__file__).resolve().parent / "configs" / "bench"  # installed with the package (configs/ links here)
+BUNDLED_SUITES = Path(__file__).resolve().parent.parent / "configs" / "bench"  # installed with the package (configs/ links here)
 
 
 @dataclass
