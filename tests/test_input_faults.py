@@ -14,7 +14,8 @@ from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.loaders import load_astgcn, load_city_folder, load_dcrnn, load_path
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.experiment.pipeline import load_cities, load_named
+from gpdiff.data.lookup import load_named
+from gpdiff.experiment.pipeline import load_cities
 from gpdiff.experiment.runconfig import RunConfig
 
 IDS = ["a", "b", "c"]

@@ -24,7 +24,6 @@ early stopping, and its test period is scored once, the same way for every metho
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,8 +36,9 @@ import torch
 from gpdiff.utils import distributed
 from gpdiff.evaluation import intervals
 from gpdiff.methods.adapt import forecast
-from gpdiff.data.catalog import FLOW_CITIES, load_city
+from gpdiff.data.catalog import FLOW_CITIES
 from gpdiff.data.city import City, feasible
+from gpdiff.data.lookup import data_dir_cities, load_named
 from gpdiff.data.splits import Split, source_split, target_split
 from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.functional import FunctionalLoss
@@ -84,42 +84,6 @@ class Cities:
 
 
 # ----------------------------------------------------------------------- cities
-def _find_in_dir(data_dir: Path, name: str) -> Path | None:
-    for p in sorted(data_dir.iterdir()):
-        if p.name == name or p.stem == name or p.name == f"Data_{name}":
-            return p
-    return None
-
-
-def load_named(name: str, data_dir: str | None) -> City:
-    """A city by name: from ``data_dir`` when given (subfolder or file named so), else bundled/cached."""
-    if data_dir:
-        d = Path(data_dir)
-        if not d.is_dir():
-            raise GpdiffError(f"--data-dir {d} is not a folder; pass the folder that holds your cities.")
-        p = _find_in_dir(d, name)
-        if p is not None:
-            city = load_city(p)
-            return dataclasses.replace(city, name=name) if city.name != name else city
-        from gpdiff.data.catalog import known_names
-
-        if name not in known_names() and Path(name).suffix == "" and not Path(name).exists():
-            here = ", ".join(data_dir_cities(d)) or "empty"
-            raise GpdiffError(f"unknown city {name!r}: not in --data-dir {d} ({here}) and not bundled or downloaded "
-                              f"({', '.join(known_names())}).")
-    return load_city(name)
-
-
-def data_dir_cities(data_dir: str | Path) -> list[str]:
-    """The city names in a data folder: every folder and every city file; other files (a README, an
-    .npz's .csv) are not cities."""
-    from gpdiff.data.loaders import CITY_FILE_SUFFIXES
-
-    names = [p.stem if p.is_file() else p.name.removeprefix("Data_") for p in sorted(Path(data_dir).iterdir())
-             if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in CITY_FILE_SUFFIXES)]
-    return list(dict.fromkeys(names))
-
-
 def default_sources(cfg: RunConfig) -> list[str]:
     if cfg.sources:
         return list(cfg.sources)
