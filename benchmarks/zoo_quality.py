@@ -29,7 +29,8 @@ from gpdiff.data import load_city
 from gpdiff.data.catalog import bundled_names
 from gpdiff.data.windows import WindowConfig
 from gpdiff.experiment.report import table
-from gpdiff.zoo.train import ZooConfig, fit_anchor, train_zoo
+from gpdiff.zoo.anchor import fit_anchor
+from gpdiff.zoo.train import ZooConfig, train_zoo
 
 
 def main() -> None:

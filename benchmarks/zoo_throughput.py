@@ -44,7 +44,9 @@ from gpdiff.data.windows import WindowConfig
 from gpdiff.utils.device import resolve_device
 from gpdiff.zoo.nodetrain import NodeTrainer, TrainState, masked_node_mae
 from gpdiff.experiment.report import table
-from gpdiff.zoo.train import INITS, ZooConfig, fit_anchor, prepare_cities, train_zoo
+from gpdiff.zoo.anchor import fit_anchor
+from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.zoo.train import INITS, ZooConfig, train_zoo
 
 
 def matmul_peak(n: int = 1024, reps: int = 20) -> float:

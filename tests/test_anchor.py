@@ -17,7 +17,9 @@ from gpdiff.methods.knn_residual import KnnResidualConfig, holdout_rows, initial
 from gpdiff.zoo.params import ParamCollection, Standardizer
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.zoo.sourcepool import SourcePool, city_weights, row_weights
-from gpdiff.zoo.train import ZooConfig, fit_anchor, prepare_cities, source_val_loss, train_zoo
+from gpdiff.zoo.anchor import fit_anchor
+from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.zoo.train import ZooConfig, source_val_loss, train_zoo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

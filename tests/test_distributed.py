@@ -19,7 +19,8 @@ from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.utils.io import load_tensors
 from gpdiff.zoo.nodetrain import BLOCK_CHUNKS, NodeTrainConfig, NodeTrainer
 from gpdiff.zoo.params import ParamCollection
-from gpdiff.zoo.train import ZooConfig, prepare_cities, train_zoo
+from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.zoo.train import ZooConfig, train_zoo
 
 sys.path.insert(0, str(Path(__file__).parent))
 from distributed_worker import WINDOW, ZOO  # noqa: E402

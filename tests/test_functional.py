@@ -12,7 +12,8 @@ from gpdiff.diffusion import DiffusionConfig, NoiseSchedule, ScheduleConfig, fit
 from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.params import ParamCollection, flatten
-from gpdiff.zoo.train import ZooConfig, prepare_cities
+from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.zoo.train import ZooConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,7 +17,8 @@ from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors, read_yaml
 from gpdiff.zoo.nodetrain import CHECKPOINT
 from gpdiff.zoo.params import ParamCollection
-from gpdiff.zoo.train import ZooConfig, fit_anchor, load_zoo
+from gpdiff.zoo.anchor import fit_anchor
+from gpdiff.zoo.train import ZooConfig, load_zoo
 from gpdiff.zoo.train import train_zoo as _train_zoo
 
 pytestmark = pytest.mark.usefixtures("one_thread")

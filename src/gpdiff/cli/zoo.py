@@ -76,7 +76,8 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     from gpdiff.data import load_city
     from gpdiff.utils.device import resolve_device
     from gpdiff.experiment.runconfig import RunConfig
-    from gpdiff.zoo.train import fit_anchor, train_zoo
+    from gpdiff.zoo.anchor import fit_anchor
+    from gpdiff.zoo.train import train_zoo
 
     if config_file is not None:
         _check_layout(config_file)

@@ -30,7 +30,8 @@ from gpdiff.models import BaseModel, model_from_dict
 from gpdiff.zoo.nodetrain import masked_node_mae
 from gpdiff.zoo.params import ParamCollection, unflatten
 from gpdiff.zoo.sourcepool import SourcePool, locate_rows
-from gpdiff.zoo.train import ZooConfig, prepare_cities
+from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.zoo.train import ZooConfig
 
 
 class FunctionalLoss:

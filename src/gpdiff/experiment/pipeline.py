@@ -54,7 +54,7 @@ from gpdiff.prompts import PromptSet
 from gpdiff.experiment.report import Outcome, RunRecord, write_run_report
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.stages import Run, Stage
-from gpdiff.zoo.train import require_graph
+from gpdiff.models import require_graph
 
 Log = Callable[[str], Any]
 
@@ -144,9 +144,9 @@ def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityDat
 
 # ----------------------------------------------------------------------- stages
 def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log) -> tuple[Stage, torch.Tensor]:
-    """One model on all source nodes (:func:`gpdiff.zoo.train.fit_anchor`)."""
+    """One model on all source nodes (:func:`gpdiff.zoo.anchor.fit_anchor`)."""
     from gpdiff.zoo.anchor import load_anchor
-    from gpdiff.zoo.train import fit_anchor
+    from gpdiff.zoo.anchor import fit_anchor
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     reads = {"window": cfg.window, "zoo": cfg.zoo.architecture(), "anchor": cfg.anchor, "seed": cfg.seed}
@@ -437,7 +437,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     runs with equal stages compute them once (:class:`gpdiff.experiment.stages.Run`). Under torchrun the ranks
     other than 0 return ``None`` (:func:`follow_pipeline`)."""
     from gpdiff.utils.device import resolve_device
-    from gpdiff.zoo.train import prepare_cities
+    from gpdiff.zoo.sourcepool import prepare_cities
 
     t_start = time.perf_counter()
     cities = load_cities(cfg)

@@ -40,21 +40,18 @@ import numpy as np
 import torch
 
 from gpdiff.utils import distributed
-from gpdiff.zoo.anchor import FILE as ANCHOR_FILE
-from gpdiff.zoo.anchor import AnchorConfig, load_anchor, save_anchor, train_anchor
 from gpdiff.data.city import City
-from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
-from gpdiff.utils.io import write_yaml, yaml_safe
+from gpdiff.utils.io import write_yaml
 from gpdiff.evaluation.metrics import node_mae
 from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
 from gpdiff.models.base import RESIDUALS
 from gpdiff.evaluation.naive import seasonal_naive
 from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, predict, validation_loss
 from gpdiff.zoo.params import ParamCollection, unflatten
-from gpdiff.zoo.sourcepool import locate_rows
+from gpdiff.zoo.sourcepool import locate_rows, prepare_cities
 
 COLLECTION = "zoo.safetensors"
 INITS = ("anchor", "shared_random", "independent")
@@ -109,37 +106,6 @@ class ZooConfig(NodeTrainConfig):
         return get_model(self.model, self.model_config(window))
 
 
-def require_graph(city: City, model: str) -> None:
-    """:class:`GpdiffError` when base model ``model`` needs a graph and ``city`` has no edges."""
-    if MODELS[model].needs_graph and city.n_edges == 0:
-        without = sorted(n for n, m in MODELS.items() if not m.needs_graph)
-        raise GpdiffError(
-            f"city {city.name!r} has no graph edges but base model {model!r} needs a graph; "
-            f"add an adjacency (adjacency.csv, edges.csv, or nodes.csv with coordinates for a kNN graph) "
-            f"or use a model that works without one: {', '.join(without)} (--model)."
-        )
-
-
-def prepare_cities(cities: Sequence[City], window: WindowConfig, config: ZooConfig, model: BaseModel,
-                   device: torch.device | str = "cpu") -> list[CityData]:
-    """One :class:`CityData` per source city, with the checks that give the user a clear error."""
-    names = [c.name for c in cities]
-    if not cities:
-        raise GpdiffError("no source cities given; pass at least one with --cities.")
-    if len(set(names)) != len(names):
-        raise GpdiffError(f"source cities {names} contain duplicates; list every city once.")
-    out = []
-    for city in cities:
-        require_graph(city, model.name)
-        split = source_split(city.n_steps, config.train, config.val, config.test, name=city.name)
-        data = CityData(city, split, history=window.history, horizon=window.horizon, n_neighbors=window.n_neighbors,
-                        device=device, context=window.context)
-        data.require_windows("train")
-        data.require_windows("val")
-        out.append(data)
-    return out
-
-
 @torch.no_grad()
 def evaluate(model: BaseModel, params: dict[str, torch.Tensor], data: list[CityData], chunk: int = 64
              ) -> dict[str, torch.Tensor]:
@@ -173,27 +139,6 @@ def source_val_loss(model: BaseModel, params: torch.Tensor, data: list[CityData]
     return validation_loss(model, rows, np.arange(len(keys)), data, city_row, node_row, windows, chunk).cpu()
 
 
-def fit_anchor(cities: Sequence[City], window: WindowConfig, config: ZooConfig, anchor: AnchorConfig,
-               out_dir: str | Path, seed: int = 0, device: str = "auto", progress: bool = True) -> torch.Tensor:
-    """Train the anchor of ``cities`` (:func:`gpdiff.zoo.anchor.train_anchor`) into ``out_dir``, or load it
-    when ``out_dir`` already holds one trained with the same settings; returns its parameters ``[P]``."""
-    dev = resolve_device(device)
-    model = config.build_model(window)
-    identity = {"zoo": config.architecture(), "window": vars(window).copy(), "anchor": vars(anchor).copy(),
-                "seed": seed, "cities": [c.name for c in cities]}
-    path = Path(out_dir) / ANCHOR_FILE
-    if path.is_file():
-        params, record = load_anchor(out_dir)
-        if record.get("identity") == yaml_safe(identity):
-            return params
-        raise GpdiffError(f"{path} holds an anchor trained with other settings or cities; use another output "
-                          f"folder, or delete {path} to retrain it.")
-    data = prepare_cities(cities, window, config, model, dev)
-    params, record = train_anchor(model, data, anchor, seed, progress)
-    save_anchor(out_dir, params, {**record, "identity": yaml_safe(identity)})
-    return params
-
-
 def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, out_dir: str | Path,
               seed: int = 0, device: str = "auto", progress: bool = True, anchor: torch.Tensor | None = None
               ) -> ParamCollection | None:
@@ -216,7 +161,7 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
         if anchor is None or anchor.shape != (model.n_params,):
             got = "none" if anchor is None else f"shape {tuple(anchor.shape)}"
             raise GpdiffError(f"zoo.init is 'anchor' but the anchor given is {got}, expected [{model.n_params}]; "
-                              "train it first (gpdiff.zoo.train.fit_anchor), or set zoo.init to shared_random.")
+                              "train it first (gpdiff.zoo.anchor.fit_anchor), or set zoo.init to shared_random.")
         init = unflatten(anchor.reshape(1, -1).expand(n_nodes, -1).to(dev), model.spec())
     else:
         init = model.init(n_nodes, seed=seed, shared=config.init == "shared_random", device=dev)
