@@ -57,7 +57,8 @@ def list_cities() -> None:
 def show(name_or_path: str, plot_path: Path | None, option_pairs: tuple[str, ...]) -> None:
     """Statistics of a city and a PNG with a few nodes' series and the graph."""
     from gpdiff.data import load_city
-    from gpdiff.experiment.report import city_stats, plot_city, table
+    from gpdiff.data.show import city_stats, plot_city
+    from gpdiff.experiment.report import table
 
     city = load_city(name_or_path, **_options(option_pairs))
     click.echo(f"# {city.name}")

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from gpdiff.utils.io import atomic_write_text, read_yaml
-from gpdiff.experiment.report import save_figure, table
+from gpdiff.experiment.report import table
+from gpdiff.utils.figures import save_figure
 
 if TYPE_CHECKING:
     from gpdiff.experiment.bench import Experiment
@@ -245,7 +246,7 @@ def scoreboard_markdown(results: pd.DataFrame, nodes: pd.DataFrame, timings: pd.
 # --------------------------------------------------------------------------- plots
 def plot_ratio_heatmap(results: pd.DataFrame, path: Path) -> Path | None:
     """MAE / seasonal-naive MAE (mean over seeds) as a method x experiment heatmap."""
-    from gpdiff.experiment.report import _figure
+    from gpdiff.utils.figures import _figure
 
     summ = summary(results)
     mean = summ.pivot(index="method", columns="experiment", values="mean")
@@ -269,7 +270,7 @@ def plot_ratio_heatmap(results: pd.DataFrame, path: Path) -> Path | None:
 
 def plot_horizons(results: pd.DataFrame, path: Path) -> Path:
     """MAE per horizon step (mean over seeds), one panel per experiment."""
-    from gpdiff.experiment.report import _figure
+    from gpdiff.utils.figures import _figure
 
     steps = results[results["horizon"] != "avg"].assign(step=lambda d: d["horizon"].astype(int))
     exps = list(dict.fromkeys(steps["experiment"]))
