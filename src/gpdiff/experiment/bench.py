@@ -34,24 +34,10 @@ from gpdiff.utils.config import first_repeated, merge, parse_assignment, set_pat
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import read_yaml, write_yaml
 from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.experiment.scoreboard import Experiment
 
 SUITE_KEYS = ("description", "base", "seeds", "experiments", "grid")
 BUNDLED_SUITES = Path(__file__).resolve().parent.parent / "configs" / "bench"  # installed with the package (configs/ links here)
-
-
-@dataclass
-class Experiment:
-    """One run of a suite."""
-
-    label: str  # target, then the grid values that differ ("nyc-taxi" or "nyc-taxi window.horizon=12")
-    target: str
-    variant: str  # the grid combination ("" without a grid)
-    seed: int
-    config: RunConfig
-
-    @property
-    def folder(self) -> str:
-        return f"{self.label.replace(' ', '_').replace('/', '-')}/seed{self.seed}"
 
 
 @dataclass

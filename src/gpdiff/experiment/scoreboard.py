@@ -37,11 +37,26 @@ from gpdiff.experiment.report import table
 from gpdiff.utils.figures import save_figure
 
 if TYPE_CHECKING:
-    from gpdiff.experiment.bench import Experiment
+    from gpdiff.experiment.runconfig import RunConfig
 
 GPD = "gpd"
 TIE = 0.01
 ALPHA = 0.05
+
+
+@dataclass
+class Experiment:
+    """One run of a suite."""
+
+    label: str  # target, then the grid values that differ ("nyc-taxi" or "nyc-taxi window.horizon=12")
+    target: str
+    variant: str  # the grid combination ("" without a grid)
+    seed: int
+    config: RunConfig
+
+    @property
+    def folder(self) -> str:
+        return f"{self.label.replace(' ', '_').replace('/', '-')}/seed{self.seed}"
 
 
 @dataclass
