@@ -38,8 +38,8 @@ from gpdiff.data.windows import CityData
 from gpdiff.diffusion import CONDITIONING, DiffusionConfig, generate, pretrain
 from gpdiff.evaluation.metrics import masked_mae_torch, masked_metrics
 from gpdiff.models import BaseModel, ModelConfig, get_model
-from gpdiff.zoo.params import ParamCollection, flatten, unflatten
 from gpdiff.prompts import PromptSet
+from gpdiff.zoo.params import ParamCollection, flatten, unflatten
 
 
 @dataclass

@@ -26,15 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpdiff.experiment import pipeline
-from gpdiff.methods.adapt import finetune, forecast
 from gpdiff.diffusion.sample import generate
 from gpdiff.diffusion.train import DiffusionModel
-from gpdiff.utils.io import load_tensors, read_yaml
 from gpdiff.evaluation.metrics import masked_metrics, node_mae
-from gpdiff.prompts import PromptSet
+from gpdiff.experiment import pipeline
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.scoreboard import paired_test
+from gpdiff.methods.adapt import finetune, forecast
+from gpdiff.prompts import PromptSet
+from gpdiff.utils.io import load_tensors, read_yaml
 
 METHODS = ("gpd", "knn_residual", "transfer")
 

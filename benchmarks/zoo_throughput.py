@@ -36,15 +36,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gpdiff.zoo.anchor import AnchorConfig
 from gpdiff.data import load_city
 from gpdiff.data.catalog import FLOW_CITIES
 from gpdiff.data.city import City
 from gpdiff.data.windows import WindowConfig
-from gpdiff.utils.device import resolve_device
-from gpdiff.zoo.nodetrain import NodeTrainer, TrainState, masked_node_mae
 from gpdiff.experiment.report import table
-from gpdiff.zoo.anchor import fit_anchor
+from gpdiff.utils.device import resolve_device
+from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
+from gpdiff.zoo.nodetrain import NodeTrainer, TrainState, masked_node_mae
 from gpdiff.zoo.sourcepool import prepare_cities
 from gpdiff.zoo.train import INITS, ZooConfig, train_zoo
 

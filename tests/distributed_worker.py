@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from gpdiff.utils import distributed
 from gpdiff.data import load_city
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion import train as diffusion_train
 from gpdiff.diffusion.train import DiffusionConfig, fit
+from gpdiff.utils import distributed
 from gpdiff.zoo.train import ZooConfig, train_zoo
 
 WINDOW = WindowConfig(n_neighbors=3)

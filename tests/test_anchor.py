@@ -9,16 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from gpdiff.zoo.anchor import AnchorConfig, load_anchor, train_anchor
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion import DiffusionConfig, pretrain
-from gpdiff.utils.errors import GpdiffError
-from gpdiff.methods.knn_residual import KnnResidualConfig, holdout_rows, initial, select
-from gpdiff.zoo.params import ParamCollection, Standardizer
 from gpdiff.experiment.runconfig import RunConfig
-from gpdiff.zoo.sourcepool import SourcePool, city_weights, row_weights
-from gpdiff.zoo.anchor import fit_anchor
-from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.methods.knn_residual import KnnResidualConfig, holdout_rows, initial, select
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.anchor import AnchorConfig, fit_anchor, load_anchor, train_anchor
+from gpdiff.zoo.params import ParamCollection, Standardizer
+from gpdiff.zoo.sourcepool import SourcePool, city_weights, prepare_cities, row_weights
 from gpdiff.zoo.train import ZooConfig, source_val_loss, train_zoo
 
 pytestmark = pytest.mark.usefixtures("one_thread")

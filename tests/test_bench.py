@@ -10,12 +10,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gpdiff.experiment.bench import load_suite, run_suite
 from gpdiff.cli import main
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.utils.errors import GpdiffError
+from gpdiff.experiment.bench import load_suite, run_suite
 from gpdiff.experiment.scoreboard import paired_test
+from gpdiff.utils.errors import GpdiffError
 
 METHODS = ["seasonal_naive", "historical_average", "mean_params", "gpd"]
 BASE = {

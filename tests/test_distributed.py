@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from gpdiff.utils import distributed
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.diffusion.sample import generate_tensors
 from gpdiff.diffusion.train import DiffusionModel
+from gpdiff.utils import distributed
 from gpdiff.utils.io import load_tensors
 from gpdiff.zoo.nodetrain import BLOCK_CHUNKS, NodeTrainConfig, NodeTrainer
 from gpdiff.zoo.params import ParamCollection

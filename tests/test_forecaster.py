@@ -16,11 +16,11 @@ from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.utils.errors import GpdiffError
-from gpdiff.forecaster import GPD, Forecaster
-from gpdiff.utils.io import read_yaml, write_yaml
 from gpdiff.experiment.pipeline import pretrain_sources
 from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.forecaster import GPD, Forecaster
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import read_yaml, write_yaml
 
 FAST = {"finetune": {"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8}}
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpdiff.utils.config import merge
 from gpdiff.data.city import City
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion import DiffusionConfig, NoiseSchedule, ScheduleConfig, fit
 from gpdiff.diffusion.functional import FunctionalLoss
+from gpdiff.utils.config import merge
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.params import ParamCollection, flatten
 from gpdiff.zoo.sourcepool import prepare_cities

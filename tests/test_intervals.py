@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gpdiff.utils.errors import GpdiffError
 from gpdiff.evaluation.intervals import bounds, calibrate, check_levels, level_name, score
+from gpdiff.utils.errors import GpdiffError
 
 
 def _noisy(seed=0, n=30, b=400, h=3):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from gpdiff.data import CityData, source_split
-from gpdiff.utils.errors import GpdiffError
 from gpdiff.models import MODELS, ModelConfig, get_model
+from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.nodetrain import masked_node_mae, trim_slots
 
 pytestmark = pytest.mark.usefixtures("one_thread")

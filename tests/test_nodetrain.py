@@ -8,9 +8,9 @@ import torch
 
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
+from gpdiff.models import ModelConfig, get_model
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors
-from gpdiff.models import ModelConfig, get_model
 from gpdiff.zoo.nodetrain import (
     CHECKPOINT,
     NodeTrainConfig,

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from gpdiff.cli import main
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.utils.errors import GpdiffError
-from gpdiff.utils.io import load_tensors, read_yaml
 from gpdiff.experiment.pipeline import run_pipeline
 from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import load_tensors, read_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

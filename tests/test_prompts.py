@@ -11,8 +11,6 @@ from click.testing import CliRunner
 from gpdiff.data import City, target_split
 from gpdiff.data.splits import Segment
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.utils.errors import GpdiffError
-from gpdiff.utils.io import save_tensors
 from gpdiff.prompts import (
     SPATIAL_ENCODERS,
     TEMPORAL_ENCODERS,
@@ -32,6 +30,8 @@ from gpdiff.prompts.spatial import (
 )
 from gpdiff.prompts.stats import FEATURES
 from gpdiff.prompts.temporal import patchify
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import save_tensors
 
 TINY_MASKED_PATCH = {"train_steps": 12, "d_model": 16, "n_heads": 2, "ff_dim": 32, "batch_size": 16, "days": 2}
 

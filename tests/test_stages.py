@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gpdiff.utils.io import read_yaml
 from gpdiff.experiment.stages import Run
+from gpdiff.utils.io import read_yaml
 
 
 def _compute(run: Run, config: dict, text: str = "result") -> tuple[bool, Path]:

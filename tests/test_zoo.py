@@ -8,16 +8,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gpdiff.zoo.anchor import AnchorConfig
 from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import WindowConfig
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors, read_yaml
+from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
 from gpdiff.zoo.nodetrain import CHECKPOINT
 from gpdiff.zoo.params import ParamCollection
-from gpdiff.zoo.anchor import fit_anchor
 from gpdiff.zoo.train import ZooConfig, load_zoo
 from gpdiff.zoo.train import train_zoo as _train_zoo
 

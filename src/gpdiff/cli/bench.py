@@ -27,8 +27,8 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
     key is computed once. Rerunning resumes. See configs/bench/ for the bundled suites.
     """
     from gpdiff.experiment.bench import check_data, describe, find_suite, finished, load_suite, run_suite
-    from gpdiff.utils.errors import GpdiffError
     from gpdiff.experiment.scoreboard import write_scoreboard
+    from gpdiff.utils.errors import GpdiffError
 
     path = find_suite(suite)
     out = out or Path("runs") / "bench" / path.stem

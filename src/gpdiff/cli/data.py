@@ -27,8 +27,8 @@ def list_cities() -> None:
     """Table of the bundled and downloaded cities."""
     from gpdiff.data.catalog import bundled_names, cached_names, resolve
     from gpdiff.data.city import City
-    from gpdiff.utils.errors import GpdiffError
     from gpdiff.experiment.report import table
+    from gpdiff.utils.errors import GpdiffError
 
     rows, broken = [], []
     bundled = set(bundled_names())

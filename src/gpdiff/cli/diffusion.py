@@ -108,9 +108,9 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
                           "(the denoiser alone).")
     if assignments or data_dir:
         raise GpdiffError("--set and --data-dir go with --sources; for the denoiser alone use its own flags.")
-    from gpdiff.utils.config import merge
     from gpdiff.diffusion.train import DiffusionConfig, drop_none
     from gpdiff.diffusion.train import pretrain as run_pretrain
+    from gpdiff.utils.config import merge
     from gpdiff.utils.io import read_yaml
     from gpdiff.zoo.params import ParamCollection
 
@@ -133,8 +133,8 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
     functional = None
     if config.functional_weight > 0:
         from gpdiff.data import load_city
-        from gpdiff.utils.device import resolve_device
         from gpdiff.diffusion.functional import FunctionalLoss
+        from gpdiff.utils.device import resolve_device
 
         names = city_names.split(",") if city_names else zoo.city_names()
         functional = FunctionalLoss.for_zoo(zoo, [load_city(n.strip()) for n in names], config.functional_windows,

@@ -45,8 +45,8 @@ def fit(city: str, out: Path, pretrained: str | None, method: str, blend: str | 
     CITY is a bundled name, or a path in any supported format (city folder, .city, DCRNN, LibCity, ...)."""
     import shutil
 
-    from gpdiff.utils.config import from_mapping, parse_assignment, set_path
     from gpdiff.forecaster import Forecaster, ForecasterConfig
+    from gpdiff.utils.config import from_mapping, parse_assignment, set_path
 
     if out.exists() and any(out.iterdir()) and not force:
         raise GpdiffError(f"{out} exists; pass --force to replace it, `gpdiff update {out} --data ...` to add days, "

@@ -59,11 +59,11 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
 
     With no options: leave-one-city-out within the bundled flow cities, target melbourne-ped, 3 days.
     """
+    from gpdiff.experiment.pipeline import run_pipeline
+    from gpdiff.experiment.runconfig import RunConfig, method_settings
     from gpdiff.utils.config import parse_assignment, set_path
     from gpdiff.utils.errors import GpdiffError
     from gpdiff.utils.io import read_yaml
-    from gpdiff.experiment.pipeline import run_pipeline
-    from gpdiff.experiment.runconfig import RunConfig, method_settings
 
     overrides: dict[str, Any] = {}
     for name, value in flags.items():

@@ -72,10 +72,10 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     config's ``anchor`` section) and every node is fine-tuned from it. Started by
     ``torchrun --nproc_per_node=N -m gpdiff zoo train ...``, the nodes are split across the N
     processes (the result equals a single-process run); the anchor trains on rank 0."""
-    from gpdiff.utils import distributed
     from gpdiff.data import load_city
-    from gpdiff.utils.device import resolve_device
     from gpdiff.experiment.runconfig import RunConfig
+    from gpdiff.utils import distributed
+    from gpdiff.utils.device import resolve_device
     from gpdiff.zoo.anchor import fit_anchor
     from gpdiff.zoo.train import train_zoo
 
@@ -105,10 +105,10 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
 
 def _check_layout(path: Path) -> None:
     """One clear line for a flat zoo config of the earlier layout (``lr: 0.01`` at the top level)."""
+    from gpdiff.experiment.runconfig import RunConfig
     from gpdiff.utils.config import field_names
     from gpdiff.utils.errors import GpdiffError
     from gpdiff.utils.io import read_yaml
-    from gpdiff.experiment.runconfig import RunConfig
     from gpdiff.zoo.train import ZooConfig
 
     doc = read_yaml(path)

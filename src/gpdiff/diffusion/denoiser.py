@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpdiff.utils.config import require_at_least_one
 from gpdiff.diffusion.conditioning import (
     CONDITIONING,
     Attention,
@@ -32,8 +31,9 @@ from gpdiff.diffusion.conditioning import (
     Conditioning,
     Modulation,
 )
-from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.models.base import ParamSpec
+from gpdiff.utils.config import require_at_least_one
+from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.zoo.params import Tokenizer
 
 TOKEN_DIMS = (16, 32, 64, 128, 256, 512, 1024)  # the automatic token widths, smallest first

@@ -46,12 +46,13 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 import gpdiff
-from gpdiff.utils import distributed
-from gpdiff.utils.config import from_mapping, require_at_least_one, to_mapping
-from gpdiff.utils.device import resolve_device
 from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig, TokenShape
 from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
+from gpdiff.models.base import ParamSpec
+from gpdiff.utils import distributed
+from gpdiff.utils.config import from_mapping, require_at_least_one, to_mapping
+from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.hashing import hash_arrays
 from gpdiff.utils.io import (
@@ -63,7 +64,6 @@ from gpdiff.utils.io import (
     yaml_safe,
 )
 from gpdiff.utils.lr_schedule import warmup_cosine_scheduler
-from gpdiff.models.base import ParamSpec
 from gpdiff.zoo.params import (
     ParamCollection,
     Standardizer,

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gpdiff.utils.config import name_list
 from gpdiff.data.windows import CityData
-from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.evaluation.naive import historical_average, lag_available, seasonal_naive, weekly_naive
+from gpdiff.utils.config import name_list
+from gpdiff.utils.errors import GpdiffError, unknown_name
 
 # name -> naive forecast ``(data, origins) -> [N, B, H]``; the names are the comparison methods'
 NAIVE = {"seasonal_naive": seasonal_naive, "weekly_naive": weekly_naive, "historical_average": historical_average}

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.experiment.scoreboard import Experiment
 from gpdiff.utils.config import first_repeated, merge, parse_assignment, set_path
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import read_yaml, write_yaml
-from gpdiff.experiment.runconfig import RunConfig
-from gpdiff.experiment.scoreboard import Experiment
 
 SUITE_KEYS = ("description", "base", "seeds", "experiments", "grid")
 BUNDLED_SUITES = Path(__file__).resolve().parent.parent / "configs" / "bench"  # installed with the package (configs/ links here)
@@ -167,9 +167,9 @@ def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callab
     ``cache``: the stage cache (default ``out/cache``); suites that share one (``--cache``) compute
     a stage they have in common once, e.g. the default-settings variant of every sweep. Under
     torchrun the ranks other than 0 only join every run's distributed stages and return ``None``."""
-    from gpdiff.utils import distributed
     from gpdiff.experiment.pipeline import run_pipeline
     from gpdiff.experiment.scoreboard import write_scoreboard
+    from gpdiff.utils import distributed
 
     check_data(suite)
     if distributed.launched():

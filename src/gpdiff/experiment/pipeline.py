@@ -33,9 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpdiff.utils import distributed
-from gpdiff.evaluation import intervals
-from gpdiff.methods.adapt import forecast
 from gpdiff.data.catalog import FLOW_CITIES
 from gpdiff.data.city import City, feasible
 from gpdiff.data.lookup import data_dir_cities, load_named
@@ -44,17 +41,20 @@ from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.pretrained import ARCHITECTURE, GPD, source_record
 from gpdiff.diffusion.train import DiffusionModel
-from gpdiff.utils.errors import GpdiffError
-from gpdiff.utils.io import load_tensors, save_tensors, write_yaml
-from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, ZERO_SHOT, Context, MethodResult, get_method
+from gpdiff.evaluation import intervals
 from gpdiff.evaluation.metrics import masked_metrics, node_mae
-from gpdiff.models.base import BaseModel
-from gpdiff.zoo.params import ParamCollection
-from gpdiff.prompts import PromptSet
 from gpdiff.experiment.report import Outcome, RunRecord, write_run_report
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.stages import Run, Stage
+from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, ZERO_SHOT, Context, MethodResult, get_method
+from gpdiff.methods.adapt import forecast
 from gpdiff.models import require_graph
+from gpdiff.models.base import BaseModel
+from gpdiff.prompts import PromptSet
+from gpdiff.utils import distributed
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import load_tensors, save_tensors, write_yaml
+from gpdiff.zoo.params import ParamCollection
 
 Log = Callable[[str], Any]
 
@@ -145,8 +145,7 @@ def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityDat
 # ----------------------------------------------------------------------- stages
 def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log) -> tuple[Stage, torch.Tensor]:
     """One model on all source nodes (:func:`gpdiff.zoo.anchor.fit_anchor`)."""
-    from gpdiff.zoo.anchor import load_anchor
-    from gpdiff.zoo.anchor import fit_anchor
+    from gpdiff.zoo.anchor import fit_anchor, load_anchor
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     reads = {"window": cfg.window, "zoo": cfg.zoo.architecture(), "anchor": cfg.anchor, "seed": cfg.seed}
@@ -367,9 +366,9 @@ def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
 def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor], prompts_st: Stage,
                    denoiser: DiffusionModel, timings: dict[str, float]) -> GPD:
     """The pretrained GPD of a run's source stages (:mod:`gpdiff.diffusion.pretrained`)."""
-    from gpdiff.zoo.anchor import load_anchor
-    from gpdiff.utils.hashing import code_fingerprint
     from gpdiff.prompts import PromptEncoders
+    from gpdiff.utils.hashing import code_fingerprint
+    from gpdiff.zoo.anchor import load_anchor
 
     wall = sum(timings.get(k, 0.0) for k in ("anchor", "zoo", "prompts", "diffusion"))
     record = load_anchor(anchor[0].path)[1]

@@ -19,10 +19,10 @@ from gpdiff.utils.figures import _figure, save_figure
 
 if TYPE_CHECKING:  # types of the run report only; plotting a city must not import the whole pipeline
     from gpdiff.data.windows import CityData
-    from gpdiff.methods import MethodResult
     from gpdiff.evaluation.metrics import Metrics
-    from gpdiff.zoo.params import ParamCollection
     from gpdiff.experiment.runconfig import RunConfig
+    from gpdiff.methods import MethodResult
+    from gpdiff.zoo.params import ParamCollection
 
 
 def table(rows: Sequence[dict[str, Any]], fmt: str = "simple", floatfmt: str = ".4g") -> str:
@@ -223,8 +223,8 @@ def write_run_report(rec: RunRecord) -> Path:
     """results.csv / results.md, the four plots and report.md in ``rec.root``; prints the table."""
     import pandas as pd
 
-    from gpdiff.utils.io import atomic_write_text
     from gpdiff.experiment.stages import versions
+    from gpdiff.utils.io import atomic_write_text
 
     root, cfg, tdata = Path(rec.root), rec.config, rec.target
     target, split, origins, truth = tdata.city, tdata.split, rec.origins, rec.truth

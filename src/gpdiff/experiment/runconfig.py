@@ -28,16 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpdiff.methods.adapt import FinetuneConfig
-from gpdiff.zoo.anchor import AnchorConfig
-from gpdiff.evaluation.blend import BlendConfig
-from gpdiff.utils.config import first_repeated, from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
-from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.intervals import IntervalConfig
+from gpdiff.methods.adapt import FinetuneConfig
+from gpdiff.utils.config import first_repeated, from_mapping, merge, name_list, parse_assignment, set_path, to_mapping
+from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.io import read_yaml
+from gpdiff.zoo.anchor import AnchorConfig
 from gpdiff.zoo.train import ZooConfig
 
 DEFAULT_TARGET = "melbourne-ped"

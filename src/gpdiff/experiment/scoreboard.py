@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gpdiff.utils.io import atomic_write_text, read_yaml
 from gpdiff.experiment.report import table
 from gpdiff.utils.figures import save_figure
+from gpdiff.utils.io import atomic_write_text, read_yaml
 
 if TYPE_CHECKING:
     from gpdiff.experiment.runconfig import RunConfig

@@ -59,25 +59,25 @@ import pandas as pd
 import torch
 
 from gpdiff import __version__
-from gpdiff.evaluation import blend
-from gpdiff.methods.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
-from gpdiff.evaluation.blend import BlendConfig
-from gpdiff.utils.config import from_mapping, to_mapping
 from gpdiff.data.catalog import load_city
 from gpdiff.data.city import City, feasible
 from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.splits import Segment, Split, fit_split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.diffusion.pretrained import GPD
+from gpdiff.evaluation import blend
+from gpdiff.evaluation.blend import BlendConfig
+from gpdiff.evaluation.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
+from gpdiff.evaluation.metrics import masked_metrics
+from gpdiff.methods.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
+from gpdiff.models.base import BaseModel
+from gpdiff.prompts import PromptSet
+from gpdiff.utils.config import from_mapping, to_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.hashing import code_fingerprint
-from gpdiff.evaluation.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
 from gpdiff.utils.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
-from gpdiff.evaluation.metrics import masked_metrics
-from gpdiff.models.base import BaseModel
 from gpdiff.zoo.nodetrain import predict as predict_windows
 from gpdiff.zoo.params import unflatten
-from gpdiff.prompts import PromptSet
 
 FORMAT = "gpdiff.forecaster"
 FORMAT_VERSION = 1

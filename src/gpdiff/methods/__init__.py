@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from gpdiff.methods.adapt import FinetuneConfig
-from gpdiff.utils.config import from_mapping
 from gpdiff.data.windows import CityData
-from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.methods.adapt import FinetuneConfig
 from gpdiff.models.base import BaseModel
-from gpdiff.zoo.params import ParamCollection
 from gpdiff.prompts import PromptSet
+from gpdiff.utils.config import from_mapping
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.zoo.params import ParamCollection
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from gpdiff.data.windows import CityData
-from gpdiff.utils.errors import GpdiffError
 from gpdiff.models.base import BaseModel
+from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, predict
 from gpdiff.zoo.params import ParamCollection, flatten, unflatten
 

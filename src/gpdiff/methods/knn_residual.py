@@ -20,16 +20,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpdiff.methods.adapt import finetune, forecast
-from gpdiff.utils.config import require_at_least_one
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion.train import reference_vector
-from gpdiff.utils.errors import GpdiffError
 from gpdiff.methods import Context, MethodResult
+from gpdiff.methods.adapt import finetune, forecast
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.models.base import BaseModel
-from gpdiff.zoo.params import ParamCollection
 from gpdiff.prompts import PromptSet
+from gpdiff.utils.config import require_at_least_one
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.params import ParamCollection
 from gpdiff.zoo.train import source_val_loss
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpdiff.methods import Context, MethodResult
 from gpdiff.evaluation.naive import historical_average, seasonal_naive, weekly_naive
+from gpdiff.methods import Context, MethodResult
 
 
 def run_seasonal_naive(ctx: Context) -> MethodResult:

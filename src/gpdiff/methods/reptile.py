@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from gpdiff.methods import Context, MethodResult
 from gpdiff.methods.adapt import expand, finetune, forecast, shared_init
 from gpdiff.utils.config import require_at_least_one
 from gpdiff.utils.errors import GpdiffError, unknown_name
-from gpdiff.methods import Context, MethodResult
 from gpdiff.zoo.nodetrain import adam_update, masked_node_mae
 from gpdiff.zoo.params import unflatten
 from gpdiff.zoo.sourcepool import BALANCES, SourcePool

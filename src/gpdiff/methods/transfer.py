@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from gpdiff.methods import Context, MethodResult
 from gpdiff.methods.adapt import expand, finetune, forecast
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.methods import Context, MethodResult
 
 
 def _anchor(ctx: Context) -> torch.Tensor:

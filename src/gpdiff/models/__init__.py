@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.models.base import BaseModel, ModelConfig, NodeModule, ParamSpec
 from gpdiff.models.gwn import GWN
 from gpdiff.models.stgcn import STGCN
 from gpdiff.models.stid import STID
+from gpdiff.utils.errors import GpdiffError, unknown_name
 
 if TYPE_CHECKING:
     from gpdiff.data.city import City

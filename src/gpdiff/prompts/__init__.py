@@ -24,17 +24,17 @@ from typing import Any
 
 import torch
 
-from gpdiff.utils.config import from_mapping
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment, source_split, target_split
-from gpdiff.utils.errors import GpdiffError, unknown_name
-from gpdiff.utils.io import load_tensors, read_yaml, save_tensors, write_yaml
-from gpdiff.zoo.noderows import NodeRows
 from gpdiff.prompts.base import PromptEncoder
 from gpdiff.prompts.none import NoneConfig, NoneEncoder, NoneTemporalEncoder
 from gpdiff.prompts.spatial import GraphConfig, GraphEncoder
 from gpdiff.prompts.stats import StatsConfig, StatsEncoder
 from gpdiff.prompts.temporal import MaskedPatchConfig, MaskedPatchEncoder
+from gpdiff.utils.config import from_mapping
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.io import load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.zoo.noderows import NodeRows
 
 TEMPORAL_ENCODERS: dict[str, type[PromptEncoder]] = {"masked_patch": MaskedPatchEncoder, "stats": StatsEncoder,
                                                      "none": NoneTemporalEncoder}

@@ -42,8 +42,8 @@ from scipy.stats import rankdata
 from gpdiff.data.city import City
 from gpdiff.data.graph import EARTH_RADIUS_M
 from gpdiff.data.splits import Segment
-from gpdiff.utils.errors import GpdiffError
 from gpdiff.prompts.base import PromptEncoder
+from gpdiff.utils.errors import GpdiffError
 
 STRUCTURE = ["rank_degree", "rank_wdegree", "rank_clustering", "rank_hop2", "rank_hop3", "rank_closeness",
              "rank_betweenness", "rank_pagerank", "rank_component", "log_degree", "clustering", "log_hop2",

@@ -41,9 +41,9 @@ from tqdm.auto import tqdm
 
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
+from gpdiff.prompts.base import PromptEncoder, check_segment
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.lr_schedule import warmup_cosine_scheduler
-from gpdiff.prompts.base import PromptEncoder, check_segment
 
 MIN_WINDOW_STD = 1e-6
 CLIP = 10.0  # standardised values beyond this are clipped (isolated spikes)

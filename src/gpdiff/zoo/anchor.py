@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from gpdiff.data.city import City
 from gpdiff.data.windows import CityData, WindowBatch, WindowConfig
+from gpdiff.models.base import BaseModel
 from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.io import load_tensors, save_tensors, yaml_safe
-from gpdiff.models.base import BaseModel
 from gpdiff.zoo.nodetrain import masked_node_mae
 from gpdiff.zoo.params import flatten, unflatten
 from gpdiff.zoo.sourcepool import BALANCES, SourcePool, prepare_cities

@@ -56,13 +56,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpdiff.data.windows import CityData, WindowBatch
+from gpdiff.models import BaseModel
 from gpdiff.utils import distributed
 from gpdiff.utils.config import from_mapping
-from gpdiff.data.windows import CityData, WindowBatch
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.hashing import hash_arrays
 from gpdiff.utils.io import load_tensors, save_tensors
-from gpdiff.models import BaseModel
 from gpdiff.zoo.params import flatten
 
 CHECKPOINT = "checkpoint.safetensors"

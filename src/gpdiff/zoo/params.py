@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from gpdiff.models.base import ParamSpec
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors, save_tensors
-from gpdiff.models.base import ParamSpec
 from gpdiff.zoo.noderows import NodeRows
 
 

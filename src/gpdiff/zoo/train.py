@@ -39,16 +39,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpdiff.utils import distributed
 from gpdiff.data.city import City
 from gpdiff.data.windows import CityData, WindowConfig
+from gpdiff.evaluation.metrics import node_mae
+from gpdiff.evaluation.naive import seasonal_naive
+from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
+from gpdiff.models.base import RESIDUALS
+from gpdiff.utils import distributed
 from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.io import write_yaml
-from gpdiff.evaluation.metrics import node_mae
-from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
-from gpdiff.models.base import RESIDUALS
-from gpdiff.evaluation.naive import seasonal_naive
 from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, predict, validation_loss
 from gpdiff.zoo.params import ParamCollection, unflatten
 from gpdiff.zoo.sourcepool import locate_rows, prepare_cities
