@@ -15,7 +15,7 @@ la-loop has 7 days; the script says so). Writes ``OUT/TARGET/backtest.{csv,md,pn
 naive baselines, and the seconds each method spent per day).
 
 Why a script and not a suite of ``configs/bench/``: a bench suite is a list of ``gpdiff run``
-experiments (a ``RunConfig`` each, scored by :mod:`gpdiff.scoreboard` on the fixed few-shot split); a
+experiments (a ``RunConfig`` each, scored by :mod:`gpdiff.experiment.scoreboard` on the fixed few-shot split); a
 backtest is another command with another output (per-day rows, no test split), which the suite
 machinery cannot express without a second kind of experiment.
 """
@@ -41,8 +41,8 @@ def _pretrained(target: str, out: Path, given: dict[str, str], seed: int) -> GPD
     folder = out / "pretrained" / f"no-{target}"
     if (folder / "gpd.yaml").is_file():
         return GPD.from_pretrained(folder)
-    from gpdiff.pipeline import pretrain_sources
-    from gpdiff.runconfig import RunConfig
+    from gpdiff.experiment.pipeline import pretrain_sources
+    from gpdiff.experiment.runconfig import RunConfig
 
     sources = [t for t in TARGETS if t != target]
     cfg = RunConfig.from_yaml(None, {"target": target, "sources": ",".join(sources), "seed": seed, "device": "cpu"}, ())

@@ -38,16 +38,16 @@ import torch
 from gpdiff.data.catalog import load_city
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
-from gpdiff.device import resolve_device
 from gpdiff.diffusion import DiffusionConfig, generate, pretrain
 from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.schedule import DEFAULT_FEW_STEPS
+from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.methods.knn_residual import holdout_rows, initial, select
 from gpdiff.methods.retrieval import nearest_sources
-from gpdiff.metrics import masked_metrics
 from gpdiff.models import BaseModel, model_from_dict
-from gpdiff.params import ParamCollection, flatten, unflatten
 from gpdiff.prompts import PromptSet
+from gpdiff.utils.device import resolve_device
+from gpdiff.zoo.params import ParamCollection, flatten, unflatten
 
 
 @torch.no_grad()

@@ -36,10 +36,10 @@ from gpdiff.data.splits import source_split
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion import CONDITIONING, DiffusionConfig, generate, pretrain
-from gpdiff.metrics import masked_mae_torch, masked_metrics
+from gpdiff.evaluation.metrics import masked_mae_torch, masked_metrics
 from gpdiff.models import BaseModel, ModelConfig, get_model
-from gpdiff.params import ParamCollection, flatten, unflatten
 from gpdiff.prompts import PromptSet
+from gpdiff.zoo.params import ParamCollection, flatten, unflatten
 
 
 @dataclass

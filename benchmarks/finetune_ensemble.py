@@ -26,15 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpdiff import pipeline
-from gpdiff.adapt import finetune, forecast
 from gpdiff.diffusion.sample import generate
 from gpdiff.diffusion.train import DiffusionModel
-from gpdiff.io import load_tensors, read_yaml
-from gpdiff.metrics import masked_metrics, node_mae
+from gpdiff.evaluation.metrics import masked_metrics, node_mae
+from gpdiff.experiment import pipeline
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.experiment.scoreboard import paired_test
+from gpdiff.methods.adapt import finetune, forecast
 from gpdiff.prompts import PromptSet
-from gpdiff.runconfig import RunConfig
-from gpdiff.scoreboard import paired_test
+from gpdiff.utils.io import load_tensors, read_yaml
 
 METHODS = ("gpd", "knn_residual", "transfer")
 

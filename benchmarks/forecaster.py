@@ -85,7 +85,7 @@ def _new_node(args: argparse.Namespace) -> None:
 
 def _recursive(args: argparse.Namespace) -> None:
     from gpdiff.data.catalog import load_city
-    from gpdiff.metrics import masked_metrics
+    from gpdiff.evaluation.metrics import masked_metrics
 
     city = load_city(args.city)
     spd = city.steps_per_day

@@ -2,7 +2,7 @@
 
 Reads ``DIR/node_mae.csv`` (one row per experiment, seed, method and node), averages each node's
 test MAE over the seeds, and prints for every experiment and every other method how many nodes the
-method has lower and the Wilcoxon signed-rank p-value (:func:`gpdiff.scoreboard.paired_test`, the scoreboard's
+method has lower and the Wilcoxon signed-rank p-value (:func:`gpdiff.experiment.scoreboard.paired_test`, the scoreboard's
 test, against every method instead of only the best baseline)::
 
     python benchmarks/paired_tests.py runs/bench/loco_blend gpd \\
@@ -15,7 +15,7 @@ import argparse
 
 import pandas as pd
 
-from gpdiff.scoreboard import paired_test
+from gpdiff.experiment.scoreboard import paired_test
 
 
 def main() -> None:

@@ -5,10 +5,10 @@
 For every experiment of the suite (default ``loco_blend``: each bundled city the target once, the
 other four the sources, the `gpdiff run` defaults: 3 few-shot days, 1 validation day, the last 20%
 as test), fits :mod:`gpdiff.methods.pooled_linear` on the sources exactly as `gpdiff run` does
-(the same data, splits and scalers: :func:`gpdiff.pipeline.load_cities`, ``target_data``,
-:func:`gpdiff.zoo.prepare_cities`) and prints a markdown table of the average-horizon test MAE
+(the same data, splits and scalers: :func:`gpdiff.experiment.pipeline.load_cities`, ``target_data``,
+:func:`gpdiff.zoo.train.prepare_cities`) and prints a markdown table of the average-horizon test MAE
 (original scale, a flow city's negative forecasts count as 0) of pooled_linear alone, pooled_linear
-blended as the run blends it (weights fitted on the validation day, :mod:`gpdiff.blend`), weekly
+blended as the run blends it (weights fitted on the validation day, :mod:`gpdiff.evaluation.blend`), weekly
 naive and seasonal naive, the ratios to weekly naive, and the share of test windows each lag model
 forecast. Mean over the seeds (they change only which source windows are drawn), ± std when it is
 not 0. Nothing trains on the target; nothing but the sources' training segments is fitted.
@@ -21,14 +21,14 @@ import tempfile
 
 import numpy as np
 
-from gpdiff import blend
-from gpdiff.bench import load_suite
 from gpdiff.data.city import feasible
+from gpdiff.evaluation import blend
+from gpdiff.evaluation.metrics import masked_metrics
+from gpdiff.evaluation.naive import seasonal_naive, weekly_naive
+from gpdiff.experiment.bench import load_suite
+from gpdiff.experiment.pipeline import load_cities, target_data
 from gpdiff.methods.pooled_linear import PooledLinearConfig, fit, predict
-from gpdiff.metrics import masked_metrics
-from gpdiff.naive import seasonal_naive, weekly_naive
-from gpdiff.pipeline import load_cities, target_data
-from gpdiff.zoo import prepare_cities
+from gpdiff.zoo.train import prepare_cities
 
 
 def scores(cfg) -> dict[str, object]:

@@ -33,7 +33,7 @@ def stage_of(frames: list[str]) -> str:
         m = STAGE.match(f)
         if m:
             return m.group(1)
-        if f.startswith("method_stage (gpdiff/pipeline.py"):
+        if f.startswith("method_stage (gpdiff/experiment/pipeline.py"):
             for g in frames[i + 1:]:
                 mm = METHOD.match(g)
                 if mm:

@@ -27,13 +27,13 @@ from pathlib import Path
 import torch
 
 from gpdiff.data import load_city
-from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptEncoders, make_encoder, source_segment
 from gpdiff.prompts.diagnostics import (
     node_identification,
     rank_correlation,
     transfer_check,
 )
+from gpdiff.zoo.params import ParamCollection
 
 
 def main() -> None:

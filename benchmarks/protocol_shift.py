@@ -7,8 +7,12 @@ from the numbers the README showed at commit 191b990 (measured with the validati
 week before the few-shot days), then per target the best method and the learned methods that beat
 both naive baselines.
 """
-import re, subprocess, sys
+import re
+import subprocess
+import sys
+
 import pandas as pd
+
 old_readme = subprocess.run(["git", "show", "191b990:README.md"], capture_output=True, text=True, cwd="/work/main").stdout
 lines = old_readme.splitlines()
 i = next(k for k, l in enumerate(lines) if l.startswith("| method | melbourne-ped | nyc-taxi"))

@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from gpdiff.anchor import AnchorConfig
 from gpdiff.cli.zoo import summary_rows
 from gpdiff.data import load_city
 from gpdiff.data.catalog import bundled_names
 from gpdiff.data.windows import WindowConfig
-from gpdiff.report import table
-from gpdiff.zoo import ZooConfig, fit_anchor, train_zoo
+from gpdiff.experiment.report import table
+from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
+from gpdiff.zoo.train import ZooConfig, train_zoo
 
 
 def main() -> None:

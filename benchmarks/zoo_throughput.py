@@ -6,7 +6,7 @@ own draws), for the same number of Adam steps with the same batch size:
 
 - loop: for every node, one eager ``nn.Module`` (the model's plain reference version, which runs
   every ego slot through every layer like the released GPD code) and its own ``torch.optim.Adam``;
-- batched: :class:`gpdiff.nodetrain.NodeTrainer` (what :func:`gpdiff.zoo.train_zoo` trains with), all
+- batched: :class:`gpdiff.zoo.nodetrain.NodeTrainer` (what :func:`gpdiff.zoo.train.train_zoo` trains with), all
   nodes as one stacked parameter tensor per weight.
 
 It prints training windows per second for both, at 100 nodes and at all source nodes, their
@@ -36,15 +36,16 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gpdiff.anchor import AnchorConfig
 from gpdiff.data import load_city
 from gpdiff.data.catalog import FLOW_CITIES
 from gpdiff.data.city import City
 from gpdiff.data.windows import WindowConfig
-from gpdiff.device import resolve_device
-from gpdiff.nodetrain import NodeTrainer, TrainState, masked_node_mae
-from gpdiff.report import table
-from gpdiff.zoo import INITS, ZooConfig, fit_anchor, prepare_cities, train_zoo
+from gpdiff.experiment.report import table
+from gpdiff.utils.device import resolve_device
+from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
+from gpdiff.zoo.nodetrain import NodeTrainer, TrainState, masked_node_mae
+from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.zoo.train import INITS, ZooConfig, train_zoo
 
 
 def matmul_peak(n: int = 1024, reps: int = 20) -> float:
@@ -61,7 +62,7 @@ def matmul_peak(n: int = 1024, reps: int = 20) -> float:
 
 def build_trainer(cities: list[City], window: WindowConfig, config: ZooConfig, out_dir: Path, device: str,
                   seed: int = 0) -> NodeTrainer:
-    """The batched trainer :func:`gpdiff.zoo.train_zoo` would build for ``cities`` (shared init of ``seed``)."""
+    """The batched trainer :func:`gpdiff.zoo.train.train_zoo` would build for ``cities`` (shared init of ``seed``)."""
     dev = resolve_device(device)
     model = config.build_model(window)
     data = prepare_cities(cities, window, config, model, dev)

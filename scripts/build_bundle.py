@@ -549,7 +549,7 @@ def provenance(cities: dict[str, City], notes: dict[str, dict], sums: dict[str, 
             "one lacks 2-30 September (696 hours) and has no pickups on 1 September, so no year is complete "
             f"and none is better covered; {tx['year']} is the most recent. Its duplicated hours are handled "
             "exactly (below).",
-            f"- Channels: `data[:, 0]` is the ReadMe's *new-flow* (trips starting in the cell) -> channel 0 "
+            "- Channels: `data[:, 0]` is the ReadMe's *new-flow* (trips starting in the cell) -> channel 0 "
             "`inflow` (the target); `data[:, 1]` *end-flow* -> channel 1 `outflow`.",
             f"- De-duplication on `date`: the file has {tx['file_rows']} rows for {tx['unique_hours']} distinct "
             f"hours; {tx['dup_hours']} hours occur twice. The two copies are **not** identical: in every pair "

@@ -29,8 +29,8 @@ import yaml
 
 from gpdiff.data.catalog import bundled_names
 from gpdiff.diffusion.pretrained import bundled_path
-from gpdiff.pipeline import pretrain_sources
-from gpdiff.runconfig import RunConfig
+from gpdiff.experiment.pipeline import pretrain_sources
+from gpdiff.experiment.runconfig import RunConfig
 
 VOLATILE_CARD = ("wall_time", "code")  # what records the build rather than the model
 

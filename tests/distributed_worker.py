@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from gpdiff import distributed
 from gpdiff.data import load_city
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion import train as diffusion_train
 from gpdiff.diffusion.train import DiffusionConfig, fit
-from gpdiff.zoo import ZooConfig, train_zoo
+from gpdiff.utils import distributed
+from gpdiff.zoo.train import ZooConfig, train_zoo
 
 WINDOW = WindowConfig(n_neighbors=3)
 ZOO = {"init": "shared_random", "steps_per_epoch": 3, "batch_size": 8, "val_windows": 16, "node_chunk": 2}

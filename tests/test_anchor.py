@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from gpdiff.anchor import AnchorConfig, load_anchor, train_anchor
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion import DiffusionConfig, pretrain
-from gpdiff.errors import GpdiffError
+from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.methods.knn_residual import KnnResidualConfig, holdout_rows, initial, select
-from gpdiff.params import ParamCollection, Standardizer
-from gpdiff.runconfig import RunConfig
-from gpdiff.sourcepool import SourcePool, city_weights, row_weights
-from gpdiff.zoo import ZooConfig, fit_anchor, prepare_cities, source_val_loss, train_zoo
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.anchor import AnchorConfig, fit_anchor, load_anchor, train_anchor
+from gpdiff.zoo.params import ParamCollection, Standardizer
+from gpdiff.zoo.sourcepool import SourcePool, city_weights, prepare_cities, row_weights
+from gpdiff.zoo.train import ZooConfig, source_val_loss, train_zoo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -151,7 +151,7 @@ def test_several_members_per_node_from_perturbed_anchors(cities, tmp_path: Path)
 
 
 def test_perturbed_scales_with_the_tensors_rms() -> None:
-    from gpdiff.zoo import perturbed
+    from gpdiff.zoo.train import perturbed
 
     start = torch.full((200, 50), 3.0)
     assert torch.equal(perturbed(start, 0.0, (0, 1, 0)), start)

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from gpdiff.cli import main
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.errors import GpdiffError
 from gpdiff.forecaster import GPD, Forecaster, backtest_report, ets
 from gpdiff.forecaster.backtest import BacktestConfig, backtest, beats_naive_from, columns
+from gpdiff.utils.errors import GpdiffError
 
 FAST = {"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8}
 SPD = 24  # synthetic cities are hourly

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gpdiff.bench import load_suite, run_suite
 from gpdiff.cli import main
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.errors import GpdiffError
-from gpdiff.scoreboard import paired_test
+from gpdiff.experiment.bench import load_suite, run_suite
+from gpdiff.experiment.scoreboard import paired_test
+from gpdiff.utils.errors import GpdiffError
 
 METHODS = ["seasonal_naive", "historical_average", "mean_params", "gpd"]
 BASE = {
@@ -81,7 +81,7 @@ def test_rerun_resumes_without_computing(finished, tmp_path):
 
 
 def test_the_cli_last_line_says_how_much_the_bench_folder_holds(finished):
-    from gpdiff.stages import folder_size, human_size
+    from gpdiff.experiment.stages import folder_size, human_size
 
     _, res = finished
     r = CliRunner().invoke(main, ["bench", str(res.out.parent / "suite.yaml"), "--out", str(res.out)])
@@ -167,7 +167,7 @@ def test_named_experiments_of_one_target(tmp_path, data_dir):
 
 
 def test_bundled_suites_parse(tmp_path):
-    from gpdiff.bench import BUNDLED_SUITES
+    from gpdiff.experiment.bench import BUNDLED_SUITES
 
     sizes = {p.stem: len(load_suite(p, tmp_path).experiments) for p in sorted(BUNDLED_SUITES.glob("*.yaml"))}
     assert sizes == {"base_models": 6, "conditioning": 10, "context": 5, "context_no_residual": 5, "context_weekly": 4,

@@ -4,8 +4,8 @@ blend stage of a run."""
 import numpy as np
 import pytest
 
-from gpdiff.blend import BlendConfig, apply_weights, describe, fit_weights, simplex_grid
-from gpdiff.errors import GpdiffError
+from gpdiff.evaluation.blend import BlendConfig, apply_weights, describe, fit_weights, simplex_grid
+from gpdiff.utils.errors import GpdiffError
 
 
 def test_simplex_grid_holds_every_point_with_sum_at_most_one():

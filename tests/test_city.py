@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from gpdiff.data import City, load_city
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 
 def test_round_trip_is_exact_and_deterministic(small_city, tmp_path):

@@ -8,11 +8,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gpdiff.bench import load_suite
 from gpdiff.cli import main
-from gpdiff.config import origin_of, path_origins
-from gpdiff.errors import GpdiffError
-from gpdiff.runconfig import RunConfig
+from gpdiff.experiment.bench import load_suite
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.utils.config import origin_of, path_origins
+from gpdiff.utils.errors import GpdiffError
 
 
 def _yaml(path: Path, doc: dict) -> Path:
@@ -163,11 +163,11 @@ def _walk() -> dict[str, tuple[type, object]]:
     import dataclasses
     import typing
 
-    from gpdiff.config import from_mapping
+    from gpdiff.experiment.runconfig import RunConfig
     from gpdiff.forecaster import ForecasterConfig
     from gpdiff.methods import SETTINGS, _resolve
     from gpdiff.prompts import SPATIAL_ENCODERS, TEMPORAL_ENCODERS
-    from gpdiff.runconfig import RunConfig
+    from gpdiff.utils.config import from_mapping
 
     out: dict[str, tuple[type, object]] = {}
 

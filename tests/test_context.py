@@ -9,10 +9,10 @@ import torch
 from gpdiff.data import CityData, source_split, target_split
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import WindowConfig
-from gpdiff.errors import GpdiffError
+from gpdiff.evaluation.naive import seasonal_naive, weekly_naive
 from gpdiff.models import MODELS, ModelConfig, get_model
-from gpdiff.naive import seasonal_naive, weekly_naive
-from gpdiff.nodetrain import masked_node_mae, predict, trim_slots
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.nodetrain import masked_node_mae, predict, trim_slots
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 from diffusers.training_utils import EMAModel
 
 from gpdiff.cli import main
-from gpdiff.config import merge
 from gpdiff.diffusion import (
     CONDITIONING,
     PRESETS,
@@ -30,12 +29,13 @@ from gpdiff.diffusion import (
     make_sampler,
     pretrain,
 )
-from gpdiff.errors import GpdiffError
-from gpdiff.io import read_yaml, write_yaml
-from gpdiff.lr_schedule import warmup_cosine, warmup_cosine_scheduler
 from gpdiff.models.base import ParamSpec
-from gpdiff.params import ParamCollection, Tokenizer, flatten
 from gpdiff.prompts import PromptSet
+from gpdiff.utils.config import merge
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import read_yaml, write_yaml
+from gpdiff.utils.lr_schedule import warmup_cosine, warmup_cosine_scheduler
+from gpdiff.zoo.params import ParamCollection, Tokenizer, flatten
 
 # diffusers' DPM-Solver++ calls np.array on a tensor in a way numpy 2 deprecates (not ours to fix)
 pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from gpdiff import distributed
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.diffusion.sample import generate_tensors
 from gpdiff.diffusion.train import DiffusionModel
-from gpdiff.io import load_tensors
-from gpdiff.nodetrain import BLOCK_CHUNKS, NodeTrainConfig, NodeTrainer
-from gpdiff.params import ParamCollection
-from gpdiff.zoo import ZooConfig, prepare_cities, train_zoo
+from gpdiff.utils import distributed
+from gpdiff.utils.io import load_tensors
+from gpdiff.zoo.nodetrain import BLOCK_CHUNKS, NodeTrainConfig, NodeTrainer
+from gpdiff.zoo.params import ParamCollection
+from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.zoo.train import ZooConfig, train_zoo
 
 sys.path.insert(0, str(Path(__file__).parent))
 from distributed_worker import WINDOW, ZOO  # noqa: E402
@@ -83,8 +84,8 @@ def test_gpdiff_run_under_torchrun_shards_the_zoo_and_writes_one_report(tmp_path
     import yaml
     from test_pipeline import TINY, _cities
 
-    from gpdiff.pipeline import run_pipeline
-    from gpdiff.runconfig import RunConfig
+    from gpdiff.experiment.pipeline import run_pipeline
+    from gpdiff.experiment.runconfig import RunConfig
 
     data = _cities(tmp_path / "data")
     settings = {**TINY, "target": "alpha", "data_dir": str(data), "methods": {"seasonal_naive": {}, "gpd": {}},
@@ -121,7 +122,7 @@ def test_shards_cover_every_node_once_in_whole_blocks(two_source_cities, tmp_pat
 
 
 def test_checkpoints_of_another_process_count_are_named_not_ignored(two_source_cities, tmp_path):
-    from gpdiff.errors import GpdiffError
+    from gpdiff.utils.errors import GpdiffError
 
     model = ZooConfig().build_model(WINDOW)
     data = prepare_cities(two_source_cities, WINDOW, ZooConfig(), model)
@@ -142,7 +143,7 @@ def test_single_process_helpers_are_no_ops():
 
 
 def test_half_set_environment_names_torchrun(monkeypatch):
-    from gpdiff.errors import GpdiffError
+    from gpdiff.utils.errors import GpdiffError
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.delenv("MASTER_ADDR", raising=False)

@@ -16,7 +16,7 @@ import pytest
 
 from gpdiff.data import download as dl
 from gpdiff.data.catalog import load_city
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 IDS = ["773869", "767541", "767542", "717447"]
 

@@ -1,11 +1,11 @@
-"""Ensembles and the conformalised ensemble (gpdiff.ensemble), and the scoreboard's paired CRPS test."""
+"""Ensembles and the conformalised ensemble (gpdiff.evaluation.ensemble), and the scoreboard's paired CRPS test."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_pipeline import TINY, _cities
 
-from gpdiff.ensemble import (
+from gpdiff.evaluation.ensemble import (
     EnsembleConfig,
     calibrate_ensemble,
     crps_ensemble,
@@ -14,10 +14,10 @@ from gpdiff.ensemble import (
     score_ensemble,
     spread_error_correlation,
 )
-from gpdiff.errors import GpdiffError
-from gpdiff.intervals import bounds, calibrate, score
-from gpdiff.runconfig import RunConfig
-from gpdiff.scoreboard import crps_tests, intervals_markdown
+from gpdiff.evaluation.intervals import bounds, calibrate, score
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.experiment.scoreboard import crps_tests, intervals_markdown
+from gpdiff.utils.errors import GpdiffError
 
 
 def _heteroscedastic(seed=0, n=20, b=600, h=3, k=8):
@@ -137,7 +137,7 @@ def test_run_with_an_ensemble_end_to_end_and_its_first_member_is_the_run_without
     data = _cities(tmp_path / "data")
     methods = ["seasonal_naive", "transfer_zero_shot", "target_only", "gpd"]
     base = {**TINY, "target": "alpha", "data_dir": str(data), "methods": methods, "blend": {"naive": ["seasonal_naive"]}}
-    from gpdiff.pipeline import run_pipeline
+    from gpdiff.experiment.pipeline import run_pipeline
 
     cache = tmp_path / "cache"
     one = run_pipeline(RunConfig.from_dict({**base, "out": str(tmp_path / "k1")}), progress=False, log=lambda m: None,
@@ -169,10 +169,10 @@ def test_run_with_an_ensemble_end_to_end_and_its_first_member_is_the_run_without
 def test_blending_the_members_blends_their_mean(month_city):
     """The blend weights are fitted for the members' mean and applied to each member: the mean of the
     blended members is the blended mean (the blend is affine with weights summing to 1)."""
-    from gpdiff import blend
     from gpdiff.data.splits import target_split
     from gpdiff.data.windows import CityData
-    from gpdiff.ensemble import combine
+    from gpdiff.evaluation import blend
+    from gpdiff.evaluation.ensemble import combine
 
     split = target_split(month_city.n_steps, 24, 3, 1, 0.2, 15)
     data = CityData(month_city, split, history=12, horizon=3, n_neighbors=2)

@@ -1,12 +1,18 @@
-"""Every fallback a run takes on the target becomes a note naming the nodes (gpdiff.fallbacks)."""
+"""Every fallback a run takes on the target becomes a note naming the nodes (gpdiff.evaluation.fallbacks)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from gpdiff.data import CityData, target_split
-from gpdiff.fallbacks import historical_average_notes, lag_fallback_note, node_list, scaler_notes, unscored_note
-from gpdiff.naive import historical_average, weekly_naive
+from gpdiff.evaluation.fallbacks import (
+    historical_average_notes,
+    lag_fallback_note,
+    node_list,
+    scaler_notes,
+    unscored_note,
+)
+from gpdiff.evaluation.naive import historical_average, weekly_naive
 
 
 def _data(c, floor: float = 0.05):
@@ -80,7 +86,7 @@ def test_unscored_nodes_are_named(month_city):
 
 
 def test_blend_notes_name_the_lagged_forecasts_that_fell_back(month_city):
-    from gpdiff.fallbacks import blend_fallback_notes
+    from gpdiff.evaluation.fallbacks import blend_fallback_notes
 
     c = month_city
     d = _data(c)

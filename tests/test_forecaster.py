@@ -16,11 +16,11 @@ from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.errors import GpdiffError
+from gpdiff.experiment.pipeline import pretrain_sources
+from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.forecaster import GPD, Forecaster
-from gpdiff.io import read_yaml, write_yaml
-from gpdiff.pipeline import pretrain_sources
-from gpdiff.runconfig import RunConfig
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import read_yaml, write_yaml
 
 FAST = {"finetune": {"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8}}
 
@@ -126,8 +126,8 @@ def test_predict_reproduces_adapt_forecast_of_the_same_parameters(gpd):
     parameters on the same window (the code gpdiff run scores)."""
     from gpdiff.data.splits import fit_split
     from gpdiff.data.windows import CityData
-    from gpdiff.nodetrain import predict
-    from gpdiff.params import unflatten
+    from gpdiff.zoo.nodetrain import predict
+    from gpdiff.zoo.params import unflatten
 
     city = _city()
     f = Forecaster.fit(city, gpd, blend={"naive": []}, clip=False, **FAST)

@@ -14,7 +14,7 @@ from gpdiff.data.basicts import load_basicts
 from gpdiff.data.city import City
 from gpdiff.data.libcity import load_libcity
 from gpdiff.data.loaders import load_path
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 T, N = 36, 4
 TIMES = pd.date_range("2012-03-01", periods=T, freq="5min")

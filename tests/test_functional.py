@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpdiff.config import merge
 from gpdiff.data.city import City
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion import DiffusionConfig, NoiseSchedule, ScheduleConfig, fit
 from gpdiff.diffusion.functional import FunctionalLoss
-from gpdiff.errors import GpdiffError
-from gpdiff.params import ParamCollection, flatten
-from gpdiff.zoo import ZooConfig, prepare_cities
+from gpdiff.utils.config import merge
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.params import ParamCollection, flatten
+from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.zoo.train import ZooConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,9 +15,10 @@ from click.testing import CliRunner
 from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.loaders import load_astgcn, load_city_folder, load_dcrnn, load_gpd_folder, load_path
-from gpdiff.errors import GpdiffError
-from gpdiff.pipeline import load_cities, load_named
-from gpdiff.runconfig import RunConfig
+from gpdiff.data.lookup import load_named
+from gpdiff.experiment.pipeline import load_cities
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.utils.errors import GpdiffError
 
 IDS = ["a", "b", "c"]
 

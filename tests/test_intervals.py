@@ -1,10 +1,10 @@
-"""Split conformal intervals and their scores (gpdiff.intervals)."""
+"""Split conformal intervals and their scores (gpdiff.evaluation.intervals)."""
 
 import numpy as np
 import pytest
 
-from gpdiff.errors import GpdiffError
-from gpdiff.intervals import bounds, calibrate, check_levels, level_name, score
+from gpdiff.evaluation.intervals import bounds, calibrate, check_levels, level_name, score
+from gpdiff.utils.errors import GpdiffError
 
 
 def _noisy(seed=0, n=30, b=400, h=3):

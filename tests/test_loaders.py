@@ -20,7 +20,7 @@ from gpdiff.data.loaders import (
     load_path,
     write_city_folder,
 )
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 IDS = ["773869", "767541", "767542", "717447", "717446"]
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gpdiff.metrics import masked_metrics
+from gpdiff.evaluation.metrics import masked_metrics
 
 
 def test_hand_computed_values():

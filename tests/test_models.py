@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from gpdiff.data import CityData, source_split
-from gpdiff.errors import GpdiffError
 from gpdiff.models import MODELS, ModelConfig, get_model
-from gpdiff.nodetrain import masked_node_mae, trim_slots
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.nodetrain import masked_node_mae, trim_slots
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -135,7 +135,7 @@ def test_in_channels(batch):
 @pytest.mark.parametrize("name,preset", CASES)
 def test_parameter_tools_round_trip(name, preset):
     """Flatten/unflatten and the tensor-aligned tokenizer are exact for every model and preset."""
-    from gpdiff.params import Standardizer, Tokenizer, flatten, unflatten
+    from gpdiff.zoo.params import Standardizer, Tokenizer, flatten, unflatten
 
     model = get_model(name, ModelConfig(preset=preset))
     spec = model.spec()

@@ -1,7 +1,7 @@
 import numpy as np
 
 from gpdiff.data import CityData, target_split
-from gpdiff.naive import historical_average, seasonal_naive
+from gpdiff.evaluation.naive import historical_average, seasonal_naive
 
 
 def _data(c):

@@ -8,10 +8,10 @@ import torch
 
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
-from gpdiff.errors import GpdiffError
-from gpdiff.io import load_tensors
 from gpdiff.models import ModelConfig, get_model
-from gpdiff.nodetrain import (
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import load_tensors
+from gpdiff.zoo.nodetrain import (
     CHECKPOINT,
     NodeTrainConfig,
     NodeTrainer,

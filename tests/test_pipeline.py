@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from gpdiff.cli import main
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.errors import GpdiffError
-from gpdiff.io import load_tensors, read_yaml
-from gpdiff.pipeline import run_pipeline
-from gpdiff.runconfig import RunConfig
+from gpdiff.experiment.pipeline import run_pipeline
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import load_tensors, read_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -71,8 +71,8 @@ def test_run_writes_results_plots_and_report(first_run):
 
 
 def test_transfer_methods_start_from_the_anchor_stage(first_run):
-    from gpdiff.anchor import load_anchor
-    from gpdiff.params import ParamCollection
+    from gpdiff.zoo.anchor import load_anchor
+    from gpdiff.zoo.params import ParamCollection
 
     _, res = first_run
     anchor, record = load_anchor(res.out / "anchor")
@@ -180,7 +180,7 @@ def test_blend_adds_one_stage_per_learned_method_and_reuses_the_methods(first_ru
 
 
 def test_changing_the_code_recomputes_every_stage(first_run, tmp_path, monkeypatch):
-    from gpdiff import hashing
+    from gpdiff.utils import hashing
 
     monkeypatch.setattr(hashing, "code_fingerprint", lambda: "9.9.9+edited")
     computed, reused = _rerun_copy(first_run, tmp_path)
@@ -404,7 +404,7 @@ def test_cli_set_and_methods_flags(tmp_path):
 
 def test_runs_in_two_folders_share_stages_through_cache(tmp_path):
     """`gpdiff run --cache DIR`: a second run directory with one setting changed reuses every stage above it."""
-    from gpdiff.io import write_yaml
+    from gpdiff.utils.io import write_yaml
 
     data = _cities(tmp_path / "data")
     config = write_yaml(tmp_path / "tiny.yaml", {**TINY, "target": "alpha", "data_dir": str(data),
@@ -422,7 +422,7 @@ def test_runs_in_two_folders_share_stages_through_cache(tmp_path):
 
 
 def test_default_sources_are_the_city_entries_of_the_data_dir(tmp_path):
-    from gpdiff.pipeline import default_sources
+    from gpdiff.experiment.pipeline import default_sources
 
     for name in ("alpha", "beta"):
         (tmp_path / name).mkdir()

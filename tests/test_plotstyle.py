@@ -1,4 +1,4 @@
-"""One fixed look per method across every plot (gpdiff.plotstyle), and legends outside the axes."""
+"""One fixed look per method across every plot (gpdiff.utils.plotstyle), and legends outside the axes."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from gpdiff.blend import NAIVE
+from gpdiff.evaluation.blend import NAIVE
+from gpdiff.experiment.report import plot_mae_per_horizon, plot_reliability
 from gpdiff.methods import METHODS
-from gpdiff.plotstyle import NAIVE_NAMES, STYLES, figure_legend_outside, legend_outside, method_style
-from gpdiff.report import plot_mae_per_horizon, plot_reliability
+from gpdiff.utils.plotstyle import NAIVE_NAMES, STYLES, figure_legend_outside, legend_outside, method_style
 
 
 def _rgb(name: str) -> tuple[float, float, float]:

@@ -10,7 +10,8 @@ from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.splits import source_split, target_split
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import CityData
-from gpdiff.errors import GpdiffError
+from gpdiff.experiment.pipeline import run_pipeline
+from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.methods import check_settings
 from gpdiff.methods.pooled_linear import (
     FULL,
@@ -22,8 +23,7 @@ from gpdiff.methods.pooled_linear import (
     lag_windows,
     predict,
 )
-from gpdiff.pipeline import run_pipeline
-from gpdiff.runconfig import RunConfig
+from gpdiff.utils.errors import GpdiffError
 
 DAY, WEEK = 24, 168
 # x[t] = x[t-W] + A (x[t-1] - x[t-1-W]) + B (x[t-D] - x[t-W]) + C (x[t-1] - x[t-1-D]) + e[t]: with history

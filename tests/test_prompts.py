@@ -11,8 +11,6 @@ from click.testing import CliRunner
 from gpdiff.data import City, target_split
 from gpdiff.data.splits import Segment
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.errors import GpdiffError
-from gpdiff.io import save_tensors
 from gpdiff.prompts import (
     SPATIAL_ENCODERS,
     TEMPORAL_ENCODERS,
@@ -32,6 +30,8 @@ from gpdiff.prompts.spatial import (
 )
 from gpdiff.prompts.stats import FEATURES
 from gpdiff.prompts.temporal import patchify
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import save_tensors
 
 TINY_MASKED_PATCH = {"train_steps": 12, "d_model": 16, "n_heads": 2, "ff_dim": 32, "batch_size": 16, "days": 2}
 
@@ -322,7 +322,7 @@ def test_within_city_rank_ties_values_equal_up_to_noise():
 # --------------------------------------------------------------------------- diagnostics
 def _tiny_zoo(cities):
     from gpdiff.models import ModelConfig, get_model
-    from gpdiff.params import ParamCollection, flatten
+    from gpdiff.zoo.params import ParamCollection, flatten
 
     model = get_model("stid", ModelConfig(history=12, horizon=6, ego_size=4))
     n = sum(c.n_nodes for c in cities)

@@ -10,7 +10,7 @@ from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.splits import Segment
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import window_origins
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 
 def test_source_split_is_chronological_and_disjoint():
@@ -179,7 +179,7 @@ def test_first_readable_is_the_few_shot_start_before_the_test_period_only():
 def test_train_and_val_windows_read_nothing_before_the_few_shot_days(month_city, context):
     """Poisoning every value before the few-shot days changes no training or validation input (history,
     seasonal context) and no naive forecast there, but test windows still read the whole past."""
-    from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
+    from gpdiff.evaluation.naive import historical_average, seasonal_naive, weekly_naive
 
     c = month_city
     split = target_split(c.n_steps, 24, days=2, window=6)  # validation's weekly lag lies 5 days before
@@ -210,7 +210,7 @@ def test_train_and_val_windows_read_nothing_before_the_few_shot_days(month_city,
 
 
 def test_validation_weekly_naive_falls_back_to_the_few_shot_profile(month_city):
-    from gpdiff.naive import historical_average, lag_available, weekly_naive
+    from gpdiff.evaluation.naive import historical_average, lag_available, weekly_naive
 
     d = CityData(month_city, target_split(month_city.n_steps, 24, days=3), history=6, horizon=3, n_neighbors=1)
     o = d.origins("val")

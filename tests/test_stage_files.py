@@ -1,6 +1,6 @@
 """What a stage leaves on disk and who may write it: stage locks between processes, resume
-checkpoints dropped when a stage finishes, a full disk, folder sizes (gpdiff.stages, gpdiff.io);
-and what a long stage prints where there is no terminal (gpdiff.progress)."""
+checkpoints dropped when a stage finishes, a full disk, folder sizes (gpdiff.experiment.stages, gpdiff.utils.io);
+and what a long stage prints where there is no terminal (gpdiff.utils.progress)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ import pytest
 from click.testing import CliRunner
 from filelock import FileLock
 
-from gpdiff.errors import GpdiffError
-from gpdiff.io import atomic_write_text, read_yaml
-from gpdiff.progress import PLAIN_INTERVAL_S, progress_bar
-from gpdiff.stages import CHECKPOINTS, Run, human_size
+from gpdiff.experiment.stages import CHECKPOINTS, Run, human_size
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import atomic_write_text, read_yaml
+from gpdiff.utils.progress import PLAIN_INTERVAL_S, progress_bar
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -34,7 +34,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from gpdiff.stages import Run
+    from gpdiff.experiment.stages import Run
     root = Path(sys.argv[1])
     with Run(root).stage("s", {"a": 1}) as st:
         (st.path / "partial.txt").write_text("half")
@@ -135,7 +135,7 @@ def test_an_interrupted_stage_keeps_its_checkpoints_to_resume_from(tmp_path):
 
 
 def test_every_trainer_names_its_checkpoints_so_a_finished_stage_drops_them():
-    from gpdiff.nodetrain import CHECKPOINT
+    from gpdiff.zoo.nodetrain import CHECKPOINT
 
     sharded = CHECKPOINT.replace(".safetensors", ".rank1-of-4.safetensors")  # NodeTrainer.checkpoint_path
     for name in (CHECKPOINT, sharded, "checkpoint.safetensors"):  # the last: the denoiser's (diffusion.train)
@@ -147,7 +147,7 @@ def test_every_trainer_names_its_checkpoints_so_a_finished_stage_drops_them():
 def _fail_writes(monkeypatch, code: int, where: str = "") -> None:
     """Make every atomic write whose path contains ``where`` fail at its fsync with ``code``, as a
     full disk or a spent quota does (often only at flush time on network file systems)."""
-    import gpdiff.io
+    import gpdiff.utils.io
 
     real = os.fsync
 
@@ -156,7 +156,7 @@ def _fail_writes(monkeypatch, code: int, where: str = "") -> None:
             raise OSError(code, os.strerror(code))
         real(fd)
 
-    monkeypatch.setattr(gpdiff.io.os, "fsync", fsync)
+    monkeypatch.setattr(gpdiff.utils.io.os, "fsync", fsync)
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
@@ -191,12 +191,12 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_old_file_survives(tmp_p
 
 
 def test_other_os_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
-    import gpdiff.io
+    import gpdiff.utils.io
 
     def fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(gpdiff.io.os, "fsync", fsync)
+    monkeypatch.setattr(gpdiff.utils.io.os, "fsync", fsync)
     with pytest.raises(OSError) as info:
         atomic_write_text(tmp_path / "x.txt", "text")
     assert not isinstance(info.value, GpdiffError) and info.value.errno == errno.EIO
@@ -204,7 +204,7 @@ def test_other_os_errors_are_not_called_a_full_disk(tmp_path, monkeypatch):
 
 
 def test_the_cli_turns_a_full_disk_anywhere_into_one_line(monkeypatch):
-    """A write outside gpdiff.io (a library's own file, a folder): the CLI still says it in one line."""
+    """A write outside gpdiff.utils.io (a library's own file, a folder): the CLI still says it in one line."""
     import gpdiff.cli
 
     @click.command()
@@ -226,7 +226,7 @@ def test_a_run_that_fills_the_disk_stops_in_one_line_and_resumes(tmp_path, monke
     from test_pipeline import TINY, _cities
 
     from gpdiff.cli import main
-    from gpdiff.io import write_yaml
+    from gpdiff.utils.io import write_yaml
 
     data = _cities(tmp_path / "data")
     config = write_yaml(tmp_path / "tiny.yaml", {**TINY, "target": "alpha", "data_dir": str(data),
@@ -295,12 +295,12 @@ def test_progress_on_a_terminal_is_tqdms_bar():
 def test_a_training_loop_without_a_terminal_prints_progress_lines(two_source_cities, tmp_path, monkeypatch):
     """The per-node trainer (zoo, fine-tuning) under nohup or CI: its progress reaches a non-terminal
     stderr as plain lines (the CLI no longer turns progress off there)."""
-    import gpdiff.progress
+    import gpdiff.utils.progress
     from gpdiff.cli import progress_bars
     from gpdiff.data.splits import source_split
     from gpdiff.data.windows import CityData
     from gpdiff.models import ModelConfig, get_model
-    from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer
+    from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer
 
     city = two_source_cities[0]
     model = get_model("stid", ModelConfig(history=12, horizon=3, ego_size=4))
@@ -308,7 +308,7 @@ def test_a_training_loop_without_a_terminal_prints_progress_lines(two_source_cit
     cfg = NodeTrainConfig(max_epochs=3, patience=5, steps_per_epoch=1, batch_size=4, val_windows=8)
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    monkeypatch.setattr(gpdiff.progress, "PLAIN_INTERVAL_S", 0.0)  # a line at every epoch
+    monkeypatch.setattr(gpdiff.utils.progress, "PLAIN_INTERVAL_S", 0.0)  # a line at every epoch
     assert progress_bars(quiet=False) and not progress_bars(quiet=True)
     NodeTrainer(model, [data], cfg, model.init(city.n_nodes, seed=0, shared=True), tmp_path, seed=0,
                 progress=progress_bars(quiet=False), desc="zoo stid").run()

@@ -1,4 +1,4 @@
-"""Stage bookkeeping (gpdiff.stages): reuse, recompute on a key change, resume, damaged outputs."""
+"""Stage bookkeeping (gpdiff.experiment.stages): reuse, recompute on a key change, resume, damaged outputs."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gpdiff.hashing import hash_file
-from gpdiff.io import read_yaml
-from gpdiff.stages import Run
+from gpdiff.experiment.stages import Run
+from gpdiff.utils.hashing import hash_file
+from gpdiff.utils.io import read_yaml
 
 
 def _compute(run: Run, config: dict, text: str = "result") -> tuple[bool, Path]:

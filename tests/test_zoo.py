@@ -8,17 +8,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gpdiff.anchor import AnchorConfig
 from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import WindowConfig
-from gpdiff.errors import GpdiffError
-from gpdiff.io import load_tensors, read_yaml
-from gpdiff.nodetrain import CHECKPOINT
-from gpdiff.params import ParamCollection
-from gpdiff.zoo import ZooConfig, fit_anchor, load_zoo
-from gpdiff.zoo import train_zoo as _train_zoo
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import load_tensors, read_yaml
+from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
+from gpdiff.zoo.nodetrain import CHECKPOINT
+from gpdiff.zoo.params import ParamCollection
+from gpdiff.zoo.train import ZooConfig, load_zoo
+from gpdiff.zoo.train import train_zoo as _train_zoo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -25,10 +25,10 @@ _API = {
     "GPD": "gpdiff.diffusion.pretrained:GPD",
     "Forecaster": "gpdiff.forecaster:Forecaster",
     "ForecasterConfig": "gpdiff.forecaster:ForecasterConfig",
-    "RunConfig": "gpdiff.runconfig:RunConfig",
-    "run": "gpdiff.pipeline:run_pipeline",
-    "pretrain": "gpdiff.pipeline:pretrain_sources",
-    "bench": "gpdiff.bench:bench",
+    "RunConfig": "gpdiff.experiment.runconfig:RunConfig",
+    "run": "gpdiff.experiment.pipeline:run_pipeline",
+    "pretrain": "gpdiff.experiment.pipeline:pretrain_sources",
+    "bench": "gpdiff.experiment.bench:bench",
 }
 __all__ = [
     "GPD",

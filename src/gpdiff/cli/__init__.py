@@ -8,7 +8,7 @@ import sys
 import click
 
 from gpdiff import __version__
-from gpdiff.errors import GpdiffError, disk_full, is_disk_full
+from gpdiff.utils.errors import GpdiffError, disk_full, is_disk_full
 
 # (module, attribute, the line `gpdiff --help` shows): every module defines one click command or
 # group. The lines are here so that `gpdiff --help` imports no command module (they import torch);
@@ -38,7 +38,7 @@ COMMANDS = (
 
 def progress_bars(quiet: bool) -> bool:
     """Whether a command shows progress: not with ``--quiet``. On a terminal it is a bar; in a log file,
-    under ``nohup`` or in CI one plain line per stage every 30 s, no carriage returns (:mod:`gpdiff.progress`)."""
+    under ``nohup`` or in CI one plain line per stage every 30 s, no carriage returns (:mod:`gpdiff.utils.progress`)."""
     return not quiet
 
 
@@ -69,7 +69,7 @@ class _Main(click.Group):
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(2)
         except OSError as exc:  # a path the user gave that cannot be used: a file in the way, no permission
-            if is_disk_full(exc):  # a write outside gpdiff.io (which names its file itself): a library's, a folder
+            if is_disk_full(exc):  # a write outside gpdiff.utils.io (which names its file itself): a library's, a folder
                 click.secho(f"error: {disk_full(exc.filename, exc)}", fg="red", err=True)
                 sys.exit(2)
             if exc.filename is None:

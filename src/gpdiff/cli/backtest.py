@@ -40,12 +40,12 @@ def backtest(city: str, pretrained: str | None, methods: str | None, start_days:
 
     Writes the per-day scores (MAE, CRPS, interval coverage) per method to --out/backtest.csv, a table
     to backtest.md and a plot against days of data to backtest.png."""
-    from gpdiff.config import from_mapping, parse_assignment, set_path
     from gpdiff.data.catalog import load_city
     from gpdiff.data.options import parse_cli
     from gpdiff.forecaster import backtest_report
     from gpdiff.forecaster.backtest import BacktestConfig
     from gpdiff.forecaster.backtest import backtest as run_backtest
+    from gpdiff.utils.config import from_mapping, parse_assignment, set_path
 
     settings: dict[str, Any] = {"start_days": start_days, "days": days, "seed": seed,
                                 "start_day": list(start_day) or [0]}

@@ -27,9 +27,9 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
     Every experiment x seed is one `gpdiff run`; runs share one stage cache, so a stage with the same
     key is computed once. Rerunning resumes. See configs/bench/ for the bundled suites.
     """
-    from gpdiff.bench import check_data, describe, find_suite, finished, load_suite, run_suite
-    from gpdiff.errors import GpdiffError
-    from gpdiff.scoreboard import write_scoreboard
+    from gpdiff.experiment.bench import check_data, describe, find_suite, finished, load_suite, run_suite
+    from gpdiff.experiment.scoreboard import write_scoreboard
+    from gpdiff.utils.errors import GpdiffError
 
     path = find_suite(suite)
     out = out or Path("runs") / "bench" / path.stem
@@ -49,7 +49,7 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
         return
     import sys
 
-    from gpdiff.progress import is_terminal
+    from gpdiff.utils.progress import is_terminal
 
     # on a terminal the stage lines are enough; in a log (nohup, CI) a long stage also prints a plain line every 30 s
     progress = progress or (not quiet and not is_terminal(sys.stderr))
@@ -57,7 +57,7 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
                        log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the scoreboard)
         return
-    from gpdiff.stages import folder_size, human_size
+    from gpdiff.experiment.stages import folder_size, human_size
 
     inside = cache is None or Path(cache).resolve().is_relative_to(Path(out).resolve())
     sizes = f"{out} {human_size(folder_size(out))}" + ("" if inside else f", cache {cache} {human_size(folder_size(cache))}")

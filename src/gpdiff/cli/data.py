@@ -27,8 +27,8 @@ def list_cities() -> None:
     """Table of the bundled and downloaded cities."""
     from gpdiff.data.catalog import bundled_names, cached_names, resolve
     from gpdiff.data.city import City
-    from gpdiff.errors import GpdiffError
-    from gpdiff.report import table
+    from gpdiff.experiment.report import table
+    from gpdiff.utils.errors import GpdiffError
 
     rows, broken = [], []
     bundled = set(bundled_names())
@@ -57,7 +57,8 @@ def list_cities() -> None:
 def show(name_or_path: str, plot_path: Path | None, option_pairs: tuple[str, ...]) -> None:
     """Statistics of a city and a PNG with a few nodes' series and the graph."""
     from gpdiff.data import load_city
-    from gpdiff.report import city_stats, plot_city, table
+    from gpdiff.data.show import city_stats, plot_city
+    from gpdiff.experiment.report import table
 
     city = load_city(name_or_path, **_options(option_pairs))
     click.echo(f"# {city.name}")
@@ -76,7 +77,7 @@ def convert(path: str, out: Path, option_pairs: tuple[str, ...], force: bool) ->
     """Read PATH (any supported format) and write it as OUT: a NAME.city file, or else a city folder."""
     from gpdiff.data import load_city
     from gpdiff.data.loaders import write_city_folder
-    from gpdiff.errors import GpdiffError
+    from gpdiff.utils.errors import GpdiffError
 
     source = Path(path).resolve() if Path(path).exists() else None
     if source is not None and (out.resolve() == source or out.resolve() in source.parents):

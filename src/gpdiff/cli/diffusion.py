@@ -12,9 +12,9 @@ from gpdiff.cli import progress_bars
 from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.schedule import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
 from gpdiff.diffusion.train import PRESETS, REFERENCES, SUBSETS
-from gpdiff.errors import GpdiffError
-from gpdiff.params import Standardizer
-from gpdiff.sourcepool import BALANCES
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.params import Standardizer
+from gpdiff.zoo.sourcepool import BALANCES
 
 SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
 
@@ -95,8 +95,8 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
     if sources:
         if zoo_path or prompts_path:
             raise GpdiffError("give either --sources (pretrain everything) or --zoo and --prompts (the denoiser alone).")
-        from gpdiff.pipeline import pretrain_sources
-        from gpdiff.runconfig import RunConfig
+        from gpdiff.experiment.pipeline import pretrain_sources
+        from gpdiff.experiment.runconfig import RunConfig
 
         overrides: dict[str, Any] = {"sources": sources, "seed": seed, "device": device,
                                      **({"data_dir": data_dir} if data_dir else {})}
@@ -108,11 +108,11 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
                           "(the denoiser alone).")
     if assignments or data_dir:
         raise GpdiffError("--set and --data-dir go with --sources; for the denoiser alone use its own flags.")
-    from gpdiff.config import merge
     from gpdiff.diffusion.train import DiffusionConfig, drop_none
     from gpdiff.diffusion.train import pretrain as run_pretrain
-    from gpdiff.io import read_yaml
-    from gpdiff.params import ParamCollection
+    from gpdiff.utils.config import merge
+    from gpdiff.utils.io import read_yaml
+    from gpdiff.zoo.params import ParamCollection
 
     base: dict[str, Any] = {}
     if config_path:
@@ -133,8 +133,8 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
     functional = None
     if config.functional_weight > 0:
         from gpdiff.data import load_city
-        from gpdiff.device import resolve_device
         from gpdiff.diffusion.functional import FunctionalLoss
+        from gpdiff.utils.device import resolve_device
 
         names = city_names.split(",") if city_names else zoo.city_names()
         functional = FunctionalLoss.for_zoo(zoo, [load_city(n.strip()) for n in names], config.functional_windows,
@@ -179,7 +179,7 @@ def generate(model_dir: str, prompts_path: str, out: str, sampler: str, num_infe
     """Generate base-model parameters for every node of a prompt set (zoo collection format)."""
     from gpdiff.diffusion.sample import generate as run_generate
     from gpdiff.diffusion.train import DiffusionModel
-    from gpdiff.params import ParamCollection
+    from gpdiff.zoo.params import ParamCollection
 
     model = DiffusionModel.load(model_dir, device=device)
     if zoo_path:

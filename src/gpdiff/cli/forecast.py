@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from gpdiff.cli import progress_bars
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 _OPTION = "Reader option KEY=VALUE for the data's format (repeatable), as for gpdiff data show."
 
@@ -45,8 +45,8 @@ def fit(city: str, out: Path, pretrained: str | None, method: str, blend: str | 
     CITY is a bundled name, or a path in any supported format (city folder, .city, DCRNN, LibCity, ...)."""
     import shutil
 
-    from gpdiff.config import from_mapping, parse_assignment, set_path
     from gpdiff.forecaster import Forecaster, ForecasterConfig
+    from gpdiff.utils.config import from_mapping, parse_assignment, set_path
 
     if out.exists() and any(out.iterdir()) and not force:
         raise GpdiffError(f"{out} exists; pass --force to replace it, `gpdiff update {out} --data ...` to add days, "
@@ -95,7 +95,7 @@ def forecast(forecaster: Path, data_path: str | None, at: str | None, horizon: i
     for note in df.attrs.get("notes", []):
         click.echo(f"note: {note}", err=True)
     if out_file is not None:
-        from gpdiff.io import atomic_write_bytes
+        from gpdiff.utils.io import atomic_write_bytes
 
         out_file.parent.mkdir(parents=True, exist_ok=True)
         if out_file.suffix.lower() == ".csv":

@@ -48,10 +48,10 @@ def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, tr
         spatial_dim: int | None, config_file: Path | None, train_frac: float, val_frac: float, test_frac: float,
         seed: int, quiet: bool) -> None:
     """Fit the encoders on the cities' training periods; write them and every node's prompts."""
-    from gpdiff.config import field_names
     from gpdiff.data import load_city
-    from gpdiff.io import read_yaml
     from gpdiff.prompts import PROMPTS_FILE, PromptEncoders, source_segment
+    from gpdiff.utils.config import field_names
+    from gpdiff.utils.io import read_yaml
 
     doc: dict[str, Any] = dict(read_yaml(config_file) or {}) if config_file else {}
     tcfg = dict(doc.get("temporal_config") or {})
@@ -139,9 +139,9 @@ def show(path: Path, plot_path: Path | None) -> None:
 def check(path: Path, zoo_path: Path, random_draws: int, seed: int) -> None:
     """Do the prompts predict the parameters? Rank correlation and the nearest-neighbour transfer check."""
     from gpdiff.data import load_city
-    from gpdiff.params import ParamCollection
     from gpdiff.prompts import PromptSet
     from gpdiff.prompts.diagnostics import rank_correlation, transfer_check
+    from gpdiff.zoo.params import ParamCollection
 
     ps = PromptSet.load(path)
     coll = ParamCollection.load(zoo_path)
@@ -189,8 +189,8 @@ def plot_pca(ps: Any, out: Path) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from gpdiff.io import atomic_write_bytes
-    from gpdiff.plotstyle import legend_outside
+    from gpdiff.utils.io import atomic_write_bytes
+    from gpdiff.utils.plotstyle import legend_outside
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     cities = np.array(ps.cities)

@@ -10,11 +10,11 @@ import click
 from gpdiff.cli import progress_bars
 from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.schedule import SAMPLERS
+from gpdiff.experiment.runconfig import DEFAULT_METHODS
 from gpdiff.methods import METHODS
 from gpdiff.models import MODELS
-from gpdiff.runconfig import DEFAULT_METHODS
 
-# flag -> dotted path in the run config tree (gpdiff.runconfig)
+# flag -> dotted path in the run config tree (gpdiff.experiment.runconfig)
 RUN_FLAGS = {"target": "target", "sources": "sources", "data_dir": "data_dir", "target_days": "target_days",
              "model": "zoo.model", "preset": "zoo.preset", "condition": "diffusion.denoiser.condition",
              "sampler": "generate.sampler", "num_inference_steps": "generate.num_inference_steps",
@@ -62,11 +62,11 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
 
     With no options: leave-one-city-out within the bundled flow cities, target melbourne-ped, 3 days.
     """
-    from gpdiff.config import parse_assignment, set_path
-    from gpdiff.errors import GpdiffError
-    from gpdiff.io import read_yaml
-    from gpdiff.pipeline import run_pipeline
-    from gpdiff.runconfig import RunConfig, method_settings
+    from gpdiff.experiment.pipeline import run_pipeline
+    from gpdiff.experiment.runconfig import RunConfig, method_settings
+    from gpdiff.utils.config import parse_assignment, set_path
+    from gpdiff.utils.errors import GpdiffError
+    from gpdiff.utils.io import read_yaml
 
     overrides: dict[str, Any] = {}
     for name, value in flags.items():
@@ -86,7 +86,7 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
     result = run_pipeline(cfg, progress=progress_bars(quiet), log=lambda m: click.echo(m, err=True), cache=cache)
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the run)
         return
-    from gpdiff.stages import folder_size, human_size
+    from gpdiff.experiment.stages import folder_size, human_size
 
     sizes = f"{result.out} {human_size(folder_size(result.out))}" + (
         f", cache {cache} {human_size(folder_size(cache))}" if cache is not None else "")

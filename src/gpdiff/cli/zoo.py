@@ -11,8 +11,8 @@ from gpdiff.cli import progress_bars
 from gpdiff.data.windows import CONTEXTS
 from gpdiff.models import MODELS
 from gpdiff.models.base import RESIDUALS
-from gpdiff.params import ParamCollection
-from gpdiff.zoo import INITS, ZooConfig
+from gpdiff.zoo.params import ParamCollection
+from gpdiff.zoo.train import INITS, ZooConfig
 
 
 @click.group()
@@ -20,7 +20,7 @@ def zoo() -> None:
     """Train and inspect model zoos (one base model per source node)."""
 
 
-# flag -> dotted path in the run config tree (gpdiff.runconfig); None values are not set
+# flag -> dotted path in the run config tree (gpdiff.experiment.runconfig); None values are not set
 ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.history", "horizon": "window.horizon",
              "n_neighbors": "window.n_neighbors", "batch_size": "zoo.batch_size", "lr": "zoo.lr",
              "lr_decay": "zoo.lr_decay", "max_epochs": "zoo.max_epochs", "patience": "zoo.patience",
@@ -72,11 +72,12 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     config's ``anchor`` section) and every node is fine-tuned from it. Started by
     ``torchrun --nproc_per_node=N -m gpdiff zoo train ...``, the nodes are split across the N
     processes (the result equals a single-process run); the anchor trains on rank 0."""
-    from gpdiff import distributed
     from gpdiff.data import load_city
-    from gpdiff.device import resolve_device
-    from gpdiff.runconfig import RunConfig
-    from gpdiff.zoo import fit_anchor, train_zoo
+    from gpdiff.experiment.runconfig import RunConfig
+    from gpdiff.utils import distributed
+    from gpdiff.utils.device import resolve_device
+    from gpdiff.zoo.anchor import fit_anchor
+    from gpdiff.zoo.train import train_zoo
 
     if config_file is not None:
         _check_layout(config_file)
@@ -104,11 +105,11 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
 
 def _check_layout(path: Path) -> None:
     """One clear line for a flat zoo config of the earlier layout (``lr: 0.01`` at the top level)."""
-    from gpdiff.config import field_names
-    from gpdiff.errors import GpdiffError
-    from gpdiff.io import read_yaml
-    from gpdiff.runconfig import RunConfig
-    from gpdiff.zoo import ZooConfig
+    from gpdiff.experiment.runconfig import RunConfig
+    from gpdiff.utils.config import field_names
+    from gpdiff.utils.errors import GpdiffError
+    from gpdiff.utils.io import read_yaml
+    from gpdiff.zoo.train import ZooConfig
 
     doc = read_yaml(path)
     if not isinstance(doc, dict):
@@ -161,6 +162,6 @@ def summary_rows(collection: ParamCollection) -> list[dict[str, Any]]:
 
 
 def summary_table(collection: ParamCollection, fmt: str = "simple") -> str:
-    from gpdiff.report import table
+    from gpdiff.experiment.report import table
 
     return table(summary_rows(collection), fmt=fmt)

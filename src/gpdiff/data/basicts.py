@@ -29,7 +29,7 @@ from gpdiff.data import options as opt
 from gpdiff.data.city import City
 from gpdiff.data.graphpickle import load_pickle, read_graph_pickle_by_order
 from gpdiff.data.timeaxis import how_to_set
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 BASICTS_OPTIONS = ("name", "kind", "units", "source", "interval_minutes", "start", "allow_negative")
 #: published (interval minutes, start) of the datasets BasicTS ships under these names

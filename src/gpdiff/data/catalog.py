@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gpdiff.data.city import City
-from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.utils.errors import GpdiffError, unknown_name
 
 BUNDLED_DIR = Path(str(resources.files("gpdiff") / "data" / "bundled"))
 FLOW_CITIES = ("nyc-taxi", "montevideo-bus", "melbourne-ped", "hangzhou-metro")

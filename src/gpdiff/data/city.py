@@ -25,8 +25,8 @@ import pandas as pd
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from gpdiff.errors import GpdiffError
-from gpdiff.io import atomic_write_bytes
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import atomic_write_bytes
 
 FORMAT_VERSION = "1"
 KINDS = ("speed", "flow")
@@ -286,7 +286,7 @@ class City:
     def fingerprint(self) -> str:
         """Content hash of the city: values, mask, graph, time axis and node ids (stage keys, and a
         pretrained model's record of its sources)."""
-        from gpdiff.hashing import hash_arrays
+        from gpdiff.utils.hashing import hash_arrays
 
         return hash_arrays(self.values, self.mask, self.adjacency,
                            extra=[str(self.start), self.interval_minutes, list(self.node_ids)])

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from gpdiff import __version__
 from gpdiff.data.catalog import cache_dir
-from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.utils.errors import GpdiffError, unknown_name
 
 MIRROR_ENV = "GPDIFF_MIRROR"
 CHUNK = 1 << 20

@@ -9,7 +9,7 @@ import pandas as pd
 
 from gpdiff.data.graph import gaussian_knn_adjacency
 from gpdiff.data.timeaxis import parse_times, place_on_grid, regular_grid
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 if TYPE_CHECKING:
     from gpdiff.data.city import City

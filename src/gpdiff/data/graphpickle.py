@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 
 def load_pickle(path: Path, what: str = "the adj_mx.pkl from the DCRNN repository") -> Any:

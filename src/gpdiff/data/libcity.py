@@ -28,7 +28,7 @@ import pandas as pd
 from gpdiff.data import options as opt
 from gpdiff.data.city import City
 from gpdiff.data.timeaxis import parse_times, place_on_grid, regular_grid
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 LIBCITY_OPTIONS = ("name", "kind", "units", "source", "interval_minutes", "tz", "allow_gaps", "allow_negative")
 _DYNA_KEYS = ("dyna_id", "type", "time", "entity_id")

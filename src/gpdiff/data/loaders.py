@@ -38,8 +38,8 @@ from gpdiff.data.graphpickle import id_str as _id_str
 from gpdiff.data.graphpickle import read_graph_pickle
 from gpdiff.data.timeaxis import how_to_set, place_on_grid, regular_grid
 from gpdiff.data.widecsv import read_wide_csv
-from gpdiff.errors import GpdiffError
-from gpdiff.io import atomic_write_text, write_yaml
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import atomic_write_text, write_yaml
 
 PathLike = str | os.PathLike[str]
 
@@ -506,7 +506,7 @@ def load_city_folder(folder: PathLike, **options: Any) -> City:
       (columns ``from,to[,weight]``, weight 1 if absent; made symmetric); or neither, when
       ``nodes.csv`` has coordinates (a Gaussian-kernel 8-nearest-neighbour graph is built). With
       none of these the city has no edges, which STID accepts and the graph models refuse
-      (:func:`gpdiff.zoo.require_graph`).
+      (:func:`gpdiff.models.require_graph`).
     - ``nodes.csv`` (optional): columns ``id``, ``lat``, ``lon`` (or ``x``, ``y`` in metres), then
       any numeric attribute columns (kept as node attributes). Rows of unknown ids are ignored.
     - ``city.yaml`` (optional) and ``options``: ``name``, ``kind`` (``flow`` default, or ``speed``:
@@ -549,7 +549,7 @@ def load_city_folder(folder: PathLike, **options: Any) -> City:
     elif coords is not None:
         adjacency = gaussian_knn_adjacency(coords, k=8, latlon=coord_kind == "latlon")
         graph_note = "8-NN Gaussian graph from nodes.csv"
-    else:  # no graph: a model that needs one refuses the city (gpdiff.zoo.require_graph); STID runs without
+    else:  # no graph: a model that needs one refuses the city (gpdiff.models.require_graph); STID runs without
         adjacency = np.zeros((len(ids), len(ids)), dtype=np.float32)
         graph_note = ("none: no adjacency.csv, edges.csv or nodes.csv with coordinates, so base models that "
                       "need a graph refuse this city")

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from gpdiff.errors import GpdiffError
-from gpdiff.io import read_yaml
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import read_yaml
 
 META_FILE = "city.yaml"
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.api import guess_datetime_format
 
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 NS_PER_MIN = 60 * 10**9
 #: how to state loader options, quoted in error messages

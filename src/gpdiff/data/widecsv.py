@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from gpdiff.data.timeaxis import parse_times
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 SEPARATORS = ("\t", ";", "|", ",")  # a ';' or tab file with decimal commas also has commas: ',' last
 _DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d+,\d+\s*$")

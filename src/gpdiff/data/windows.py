@@ -7,7 +7,7 @@ validation and test windows may look back into earlier steps (the past is known 
 
 What a window may read is one rule, :func:`first_readable`: a new city has no past, so at a target's
 training and validation origins nothing before its few-shot days is read (history, the seasonal
-context's lagged values, and the naive forecasts of :mod:`gpdiff.naive` alike); at test origins
+context's lagged values, and the naive forecasts of :mod:`gpdiff.evaluation.naive` alike); at test origins
 everything observed up to the origin is.
 
 :class:`CityData` holds one city scaled with statistics from its training segment, its ego-graphs,
@@ -26,7 +26,7 @@ from gpdiff.data.city import City
 from gpdiff.data.graph import EgoGraphs, ego_graphs
 from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.splits import Segment, Split
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 CONTEXTS = {"none": 0, "daily": 1, "weekly": 7}  # seasonal context -> its lag in days
 
@@ -34,7 +34,7 @@ CONTEXTS = {"none": 0, "daily": 1, "weekly": 7}  # seasonal context -> its lag i
 def lag_steps(context: str, steps_per_day: int) -> int:
     """The lag of a seasonal ``context`` in steps of a city with ``steps_per_day`` (0 for ``none``)."""
     if context not in CONTEXTS:
-        from gpdiff.errors import unknown_name
+        from gpdiff.utils.errors import unknown_name
 
         raise unknown_name("seasonal context", context, CONTEXTS)
     return CONTEXTS[context] * steps_per_day

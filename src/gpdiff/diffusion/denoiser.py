@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gpdiff.config import require_at_least_one, require_range
 from gpdiff.diffusion.conditioning import (
     CONDITIONING,
     Attention,
@@ -32,9 +31,10 @@ from gpdiff.diffusion.conditioning import (
     Conditioning,
     Modulation,
 )
-from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.models.base import ParamSpec
-from gpdiff.params import Tokenizer
+from gpdiff.utils.config import require_at_least_one, require_range
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.zoo.params import Tokenizer
 
 TOKEN_DIMS = (16, 32, 64, 128, 256, 512, 1024)  # the automatic token widths, smallest first
 
@@ -80,7 +80,7 @@ class DenoiserConfig:
 @dataclass(frozen=True)
 class TokenShape:
     """The sizes a denoiser takes from its data: ``n_tokens`` tokens of ``token_dim`` parameters each
-    (:class:`~gpdiff.params.Tokenizer`) and the widths of the spatial and temporal prompts."""
+    (:class:`~gpdiff.zoo.params.Tokenizer`) and the widths of the spatial and temporal prompts."""
 
     n_tokens: int
     token_dim: int

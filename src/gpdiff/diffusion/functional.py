@@ -25,12 +25,12 @@ import torch
 
 from gpdiff.data.city import City
 from gpdiff.data.windows import CityData, WindowConfig
-from gpdiff.errors import GpdiffError
 from gpdiff.models import BaseModel, model_from_dict
-from gpdiff.nodetrain import masked_node_mae
-from gpdiff.params import ParamCollection, unflatten
-from gpdiff.sourcepool import SourcePool, locate_rows
-from gpdiff.zoo import ZooConfig, prepare_cities
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.nodetrain import masked_node_mae
+from gpdiff.zoo.params import ParamCollection, unflatten
+from gpdiff.zoo.sourcepool import SourcePool, locate_rows, prepare_cities
+from gpdiff.zoo.train import ZooConfig
 
 
 class FunctionalLoss:

@@ -38,11 +38,11 @@ from gpdiff.data.splits import Segment
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.sample import GenerateConfig, generate
 from gpdiff.diffusion.train import DiffusionModel
-from gpdiff.errors import GpdiffError
-from gpdiff.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptEncoders, PromptSet
-from gpdiff.zoo import ZooConfig
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.zoo.train import ZooConfig
 
 FORMAT = "gpdiff.pretrained"
 FORMAT_VERSION = 1

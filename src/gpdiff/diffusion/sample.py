@@ -1,7 +1,7 @@
 """Generation: Gaussian noise + a node's prompts -> that node's base-model parameters.
 
 :func:`generate` samples parameters for every node of a prompt set and returns them as a
-:class:`~gpdiff.params.ParamCollection` in the zoo's format (cities and node ids from the prompts),
+:class:`~gpdiff.zoo.params.ParamCollection` in the zoo's format (cities and node ids from the prompts),
 so every tool that reads a zoo reads generated parameters too. Sampling is batched over nodes and
 seeded: the same model, prompts, sampler, number of steps, seed and batch size give the same
 parameters. Argument names follow diffusers' pipelines (``num_inference_steps``, ``guidance_scale``).
@@ -17,10 +17,10 @@ import torch
 from gpdiff.diffusion.denoiser import Denoiser
 from gpdiff.diffusion.schedule import SAMPLERS, ScheduleConfig, make_sampler, sampling_steps
 from gpdiff.diffusion.train import DiffusionModel
-from gpdiff.config import require_range
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.params import ParamCollection
-from gpdiff.progress import progress_bar
+from gpdiff.utils.config import require_range
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.progress import progress_bar
+from gpdiff.zoo.params import ParamCollection
 
 
 @dataclass

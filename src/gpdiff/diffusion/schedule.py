@@ -23,8 +23,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from gpdiff.config import require_range
-from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.utils.config import require_range
+from gpdiff.utils.errors import GpdiffError, unknown_name
 
 PREDICTION_TYPES = ("v_prediction", "epsilon", "sample")
 BETA_SCHEDULES = ("linear", "squaredcos_cap_v2")

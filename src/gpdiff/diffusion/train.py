@@ -9,14 +9,14 @@ reference point (``reference``: the anchored zoo's anchor, so that a zero sample
 G.pt's residual on a reference vector; or the zoo's mean), standardised per tensor or per coordinate
 and cut into tensor-aligned tokens; batches drawn with every source city equally likely
 (``balance``), uniform diffusion steps, MSE on the prediction target over real
-(non-padding) token slots, AdamW with warm-up and cosine decay (:mod:`gpdiff.lr_schedule`),
+(non-padding) token slots, AdamW with warm-up and cosine decay (:mod:`gpdiff.utils.lr_schedule`),
 gradient clipping, an EMA copy of the weights (diffusers' ``EMAModel``; used for sampling),
 optional prompt dropout for classifier-free guidance, an optional functional loss
 (``functional_weight``: the clean-sample estimate scored as a forecaster on its node's training
 windows, :mod:`gpdiff.diffusion.functional`), a progress bar, and checkpoints that an interrupted run
 resumes from.
 
-Under ``torchrun`` (:mod:`gpdiff.distributed`) training is data-parallel
+Under ``torchrun`` (:mod:`gpdiff.utils.distributed`) training is data-parallel
 (``DistributedDataParallel``): every rank draws its own ``batch_size`` nodes per iteration from its
 own generator (rank 0's is the single-process one), so the effective batch is ``world x
 batch_size``; gradients are averaged over ranks, and the learning rate is used as it is (scale it
@@ -46,15 +46,16 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 import gpdiff
-from gpdiff import distributed
-from gpdiff.config import from_mapping, require_at_least_one, require_range, to_mapping
-from gpdiff.device import resolve_device
 from gpdiff.diffusion.denoiser import Denoiser, DenoiserConfig, TokenShape
 from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.hashing import hash_arrays
-from gpdiff.io import (
+from gpdiff.models.base import ParamSpec
+from gpdiff.utils import distributed
+from gpdiff.utils.config import from_mapping, require_at_least_one, require_range, to_mapping
+from gpdiff.utils.device import resolve_device
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.hashing import hash_arrays
+from gpdiff.utils.io import (
     atomic_write_text,
     load_tensors,
     read_yaml,
@@ -62,17 +63,16 @@ from gpdiff.io import (
     write_yaml,
     yaml_safe,
 )
-from gpdiff.lr_schedule import warmup_cosine_scheduler
-from gpdiff.models.base import ParamSpec
-from gpdiff.params import (
+from gpdiff.utils.lr_schedule import warmup_cosine_scheduler
+from gpdiff.utils.progress import progress_bar
+from gpdiff.zoo.params import (
     ParamCollection,
     Standardizer,
     Tokenizer,
     spec_from_json,
     spec_to_json,
 )
-from gpdiff.progress import progress_bar
-from gpdiff.sourcepool import BALANCES, row_weights
+from gpdiff.zoo.sourcepool import BALANCES, row_weights
 
 # Sizes per preset, nested like DiffusionConfig.to_dict(); every other field keeps its dataclass default.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -113,7 +113,7 @@ class DiffusionConfig:
     cfg_dropout: float = 0.0  # probability of dropping both prompts (classifier-free guidance)
     reference: str = "auto"  # what is generated is the difference from it: anchor, mean, none; auto = the
     # zoo's anchor when it has one (anchored zoo: residual generation, a zero sample is the anchor), else its mean
-    standardize: str = "coordinate"  # coordinate or tensor (gpdiff.params.Standardizer; BENCHMARKS.md)
+    standardize: str = "coordinate"  # coordinate or tensor (gpdiff.zoo.params.Standardizer; BENCHMARKS.md)
     balance: str = "city"  # training batches: every source city equally often (city) or every node (proportional)
     subset: str = "auto"  # auto: generate only the tensors some zoo member changed (zoo.trainable), the rest is
     # the reference; all: every tensor
@@ -156,7 +156,7 @@ class DiffusionConfig:
     def preset_defaults(cls, data: Mapping[str, Any]) -> dict[str, Any]:
         """The values of the preset ``data`` names (default ``small``), under which ``data`` is merged.
 
-        :func:`gpdiff.config.from_mapping` calls this, so a run config's ``diffusion: {preset: paper}``
+        :func:`gpdiff.utils.config.from_mapping` calls this, so a run config's ``diffusion: {preset: paper}``
         gets the paper sizes too."""
         preset = data.get("preset", "small")
         return {"preset": preset, **_preset(preset)}

@@ -6,7 +6,7 @@ has ``start_days`` days: every method fits a :class:`~gpdiff.forecaster.Forecast
 ``days`` days: every window of that day (origins whose ``horizon`` targets lie inside the day) is
 forecast from its true history (everything observed up to its origin, from the user's first day on),
 scored against what happened (MAE, and CRPS and coverage of the conformal intervals:
-:func:`gpdiff.intervals.score`, :func:`gpdiff.metrics.masked_metrics`), and the forecaster is
+:func:`gpdiff.evaluation.intervals.score`, :func:`gpdiff.evaluation.metrics.masked_metrics`), and the forecaster is
 updated with the day (:meth:`Forecaster.update`: warm-start fine-tuning, blend and calibration on the
 newest day). This is the rolling-origin evaluation of darts' ``historical_forecasts`` and
 statsforecast's ``cross_validation`` (Tashman, "Out-of-sample tests of forecasting accuracy", IJF 2000),
@@ -35,19 +35,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpdiff import blend
-from gpdiff.adapt import FinetuneConfig
-from gpdiff.blend import BlendConfig
-from gpdiff.config import from_mapping
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment, Split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.diffusion.pretrained import GPD
-from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.evaluation import blend
+from gpdiff.evaluation.blend import BlendConfig
+from gpdiff.evaluation.intervals import IntervalConfig, bounds, level_name, score
+from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.forecaster import ets
 from gpdiff.forecaster.forecaster import NAIVE, NEEDS_ZOO, STARTS, Forecaster, ForecasterConfig, _select
-from gpdiff.intervals import IntervalConfig, bounds, level_name, score
-from gpdiff.metrics import masked_metrics
+from gpdiff.methods.adapt import FinetuneConfig
+from gpdiff.utils.config import from_mapping
+from gpdiff.utils.errors import GpdiffError, unknown_name
 
 Log = Callable[[str], Any]
 REFERENCES = ("seasonal_naive", "weekly_naive")  # the two a learned method must beat; always run
@@ -245,8 +245,8 @@ def _day_data(day: City, n_have: int, f: Forecaster | None, window: WindowConfig
 def _forecast(f: Forecaster, data: CityData, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Point forecasts ``[N, B, H]`` of ``f`` at ``origins`` and their conformal bounds ``[L, 2, N, B, H]``,
     as :meth:`Forecaster.predict` makes them (blended, clipped, intervals from its calibration)."""
-    from gpdiff.nodetrain import predict as predict_windows
-    from gpdiff.params import unflatten
+    from gpdiff.zoo.nodetrain import predict as predict_windows
+    from gpdiff.zoo.params import unflatten
 
     if f.params is not None:
         model = f.model()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from gpdiff.evaluation.intervals import level_name
 from gpdiff.forecaster.backtest import REFERENCES, BacktestResult, beats_naive_from
-from gpdiff.intervals import level_name
-from gpdiff.io import atomic_write_bytes, atomic_write_text
+from gpdiff.utils.io import atomic_write_bytes, atomic_write_text
 
 
 def by_days(scores: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from gpdiff.data.city import City, feasible
-from gpdiff.intervals import level_name
+from gpdiff.evaluation.intervals import level_name
 
 NAME = "auto_ets"
 INSTALL = "pip install 'gpdiff[baselines]' (statsforecast)"

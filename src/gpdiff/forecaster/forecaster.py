@@ -16,11 +16,11 @@ budget); ``gpd_zero_shot`` keeps them as generated; ``transfer`` / ``transfer_ze
 the pretrained anchor; ``target_only`` from a random initialisation; the naive methods
 (``seasonal_naive``, ``weekly_naive``, ``historical_average``) train nothing. Every method with
 parameters is blended with the naive forecasts of ``blend.naive``, weights fitted on the last day
-(:mod:`gpdiff.blend`), as in ``gpdiff run``.
+(:mod:`gpdiff.evaluation.blend`), as in ``gpdiff run``.
 
 **Predict.** From the latest ``history`` steps before the forecast origin, the next ``horizon`` steps
 (default one day), with prediction intervals (default 80% and 95%) calibrated on the validation days
-by split conformal prediction (:mod:`gpdiff.intervals`). Up to the model's horizon the forecast is direct; beyond it the (blended)
+by split conformal prediction (:mod:`gpdiff.evaluation.intervals`). Up to the model's horizon the forecast is direct; beyond it the (blended)
 forecasts are fed back as history and the naive forecasts read them where the lagged value lies in
 the future: the recursive strategy (Taieb et al., "A review and comparison of strategies for
 multi-step ahead time series forecasting", 2012). Nodes are matched by id; a node the forecaster has
@@ -58,26 +58,27 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gpdiff import __version__, blend
-from gpdiff.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
-from gpdiff.blend import BlendConfig
-from gpdiff.config import from_mapping, require_range, to_mapping
+from gpdiff import __version__
 from gpdiff.data.catalog import load_city
 from gpdiff.data.city import City, feasible
 from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.splits import Segment, Split, fit_split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.diffusion.pretrained import GPD
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.fallbacks import scaler_notes
-from gpdiff.hashing import code_fingerprint
-from gpdiff.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
-from gpdiff.io import atomic_write_bytes, atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
-from gpdiff.metrics import masked_metrics
+from gpdiff.evaluation import blend
+from gpdiff.evaluation.blend import BlendConfig
+from gpdiff.evaluation.fallbacks import scaler_notes
+from gpdiff.evaluation.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
+from gpdiff.evaluation.metrics import masked_metrics
+from gpdiff.methods.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
 from gpdiff.models.base import BaseModel
-from gpdiff.nodetrain import predict as predict_windows
-from gpdiff.params import unflatten
 from gpdiff.prompts import PromptSet
+from gpdiff.utils.config import from_mapping, require_range, to_mapping
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.hashing import code_fingerprint
+from gpdiff.utils.io import atomic_write_bytes, atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.zoo.nodetrain import predict as predict_windows
+from gpdiff.zoo.params import unflatten
 
 FORMAT = "gpdiff.forecaster"
 FORMAT_VERSION = 1

@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 
 from gpdiff.data.city import City
-from gpdiff.errors import GpdiffError
-from gpdiff.io import atomic_write_bytes
-from gpdiff.plotstyle import legend_outside, method_style
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import atomic_write_bytes
+from gpdiff.utils.plotstyle import legend_outside, method_style
 
 
 def plot_forecast(city: City, forecasts: pd.DataFrame, out: str | Path, nodes: list[str] | None = None,
                   days: int = 3, method: str = "gpd") -> Path:
     """PNG of the last ``days`` of ``city`` and the ``forecasts`` (a :meth:`Forecaster.predict` table) for
     ``nodes`` (default: the four forecast nodes with the highest mean), one panel each; the forecast in
-    ``method``'s colour (:func:`gpdiff.plotstyle.method_style`, as in a run's plots), the legend outside."""
+    ``method``'s colour (:func:`gpdiff.utils.plotstyle.method_style`, as in a run's plots), the legend outside."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -2,7 +2,7 @@
 
 A method is a function ``(ctx: Context) -> MethodResult`` in its own module, registered below by
 name. All methods see the same target data (windows, splits, scaler) and are scored by the same
-code; methods that fine-tune use :func:`gpdiff.adapt.finetune` with the same budget.
+code; methods that fine-tune use :func:`gpdiff.methods.adapt.finetune` with the same budget.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from gpdiff.adapt import FinetuneConfig
-from gpdiff.config import from_mapping
 from gpdiff.data.windows import CityData
-from gpdiff.errors import GpdiffError, unknown_name
+from gpdiff.methods.adapt import FinetuneConfig
 from gpdiff.models.base import BaseModel
-from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptSet
+from gpdiff.utils.config import from_mapping
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.zoo.params import ParamCollection
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ SETTINGS: dict[str, str] = {
 
 # Methods that need the diffusion model's generated parameters.
 NEEDS_GENERATION = ("gpd_zero_shot", "gpd")
-# Methods that start from the anchor (the pooled model of gpdiff.anchor).
+# Methods that start from the anchor (the pooled model of gpdiff.zoo.anchor).
 NEEDS_ANCHOR = ("transfer", "transfer_zero_shot")
 # Methods that train nothing on the target: they read its few-shot days only through the scaler,
 # the prompts or per-slot averages, never as training windows. A run of only these needs no
@@ -80,7 +80,7 @@ class Context:
     seed: int
     workdir: Path
     generated: ParamCollection | None = None
-    anchor: torch.Tensor | None = None  # [P] the pooled source model (gpdiff.anchor)
+    anchor: torch.Tensor | None = None  # [P] the pooled source model (gpdiff.zoo.anchor)
     progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)  # this method's settings: run config ``methods.<name>``
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from gpdiff.adapt import finetune, forecast
-from gpdiff.errors import GpdiffError
 from gpdiff.methods import Context, MethodResult
+from gpdiff.methods.adapt import finetune, forecast
+from gpdiff.utils.errors import GpdiffError
 
 
 def _generated(ctx: Context) -> torch.Tensor:

@@ -2,7 +2,7 @@
 from it, then fine-tuned like every other method.
 
 The strongest no-diffusion answer to "what does the diffusion model add?" (the seed paper's first
-open question): with an anchored zoo (:mod:`gpdiff.zoo`, ``init: anchor``), a target node starts from
+open question): with an anchored zoo (:mod:`gpdiff.zoo.train`, ``init: anchor``), a target node starts from
 ``anchor + s * mean(theta_j - anchor for the k source nodes j with the nearest prompts)``. Prompts
 are compared as :mod:`gpdiff.methods.retrieval` compares them. ``k`` and the shrinkage ``s`` are
 chosen on held-out *source* nodes, never on the target: a random ``holdout`` share of every source
@@ -20,17 +20,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpdiff.adapt import finetune, forecast
-from gpdiff.config import require_at_least_one
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion.train import reference_vector
-from gpdiff.errors import GpdiffError
 from gpdiff.methods import Context, MethodResult
+from gpdiff.methods.adapt import finetune, forecast
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.models.base import BaseModel
-from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptSet
-from gpdiff.zoo import source_val_loss
+from gpdiff.utils.config import require_at_least_one
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.params import ParamCollection
+from gpdiff.zoo.train import source_val_loss
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpdiff.adapt import expand, finetune, forecast, mean_parameters
 from gpdiff.methods import Context, MethodResult
+from gpdiff.methods.adapt import expand, finetune, forecast, mean_parameters
 
 
 def run(ctx: Context) -> MethodResult:

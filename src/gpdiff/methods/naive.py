@@ -1,15 +1,15 @@
-"""Seasonal naive, weekly naive and historical average as comparison methods (the forecasts: :mod:`gpdiff.naive`).
+"""Seasonal naive, weekly naive and historical average as comparison methods (the forecasts: :mod:`gpdiff.evaluation.naive`).
 
 Where a forecast falls back (the historical average for a missing lagged value; a node's mean, or 0,
 where the few-shot days have no observation), the result's ``fallback`` note says where
-(:mod:`gpdiff.fallbacks`); the run writes it to the log and to report.md.
+(:mod:`gpdiff.evaluation.fallbacks`); the run writes it to the log and to report.md.
 """
 
 from __future__ import annotations
 
-from gpdiff.fallbacks import LAG_DAYS, historical_average_notes, lag_fallback_note
+from gpdiff.evaluation.fallbacks import LAG_DAYS, historical_average_notes, lag_fallback_note
+from gpdiff.evaluation.naive import historical_average, seasonal_naive, weekly_naive
 from gpdiff.methods import Context, MethodResult
-from gpdiff.naive import historical_average, seasonal_naive, weekly_naive
 
 
 def _notes(*notes: str | None) -> dict[str, str]:

@@ -31,7 +31,7 @@ its parts:
 - else forecast steps a day earlier there: base the value a day earlier, input ``history - daily[:L]``
   when both are there;
 - else the history there: base its last value, input ``history[:-1] - history[-1]``;
-- nothing: the historical average of the few-shot days (:func:`gpdiff.naive.historical_average`).
+- nothing: the historical average of the few-shot days (:func:`gpdiff.evaluation.naive.historical_average`).
 
 (A metro closed at night loses the history of its first hours after opening: those windows use the
 weekly base with ``daily-weekly`` only.) A model that no source window can fit (sources shorter than a
@@ -65,11 +65,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gpdiff.config import require_at_least_one
 from gpdiff.data.windows import CityData
-from gpdiff.errors import GpdiffError
+from gpdiff.evaluation.naive import historical_average
 from gpdiff.methods import Context, MethodResult
-from gpdiff.naive import historical_average
+from gpdiff.utils.config import require_at_least_one
+from gpdiff.utils.errors import GpdiffError
 
 # the parts of a window's inputs whose availability decides its model (each: every value observed and readable)
 PARTS = ("history", "daily_history", "daily_forecast", "weekly_history", "weekly_forecast")
@@ -129,7 +129,7 @@ class PooledLinearConfig:
 
     def __post_init__(self) -> None:
         require_at_least_one(self, ("windows_per_city",), "methods.pooled_linear.")
-        if not (math.isfinite(self.alpha) and self.alpha >= 0):  # the types: checked by gpdiff.config
+        if not (math.isfinite(self.alpha) and self.alpha >= 0):  # the types: checked by gpdiff.utils.config
             raise GpdiffError(f"methods.pooled_linear.alpha must be a finite number >= 0, got {self.alpha!r}.")
 
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
-from gpdiff.adapt import expand, finetune, forecast, shared_init
-from gpdiff.config import require_at_least_one
-from gpdiff.errors import GpdiffError, unknown_name
 from gpdiff.methods import Context, MethodResult
-from gpdiff.nodetrain import adam_update, masked_node_mae
-from gpdiff.params import unflatten
-from gpdiff.progress import progress_bar
-from gpdiff.sourcepool import BALANCES, SourcePool
+from gpdiff.methods.adapt import expand, finetune, forecast, shared_init
+from gpdiff.utils.config import require_at_least_one
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.progress import progress_bar
+from gpdiff.zoo.nodetrain import adam_update, masked_node_mae
+from gpdiff.zoo.params import unflatten
+from gpdiff.zoo.sourcepool import BALANCES, SourcePool
 
 
 @dataclass

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from gpdiff.adapt import finetune, forecast
 from gpdiff.methods import Context, MethodResult
+from gpdiff.methods.adapt import finetune, forecast
 from gpdiff.prompts import PromptSet
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpdiff.adapt import expand, finetune, forecast, shared_init
 from gpdiff.methods import Context, MethodResult
+from gpdiff.methods.adapt import expand, finetune, forecast, shared_init
 
 
 def run(ctx: Context) -> MethodResult:

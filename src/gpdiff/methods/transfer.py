@@ -1,5 +1,5 @@
 """Transfer: the anchor (one model of the same architecture trained on all source nodes with
-city-balanced sampling, :mod:`gpdiff.anchor`) as every target node's starting point.
+city-balanced sampling, :mod:`gpdiff.zoo.anchor`) as every target node's starting point.
 
 ``transfer`` fine-tunes it per target node; ``transfer_zero_shot`` forecasts with it as it is, the
 zero-shot peer of ``gpd_zero_shot``. The usual pooled pre-training baseline: it learns what is
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from gpdiff.adapt import expand, finetune, forecast
-from gpdiff.errors import GpdiffError
 from gpdiff.methods import Context, MethodResult
+from gpdiff.methods.adapt import expand, finetune, forecast
+from gpdiff.utils.errors import GpdiffError
 
 
 def _anchor(ctx: Context) -> torch.Tensor:

@@ -26,7 +26,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from gpdiff.data.windows import WindowBatch
-from gpdiff.errors import GpdiffError
 from gpdiff.models.base import (
     N_TIME_FEATURES,
     BaseModel,
@@ -40,6 +39,7 @@ from gpdiff.models.base import (
     time_features,
     uniform_,
 )
+from gpdiff.utils.errors import GpdiffError
 
 BLOCKS = ("tc1", "tc2", "tc3")  # the three gated temporal convolutions, in order
 

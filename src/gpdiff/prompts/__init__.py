@@ -24,17 +24,17 @@ from typing import Any
 
 import torch
 
-from gpdiff.config import from_mapping
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment, source_split, target_split
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml
-from gpdiff.noderows import NodeRows
 from gpdiff.prompts.base import PromptEncoder
 from gpdiff.prompts.none import NoneConfig, NoneEncoder, NoneTemporalEncoder
 from gpdiff.prompts.spatial import GraphConfig, GraphEncoder
 from gpdiff.prompts.stats import StatsConfig, StatsEncoder
 from gpdiff.prompts.temporal import MaskedPatchConfig, MaskedPatchEncoder
+from gpdiff.utils.config import from_mapping
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.io import load_tensors, read_yaml, save_tensors, write_yaml
+from gpdiff.zoo.noderows import NodeRows
 
 TEMPORAL_ENCODERS: dict[str, type[PromptEncoder]] = {"masked_patch": MaskedPatchEncoder, "stats": StatsEncoder,
                                                      "none": NoneTemporalEncoder}
@@ -81,7 +81,7 @@ def make_encoder(kind: str, name: str, config: Any = None) -> PromptEncoder:
 @dataclass
 class PromptSet(NodeRows):
     """Spatial ``[n, ds]`` and temporal ``[n, dt]`` prompts of ``n`` nodes, keyed by (city, node id)
-    (lookup by key: :class:`~gpdiff.noderows.NodeRows`)."""
+    (lookup by key: :class:`~gpdiff.zoo.noderows.NodeRows`)."""
 
     spatial: torch.Tensor
     temporal: torch.Tensor

@@ -17,11 +17,11 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
-from gpdiff.config import from_mapping
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
-from gpdiff.errors import GpdiffError
-from gpdiff.io import load_tensors, read_yaml, save_tensors, write_yaml, yaml_safe
+from gpdiff.utils.config import from_mapping
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import load_tensors, read_yaml, save_tensors, write_yaml, yaml_safe
 
 ENCODER_FORMAT = "gpdiff.prompt_encoder"
 WEIGHTS_FILE = "weights.safetensors"

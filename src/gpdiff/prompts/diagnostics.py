@@ -26,9 +26,9 @@ from scipy.stats import spearmanr
 from gpdiff.data.city import City
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
-from gpdiff.errors import GpdiffError
-from gpdiff.params import ParamCollection, Standardizer, unflatten
 from gpdiff.prompts import PromptSet
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.params import ParamCollection, Standardizer, unflatten
 
 PARTS = ("both", "spatial", "temporal")
 

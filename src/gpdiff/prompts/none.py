@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gpdiff.config import require_at_least_one
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 from gpdiff.prompts.base import PromptEncoder
+from gpdiff.utils.config import require_at_least_one
 
 
 @dataclass

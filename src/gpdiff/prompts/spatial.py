@@ -39,12 +39,12 @@ from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 from scipy.stats import rankdata
 
-from gpdiff.config import require_at_least_one, require_range
 from gpdiff.data.city import City
 from gpdiff.data.graph import EARTH_RADIUS_M
 from gpdiff.data.splits import Segment
-from gpdiff.errors import GpdiffError
 from gpdiff.prompts.base import PromptEncoder
+from gpdiff.utils.config import require_at_least_one, require_range
+from gpdiff.utils.errors import GpdiffError
 
 STRUCTURE = ["rank_degree", "rank_wdegree", "rank_clustering", "rank_hop2", "rank_hop3", "rank_closeness",
              "rank_betweenness", "rank_pagerank", "rank_component", "log_degree", "clustering", "log_hop2",

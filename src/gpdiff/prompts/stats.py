@@ -21,10 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gpdiff.config import require_range
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
-from gpdiff.errors import GpdiffError
 from gpdiff.prompts.base import PromptEncoder
 from gpdiff.prompts.temporal import (
     SeriesWindow,
@@ -33,6 +31,8 @@ from gpdiff.prompts.temporal import (
     sparse_nodes,
     window_notes,
 )
+from gpdiff.utils.config import require_range
+from gpdiff.utils.errors import GpdiffError
 
 FEATURES = (["observed", "zeros", "log_cv", "skew"] + [f"profile_h{h:02d}" for h in range(24)]
             + ["profile_share", "peak_sin", "peak_cos", "acf_step", "acf_hour", "acf_day", "acf_week",

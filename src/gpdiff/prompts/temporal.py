@@ -38,13 +38,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from gpdiff.config import require_at_least_one, require_range
 from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
-from gpdiff.errors import GpdiffError
-from gpdiff.lr_schedule import warmup_cosine_scheduler
-from gpdiff.progress import progress_bar
 from gpdiff.prompts.base import PromptEncoder, check_segment
+from gpdiff.utils.config import require_at_least_one, require_range
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.lr_schedule import warmup_cosine_scheduler
+from gpdiff.utils.progress import progress_bar
 
 MIN_WINDOW_STD = 1e-6
 CLIP = 10.0  # standardised values beyond this are clipped (isolated spikes)

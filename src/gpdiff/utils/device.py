@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 
 def check_device_name(device: str) -> None:
@@ -23,9 +23,9 @@ def check_device_name(device: str) -> None:
 def resolve_device(device: str) -> torch.device:
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ... -> a torch device.
 
-    Under ``torchrun`` (:mod:`gpdiff.distributed`), ``auto`` and ``cuda`` mean this process's own
+    Under ``torchrun`` (:mod:`gpdiff.utils.distributed`), ``auto`` and ``cuda`` mean this process's own
     GPU, ``cuda:LOCAL_RANK``."""
-    from gpdiff.distributed import launched, local_rank
+    from gpdiff.utils.distributed import launched, local_rank
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

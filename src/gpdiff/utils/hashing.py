@@ -41,7 +41,7 @@ def hash_arrays(*arrays: np.ndarray | torch.Tensor, extra: Any = None) -> str:
 def code_fingerprint() -> str:
     """gpdiff's version plus a hash of every Python source file of the installed package.
 
-    Part of every stage key (:mod:`gpdiff.stages`): after an upgrade, or any edit of the code, a
+    Part of every stage key (:mod:`gpdiff.experiment.stages`): after an upgrade, or any edit of the code, a
     stage computed by other code is recomputed instead of silently reused.
     """
     import gpdiff
@@ -55,7 +55,7 @@ def code_fingerprint() -> str:
 
 
 def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hash of a file's bytes (read in ``chunk``-byte pieces): what :mod:`gpdiff.stages` records of
+    """Hash of a file's bytes (read in ``chunk``-byte pieces): what :mod:`gpdiff.experiment.stages` records of
     every output, so that a file changed at the same size is noticed."""
     h = hashlib.sha256()
     with open(path, "rb") as f:

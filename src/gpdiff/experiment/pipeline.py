@@ -1,6 +1,6 @@
 """`gpdiff run`: few-shot transfer to a target city, end to end, with every comparison method.
 
-Stages (each a folder of the run directory, computed once; see :mod:`gpdiff.stages`), one function
+Stages (each a folder of the run directory, computed once; see :mod:`gpdiff.experiment.stages`), one function
 each, called in this order by :func:`run_pipeline`:
 
     anchor -> zoo -> prompts -> target_prompts -> diffusion -> generate -> methods/<name> (one per method)
@@ -10,17 +10,17 @@ each, called in this order by :func:`run_pipeline`:
 runs for every method with parameters when ``blend.naive`` names naive forecasts. With
 ``ensemble.size`` K > 1, ``ensemble/generate`` samples GPD's members 1 .. K-1 and every method with
 parameters gets stages ``ensemble/<name>/<k>``; its ``methods/<name>`` stage is member 0, and the
-members' blend is fitted for their mean without a stage of its own: :mod:`gpdiff.ensemble`.) The stages
+members' blend is fitted for their mean without a stage of its own: :mod:`gpdiff.evaluation.ensemble`.) The stages
 down to ``diffusion`` read the sources only; ``target_prompts`` and everything after it read the
 target, so runs that differ only in the target or its split share the denoiser.
 
-Under ``torchrun`` (:mod:`gpdiff.distributed`) rank 0 runs the pipeline as above; the ``zoo``
+Under ``torchrun`` (:mod:`gpdiff.utils.distributed`) rank 0 runs the pipeline as above; the ``zoo``
 stage is sharded by node over every rank and the ``diffusion`` stage is data-parallel, the other
 ranks joining in (:func:`follow_pipeline`) with what rank 0 sends them. Stage folders, reports
 and every other stage are rank 0's.
 
 Each stage's key is derived from the config sections it reads, the keys of the stages it reads,
-the data it reads and the code (:func:`gpdiff.stages.stage_key`). The target city is split by
+the data it reads and the code (:func:`gpdiff.experiment.stages.stage_key`). The target city is split by
 :func:`gpdiff.data.target_split`: only its few-shot days are trained on, its validation slice drives
 early stopping, and its test period is scored once, the same way for every method.
 """
@@ -37,27 +37,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpdiff import distributed, ensemble, intervals
-from gpdiff.adapt import forecast
-from gpdiff.data.catalog import FLOW_CITIES, load_city
+from gpdiff.data.catalog import FLOW_CITIES
 from gpdiff.data.city import City, feasible
+from gpdiff.data.lookup import data_dir_cities, load_named
 from gpdiff.data.splits import Split, source_split, target_split
 from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.functional import FunctionalLoss
 from gpdiff.diffusion.pretrained import ARCHITECTURE, GPD, source_record
 from gpdiff.diffusion.train import DiffusionModel
-from gpdiff.errors import GpdiffError
-from gpdiff.fallbacks import blend_fallback_notes, scaler_notes, unscored_note
-from gpdiff.io import load_tensors, save_tensors, write_yaml
+from gpdiff.evaluation import ensemble, intervals
+from gpdiff.evaluation.fallbacks import blend_fallback_notes, scaler_notes, unscored_note
+from gpdiff.evaluation.metrics import masked_metrics, node_mae
+from gpdiff.experiment.report import Outcome, RunRecord, write_run_report
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.experiment.stages import Run, Stage
 from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, NO_ZOO, ZERO_SHOT, Context, MethodResult, get_method
-from gpdiff.metrics import masked_metrics, node_mae
+from gpdiff.methods.adapt import forecast
+from gpdiff.models import require_graph
 from gpdiff.models.base import BaseModel
-from gpdiff.params import ParamCollection
 from gpdiff.prompts import PromptSet
-from gpdiff.report import Outcome, RunRecord, write_run_report
-from gpdiff.runconfig import RunConfig
-from gpdiff.stages import Run, Stage
-from gpdiff.zoo import require_graph
+from gpdiff.utils import distributed
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import load_tensors, save_tensors, write_yaml
+from gpdiff.zoo.params import ParamCollection
 
 Log = Callable[[str], Any]
 
@@ -87,42 +89,6 @@ class Cities:
 
 
 # ----------------------------------------------------------------------- cities
-def _find_in_dir(data_dir: Path, name: str) -> Path | None:
-    for p in sorted(data_dir.iterdir()):
-        if p.name == name or p.stem == name or p.name == f"Data_{name}":
-            return p
-    return None
-
-
-def load_named(name: str, data_dir: str | None) -> City:
-    """A city by name: from ``data_dir`` when given (subfolder or file named so), else bundled/cached."""
-    if data_dir:
-        d = Path(data_dir)
-        if not d.is_dir():
-            raise GpdiffError(f"--data-dir {d} is not a folder; pass the folder that holds your cities.")
-        p = _find_in_dir(d, name)
-        if p is not None:
-            city = load_city(p)
-            return dataclasses.replace(city, name=name) if city.name != name else city
-        from gpdiff.data.catalog import known_names
-
-        if name not in known_names() and Path(name).suffix == "" and not Path(name).exists():
-            here = ", ".join(data_dir_cities(d)) or "empty"
-            raise GpdiffError(f"unknown city {name!r}: not in --data-dir {d} ({here}) and not bundled or downloaded "
-                              f"({', '.join(known_names())}).")
-    return load_city(name)
-
-
-def data_dir_cities(data_dir: str | Path) -> list[str]:
-    """The city names in a data folder: every folder and every city file; other files (a README, an
-    .npz's .csv) are not cities."""
-    from gpdiff.data.loaders import CITY_FILE_SUFFIXES
-
-    names = [p.stem if p.is_file() else p.name.removeprefix("Data_") for p in sorted(Path(data_dir).iterdir())
-             if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in CITY_FILE_SUFFIXES)]
-    return list(dict.fromkeys(names))
-
-
 def default_sources(cfg: RunConfig) -> list[str]:
     if cfg.sources:
         return list(cfg.sources)
@@ -183,9 +149,8 @@ def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityDat
 
 # ----------------------------------------------------------------------- stages
 def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log) -> tuple[Stage, torch.Tensor]:
-    """One model on all source nodes (:func:`gpdiff.zoo.fit_anchor`)."""
-    from gpdiff.anchor import load_anchor
-    from gpdiff.zoo import fit_anchor
+    """One model on all source nodes (:func:`gpdiff.zoo.anchor.fit_anchor`)."""
+    from gpdiff.zoo.anchor import fit_anchor, load_anchor
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     reads = {"window": cfg.window, "zoo": cfg.zoo.architecture(), "anchor": cfg.anchor, "seed": cfg.seed}
@@ -205,10 +170,10 @@ def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: 
 
 def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor] | None, progress: bool,
               log: Log) -> tuple[Stage, ParamCollection]:
-    """One model per source node (:func:`gpdiff.zoo.train_zoo`), fine-tuned from the anchor when
+    """One model per source node (:func:`gpdiff.zoo.train.train_zoo`), fine-tuned from the anchor when
     ``zoo.init`` is ``anchor``."""
-    from gpdiff.device import resolve_device
-    from gpdiff.zoo import load_zoo, train_zoo
+    from gpdiff.utils.device import resolve_device
+    from gpdiff.zoo.train import load_zoo, train_zoo
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     start = anchor if cfg.zoo.init == "anchor" else None
@@ -299,7 +264,7 @@ def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, 
 def functional_loss(cfg: RunConfig, cities: Cities, zoo: ParamCollection) -> FunctionalLoss | None:
     """The denoiser's functional loss on the source cities' training windows (only with
     ``diffusion.functional_weight > 0``)."""
-    from gpdiff.device import resolve_device
+    from gpdiff.utils.device import resolve_device
 
     if cfg.diffusion.functional_weight <= 0:
         return None
@@ -327,7 +292,7 @@ def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionMo
 
 def member_generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionModel], target_st: Stage,
                           target_prompts: PromptSet, progress: bool, log: Log) -> tuple[Stage, torch.Tensor]:
-    """The generations of GPD's ensemble members 1 .. K-1 ``[K - 1, N, P]`` (:func:`gpdiff.ensemble.member_generations`)."""
+    """The generations of GPD's ensemble members 1 .. K-1 ``[K - 1, N, P]`` (:func:`gpdiff.evaluation.ensemble.member_generations`)."""
     diff_st, model = diffusion
     reads = {"generate": cfg.generate, "seed": cfg.seed, "ensemble_size": cfg.ensemble.size}
     with run.stage("ensemble/generate", reads, [diff_st, target_st], seed=cfg.seed) as st:
@@ -346,7 +311,7 @@ def member_generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, Diff
 def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], cities: Cities,
                  context: Callable[[Path], Context], log: Log, member: int = 0) -> tuple[Stage, MethodResult]:
     """One comparison method, run on the target (``context(workdir)`` builds what it may use);
-    ``member`` > 0: that member of the method's ensemble (:mod:`gpdiff.ensemble`), its own stage."""
+    ``member`` > 0: that member of the method's ensemble (:mod:`gpdiff.evaluation.ensemble`), its own stage."""
     # the sources' data and split too: a method without a zoo stage among its inputs (pooled_linear) reads them
     reads = {"method": name, "settings": cfg.methods[name], "finetune": cfg.finetune, "window": cfg.window,
              "split": cities.split, "target_scale_floor": cfg.target_scale_floor, "seed": cfg.seed,
@@ -380,9 +345,9 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
 def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, MethodResult], model: BaseModel,
                 tdata: CityData, cities: Cities, log: Log) -> tuple[MethodResult, np.ndarray]:
     """The method's test forecasts blended with the naive forecasts of ``cfg.blend``, the weights
-    fitted on its validation forecasts (:mod:`gpdiff.blend`); parameters and init stay the method's.
+    fitted on its validation forecasts (:mod:`gpdiff.evaluation.blend`); parameters and init stay the method's.
     Returns the blended result and the weights ``[H, K]``."""
-    from gpdiff import blend
+    from gpdiff.evaluation import blend
 
     method_st, result = method
     assert result.params is not None or result.val_pred is not None  # only learned methods are blended
@@ -422,8 +387,8 @@ def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], f
                      truth: np.ndarray, mask: np.ndarray, log: Log) -> tuple[MethodResult, ensemble.Members]:
     """Method ``name``'s ensemble of ``cfg.ensemble.size`` members (``first``: member 0, the method's own
     stage; the others each a stage ``ensemble/<name>/<k>``), blended as configured: the result's
-    forecasts are the members' mean, its parameters member 0's (:mod:`gpdiff.ensemble`)."""
-    from gpdiff import blend
+    forecasts are the members' mean, its parameters member 0's (:mod:`gpdiff.evaluation.ensemble`)."""
+    from gpdiff.evaluation import blend
 
     extra = [members_gen[0]] if name in NEEDS_GENERATION and members_gen is not None else []
     results = [first] + [method_stage(run, cfg, name, inputs + extra, cities, context(name, k), log, member=k)[1]
@@ -453,7 +418,7 @@ def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
                  tdata: CityData) -> np.ndarray:
     """A method's final forecasts ``[N, B, H]`` of the target's validation windows (blended with the
     weights its blend stage fitted there, and feasible), the calibration set of its intervals."""
-    from gpdiff import blend
+    from gpdiff.evaluation import blend
 
     origins = tdata.origins("val")
     if result.params is None and result.val_pred is None:  # a naive method
@@ -468,9 +433,9 @@ def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
 def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor], prompts_st: Stage,
                    denoiser: DiffusionModel, timings: dict[str, float]) -> GPD:
     """The pretrained GPD of a run's source stages (:mod:`gpdiff.diffusion.pretrained`)."""
-    from gpdiff.anchor import load_anchor
-    from gpdiff.hashing import code_fingerprint
     from gpdiff.prompts import PromptEncoders
+    from gpdiff.utils.hashing import code_fingerprint
+    from gpdiff.zoo.anchor import load_anchor
 
     wall = sum(timings.get(k, 0.0) for k in ("anchor", "zoo", "prompts", "diffusion"))
     record = load_anchor(anchor[0].path)[1]
@@ -488,7 +453,7 @@ def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = 
     """Pretrain GPD on ``cfg.sources`` (the stages anchor, zoo, prompts, diffusion, kept and resumed in
     ``work``, default ``OUT.stages``) and save it to ``out`` as a pretrained folder. Raises
     :class:`GpdiffError` before any training for missing or unusable sources."""
-    from gpdiff.device import resolve_device
+    from gpdiff.utils.device import resolve_device
 
     if not cfg.sources:
         raise GpdiffError("pretraining needs source cities; pass --sources a,b,... (bundled names or cities in "
@@ -517,7 +482,7 @@ def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
     """A rank other than 0 under torchrun: take part in the zoo and diffusion stages of the run rank 0
     makes of ``cfg`` (in the same order, with what rank 0 sends), then return."""
     from gpdiff.diffusion.train import pretrain
-    from gpdiff.zoo import train_zoo
+    from gpdiff.zoo.train import train_zoo
 
     if all(m in NO_ZOO for m in cfg.methods):  # rank 0 trains nothing on the sources either
         return
@@ -538,10 +503,10 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     """Run (or resume) the whole experiment described by ``cfg``; see the module docstring.
 
     ``cache``: a folder shared by several runs (``gpdiff bench``), where stages live by key so that
-    runs with equal stages compute them once (:class:`gpdiff.stages.Run`). Under torchrun the ranks
+    runs with equal stages compute them once (:class:`gpdiff.experiment.stages.Run`). Under torchrun the ranks
     other than 0 return ``None`` (:func:`follow_pipeline`)."""
-    from gpdiff.device import resolve_device
-    from gpdiff.zoo import prepare_cities
+    from gpdiff.utils.device import resolve_device
+    from gpdiff.zoo.sourcepool import prepare_cities
 
     t_start = time.perf_counter()
     cities = load_cities(cfg)
@@ -597,7 +562,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     origins = tdata.origins("test")
     truth, mask = tdata.truth(origins)
     val_truth, val_mask = tdata.truth(tdata.origins("val"))
-    from gpdiff.blend import NAIVE
+    from gpdiff.evaluation.blend import NAIVE
 
     later = [n for n in [unscored_note(cities.target, mask)] if n]
     if cfg.blend.active and any(m not in NAIVE for m in cfg.methods):  # some method is blended

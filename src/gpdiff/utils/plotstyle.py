@@ -42,7 +42,7 @@ STYLES: dict[str, dict[str, Any]] = {
 _SPARE_COLORS = (_ORANGE, _PINK, _PURPLE, _CYAN, _OLIVE, _GREEN, _BROWN, _BLUE)
 _SPARE_MARKERS = ("8", "H", "X", "d", "1", "2", "3", "4")
 TRUTH_COLOR = "black"  # observed values in forecast plots
-NAIVE_NAMES = ("seasonal_naive", "weekly_naive", "historical_average")  # gpdiff.blend.NAIVE
+NAIVE_NAMES = ("seasonal_naive", "weekly_naive", "historical_average")  # gpdiff.evaluation.blend.NAIVE
 
 
 def method_style(name: str) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def scatter_style(name: str) -> dict[str, Any]:
 
 def legend_outside(ax: Any, fontsize: int = 8, **kwargs: Any) -> Any:
     """A legend to the right of ``ax``, outside it (so it covers no line); the figure grows to hold it
-    when saved with ``bbox_inches="tight"`` (:func:`gpdiff.report.save_figure`). Returns the legend."""
+    when saved with ``bbox_inches="tight"`` (:func:`gpdiff.experiment.report.save_figure`). Returns the legend."""
     return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=fontsize,
                      frameon=False, **kwargs)
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from gpdiff.errors import GpdiffError
-from gpdiff.io import load_tensors, save_tensors
 from gpdiff.models.base import ParamSpec
-from gpdiff.noderows import NodeRows
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import load_tensors, save_tensors
+from gpdiff.zoo.noderows import NodeRows
 
 
 def flatten(params: dict[str, torch.Tensor], spec: list[ParamSpec]) -> torch.Tensor:

@@ -7,7 +7,7 @@ is the single-process no-op (rank 0 of 1), so the same code runs either way.
 
 What runs distributed (README, "More than one machine"):
 
-- the model zoo, sharded by node (:class:`gpdiff.nodetrain.NodeTrainer` with ``shard``): each rank
+- the model zoo, sharded by node (:class:`gpdiff.zoo.nodetrain.NodeTrainer` with ``shard``): each rank
   trains its blocks of nodes, rank 0 gathers one collection (:func:`gather_rows`);
 - the denoiser, data-parallel (``DistributedDataParallel`` in :func:`gpdiff.diffusion.train.fit`).
 
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 T = TypeVar("T")
 # How long a rank may wait for the others: rank 0 runs whole stages (prompts, the methods, the next

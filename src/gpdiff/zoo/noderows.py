@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import torch
 
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 R = TypeVar("R", bound="NodeRows")
 

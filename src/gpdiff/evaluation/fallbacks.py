@@ -11,7 +11,7 @@ notes to its log and to the Notes section of ``report.md``:
   parameters stay where they started), constant or observed once (the pooled std), or with a std
   raised to ``target_scale_floor`` times the pooled one;
 - the temporal prompts (:func:`gpdiff.prompts.temporal.fill_sparse`, ``window_notes``) note their own;
-- the naive forecasts (:mod:`gpdiff.naive`), as methods and inside every blend: the historical
+- the naive forecasts (:mod:`gpdiff.evaluation.naive`), as methods and inside every blend: the historical
   average where the value one day or one week earlier is missing, and the historical average itself
   where a time of day, or a whole node, has no observation in the few-shot days;
 - nodes with no observed value in the test period, which no method is scored on.
@@ -28,7 +28,7 @@ from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.windows import CityData
 
 SHOWN = 5  # node ids named in a note; the rest are counted
-LAG_DAYS = {"seasonal_naive": 1, "weekly_naive": 7}  # the naive forecasts that read a lagged value (gpdiff.naive)
+LAG_DAYS = {"seasonal_naive": 1, "weekly_naive": 7}  # the naive forecasts that read a lagged value (gpdiff.evaluation.naive)
 
 
 def node_list(ids: Sequence[str], shown: int = SHOWN) -> str:
@@ -65,9 +65,9 @@ def scaler_notes(city: City, scaler: NodeScaler, floor: float, days: str = "few-
 
 
 def lag_fallback_note(data: CityData, origins: np.ndarray, days: int) -> str | None:
-    """Where the naive forecast ``days`` days back (:func:`gpdiff.naive.lagged_naive`) used the historical
+    """Where the naive forecast ``days`` days back (:func:`gpdiff.evaluation.naive.lagged_naive`) used the historical
     average at ``origins`` instead: the share of forecasts and the nodes; None when nowhere."""
-    from gpdiff.naive import lag_available
+    from gpdiff.evaluation.naive import lag_available
 
     missing = ~lag_available(data, origins, days)  # [N, B, H]
     if not missing.any():
@@ -86,7 +86,7 @@ def blend_fallback_notes(data: CityData, origins: np.ndarray, names: Sequence[st
 
 
 def historical_average_notes(data: CityData) -> list[str]:
-    """Where :func:`gpdiff.naive.historical_average` has no few-shot observation to average: a time of day
+    """Where :func:`gpdiff.evaluation.naive.historical_average` has no few-shot observation to average: a time of day
     (the node's few-shot mean stands in) or a whole node (its forecast is 0)."""
     city, seg, spd = data.city, data.split.train, data.city.steps_per_day
     obs = city.mask[seg.as_slice()]  # [t, N]

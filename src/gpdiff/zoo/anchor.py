@@ -1,6 +1,6 @@
 """The anchor: one base model trained on the windows of all source nodes, the shared starting point.
 
-Every member of an anchored zoo is fine-tuned from it (:mod:`gpdiff.zoo`, ``zoo.init: anchor``), the
+Every member of an anchored zoo is fine-tuned from it (:mod:`gpdiff.zoo.train`, ``zoo.init: anchor``), the
 diffusion model generates differences from it (:mod:`gpdiff.diffusion.train`), and the pooled
 ``transfer`` baselines start from it. Anchoring follows the parameter-generation methods whose
 collections start from one trained point (p-diff; HyperDiffusion; G.pt's residual on a reference;
@@ -8,7 +8,7 @@ FNFM, tsinghua-fib-lab/FNFM, which fine-tunes per-environment copies of one gene
 fine-tuned from one trained model stay in one basin, so their differences are small and comparable.
 
 Training: Adam on the mean over nodes of each node's masked MAE (scaled values), every step
-``nodes_per_step`` source nodes drawn with city-balanced weights (:class:`gpdiff.sourcepool.SourcePool`;
+``nodes_per_step`` source nodes drawn with city-balanced weights (:class:`gpdiff.zoo.sourcepool.SourcePool`;
 ``balance: proportional`` draws every node equally) and ``batch_size`` random training windows each;
 every ``eval_every`` steps the loss on one fixed set of source validation windows decides the best
 parameters, and ``patience`` evaluations without improvement stop training. The start is the
@@ -19,20 +19,26 @@ Output folder: ``anchor.safetensors`` (the parameters ``[P]``, the validation hi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gpdiff.data.windows import CityData, WindowBatch
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.io import load_tensors, save_tensors
+from gpdiff.data.city import City
+from gpdiff.data.windows import CityData, WindowBatch, WindowConfig
 from gpdiff.models.base import BaseModel
-from gpdiff.nodetrain import masked_node_mae
-from gpdiff.params import flatten, unflatten
-from gpdiff.progress import progress_bar
-from gpdiff.sourcepool import BALANCES, SourcePool
+from gpdiff.utils.device import resolve_device
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.io import load_tensors, save_tensors, yaml_safe
+from gpdiff.utils.progress import progress_bar
+from gpdiff.zoo.nodetrain import masked_node_mae
+from gpdiff.zoo.params import flatten, unflatten
+from gpdiff.zoo.sourcepool import BALANCES, SourcePool, prepare_cities
+
+if TYPE_CHECKING:  # the zoo's config imports this module
+    from gpdiff.zoo.train import ZooConfig
 
 FILE = "anchor.safetensors"
 
@@ -129,3 +135,24 @@ def load_anchor(folder: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
     if meta.get("format") != "gpdiff.anchor":
         raise GpdiffError(f"{path} is not a gpdiff anchor.")
     return tensors["params"].float(), meta
+
+
+def fit_anchor(cities: Sequence[City], window: WindowConfig, config: ZooConfig, anchor: AnchorConfig,
+               out_dir: str | Path, seed: int = 0, device: str = "auto", progress: bool = True) -> torch.Tensor:
+    """Train the anchor of ``cities`` (:func:`gpdiff.zoo.anchor.train_anchor`) into ``out_dir``, or load it
+    when ``out_dir`` already holds one trained with the same settings; returns its parameters ``[P]``."""
+    dev = resolve_device(device)
+    model = config.build_model(window)
+    identity = {"zoo": config.architecture(), "window": vars(window).copy(), "anchor": vars(anchor).copy(),
+                "seed": seed, "cities": [c.name for c in cities]}
+    path = Path(out_dir) / FILE
+    if path.is_file():
+        params, record = load_anchor(out_dir)
+        if record.get("identity") == yaml_safe(identity):
+            return params
+        raise GpdiffError(f"{path} holds an anchor trained with other settings or cities; use another output "
+                          f"folder, or delete {path} to retrain it.")
+    data = prepare_cities(cities, window, config, model, dev)
+    params, record = train_anchor(model, data, anchor, seed, progress)
+    save_anchor(out_dir, params, {**record, "identity": yaml_safe(identity)})
+    return params

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpdiff.data.windows import CityData
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 
 def _targets(data: CityData, origins: np.ndarray) -> np.ndarray:

@@ -36,16 +36,32 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gpdiff.io import atomic_write_text, read_yaml
-from gpdiff.plotstyle import figure_legend_outside, method_style
-from gpdiff.report import save_figure, table
+from gpdiff.experiment.report import table
+from gpdiff.utils.figures import save_figure
+from gpdiff.utils.io import atomic_write_text, read_yaml
+from gpdiff.utils.plotstyle import figure_legend_outside, method_style
 
 if TYPE_CHECKING:
-    from gpdiff.bench import Experiment
+    from gpdiff.experiment.runconfig import RunConfig
 
 GPD = "gpd"
 TIE = 0.01
 ALPHA = 0.05
+
+
+@dataclass
+class Experiment:
+    """One run of a suite."""
+
+    label: str  # target, then the grid values that differ ("nyc-taxi" or "nyc-taxi window.horizon=12")
+    target: str
+    variant: str  # the grid combination ("" without a grid)
+    seed: int
+    config: RunConfig
+
+    @property
+    def folder(self) -> str:
+        return f"{self.label.replace(' ', '_').replace('/', '-')}/seed{self.seed}"
 
 
 @dataclass
@@ -96,7 +112,7 @@ def collect_intervals(experiments: Sequence[Experiment]) -> pd.DataFrame:
             df = pd.read_csv(f, dtype={"horizon": str})
             frames.append(df[df["horizon"] == "avg"].assign(experiment=e.label, seed=e.seed))
     cols = ["experiment", "seed", "method", "level", "coverage", "width", "interval_score", "crps"]
-    if any("crps_ensemble" in f for f in frames):  # runs with ensembles (gpdiff.ensemble)
+    if any("crps_ensemble" in f for f in frames):  # runs with ensembles (gpdiff.evaluation.ensemble)
         cols.append("crps_ensemble")
     return pd.concat(frames).reindex(columns=cols).reset_index(drop=True) if frames else pd.DataFrame(columns=cols)
 
@@ -143,7 +159,7 @@ def intervals_markdown(iv: pd.DataFrame, node_crps: pd.DataFrame | None = None) 
         return ""
     levels = sorted(iv["level"].unique())
     lines = ["## Prediction intervals", "", "Split conformal intervals calibrated on the target's validation day "
-             "(`gpdiff.intervals`): observed coverage on the test period and the CRPS of the median and the interval "
+             "(`gpdiff.evaluation.intervals`): observed coverage on the test period and the CRPS of the median and the interval "
              "bounds, averaged over the horizon steps, mean ± std over seeds.", ""]
     for exp in iv["experiment"].unique():
         e = iv[iv["experiment"] == exp]
@@ -292,7 +308,7 @@ def scoreboard_markdown(results: pd.DataFrame, nodes: pd.DataFrame, timings: pd.
 # --------------------------------------------------------------------------- plots
 def plot_ratio_heatmap(results: pd.DataFrame, path: Path) -> Path | None:
     """MAE / seasonal-naive MAE (mean over seeds) as a method x experiment heatmap."""
-    from gpdiff.report import _figure
+    from gpdiff.utils.figures import _figure
 
     summ = summary(results)
     mean = summ.pivot(index="method", columns="experiment", values="mean")
@@ -316,7 +332,7 @@ def plot_ratio_heatmap(results: pd.DataFrame, path: Path) -> Path | None:
 
 def plot_horizons(results: pd.DataFrame, path: Path) -> Path:
     """MAE per horizon step (mean over seeds), one panel per experiment."""
-    from gpdiff.report import _figure
+    from gpdiff.utils.figures import _figure
 
     steps = results[results["horizon"] != "avg"].assign(step=lambda d: d["horizon"].astype(int))
     exps = list(dict.fromkeys(steps["experiment"]))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 DEFAULT_LEVELS = (0.8, 0.95)
 RELIABILITY_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # nominal levels of a reliability plot

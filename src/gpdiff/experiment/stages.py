@@ -7,7 +7,7 @@ never built by hand: a hash of
 - the stage's own config (the config sections it reads, as dataclasses or plain values),
 - the keys of the stages it reads (its ``inputs``), so a change anywhere above recomputes it,
 - fingerprints of the data it reads (``data``: e.g. a city's content hash),
-- :func:`gpdiff.hashing.code_fingerprint`, so a stage computed by other gpdiff code (an upgrade,
+- :func:`gpdiff.utils.hashing.code_fingerprint`, so a stage computed by other gpdiff code (an upgrade,
   an edit) is recomputed instead of silently reused.
 
 Rerunning a stage whose key matches the finished one loads it instead of recomputing (when every
@@ -18,7 +18,7 @@ stage whose key changed is cleared and recomputed (``RUN/NAME/.started`` records
 folder's contents belong to).
 
 A finished stage keeps what later stages and the report read, not the resume checkpoints of its
-trainers (files named :data:`CHECKPOINTS`: :data:`gpdiff.nodetrain.CHECKPOINT`, the denoiser's
+trainers (files named :data:`CHECKPOINTS`: :data:`gpdiff.zoo.nodetrain.CHECKPOINT`, the denoiser's
 ``checkpoint.safetensors``); ``Run(keep_checkpoints=True)`` (``keep_checkpoints: true`` in the run
 config) keeps them for debugging.
 
@@ -46,8 +46,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from gpdiff import hashing
-from gpdiff.io import atomic_write_text, read_yaml, write_yaml, yaml_safe
+from gpdiff.utils import hashing
+from gpdiff.utils.io import atomic_write_text, read_yaml, write_yaml, yaml_safe
 
 CHECKPOINTS = "checkpoint*.safetensors"  # the resume state of a stage's trainers (glob, anywhere in the stage)
 

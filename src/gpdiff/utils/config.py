@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from gpdiff.errors import GpdiffError
+from gpdiff.utils.errors import GpdiffError
 
 T = TypeVar("T")
 

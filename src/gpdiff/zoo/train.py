@@ -1,11 +1,11 @@
 """The model zoo: one base model per node of every source city, all trained at once.
 
 Every source node gets its own model of one architecture, trained on that node's ego-graph windows
-(GPD paper, Section 3.1) by the batched per-node trainer :class:`gpdiff.nodetrain.NodeTrainer`
+(GPD paper, Section 3.1) by the batched per-node trainer :class:`gpdiff.zoo.nodetrain.NodeTrainer`
 (per-node Adam and early stopping, checkpoints and exact resume; see that module). Where each node
 starts (``init``):
 
-- ``anchor`` (default): the anchor, one model trained on all source nodes (:mod:`gpdiff.anchor`);
+- ``anchor`` (default): the anchor, one model trained on all source nodes (:mod:`gpdiff.zoo.anchor`);
   every member is that model fine-tuned on its own node, at a small learning rate and optionally
   pulled toward the anchor (``l2_init``), so members stay in one basin and differ where their
   nodes differ. The collection records the anchor, and the diffusion model generates differences
@@ -18,13 +18,13 @@ perturbed copies of one general model per environment, and generate those): memb
 the node starts (so it is the one-member zoo's training), member m >= 1 from that start plus
 Gaussian noise of ``member_noise`` times each tensor's root mean square, one draw per (seed,
 member, tensor), and every member draws its own training windows. The denoiser trains on every member
-(:meth:`~gpdiff.params.ParamCollection.all_members`), which gives it a spread of good parameters per
+(:meth:`~gpdiff.zoo.params.ParamCollection.all_members`), which gives it a spread of good parameters per
 prompt instead of one point; every other reader of the zoo (retrieval, mean params, knn_residual,
 the diagnostics) uses member 0. Training costs ``members`` times the one-member zoo.
 
-Output: ``OUT/zoo.safetensors`` (a :class:`~gpdiff.params.ParamCollection` of the best parameters)
+Output: ``OUT/zoo.safetensors`` (a :class:`~gpdiff.zoo.params.ParamCollection` of the best parameters)
 with per-node metrics ``val_mae`` and ``naive_mae`` (original scale, all validation windows, the
-seasonal-naive forecast of :mod:`gpdiff.naive`), ``val_loss`` (best early-stopping loss, scaled),
+seasonal-naive forecast of :mod:`gpdiff.evaluation.naive`), ``val_loss`` (best early-stopping loss, scaled),
 ``best_epoch`` and ``epochs`` (of member 0; with several members also ``members_val_mae``, the
 mean over the other members); and ``OUT/config.yaml``.
 """
@@ -39,22 +39,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpdiff import distributed
-from gpdiff.anchor import FILE as ANCHOR_FILE
-from gpdiff.anchor import AnchorConfig, load_anchor, save_anchor, train_anchor
 from gpdiff.data.city import City
-from gpdiff.data.splits import check_fractions, source_split
+from gpdiff.data.splits import check_fractions
 from gpdiff.data.windows import CityData, WindowConfig
-from gpdiff.device import resolve_device
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.io import write_yaml, yaml_safe
-from gpdiff.metrics import node_mae
+from gpdiff.evaluation.metrics import node_mae
+from gpdiff.evaluation.naive import seasonal_naive
 from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
 from gpdiff.models.base import RESIDUALS
-from gpdiff.naive import seasonal_naive
-from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, predict, validation_loss
-from gpdiff.params import ParamCollection, unflatten
-from gpdiff.sourcepool import locate_rows
+from gpdiff.utils import distributed
+from gpdiff.utils.device import resolve_device
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.io import write_yaml
+from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, predict, validation_loss
+from gpdiff.zoo.params import ParamCollection, unflatten
+from gpdiff.zoo.sourcepool import locate_rows, prepare_cities
 
 COLLECTION = "zoo.safetensors"
 INITS = ("anchor", "shared_random", "independent")
@@ -63,7 +61,7 @@ INITS = ("anchor", "shared_random", "independent")
 @dataclass
 class ZooConfig(NodeTrainConfig):
     """The zoo: which base model, how source cities are split, and how each node model is trained
-    (the :class:`~gpdiff.nodetrain.NodeTrainConfig` fields). Defaults: the fast CPU setting used for
+    (the :class:`~gpdiff.zoo.nodetrain.NodeTrainConfig` fields). Defaults: the fast CPU setting used for
     the bundled cities."""
 
     model: str = "stid"  # the best and fastest base model on the loco scoreboard (BENCHMARKS.md)
@@ -110,37 +108,6 @@ class ZooConfig(NodeTrainConfig):
         return get_model(self.model, self.model_config(window))
 
 
-def require_graph(city: City, model: str) -> None:
-    """:class:`GpdiffError` when base model ``model`` needs a graph and ``city`` has no edges."""
-    if MODELS[model].needs_graph and city.n_edges == 0:
-        without = sorted(n for n, m in MODELS.items() if not m.needs_graph)
-        raise GpdiffError(
-            f"city {city.name!r} has no graph edges but base model {model!r} needs a graph; "
-            f"add an adjacency (adjacency.csv, edges.csv, or nodes.csv with coordinates for a kNN graph) "
-            f"or use a model that works without one: {', '.join(without)} (--model)."
-        )
-
-
-def prepare_cities(cities: Sequence[City], window: WindowConfig, config: ZooConfig, model: BaseModel,
-                   device: torch.device | str = "cpu") -> list[CityData]:
-    """One :class:`CityData` per source city, with the checks that give the user a clear error."""
-    names = [c.name for c in cities]
-    if not cities:
-        raise GpdiffError("no source cities given; pass at least one with --cities.")
-    if len(set(names)) != len(names):
-        raise GpdiffError(f"source cities {names} contain duplicates; list every city once.")
-    out = []
-    for city in cities:
-        require_graph(city, model.name)
-        split = source_split(city.n_steps, config.train, config.val, config.test, name=city.name)
-        data = CityData(city, split, history=window.history, horizon=window.horizon, n_neighbors=window.n_neighbors,
-                        device=device, context=window.context)
-        data.require_windows("train")
-        data.require_windows("val")
-        out.append(data)
-    return out
-
-
 @torch.no_grad()
 def evaluate(model: BaseModel, params: dict[str, torch.Tensor], data: list[CityData], chunk: int = 64
              ) -> dict[str, torch.Tensor]:
@@ -167,32 +134,11 @@ def evaluate(model: BaseModel, params: dict[str, torch.Tensor], data: list[CityD
 def source_val_loss(model: BaseModel, params: torch.Tensor, data: list[CityData], keys: Sequence[tuple[str, str]],
                     windows: int = 64, chunk: int = 64) -> torch.Tensor:
     """Early-stopping loss ``[n]`` (CPU) of parameter rows ``params [n, P]`` on their own source nodes
-    ``keys`` ((city, node id) per row): :func:`gpdiff.nodetrain.validation_loss`, the scaled masked MAE
+    ``keys`` ((city, node id) per row): :func:`gpdiff.zoo.nodetrain.validation_loss`, the scaled masked MAE
     on at most ``windows`` evenly spaced validation windows of each node (comparable across cities)."""
     city_row, node_row = locate_rows(data, [(str(c), str(n)) for c, n in keys])
     rows = unflatten(params.to(data[0].device), model.spec())
     return validation_loss(model, rows, np.arange(len(keys)), data, city_row, node_row, windows, chunk).cpu()
-
-
-def fit_anchor(cities: Sequence[City], window: WindowConfig, config: ZooConfig, anchor: AnchorConfig,
-               out_dir: str | Path, seed: int = 0, device: str = "auto", progress: bool = True) -> torch.Tensor:
-    """Train the anchor of ``cities`` (:func:`gpdiff.anchor.train_anchor`) into ``out_dir``, or load it
-    when ``out_dir`` already holds one trained with the same settings; returns its parameters ``[P]``."""
-    dev = resolve_device(device)
-    model = config.build_model(window)
-    identity = {"zoo": config.architecture(), "window": vars(window).copy(), "anchor": vars(anchor).copy(),
-                "seed": seed, "cities": [c.name for c in cities]}
-    path = Path(out_dir) / ANCHOR_FILE
-    if path.is_file():
-        params, record = load_anchor(out_dir)
-        if record.get("identity") == yaml_safe(identity):
-            return params
-        raise GpdiffError(f"{path} holds an anchor trained with other settings or cities; use another output "
-                          f"folder, or delete {path} to retrain it.")
-    data = prepare_cities(cities, window, config, model, dev)
-    params, record = train_anchor(model, data, anchor, seed, progress)
-    save_anchor(out_dir, params, {**record, "identity": yaml_safe(identity)})
-    return params
 
 
 def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, out_dir: str | Path,
@@ -201,10 +147,10 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
     """Train (or resume, or finish) the zoo of ``cities`` into ``out_dir``; see the module docstring.
 
     ``anchor``: the anchor's parameters ``[P]`` (:func:`fit_anchor`), required for ``init: anchor``.
-    Under ``torchrun`` (:mod:`gpdiff.distributed`; every rank calls this with the same arguments) the
+    Under ``torchrun`` (:mod:`gpdiff.utils.distributed`; every rank calls this with the same arguments) the
     nodes are sharded over the ranks, which checkpoint their own share in ``out_dir``; rank 0 gathers,
     evaluates and saves the collection and returns it, the other ranks return ``None``. The result is
-    the single-process result bit for bit (see :mod:`gpdiff.nodetrain`).
+    the single-process result bit for bit (see :mod:`gpdiff.zoo.nodetrain`).
     Raises :class:`GpdiffError` for unusable cities (no graph for a graph model, too few windows),
     a missing or mis-sized anchor, and a checkpoint in ``out_dir`` written with another setup.
     """
@@ -217,7 +163,7 @@ def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, o
         if anchor is None or anchor.shape != (model.n_params,):
             got = "none" if anchor is None else f"shape {tuple(anchor.shape)}"
             raise GpdiffError(f"zoo.init is 'anchor' but the anchor given is {got}, expected [{model.n_params}]; "
-                              "train it first (gpdiff.zoo.fit_anchor), or set zoo.init to shared_random.")
+                              "train it first (gpdiff.zoo.anchor.fit_anchor), or set zoo.init to shared_random.")
         init = unflatten(anchor.reshape(1, -1).expand(n_nodes, -1).to(dev), model.spec())
     else:
         init = model.init(n_nodes, seed=seed, shared=config.init == "shared_random", device=dev)

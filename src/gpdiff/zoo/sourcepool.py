@@ -1,6 +1,6 @@
 """Random training windows from random nodes of the source cities.
 
-The pooled models (the anchor of :mod:`gpdiff.anchor`, Reptile's meta-learned initialisation) train
+The pooled models (the anchor of :mod:`gpdiff.zoo.anchor`, Reptile's meta-learned initialisation) train
 on windows of many source nodes at once. Which nodes a step sees matters when cities differ in
 size: the bundled sources are dominated by one sparse city (montevideo-bus is 675 of the default
 run's 883 source nodes), so drawing nodes in proportion to city size lets it decide what the pooled
@@ -10,12 +10,21 @@ model learns. ``balance="city"`` (the default) gives every city the same share o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from gpdiff.data.windows import CityData, WindowBatch
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.nodetrain import concat_batches
+from gpdiff.data.city import City
+from gpdiff.data.splits import source_split
+from gpdiff.data.windows import CityData, WindowBatch, WindowConfig
+from gpdiff.models import BaseModel, require_graph
+from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.zoo.nodetrain import concat_batches
+
+if TYPE_CHECKING:  # the zoo's config imports this module
+    from gpdiff.zoo.train import ZooConfig
 
 BALANCES = ("city", "proportional")
 
@@ -93,3 +102,23 @@ class SourcePool:
     def sample(self, n_nodes: int, batch_size: int, generator: torch.Generator, segment: str = "train"
                ) -> WindowBatch:
         return self.batch(self.draw_nodes(n_nodes, generator), batch_size, generator, segment)
+
+
+def prepare_cities(cities: Sequence[City], window: WindowConfig, config: ZooConfig, model: BaseModel,
+                   device: torch.device | str = "cpu") -> list[CityData]:
+    """One :class:`CityData` per source city, with the checks that give the user a clear error."""
+    names = [c.name for c in cities]
+    if not cities:
+        raise GpdiffError("no source cities given; pass at least one with --cities.")
+    if len(set(names)) != len(names):
+        raise GpdiffError(f"source cities {names} contain duplicates; list every city once.")
+    out = []
+    for city in cities:
+        require_graph(city, model.name)
+        split = source_split(city.n_steps, config.train, config.val, config.test, name=city.name)
+        data = CityData(city, split, history=window.history, horizon=window.horizon, n_neighbors=window.n_neighbors,
+                        device=device, context=window.context)
+        data.require_windows("train")
+        data.require_windows("val")
+        out.append(data)
+    return out

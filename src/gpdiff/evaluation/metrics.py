@@ -74,7 +74,7 @@ def masked_metrics(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None =
 
 def node_mae(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Masked MAE of every node ``[N]`` over its windows and horizon steps (arrays ``[N, B, H]``);
-    NaN for a node without an observed target. The unit of the paired tests in :mod:`gpdiff.scoreboard`."""
+    NaN for a node without an observed target. The unit of the paired tests in :mod:`gpdiff.experiment.scoreboard`."""
     pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
     if pred.shape != true.shape or pred.ndim != 3:
         raise ValueError(f"node_mae needs [N, B, H] arrays of one shape, got {pred.shape} and {true.shape}")

@@ -16,7 +16,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import save as st_save_torch
 
-from gpdiff.errors import GpdiffError, disk_full, is_disk_full
+from gpdiff.utils.errors import GpdiffError, disk_full, is_disk_full
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -29,7 +29,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     writes (stages, checkpoints, reports, cities, forecasters) goes through here.
 
     Raises :class:`GpdiffError` naming ``path`` when the disk is full or the quota is spent
-    (``ENOSPC`` / ``EDQUOT``, :func:`gpdiff.errors.disk_full`); the temporary file is removed and the
+    (``ENOSPC`` / ``EDQUOT``, :func:`gpdiff.utils.errors.disk_full`); the temporary file is removed and the
     old file is left as it was. Other ``OSError`` exceptions propagate unchanged.
     """
     path = Path(path)

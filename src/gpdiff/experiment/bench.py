@@ -14,11 +14,11 @@ A suite is a YAML file::
 
 Every (experiment, grid combination, seed) is one `gpdiff run` into ``OUT/runs/<label>/seed<k>``;
 all runs of a suite share one stage cache (``OUT/cache``): a stage whose derived key is the same in
-two runs is computed once (:class:`gpdiff.stages.Run`), which never changes a number. Rerunning the
+two runs is computed once (:class:`gpdiff.experiment.stages.Run`), which never changes a number. Rerunning the
 same command resumes: finished runs are reused, an interrupted one resumes where it stopped. Every
 run's config is built and checked (unknown keys and methods, a target among its sources, cities
 that do not load or are too short) before anything trains. The scoreboard is
-:mod:`gpdiff.scoreboard`.
+:mod:`gpdiff.experiment.scoreboard`.
 """
 
 from __future__ import annotations
@@ -30,28 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpdiff.config import first_repeated, merge, parse_assignment, path_origins, set_path
-from gpdiff.errors import GpdiffError
-from gpdiff.io import read_yaml, write_yaml
-from gpdiff.runconfig import RunConfig
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.experiment.scoreboard import Experiment
+from gpdiff.utils.config import first_repeated, merge, parse_assignment, path_origins, set_path
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import read_yaml, write_yaml
 
 SUITE_KEYS = ("description", "base", "seeds", "experiments", "grid")
-BUNDLED_SUITES = Path(__file__).resolve().parent / "configs" / "bench"  # installed with the package (configs/ links here)
-
-
-@dataclass
-class Experiment:
-    """One run of a suite."""
-
-    label: str  # target, then the grid values that differ ("nyc-taxi" or "nyc-taxi window.horizon=12")
-    target: str
-    variant: str  # the grid combination ("" without a grid)
-    seed: int
-    config: RunConfig
-
-    @property
-    def folder(self) -> str:
-        return f"{self.label.replace(' ', '_').replace('/', '-')}/seed{self.seed}"
+BUNDLED_SUITES = Path(__file__).resolve().parent.parent / "configs" / "bench"  # installed with the package (configs/ links here)
 
 
 @dataclass
@@ -154,8 +140,8 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
 
 def check_data(suite: Suite) -> None:
     """Load every experiment's cities and split once, so a bad city or a too short target stops the
-    suite before anything trains (:func:`gpdiff.pipeline.load_cities` raises the message)."""
-    from gpdiff.pipeline import load_cities
+    suite before anything trains (:func:`gpdiff.experiment.pipeline.load_cities` raises the message)."""
+    from gpdiff.experiment.pipeline import load_cities
 
     seen: set[str] = set()
     for exp in suite.experiments:
@@ -186,13 +172,13 @@ def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callab
     ``cache``: the stage cache (default ``out/cache``); suites that share one (``--cache``) compute
     a stage they have in common once, e.g. the default-settings variant of every sweep. Under
     torchrun the ranks other than 0 only join every run's distributed stages and return ``None``."""
-    from gpdiff import distributed
-    from gpdiff.pipeline import run_pipeline
-    from gpdiff.scoreboard import write_scoreboard
+    from gpdiff.experiment.pipeline import run_pipeline
+    from gpdiff.experiment.scoreboard import write_scoreboard
+    from gpdiff.utils import distributed
 
     check_data(suite)
     if distributed.launched():
-        from gpdiff.device import resolve_device
+        from gpdiff.utils.device import resolve_device
 
         distributed.init(resolve_device(suite.experiments[0].config.device))
         if not distributed.is_main():

@@ -12,13 +12,13 @@ section 6; Angelopoulos & Bates, "A gentle introduction to conformal prediction"
 "conformalizing uncertainty scalars"): on the calibration windows the nonconformity score of node
 ``n``, window ``b``, step ``h`` is ``|y - mean| / u`` with ``u = max(spread, floor * s_n)`` (the
 members' standard deviation, floored at a fraction of the node's scale so that zero spread never
-divides by zero), its split conformal quantile ``q[h]`` per level (:func:`gpdiff.intervals.calibrate`
+divides by zero), its split conformal quantile ``q[h]`` per level (:func:`gpdiff.evaluation.intervals.calibrate`
 on the scores), and the interval of a new forecast is ``mean -+ q[h] * u``. It covers with
 probability at least the level whatever the spread means; the spread only decides *where* the
 interval is wide. Whether it carries information is measured per node by the Spearman rank
 correlation of spread and absolute error over the test windows (scipy).
 
-Scores besides :mod:`gpdiff.intervals`': the CRPS of the members' empirical distribution
+Scores besides :mod:`gpdiff.evaluation.intervals`': the CRPS of the members' empirical distribution
 (``scoringrules.crps_ensemble``, estimator ``nrg``: ``E|X - y| - E|X - X'| / 2``; for identical members
 it is the absolute error of their forecast).
 """
@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpdiff import intervals
-from gpdiff.errors import GpdiffError
+from gpdiff.evaluation import intervals
+from gpdiff.utils.errors import GpdiffError
 
 if TYPE_CHECKING:
     from gpdiff.data.windows import CityData
     from gpdiff.diffusion.sample import GenerateConfig
     from gpdiff.diffusion.train import DiffusionModel
-    from gpdiff.params import ParamCollection
     from gpdiff.prompts import PromptSet
+    from gpdiff.zoo.params import ParamCollection
 
 SEED_STRIDE = 10_000  # member k's seed offset: member_seed(seed, k) never meets another run seed's member 0
 
@@ -116,7 +116,7 @@ def calibrate_ensemble(mean: np.ndarray, spread: np.ndarray, truth: np.ndarray, 
                        ) -> intervals.Calibration:
     """Conformal quantiles ``[L, H]`` of ``|truth - mean| / max(spread, floor * scale)`` on calibration
     windows (``mean``, ``spread``, ``truth``, ``mask`` ``[N, B, H]``, node scales ``[N]``); the
-    calibration of :func:`gpdiff.intervals.calibrate` (its notes for a set too short) on those scores."""
+    calibration of :func:`gpdiff.evaluation.intervals.calibrate` (its notes for a set too short) on those scores."""
     if spread.shape != mean.shape:
         raise GpdiffError(f"ensemble spread {spread.shape} and mean {mean.shape} must have one shape [N, B, H].")
     u = spread_scale(spread, scale, floor)
@@ -231,17 +231,17 @@ class Members:
     val_point: np.ndarray
     weights: np.ndarray | None = None
     blend_val_mae: tuple[float, float] | None = None
-    val_lagged: dict[str, float] = field(default_factory=dict)  # gpdiff.blend.lag_share on the validation windows
+    val_lagged: dict[str, float] = field(default_factory=dict)  # gpdiff.evaluation.blend.lag_share on the validation windows
 
 
 def combine(test: np.ndarray, val: np.ndarray, data: CityData, naive: list[str], step: float, kind: str) -> Members:
     """Members' raw forecasts ``test [K, N, B, H]`` / ``val [K, N, Bv, H]`` of ``data``'s test and
     validation windows -> :class:`Members`. With naive forecasts ``naive`` (``blend.naive``) the blend
-    weights are fitted on the validation forecasts of the members' *mean* (:func:`gpdiff.blend.fit_on_validation`)
+    weights are fitted on the validation forecasts of the members' *mean* (:func:`gpdiff.evaluation.blend.fit_on_validation`)
     and applied to every member; the blend is affine with weights summing to 1, so the blended mean is
     the mean of the blended members."""
-    from gpdiff import blend
     from gpdiff.data.city import feasible
+    from gpdiff.evaluation import blend
 
     weights, val_mae, lagged = None, None, {}
     if naive:
@@ -261,7 +261,7 @@ ENSEMBLE_SUFFIX = ":ensemble"  # intervals.csv / node_crps.csv rows of a method'
 
 def interval_rows(name: str, ens: EnsembleOutcome, levels: list[float]) -> list[dict[str, object]]:
     """``intervals.csv`` rows of method ``name``'s conformalised ensemble (method ``name:ensemble``):
-    the :meth:`~gpdiff.intervals.IntervalScores.rows` columns plus ``crps_ensemble`` (the members' CRPS)."""
+    the :meth:`~gpdiff.evaluation.intervals.IntervalScores.rows` columns plus ``crps_ensemble`` (the members' CRPS)."""
     steps = [str(h + 1) for h in range(ens.crps_ensemble.shape[0])] + ["avg"]
     per = dict(zip(steps, [*map(float, ens.crps_ensemble), float(np.nanmean(ens.crps_ensemble))]))
     return [{**row, "crps_ensemble": per[str(row["horizon"])]}
@@ -280,7 +280,7 @@ def report_lines(plain: dict[str, intervals.IntervalScores], ensembles: dict[str
                                                    f"{intervals.level_name(v)}%" for v in levels)
             + " | CRPS (intervals) | CRPS (members) |")
     lines = ["## Ensembles (test period)", "",
-             f"{k} members per method (`ensemble.size`; `gpdiff.ensemble`), each a full run of the method (every "
+             f"{k} members per method (`ensemble.size`; `gpdiff.evaluation.ensemble`), each a full run of the method (every "
              "fine-tuning with the same budget); the point forecast is their mean. (b) `conformal`: the split "
              "conformal interval of the mean, scaled by the node's scale; (a) `ensemble`: the conformalised ensemble, scaled by the members' spread per node and "
              "step (floored at `ensemble.spread_floor` x the node's scale). CRPS (intervals): from the median and "

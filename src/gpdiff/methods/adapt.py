@@ -1,6 +1,6 @@
 """Adapting parameters to the target city: forecasting with given parameters and fine-tuning them.
 
-Fine-tuning is the batched per-node trainer (:class:`gpdiff.nodetrain.NodeTrainer`, the one the zoo
+Fine-tuning is the batched per-node trainer (:class:`gpdiff.zoo.nodetrain.NodeTrainer`, the one the zoo
 uses) run on the target's few-shot days, started from the given parameters: per-node Adam with early
 stopping on the target's validation slice, each node keeping its best parameters. Every method that
 fine-tunes (GPD and the baselines) goes through :func:`finetune` with the same
@@ -16,16 +16,16 @@ import numpy as np
 import torch
 
 from gpdiff.data.windows import CityData
-from gpdiff.errors import GpdiffError
 from gpdiff.models.base import BaseModel
-from gpdiff.nodetrain import NodeTrainConfig, NodeTrainer, predict
-from gpdiff.params import ParamCollection, flatten, unflatten
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, predict
+from gpdiff.zoo.params import ParamCollection, flatten, unflatten
 
 
 @dataclass
 class FinetuneConfig(NodeTrainConfig):
     """The fine-tuning budget every method gets on the target's few-shot days (the
-    :class:`~gpdiff.nodetrain.NodeTrainConfig` fields, with smaller defaults than the zoo's)."""
+    :class:`~gpdiff.zoo.nodetrain.NodeTrainConfig` fields, with smaller defaults than the zoo's)."""
 
     lr: float = 0.003
     max_epochs: int = 40

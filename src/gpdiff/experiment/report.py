@@ -1,12 +1,11 @@
 """Tables and plots that people read: terminal/Markdown tables and PNG figures.
 
 Matplotlib runs headless (Agg). Every plotting function writes one PNG atomically and returns its path.
-A method looks the same in every plot (:mod:`gpdiff.plotstyle`), and legends sit outside the axes.
+A method looks the same in every plot (:mod:`gpdiff.utils.plotstyle`), and legends sit outside the axes.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,20 +15,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tabulate import tabulate
 
-from gpdiff.data.city import City
-from gpdiff.ensemble import ENSEMBLE_SUFFIX, EnsembleOutcome
-from gpdiff.ensemble import interval_rows as ensemble_interval_rows
-from gpdiff.ensemble import report_lines as ensemble_report_lines
-from gpdiff.intervals import IntervalScores, level_name
-from gpdiff.io import atomic_write_bytes
-from gpdiff.plotstyle import TRUTH_COLOR, legend_outside, method_style, scatter_style
+from gpdiff.evaluation.ensemble import ENSEMBLE_SUFFIX, EnsembleOutcome
+from gpdiff.evaluation.ensemble import interval_rows as ensemble_interval_rows
+from gpdiff.evaluation.ensemble import report_lines as ensemble_report_lines
+from gpdiff.evaluation.intervals import IntervalScores, level_name
+from gpdiff.utils.figures import _figure, save_figure
+from gpdiff.utils.plotstyle import TRUTH_COLOR, legend_outside, method_style, scatter_style
 
 if TYPE_CHECKING:  # types of the run report only; plotting a city must not import the whole pipeline
     from gpdiff.data.windows import CityData
+    from gpdiff.evaluation.metrics import Metrics
+    from gpdiff.experiment.runconfig import RunConfig
     from gpdiff.methods import MethodResult
-    from gpdiff.metrics import Metrics
-    from gpdiff.params import ParamCollection
-    from gpdiff.runconfig import RunConfig
+    from gpdiff.zoo.params import ParamCollection
 
 
 def table(rows: Sequence[dict[str, Any]], fmt: str = "simple", floatfmt: str = ".4g") -> str:
@@ -38,92 +36,6 @@ def table(rows: Sequence[dict[str, Any]], fmt: str = "simple", floatfmt: str = "
         return "(no rows)"
     return tabulate([list(r.values()) for r in rows], headers=list(rows[0].keys()), tablefmt=fmt,
                     floatfmt=floatfmt)
-
-
-def _figure(*args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(*args, **kwargs)
-
-
-def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")  # "tight": room for legends outside the axes
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def city_stats(city: City) -> list[dict[str, Any]]:
-    """Per-city statistics of channel 0 over observed values."""
-    obs = city.values[:, :, 0][city.mask]
-    return [
-        {"stat": "nodes", "value": city.n_nodes},
-        {"stat": "steps", "value": city.n_steps},
-        {"stat": "interval", "value": f"{city.interval_minutes} min"},
-        {"stat": "span", "value": city.summary()["span"]},
-        {"stat": "kind / units", "value": f"{city.kind} / {city.units}"},
-        {"stat": "channels", "value": ", ".join(city.channels)},
-        {"stat": "edges (directed, off-diagonal)", "value": city.n_edges},
-        {"stat": "coordinates", "value": city.coord_kind if city.coords is not None else "none"},
-        {"stat": "node attributes", "value": ", ".join(city.attribute_names) or "none"},
-        {"stat": "missing share", "value": f"{1 - city.mask.mean():.2%}"},
-        {"stat": "zeros among observed", "value": f"{(obs == 0).mean():.2%}"},
-        {"stat": "mean", "value": f"{obs.mean():.4g}"},
-        {"stat": "std", "value": f"{obs.std():.4g}"},
-        {"stat": "min / max", "value": f"{obs.min():.4g} / {obs.max():.4g}"},
-        {"stat": "node means (min / median / max)",
-         "value": "{:.3g} / {:.3g} / {:.3g}".format(*np.percentile(_node_means(city), [0, 50, 100]))},
-        {"stat": "source", "value": city.source},
-    ]
-
-
-def _node_means(city: City) -> np.ndarray:
-    v = np.where(city.mask, city.values[:, :, 0], 0.0)
-    return v.sum(0) / np.maximum(city.mask.sum(0), 1)
-
-
-def plot_city(city: City, path: str | os.PathLike[str], n_series: int = 4, days: float = 7) -> Path:
-    """A few nodes' series (the busiest, a median and a quiet one) and the graph."""
-    fig, (ax1, ax2) = _figure(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [2.2, 1]})
-    means = _node_means(city)
-    order = np.argsort(-means)
-    picks = list(dict.fromkeys(order[np.linspace(0, city.n_nodes - 1, min(n_series, city.n_nodes)).astype(int)]))
-    steps = min(city.n_steps, int(days * city.steps_per_day))
-    ts = city.timestamps[:steps]
-    target = city.target()
-    for i in picks:
-        ax1.plot(ts, target[:steps, i], lw=0.9, label=f"node {city.node_ids[i]}")
-    shown = means[picks][np.isfinite(means[picks])]
-    log = shown.size > 1 and shown.max() > 20 * max(shown.min(), 1e-9)  # a busy node would flatten the quiet ones
-    if log:
-        ax1.set_yscale("symlog", linthresh=max(float(shown.max()) / 1000, 1e-6))  # linear below 0.1% of the top
-    ax1.set_title(f"{city.name}: first {steps / city.steps_per_day:.3g} days ({city.units}{', log scale' if log else ''})")
-    legend_outside(ax1)
-    ax1.tick_params(axis="x", labelrotation=30, labelsize=8)
-    if city.coords is not None:
-        xy = city.coords[:, ::-1] if city.coord_kind == "latlon" else city.coords
-        label = "lon / lat" if city.coord_kind == "latlon" else "x / y"
-    elif city.n_nodes < 3:  # a spectral layout needs two non-trivial eigenvectors: nodes in a row
-        xy, label = np.c_[np.arange(city.n_nodes, dtype=float), np.zeros(city.n_nodes)], "nodes in a row"
-    else:  # spectral layout from the graph
-        a = np.maximum(city.adjacency, city.adjacency.T)
-        lap = np.diag(a.sum(1)) - a
-        _, vec = np.linalg.eigh(lap)
-        xy, label = vec[:, 1:3], "spectral layout (no coordinates)"
-    rows, cols = np.nonzero(np.triu(np.maximum(city.adjacency, city.adjacency.T), 1))
-    for r, c in zip(rows[:5000], cols[:5000]):
-        ax2.plot(xy[[r, c], 0], xy[[r, c], 1], color="0.75", lw=0.4, zorder=1)
-    sc = ax2.scatter(xy[:, 0], xy[:, 1], c=means, s=12, cmap="viridis", zorder=2)
-    fig.colorbar(sc, ax=ax2, label="mean value")
-    ax2.set_title(f"graph: {city.n_nodes} nodes, {len(rows)} undirected edges")
-    ax2.set_xlabel(label)
-    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------ run results
@@ -193,7 +105,7 @@ def plot_forecasts(times: Any, truth: np.ndarray, preds: dict[str, np.ndarray], 
 def plot_param_projection(groups: dict[str, np.ndarray], path: str | os.PathLike[str], title: str = "",
                           methods: dict[str, str] | None = None) -> Path:
     """2-D PCA (fitted on all points) of parameter vectors, one colour per group: the method's
-    (:func:`gpdiff.plotstyle.method_style`) for a group named in ``methods`` (group -> method), light grey
+    (:func:`gpdiff.utils.plotstyle.method_style`) for a group named in ``methods`` (group -> method), light grey
     for the source zoo and any other group."""
     methods = methods or {}
     allv = np.concatenate([g for g in groups.values() if len(g)], axis=0).astype(np.float64)
@@ -241,7 +153,7 @@ class Outcome:
     metrics: Metrics
     node_mae: np.ndarray  # [N] test MAE of every target node (NaN: no observed target)
     intervals: IntervalScores | None = None  # scores of its conformal prediction intervals on the test windows
-    ensemble: EnsembleOutcome | None = None  # its ensemble's scores, with ensemble.size > 1 (gpdiff.ensemble)
+    ensemble: EnsembleOutcome | None = None  # its ensemble's scores, with ensemble.size > 1 (gpdiff.evaluation.ensemble)
 
 
 @dataclass
@@ -294,7 +206,7 @@ def _interval_table(scored: dict[str, IntervalScores], levels: list[float], mae:
     lines = ["## Prediction intervals (test period)", "",
              "Split conformal, per method and horizon step: the absolute validation-day errors divided by each "
              "node's scale give the quantile; an interval is the forecast plus or minus it times the node's scale "
-             "(`gpdiff.intervals`). Averages over the horizon steps; CRPS from the median and the interval bounds "
+             "(`gpdiff.evaluation.intervals`). Averages over the horizon steps; CRPS from the median and the interval bounds "
              "(`scoringrules.crps_quantile`; for a point forecast it is the MAE).", "",
              head, "|---" * (3 * len(levels) + 3) + "|"]
     for m, sc in scored.items():
@@ -325,8 +237,8 @@ def write_run_report(rec: RunRecord) -> Path:
     """results.csv / results.md, the four plots and report.md in ``rec.root``; prints the table."""
     import pandas as pd
 
-    from gpdiff.io import atomic_write_text
-    from gpdiff.stages import versions
+    from gpdiff.experiment.stages import versions
+    from gpdiff.utils.io import atomic_write_text
 
     root, cfg, tdata = Path(rec.root), rec.config, rec.target
     target, split, origins, truth = tdata.city, tdata.split, rec.origins, rec.truth

@@ -30,10 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpdiff.adapt import FinetuneConfig
-from gpdiff.anchor import AnchorConfig
-from gpdiff.blend import BlendConfig
-from gpdiff.config import (
+from gpdiff.data.windows import WindowConfig
+from gpdiff.diffusion.sample import GenerateConfig
+from gpdiff.diffusion.train import DiffusionConfig
+from gpdiff.evaluation.blend import BlendConfig
+from gpdiff.evaluation.ensemble import EnsembleConfig
+from gpdiff.evaluation.intervals import IntervalConfig
+from gpdiff.methods.adapt import FinetuneConfig
+from gpdiff.utils.config import (
     first_repeated,
     from_mapping,
     merge,
@@ -44,15 +48,11 @@ from gpdiff.config import (
     set_path,
     to_mapping,
 )
-from gpdiff.data.windows import WindowConfig
-from gpdiff.device import check_device_name
-from gpdiff.diffusion.sample import GenerateConfig
-from gpdiff.diffusion.train import DiffusionConfig
-from gpdiff.ensemble import EnsembleConfig
-from gpdiff.errors import GpdiffError
-from gpdiff.intervals import IntervalConfig
-from gpdiff.io import read_yaml
-from gpdiff.zoo import ZooConfig
+from gpdiff.utils.device import check_device_name
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.io import read_yaml
+from gpdiff.zoo.anchor import AnchorConfig
+from gpdiff.zoo.train import ZooConfig
 
 DEFAULT_TARGET = "melbourne-ped"
 DEFAULT_METHODS = ("seasonal_naive", "weekly_naive", "historical_average", "target_only", "transfer_zero_shot",
@@ -120,7 +120,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     out: str = "runs/default"
-    keep_checkpoints: bool = False  # keep the trainers' resume checkpoints of finished stages (debugging; gpdiff.stages)
+    keep_checkpoints: bool = False  # keep the trainers' resume checkpoints of finished stages (debugging; gpdiff.experiment.stages)
 
     def __post_init__(self) -> None:
         from gpdiff.methods import check_settings
@@ -158,7 +158,7 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "",
                   origins: Mapping[str, str] | None = None) -> RunConfig:
         """A run config from nested settings; raises :class:`GpdiffError` naming unknown or moved keys and
-        where they were given (``origins``: dotted path -> place, see :func:`gpdiff.config.from_mapping`)."""
+        where they were given (``origins``: dotted path -> place, see :func:`gpdiff.utils.config.from_mapping`)."""
         return from_mapping(cls, data, "run config", where, MOVED, origins=origins)
 
     @classmethod

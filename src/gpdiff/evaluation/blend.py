@@ -9,7 +9,7 @@ with non-negative weights summing to at most 1, taken from a simplex grid of spa
 chosen by the pooled MAE (original scale, masked) of the method's *validation* forecasts, the slice
 early stopping already uses; nothing reads the test period. All-zero weights are the method alone,
 so on the validation windows a blend is never worse than its method. The naive forecasts are those
-of :mod:`gpdiff.naive` (the value one day / one week earlier, the few-shot days' profile). On a
+of :mod:`gpdiff.evaluation.naive` (the value one day / one week earlier, the few-shot days' profile). On a
 target's validation windows they read nothing before the few-shot days
 (:func:`gpdiff.data.windows.first_readable`): with three few-shot days the value one week earlier
 does not exist there and ``weekly_naive`` is the few-shot days' profile, as it would be for a new
@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gpdiff.config import name_list
 from gpdiff.data.windows import CityData
-from gpdiff.errors import GpdiffError, unknown_name
-from gpdiff.metrics import masked_metrics
-from gpdiff.naive import historical_average, lag_available, seasonal_naive, weekly_naive
+from gpdiff.evaluation.metrics import masked_metrics
+from gpdiff.evaluation.naive import historical_average, lag_available, seasonal_naive, weekly_naive
+from gpdiff.utils.config import name_list
+from gpdiff.utils.errors import GpdiffError, unknown_name
 
 # name -> naive forecast ``(data, origins) -> [N, B, H]``; the names are the comparison methods'
 NAIVE = {"seasonal_naive": seasonal_naive, "weekly_naive": weekly_naive, "historical_average": historical_average}

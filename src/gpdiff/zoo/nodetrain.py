@@ -5,8 +5,8 @@ one forward call evaluates all of them on their own ego-graph windows (see
 :mod:`gpdiff.models.base`). The loss is the SUM over nodes of each node's masked MAE on its scaled
 centre-node targets, so each node's gradient is that of its own loss, and Adam (element-wise) on
 the stacked tensors is exactly per-node Adam (:func:`adam_update`, checked against
-``torch.optim.Adam`` in the tests). The model zoo (:mod:`gpdiff.zoo`) and every fine-tuning method
-(:mod:`gpdiff.adapt`) train through :class:`NodeTrainer`, each with its own :class:`NodeTrainConfig`.
+``torch.optim.Adam`` in the tests). The model zoo (:mod:`gpdiff.zoo.train`) and every fine-tuning method
+(:mod:`gpdiff.methods.adapt`) train through :class:`NodeTrainer`, each with its own :class:`NodeTrainConfig`.
 
 - **Early stopping per node.** After every epoch each training node is evaluated on a fixed, evenly
   spaced subset of its validation windows (at most ``val_windows``; masked MAE on the *scaled*
@@ -29,7 +29,7 @@ the stacked tensors is exactly per-node Adam (:func:`adam_update`, checked again
 - **Training windows per node.** Each node's windows of an epoch are drawn from its own generator,
   seeded by (seed, epoch, node), so what a node sees does not depend on which other nodes train
   beside it, in which process, or whether the run was resumed.
-- **Sharded over processes** (``shard=(rank, world)``, :mod:`gpdiff.distributed`): rank r trains
+- **Sharded over processes** (``shard=(rank, world)``, :mod:`gpdiff.utils.distributed`): rank r trains
   the blocks ``r, r + world, ...`` on its own (no communication while training) and
   :meth:`NodeTrainer.run` gathers every rank's nodes on rank 0. A chunk holds the same nodes
   whatever the number of ranks, so a sharded run equals a single-process run bit for bit (on a
@@ -56,14 +56,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpdiff import distributed
-from gpdiff.config import from_mapping
 from gpdiff.data.windows import CityData, WindowBatch
-from gpdiff.errors import GpdiffError
-from gpdiff.hashing import hash_arrays
-from gpdiff.io import load_tensors, save_tensors
 from gpdiff.models import BaseModel
-from gpdiff.params import flatten
+from gpdiff.utils import distributed
+from gpdiff.utils.config import from_mapping
+from gpdiff.utils.errors import GpdiffError
+from gpdiff.utils.hashing import hash_arrays
+from gpdiff.utils.io import load_tensors, save_tensors
+from gpdiff.zoo.params import flatten
 
 CHECKPOINT = "checkpoint.safetensors"
 # Fields that may differ between a checkpoint and the run that resumes it.
@@ -163,7 +163,7 @@ class CheckpointWriter:
     """Writes checkpoints in a background thread, so that the next epoch trains meanwhile.
 
     :meth:`submit` takes a copy of the state and returns at once; a second submit first waits for
-    the previous write (at most one in flight). Every write is atomic (:func:`gpdiff.io.save_tensors`).
+    the previous write (at most one in flight). Every write is atomic (:func:`gpdiff.utils.io.save_tensors`).
     """
 
     def __init__(self) -> None:
@@ -564,7 +564,7 @@ class NodeTrainer:
         state.active[idx[state.bad_epochs[idx] >= self.config.patience]] = False
 
     def _progress_bar(self, state: TrainState):  # type: ignore[no-untyped-def]
-        from gpdiff.progress import progress_bar
+        from gpdiff.utils.progress import progress_bar
 
         desc = self.desc if self.world == 1 else f"{self.desc} [rank {self.rank}/{self.world}]"
         return progress_bar(total=self.config.max_epochs, initial=state.epoch, desc=desc, unit="epoch",
