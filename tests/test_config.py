@@ -116,6 +116,8 @@ INVALID: dict[str, list[object]] = {
     "generate.num_samples": [0],
     "blend.naive": [["monthly_naive"], ["weekly_naive", "weekly_naive"]], "blend.step": [0, 0.3, 2],
     "intervals.levels": [[0], [1.0], [0.8, 0.8]],
+    "ensemble.size": [0, -1], "ensemble.spread_floor": [0, -0.1, float("nan")],
+    "methods.pooled_linear.alpha": [-1, float("inf")], "methods.pooled_linear.windows_per_city": [0],
     "methods.knn_residual.ks": [[], [0]], "methods.knn_residual.shrinkages": [[], [-0.5]],
     "methods.knn_residual.holdout": [0, 1], "methods.knn_residual.val_windows": [0],
     "methods.reptile.meta_steps": [0], "methods.reptile.nodes_per_step": [0], "methods.reptile.inner_steps": [0],

@@ -92,7 +92,8 @@ def test_gpdiff_run_under_torchrun_shards_the_zoo_and_writes_one_report(tmp_path
                 "zoo": {**TINY["zoo"], "node_chunk": 1}}
     single = run_pipeline(RunConfig.from_dict({**settings, "out": str(tmp_path / "single")}), progress=False,
                           log=lambda m: None)
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump({**settings, "out": str(tmp_path / "two")}))
+    # keep the finished zoo's resume checkpoints: they show that each rank trained its own shard
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({**settings, "out": str(tmp_path / "two"), "keep_checkpoints": True}))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
                            "gpdiff", "run", "--config", str(tmp_path / "run.yaml"), "--quiet"], env=env,

@@ -204,7 +204,7 @@ def test_target_test_period_never_reaches_training(first_run, tmp_path):
 
 
 def test_nothing_fitted_on_the_target_reads_before_its_few_shot_days(tmp_path):
-    """A new city has no past: poisoning every target value before the few-shot days (wild numbers,
+    """A new city has no past: poisoning every target value before the few-shot days (wild counts,
     a third unobserved) changes no prompt, generated or fitted parameter, blend weight or validation
     score (the value one week earlier on the validation day lies before the few-shot days)."""
     from gpdiff.data.splits import target_split
@@ -217,7 +217,7 @@ def test_nothing_fitted_on_the_target_reads_before_its_few_shot_days(tmp_path):
             alpha = synthetic_city("alpha", n_nodes=6, days=12, seed=1)  # as _cities makes it
             split = target_split(alpha.n_steps, alpha.steps_per_day, 3)
             rng = np.random.default_rng(0)
-            alpha.values[: split.train.start] = rng.uniform(-1e4, 1e4, alpha.values[: split.train.start].shape)
+            alpha.values[: split.train.start] = rng.uniform(0, 1e4, alpha.values[: split.train.start].shape)
             alpha.mask[: split.train.start] = rng.random(alpha.mask[: split.train.start].shape) > 0.3
             write_city_folder(alpha, data / "alpha")
         cfg = RunConfig.from_dict({**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / f"r{poison}"),

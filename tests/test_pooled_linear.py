@@ -45,7 +45,7 @@ def lag_city(name: str, seed: int, days: int = 40, n_nodes: int = 4, noise: floa
     x = 100 + rng.uniform(1, 20, n_nodes) * x
     base = synthetic_city(name, n_nodes=n_nodes, days=days, seed=seed)
     return City(name=name, values=x[:, :, None].astype(np.float64), mask=np.ones(x.shape, bool), start=base.start,
-                interval_minutes=60, adjacency=base.adjacency, kind="flow", units="", node_ids=base.node_ids,
+                interval_minutes=60, adjacency=base.adjacency, kind="speed", units="", node_ids=base.node_ids,
                 channels=["target"], coords=base.coords, coord_kind="xy")
 
 

@@ -36,6 +36,7 @@ STYLES: dict[str, dict[str, Any]] = {
     "retrieval": {"color": _CYAN, "marker": "<", "linestyle": "-"},
     "knn_residual": {"color": _GREEN, "marker": ">", "linestyle": "-"},
     "reptile": {"color": _PURPLE, "marker": "h", "linestyle": "-"},
+    "pooled_linear": {"color": _ORANGE, "marker": "d", "linestyle": "-."},
     "gpd_zero_shot": {"color": GPD_ZERO_SHOT_COLOR, "marker": "*", "linestyle": "--"},
     "gpd": {"color": GPD_COLOR, "marker": "o", "linestyle": "-"},
 }
