@@ -9,7 +9,7 @@ bundled city is among its sources, so ``gpdiff fit`` refuses them as targets (le
 The build is deterministic on one machine (seeded, single process): the tensor files and the
 configs come out byte for byte the same. Only the model card's wall time and the code fingerprint
 (``gpd.yaml`` ``card.wall_time`` / ``card.code`` and the card's lines for them) and the denoiser's
-training seconds (``denoiser/config.yaml`` ``info.train_seconds``) record the build itself;
+training seconds (``denoiser/config.yaml`` ``info.train_seconds``, the encoders' ``seconds``) record the build itself;
 ``--check`` compares everything else byte for byte.
 
 Usage::
@@ -50,6 +50,12 @@ def _stable(path: Path) -> bytes:
     if path.name == "config.yaml" and path.parent.name == "denoiser":
         doc = yaml.safe_load(path.read_text())
         doc.get("info", {}).pop("train_seconds", None)
+        return yaml.safe_dump(doc, sort_keys=True).encode()
+    if path.name == "config.yaml" and path.parent.parent.name == "encoders":  # the encoder's training seconds
+        doc = yaml.safe_load(path.read_text())
+        for section in doc.values():
+            if isinstance(section, dict):
+                section.pop("seconds", None)
         return yaml.safe_dump(doc, sort_keys=True).encode()
     if path.name == "README.md" and path.parent.name != "encoders":
         return b"\n".join(ln for ln in path.read_bytes().splitlines() if b"wall time" not in ln and b"(code " not in ln)

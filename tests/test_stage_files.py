@@ -24,7 +24,7 @@ from filelock import FileLock
 
 from gpdiff.experiment.stages import CHECKPOINTS, Run, human_size
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.utils.io import atomic_write_text, read_yaml
+from gpdiff.utils.io import atomic_write_text, load_tensors, read_yaml
 from gpdiff.utils.progress import PLAIN_INTERVAL_S, progress_bar
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -317,3 +317,26 @@ def test_a_training_loop_without_a_terminal_prints_progress_lines(two_source_cit
     steps = [re.match(r"zoo stid: (\d+)% \((\d)/3 epoch\) elapsed", ln).groups() for ln in lines]
     assert list(dict.fromkeys(steps)) == [("0", "0"), ("33", "1"), ("67", "2"), ("100", "3")]  # closing: 100% again
     assert "training=" in lines[-1] and "val_loss=" in lines[-1]
+
+
+def test_saved_tensors_are_the_same_bytes_in_every_process(tmp_path):
+    """safetensors writes its metadata from a Rust HashMap (a per-process order); save_tensors sorts
+    it, so the same tensors and metadata are the same bytes (the shipped model's rebuild compares bytes)."""
+    import hashlib
+    import json
+
+    import torch
+
+    code = ("import sys, torch; from gpdiff.utils.io import save_tensors; save_tensors(sys.argv[1], "
+            "{'b': torch.arange(5.0), 'a': torch.ones(3, dtype=torch.int64)}, "
+            "{'zeta': 1, 'alpha': [1, 2], 'name': 'x', 'format': 'f', 'mid': {'q': 'é'}})")
+    paths = [tmp_path / f"t{i}.safetensors" for i in range(4)]
+    for p in paths:
+        subprocess.run([sys.executable, "-c", code, str(p)], check=True)
+    assert len({hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}) == 1
+    data = paths[0].read_bytes()
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    tensors, meta = load_tensors(paths[0])
+    assert meta == {"zeta": 1, "alpha": [1, 2], "name": "x", "format": "f", "mid": {"q": "é"}}
+    assert torch.equal(tensors["b"], torch.arange(5.0)) and torch.equal(tensors["a"], torch.ones(3, dtype=torch.int64))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -104,8 +105,28 @@ def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tenso
             v = v.clone()
         seen.add(v.data_ptr())
         plain[k] = v
-    data = st_save_torch(plain, metadata=meta)
+    data = _sorted_metadata(st_save_torch(plain, metadata=meta))
     return atomic_write_bytes(path, data)
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """safetensors bytes with the header's ``__metadata__`` keys in sorted order.
+
+    safetensors writes the metadata from a Rust ``HashMap``, whose order changes from one process to
+    the next, so the same tensors and metadata gave different bytes (a rebuilt pretrained model
+    differed from the shipped one in its header only). Reordering keeps the header's length, so the
+    data offsets are untouched; if the header does not re-encode to exactly its own bytes, the file
+    is returned as written."""
+    n = int.from_bytes(data[:8], "little")
+    raw = data[8:8 + n]
+    text = raw.rstrip(b" ").decode("utf-8")
+    header = json.loads(text, object_pairs_hook=dict)
+    dump = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+    if "__metadata__" not in header or dump(header).encode() != text.encode():
+        return data
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    new = dump(header).encode()
+    return data[:8] + new + raw[len(new):] + data[8 + n:]
 
 
 def load_tensors(path: str | os.PathLike[str], device: str | torch.device = "cpu"
