@@ -14,6 +14,7 @@ says the gaps are real (``allow_gaps``).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +107,9 @@ def _parse_with(raw: pd.Series, fmt: str) -> pd.DatetimeIndex | None:
 
 def _infer(raw: pd.Series, path: Path, first_line: int | None) -> tuple[pd.DatetimeIndex, str]:
     first = next((v for v in raw if v), "")
-    guesses = (guess_datetime_format(first), guess_datetime_format(first, dayfirst=True))
+    with warnings.catch_warnings():  # pandas warns that an ISO string ignores dayfirst: that is the answer wanted
+        warnings.simplefilter("ignore", UserWarning)
+        guesses = (guess_datetime_format(first), guess_datetime_format(first, dayfirst=True))
     formats = list(dict.fromkeys(f for f in guesses if f and not _year_day_month(f)))
     parsed = {f: t for f in formats if (t := _parse_with(raw, f)) is not None and not t.isna().any()}
     if not parsed:  # no one format fits every row: let pandas read each value on its own
