@@ -291,10 +291,7 @@ def report_lines(plain: dict[str, intervals.IntervalScores], ensembles: dict[str
                                    ("(a) ensemble", ens.scores, f"{np.nanmean(ens.crps_ensemble):.4g}")):
             if sc is None:
                 continue
-            cells = []
-            for v in levels:
-                i = sc.levels.index(v)
-                cells += [f"{np.nanmean(sc.coverage[i]):.1%}", f"{np.nanmean(sc.width[i]):.4g}"]
+            cells = sc.table_cells(levels, interval_score=False)
             lines.append(f"| {m} | {label} | " + " | ".join(cells) + f" | {np.nanmean(sc.crps):.4g} | {members} |")
     lines += ["", "Is the spread informative? Per node, the Spearman rank correlation between the members' spread and "
               "the absolute error of their mean over the test windows and steps (> 0: a wider ensemble where the "

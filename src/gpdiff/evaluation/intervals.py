@@ -135,6 +135,16 @@ class IntervalScores:
         """Coverage of ``level``'s interval averaged over the horizon steps."""
         return float(np.nanmean(self.coverage[self.levels.index(level)]))
 
+    def table_cells(self, levels: list[float], interval_score: bool = True) -> list[str]:
+        """Markdown cells per level, averaged over the horizon steps: coverage, width (and the interval
+        score), the order of report.md's interval and ensemble tables."""
+        cells = []
+        for v in levels:
+            i = self.levels.index(v)
+            cells += [f"{np.nanmean(self.coverage[i]):.1%}", f"{np.nanmean(self.width[i]):.4g}"]
+            cells += [f"{np.nanmean(self.interval_score[i]):.4g}"] if interval_score else []
+        return cells
+
     def rows(self, method: str, levels: list[float] | None = None) -> list[dict[str, object]]:
         """Rows ``method, horizon, level, coverage, width, interval_score, crps`` (``avg`` pools the steps)
         for ``levels`` (default all)."""

@@ -210,11 +210,7 @@ def _interval_table(scored: dict[str, IntervalScores], levels: list[float], mae:
              "(`scoringrules.crps_quantile`; for a point forecast it is the MAE).", "",
              head, "|---" * (3 * len(levels) + 3) + "|"]
     for m, sc in scored.items():
-        cells = []
-        for v in levels:
-            i = sc.levels.index(v)
-            cells += [f"{np.nanmean(sc.coverage[i]):.1%}", f"{np.nanmean(sc.width[i]):.4g}",
-                      f"{np.nanmean(sc.interval_score[i]):.4g}"]
+        cells = sc.table_cells(levels)
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.nanmean(sc.crps):.4g} | {mae[m]:.4g} |")
     return lines + [""]
 
