@@ -35,12 +35,12 @@ from pathlib import Path
 
 import torch
 
+from gpdiff import DiffusionConfig, GenerateConfig, generate, train_denoiser
 from gpdiff.data.catalog import load_city
 from gpdiff.data.splits import source_split
 from gpdiff.data.windows import CityData
-from gpdiff.diffusion import DiffusionConfig, generate, pretrain
 from gpdiff.diffusion.functional import FunctionalLoss
-from gpdiff.diffusion.schedule import DEFAULT_FEW_STEPS
+from gpdiff.diffusion.schedule import sampling_steps
 from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.methods.knn_residual import holdout_rows, initial, select
 from gpdiff.methods.retrieval import nearest_sources
@@ -125,10 +125,11 @@ def main() -> None:
     functional = (FunctionalLoss.for_zoo(denoiser_zoo, list(cities.values()), cfg.functional_windows,
                                          resolve_device("auto")) if cfg.functional_weight > 0 else None)
     t0 = time.time()
-    dmodel = pretrain(denoiser_zoo, prompts, cfg, args.out, progress=True, seed=args.seed, functional=functional)
+    dmodel = train_denoiser(denoiser_zoo, prompts, cfg, seed=args.seed, workdir=args.out, functional=functional)
     t1 = time.time()
-    steps = (args.num_inference_steps or DEFAULT_FEW_STEPS) if args.sampler != "ddpm" else None
-    samples = [generate(dmodel, held, args.sampler, steps, args.guidance_scale, args.seed + i).params
+    steps = sampling_steps(args.sampler, dmodel.config.schedule, None if args.sampler == "ddpm" else args.num_inference_steps)
+    g = GenerateConfig(args.sampler, steps, args.guidance_scale, num_samples=1)
+    samples = [generate(dmodel, held, g, seed=args.seed + i).params
                for i in range(max(1, args.samples))]
     if args.on_knn:
         samples = [knn + (x - zoo.anchor) for x in samples]

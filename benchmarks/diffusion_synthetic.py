@@ -32,10 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpdiff import DiffusionConfig, GenerateConfig, generate, train_denoiser
 from gpdiff.data.splits import source_split
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import CityData
-from gpdiff.diffusion import CONDITIONING, DiffusionConfig, generate, pretrain
+from gpdiff.diffusion import CONDITIONING
+from gpdiff.diffusion.schedule import sampling_steps
 from gpdiff.evaluation.metrics import masked_mae_torch, masked_metrics
 from gpdiff.models import BaseModel, ModelConfig, get_model
 from gpdiff.prompts import PromptSet
@@ -144,11 +146,12 @@ def run(family: Family, config: DiffusionConfig, sampler: str = "ddim", num_infe
     """Train on the family's training nodes with ``seed`` (reusing a finished run in ``out``), generate for
     the held-out nodes with the same seed, evaluate."""
     t0 = time.time()
-    model = pretrain(family.collection.subset(family.train), family.prompts, config, out, progress=progress,
-                     seed=seed)
+    model = train_denoiser(family.collection.subset(family.train), family.prompts, config, seed=seed, progress=progress,
+                           workdir=out)
     t1 = time.time()
-    gen = generate(model, family.prompts.select([family.collection.keys()[i] for i in family.test.tolist()]),
-                   sampler, num_inference_steps, seed=seed)
+    g = GenerateConfig(sampler, sampling_steps(sampler, model.config.schedule, num_inference_steps), num_samples=1)
+    gen = generate(model, family.prompts.select([family.collection.keys()[i] for i in family.test.tolist()]), g,
+                   seed=seed)
     t2 = time.time()
     res: dict[str, Any] = evaluate(family, gen.params)
     res.update({"condition": config.denoiser.condition, "train_s": model.info.get("train_seconds", round(t1 - t0, 1)),

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpdiff.diffusion.sample import generate
+from gpdiff import GenerateConfig, generate
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.evaluation.metrics import masked_metrics, node_mae
 from gpdiff.experiment import pipeline
@@ -63,7 +63,7 @@ def main() -> None:
             tensors, _ = load_tensors(Path(stages[f"methods/{method}"]) / "output.safetensors")
             single = masked_metrics(tensors["pred"].numpy(), truth, mask).mae_avg
             if method == "gpd":
-                inits = [generate(denoiser, prompts, "ddim", 20, 1.0, seed=100 + 4 * i, num_samples=4).params
+                inits = [generate(denoiser, prompts, GenerateConfig("ddim", 20, 1.0, 4), seed=100 + 4 * i).params
                          for i in range(args.members)]
             else:
                 inits = [tensors["init"]] * args.members

@@ -42,8 +42,8 @@ def scores(cfg) -> dict[str, object]:
     pred, share = predict(model, tdata, test)
     val_pred, _ = predict(model, tdata, val)
     names = cfg.blend.naive
-    fitted = blend.fit_on_validation(val_pred, tdata, names, cfg.blend.step)
-    blended = blend.apply_weights(pred, blend.naive_forecasts(tdata, test, names), fitted.weights)
+    fitted = blend.fit_blend(val_pred, tdata, cfg.blend)
+    blended = fitted.apply(pred, tdata, test)
     mae = {name: float(masked_metrics(feasible(p, kind), truth, mask).mae_avg) for name, p in (
         ("pooled_linear", pred), ("pooled_linear_blended", blended), ("weekly_naive", weekly_naive(tdata, test)),
         ("seasonal_naive", seasonal_naive(tdata, test)))}

@@ -17,7 +17,8 @@ import time
 import torch
 from diffusion_synthetic import build_family, forecast_mae
 
-from gpdiff.diffusion import DiffusionConfig, generate_tensors, pretrain
+from gpdiff import DiffusionConfig, train_denoiser
+from gpdiff.diffusion import generate_tensors
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     family = build_family(args.nodes, "stid", seed=0)
     cfg = DiffusionConfig.from_preset("small", iters=args.iters)
-    model = pretrain(family.collection.subset(family.train), family.prompts, cfg, args.out, progress=True, seed=0)
+    model = train_denoiser(family.collection.subset(family.train), family.prompts, cfg, seed=0, workdir=args.out)
     nodes = torch.arange(args.nodes)
     sp, tp = family.prompts.spatial, family.prompts.temporal
 

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import torch
 
+from gpdiff import AnchorConfig, ZooConfig, fit_anchor, train_zoo
 from gpdiff.cli.zoo import summary_rows
 from gpdiff.data import load_city
 from gpdiff.data.catalog import bundled_names
 from gpdiff.data.windows import WindowConfig
 from gpdiff.experiment.report import table
-from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
-from gpdiff.zoo.train import ZooConfig, train_zoo
 
 
 def main() -> None:
@@ -57,9 +56,9 @@ def main() -> None:
                        l2_init=args.l2_init, residual=args.residual, **extra)
     window = WindowConfig(context=args.context)
     t0 = time.perf_counter()
-    anchor = fit_anchor(cities, window, config, AnchorConfig(), out) if args.init == "anchor" else None
+    anchor = fit_anchor(cities, AnchorConfig(), window=window, zoo=config, workdir=out) if args.init == "anchor" else None
     t_anchor = time.perf_counter() - t0
-    collection = train_zoo(cities, window, config, out, anchor=anchor)
+    collection = train_zoo(cities, config, window=window, anchor=anchor, workdir=out)
     wall = time.perf_counter() - t0
     rows = summary_rows(collection)
     print(table(rows, fmt="github" if args.markdown else "simple", floatfmt=".4g"))

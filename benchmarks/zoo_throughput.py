@@ -205,10 +205,10 @@ def main() -> None:
         if out.exists():
             shutil.rmtree(out)
         full = ZooConfig(model=args.model, preset=args.preset, compile=args.compile, init=args.init, lr=args.lr)
-        anchor = (fit_anchor(cities, window, full, AnchorConfig(), out, device=args.device)
+        anchor = (fit_anchor(cities, AnchorConfig(), window=window, zoo=full, device=args.device, workdir=out)
                   if args.init == "anchor" else None)
         t = time.perf_counter()
-        col = train_zoo(cities, window, full, out, device=args.device, progress=True, anchor=anchor)
+        col = train_zoo(cities, full, window=window, anchor=anchor, device=args.device, workdir=out)
         assert col is not None
         wall = time.perf_counter() - t
         epochs = col.metrics["epochs"]

@@ -35,7 +35,7 @@ def main(city_dir: Path, out: Path) -> None:
     cities = [load_city(city_dir / f"{name}.city") for name in ("alpha", "beta")]
     # the zoo: 2 epochs, then resumed from each rank's checkpoint to 4
     for epochs in (2, 4):
-        zoo = train_zoo(cities, WINDOW, ZooConfig(max_epochs=epochs, **ZOO), out / "zoo", seed=0, device="cpu",
+        zoo = train_zoo(cities, ZooConfig(max_epochs=epochs, **ZOO), window=WINDOW, workdir=out / "zoo", seed=0, device="cpu",
                         progress=False)
     assert (zoo is None) == (distributed.rank() != 0)
     zoo = distributed.broadcast_object(zoo)

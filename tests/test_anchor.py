@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from gpdiff.data.windows import WindowConfig
-from gpdiff.diffusion import DiffusionConfig, pretrain
+from gpdiff.diffusion import DiffusionConfig, train_denoiser
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.methods.knn_residual import KnnResidualConfig, holdout_rows, initial, select
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.zoo.anchor import AnchorConfig, fit_anchor, load_anchor, train_anchor
+from gpdiff.zoo.anchor import Anchor, AnchorConfig, fit_anchor, train_anchor
 from gpdiff.zoo.params import ParamCollection, Standardizer
 from gpdiff.zoo.sourcepool import SourcePool, city_weights, prepare_cities, row_weights
 from gpdiff.zoo.train import ZooConfig, source_val_loss, train_zoo
@@ -85,23 +85,23 @@ def test_an_anchor_that_never_beats_its_start_is_its_start(setup) -> None:
 
 def test_fit_anchor_reuses_its_folder_and_refuses_other_settings(cities, tmp_path: Path) -> None:
     cfg = ZooConfig(**FAST)
-    a = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path, progress=False)
+    a = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path, progress=False).params
     stamp = (tmp_path / "anchor.safetensors").stat().st_mtime_ns
-    again = fit_anchor(cities, WINDOW, replace(cfg, lr=0.1), SMALL, tmp_path, progress=False)  # lr: not the anchor's
+    again = fit_anchor(cities, SMALL, window=WINDOW, zoo=replace(cfg, lr=0.1), workdir=tmp_path, progress=False).params  # lr: not the anchor's
     assert torch.equal(a, again) and (tmp_path / "anchor.safetensors").stat().st_mtime_ns == stamp
-    assert torch.equal(load_anchor(tmp_path)[0], a)
+    assert torch.equal(Anchor.load(tmp_path).params, a)
     with pytest.raises(GpdiffError, match="other settings or cities"):
-        fit_anchor(cities, WINDOW, cfg, replace(SMALL, lr=0.01), tmp_path, progress=False)
+        fit_anchor(cities, replace(SMALL, lr=0.01), window=WINDOW, zoo=cfg, workdir=tmp_path, progress=False)
 
 
 # ------------------------------------------------------------------ anchored zoo
 def test_anchored_zoo_starts_from_the_anchor_and_l2_init_keeps_it_near(cities, tmp_path: Path) -> None:
     cfg = ZooConfig(**FAST)
-    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
+    anchor = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path / "a", progress=False).params
     with pytest.raises(GpdiffError, match="zoo.init is 'anchor' but the anchor given is none"):
-        train_zoo(cities, WINDOW, cfg, tmp_path / "none", device="cpu", progress=False)
-    free = train_zoo(cities, WINDOW, cfg, tmp_path / "free", device="cpu", progress=False, anchor=anchor)
-    pulled = train_zoo(cities, WINDOW, replace(cfg, l2_init=10.0), tmp_path / "pulled", device="cpu",
+        train_zoo(cities, cfg, window=WINDOW, workdir=tmp_path / "none", device="cpu", progress=False)
+    free = train_zoo(cities, cfg, window=WINDOW, workdir=tmp_path / "free", device="cpu", progress=False, anchor=anchor)
+    pulled = train_zoo(cities, replace(cfg, l2_init=10.0), window=WINDOW, workdir=tmp_path / "pulled", device="cpu",
                        progress=False, anchor=anchor)
     assert torch.equal(free.anchor, anchor) and torch.equal(ParamCollection.load(tmp_path / "free").anchor, anchor)
     assert free.config["init"] == "anchor"
@@ -109,7 +109,7 @@ def test_anchored_zoo_starts_from_the_anchor_and_l2_init_keeps_it_near(cities, t
     same = free.metrics["best_epoch"] == 0
     assert torch.equal(free.params[same], anchor.expand(int(same.sum()), -1))
     assert pulled.deltas().norm(dim=1).mean() < 0.5 * free.deltas().norm(dim=1).mean()
-    shared = train_zoo(cities, WINDOW, replace(cfg, init="shared_random"), tmp_path / "s", device="cpu",
+    shared = train_zoo(cities, replace(cfg, init="shared_random"), window=WINDOW, workdir=tmp_path / "s", device="cpu",
                        progress=False)
     assert shared.anchor is None
     with pytest.raises(GpdiffError, match="no anchor"):
@@ -120,10 +120,10 @@ def test_anchored_zoo_starts_from_the_anchor_and_l2_init_keeps_it_near(cities, t
 
 def test_several_members_per_node_from_perturbed_anchors(cities, tmp_path: Path) -> None:
     cfg = ZooConfig(**FAST)
-    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
-    one = train_zoo(cities, WINDOW, cfg, tmp_path / "one", device="cpu", progress=False, anchor=anchor)
+    anchor = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path / "a", progress=False).params
+    one = train_zoo(cities, cfg, window=WINDOW, workdir=tmp_path / "one", device="cpu", progress=False, anchor=anchor)
     three = replace(cfg, members=3, member_noise=0.05)
-    zoo = train_zoo(cities, WINDOW, three, tmp_path / "three", device="cpu", progress=False, anchor=anchor)
+    zoo = train_zoo(cities, three, window=WINDOW, workdir=tmp_path / "three", device="cpu", progress=False, anchor=anchor)
     n, p = one.params.shape
     assert zoo.params.shape == (n, p) and zoo.members is not None and zoo.members.shape == (n, 2, p)
     assert zoo.n_members == 3 and one.n_members == 1 and one.all_members() is one
@@ -133,7 +133,7 @@ def test_several_members_per_node_from_perturbed_anchors(cities, tmp_path: Path)
     # the other members start elsewhere and end elsewhere, and are scored
     assert (zoo.members - zoo.params.unsqueeze(1)).norm(dim=2).min() > 0
     assert zoo.metrics["members_val_mae"].shape == (n,) and torch.isfinite(zoo.metrics["members_val_mae"]).all()
-    again = train_zoo(cities, WINDOW, three, tmp_path / "again", device="cpu", progress=False, anchor=anchor)
+    again = train_zoo(cities, three, window=WINDOW, workdir=tmp_path / "again", device="cpu", progress=False, anchor=anchor)
     assert torch.equal(again.members, zoo.members)
     # saved, loaded and selected with its members; all_members is member-major with the keys repeated
     loaded = ParamCollection.load(tmp_path / "three")
@@ -168,9 +168,9 @@ def test_the_denoiser_trains_on_every_member() -> None:
     members = zoo.params.unsqueeze(1) + 0.01 * torch.randn(len(zoo), 2, zoo.params.shape[1], generator=g)
     several = replace(zoo, members=members)
     tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 3, "batch_size": 8}
-    model = pretrain(several, prompts, DiffusionConfig.from_dict(tiny), progress=False, device="cpu")
+    model = train_denoiser(several, prompts, DiffusionConfig.from_dict(tiny), progress=False, device="cpu")
     assert model.info["n_nodes"] == 3 * len(zoo)
-    assert model.info["fingerprint"] != pretrain(zoo, prompts, DiffusionConfig.from_dict(tiny), progress=False,
+    assert model.info["fingerprint"] != train_denoiser(zoo, prompts, DiffusionConfig.from_dict(tiny), progress=False,
                                                  device="cpu").info["fingerprint"]
 
 
@@ -227,23 +227,24 @@ def test_residual_generation_a_zero_sample_is_the_anchor(tmp_path: Path) -> None
     tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 5, "batch_size": 8}
     for standardize in Standardizer.PER:
         cfg = DiffusionConfig.from_dict({**tiny, "standardize": standardize})
-        model = pretrain(zoo, prompts, cfg, progress=False, device="cpu")
+        model = train_denoiser(zoo, prompts, cfg, progress=False, device="cpu")
         zero = torch.zeros(1, model.shape.n_tokens, model.shape.token_dim)
         torch.testing.assert_close(model.decode(zero)[0], zoo.anchor, atol=1e-6, rtol=0)
         torch.testing.assert_close(model.decode(model.encode(zoo.params)), zoo.params, atol=1e-5, rtol=0)
     from gpdiff.diffusion import generate
+    from gpdiff.diffusion.sample import GenerateConfig
 
-    two = generate(model, prompts, "ddim", 3, seed=5, num_samples=2)
-    one = [generate(model, prompts, "ddim", 3, seed=s).params for s in (5, 6)]
+    two = generate(model, prompts, GenerateConfig("ddim", 3, num_samples=2), seed=5)
+    one = [generate(model, prompts, GenerateConfig("ddim", 3, num_samples=1), seed=s).params for s in (5, 6)]
     torch.testing.assert_close(two.params, (one[0] + one[1]) / 2)
     assert two.config["generated"]["num_samples"] == 2
     with pytest.raises(GpdiffError, match="num_samples must be at least 1"):
-        generate(model, prompts, "ddim", 3, num_samples=0)
-    mean = pretrain(zoo, prompts, DiffusionConfig.from_dict({**tiny, "reference": "mean"}), progress=False, device="cpu")
+        GenerateConfig("ddim", 3, num_samples=0)
+    mean = train_denoiser(zoo, prompts, DiffusionConfig.from_dict({**tiny, "reference": "mean"}), progress=False, device="cpu")
     zero = torch.zeros(1, mean.shape.n_tokens, mean.shape.token_dim)
     torch.testing.assert_close(mean.decode(zero)[0], zoo.params.mean(0), atol=1e-5, rtol=0)
     with pytest.raises(GpdiffError, match="the zoo has no anchor"):
-        pretrain(replace(zoo, anchor=None), prompts, DiffusionConfig.from_dict({**tiny, "reference": "anchor"}),
+        train_denoiser(replace(zoo, anchor=None), prompts, DiffusionConfig.from_dict({**tiny, "reference": "anchor"}),
                  progress=False, device="cpu")
 
 
@@ -261,8 +262,8 @@ def test_knn_residual_selects_on_sources_and_zero_shrinkage_is_the_anchor(cities
     from gpdiff.prompts import PromptSet
 
     cfg = ZooConfig(**FAST)
-    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
-    zoo = train_zoo(cities, WINDOW, cfg, tmp_path / "z", device="cpu", progress=False, anchor=anchor)
+    anchor = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path / "a", progress=False).params
+    zoo = train_zoo(cities, cfg, window=WINDOW, workdir=tmp_path / "z", device="cpu", progress=False, anchor=anchor)
     g = torch.Generator().manual_seed(0)
     prompts = PromptSet(torch.randn(len(zoo), 4, generator=g), torch.randn(len(zoo), 3, generator=g),
                         list(zoo.node_ids), list(zoo.cities), {})
@@ -279,8 +280,8 @@ def test_knn_residual_selects_on_sources_and_zero_shrinkage_is_the_anchor(cities
 # ------------------------------------------------------------------ subset: members differ in some tensors
 def test_trainable_tensors_train_and_the_others_stay_at_the_anchor(cities, tmp_path: Path) -> None:
     cfg = ZooConfig(model="stgcn", **FAST)  # its read-out is the one tensor "fc"
-    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
-    head = train_zoo(cities, WINDOW, replace(cfg, trainable=["fc"]), tmp_path / "head", device="cpu", progress=False,
+    anchor = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path / "a", progress=False).params
+    head = train_zoo(cities, replace(cfg, trainable=["fc"]), window=WINDOW, workdir=tmp_path / "head", device="cpu", progress=False,
                      anchor=anchor)
     spec = head.spec
     start = 0
@@ -292,12 +293,13 @@ def test_trainable_tensors_train_and_the_others_stay_at_the_anchor(cities, tmp_p
             assert torch.equal(block, anchor[start:start + s.numel].expand_as(block)), s.name
         start += s.numel
     with pytest.raises(GpdiffError, match=r"trainable \['nope\*'\] match.*tc1.conv1"):
-        train_zoo(cities, WINDOW, replace(cfg, trainable=["nope*"]), tmp_path / "bad", device="cpu", progress=False,
+        train_zoo(cities, replace(cfg, trainable=["nope*"]), window=WINDOW, workdir=tmp_path / "bad", device="cpu", progress=False,
                   anchor=anchor)
 
 
 def test_subset_generation_makes_only_the_changed_tensors(tmp_path: Path) -> None:
     from gpdiff.diffusion import generate
+    from gpdiff.diffusion.sample import GenerateConfig
     from gpdiff.diffusion.train import DiffusionModel, subset_columns
 
     zoo, prompts = _anchored_toy()
@@ -307,13 +309,13 @@ def test_subset_generation_makes_only_the_changed_tensors(tmp_path: Path) -> Non
     params[:, frozen] = zoo.anchor[frozen]  # only the last tensor differs from the anchor
     zoo = replace(zoo, params=params)
     tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 5, "batch_size": 8}
-    model = pretrain(zoo, prompts, DiffusionConfig.from_dict(tiny), tmp_path / "d", progress=False, device="cpu")
+    model = train_denoiser(zoo, prompts, DiffusionConfig.from_dict(tiny), workdir=tmp_path / "d", progress=False, device="cpu")
     assert model.generated == names[-1:] and model.tokenizer.n_params == zoo.spec[-1].numel
-    every = pretrain(zoo, prompts, DiffusionConfig.from_dict({**tiny, "subset": "all"}), progress=False, device="cpu")
+    every = train_denoiser(zoo, prompts, DiffusionConfig.from_dict({**tiny, "subset": "all"}), progress=False, device="cpu")
     assert every.generated == names and every.shape.n_tokens > model.shape.n_tokens
     torch.testing.assert_close(model.decode(model.encode(zoo.params)), zoo.params, atol=1e-5, rtol=0)
     loaded = DiffusionModel.load(tmp_path / "d", "cpu")
     assert loaded.generated == model.generated
-    out = generate(loaded, prompts, "ddim", 3, seed=1).params
+    out = generate(loaded, prompts, GenerateConfig("ddim", 3, num_samples=1), seed=1).params
     assert out.shape == zoo.params.shape and torch.equal(out[:, frozen], zoo.anchor[frozen].expand(len(zoo), -1))
     assert not torch.equal(out[:, -1], zoo.anchor[-1].expand(len(zoo)))

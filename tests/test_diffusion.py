@@ -27,8 +27,10 @@ from gpdiff.diffusion import (
     generate,
     generate_tensors,
     make_sampler,
-    pretrain,
+    train_denoiser,
 )
+from gpdiff.diffusion.sample import GenerateConfig
+from gpdiff.diffusion.schedule import sampling_steps
 from gpdiff.models.base import ParamSpec
 from gpdiff.prompts import PromptSet
 from gpdiff.utils.config import merge
@@ -239,7 +241,7 @@ def test_unknown_condition_and_bad_sizes() -> None:
 # ----------------------------------------------------------------------------- training and sampling
 def test_train_save_load_generate_deterministic(tmp_path: Path) -> None:
     zoo, prompts = toy()
-    model = pretrain(zoo, prompts, tiny_config(), tmp_path / "d", progress=False, device=CPU)
+    model = train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "d", progress=False, device=CPU)
     assert {p.name for p in (tmp_path / "d").iterdir()} == {"config.yaml", "model.safetensors", "ema.safetensors",
                                                           "standardizer.safetensors", "history.csv"}
     saved = read_yaml(tmp_path / "d" / "config.yaml")
@@ -254,30 +256,32 @@ def test_train_save_load_generate_deterministic(tmp_path: Path) -> None:
     loaded = DiffusionModel.load(tmp_path / "d", device=CPU)
     for a, b in zip(model.ema.state_dict().values(), loaded.ema.state_dict().values()):
         assert torch.equal(a, b)
-    g1 = generate(loaded, prompts, "ddim", num_inference_steps=5, seed=3)
-    g2 = generate(model, prompts, "ddim", 5, seed=3)
-    g3 = generate(model, prompts, "ddim", 5, seed=4)
+    five = GenerateConfig("ddim", num_inference_steps=5, num_samples=1)
+    g1 = generate(loaded, prompts, five, seed=3)
+    g2 = generate(model, prompts, five, seed=3)
+    g3 = generate(model, prompts, five, seed=4)
     assert g1.keys() == prompts.keys() and g1.model == "toy" and g1.spec == SPEC
     record = g1.config["generated"]
     assert (record["sampler"], record["num_inference_steps"], record["guidance_scale"], record["seed"]) == (
         "ddim", 5, 1.0, 3)
     assert torch.equal(g1.params, g2.params) and not torch.allclose(g1.params, g3.params)
     for sampler in ("ddpm", "dpm++"):
-        assert torch.isfinite(generate(model, prompts.select(prompts.keys()[:4]), sampler, seed=0).params).all()
+        g = GenerateConfig(sampler, sampling_steps(sampler, model.config.schedule), num_samples=1)
+        assert torch.isfinite(generate(model, prompts.select(prompts.keys()[:4]), g, seed=0).params).all()
     out = g1.save(tmp_path / "gen.safetensors")
     assert ParamCollection.load(out).keys() == prompts.keys()
     # the same command again reuses the finished run; another config or seed in the same folder is refused
-    again = pretrain(zoo, prompts, tiny_config(), tmp_path / "d", progress=False, device=CPU)
+    again = train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "d", progress=False, device=CPU)
     assert torch.equal(again.ema.head.weight, model.ema.head.weight)
     with pytest.raises(GpdiffError, match="another config, seed, number of processes or other data"):
-        pretrain(zoo, prompts, tiny_config(lr=1e-4), tmp_path / "d", progress=False, device=CPU)
+        train_denoiser(zoo, prompts, tiny_config(lr=1e-4), workdir=tmp_path / "d", progress=False, device=CPU)
     with pytest.raises(GpdiffError, match="another config, seed, number of processes or other data"):
-        pretrain(zoo, prompts, tiny_config(), tmp_path / "d", progress=False, seed=1, device=CPU)
+        train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "d", progress=False, seed=1, device=CPU)
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     zoo, prompts = toy()
-    full = pretrain(zoo, prompts, tiny_config(), tmp_path / "a", progress=False, seed=5, device=CPU)
+    full = train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "a", progress=False, seed=5, device=CPU)
     real_step, calls = EMAModel.step, {"n": 0}
 
     def crash_at_15(self, parameters):  # type: ignore[no-untyped-def]
@@ -288,12 +292,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path, mon
 
     monkeypatch.setattr(EMAModel, "step", crash_at_15)
     with pytest.raises(KeyboardInterrupt):
-        pretrain(zoo, prompts, tiny_config(), tmp_path / "b", progress=False, seed=5, device=CPU)
+        train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "b", progress=False, seed=5, device=CPU)
     assert (tmp_path / "b" / "checkpoint.safetensors").is_file() and not (tmp_path / "b" / "config.yaml").exists()
     monkeypatch.setattr(EMAModel, "step", real_step)
     with pytest.raises(GpdiffError, match="checkpoint of a run with another config, seed or other data"):
-        pretrain(zoo, prompts, tiny_config(), tmp_path / "b", progress=False, seed=6, device=CPU)
-    resumed = pretrain(zoo, prompts, tiny_config(), tmp_path / "b", progress=False, seed=5, device=CPU)
+        train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "b", progress=False, seed=6, device=CPU)
+    resumed = train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "b", progress=False, seed=5, device=CPU)
     assert not (tmp_path / "b" / "checkpoint.safetensors").exists()
     for name in ("denoiser", "ema"):
         for (k, a), b in zip(getattr(full, name).state_dict().items(), getattr(resumed, name).state_dict().values()):
@@ -305,7 +309,7 @@ def test_classifier_free_guidance(tmp_path: Path) -> None:
     zoo, prompts = toy()
     plain = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(iters=5), progress=False, device=CPU)
     with pytest.raises(GpdiffError, match="without prompt dropout.*--guidance-scale 1.*--cfg-dropout"):
-        generate(plain, prompts, guidance_scale=2.0)
+        generate(plain, prompts, GenerateConfig(guidance_scale=2.0))
     model = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(iters=5, cfg_dropout=0.3), progress=False,
                 device=CPU)
     a = generate_tensors(model, prompts.spatial[:4], prompts.temporal[:4], "ddim", 5, guidance_scale=1.0)
@@ -317,7 +321,7 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     zoo, prompts = toy()
     other = PromptSet(prompts.spatial[:30], prompts.temporal[:30], [f"x{i}" for i in range(30)], ["c"] * 30)
     with pytest.raises(GpdiffError, match=r"40 of 40 zoo nodes have no prompt \(e\.g\. c/n0, c/n1"):
-        pretrain(zoo, other, tiny_config(), progress=False, device=CPU)
+        train_denoiser(zoo, other, tiny_config(), progress=False, device=CPU)
     model = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(iters=2), progress=False, device=CPU)
     with pytest.raises(GpdiffError, match="spatial 4 / temporal 7.*trained on spatial 5 / temporal 7"):
         generate_tensors(model, torch.zeros(3, 4), torch.zeros(3, 7))
@@ -408,7 +412,7 @@ def test_learns_the_synthetic_prompt_to_parameter_mapping() -> None:
     family = bench.build_family(n_nodes=200, model_name="stid", seed=0, pooled_steps=100)
     cfg = DiffusionConfig.from_preset("small", denoiser={"d_model": 64, "n_layers": 2, "token_dim": 256}, iters=300,
                                       batch_size=32, lr=1e-2)
-    model = pretrain(family.collection.subset(family.train), family.prompts, cfg, progress=False, device=CPU)
+    model = train_denoiser(family.collection.subset(family.train), family.prompts, cfg, progress=False, device=CPU)
     true = family.collection.params[family.test]
     mean = family.collection.params[family.train].mean(0, keepdim=True).expand_as(true)
     sp, tp = family.prompts.spatial[family.test], family.prompts.temporal[family.test]

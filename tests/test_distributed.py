@@ -55,7 +55,7 @@ def failure(done: subprocess.CompletedProcess) -> str:
 def test_sharded_zoo_equals_the_single_process_zoo_bit_for_bit(two_process_run, tmp_path):
     cities, out = two_process_run
     sharded = ParamCollection.load(out / "zoo")
-    single = train_zoo(cities, WINDOW, ZooConfig(max_epochs=4, **ZOO), tmp_path, seed=0, device="cpu", progress=False)
+    single = train_zoo(cities, ZooConfig(max_epochs=4, **ZOO), window=WINDOW, workdir=tmp_path, seed=0, device="cpu", progress=False)
     assert torch.equal(sharded.params, single.params)
     for key in ("val_loss", "best_epoch", "epochs", "val_mae"):
         assert torch.equal(sharded.metrics[key], single.metrics[key]), key

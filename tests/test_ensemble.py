@@ -182,7 +182,8 @@ def test_blending_the_members_blends_their_mean(month_city):
     val = np.stack([np.nan_to_num(tv) + rng.normal(0, 20, tv.shape) for _ in range(3)]).astype(np.float32)
     m = combine(test, val, data, ["seasonal_naive"], 0.05, "speed")
     assert 0 < m.weights.min() and m.weights.max() < 1  # a real mixture, not one of the two
-    fitted = blend.fit_on_validation(val.mean(0, dtype=np.float64).astype(np.float32), data, ["seasonal_naive"], 0.05)
+    fitted = blend.fit_blend(val.mean(0, dtype=np.float64).astype(np.float32), data,
+                             blend.BlendConfig(["seasonal_naive"], 0.05))
     np.testing.assert_array_equal(m.weights, fitted.weights)
     naive = blend.naive_forecasts(data, data.origins("test"), ["seasonal_naive"])
     np.testing.assert_allclose(m.point, blend.apply_weights(test.mean(0, dtype=np.float64), naive, m.weights),

@@ -71,11 +71,12 @@ def test_run_writes_results_plots_and_report(first_run):
 
 
 def test_transfer_methods_start_from_the_anchor_stage(first_run):
-    from gpdiff.zoo.anchor import load_anchor
+    from gpdiff.zoo.anchor import Anchor
     from gpdiff.zoo.params import ParamCollection
 
     _, res = first_run
-    anchor, record = load_anchor(res.out / "anchor")
+    found = Anchor.load(res.out / "anchor")
+    anchor, record = found.params, found.record
     assert record["balance"] == "city" and set(record["cities"]) == {"beta", "gamma"}
     outputs = {m: load_tensors(res.out / "methods" / m / "output.safetensors") for m in ("transfer", "transfer_zero_shot",
                                                                                        "knn_residual")}
@@ -169,7 +170,7 @@ def test_blend_adds_one_stage_per_learned_method_and_reuses_the_methods(first_ru
     after = pd.read_csv(out / "results.csv").set_index(["method", "horizon"])["mae"]
     assert (after.loc["seasonal_naive"] == before.loc["seasonal_naive"]).all()
     for m in learned:
-        tensors, meta = load_tensors(out / "blend" / m / "output.safetensors")
+        tensors, meta = load_tensors(out / "blend" / m / "blend.safetensors")
         assert tensors["weights"].shape == (3, 2) and (tensors["weights"].sum(1) <= 1 + 1e-6).all()
         assert meta["val_mae"][1] <= meta["val_mae"][0] + 1e-9
         if (tensors["weights"] == 0).all():
@@ -226,7 +227,7 @@ def test_nothing_fitted_on_the_target_reads_before_its_few_shot_days(tmp_path):
     clean, poisoned = outs
     pairs = [("target_prompts/prompts_target.safetensors", None), ("generate/generated.safetensors", None)]
     pairs += [(f"methods/{m}/output.safetensors", "params") for m in methods if m != "weekly_naive"]
-    pairs += [(f"blend/{m}/output.safetensors", "weights") for m in methods if m != "weekly_naive"]
+    pairs += [(f"blend/{m}/blend.safetensors", "weights") for m in methods if m != "weekly_naive"]
     for rel, key in pairs:
         (a, meta_a), (b, meta_b) = load_tensors(clean / rel), load_tensors(poisoned / rel)
         for k in [key] if key else a:
@@ -453,3 +454,29 @@ def test_functional_loss_and_members_run_end_to_end(tmp_path):
 
     assert DiffusionModel.load(res.out / "diffusion").info["n_nodes"] == 2 * (8 + 5)
     assert any("2 members per node" in line for line in lines)
+
+
+def test_the_public_stage_functions_are_what_the_run_ran(first_run):
+    """`gpdiff.run` caches the public stage functions: called by hand with the run's config they give
+    the run's anchor, zoo, prompts and generated parameters exactly."""
+    import gpdiff
+    from gpdiff.experiment.pipeline import load_cities
+    from gpdiff.prompts import PromptSet, source_segment
+
+    cfg, res = first_run
+    cities = load_cities(cfg)
+    sources, common = cities.sources, {"seed": cfg.seed, "progress": False}
+    anchor = gpdiff.fit_anchor(sources, cfg.anchor, window=cfg.window, zoo=cfg.zoo, device="cpu", **common)
+    assert torch.equal(anchor.params, gpdiff.Anchor.load(res.out / "anchor").params)
+    zoo = gpdiff.train_zoo(sources, cfg.zoo, window=cfg.window, anchor=anchor, device="cpu", **common)
+    assert torch.equal(zoo.params, gpdiff.ParamCollection.load(res.out / "zoo" / "zoo.safetensors").params)
+    segments = [source_segment(c, cfg.zoo.train, cfg.zoo.val, cfg.zoo.test) for c in sources]
+    encoders = gpdiff.fit_prompts(sources, cfg.prompts, segments=segments, **common)
+    target_prompts = encoders.encode(cities.target, cities.split.train)
+    saved = PromptSet.load(res.out / "target_prompts" / "prompts_target.safetensors")
+    assert torch.equal(target_prompts.temporal, saved.temporal) and torch.equal(target_prompts.spatial, saved.spatial)
+    denoiser = gpdiff.train_denoiser(zoo, encoders.encode_many(sources, segments).select(zoo.keys()), cfg.diffusion,
+                                     device="cpu", **common)
+    generated = gpdiff.generate(denoiser, target_prompts, cfg.generate, **common)
+    assert torch.equal(generated.params,
+                       gpdiff.ParamCollection.load(res.out / "generate" / "generated.safetensors").params)

@@ -16,7 +16,9 @@ from gpdiff.prompts import (
     TEMPORAL_ENCODERS,
     PromptEncoder,
     PromptEncoders,
+    PromptsConfig,
     PromptSet,
+    fit_prompts,
     make_encoder,
     prompt_file,
     source_segment,
@@ -55,12 +57,12 @@ def cities() -> list[City]:
 
 @pytest.fixture(scope="module")
 def encoders(cities) -> PromptEncoders:
-    return PromptEncoders.fit(cities, [source_segment(c) for c in cities], temporal_config=TINY_MASKED_PATCH)
+    return fit_prompts(cities, PromptsConfig(temporal_config=TINY_MASKED_PATCH), progress=False)
 
 
 @pytest.fixture(scope="module")
 def stats_encoders(cities) -> PromptEncoders:
-    return PromptEncoders.fit(cities, [source_segment(c) for c in cities], temporal="stats", spatial="none")
+    return fit_prompts(cities, PromptsConfig("stats", "none"), progress=False)
 
 
 # --------------------------------------------------------------------------- shapes, registry, round trips
@@ -143,8 +145,8 @@ def test_a_folder_is_read_by_its_one_prompt_file(tmp_path, cities, encoders):
 
 def test_fit_is_deterministic(cities, encoders):
     segs = [source_segment(c) for c in cities]
-    again = PromptEncoders.fit(cities, segs, temporal_config=TINY_MASKED_PATCH)
-    other = PromptEncoders.fit(cities, segs, temporal_config=TINY_MASKED_PATCH, seed=1)
+    again = fit_prompts(cities, PromptsConfig(temporal_config=TINY_MASKED_PATCH), segments=segs, progress=False)
+    other = fit_prompts(cities, PromptsConfig(temporal_config=TINY_MASKED_PATCH), segments=segs, seed=1, progress=False)
     a, b, c = (e.encode(cities[1], segs[1]).temporal for e in (encoders, again, other))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert encoders.temporal.info["final_loss"] == again.temporal.info["final_loss"]
@@ -391,7 +393,7 @@ def test_cli_fit_show_encode(tmp_path):
 
 
 def test_none_temporal_encoder_is_the_ablation_without_a_temporal_prompt(cities, tmp_path):
-    enc = PromptEncoders.fit(cities, [source_segment(c) for c in cities], temporal="none", spatial="none")
+    enc = fit_prompts(cities, PromptsConfig("none", "none"), progress=False)
     ps = enc.encode(cities[0], source_segment(cities[0]))
     assert ps.temporal.shape == (cities[0].n_nodes, 32) and bool((ps.temporal == 1).all())
     enc.save(tmp_path / "enc")

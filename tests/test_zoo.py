@@ -32,9 +32,9 @@ FAST_ANCHOR = AnchorConfig(max_steps=20, eval_every=5, nodes_per_step=8, batch_s
 
 def train_zoo(cities: list[City], config: ZooConfig, out: Path, seed: int = 0) -> ParamCollection:
     """The zoo, with a small anchor trained first when ``config.init`` is ``anchor`` (the default)."""
-    anchor = (fit_anchor(cities, WINDOW, config, FAST_ANCHOR, out, seed, "cpu", False) if config.init == "anchor"
+    anchor = (fit_anchor(cities, FAST_ANCHOR, window=WINDOW, zoo=config, seed=seed, device="cpu", progress=False, workdir=out) if config.init == "anchor"
               else None)
-    return _train_zoo(cities, WINDOW, config, out, seed=seed, device="cpu", progress=False, anchor=anchor)
+    return _train_zoo(cities, config, window=WINDOW, workdir=out, seed=seed, device="cpu", progress=False, anchor=anchor)
 
 
 @pytest.fixture(scope="module")

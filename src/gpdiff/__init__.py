@@ -9,6 +9,19 @@ The public API (imported on first use, so ``import gpdiff`` stays light)::
 - :class:`Forecaster`: ``Forecaster.fit(city)``, ``.predict()``, ``.update(data)``, ``.save`` / ``.load``.
 - :class:`RunConfig`, :func:`run`: the few-shot experiment (``gpdiff run``); :func:`bench`: a suite
   (``gpdiff bench``); :func:`pretrain`: a pretrained GPD from source cities (``gpdiff pretrain --sources``).
+
+One function per stage, in pipeline order; each takes its inputs, then its own config (the run
+config's section of the same name; ``None``: the defaults), then the keyword-only ``seed``, ``device``,
+``progress`` and ``workdir`` (a folder to save in and resume from) where they apply, and returns an
+object with ``save`` / ``load``. :func:`run` chains them and caches each result as a stage::
+
+    fit_anchor(sources, AnchorConfig, window=, zoo=)        -> Anchor           (anchor)
+    train_zoo(sources, ZooConfig, window=, anchor=)         -> ParamCollection  (zoo)
+    fit_prompts(sources, PromptsConfig, segments=)          -> PromptEncoders   (prompts; .encode(city, segment))
+    train_denoiser(zoo, prompts, DiffusionConfig)           -> DiffusionModel   (diffusion)
+    generate(denoiser, prompts, GenerateConfig)             -> ParamCollection  (generate)
+    run_method(name, Context)                               -> MethodResult     (methods/<name>)
+    fit_blend(val_pred, target, BlendConfig)                -> BlendFit         (blend/<name>)
 """
 
 from __future__ import annotations
@@ -29,19 +42,30 @@ _API = {
     "run": "gpdiff.experiment.pipeline:run_pipeline",
     "pretrain": "gpdiff.experiment.pipeline:pretrain_sources",
     "bench": "gpdiff.experiment.bench:bench",
+    # the stages, in pipeline order, and their configs
+    "WindowConfig": "gpdiff.data.windows:WindowConfig",
+    "fit_anchor": "gpdiff.zoo.anchor:fit_anchor",
+    "Anchor": "gpdiff.zoo.anchor:Anchor",
+    "AnchorConfig": "gpdiff.zoo.anchor:AnchorConfig",
+    "train_zoo": "gpdiff.zoo.train:train_zoo",
+    "ZooConfig": "gpdiff.zoo.train:ZooConfig",
+    "ParamCollection": "gpdiff.zoo.params:ParamCollection",
+    "fit_prompts": "gpdiff.prompts:fit_prompts",
+    "PromptsConfig": "gpdiff.prompts:PromptsConfig",
+    "PromptEncoders": "gpdiff.prompts:PromptEncoders",
+    "train_denoiser": "gpdiff.diffusion.train:train_denoiser",
+    "DiffusionConfig": "gpdiff.diffusion.train:DiffusionConfig",
+    "DiffusionModel": "gpdiff.diffusion.train:DiffusionModel",
+    "generate": "gpdiff.diffusion.sample:generate",
+    "GenerateConfig": "gpdiff.diffusion.sample:GenerateConfig",
+    "run_method": "gpdiff.methods:run_method",
+    "Context": "gpdiff.methods:Context",
+    "MethodResult": "gpdiff.methods:MethodResult",
+    "fit_blend": "gpdiff.evaluation.blend:fit_blend",
+    "BlendConfig": "gpdiff.evaluation.blend:BlendConfig",
+    "BlendFit": "gpdiff.evaluation.blend:BlendFit",
 }
-__all__ = [
-    "GPD",
-    "City",
-    "Forecaster",
-    "ForecasterConfig",
-    "RunConfig",
-    "__version__",
-    "bench",
-    "load_city",
-    "pretrain",
-    "run",
-]
+__all__ = sorted([*_API, "__version__"])
 
 
 def __getattr__(name: str) -> Any:

@@ -108,8 +108,7 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
                           "(the denoiser alone).")
     if assignments or data_dir:
         raise GpdiffError("--set and --data-dir go with --sources; for the denoiser alone use its own flags.")
-    from gpdiff.diffusion.train import DiffusionConfig, drop_none
-    from gpdiff.diffusion.train import pretrain as run_pretrain
+    from gpdiff.diffusion.train import DiffusionConfig, drop_none, train_denoiser
     from gpdiff.utils.config import merge
     from gpdiff.utils.io import read_yaml
     from gpdiff.zoo.params import ParamCollection
@@ -140,8 +139,8 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
         functional = FunctionalLoss.for_zoo(zoo, [load_city(n.strip()) for n in names], config.functional_windows,
                                             resolve_device(device))
     t0 = time.time()
-    model = run_pretrain(zoo, prompts, config, out, progress=progress_bars(quiet), seed=seed, device=device,
-                         functional=functional)
+    model = train_denoiser(zoo, prompts, config, seed=seed, device=device, progress=progress_bars(quiet), workdir=out,
+                           functional=functional)
     if model is None:  # under torchrun, a rank other than 0 (rank 0 saves and reports)
         return
     info = model.info
@@ -177,7 +176,9 @@ def generate(model_dir: str, prompts_path: str, out: str, sampler: str, num_infe
              guidance_scale: float, seed: int, cities: str | None, zoo_path: str | None, num_samples: int,
              batch_size: int, device: str, no_ema: bool, quiet: bool) -> None:
     """Generate base-model parameters for every node of a prompt set (zoo collection format)."""
+    from gpdiff.diffusion.sample import GenerateConfig
     from gpdiff.diffusion.sample import generate as run_generate
+    from gpdiff.diffusion.schedule import sampling_steps
     from gpdiff.diffusion.train import DiffusionModel
     from gpdiff.zoo.params import ParamCollection
 
@@ -194,8 +195,10 @@ def generate(model_dir: str, prompts_path: str, out: str, sampler: str, num_infe
             raise GpdiffError(f"{prompts_path} has no prompts for cities {unknown}; it has "
                               f"{sorted(set(_load_prompts(prompts_path).cities))}.")
     t0 = time.time()
-    params = run_generate(model, prompts, sampler, num_inference_steps, guidance_scale, seed, batch_size,
-                          use_ema=not no_ema, progress=progress_bars(quiet), num_samples=num_samples)
+    config = GenerateConfig(sampler, sampling_steps(sampler, model.config.schedule, num_inference_steps), guidance_scale,
+                            num_samples)
+    params = run_generate(model, prompts, config, seed=seed, progress=progress_bars(quiet), batch_size=batch_size,
+                          use_ema=not no_ema)
     target = Path(out)
     if target.is_dir() or target.suffix != ".safetensors":
         target = target / "generated.safetensors"

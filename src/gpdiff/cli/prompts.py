@@ -49,7 +49,7 @@ def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, tr
         seed: int, quiet: bool) -> None:
     """Fit the encoders on the cities' training periods; write them and every node's prompts."""
     from gpdiff.data import load_city
-    from gpdiff.prompts import PROMPTS_FILE, PromptEncoders, source_segment
+    from gpdiff.prompts import PROMPTS_FILE, PromptsConfig, fit_prompts, source_segment
     from gpdiff.utils.config import field_names
     from gpdiff.utils.io import read_yaml
 
@@ -67,8 +67,8 @@ def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, tr
     loaded = [load_city(n) for n in names]
     segs = [source_segment(c, train_frac, val_frac, test_frac) for c in loaded]
     t0 = time.perf_counter()
-    enc = PromptEncoders.fit(loaded, segs, temporal=temporal, spatial=spatial, temporal_config=tcfg,
-                             spatial_config=scfg, progress=progress_bars(quiet), seed=seed)
+    enc = fit_prompts(loaded, PromptsConfig(temporal, spatial, tcfg, scfg), segments=segs, seed=seed,
+                      progress=progress_bars(quiet))
     fit_s = time.perf_counter() - t0
     enc.save(out_dir, extra={"cities": [c.name for c in loaded], "split": [train_frac, val_frac, test_frac],
                              "days": days, "seed": seed, "fit_seconds": round(fit_s, 1)})

@@ -91,11 +91,11 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     anchor = None
     if cfg.zoo.init == "anchor":  # one anchor, trained on rank 0 and sent to every rank
         if distributed.is_main():
-            anchor = fit_anchor(loaded, cfg.window, cfg.zoo, cfg.anchor, out_dir, cfg.seed, cfg.device,
-                                progress_bars(quiet)).cpu()
+            anchor = fit_anchor(loaded, cfg.anchor, window=cfg.window, zoo=cfg.zoo, seed=cfg.seed, device=cfg.device,
+                                progress=progress_bars(quiet), workdir=out_dir).params
         anchor = distributed.broadcast_object(anchor)
-    collection = train_zoo(loaded, cfg.window, cfg.zoo, out_dir, seed=cfg.seed, device=cfg.device,
-                           progress=progress_bars(quiet), anchor=anchor)
+    collection = train_zoo(loaded, cfg.zoo, window=cfg.window, anchor=anchor, seed=cfg.seed, device=cfg.device,
+                           progress=progress_bars(quiet), workdir=out_dir)
     if collection is None:  # another rank than 0: its nodes went to rank 0
         return
     click.echo(f"zoo: {len(collection)} node models ({collection.model}, {collection.params.shape[1]} parameters "

@@ -23,7 +23,7 @@ from gpdiff.diffusion.train import (
     DiffusionModel,
     align_prompts,
     fit,
-    pretrain,
+    train_denoiser,
 )
 
 __all__ = [
@@ -42,6 +42,6 @@ __all__ = [
     "generate",
     "generate_tensors",
     "make_sampler",
-    "pretrain",
     "sample_tokens",
+    "train_denoiser",
 ]

@@ -110,9 +110,7 @@ class GPD:
     def generate(self, prompts: PromptSet, seed: int = 0, progress: bool = False) -> torch.Tensor:
         """Parameters ``[n, P]`` for the nodes of ``prompts``, sampled with :attr:`generation` (the mean of
         ``num_samples`` samples, seeds ``seed``...). Deterministic for a given seed."""
-        g = self.generation
-        return generate(self.denoiser, prompts, g.sampler, g.num_inference_steps, g.guidance_scale, seed,
-                        progress=progress, num_samples=g.num_samples).params
+        return generate(self.denoiser, prompts, self.generation, seed=seed, progress=progress).params
 
     # ---------------------------------------------------------------- folder
     def save_pretrained(self, path: str | Path) -> Path:

@@ -115,26 +115,29 @@ def generate_tensors(model: DiffusionModel, spatial: torch.Tensor, temporal: tor
     return torch.cat(chunks) if chunks else torch.zeros(0, model.n_params)
 
 
-def generate(model: DiffusionModel, prompts: Any, sampler: str = "ddim", num_inference_steps: int | None = None,
-             guidance_scale: float = 1.0, seed: int = 0, batch_size: int = 1024, use_ema: bool = True,
-             progress: bool = False, num_samples: int = 1) -> ParamCollection:
-    """Generate parameters for every node of ``prompts`` (a PromptSet), in its node order.
+def generate(model: DiffusionModel, prompts: Any, config: GenerateConfig | None = None, *, seed: int = 0,
+             progress: bool = False, batch_size: int = 1024, use_ema: bool = True) -> ParamCollection:
+    """The generate stage: parameters for every node of ``prompts`` (a PromptSet), in its node order,
+    sampled by ``config`` (default :class:`GenerateConfig`; diffusers' names) from the denoiser ``model``.
 
-    ``num_samples`` > 1 averages that many samples per node (seeds ``seed``, ``seed + 1``, ...): with
-    an anchored zoo the samples are differences from one point, and their mean forecasts better than
-    one sample (BENCHMARKS.md, held-out source nodes)."""
-    if num_samples < 1:
-        raise GpdiffError(f"num_samples must be at least 1, got {num_samples}.")
+    ``config.num_samples`` > 1 averages that many samples per node (seeds ``seed``, ``seed + 1``, ...):
+    with an anchored zoo the samples are differences from one point, and their mean forecasts better
+    than one sample (BENCHMARKS.md, held-out source nodes). ``batch_size`` prompts are sampled at once;
+    ``use_ema``: the EMA weights (default) or the last ones. Raises :class:`GpdiffError` for prompts of
+    the wrong size, guidance without prompt dropout, or non-finite samples."""
+    g = config or GenerateConfig()
+    sampler = g.sampler
     params = torch.stack([generate_tensors(model, prompts.spatial.float(), prompts.temporal.float(), sampler,
-                                           num_inference_steps, guidance_scale, seed + i, batch_size, use_ema, progress)
-                          for i in range(num_samples)]).mean(0)
+                                           g.num_inference_steps, g.guidance_scale, seed + i, batch_size, use_ema,
+                                           progress)
+                          for i in range(g.num_samples)]).mean(0)
     if not torch.isfinite(params).all():
         raise GpdiffError(f"sampling with {sampler} produced non-finite parameters; try another sampler or more "
                           "steps (this indicates a badly trained denoiser).")
     keys = [tuple(k) for k in prompts.keys()]
     record = {"generated": {"denoiser": str(model.path) if model.path else None, "sampler": sampler,
-                            "num_inference_steps": sampling_steps(sampler, model.config.schedule, num_inference_steps),
-                            "guidance_scale": guidance_scale, "seed": seed, "batch_size": batch_size,
-                            "ema": use_ema, "num_samples": num_samples}}
+                            "num_inference_steps": sampling_steps(sampler, model.config.schedule, g.num_inference_steps),
+                            "guidance_scale": g.guidance_scale, "seed": seed, "batch_size": batch_size,
+                            "ema": use_ema, "num_samples": g.num_samples}}
     return ParamCollection(params, [k[1] for k in keys], [k[0] for k in keys], model.base_model,
                            dict(model.model_config), list(model.spec), {}, record)

@@ -3,7 +3,7 @@
 :class:`DiffusionConfig` holds every setting as a tree: ``denoiser`` (:class:`DenoiserConfig`),
 ``schedule`` (:class:`ScheduleConfig`) and the training settings; a preset fills it and a nested
 mapping overrides it (:meth:`DiffusionConfig.from_dict`). The run's seed and device are arguments,
-not settings. :func:`pretrain` aligns a zoo with a prompt set by (city, node id) and trains;
+not settings. :func:`train_denoiser` (the diffusion stage) aligns a zoo with a prompt set by (city, node id) and trains;
 :func:`fit` does the same from prompt tensors. Training: each parameter vector's difference from a
 reference point (``reference``: the anchored zoo's anchor, so that a zero sample is the anchor, as
 G.pt's residual on a reference vector; or the zoo's mean), standardised per tensor or per coordinate
@@ -361,16 +361,19 @@ def align_prompts(zoo: ParamCollection, prompts: Any) -> tuple[torch.Tensor, tor
 
 
 # ------------------------------------------------------------------------------ training
-def pretrain(zoo: ParamCollection, prompts: Any, config: DiffusionConfig, out: str | Path | None = None,
-             progress: bool = True, seed: int = 0, device: str | torch.device = "auto",
-             functional: FunctionalLoss | None = None) -> DiffusionModel | None:
-    """Train on every zoo node, with its prompts taken from ``prompts`` (a PromptSet) by (city, node id);
-    on every member of a zoo with several per node (:meth:`ParamCollection.all_members`, each with its
-    node's prompts; ``functional`` built by :meth:`FunctionalLoss.for_zoo` covers the same rows)."""
+def train_denoiser(zoo: ParamCollection, prompts: Any, config: DiffusionConfig | None = None, *, seed: int = 0,
+                   device: str | torch.device = "auto", progress: bool = True, workdir: str | Path | None = None,
+                   functional: FunctionalLoss | None = None) -> DiffusionModel | None:
+    """The diffusion stage: the denoiser of ``config`` (default :class:`DiffusionConfig`) trained on every
+    zoo node, each with its prompts taken from ``prompts`` (a PromptSet) by (city, node id); on every
+    member of a zoo with several per node (:meth:`ParamCollection.all_members`, each with its node's
+    prompts; ``functional`` built by :meth:`FunctionalLoss.for_zoo` covers the same rows).
+    ``workdir``: checkpoints and the finished model go there, and a rerun resumes or reloads (:func:`fit`).
+    Raises :class:`GpdiffError` for zoo nodes without prompts and the errors of :func:`fit`."""
     zoo = zoo.all_members()
     spatial, temporal = align_prompts(zoo, prompts)
-    return fit(zoo, spatial, temporal, config, out, progress, seed, device, prompt_meta=getattr(prompts, "meta", None),
-               functional=functional)
+    return fit(zoo, spatial, temporal, config or DiffusionConfig(), workdir, progress, seed, device,
+               prompt_meta=getattr(prompts, "meta", None), functional=functional)
 
 
 def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, config: DiffusionConfig,

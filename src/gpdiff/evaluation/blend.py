@@ -26,18 +26,22 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from gpdiff.data.windows import CityData
 from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.evaluation.naive import historical_average, lag_available, seasonal_naive, weekly_naive
 from gpdiff.utils.config import name_list
 from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.io import load_tensors, save_tensors
 
 # name -> naive forecast ``(data, origins) -> [N, B, H]``; the names are the comparison methods'
 NAIVE = {"seasonal_naive": seasonal_naive, "weekly_naive": weekly_naive, "historical_average": historical_average}
 LAG_DAYS = {"seasonal_naive": 1, "weekly_naive": 7}  # the lagged ones: how many days back they read
+FIT_FORMAT = "gpdiff.blend"
 
 
 @dataclass
@@ -120,16 +124,42 @@ class BlendFit:
     val_mae: tuple[float, float]  # pooled validation MAE of the method alone and blended
     val_lagged: dict[str, float]  # lag_share on the validation windows
 
+    def apply(self, pred: np.ndarray, data: CityData, origins: np.ndarray) -> np.ndarray:
+        """The blended forecasts ``[N, B, H]`` (float32) of a method's forecasts ``pred [N, B, H]`` of the
+        windows at ``origins`` of ``data``, with these weights and the naive forecasts there."""
+        return apply_weights(pred, naive_forecasts(data, origins, self.names), self.weights)
 
-def fit_on_validation(val_pred: np.ndarray, data: CityData, names: list[str], step: float) -> BlendFit:
-    """:func:`fit_weights` for a method's forecasts ``val_pred [N, B, H]`` of every validation window
-    of ``data`` (``data.origins("val")``), against the naive forecasts ``names`` there."""
+    def save(self, path: str | Path) -> Path:
+        """Write the weights and the record to one safetensors file ``path`` (atomically)."""
+        return save_tensors(path, {"weights": torch.from_numpy(np.asarray(self.weights, dtype=np.float64))},
+                            {"format": FIT_FORMAT, "naive": self.names, "val_mae": list(self.val_mae),
+                             "val_lagged": self.val_lagged})
+
+    @classmethod
+    def load(cls, path: str | Path) -> BlendFit:
+        """The fit :meth:`save` wrote to ``path``."""
+        tensors, meta = load_tensors(path)
+        if meta.get("format") != FIT_FORMAT:
+            raise GpdiffError(f"{path} is not a gpdiff blend (written by BlendFit.save).")
+        return cls(list(meta["naive"]), tensors["weights"].double().numpy(),
+                   tuple(float(v) for v in meta["val_mae"]), dict(meta.get("val_lagged") or {}))  # type: ignore[arg-type]
+
+
+def fit_blend(val_pred: np.ndarray, data: CityData, config: BlendConfig | None = None) -> BlendFit:
+    """The blend stage: :func:`fit_weights` for a method's forecasts ``val_pred [N, B, H]`` (original
+    scale) of every validation window of ``data`` (``data.origins("val")``), against the naive forecasts
+    ``config.naive`` there. Raises :class:`GpdiffError` for ``config`` without naive forecasts."""
+    config = config or BlendConfig()
+    if not config.active:
+        raise GpdiffError("blend.naive is empty, so there is nothing to blend with; name naive forecasts "
+                          "(e.g. weekly_naive, seasonal_naive).")
+    names = list(config.naive)
     origins = data.origins("val")
     truth, mask = data.truth(origins)
     naive = naive_forecasts(data, origins, names)
-    weights = fit_weights(val_pred, naive, truth, mask, step)
+    weights = fit_weights(val_pred, naive, truth, mask, config.step)
     alone, blended = (masked_metrics(p, truth, mask).mae_avg for p in (val_pred, apply_weights(val_pred, naive, weights)))
-    return BlendFit(list(names), weights, (float(alone), float(blended)), lag_share(data, origins, names))
+    return BlendFit(names, weights, (float(alone), float(blended)), lag_share(data, origins, names))
 
 
 def apply_weights(pred: np.ndarray, naive: np.ndarray, weights: np.ndarray) -> np.ndarray:

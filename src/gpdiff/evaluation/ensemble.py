@@ -89,9 +89,8 @@ def member_generations(model: DiffusionModel, prompts: PromptSet, generate_confi
     generation settings (member 0 is the run's own generation, seed ``seed``)."""
     from gpdiff.diffusion.sample import generate
 
-    g = generate_config
-    return [generate(model, prompts, g.sampler, g.num_inference_steps, g.guidance_scale, member_seed(seed, k),
-                     progress=progress, num_samples=g.num_samples) for k in range(1, size)]
+    return [generate(model, prompts, generate_config, seed=member_seed(seed, k), progress=progress)
+            for k in range(1, size)]
 
 
 def mean_and_spread(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +236,7 @@ class Members:
 def combine(test: np.ndarray, val: np.ndarray, data: CityData, naive: list[str], step: float, kind: str) -> Members:
     """Members' raw forecasts ``test [K, N, B, H]`` / ``val [K, N, Bv, H]`` of ``data``'s test and
     validation windows -> :class:`Members`. With naive forecasts ``naive`` (``blend.naive``) the blend
-    weights are fitted on the validation forecasts of the members' *mean* (:func:`gpdiff.evaluation.blend.fit_on_validation`)
+    weights are fitted on the validation forecasts of the members' *mean* (:func:`gpdiff.evaluation.blend.fit_blend`)
     and applied to every member; the blend is affine with weights summing to 1, so the blended mean is
     the mean of the blended members."""
     from gpdiff.data.city import feasible
@@ -245,7 +244,7 @@ def combine(test: np.ndarray, val: np.ndarray, data: CityData, naive: list[str],
 
     weights, val_mae, lagged = None, None, {}
     if naive:
-        fitted = blend.fit_on_validation(val.mean(0, dtype=np.float64).astype(np.float32), data, naive, step)
+        fitted = blend.fit_blend(val.mean(0, dtype=np.float64).astype(np.float32), data, blend.BlendConfig(naive, step))
         weights, val_mae = fitted.weights, (float(fitted.val_mae[0]), float(fitted.val_mae[1]))
         lagged = dict(fitted.val_lagged or {})
         nt = blend.naive_forecasts(data, data.origins("test"), naive)

@@ -51,7 +51,7 @@ from gpdiff.evaluation.metrics import masked_metrics, node_mae
 from gpdiff.experiment.report import Outcome, RunRecord, write_run_report
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.stages import Run, Stage
-from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, NO_ZOO, ZERO_SHOT, Context, MethodResult, get_method
+from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, NO_ZOO, ZERO_SHOT, Context, MethodResult, run_method
 from gpdiff.methods.adapt import forecast
 from gpdiff.models import require_graph
 from gpdiff.models.base import BaseModel
@@ -150,7 +150,7 @@ def target_data(cfg: RunConfig, cities: Cities, device: torch.device) -> CityDat
 # ----------------------------------------------------------------------- stages
 def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: Log) -> tuple[Stage, torch.Tensor]:
     """One model on all source nodes (:func:`gpdiff.zoo.anchor.fit_anchor`)."""
-    from gpdiff.zoo.anchor import fit_anchor, load_anchor
+    from gpdiff.zoo.anchor import Anchor, fit_anchor
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     reads = {"window": cfg.window, "zoo": cfg.zoo.architecture(), "anchor": cfg.anchor, "seed": cfg.seed}
@@ -158,14 +158,16 @@ def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: 
         log(f"[anchor] {'reusing' if st.cached else 'training'} one {cfg.zoo.model}/{cfg.zoo.preset} on all "
             f"{sum(c.n_nodes for c in cities.sources)} source nodes ({cfg.anchor.balance}-balanced)")
         if not st.cached:
-            fit_anchor(cities.sources, cfg.window, cfg.zoo, cfg.anchor, st.path, cfg.seed, cfg.device, progress)
-        anchor, record = load_anchor(st.path)
+            fit_anchor(cities.sources, cfg.anchor, window=cfg.window, zoo=cfg.zoo, seed=cfg.seed, device=cfg.device,
+                       progress=progress, workdir=st.path)
+        anchor = Anchor.load(st.path)  # what was saved, so a fresh and a reused stage give the same result
+    record = anchor.record
     if record.get("improved") is False:
         log(f"[anchor] warning: training never beat the initial parameters (source validation loss "
             f"{record['initial_val_loss']:.4f}), so the anchor is its start"
             f"{' (the seasonal value, zoo.residual seasonal)' if cfg.zoo.residual == 'seasonal' else ''}; "
             "a lower anchor.lr may let it learn.")
-    return st, anchor
+    return st, anchor.params
 
 
 def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor] | None, progress: bool,
@@ -188,8 +190,9 @@ def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, tor
             f"{sum(c.n_nodes for c in cities.sources)} source nodes (init: {cfg.zoo.init}){members}{ranks}")
         anchor_params = start[1].cpu() if start is not None else None
         distributed.broadcast_object(None if st.cached else (str(st.path), anchor_params))  # the ranks' share
-        zoo = load_zoo(st.path) if st.cached else train_zoo(cities.sources, cfg.window, cfg.zoo, st.path, cfg.seed,
-                                                            cfg.device, progress, anchor_params)
+        zoo = load_zoo(st.path) if st.cached else train_zoo(
+            cities.sources, cfg.zoo, window=cfg.window, anchor=anchor_params, seed=cfg.seed, device=cfg.device,
+            progress=progress, workdir=st.path)
     assert zoo is not None
     return st, zoo
 
@@ -199,7 +202,7 @@ def prompts_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log:
     """Prompt encoders fitted on the sources' training segments, and the prompts of every source node
     (from its training segment). Reads the sources only, so runs that differ in the target's split
     (``target_days``) share it, and with it the denoiser."""
-    from gpdiff.prompts import PromptEncoders, source_segment
+    from gpdiff.prompts import fit_prompts, source_segment
 
     z, p = cfg.zoo, cfg.prompts
     segments = [source_segment(c, z.train, z.val, z.test) for c in cities.sources]
@@ -212,9 +215,7 @@ def prompts_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log:
             return st, PromptSet.load(src_file)
         log(f"[prompts] fitting {p.temporal} temporal and {p.spatial} spatial encoders on the sources' training "
             "periods")
-        enc = PromptEncoders.fit(cities.sources, segments, temporal=p.temporal, spatial=p.spatial,
-                                 temporal_config=p.temporal_config, spatial_config=p.spatial_config,
-                                 progress=progress, seed=cfg.seed)
+        enc = fit_prompts(cities.sources, p, segments=segments, seed=cfg.seed, progress=progress)
         enc.save(st.path / "encoders")
         source = enc.encode_many(cities.sources, segments)
         source.save(src_file)
@@ -243,7 +244,7 @@ def target_prompts_stage(run: Run, cfg: RunConfig, cities: Cities, prompts_st: S
 def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, ParamCollection],
                     prompts: tuple[Stage, PromptSet], progress: bool, log: Log) -> tuple[Stage, DiffusionModel]:
     """The denoiser pre-trained on the zoo, conditioned on the source prompts."""
-    from gpdiff.diffusion.train import pretrain
+    from gpdiff.diffusion.train import train_denoiser
 
     (zoo_st, collection), (prompts_st, source_prompts) = zoo, prompts
     d = cfg.diffusion
@@ -254,8 +255,8 @@ def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, 
             f"({d.iters} iterations)")
         distributed.broadcast_object(None if st.cached or not distributed.active()
                                      else (str(st.path), collection, source_prompts))
-        model = DiffusionModel.load(st.path, device=cfg.device) if st.cached else pretrain(
-            collection, source_prompts, d, st.path, progress, seed=cfg.seed, device=cfg.device,
+        model = DiffusionModel.load(st.path, device=cfg.device) if st.cached else train_denoiser(
+            collection, source_prompts, d, seed=cfg.seed, device=cfg.device, progress=progress, workdir=st.path,
             functional=functional_loss(cfg, cities, collection))
     assert model is not None
     return st, model
@@ -284,8 +285,7 @@ def generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, DiffusionMo
             return st, ParamCollection.load(f)
         log(f"[generate] sampling parameters for {len(target_prompts)} target nodes ({g.sampler}, "
             f"{g.num_inference_steps} steps, mean of {g.num_samples} sample(s))")
-        generated = generate(model, target_prompts, g.sampler, g.num_inference_steps, g.guidance_scale, cfg.seed,
-                             progress=progress, num_samples=g.num_samples)
+        generated = generate(model, target_prompts, g, seed=cfg.seed, progress=progress)
         generated.save(f)
     return st, generated
 
@@ -322,24 +322,10 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
     data = dict(cities.fingerprints)
     with run.stage(folder, reads, inputs, data=data, seed=cfg.seed) as st:
         f = st.path / "output.safetensors"
-        if st.cached:
-            tensors, meta = load_tensors(f)
-        else:
+        if not st.cached:
             log(f"[{name}] running" + (f" ensemble member {member + 1} of {cfg.ensemble.size}" if member else ""))
-            result = get_method(name)(context(st.path))
-            tensors = {"pred": torch.from_numpy(np.ascontiguousarray(result.pred, dtype=np.float32))}
-            for key in ("params", "init"):
-                value = getattr(result, key)
-                if value is not None:
-                    tensors[key] = value.float().cpu()
-            if result.val_pred is not None:
-                tensors["val_pred"] = torch.from_numpy(np.ascontiguousarray(result.val_pred, dtype=np.float32))
-            meta = {"notes": result.notes, "blend": result.blend}
-            save_tensors(f, tensors, meta)
-    # what was saved, so a fresh and a reused stage give the same result
-    val_pred = tensors["val_pred"].numpy() if "val_pred" in tensors else None
-    return st, MethodResult(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
-                            notes=dict(meta.get("notes") or {}), val_pred=val_pred, blend=bool(meta.get("blend", True)))
+            run_method(name, context(st.path)).save(f)
+    return st, MethodResult.load(f)  # what was saved, so a fresh and a reused stage give the same result
 
 
 def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, MethodResult], model: BaseModel,
@@ -356,29 +342,24 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
              "target_scale_floor": cfg.target_scale_floor}
     data = {cities.target.name: cities.fingerprints[cities.target.name]}
     with run.stage(f"blend/{name}", reads, [method_st], data=data, seed=cfg.seed) as st:
-        f = st.path / "output.safetensors"
-        if st.cached:
-            tensors, meta = load_tensors(f)
-        else:
+        f = st.path / "blend.safetensors"  # the weights only: the blended forecasts are recomputed from them
+        if not st.cached:
             val = result.val_pred if result.val_pred is not None else forecast(model, result.params, tdata, "val")
-            fitted = blend.fit_on_validation(val, tdata, names, cfg.blend.step)
-            pred = blend.apply_weights(result.pred, blend.naive_forecasts(tdata, tdata.origins("test"), names),
-                                       fitted.weights)
-            tensors = {"pred": torch.from_numpy(pred), "weights": torch.from_numpy(fitted.weights).float()}
-            meta = {"naive": names, "val_mae": list(fitted.val_mae), "val_lagged": fitted.val_lagged}
-            save_tensors(f, tensors, meta)
+            fitted = blend.fit_blend(val, tdata, cfg.blend)
+            fitted.save(f)
             log(f"[blend] {name}: validation MAE {fitted.val_mae[0]:.4g} -> {fitted.val_mae[1]:.4g} "
                 f"({blend.describe(names, fitted.weights)})")
-    weights = tensors["weights"].double().numpy()
-    notes = {**result.notes, "blend": blend.describe(list(meta["naive"]), weights),
-             "blend_val_mae": " -> ".join(f"{float(v):.5g}" for v in meta["val_mae"])}  # alone -> blended
-    short = {n: v for n, v in (meta.get("val_lagged") or {}).items() if v < 1}
+    fitted = blend.BlendFit.load(f)
+    weights = fitted.weights
+    notes = {**result.notes, "blend": blend.describe(fitted.names, weights),
+             "blend_val_mae": " -> ".join(f"{float(v):.5g}" for v in fitted.val_mae)}  # alone -> blended
+    short = {n: v for n, v in fitted.val_lagged.items() if v < 1}
     if short:  # the validation day has no week (or day) before it inside the few-shot days
         notes["blend_val_fallback"] = "; ".join(
             f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
             "rest (nothing before the few-shot days is read)" for n, v in short.items())
-    return MethodResult(pred=tensors["pred"].numpy(), params=result.params, init=result.init, notes=notes,
-                        val_pred=result.val_pred), weights
+    pred = fitted.apply(result.pred, tdata, tdata.origins("test"))
+    return MethodResult(pred=pred, params=result.params, init=result.init, notes=notes, val_pred=result.val_pred), weights
 
 
 def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], first: MethodResult,
@@ -435,10 +416,10 @@ def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Te
     """The pretrained GPD of a run's source stages (:mod:`gpdiff.diffusion.pretrained`)."""
     from gpdiff.prompts import PromptEncoders
     from gpdiff.utils.hashing import code_fingerprint
-    from gpdiff.zoo.anchor import load_anchor
+    from gpdiff.zoo.anchor import Anchor
 
     wall = sum(timings.get(k, 0.0) for k in ("anchor", "zoo", "prompts", "diffusion"))
-    record = load_anchor(anchor[0].path)[1]
+    record = Anchor.load(anchor[0].path).record
     scores = {"anchor: validation loss on the sources' validation steps (scaled MAE)": round(float(record["val_loss"]), 5),
               "denoiser: final training loss": round(float(denoiser.info.get("final_loss", float("nan"))), 5)}
     card = {"code": code_fingerprint(), "seed": cfg.seed, "wall_time": f"{wall:.0f} s (anchor, zoo, prompts, denoiser)",
@@ -481,7 +462,7 @@ def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = 
 def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
     """A rank other than 0 under torchrun: take part in the zoo and diffusion stages of the run rank 0
     makes of ``cfg`` (in the same order, with what rank 0 sends), then return."""
-    from gpdiff.diffusion.train import pretrain
+    from gpdiff.diffusion.train import train_denoiser
     from gpdiff.zoo.train import train_zoo
 
     if all(m in NO_ZOO for m in cfg.methods):  # rank 0 trains nothing on the sources either
@@ -489,13 +470,14 @@ def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
     share = distributed.broadcast_object(None)  # zoo_stage: None when cached, else (folder, anchor)
     if share is not None:
         path, anchor = share
-        train_zoo(cities.sources, cfg.window, cfg.zoo, path, cfg.seed, cfg.device, False, anchor)
+        train_zoo(cities.sources, cfg.zoo, window=cfg.window, anchor=anchor, seed=cfg.seed, device=cfg.device,
+                  progress=False, workdir=path)
     if any(m in NEEDS_GENERATION for m in cfg.methods):
         share = distributed.broadcast_object(None)  # diffusion_stage: None when cached, else (folder, zoo, prompts)
         if share is not None:
             path, zoo, prompts = share
-            pretrain(zoo, prompts, cfg.diffusion, path, False, seed=cfg.seed, device=cfg.device,
-                     functional=functional_loss(cfg, cities, zoo))
+            train_denoiser(zoo, prompts, cfg.diffusion, seed=cfg.seed, device=cfg.device, progress=False,
+                           workdir=path, functional=functional_loss(cfg, cities, zoo))
 
 
 def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache: str | Path | None = None

@@ -37,6 +37,7 @@ from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.ensemble import EnsembleConfig
 from gpdiff.evaluation.intervals import IntervalConfig
 from gpdiff.methods.adapt import FinetuneConfig
+from gpdiff.prompts import PromptsConfig
 from gpdiff.utils.config import (
     first_repeated,
     from_mapping,
@@ -73,26 +74,6 @@ MOVED: dict[str, str] = {
     **{f"diffusion.{k}": f"diffusion.schedule.{k}" for k in ("num_train_timesteps", "beta_start", "beta_end",
                                                             "beta_schedule", "prediction_type")},
 }
-
-
-@dataclass
-class PromptsConfig:
-    """Which prompt encoders make the nodes' prompts, and their settings (``gpdiff.prompts`` registries)."""
-
-    temporal: str = "masked_patch"
-    spatial: str = "graph"
-    temporal_config: dict[str, Any] = field(default_factory=dict)  # overrides of the temporal encoder's config
-    spatial_config: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from gpdiff.prompts import get_encoder_class
-
-        self.temporal_config = dict(self.temporal_config or {})
-        self.spatial_config = dict(self.spatial_config or {})
-        for kind, name, config in (("temporal", self.temporal, self.temporal_config),
-                                   ("spatial", self.spatial, self.spatial_config)):
-            # unknown names and settings fail here, before any work
-            from_mapping(get_encoder_class(kind, name).config_class, config, "run config", _path=f"prompts.{kind}_config.")
 
 
 @dataclass

@@ -202,9 +202,9 @@ class Forecaster:
         if self.params is not None:
             pred = forecast(self.model(), self.params, data, "val")
             if self.config.blend.active:
-                fitted = blend.fit_on_validation(pred, data, self.config.blend.naive, self.config.blend.step)
+                fitted = blend.fit_blend(pred, data, self.config.blend)
                 self.blend_weights = fitted.weights
-                pred = blend.apply_weights(pred, blend.naive_forecasts(data, origins, fitted.names), fitted.weights)
+                pred = fitted.apply(pred, data, origins)
                 log(f"[fit] blend: {blend.describe(fitted.names, fitted.weights)}")
         else:
             pred = NAIVE[self.config.method](data, origins)

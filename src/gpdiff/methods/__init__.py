@@ -22,6 +22,7 @@ from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptSet
 from gpdiff.utils.config import from_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
+from gpdiff.utils.io import load_tensors, save_tensors
 from gpdiff.zoo.params import ParamCollection
 
 T = TypeVar("T")
@@ -62,6 +63,7 @@ ZERO_SHOT = ("seasonal_naive", "weekly_naive", "historical_average", "transfer_z
 # Methods that need nothing trained on the sources by another stage (no anchor, zoo, prompts or
 # denoiser): a run of only these trains none of them.
 NO_ZOO = ("seasonal_naive", "weekly_naive", "historical_average", "pooled_linear")
+RESULT_FORMAT = "gpdiff.method_result"
 
 
 @dataclass
@@ -101,6 +103,32 @@ class MethodResult:
     # base-model parameters (the blend's weights and the intervals are fitted on them)
     val_pred: np.ndarray | None = None
     blend: bool = True  # False: the run's blend (blend.naive) leaves this method's forecasts as they are
+
+    def save(self, path: str | Path) -> Path:
+        """Write everything to one safetensors file ``path`` (atomically; forecasts as float32)."""
+        tensors = {"pred": torch.from_numpy(np.ascontiguousarray(self.pred, dtype=np.float32))}
+        for key in ("params", "init"):
+            value = getattr(self, key)
+            if value is not None:
+                tensors[key] = value.float().cpu()
+        if self.val_pred is not None:
+            tensors["val_pred"] = torch.from_numpy(np.ascontiguousarray(self.val_pred, dtype=np.float32))
+        return save_tensors(path, tensors, {"format": RESULT_FORMAT, "notes": self.notes, "blend": self.blend})
+
+    @classmethod
+    def load(cls, path: str | Path) -> MethodResult:
+        """The result :meth:`save` wrote to ``path`` (equal to what was saved, forecasts as float32)."""
+        tensors, meta = load_tensors(path)
+        val_pred = tensors["val_pred"].numpy() if "val_pred" in tensors else None
+        return cls(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
+                   notes=dict(meta.get("notes") or {}), val_pred=val_pred, blend=bool(meta.get("blend", True)))
+
+
+def run_method(name: str, context: Context) -> MethodResult:
+    """The methods stage: method ``name`` run on ``context.target`` with what ``context`` holds (its
+    settings in ``context.options``). Raises :class:`GpdiffError` for an unknown method or setting."""
+    check_settings(name, context.options)
+    return get_method(name)(context)
 
 
 def check_settings(name: str, options: dict[str, Any]) -> None:

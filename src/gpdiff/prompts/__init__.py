@@ -5,8 +5,9 @@
   recent ``days`` days inside a segment.
 - :data:`SPATIAL_ENCODERS`: ``graph`` (structure + geography + attributes, default) and ``none``
   (all ones).
-- :class:`PromptEncoders` fits both on the source cities' *training* segments, encodes any city from
-  exactly the segment it is given, and saves to / loads from one folder.
+- :func:`fit_prompts` (the prompts stage) fits both, as :class:`PromptsConfig` names them, on the source
+  cities' *training* segments; the :class:`PromptEncoders` it returns encodes any city from exactly the
+  segment it is given, and saves to / loads from one folder.
 - :class:`PromptSet` holds the prompts of a set of nodes, keyed by ``(city, node_id)``.
 
 No leakage: a source node's prompt comes from its training segment (the last ``days`` days of it),
@@ -162,6 +163,22 @@ class PromptSet(NodeRows):
 
 
 # --------------------------------------------------------------------------- encoders
+def fit_prompts(sources: Sequence[City], config: PromptsConfig | None = None, *,
+                segments: Sequence[Segment] | None = None, seed: int = 0, progress: bool = True) -> PromptEncoders:
+    """The prompts stage: the temporal and spatial encoders of ``config`` fitted on ``sources``, each city
+    restricted to its training segment (``segments``; default :func:`source_segment` of each), with ``seed``.
+    Encode nodes with :meth:`PromptEncoders.encode`. Raises :class:`GpdiffError` for repeated city names
+    or a segment outside its city."""
+    config = config or PromptsConfig()
+    names = [c.name for c in sources]
+    if len(set(names)) != len(names):
+        raise GpdiffError(f"city names must be unique to key prompts, got {names}.")
+    segments = list(segments) if segments is not None else [source_segment(c) for c in sources]
+    t = make_encoder("temporal", config.temporal, config.temporal_config).fit(sources, segments, progress, seed)
+    s = make_encoder("spatial", config.spatial, config.spatial_config).fit(sources, segments, progress, seed)
+    return PromptEncoders(t, s)
+
+
 def source_segment(city: City, train: float = 0.7, val: float = 0.1, test: float = 0.2) -> Segment:
     """A source city's training segment (the only part its prompts and the encoder may read)."""
     return source_split(city.n_steps, train, val, test, name=city.name).train
@@ -175,27 +192,29 @@ def target_segment(city: City, days: float, val_days: float = 1, test_fraction: 
 
 
 @dataclass
+class PromptsConfig:
+    """Which prompt encoders make the nodes' prompts, and their settings (``gpdiff.prompts`` registries)."""
+
+    temporal: str = "masked_patch"
+    spatial: str = "graph"
+    temporal_config: dict[str, Any] = field(default_factory=dict)  # overrides of the temporal encoder's config
+    spatial_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.temporal_config = dict(self.temporal_config or {})
+        self.spatial_config = dict(self.spatial_config or {})
+        for kind, name, config in (("temporal", self.temporal, self.temporal_config),
+                                   ("spatial", self.spatial, self.spatial_config)):
+            # unknown names and settings fail here, before any work
+            from_mapping(get_encoder_class(kind, name).config_class, config, "run config", _path=f"prompts.{kind}_config.")
+
+
+@dataclass
 class PromptEncoders:
     """A fitted temporal and spatial encoder; saved together in one folder."""
 
     temporal: PromptEncoder
     spatial: PromptEncoder
-
-    @classmethod
-    def fit(cls, cities: Sequence[City], segments: Sequence[Segment], temporal: str = "masked_patch",
-            spatial: str = "graph", temporal_config: Any = None, spatial_config: Any = None,
-            progress: bool = False, seed: int = 0) -> PromptEncoders:
-        """Fit both encoders on ``cities``, each restricted to its (training) segment, with ``seed``.
-
-        ``temporal_config`` / ``spatial_config``: each encoder's config dataclass, a dict of
-        overrides of its defaults, or ``None``.
-        """
-        names = [c.name for c in cities]
-        if len(set(names)) != len(names):
-            raise GpdiffError(f"city names must be unique to key prompts, got {names}.")
-        t = make_encoder("temporal", temporal, temporal_config).fit(cities, segments, progress, seed)
-        s = make_encoder("spatial", spatial, spatial_config).fit(cities, segments, progress, seed)
-        return cls(t, s)
 
     def encode(self, city: City, segment: Segment) -> PromptSet:
         """Prompts of all nodes of ``city`` computed from exactly ``segment``.
@@ -215,7 +234,10 @@ class PromptEncoders:
         return PromptSet(torch.from_numpy(sp), torch.from_numpy(tp), list(city.node_ids),
                          [city.name] * city.n_nodes, meta)
 
-    def encode_many(self, cities: Sequence[City], segments: Sequence[Segment]) -> PromptSet:
+    def encode_many(self, cities: Sequence[City], segments: Sequence[Segment] | None = None) -> PromptSet:
+        """Prompts of every node of ``cities``, each city's from its segment (default: each source city's
+        training segment, :func:`source_segment`), concatenated in city order."""
+        segments = list(segments) if segments is not None else [source_segment(c) for c in cities]
         return PromptSet.concat([self.encode(c, s) for c, s in zip(cities, segments)])
 
     def save(self, folder: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:

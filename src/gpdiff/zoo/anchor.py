@@ -119,40 +119,58 @@ def train_anchor(model: BaseModel, sources: list[CityData], config: AnchorConfig
     return best[0].cpu(), record
 
 
-def save_anchor(folder: str | Path, params: torch.Tensor, record: dict[str, Any]) -> Path:
-    """Write ``params [P]`` and ``record`` to ``folder/anchor.safetensors`` (atomically)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    return save_tensors(folder / FILE, {"params": params.float().cpu()}, {"format": "gpdiff.anchor", **record})
+@dataclass
+class Anchor:
+    """A trained anchor: its parameters ``[P]`` (CPU, float32) and the record of its training
+    (:func:`train_anchor`; ``identity``: the settings and cities it was fitted with, when fitted by
+    :func:`fit_anchor`). Saved as one file, ``folder/anchor.safetensors``."""
+
+    params: torch.Tensor
+    record: dict[str, Any]
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/anchor.safetensors`` (atomically); returns the file."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return save_tensors(folder / FILE, {"params": self.params.float().cpu()},
+                            {"format": "gpdiff.anchor", **self.record})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Anchor:
+        """The anchor a :meth:`save` wrote into ``folder``. Raises :class:`GpdiffError` when there is none."""
+        path = Path(folder) / FILE
+        if not path.is_file():
+            raise GpdiffError(f"{path} does not exist; the anchor has not been trained there.")
+        tensors, meta = load_tensors(path)
+        if meta.pop("format", None) != "gpdiff.anchor":
+            raise GpdiffError(f"{path} is not a gpdiff anchor.")
+        return cls(tensors["params"].float(), meta)
 
 
-def load_anchor(folder: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The anchor ``[P]`` and its record from a folder :func:`save_anchor` wrote."""
-    path = Path(folder) / FILE
-    if not path.is_file():
-        raise GpdiffError(f"{path} does not exist; the anchor has not been trained there.")
-    tensors, meta = load_tensors(path)
-    if meta.get("format") != "gpdiff.anchor":
-        raise GpdiffError(f"{path} is not a gpdiff anchor.")
-    return tensors["params"].float(), meta
+def fit_anchor(sources: Sequence[City], config: AnchorConfig | None = None, *, window: WindowConfig | None = None,
+               zoo: ZooConfig | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
+               workdir: str | Path | None = None) -> Anchor:
+    """The anchor stage: one ``zoo.model`` trained on every node of ``sources`` (:func:`train_anchor`).
 
+    ``config``: how it trains; ``window``: the windows' shape; ``zoo``: the base model's architecture and
+    the source split (defaults: each config's own). ``workdir``: a folder to save it in; one that already
+    holds an anchor of the same settings and cities is loaded instead of retrained. Raises
+    :class:`GpdiffError` for unusable sources, or a ``workdir`` holding an anchor of other settings."""
+    from gpdiff.zoo.train import ZooConfig
 
-def fit_anchor(cities: Sequence[City], window: WindowConfig, config: ZooConfig, anchor: AnchorConfig,
-               out_dir: str | Path, seed: int = 0, device: str = "auto", progress: bool = True) -> torch.Tensor:
-    """Train the anchor of ``cities`` (:func:`gpdiff.zoo.anchor.train_anchor`) into ``out_dir``, or load it
-    when ``out_dir`` already holds one trained with the same settings; returns its parameters ``[P]``."""
-    dev = resolve_device(device)
-    model = config.build_model(window)
-    identity = {"zoo": config.architecture(), "window": vars(window).copy(), "anchor": vars(anchor).copy(),
-                "seed": seed, "cities": [c.name for c in cities]}
-    path = Path(out_dir) / FILE
-    if path.is_file():
-        params, record = load_anchor(out_dir)
-        if record.get("identity") == yaml_safe(identity):
-            return params
-        raise GpdiffError(f"{path} holds an anchor trained with other settings or cities; use another output "
-                          f"folder, or delete {path} to retrain it.")
-    data = prepare_cities(cities, window, config, model, dev)
-    params, record = train_anchor(model, data, anchor, seed, progress)
-    save_anchor(out_dir, params, {**record, "identity": yaml_safe(identity)})
-    return params
+    config, window, zoo = config or AnchorConfig(), window or WindowConfig(), zoo or ZooConfig()
+    model = zoo.build_model(window)
+    identity = yaml_safe({"zoo": zoo.architecture(), "window": vars(window).copy(), "anchor": vars(config).copy(),
+                          "seed": seed, "cities": [c.name for c in sources]})
+    if workdir is not None and (Path(workdir) / FILE).is_file():
+        found = Anchor.load(workdir)
+        if found.record.get("identity") == identity:
+            return found
+        raise GpdiffError(f"{Path(workdir) / FILE} holds an anchor trained with other settings or cities; use "
+                          f"another folder, or delete {Path(workdir) / FILE} to retrain it.")
+    data = prepare_cities(sources, window, zoo, model, resolve_device(device))
+    params, record = train_anchor(model, data, config, seed, progress)
+    anchor = Anchor(params, {**record, "identity": identity})
+    if workdir is not None:
+        anchor.save(workdir)
+    return anchor

@@ -31,6 +31,7 @@ mean over the other members); and ``OUT/config.yaml``.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ from gpdiff.utils import distributed
 from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.io import write_yaml
+from gpdiff.zoo.anchor import Anchor
 from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, predict, validation_loss
 from gpdiff.zoo.params import ParamCollection, unflatten
 from gpdiff.zoo.sourcepool import locate_rows, prepare_cities
@@ -141,19 +143,31 @@ def source_val_loss(model: BaseModel, params: torch.Tensor, data: list[CityData]
     return validation_loss(model, rows, np.arange(len(keys)), data, city_row, node_row, windows, chunk).cpu()
 
 
-def train_zoo(cities: Sequence[City], window: WindowConfig, config: ZooConfig, out_dir: str | Path,
-              seed: int = 0, device: str = "auto", progress: bool = True, anchor: torch.Tensor | None = None
-              ) -> ParamCollection | None:
-    """Train (or resume, or finish) the zoo of ``cities`` into ``out_dir``; see the module docstring.
+def train_zoo(sources: Sequence[City], config: ZooConfig | None = None, *, window: WindowConfig | None = None,
+              anchor: Anchor | torch.Tensor | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
+              workdir: str | Path | None = None) -> ParamCollection | None:
+    """The zoo stage: one base model per node of ``sources``, all trained at once; see the module docstring.
 
-    ``anchor``: the anchor's parameters ``[P]`` (:func:`fit_anchor`), required for ``init: anchor``.
+    ``config``: the base model and how each node trains; ``window``: the windows' shape (defaults: each
+    config's own). ``anchor``: the start of every node for ``init: anchor`` (:func:`gpdiff.zoo.anchor.fit_anchor`,
+    or its parameters ``[P]``). ``workdir``: where checkpoints go and the collection is saved
+    (``zoo.safetensors``), so that a rerun resumes; ``None``: a temporary folder, removed afterwards
+    (under ``torchrun`` give one folder that every rank can reach).
     Under ``torchrun`` (:mod:`gpdiff.utils.distributed`; every rank calls this with the same arguments) the
-    nodes are sharded over the ranks, which checkpoint their own share in ``out_dir``; rank 0 gathers,
+    nodes are sharded over the ranks, which checkpoint their own share in ``workdir``; rank 0 gathers,
     evaluates and saves the collection and returns it, the other ranks return ``None``. The result is
     the single-process result bit for bit (see :mod:`gpdiff.zoo.nodetrain`).
     Raises :class:`GpdiffError` for unusable cities (no graph for a graph model, too few windows),
-    a missing or mis-sized anchor, and a checkpoint in ``out_dir`` written with another setup.
+    a missing or mis-sized anchor, and a checkpoint in ``workdir`` written with another setup.
     """
+    config, window = config or ZooConfig(), window or WindowConfig()
+    if isinstance(anchor, Anchor):
+        anchor = anchor.params
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="gpdiff-zoo-") as tmp:
+            return train_zoo(sources, config, window=window, anchor=anchor, seed=seed, device=device,
+                             progress=progress, workdir=tmp)
+    cities, out_dir = sources, workdir
     dev = resolve_device(device)
     distributed.init(dev)  # under torchrun: join the ranks (no-op otherwise)
     model = config.build_model(window)
