@@ -1,9 +1,11 @@
 """A flow city's forecasts must not be negative: clip them at 0, or model log1p counts? (issue 25)
 
     PYTHONPATH=src python benchmarks/log1p_vs_clip.py [--targets melbourne-ped nyc-taxi] [--seed 0] [--out DIR]
+        [--cache runs/bench/loco_blend/cache]
 
 For every target, two `gpdiff run`s with the defaults (the target's three few-shot days, the other
-bundled flow cities as sources):
+bundled flow cities as sources, in the order of the ``loco_blend`` suite, so that with ``--cache``
+that suite's stages are reused for the first):
 
 - **clip**: the bundled data as it is; a negative forecast counts as 0 (what gpdiff does);
 - **log1p**: every city (sources and target) replaced by ``log1p`` of its counts, so that every
@@ -36,6 +38,9 @@ from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.experiment.pipeline import load_cities, run_pipeline, target_data
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.methods import MethodResult
+from gpdiff.utils.io import read_yaml
+
+LOCO_ORDER = ("melbourne-ped", "nyc-taxi", "montevideo-bus", "hangzhou-metro")  # configs/bench/loco_blend.yaml
 
 
 def log_city(name: str) -> object:
@@ -43,9 +48,11 @@ def log_city(name: str) -> object:
     return dataclasses.replace(city, values=np.log1p(np.maximum(city.values, 0)).astype(np.float32))
 
 
-def scores(cfg: RunConfig, log: bool) -> dict[str, tuple[float, float]]:
+def scores(cfg: RunConfig, log: bool, cache: str | None) -> dict[str, tuple[float, float]]:
     """method -> (test MAE on the original scale, share of negative forecasts before the clip)."""
-    run_pipeline(cfg, progress=False, log=lambda m: None)
+    res = run_pipeline(cfg, progress=False, log=lambda m: None, cache=cache)
+    assert res is not None
+    stages = {k: Path(v) for k, v in read_yaml(res.out / "stages.yaml").items()}
     cities = load_cities(cfg)
     tdata = target_data(cfg, cities, "cpu")
     original = CityData(load_city(cfg.target), cities.split, cfg.window.history, cfg.window.horizon,
@@ -53,12 +60,10 @@ def scores(cfg: RunConfig, log: bool) -> dict[str, tuple[float, float]]:
     test = tdata.origins("test")
     truth, mask = original.truth(test)
     out = {}
-    root = Path(cfg.out)
     for name in cfg.methods:
-        pred = MethodResult.load(root / "methods" / name / "output.safetensors").pred
-        blend = root / "blend" / name / "blend.safetensors"
-        if blend.is_file():
-            pred = BlendFit.load(blend).apply(pred, tdata, test)
+        pred = MethodResult.load(stages[f"methods/{name}"] / "output.safetensors").pred
+        if f"blend/{name}" in stages:
+            pred = BlendFit.load(stages[f"blend/{name}"] / "blend.safetensors").apply(pred, tdata, test)
         pred = np.expm1(pred.astype(np.float64)) if log else pred.astype(np.float64)
         negative = float((pred < 0).mean())
         out[name] = (float(masked_metrics(feasible(pred, "flow"), truth, mask).mae_avg), negative)
@@ -70,6 +75,7 @@ def main() -> None:
     ap.add_argument("--targets", nargs="+", default=["melbourne-ped"], choices=list(FLOW_CITIES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="where the runs go (default: a temporary folder)")
+    ap.add_argument("--cache", default=None, help="a stage cache to share (e.g. a loco_blend suite's)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
@@ -78,10 +84,10 @@ def main() -> None:
             if not (data / name).is_dir():
                 write_city_folder(log_city(name), data / name)
         for target in args.targets:
-            base = {"target": target, "seed": args.seed}
-            clip = scores(RunConfig.from_dict({**base, "out": str(root / f"{target}-clip")}), log=False)
-            logged = scores(RunConfig.from_dict({**base, "out": str(root / f"{target}-log1p"), "data_dir": str(data),
-                                                 "sources": [c for c in FLOW_CITIES if c != target]}), log=True)
+            base = {"target": target, "seed": args.seed, "sources": [c for c in LOCO_ORDER if c != target]}
+            clip = scores(RunConfig.from_dict({**base, "out": str(root / f"{target}-clip")}), False, args.cache)
+            logged = scores(RunConfig.from_dict({**base, "out": str(root / f"{target}-log1p"), "data_dir": str(data)}),
+                            True, args.cache)
             print(f"\n{target}, seed {args.seed}: test MAE (average horizon, original scale, blended as configured)\n")
             print("| method | clip | log1p | log1p / clip | negative before the clip (clip run) |")
             print("|---|---|---|---|---|")
