@@ -393,6 +393,39 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     this with the same arguments (data-parallel, see the module docstring); rank 0 returns the model,
     the other ranks ``None``.
     """
+    _check_inputs(zoo, spatial, temporal, config, functional)
+    dev = resolve_device(str(device))
+    distributed.init(dev)
+    rank = distributed.rank()
+    center = reference_vector(zoo, config.reference)
+    fp = hash_arrays(zoo.params, spatial, temporal, center, extra=[zoo.keys(), zoo.model, zoo.model_config])
+    out = Path(out) if out is not None else None
+    done = _finished(out, config, seed, fp, zoo, dev) if rank == 0 else None
+    if distributed.broadcast_object(done is not None):
+        if progress and rank == 0:
+            tqdm.write(f"{out}: already trained with this config, seed and data; loading it.")
+        return done
+    model = _new_model(zoo, spatial, temporal, config, center, seed, dev, fp, prompt_meta)
+    loop = _Loop.start(model, zoo, spatial, temporal, config, seed, fp, out, progress and rank == 0)
+    t0 = time.time()
+    running = loop.run(functional)
+    if rank != 0:
+        return None
+    loop.ema.copy_to(model.ema.parameters())
+    model.info.update({"iterations": config.iters, "final_loss": running, "train_seconds": round(time.time() - t0, 1),
+                       "n_weights": model.denoiser.n_weights(), "ranks": distributed.world_size()})
+    model.denoiser.eval()
+    if out is not None:
+        model.save(out)
+        _write_history(out / "history.csv", loop.history)
+        (out / "checkpoint.safetensors").unlink(missing_ok=True)
+    return model
+
+
+def _check_inputs(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, config: DiffusionConfig,
+                  functional: FunctionalLoss | None) -> None:
+    """:class:`GpdiffError` for prompts not aligned with the zoo, fewer than 2 nodes, non-finite values,
+    or a functional loss asked for without its data."""
     n = len(zoo)
     if spatial.shape[0] != n or temporal.shape[0] != n:
         raise GpdiffError(f"{n} zoo nodes but {spatial.shape[0]} spatial / {temporal.shape[0]} temporal prompts.")
@@ -407,10 +440,12 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
         raise GpdiffError(f"functional_weight = {config.functional_weight} needs the source cities' data to score "
                           "generated parameters on; pass `functional` (`gpdiff run` builds it from its sources, "
                           "`gpdiff pretrain` from the zoo's cities), or set functional_weight to 0.")
-    dev = resolve_device(str(device))
-    distributed.init(dev)
-    rank, world = distributed.rank(), distributed.world_size()
-    center = reference_vector(zoo, config.reference)
+
+
+def _new_model(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, config: DiffusionConfig,
+               center: torch.Tensor, seed: int, dev: torch.device, fp: str, prompt_meta: Any) -> DiffusionModel:
+    """An untrained denoiser for ``zoo``: the generated tensors, their standardiser and tokenizer, and
+    weights drawn with ``seed`` (without touching the caller's random state)."""
     generated = generated_tensors(zoo, center, config.subset)
     gen_spec = [s for s in zoo.spec if s.name in generated]
     standardizer = Standardizer.fit((zoo.params.float() - center)[:, subset_columns(zoo.spec, generated)], gen_spec,
@@ -418,103 +453,129 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     tokenizer = Tokenizer(gen_spec, config.denoiser.resolve_token_dim(gen_spec))
     shape = TokenShape(n_tokens=tokenizer.n_tokens, token_dim=tokenizer.token_dim, spatial_dim=int(spatial.shape[1]),
                        temporal_dim=int(temporal.shape[1]))
-    fp = hash_arrays(zoo.params, spatial, temporal, center, extra=[zoo.keys(), zoo.model, zoo.model_config])
-    out = Path(out) if out is not None else None
-    done = _finished(out, config, seed, fp, zoo, dev) if rank == 0 else None
-    if distributed.broadcast_object(done is not None):
-        if progress and rank == 0:
-            tqdm.write(f"{out}: already trained with this config, seed and data; loading it.")
-        return done
-    progress = progress and rank == 0
     cities = {c: zoo.cities.count(c) for c in zoo.city_names()}
-    info: dict[str, Any] = {"n_nodes": n, "cities": cities, "fingerprint": fp, "seed": seed, "device": str(dev),
+    info: dict[str, Any] = {"n_nodes": len(zoo), "cities": cities, "fingerprint": fp, "seed": seed, "device": str(dev),
                             "prompt_meta": yaml_safe(prompt_meta)}
-    with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's RNG
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = DiffusionModel(config, shape, zoo.model, zoo.model_config, zoo.spec, standardizer, center, info, dev,
-                               generated)
+        return DiffusionModel(config, shape, zoo.model, zoo.model_config, zoo.spec, standardizer, center, info, dev,
+                              generated)
 
-    x0_all = model.encode(zoo.params).to(dev)  # [n, T, D]
-    real = tokenizer.encode(torch.ones(1, tokenizer.n_params))[0].to(dev)  # [T, D], 1 at real slots
-    ps_all, pt_all = spatial.float().to(dev), temporal.float().to(dev)
-    schedule = NoiseSchedule(config.schedule)
-    net = model.denoiser.train()
-    groups = [{"params": [p for p in net.parameters() if p.dim() >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in net.parameters() if p.dim() < 2], "weight_decay": 0.0}]  # no decay: biases, norms
-    opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
-    gen = torch.Generator().manual_seed(seed if rank == 0 else seed + 1_000_003 * rank)
-    start, history = 0, []
-    loss_sum, loss_count = torch.zeros((), device=dev), 0  # summed since the last history entry
-    ckpt = out / "checkpoint.safetensors" if out is not None else None
-    found = distributed.broadcast_object(ckpt is not None and ckpt.is_file())
-    if found:
-        assert ckpt is not None
-        start, history, loss_sum, loss_count = _restore(ckpt, model, opt, gen, config, seed, fp)
-        if progress:
-            tqdm.write(f"{out}: resuming from iteration {start}.")
-    if world > 1:  # gradients averaged over ranks after every backward; static_graph: the same parameters take
-        # part in every iteration (without classifier-free guidance the null prompt never does)
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev] if dev.type == "cuda" else None,
-                                                        static_graph=True)
-    sched = warmup_cosine_scheduler(opt, config.warmup, config.iters, start)
-    # diffusers' default warm-up: update k = 2, 3, ... decays by min(ema_decay, k / (9 + k)); update 1 copies
-    ema = EMAModel(model.ema.parameters(), decay=config.ema_decay, min_decay=0.0, update_after_step=0,
-                   use_ema_warmup=False)
-    ema.load_state_dict({"optimization_step": start})
 
-    t0 = time.time()
-    bar = progress_bar(range(start, config.iters), initial=start, total=config.iters, disable=not progress,
-                       desc="pretrain", unit="it")
-    running = history[-1][1] if history else None
-    weights = row_weights(list(zoo.cities), config.balance)
-    for it in bar:
-        lr = opt.param_groups[0]["lr"]
-        idx = torch.multinomial(weights, config.batch_size, replacement=True, generator=gen)
-        t = torch.randint(schedule.num_train_timesteps, (config.batch_size,), generator=gen)
-        noise = torch.randn((config.batch_size, *x0_all.shape[1:]), generator=gen).to(dev)
-        drop = (torch.rand(config.batch_size, generator=gen) < config.cfg_dropout).to(dev)
-        rows, idx, t = idx, idx.to(dev), t.to(dev)  # rows: the CPU copy, for the functional loss
-        x0 = x0_all[idx]
+@dataclass
+class _Loop:
+    """The denoiser's training loop on one rank: the tokens and prompts on the device, the optimiser,
+    learning-rate schedule and EMA, the generator of every draw, and the loss history."""
+
+    model: DiffusionModel
+    config: DiffusionConfig
+    net: torch.nn.Module  # the denoiser, wrapped for data-parallel training under torchrun
+    x0: torch.Tensor  # [n, T, D] every zoo row's tokens
+    real: torch.Tensor  # [T, D] 1 at real (not padded) token slots
+    spatial: torch.Tensor
+    temporal: torch.Tensor
+    weights: torch.Tensor  # [n] how often each row is drawn (diffusion.balance)
+    opt: torch.optim.Optimizer
+    sched: Any
+    ema: EMAModel
+    gen: torch.Generator
+    first: int  # the first iteration to run (0, or the checkpoint's)
+    history: list[tuple[int, float, float]]
+    loss_sum: torch.Tensor  # summed since the last history entry
+    loss_count: int
+    seed: int
+    fp: str
+    ckpt: Path | None
+    progress: bool
+
+    @classmethod
+    def start(cls, model: DiffusionModel, zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor,
+              config: DiffusionConfig, seed: int, fp: str, out: Path | None, progress: bool) -> _Loop:
+        """Set up training, resumed from ``out``'s checkpoint when there is one."""
+        dev, rank = model.device, distributed.rank()
+        real = model.tokenizer.encode(torch.ones(1, model.tokenizer.n_params))[0].to(dev)
+        net = model.denoiser.train()
+        groups = [{"params": [p for p in net.parameters() if p.dim() >= 2], "weight_decay": config.weight_decay},
+                  {"params": [p for p in net.parameters() if p.dim() < 2], "weight_decay": 0.0}]  # no decay: biases, norms
+        opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999))
+        gen = torch.Generator().manual_seed(seed if rank == 0 else seed + 1_000_003 * rank)
+        start, history, loss_sum, loss_count = 0, [], torch.zeros((), device=dev), 0
+        ckpt = out / "checkpoint.safetensors" if out is not None else None
+        if distributed.broadcast_object(ckpt is not None and ckpt.is_file()):
+            assert ckpt is not None
+            start, history, loss_sum, loss_count = _restore(ckpt, model, opt, gen, config, seed, fp)
+            if progress:
+                tqdm.write(f"{out}: resuming from iteration {start}.")
+        if distributed.world_size() > 1:  # gradients averaged over ranks after every backward; static_graph: the same
+            # parameters take part in every iteration (without classifier-free guidance the null prompt never does)
+            net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev] if dev.type == "cuda" else None,
+                                                            static_graph=True)
+        # diffusers' default warm-up: update k = 2, 3, ... decays by min(ema_decay, k / (9 + k)); update 1 copies
+        ema = EMAModel(model.ema.parameters(), decay=config.ema_decay, min_decay=0.0, update_after_step=0,
+                       use_ema_warmup=False)
+        ema.load_state_dict({"optimization_step": start})
+        return cls(model, config, net, model.encode(zoo.params).to(dev), real, spatial.float().to(dev),
+                   temporal.float().to(dev), row_weights(list(zoo.cities), config.balance), opt,
+                   warmup_cosine_scheduler(opt, config.warmup, config.iters, start), ema, gen, start, history,
+                   loss_sum, loss_count, seed, fp, ckpt, progress)
+
+    def loss(self, schedule: NoiseSchedule, functional: FunctionalLoss | None) -> torch.Tensor:
+        """The loss on one batch drawn from the generator: the denoising loss on the real token slots,
+        plus the functional loss when ``diffusion.functional_weight`` > 0."""
+        c, dev = self.config, self.model.device
+        rows = torch.multinomial(self.weights, c.batch_size, replacement=True, generator=self.gen)
+        t = torch.randint(schedule.num_train_timesteps, (c.batch_size,), generator=self.gen)
+        noise = torch.randn((c.batch_size, *self.x0.shape[1:]), generator=self.gen).to(dev)
+        drop = (torch.rand(c.batch_size, generator=self.gen) < c.cfg_dropout).to(dev)
+        idx, t = rows.to(dev), t.to(dev)  # rows: the CPU copy, for the functional loss
+        x0 = self.x0[idx]
         xt = schedule.add_noise(x0, noise, t)
-        pred = net(xt, t, ps_all[idx], pt_all[idx], drop if config.cfg_dropout > 0 else None)
-        err = (pred - schedule.target(x0, noise, t)).square() * real
-        loss = err.sum() / (real.sum() * config.batch_size)
-        if config.functional_weight > 0:
+        pred = self.net(xt, t, self.spatial[idx], self.temporal[idx], drop if c.cfg_dropout > 0 else None)
+        err = (pred - schedule.target(x0, noise, t)).square() * self.real
+        loss = err.sum() / (self.real.sum() * c.batch_size)
+        if c.functional_weight > 0:
             assert functional is not None
-            mae = functional(model.to_params(schedule.predict_x0(pred, xt, t)), rows, gen)  # [batch]
-            loss = loss + config.functional_weight * (schedule.alpha_bar(t) * mae).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        opt.step()
-        sched.step()
-        if rank == 0:
-            ema.step(net.parameters())
-        loss_sum, loss_count = loss_sum + loss.detach(), loss_count + 1
-        if (it + 1) % 50 == 0 or it + 1 == config.iters:  # the only host-device sync of the loop
-            value = float(loss_sum) / loss_count
-            running = value if running is None else 0.7 * running + 0.3 * value
-            loss_sum, loss_count = torch.zeros((), device=dev), 0
-            history.append((it + 1, running, lr))
-            bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
-        if ckpt is not None and (it + 1) % config.checkpoint_every == 0 and it + 1 < config.iters:
-            rng = distributed.all_gather_object(gen.get_state())  # every rank's, for an exact resume
-            if rank == 0:
-                ema.copy_to(model.ema.parameters())
-                _checkpoint(ckpt, model, opt, rng, config, seed, fp, it + 1, history, loss_sum, loss_count)
-    bar.close()
-    if rank != 0:
-        return None
-    ema.copy_to(model.ema.parameters())
+            mae = functional(self.model.to_params(schedule.predict_x0(pred, xt, t)), rows, self.gen)  # [batch]
+            loss = loss + c.functional_weight * (schedule.alpha_bar(t) * mae).mean()
+        return loss
 
-    model.info.update({"iterations": config.iters, "final_loss": running, "train_seconds": round(time.time() - t0, 1),
-                       "n_weights": model.denoiser.n_weights(), "ranks": world})
-    model.denoiser.eval()
-    if out is not None:
-        model.save(out)
-        _write_history(out / "history.csv", history)
-        (out / "checkpoint.safetensors").unlink(missing_ok=True)
-    return model
+    def run(self, functional: FunctionalLoss | None) -> float | None:
+        """Iterations ``first`` .. ``config.iters``; returns the final running loss (rank 0's history)."""
+        c, rank, dev = self.config, distributed.rank(), self.model.device
+        schedule = NoiseSchedule(c.schedule)
+        bar = progress_bar(range(self.first, c.iters), initial=self.first, total=c.iters, disable=not self.progress,
+                           desc="denoiser", unit="it")
+        running = self.history[-1][1] if self.history else None
+        for it in bar:
+            lr = self.opt.param_groups[0]["lr"]
+            loss = self.loss(schedule, functional)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            if rank == 0:
+                self.ema.step(self.net.parameters())
+            self.loss_sum, self.loss_count = self.loss_sum + loss.detach(), self.loss_count + 1
+            if (it + 1) % 50 == 0 or it + 1 == c.iters:  # the only host-device sync of the loop
+                value = float(self.loss_sum) / self.loss_count
+                running = value if running is None else 0.7 * running + 0.3 * value
+                self.loss_sum, self.loss_count = torch.zeros((), device=dev), 0
+                self.history.append((it + 1, running, lr))
+                bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
+            if self.ckpt is not None and (it + 1) % c.checkpoint_every == 0 and it + 1 < c.iters:
+                self.checkpoint(it + 1)
+        bar.close()
+        return running
+
+    def checkpoint(self, iteration: int) -> None:
+        """Every rank's generator state to rank 0, which writes the checkpoint (with the EMA weights)."""
+        rng = distributed.all_gather_object(self.gen.get_state())  # every rank's, for an exact resume
+        if distributed.rank() == 0:
+            assert self.ckpt is not None
+            self.ema.copy_to(self.model.ema.parameters())
+            _checkpoint(self.ckpt, self.model, self.opt, rng, self.config, self.seed, self.fp, iteration, self.history,
+                        self.loss_sum, self.loss_count)
 
 
 def reference_vector(zoo: ParamCollection, reference: str) -> torch.Tensor:
