@@ -597,5 +597,5 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=truth, outcomes=outcomes,
                        zoo=zoo, generated=generated, timings=run.timings, sources=cities.source_names(),
                        data_notes=prompt_notes + data_notes)
-    report = write_run_report(record)
+    report = write_run_report(record, log)
     return RunResult(run.root, record.rows(), report, dict(run.timings), list(run.computed), list(run.reused))

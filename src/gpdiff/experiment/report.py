@@ -7,7 +7,7 @@ A method looks the same in every plot (:mod:`gpdiff.utils.plotstyle`), and legen
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from gpdiff.evaluation.ensemble import interval_rows as ensemble_interval_rows
 from gpdiff.evaluation.ensemble import report_lines as ensemble_report_lines
 from gpdiff.evaluation.intervals import IntervalScores, level_name
 from gpdiff.utils.figures import _figure, save_figure
+from gpdiff.utils.io import atomic_write_text
 from gpdiff.utils.plotstyle import TRUTH_COLOR, legend_outside, method_style, scatter_style
 
 if TYPE_CHECKING:  # types of the run report only; plotting a city must not import the whole pipeline
@@ -229,29 +230,45 @@ def plot_reliability(scored: dict[str, IntervalScores], path: str | os.PathLike[
     return save_figure(fig, path)
 
 
-def write_run_report(rec: RunRecord) -> Path:
-    """results.csv / results.md, the four plots and report.md in ``rec.root``; prints the table."""
+def write_run_report(rec: RunRecord, log: Callable[[str], Any] = print) -> Path:
+    """results.csv / results.md / node_mae.csv, the plots, the interval files and report.md in
+    ``rec.root``; the results table (a few horizons) goes to ``log``. Returns report.md's path."""
+    root = Path(rec.root)
+    rows = rec.rows()
+    df, md_table = _write_tables(rec, rows, root)
+    log("\n" + results_table(rows, horizons=["1", str(rec.target.horizon // 2), str(rec.target.horizon), "avg"])
+        + "\n(* = best in column; full table in results.md)")
+    avg = df[df["horizon"] == "avg"].set_index("method")["mae"]
+    plots = _write_plots(rec, rows, avg, root)
+    interval_lines = _write_intervals(rec, avg, root, plots)
+    lines = _header_lines(rec, md_table) + _blend_lines(rec, avg) + interval_lines + ["## Plots", ""]
+    for name, path in plots.items():
+        lines += [f"### {name.replace('_', ' ')}", "", f"![{name}]({Path(path).name})", ""]
+    lines += _notes_lines(rec) + _files_lines(root)
+    return atomic_write_text(root / "report.md", "\n".join(lines))
+
+
+def _write_tables(rec: RunRecord, rows: list[dict[str, Any]], root: Path) -> tuple[Any, str]:
+    """results.csv, results.md and node_mae.csv; returns the results frame and the markdown table."""
     import pandas as pd
 
-    from gpdiff.experiment.stages import versions
-    from gpdiff.utils.io import atomic_write_text
-
-    root, cfg, tdata = Path(rec.root), rec.config, rec.target
-    target, split, origins, truth = tdata.city, tdata.split, rec.origins, rec.truth
-    rows = rec.rows()
     df = results_frame(rows)
     atomic_write_text(root / "results.csv", df.to_csv(index=False, float_format="%.6g"))
     md_table = results_table(rows, markdown=True)
     atomic_write_text(root / "results.md", md_table + "\n")
-    per_node = pd.DataFrame({m: o.node_mae for m, o in rec.outcomes.items()}, index=pd.Index(target.node_ids, name="node"))
+    per_node = pd.DataFrame({m: o.node_mae for m, o in rec.outcomes.items()},
+                            index=pd.Index(rec.target.city.node_ids, name="node"))
     atomic_write_text(root / "node_mae.csv", per_node.to_csv(float_format="%.6g"))
-    print()
-    print(results_table(rows, horizons=["1", str(tdata.horizon // 2), str(tdata.horizon), "avg"]))
-    print("(* = best in column; full table in results.md)")
+    return df, md_table
 
+
+def _write_plots(rec: RunRecord, rows: list[dict[str, Any]], avg: Any, root: Path) -> dict[str, Path]:
+    """MAE per horizon, forecasts of the three busiest nodes (GPD and the best other method), the
+    parameters' PCA and the stage times; returns name -> file."""
+    cfg, tdata, origins, truth = rec.config, rec.target, rec.origins, rec.truth
+    target, split = tdata.city, tdata.split
     plots = {"mae_per_horizon": plot_mae_per_horizon(
         rows, root / "mae_per_horizon.png", f"{target.name}: test MAE per horizon ({cfg.target_days:g} days)")}
-    avg = df[df["horizon"] == "avg"].set_index("method")["mae"]
     gpd_name = "gpd" if "gpd" in rec.outcomes else next((m for m in rec.outcomes if m.startswith("gpd")), None)
     others = [m for m in avg.index if not m.startswith("gpd")]
     best_base = min(others, key=lambda m: avg[m]) if others else None
@@ -280,25 +297,39 @@ def write_run_report(rec: RunRecord) -> Path:
                                                     f"{cfg.zoo.model} parameters, PCA", group_methods)
     plots["stage_times"] = plot_stage_times({k: v for k, v in rec.timings.items() if k != "total"},
                                             root / "stage_times.png")
-    scored = {m: o.intervals for m, o in rec.outcomes.items() if o.intervals is not None}
-    interval_lines: list[str] = []
-    if scored:
-        irows = rec.interval_rows()
-        atomic_write_text(root / "intervals.csv", pd.DataFrame(irows).to_csv(index=False, float_format="%.6g"))
-        plots["reliability"] = plot_reliability(scored, root / "reliability.png",
-                                                f"{target.name}: interval coverage on the test period")
-        interval_lines = _interval_table(scored, list(cfg.intervals.levels), avg)
-        crps_nodes = rec.node_crps()
-        if crps_nodes:
-            atomic_write_text(root / "node_crps.csv", pd.DataFrame(crps_nodes, index=pd.Index(
-                target.node_ids, name="node")).to_csv(float_format="%.6g"))
-        interval_lines += ensemble_report_lines(scored, {m: o.ensemble for m, o in rec.outcomes.items()
-                                                         if o.ensemble is not None}, list(cfg.intervals.levels))
+    return plots
 
+
+def _write_intervals(rec: RunRecord, avg: Any, root: Path, plots: dict[str, Path]) -> list[str]:
+    """intervals.csv, node_crps.csv and the reliability plot (added to ``plots``); returns report.md's
+    interval and ensemble sections (none when no method has intervals)."""
+    import pandas as pd
+
+    scored = {m: o.intervals for m, o in rec.outcomes.items() if o.intervals is not None}
+    if not scored:
+        return []
+    target, levels = rec.target.city, list(rec.config.intervals.levels)
+    atomic_write_text(root / "intervals.csv", pd.DataFrame(rec.interval_rows()).to_csv(index=False, float_format="%.6g"))
+    plots["reliability"] = plot_reliability(scored, root / "reliability.png",
+                                            f"{target.name}: interval coverage on the test period")
+    lines = _interval_table(scored, levels, avg)
+    crps_nodes = rec.node_crps()
+    if crps_nodes:
+        atomic_write_text(root / "node_crps.csv", pd.DataFrame(crps_nodes, index=pd.Index(
+            target.node_ids, name="node")).to_csv(float_format="%.6g"))
+    return lines + ensemble_report_lines(scored, {m: o.ensemble for m, o in rec.outcomes.items()
+                                                  if o.ensemble is not None}, levels)
+
+
+def _header_lines(rec: RunRecord, md_table: str) -> list[str]:
+    """report.md's title, the run's settings and versions, and the results table."""
+    from gpdiff.experiment.stages import versions
+
+    cfg, target, split, origins = rec.config, rec.target.city, rec.target.split, rec.origins
     v = versions()
     g, w = cfg.generate, cfg.window
     zoo_nodes = f"{len(rec.zoo)} zoo nodes" if rec.zoo is not None else "no zoo: no method needed one"
-    lines = [
+    return [
         f"# gpdiff run: {target.name}", "",
         f"- target: **{target.name}** ({target.kind}, {target.n_nodes} nodes, {target.interval_minutes} min); "
         f"few-shot days: **{cfg.target_days:g}** (steps {split.train.start}-{split.train.stop}), validation "
@@ -320,6 +351,11 @@ def write_run_report(rec: RunRecord) -> Path:
         "MAPE skips zero targets. Every method sees the same windows, scaler and metrics; methods that fine-tune "
         "share one budget and stop early on the validation slice only.", "",
     ]
+
+
+def _blend_lines(rec: RunRecord, avg: Any) -> list[str]:
+    """report.md's table of every blended method alone and blended (none without a blend)."""
+    cfg, lines = rec.config, []
     blended = {m: o.result.notes["mae_without_blend"] for m, o in rec.outcomes.items()
                if "mae_without_blend" in o.result.notes}
     if blended:
@@ -328,19 +364,26 @@ def write_run_report(rec: RunRecord) -> Path:
                   "slice (weights in the notes). The same methods alone, average-horizon test MAE:", "",
                   "| method | MAE alone | MAE blended |", "|---|---|---|"]
         lines += [f"| {m} | {alone:.4g} | {avg[m]:.4g} |" for m, alone in blended.items()] + [""]
-    lines += interval_lines
-    lines += ["## Plots", ""]
-    for name, path in plots.items():
-        lines += [f"### {name.replace('_', ' ')}", "", f"![{name}]({Path(path).name})", ""]
+    return lines
+
+
+def _notes_lines(rec: RunRecord) -> list[str]:
+    """report.md's notes: what the run worked around in the data, and every method's notes."""
+    lines: list[str] = []
     notes = {m: o.result.notes for m, o in rec.outcomes.items() if o.result.notes}
     if notes or rec.data_notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in rec.data_notes]
         lines += [f"- `{m}`: " + "; ".join(f"{k}: {_note_value(v)}" for k, v in sorted(n.items()))
                   for m, n in notes.items()]  # sorted: a reused stage reads its notes back in key order
         lines += [""]
+    return lines
+
+
+def _files_lines(root: Path) -> list[str]:
+    """report.md's list of the run's files."""
     where = ("in the shared stage cache (`--cache`; `stages.yaml` lists each stage's folder)"
              if (root / "stages.yaml").is_file() else "in this folder")
-    lines += ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
+    return ["## Files", "", "- `config.yaml`: the effective run config", "- `results.csv`, `results.md`",
               "- `intervals.csv`: every method's interval coverage, width, interval score and CRPS per horizon step",
               "- `node_mae.csv`: every target node's test MAE per method (the unit of paired tests)",
               "- `node_crps.csv`: every target node's test CRPS per method (`name:ensemble`: its conformalised "
@@ -349,4 +392,4 @@ def write_run_report(rec: RunRecord) -> Path:
               f"`blend/<name>/` (with `blend.naive`), {where}: "
               "stage outputs, each with `stage.yaml` (key, config, inputs, code fingerprint, seed, versions, "
               "wall time)", ""]
-    return atomic_write_text(root / "report.md", "\n".join(lines))
+
