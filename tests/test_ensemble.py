@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from test_pipeline import TINY, _cities
 
+from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.ensemble import (
     EnsembleConfig,
     calibrate_ensemble,
@@ -180,7 +181,7 @@ def test_blending_the_members_blends_their_mean(month_city):
     rng = np.random.default_rng(0)
     test = np.stack([np.nan_to_num(tt) + rng.normal(0, 20, tt.shape) for _ in range(3)]).astype(np.float32)
     val = np.stack([np.nan_to_num(tv) + rng.normal(0, 20, tv.shape) for _ in range(3)]).astype(np.float32)
-    m = combine(test, val, data, ["seasonal_naive"], 0.05, "speed")
+    m = combine(test, val, data, BlendConfig(["seasonal_naive"], 0.05), "speed")
     assert 0 < m.weights.min() and m.weights.max() < 1  # a real mixture, not one of the two
     fitted = blend.fit_blend(val.mean(0, dtype=np.float64).astype(np.float32), data,
                              blend.BlendConfig(["seasonal_naive"], 0.05))
@@ -189,5 +190,5 @@ def test_blending_the_members_blends_their_mean(month_city):
     np.testing.assert_allclose(m.point, blend.apply_weights(test.mean(0, dtype=np.float64), naive, m.weights),
                                rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(m.test.mean(0), m.point, rtol=1e-5, atol=1e-4)
-    unblended = combine(test, val, data, [], 0.05, "speed")
+    unblended = combine(test, val, data, BlendConfig([], 0.05), "speed")
     assert unblended.weights is None and np.allclose(unblended.point, test.mean(0), atol=1e-5)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from gpdiff.data.windows import CityData
     from gpdiff.diffusion.sample import GenerateConfig
     from gpdiff.diffusion.train import DiffusionModel
+    from gpdiff.evaluation.blend import BlendConfig
     from gpdiff.prompts import PromptSet
     from gpdiff.zoo.params import ParamCollection
 
@@ -233,9 +234,9 @@ class Members:
     val_lagged: dict[str, float] = field(default_factory=dict)  # gpdiff.evaluation.blend.lag_share on the validation windows
 
 
-def combine(test: np.ndarray, val: np.ndarray, data: CityData, naive: list[str], step: float, kind: str) -> Members:
+def combine(test: np.ndarray, val: np.ndarray, data: CityData, config: BlendConfig, kind: str) -> Members:
     """Members' raw forecasts ``test [K, N, B, H]`` / ``val [K, N, Bv, H]`` of ``data``'s test and
-    validation windows -> :class:`Members`. With naive forecasts ``naive`` (``blend.naive``) the blend
+    validation windows -> :class:`Members`. With naive forecasts in ``config`` (``blend.naive``) the blend
     weights are fitted on the validation forecasts of the members' *mean* (:func:`gpdiff.evaluation.blend.fit_blend`)
     and applied to every member; the blend is affine with weights summing to 1, so the blended mean is
     the mean of the blended members."""
@@ -243,12 +244,12 @@ def combine(test: np.ndarray, val: np.ndarray, data: CityData, naive: list[str],
     from gpdiff.evaluation import blend
 
     weights, val_mae, lagged = None, None, {}
-    if naive:
-        fitted = blend.fit_blend(val.mean(0, dtype=np.float64).astype(np.float32), data, blend.BlendConfig(naive, step))
+    if config.active:
+        fitted = blend.fit_blend(val.mean(0, dtype=np.float64).astype(np.float32), data, config)
         weights, val_mae = fitted.weights, (float(fitted.val_mae[0]), float(fitted.val_mae[1]))
         lagged = dict(fitted.val_lagged or {})
-        nt = blend.naive_forecasts(data, data.origins("test"), naive)
-        nv = blend.naive_forecasts(data, data.origins("val"), naive)
+        nt = blend.naive_forecasts(data, data.origins("test"), fitted.names)
+        nv = blend.naive_forecasts(data, data.origins("val"), fitted.names)
         test = np.stack([blend.apply_weights(m, nt, weights) for m in test])
         val = np.stack([blend.apply_weights(m, nv, weights) for m in val])
     return Members(test, val, feasible(test.mean(0, dtype=np.float64).astype(np.float32), kind),

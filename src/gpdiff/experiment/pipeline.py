@@ -377,7 +377,7 @@ def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], f
     kind = cities.target.kind
     raw_test = np.stack([r.pred for r in results])
     raw_val = np.stack([r.pred if r.params is None else forecast(model, r.params, tdata, "val") for r in results])
-    m = ensemble.combine(raw_test, raw_val, tdata, cfg.blend.naive, cfg.blend.step, kind)
+    m = ensemble.combine(raw_test, raw_val, tdata, cfg.blend, kind)
     notes = {**first.notes, "ensemble": f"{cfg.ensemble.size} members (mean forecast), "
              + ("generations of seeds " if name in NEEDS_GENERATION else "fine-tuning seeds ")
              + ", ".join(str(ensemble.member_seed(cfg.seed, k)) for k in range(cfg.ensemble.size))}
