@@ -8,8 +8,8 @@ city folder (series.csv)   :func:`load_city_folder` (gpdiff's own, human-editabl
 GPD / ST-GFSL folder       :func:`load_gpd_folder` (``dataset.npy`` + ``matrix.npy``)
 DCRNN ``.h5`` (+ pickle)   :func:`load_dcrnn` (METR-LA, PEMS-BAY)
 ASTGCN ``PEMS0X.npz``      :func:`load_astgcn` (PEMS03/04/07/08)
-LibCity atomic files       :func:`gpdiff.data.libcity.load_libcity` (``.geo/.rel/.dyna``)
-BasicTS folder             :func:`gpdiff.data.basicts.load_basicts`
+LibCity atomic files       :func:`gpdiff.data.formats.libcity.load_libcity` (``.geo/.rel/.dyna``)
+BasicTS folder             :func:`gpdiff.data.formats.basicts.load_basicts`
 pandas DataFrame           :meth:`City.from_pandas`
 =========================  ===============================================================
 
@@ -33,11 +33,11 @@ import pandas as pd
 
 from gpdiff.data import options as opt
 from gpdiff.data.city import KINDS, City, coordinate_fault
+from gpdiff.data.formats.graphpickle import id_str as _id_str
+from gpdiff.data.formats.graphpickle import read_graph_pickle
+from gpdiff.data.formats.widecsv import read_wide_csv
 from gpdiff.data.graph import gaussian_knn_adjacency
-from gpdiff.data.graphpickle import id_str as _id_str
-from gpdiff.data.graphpickle import read_graph_pickle
 from gpdiff.data.timeaxis import how_to_set, place_on_grid, regular_grid
-from gpdiff.data.widecsv import read_wide_csv
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import atomic_write_text, write_yaml
 
@@ -88,8 +88,8 @@ def load_path(path: PathLike, **options: Any) -> City:
     gives them too). Raises :class:`GpdiffError` for an unknown layout or an option the format
     does not take.
     """
-    from gpdiff.data.basicts import is_basicts_folder, load_basicts
-    from gpdiff.data.libcity import is_libcity_folder, load_libcity
+    from gpdiff.data.formats.basicts import is_basicts_folder, load_basicts
+    from gpdiff.data.formats.libcity import is_libcity_folder, load_libcity
 
     p = Path(path)
     if not p.exists():
@@ -139,7 +139,7 @@ def load_dcrnn(h5_path: PathLike, adj_pkl_path: PathLike | None = None, name: st
     timestamps are an error.
 
     ``adj_pkl_path``: the graph pickle, default ``adj_mx.pkl`` / ``adj_mx_bay.pkl`` beside the h5;
-    see :func:`gpdiff.data.graphpickle.read_graph_pickle` (the DCRNN 3-sequence, or a bare
+    see :func:`gpdiff.data.formats.graphpickle.read_graph_pickle` (the DCRNN 3-sequence, or a bare
     ``[N, N]`` matrix in the column order of the h5). **The format requires unpickling, which can
     run code: only load pickles you trust** (e.g. the ones from the DCRNN repository). The
     fixed-format h5 is read without unpickling anything; a table-format h5 is read by pandas,
@@ -498,7 +498,7 @@ def load_city_folder(folder: PathLike, **options: Any) -> City:
     - ``series.csv`` (required): first column timestamps (e.g. ``2012-03-01 00:05``), then one
       column per node; the header row holds the node ids. An empty cell is a missing value. The
       separator (``,`` ``;`` tab), a decimal comma and a leading unnamed index column are detected
-      (:mod:`gpdiff.data.widecsv`). Day-first dates and UTC offsets are read as described in
+      (:mod:`gpdiff.data.formats.widecsv`). Day-first dates and UTC offsets are read as described in
       :mod:`gpdiff.data.timeaxis`. The interval is the most common time difference; missing rows
       are filled as missing; duplicated, unsorted or off-grid timestamps are an error.
     - graph, one of: ``adjacency.csv`` (N x N weights, optionally with a header row of node ids,

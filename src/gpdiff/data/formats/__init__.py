@@ -1,0 +1,1 @@
+"""Readers of the data formats gpdiff understands, one module per format."""
