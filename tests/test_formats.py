@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from gpdiff.data.city import City
+from gpdiff.data.formats import load_path
 from gpdiff.data.formats.basicts import load_basicts
 from gpdiff.data.formats.libcity import load_libcity
-from gpdiff.data.loaders import load_path
 from gpdiff.utils.errors import GpdiffError
 
 T, N = 36, 4
