@@ -31,7 +31,7 @@ import numpy as np
 
 from gpdiff.data.catalog import FLOW_CITIES, load_city
 from gpdiff.data.city import feasible
-from gpdiff.data.loaders import write_city_folder
+from gpdiff.data.formats.city_folder import write_city_folder
 from gpdiff.data.windows import CityData
 from gpdiff.evaluation.blend import BlendFit
 from gpdiff.evaluation.metrics import masked_metrics

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from gpdiff.cli import main
-from gpdiff.data.loaders import write_city_folder
+from gpdiff.data.formats.city_folder import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.experiment.bench import load_suite, run_suite
 from gpdiff.experiment.scoreboard import paired_test

@@ -14,7 +14,7 @@ from test_pipeline import TINY
 
 from gpdiff.cli import main
 from gpdiff.data.city import City
-from gpdiff.data.loaders import write_city_folder
+from gpdiff.data.formats.city_folder import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.experiment.pipeline import pretrain_sources
 from gpdiff.experiment.runconfig import RunConfig

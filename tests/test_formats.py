@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpdiff.data.basicts import load_basicts
 from gpdiff.data.city import City
-from gpdiff.data.libcity import load_libcity
-from gpdiff.data.loaders import load_path
+from gpdiff.data.formats import load_path
+from gpdiff.data.formats.basicts import load_basicts
+from gpdiff.data.formats.libcity import load_libcity
 from gpdiff.utils.errors import GpdiffError
 
 T, N = 36, 4

@@ -134,7 +134,7 @@ def test_cli_pretrain_with_the_functional_loss(setup, two_source_cities, tmp_pat
     from click.testing import CliRunner
 
     from gpdiff.cli import main
-    from gpdiff.data.loaders import write_city_folder
+    from gpdiff.data.formats.city_folder import write_city_folder
     from gpdiff.diffusion import DiffusionModel
     from gpdiff.prompts import PromptSet
 

@@ -14,7 +14,11 @@ from click.testing import CliRunner
 
 from gpdiff.cli import main
 from gpdiff.data.city import City
-from gpdiff.data.loaders import load_astgcn, load_city_folder, load_dcrnn, load_gpd_folder, load_path
+from gpdiff.data.formats import load_path
+from gpdiff.data.formats.astgcn import load_astgcn
+from gpdiff.data.formats.city_folder import load_city_folder
+from gpdiff.data.formats.dcrnn import load_dcrnn
+from gpdiff.data.formats.gpd_folder import load_gpd_folder
 from gpdiff.data.lookup import load_named
 from gpdiff.experiment.pipeline import load_cities
 from gpdiff.experiment.runconfig import RunConfig

@@ -11,15 +11,12 @@ import pytest
 
 from gpdiff.data.catalog import load_city
 from gpdiff.data.city import City
+from gpdiff.data.formats import load_path
+from gpdiff.data.formats.astgcn import load_astgcn
+from gpdiff.data.formats.city_folder import load_city_folder, write_city_folder
+from gpdiff.data.formats.dcrnn import load_dcrnn
+from gpdiff.data.formats.gpd_folder import load_gpd_folder
 from gpdiff.data.graph import gaussian_knn_adjacency
-from gpdiff.data.loaders import (
-    load_astgcn,
-    load_city_folder,
-    load_dcrnn,
-    load_gpd_folder,
-    load_path,
-    write_city_folder,
-)
 from gpdiff.utils.errors import GpdiffError
 
 IDS = ["773869", "767541", "767542", "717447", "717446"]

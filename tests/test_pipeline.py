@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from gpdiff.cli import main
-from gpdiff.data.loaders import write_city_folder
+from gpdiff.data.formats.city_folder import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.experiment.pipeline import run_pipeline
 from gpdiff.experiment.runconfig import RunConfig

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from gpdiff.data.city import City
-from gpdiff.data.loaders import write_city_folder
+from gpdiff.data.formats.city_folder import write_city_folder
 from gpdiff.data.splits import source_split, target_split
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import CityData

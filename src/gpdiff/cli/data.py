@@ -76,7 +76,7 @@ def show(name_or_path: str, plot_path: Path | None, option_pairs: tuple[str, ...
 def convert(path: str, out: Path, option_pairs: tuple[str, ...], force: bool) -> None:
     """Read PATH (any supported format) and write it as OUT: a NAME.city file, or else a city folder."""
     from gpdiff.data import load_city
-    from gpdiff.data.loaders import write_city_folder
+    from gpdiff.data.formats.city_folder import write_city_folder
     from gpdiff.utils.errors import GpdiffError
 
     source = Path(path).resolve() if Path(path).exists() else None

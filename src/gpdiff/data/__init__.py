@@ -1,4 +1,4 @@
-"""City data: the data model, loaders, splits, scalers, windows and graphs."""
+"""City data: the data model, the format readers (:mod:`gpdiff.data.formats`), splits, scalers, windows and graphs."""
 
 from gpdiff.data.catalog import load_city
 from gpdiff.data.city import City

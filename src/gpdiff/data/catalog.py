@@ -53,7 +53,7 @@ def load_city(name_or_path: str | os.PathLike[str], **options: Any) -> City:
     if p.suffix == ".city" and not options:
         return City.load(p)
     if p.exists() or os.sep in s:
-        from gpdiff.data.loaders import load_path  # local import: loaders pull in h5py/pandas IO
+        from gpdiff.data.formats import load_path  # local import: the format readers pull in h5py/pandas IO
 
         return load_path(p, **options)
     if options:

@@ -95,7 +95,7 @@ def download(name: str, dest: str | os.PathLike[str] | None = None, progress: bo
     h5_file, pkl_file = REGISTRY[name]
     used = [fetch(f, raw_dir, progress=progress) for f in (h5_file, pkl_file)]
 
-    from gpdiff.data.loaders import load_dcrnn  # local import: pulls in h5py
+    from gpdiff.data.formats.dcrnn import load_dcrnn  # local import: pulls in h5py
 
     city = load_dcrnn(raw_dir / h5_file.filename, raw_dir / pkl_file.filename, name=name)
     city.source = f"{name}: DCRNN release ({', '.join(used)}), converted by gpdiff {__version__}; " + city.source

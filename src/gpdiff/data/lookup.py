@@ -39,7 +39,7 @@ def load_named(name: str, data_dir: str | None) -> City:
 def data_dir_cities(data_dir: str | Path) -> list[str]:
     """The city names in a data folder: every folder and every city file; other files (a README, an
     .npz's .csv) are not cities."""
-    from gpdiff.data.loaders import CITY_FILE_SUFFIXES
+    from gpdiff.data.formats import CITY_FILE_SUFFIXES
 
     names = [p.stem if p.is_file() else p.name.removeprefix("Data_") for p in sorted(Path(data_dir).iterdir())
              if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in CITY_FILE_SUFFIXES)]

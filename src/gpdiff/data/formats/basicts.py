@@ -9,7 +9,7 @@
 
 Channel 0 is the target; the other channels are BasicTS's time features (time of day, day of
 week ...), which gpdiff derives from the time axis itself, so they are dropped. The graph is
-``adj_mx.pkl`` when present (:mod:`gpdiff.data.graphpickle`; the older layouts need unpickling:
+``adj_mx.pkl`` when present (:mod:`gpdiff.data.formats.graphpickle`; the older layouts need unpickling:
 **only load pickles you trust**). BasicTS stores no start date: ``start`` (option or ``city.yaml``)
 gives it, else the published start of METR-LA / PEMS-BAY / PEMS0X, else 2000-01-03 (recorded as
 unknown).
@@ -27,7 +27,7 @@ import pandas as pd
 
 from gpdiff.data import options as opt
 from gpdiff.data.city import City
-from gpdiff.data.graphpickle import load_pickle, read_graph_pickle_by_order
+from gpdiff.data.formats.graphpickle import load_pickle, read_graph_pickle_by_order
 from gpdiff.data.timeaxis import how_to_set
 from gpdiff.utils.errors import GpdiffError
 
