@@ -1,13 +1,24 @@
-"""Fixtures shared by several test modules: thread settings and small synthetic cities."""
+"""Fixtures and helpers shared by several test modules: thread settings, small synthetic cities, the tiny run
+config of the end-to-end tests and a toy zoo with its prompts. Test modules import the helpers from here
+(``from tests.conftest import TINY``); tests/ is a package, so modules of the same name in two folders can
+sit side by side."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from gpdiff.data.city import City
+from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
+from gpdiff.models.base import ParamSpec
+from gpdiff.prompts import PromptSet
+from gpdiff.zoo.params import ParamCollection
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +58,51 @@ def month_city() -> City:
     """A 4-node hourly city of 20 days, long enough for a few-shot target split (days of training,
     a validation day, a test period). A fresh copy per test, so a test may modify it."""
     return synthetic_city("month", n_nodes=4, days=20, seed=1)
+
+
+# ------------------------------------------------------------------ the end-to-end tests' tiny run
+METHODS = ["seasonal_naive", "historical_average", "target_only", "transfer_zero_shot", "transfer", "mean_params",
+           "retrieval", "knn_residual", "reptile", "gpd_zero_shot", "gpd"]
+TINY = dict(
+    target_days=3, seed=0, device="cpu",
+    window={"history": 12, "horizon": 3, "n_neighbors": 3},
+    anchor={"max_steps": 6, "eval_every": 3, "nodes_per_step": 8, "batch_size": 8, "val_nodes": 16},
+    zoo={"max_epochs": 2, "steps_per_epoch": 3, "batch_size": 16},
+    prompts={"temporal": "stats"},
+    diffusion={"iters": 30, "batch_size": 16, "warmup": 5, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
+    generate={"num_inference_steps": 5},
+    finetune={"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8},
+    blend={"naive": []},  # each method alone; test_blend_... turns the default blend on
+    methods={**{m: {} for m in METHODS}, "knn_residual": {"ks": [1, 2], "shrinkages": [0.0, 0.5]},
+             "reptile": {"meta_steps": 2, "inner_steps": 2}},
+)
+
+
+def tiny_cities(root: Path, target_scale: float = 1.0) -> Path:
+    """Three tiny synthetic city folders (alpha 6 nodes, beta 8, gamma 5; 12 days) under ``root``; alpha's test
+    period scaled by ``target_scale``."""
+    for name, seed, n in (("alpha", 1, 6), ("beta", 2, 8), ("gamma", 3, 5)):
+        c = synthetic_city(name, n_nodes=n, days=12, seed=seed)
+        if name == "alpha" and target_scale != 1.0:
+            test_start = c.n_steps - int(round(0.2 * c.n_steps))
+            c.values[test_start:] *= target_scale
+        write_city_folder(c, root / name)
+    return root
+
+
+# ------------------------------------------------------------------ a toy zoo and its prompts
+SPEC = [ParamSpec("gc.w", (6, 5), "spatial"), ParamSpec("t.w", (12, 4), "temporal"), ParamSpec("t.b", (4,), "temporal"),
+        ParamSpec("out", (4, 3), "temporal")]
+N_PARAMS = sum(s.numel for s in SPEC)
+
+
+def toy(n: int = 40, seed: int = 0, city: str = "c") -> tuple[ParamCollection, PromptSet]:
+    """Parameters that are a smooth function of 3-d prompt latents."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 3, generator=g)
+    params = torch.tanh(z @ torch.randn(3, 8, generator=g)) @ torch.randn(8, N_PARAMS, generator=g)
+    ids = [f"n{i}" for i in range(n)]
+    zoo = ParamCollection(params, ids, [city] * n, "toy", {"preset": "small", "history": 12}, SPEC)
+    prompts = PromptSet(torch.tanh(z[:, :2] @ torch.randn(2, 5, generator=g)), torch.tanh(z @ torch.randn(3, 7, generator=g)),
+                        ids, [city] * n, {"temporal_encoder": "test"})
+    return zoo, prompts

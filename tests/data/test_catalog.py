@@ -18,7 +18,7 @@ import pytest
 from gpdiff.data.catalog import BUNDLED_DIR, bundled_names
 from gpdiff.data.city import City
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RAW = REPO.parent / "shared" / "data"
 NAMES = ["la-loop", "nyc-taxi", "montevideo-bus", "melbourne-ped", "hangzhou-metro"]
 

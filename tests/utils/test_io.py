@@ -27,7 +27,7 @@ from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import atomic_write_text, load_tensors, read_yaml
 from gpdiff.utils.progress import PLAIN_INTERVAL_S, progress_bar
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 # A second process: enters stage "s" of RUN, says so in RUN/holding, waits for RUN/go (or forever),
 # then writes its output.
@@ -223,12 +223,11 @@ def test_the_cli_turns_a_full_disk_anywhere_into_one_line(monkeypatch):
 def test_a_run_that_fills_the_disk_stops_in_one_line_and_resumes(tmp_path, monkeypatch):
     """The disk fills while the zoo stage writes: one line, no traceback; the anchor stage finished before
     is intact, and the same command then reuses it and finishes."""
-    from test_pipeline import TINY, _cities
-
     from gpdiff.cli import main
     from gpdiff.utils.io import write_yaml
+    from tests.conftest import TINY, tiny_cities
 
-    data = _cities(tmp_path / "data")
+    data = tiny_cities(tmp_path / "data")
     config = write_yaml(tmp_path / "tiny.yaml", {**TINY, "target": "alpha", "data_dir": str(data),
                                                   "methods": {"seasonal_naive": {}, "transfer": {}}})
     args = ["run", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet"]

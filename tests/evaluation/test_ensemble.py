@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from test_pipeline import TINY, _cities
 
 from gpdiff.evaluation.ensemble import (
     EnsembleConfig,
@@ -18,6 +17,7 @@ from gpdiff.evaluation.intervals import bounds, calibrate, score
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.scoreboard import crps_tests, intervals_markdown
 from gpdiff.utils.errors import GpdiffError
+from tests.conftest import TINY, tiny_cities
 
 
 def _heteroscedastic(seed=0, n=20, b=600, h=3, k=8):
@@ -134,7 +134,7 @@ def test_paired_crps_test_against_the_best_baseline():
 
 
 def test_run_with_an_ensemble_end_to_end_and_its_first_member_is_the_run_without(tmp_path):
-    data = _cities(tmp_path / "data")
+    data = tiny_cities(tmp_path / "data")
     methods = ["seasonal_naive", "transfer_zero_shot", "target_only", "gpd"]
     base = {**TINY, "target": "alpha", "data_dir": str(data), "methods": methods, "blend": {"naive": ["seasonal_naive"]}}
     from gpdiff.experiment.pipeline import run_pipeline

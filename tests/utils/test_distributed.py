@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,13 +20,12 @@ from gpdiff.zoo.nodetrain import BLOCK_CHUNKS, NodeTrainConfig, NodeTrainer
 from gpdiff.zoo.params import ParamCollection
 from gpdiff.zoo.sourcepool import prepare_cities
 from gpdiff.zoo.train import ZooConfig, train_zoo
-
-sys.path.insert(0, str(Path(__file__).parent))
-from distributed_worker import WINDOW, ZOO  # noqa: E402
+from tests.conftest import REPO
+from tests.distributed_worker import WINDOW, ZOO
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")]
-WORKER = Path(__file__).parent / "distributed_worker.py"
+WORKER = REPO / "tests" / "distributed_worker.py"
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +80,12 @@ def test_two_process_denoiser_resumes_exactly_and_generates(two_process_run):
 
 def test_gpdiff_run_under_torchrun_shards_the_zoo_and_writes_one_report(tmp_path):
     import yaml
-    from test_pipeline import TINY, _cities
 
     from gpdiff.experiment.pipeline import run_pipeline
     from gpdiff.experiment.runconfig import RunConfig
+    from tests.conftest import TINY, tiny_cities
 
-    data = _cities(tmp_path / "data")
+    data = tiny_cities(tmp_path / "data")
     settings = {**TINY, "target": "alpha", "data_dir": str(data), "methods": {"seasonal_naive": {}, "gpd": {}},
                 "zoo": {**TINY["zoo"], "node_chunk": 1}}
     single = run_pipeline(RunConfig.from_dict({**settings, "out": str(tmp_path / "single")}), progress=False,

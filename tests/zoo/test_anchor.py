@@ -213,7 +213,7 @@ def test_standardizer_per_coordinate_and_uncentred_round_trip() -> None:
 
 
 def _anchored_toy() -> tuple[ParamCollection, object]:
-    from test_diffusion import toy
+    from tests.conftest import toy
 
     zoo, prompts = toy()
     anchor = torch.linspace(-1, 1, zoo.params.shape[1])

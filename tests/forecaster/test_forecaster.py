@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
-from test_pipeline import TINY
 
 from gpdiff.cli import main
 from gpdiff.data.city import City
@@ -21,6 +20,7 @@ from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.forecaster import GPD, Forecaster
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import read_yaml, write_yaml
+from tests.conftest import REPO, TINY
 
 FAST = {"finetune": {"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8}}
 
@@ -330,6 +330,6 @@ def test_the_shipped_pretrained_gpd_loads_and_refuses_bundled_targets():
 @pytest.mark.slow
 def test_the_shipped_pretrained_gpd_is_rebuilt_by_its_script():
     """About five minutes: `python scripts/build_pretrained.py --check` rebuilds it and compares."""
-    script = Path(__file__).resolve().parents[1] / "scripts" / "build_pretrained.py"
+    script = REPO / "scripts" / "build_pretrained.py"
     r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr

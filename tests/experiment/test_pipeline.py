@@ -16,40 +16,14 @@ from gpdiff.experiment.pipeline import run_pipeline
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors, read_yaml
+from tests.conftest import METHODS, REPO, TINY, tiny_cities
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-METHODS = ["seasonal_naive", "historical_average", "target_only", "transfer_zero_shot", "transfer", "mean_params",
-           "retrieval", "knn_residual", "reptile", "gpd_zero_shot", "gpd"]
-TINY = dict(
-    target_days=3, seed=0, device="cpu",
-    window={"history": 12, "horizon": 3, "n_neighbors": 3},
-    anchor={"max_steps": 6, "eval_every": 3, "nodes_per_step": 8, "batch_size": 8, "val_nodes": 16},
-    zoo={"max_epochs": 2, "steps_per_epoch": 3, "batch_size": 16},
-    prompts={"temporal": "stats"},
-    diffusion={"iters": 30, "batch_size": 16, "warmup": 5, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
-    generate={"num_inference_steps": 5},
-    finetune={"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8},
-    blend={"naive": []},  # each method alone; test_blend_... turns the default blend on
-    methods={**{m: {} for m in METHODS}, "knn_residual": {"ks": [1, 2], "shrinkages": [0.0, 0.5]},
-             "reptile": {"meta_steps": 2, "inner_steps": 2}},
-)
-
-
-def _cities(root: Path, target_scale: float = 1.0) -> Path:
-    for name, seed, n in (("alpha", 1, 6), ("beta", 2, 8), ("gamma", 3, 5)):
-        c = synthetic_city(name, n_nodes=n, days=12, seed=seed)
-        if name == "alpha" and target_scale != 1.0:
-            test_start = c.n_steps - int(round(0.2 * c.n_steps))
-            c.values[test_start:] *= target_scale
-        write_city_folder(c, root / name)
-    return root
-
+CONFIGS = REPO / "configs"
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    data = _cities(root / "data")
+    data = tiny_cities(root / "data")
     cfg = RunConfig.from_dict({**TINY, "target": "alpha", "data_dir": str(data), "out": str(root / "run")})
     return cfg, run_pipeline(cfg, progress=False, log=lambda m: None)
 
@@ -190,7 +164,7 @@ def test_changing_the_code_recomputes_every_stage(first_run, tmp_path, monkeypat
 def test_target_test_period_never_reaches_training(first_run, tmp_path):
     """Scaling the target's test values by 10 changes no trained or generated parameter."""
     cfg, res = first_run
-    data = _cities(tmp_path / "data", target_scale=10.0)
+    data = tiny_cities(tmp_path / "data", target_scale=10.0)
     cfg2 = RunConfig.from_dict({**cfg.to_dict(), "data_dir": str(data), "out": str(tmp_path / "run"),
                                 "methods": ["target_only", "retrieval", "gpd"]})
     res2 = run_pipeline(cfg2, progress=False, log=lambda m: None)
@@ -212,9 +186,9 @@ def test_nothing_fitted_on_the_target_reads_before_its_few_shot_days(tmp_path):
     methods = ["weekly_naive", "target_only", "transfer", "knn_residual", "gpd_zero_shot", "gpd"]
     outs = []
     for poison in (False, True):
-        data = _cities(tmp_path / f"data{poison}")
+        data = tiny_cities(tmp_path / f"data{poison}")
         if poison:
-            alpha = synthetic_city("alpha", n_nodes=6, days=12, seed=1)  # as _cities makes it
+            alpha = synthetic_city("alpha", n_nodes=6, days=12, seed=1)  # as tiny_cities makes it
             split = target_split(alpha.n_steps, alpha.steps_per_day, 3)
             rng = np.random.default_rng(0)
             alpha.values[: split.train.start] = rng.uniform(0, 1e4, alpha.values[: split.train.start].shape)
@@ -249,7 +223,7 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_too_few_target_days_is_a_clear_error(tmp_path):
-    data = _cities(tmp_path / "data")
+    data = tiny_cities(tmp_path / "data")
     cfg = RunConfig.from_dict({**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
                                "target_days": 0.25})
 
@@ -290,7 +264,7 @@ def test_target_nodes_silent_in_the_few_shot_days_do_not_break_the_run(first_run
     the run finishes, says what it did, and no method is thrown into raw-unit predictions."""
     from gpdiff.data.splits import target_split
 
-    root = _cities(tmp_path / "data")
+    root = tiny_cities(tmp_path / "data")
     alpha = synthetic_city("alpha", n_nodes=6, days=12, seed=1)
     split = target_split(alpha.n_steps, alpha.steps_per_day, 3, 1.0, 0.2, 12 + 3, name="alpha")
     few = split.train.as_slice()
@@ -321,7 +295,7 @@ def test_target_nodes_silent_in_the_few_shot_days_do_not_break_the_run(first_run
 
 def test_seasonal_context_runs_end_to_end(tmp_path):
     """window.context daily with the residual to seasonal naive: every stage, and the report says so."""
-    data = _cities(tmp_path / "data")
+    data = tiny_cities(tmp_path / "data")
     methods = ["seasonal_naive", "weekly_naive", "target_only", "gpd_zero_shot", "gpd"]
     cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
                                      "methods": methods},
@@ -337,7 +311,7 @@ def test_seasonal_context_runs_end_to_end(tmp_path):
 def test_weekly_context_runs_zero_shot_methods_without_target_training_windows(tmp_path):
     """3 few-shot days hold no window with a weekly lag: zero-shot methods run on the test windows
     (which may look back a week), and a method that fine-tunes is refused, named, before training."""
-    data = _cities(tmp_path / "data")
+    data = tiny_cities(tmp_path / "data")
     zero_shot = ["seasonal_naive", "weekly_naive", "historical_average", "transfer_zero_shot", "gpd_zero_shot"]
     weekly = ["window.context=weekly", "zoo.residual=seasonal"]
     cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
@@ -406,7 +380,7 @@ def test_runs_in_two_folders_share_stages_through_cache(tmp_path):
     """`gpdiff run --cache DIR`: a second run directory with one setting changed reuses every stage above it."""
     from gpdiff.utils.io import write_yaml
 
-    data = _cities(tmp_path / "data")
+    data = tiny_cities(tmp_path / "data")
     config = write_yaml(tmp_path / "tiny.yaml", {**TINY, "target": "alpha", "data_dir": str(data),
                                                   "methods": {"seasonal_naive": {}, "transfer": {}}})
     args = ["run", "--config", str(config), "--cache", str(tmp_path / "cache"), "--quiet"]
@@ -438,7 +412,7 @@ def test_default_sources_are_the_city_entries_of_the_data_dir(tmp_path):
 def test_functional_loss_and_members_run_end_to_end(tmp_path):
     """diffusion.functional_weight > 0: the diffusion stage scores its estimates on the sources' windows;
     zoo.members > 1: it trains on every member."""
-    data = _cities(tmp_path / "data")
+    data = tiny_cities(tmp_path / "data")
     cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
                                      "methods": ["seasonal_naive", "knn_residual", "gpd_zero_shot"]},
                               ["diffusion.functional_weight=0.5", "diffusion.functional_windows=4", "zoo.members=2"])

@@ -36,27 +36,11 @@ from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import read_yaml, write_yaml
 from gpdiff.utils.lr_schedule import warmup_cosine, warmup_cosine_scheduler
 from gpdiff.zoo.params import ParamCollection, Tokenizer, flatten
+from tests.conftest import N_PARAMS, REPO, SPEC, toy
 
 # diffusers' DPM-Solver++ calls np.array on a tensor in a way numpy 2 deprecates (not ours to fix)
 pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
               pytest.mark.usefixtures("one_thread")]
-
-SPEC = [ParamSpec("gc.w", (6, 5), "spatial"), ParamSpec("t.w", (12, 4), "temporal"), ParamSpec("t.b", (4,), "temporal"),
-        ParamSpec("out", (4, 3), "temporal")]
-N_PARAMS = sum(s.numel for s in SPEC)
-
-
-def toy(n: int = 40, seed: int = 0, city: str = "c") -> tuple[ParamCollection, PromptSet]:
-    """Parameters that are a smooth function of 3-d prompt latents."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, 3, generator=g)
-    params = torch.tanh(z @ torch.randn(3, 8, generator=g)) @ torch.randn(8, N_PARAMS, generator=g)
-    ids = [f"n{i}" for i in range(n)]
-    zoo = ParamCollection(params, ids, [city] * n, "toy", {"preset": "small", "history": 12}, SPEC)
-    prompts = PromptSet(torch.tanh(z[:, :2] @ torch.randn(2, 5, generator=g)), torch.tanh(z @ torch.randn(3, 7, generator=g)),
-                        ids, [city] * n, {"temporal_encoder": "test"})
-    return zoo, prompts
-
 
 CPU = "cpu"  # every training run here: the tensors are tiny
 
@@ -392,7 +376,7 @@ def test_cli_pretrain_and_generate(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- does it learn the mapping?
 def _benchmark_module():  # type: ignore[no-untyped-def]
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diffusion_synthetic.py"
+    path = REPO / "benchmarks" / "diffusion_synthetic.py"
     spec = importlib.util.spec_from_file_location("diffusion_synthetic", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     sys.modules["diffusion_synthetic"] = module
