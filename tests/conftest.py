@@ -14,8 +14,10 @@ import torch
 from gpdiff.data.city import City
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
+from gpdiff.diffusion import DiffusionConfig
 from gpdiff.models.base import ParamSpec
 from gpdiff.prompts import PromptSet
+from gpdiff.utils.config import merge
 from gpdiff.zoo.params import ParamCollection
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,3 +108,10 @@ def toy(n: int = 40, seed: int = 0, city: str = "c") -> tuple[ParamCollection, P
     prompts = PromptSet(torch.tanh(z[:, :2] @ torch.randn(2, 5, generator=g)), torch.tanh(z @ torch.randn(3, 7, generator=g)),
                         ids, [city] * n, {"temporal_encoder": "test"})
     return zoo, prompts
+
+
+def tiny_config(**kw) -> DiffusionConfig:  # type: ignore[no-untyped-def]
+    """The small diffusion preset shrunk to seconds; ``kw`` nested like ``DiffusionConfig.to_dict()``."""
+    base = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 20,
+            "batch_size": 16, "checkpoint_every": 10}
+    return DiffusionConfig.from_dict(merge(base, kw))

@@ -1,55 +1,39 @@
 """Generative pre-training: configs, schedules, the denoiser and its conditioning, training, sampling, CLI."""
-
 from __future__ import annotations
 
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from diffusers.training_utils import EMAModel
 
-from gpdiff.cli import main
 from gpdiff.diffusion import (
-    CONDITIONING,
     PRESETS,
-    SAMPLERS,
     Denoiser,
     DenoiserConfig,
     DiffusionConfig,
     DiffusionModel,
-    NoiseSchedule,
-    ScheduleConfig,
     TokenShape,
     fit,
     generate,
     generate_tensors,
-    make_sampler,
     pretrain,
 )
 from gpdiff.models.base import ParamSpec
 from gpdiff.prompts import PromptSet
-from gpdiff.utils.config import merge
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import read_yaml, write_yaml
-from gpdiff.utils.lr_schedule import warmup_cosine, warmup_cosine_scheduler
-from gpdiff.zoo.params import ParamCollection, Tokenizer, flatten
-from tests.conftest import N_PARAMS, REPO, SPEC, toy
+from gpdiff.zoo.params import ParamCollection, Standardizer, Tokenizer, flatten
+from tests.conftest import REPO, SPEC, tiny_config, toy
 
 # diffusers' DPM-Solver++ calls np.array on a tensor in a way numpy 2 deprecates (not ours to fix)
 pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
               pytest.mark.usefixtures("one_thread")]
 
 CPU = "cpu"  # every training run here: the tensors are tiny
-
-
-def tiny_config(**kw) -> DiffusionConfig:  # type: ignore[no-untyped-def]
-    """The small preset shrunk to seconds; ``kw`` nested like ``DiffusionConfig.to_dict()``."""
-    base = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 20,
-            "batch_size": 16, "checkpoint_every": 10}
-    return DiffusionConfig.from_dict(merge(base, kw))
 
 
 def randomize(net: torch.nn.Module, seed: int = 0) -> None:
@@ -68,11 +52,22 @@ def denoiser(condition: str, n_layers: int = 2) -> tuple[Denoiser, torch.Tensor]
     return net, tok.spatial_mask()
 
 
-def inputs(b: int = 3, seed: int = 1) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-    n_tok = Tokenizer(SPEC, 8).n_tokens
-    return (torch.randn(b, n_tok, 8, generator=g), torch.randint(0, 500, (b,), generator=g),
-            torch.randn(b, 5, generator=g), torch.randn(b, 7, generator=g))
+# ----------------------------------------------------------------------------- does it learn the mapping?
+def _benchmark_module():  # type: ignore[no-untyped-def]
+    path = REPO / "benchmarks" / "diffusion_synthetic.py"
+    spec = importlib.util.spec_from_file_location("diffusion_synthetic", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["diffusion_synthetic"] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _anchored_toy() -> tuple[ParamCollection, object]:
+    zoo, prompts = toy()
+    anchor = torch.linspace(-1, 1, zoo.params.shape[1])
+    zoo = replace(zoo, params=anchor + 0.1 * zoo.params, anchor=anchor, cities=["c"] * 30 + ["d"] * 10)
+    prompts = replace(prompts, cities=zoo.cities)
+    return zoo, prompts
 
 
 # ----------------------------------------------------------------------------- config
@@ -101,123 +96,6 @@ def test_nested_config_from_preset_and_overrides() -> None:
         DiffusionConfig.from_dict({"seed": 1})
     with pytest.raises(GpdiffError, match="unknown denoiser preset 'huge'"):
         DiffusionConfig.from_dict({"preset": "huge"})
-
-
-def test_lambda_lr_schedule_follows_the_warmup_cosine_factor() -> None:
-    warmup, total, base = 5, 30, 0.01
-    assert [warmup_cosine(i, warmup, total) for i in (0, 4, 5)] == [0.2, 1.0, 1.0]
-    assert warmup_cosine(total, warmup, total) == pytest.approx(0.1) and warmup_cosine(total + 7, warmup, total) == (
-        warmup_cosine(total, warmup, total))
-    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=base)
-    sched = warmup_cosine_scheduler(opt, warmup, total)
-    seen = []
-    for _ in range(total):
-        seen.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert seen == [base * warmup_cosine(i, warmup, total) for i in range(total)]
-    assert all(a >= b for a, b in zip(seen[warmup - 1 :], seen[warmup:]))  # decays after the warm-up
-    resumed = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=base)
-    warmup_cosine_scheduler(resumed, warmup, total, start=12)
-    assert resumed.param_groups[0]["lr"] == seen[12]
-
-
-# ----------------------------------------------------------------------------- schedule
-def test_schedule_defaults_are_the_papers_and_never_clip() -> None:
-    cfg = ScheduleConfig()
-    assert (cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end, cfg.beta_schedule, cfg.prediction_type) == (
-        500, 1e-5, 0.02, "linear", "v_prediction")
-    sched = NoiseSchedule(cfg).scheduler
-    assert torch.allclose(sched.betas, torch.linspace(1e-5, 0.02, 500))
-    assert set(SAMPLERS) == {"ddpm", "ddim", "dpm++"}
-    for name in SAMPLERS:
-        s = make_sampler(name, cfg)
-        assert not getattr(s.config, "clip_sample", False) and not s.config.thresholding
-        assert s.config.prediction_type == "v_prediction"
-    assert len(make_sampler("ddpm", cfg).timesteps) == 500
-    assert len(make_sampler("ddim", cfg, 20).timesteps) == 20
-    assert make_sampler("dpm++", cfg, 10).config.algorithm_type == "dpmsolver++"
-    with pytest.raises(GpdiffError, match="all 500 training steps; got --num-inference-steps 50"):
-        make_sampler("ddpm", cfg, 50)
-    with pytest.raises(GpdiffError, match="unknown sampler"):
-        make_sampler("euler", cfg)
-    cos = NoiseSchedule(ScheduleConfig(beta_schedule="squaredcos_cap_v2", prediction_type="epsilon"))
-    x0, eps, t = torch.randn(4, 3, 2), torch.randn(4, 3, 2), torch.tensor([0, 10, 100, 499])
-    assert torch.equal(cos.target(x0, eps, t), eps)
-    v = NoiseSchedule(cfg)
-    ab = v.scheduler.alphas_cumprod[t][:, None, None]
-    assert torch.allclose(v.target(x0, eps, t), ab.sqrt() * eps - (1 - ab).sqrt() * x0, atol=1e-6)
-    assert torch.allclose(v.add_noise(x0, eps, t), ab.sqrt() * x0 + (1 - ab).sqrt() * eps, atol=1e-6)
-
-
-# ----------------------------------------------------------------------------- denoiser
-@pytest.mark.parametrize("condition", sorted(CONDITIONING))
-def test_output_shape_and_dependence_on_both_prompts(condition: str) -> None:
-    net, _ = denoiser(condition)
-    x, t, s, p = inputs()
-    with torch.no_grad():
-        out = net(x, t, s, p)
-        assert out.shape == x.shape
-        assert not torch.allclose(out, net(x, t, s + 1.0, p), atol=1e-4), "spatial prompt ignored"
-        assert not torch.allclose(out, net(x, t, s, p + 1.0), atol=1e-4), "temporal prompt ignored"
-        assert not torch.allclose(out, net(x, t, s, p, torch.ones(3, dtype=torch.bool)), atol=1e-4)
-        assert not torch.allclose(out, net(x, (t + 50) % 500, s, p), atol=1e-4), "step ignored"
-
-
-def test_pre_inductive_spatial_prompt_reaches_other_tokens_only_through_attention() -> None:
-    x, t, s, p = inputs()
-    s2 = s + 1.0
-    # at the input: only the tokens of spatial-role tensors change
-    net, spatial = denoiser("pre_inductive")
-    assert 0 < int(spatial.sum()) < spatial.numel()
-    with torch.no_grad():
-        h1, _ = net.embed(x, t, s, p)
-        h2, _ = net.embed(x, t, s2, p)
-    changed = (h1 - h2).abs().amax(dim=(0, 2)) > 1e-6
-    assert torch.equal(changed, spatial)
-    # through the blocks: the other tokens change too ...
-    with torch.no_grad():
-        d = (net(x, t, s, p) - net(x, t, s2, p)).abs().amax(dim=(0, 2))
-    assert (d[~spatial] > 1e-4).all()
-    # ... but not once attention is switched off: it is the only path between tokens
-    for block in net.blocks:
-        block.attn.forward = lambda h, context=None: torch.zeros_like(h)  # type: ignore[method-assign]
-    with torch.no_grad():
-        d = (net(x, t, s, p) - net(x, t, s2, p)).abs().amax(dim=(0, 2))
-    assert (d[~spatial] < 1e-6).all() and (d[spatial] > 1e-4).all()
-
-
-def test_adanorm_starts_with_identity_blocks() -> None:
-    tok = Tokenizer(SPEC, 8)
-    cfg = DenoiserConfig(d_model=16, n_layers=2, n_heads=2, condition="adanorm")
-    net = Denoiser(cfg, TokenShape(tok.n_tokens, 8, 5, 7), tok.spatial_mask()).eval()
-    for lin in net.cond.mod:  # type: ignore[attr-defined]
-        assert not lin.weight.any() and not lin.bias.any()
-    x, t, s, p = inputs()
-    with torch.no_grad():
-        h, cond = net.embed(x, t, s, p)
-        expected = net.head(net.ln_f(h)) + net.skip(cond.step)[:, :, None] * x
-        assert torch.allclose(net(x, t, s, p), expected, atol=1e-6)
-
-
-def test_unknown_condition_and_bad_sizes() -> None:
-    with pytest.raises(GpdiffError, match="unknown conditioning strategy 'pre_inductiv'.*pre_inductive"):
-        DiffusionConfig.from_dict({"denoiser": {"condition": "pre_inductiv"}})
-    with pytest.raises(GpdiffError, match="unknown denoiser preset"):
-        DiffusionConfig.from_preset("huge")
-    with pytest.raises(GpdiffError, match="divisible"):
-        DenoiserConfig(d_model=30, n_heads=4)
-    with pytest.raises(GpdiffError, match="n_heads must be at least 1"):
-        DenoiserConfig(n_heads=0)
-    with pytest.raises(GpdiffError, match="spatial_dim must be at least 1"):
-        TokenShape(4, 8, 0, 7)
-    with pytest.raises(GpdiffError, match="cfg_dropout"):
-        tiny_config(cfg_dropout=1.0)
-    tok = Tokenizer(SPEC, 8)
-    assert DenoiserConfig(token_dim=8).resolve_token_dim(SPEC) == 8
-    assert DenoiserConfig(max_tokens=5).resolve_token_dim(SPEC) == 32  # 16 would give 7 tokens, 32 gives 5
-    with pytest.raises(ValueError, match="spatial_mask"):
-        Denoiser(DenoiserConfig(d_model=16, n_heads=2), TokenShape(tok.n_tokens + 1, 8, 5, 7), tok.spatial_mask())
 
 
 # ----------------------------------------------------------------------------- training and sampling
@@ -285,18 +163,6 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path, mon
     assert (tmp_path / "a" / "history.csv").read_text() == (tmp_path / "b" / "history.csv").read_text()
 
 
-def test_classifier_free_guidance(tmp_path: Path) -> None:
-    zoo, prompts = toy()
-    plain = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(iters=5), progress=False, device=CPU)
-    with pytest.raises(GpdiffError, match="without prompt dropout.*--guidance-scale 1.*--cfg-dropout"):
-        generate(plain, prompts, guidance_scale=2.0)
-    model = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(iters=5, cfg_dropout=0.3), progress=False,
-                device=CPU)
-    a = generate_tensors(model, prompts.spatial[:4], prompts.temporal[:4], "ddim", 5, guidance_scale=1.0)
-    b = generate_tensors(model, prompts.spatial[:4], prompts.temporal[:4], "ddim", 5, guidance_scale=3.0)
-    assert torch.isfinite(b).all() and not torch.allclose(a, b)
-
-
 def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     zoo, prompts = toy()
     other = PromptSet(prompts.spatial[:30], prompts.temporal[:30], [f"x{i}" for i in range(30)], ["c"] * 30)
@@ -331,59 +197,6 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
         DiffusionModel.load(tmp_path / "big")
 
 
-# ----------------------------------------------------------------------------- command line
-def test_cli_pretrain_and_generate(tmp_path: Path) -> None:
-    zoo, prompts = toy()
-    zoo.save(tmp_path / "zoo" / "zoo.safetensors")
-    prompts.save(tmp_path / "prompts" / "prompts.safetensors")
-    target = PromptSet(prompts.spatial[:5], prompts.temporal[:5], [f"t{i}" for i in range(5)], ["tgt"] * 5)
-    target.save(tmp_path / "target.safetensors")
-    runner = CliRunner()
-    (tmp_path / "d.yaml").write_text("preset: small\ndenoiser:\n  n_heads: 2\n  mlp_ratio: 2.0\nschedule:\n"
-                                     "  beta_end: 0.01\nlr: 0.001\n")
-    res = runner.invoke(main, ["pretrain", "--zoo", str(tmp_path / "zoo"), "--prompts", str(tmp_path / "prompts"),
-                               "--condition", "adanorm", "--out", str(tmp_path / "d"), "--iters", "5", "--d-model", "32",
-                               "--layers", "1", "--token-dim", "16", "--num-train-timesteps", "400",
-                               "--config", str(tmp_path / "d.yaml"), "--seed", "3", "--device", "cpu", "--quiet"])
-    assert res.exit_code == 0, res.output
-    assert "adanorm" in res.output and "40 nodes" in res.output
-    model = DiffusionModel.load(tmp_path / "d", device=CPU)
-    c = model.config  # flags over the file over the preset
-    assert (c.denoiser.condition, c.denoiser.d_model, c.denoiser.n_heads, c.denoiser.mlp_ratio, c.denoiser.max_tokens,
-            c.schedule.num_train_timesteps, c.schedule.beta_end, c.iters, c.lr) == (
-        "adanorm", 32, 2, 2.0, 64, 400, 0.01, 5, 0.001)
-    assert (model.info["seed"], model.info["device"]) == (3, "cpu")
-    res = runner.invoke(main, ["generate", "--model", str(tmp_path / "d"), "--prompts", str(tmp_path / "target.safetensors"),
-                               "--out", str(tmp_path / "gen.safetensors"), "--num-inference-steps", "5",
-                               "--zoo", str(tmp_path / "zoo"), "--device", "cpu", "--quiet"])
-    assert res.exit_code == 0, res.output
-    gen = ParamCollection.load(tmp_path / "gen.safetensors")
-    assert gen.keys() == target.keys() and gen.params.shape == (5, N_PARAMS)
-    assert gen.config["generated"]["num_inference_steps"] == 5
-    res = runner.invoke(main, ["generate", "--model", str(tmp_path / "d"), "--prompts", str(tmp_path / "target.safetensors"),
-                               "--out", str(tmp_path / "g2.safetensors"), "--sampler", "ddpm", "--num-inference-steps",
-                               "50"])
-    assert res.exit_code == 2 and "ancestral sampling over all 400" in res.output
-    res = runner.invoke(main, ["generate", "--model", str(tmp_path / "d"), "--prompts", str(tmp_path / "target.safetensors"),
-                               "--out", str(tmp_path / "g3.safetensors"), "--guidance-scale", "2"])
-    assert res.exit_code == 2 and "--guidance-scale 1" in res.output
-    res = runner.invoke(main, ["pretrain", "--zoo", str(tmp_path / "zoo"), "--prompts", str(tmp_path / "target.safetensors"),
-                               "--out", str(tmp_path / "e"), "--quiet"])
-    assert res.exit_code == 2 and "have no prompt" in res.output and "Traceback" not in res.output
-    res = runner.invoke(main, ["pretrain", "--help"])
-    assert all(name in res.output for name in CONDITIONING)
-
-
-# ----------------------------------------------------------------------------- does it learn the mapping?
-def _benchmark_module():  # type: ignore[no-untyped-def]
-    path = REPO / "benchmarks" / "diffusion_synthetic.py"
-    spec = importlib.util.spec_from_file_location("diffusion_synthetic", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["diffusion_synthetic"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 def test_learns_the_synthetic_prompt_to_parameter_mapping() -> None:
     """Tiny version of benchmarks/diffusion_synthetic.py (default v-prediction, a small denoiser, 300
     iterations): held-out nodes' generated parameters are closer to the truth than the mean vector,
@@ -407,3 +220,63 @@ def test_learns_the_synthetic_prompt_to_parameter_mapping() -> None:
            for name, p in (("true", true), ("gen", gen), ("init", init))}
     assert abs(mae["gen"] / mae["true"] - 1) < 0.1, mae
     assert mae["init"] > 2 * mae["true"], mae  # the forecast check tells bad parameters apart
+
+
+def test_the_denoiser_trains_on_every_member() -> None:
+    zoo, prompts = _anchored_toy()
+    g = torch.Generator().manual_seed(3)
+    members = zoo.params.unsqueeze(1) + 0.01 * torch.randn(len(zoo), 2, zoo.params.shape[1], generator=g)
+    several = replace(zoo, members=members)
+    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 3, "batch_size": 8}
+    model = pretrain(several, prompts, DiffusionConfig.from_dict(tiny), progress=False, device="cpu")
+    assert model.info["n_nodes"] == 3 * len(zoo)
+    assert model.info["fingerprint"] != pretrain(zoo, prompts, DiffusionConfig.from_dict(tiny), progress=False,
+                                                 device="cpu").info["fingerprint"]
+
+
+def test_residual_generation_a_zero_sample_is_the_anchor(tmp_path: Path) -> None:
+    zoo, prompts = _anchored_toy()
+    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 5, "batch_size": 8}
+    for standardize in Standardizer.PER:
+        cfg = DiffusionConfig.from_dict({**tiny, "standardize": standardize})
+        model = pretrain(zoo, prompts, cfg, progress=False, device="cpu")
+        zero = torch.zeros(1, model.shape.n_tokens, model.shape.token_dim)
+        torch.testing.assert_close(model.decode(zero)[0], zoo.anchor, atol=1e-6, rtol=0)
+        torch.testing.assert_close(model.decode(model.encode(zoo.params)), zoo.params, atol=1e-5, rtol=0)
+    from gpdiff.diffusion import generate
+
+    two = generate(model, prompts, "ddim", 3, seed=5, num_samples=2)
+    one = [generate(model, prompts, "ddim", 3, seed=s).params for s in (5, 6)]
+    torch.testing.assert_close(two.params, (one[0] + one[1]) / 2)
+    assert two.config["generated"]["num_samples"] == 2
+    with pytest.raises(GpdiffError, match="num_samples must be at least 1"):
+        generate(model, prompts, "ddim", 3, num_samples=0)
+    mean = pretrain(zoo, prompts, DiffusionConfig.from_dict({**tiny, "reference": "mean"}), progress=False, device="cpu")
+    zero = torch.zeros(1, mean.shape.n_tokens, mean.shape.token_dim)
+    torch.testing.assert_close(mean.decode(zero)[0], zoo.params.mean(0), atol=1e-5, rtol=0)
+    with pytest.raises(GpdiffError, match="the zoo has no anchor"):
+        pretrain(replace(zoo, anchor=None), prompts, DiffusionConfig.from_dict({**tiny, "reference": "anchor"}),
+                 progress=False, device="cpu")
+
+
+def test_subset_generation_makes_only_the_changed_tensors(tmp_path: Path) -> None:
+    from gpdiff.diffusion import generate
+    from gpdiff.diffusion.train import DiffusionModel, subset_columns
+
+    zoo, prompts = _anchored_toy()
+    names = [s.name for s in zoo.spec]
+    frozen = subset_columns(zoo.spec, names[:-1])
+    params = zoo.params.clone()
+    params[:, frozen] = zoo.anchor[frozen]  # only the last tensor differs from the anchor
+    zoo = replace(zoo, params=params)
+    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 5, "batch_size": 8}
+    model = pretrain(zoo, prompts, DiffusionConfig.from_dict(tiny), tmp_path / "d", progress=False, device="cpu")
+    assert model.generated == names[-1:] and model.tokenizer.n_params == zoo.spec[-1].numel
+    every = pretrain(zoo, prompts, DiffusionConfig.from_dict({**tiny, "subset": "all"}), progress=False, device="cpu")
+    assert every.generated == names and every.shape.n_tokens > model.shape.n_tokens
+    torch.testing.assert_close(model.decode(model.encode(zoo.params)), zoo.params, atol=1e-5, rtol=0)
+    loaded = DiffusionModel.load(tmp_path / "d", "cpu")
+    assert loaded.generated == model.generated
+    out = generate(loaded, prompts, "ddim", 3, seed=1).params
+    assert out.shape == zoo.params.shape and torch.equal(out[:, frozen], zoo.anchor[frozen].expand(len(zoo), -1))
+    assert not torch.equal(out[:, -1], zoo.anchor[-1].expand(len(zoo)))

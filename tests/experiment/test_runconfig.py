@@ -210,3 +210,12 @@ def test_an_invalid_value_is_refused_when_the_config_is_read(path, value):
     message = str(err.value)
     field_name = path.rsplit(".", 1)[-1]
     assert "\n" not in message and (field_name in message or repr(value) in message), message
+
+
+def test_old_settings_name_their_new_place() -> None:
+    with pytest.raises(GpdiffError, match="'zoo.shared_init' has moved to 'zoo.init'"):
+        RunConfig.from_dict({"zoo": {"shared_init": False}})
+    with pytest.raises(GpdiffError, match="set anchor.max_steps instead"):
+        RunConfig.from_dict({"methods": {"transfer": {"max_steps": 10}}})
+    with pytest.raises(GpdiffError, match="'diffusion.center' has moved to 'diffusion.reference'"):
+        RunConfig.from_dict({"diffusion": {"center": True}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,95 @@ def test_cli_names_a_flat_zoo_config_of_the_earlier_layout(tmp_path):
                                     "--config", str(old)])
     assert res.exit_code == 2 and "nest them under `zoo:`" in res.output and "'lr'" in res.output
     assert not (tmp_path / "z").exists()
+
+
+ZOO_FAST = {"steps_per_epoch": 3, "batch_size": 16, "val_windows": 16, "node_chunk": 4, "max_epochs": 3}
+SMALL = AnchorConfig(max_steps=30, eval_every=5, nodes_per_step=8, batch_size=8, val_nodes=16, patience=10)
+
+
+# ------------------------------------------------------------------ anchored zoo
+def test_anchored_zoo_starts_from_the_anchor_and_l2_init_keeps_it_near(cities, tmp_path: Path) -> None:
+    cfg = ZooConfig(**ZOO_FAST)
+    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
+    with pytest.raises(GpdiffError, match="zoo.init is 'anchor' but the anchor given is none"):
+        _train_zoo(cities, WINDOW, cfg, tmp_path / "none", device="cpu", progress=False)
+    free = _train_zoo(cities, WINDOW, cfg, tmp_path / "free", device="cpu", progress=False, anchor=anchor)
+    pulled = _train_zoo(cities, WINDOW, replace(cfg, l2_init=10.0), tmp_path / "pulled", device="cpu",
+                       progress=False, anchor=anchor)
+    assert torch.equal(free.anchor, anchor) and torch.equal(ParamCollection.load(tmp_path / "free").anchor, anchor)
+    assert free.config["init"] == "anchor"
+    # a node that never improved keeps the anchor exactly; the pull shrinks every member's distance to it
+    same = free.metrics["best_epoch"] == 0
+    assert torch.equal(free.params[same], anchor.expand(int(same.sum()), -1))
+    assert pulled.deltas().norm(dim=1).mean() < 0.5 * free.deltas().norm(dim=1).mean()
+    shared = _train_zoo(cities, WINDOW, replace(cfg, init="shared_random"), tmp_path / "s", device="cpu",
+                       progress=False)
+    assert shared.anchor is None
+    with pytest.raises(GpdiffError, match="no anchor"):
+        shared.deltas()
+    with pytest.raises(GpdiffError, match="zoo.init"):
+        ZooConfig(init="pretrained")
+
+
+def test_several_members_per_node_from_perturbed_anchors(cities, tmp_path: Path) -> None:
+    cfg = ZooConfig(**ZOO_FAST)
+    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
+    one = _train_zoo(cities, WINDOW, cfg, tmp_path / "one", device="cpu", progress=False, anchor=anchor)
+    three = replace(cfg, members=3, member_noise=0.05)
+    zoo = _train_zoo(cities, WINDOW, three, tmp_path / "three", device="cpu", progress=False, anchor=anchor)
+    n, p = one.params.shape
+    assert zoo.params.shape == (n, p) and zoo.members is not None and zoo.members.shape == (n, 2, p)
+    assert zoo.n_members == 3 and one.n_members == 1 and one.all_members() is one
+    # member 0 is the one-member zoo's training (chunks hold other nodes, so equal to rounding)
+    torch.testing.assert_close(zoo.params, one.params, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(zoo.metrics["val_mae"], one.metrics["val_mae"], atol=1e-3, rtol=1e-4)
+    # the other members start elsewhere and end elsewhere, and are scored
+    assert (zoo.members - zoo.params.unsqueeze(1)).norm(dim=2).min() > 0
+    assert zoo.metrics["members_val_mae"].shape == (n,) and torch.isfinite(zoo.metrics["members_val_mae"]).all()
+    again = _train_zoo(cities, WINDOW, three, tmp_path / "again", device="cpu", progress=False, anchor=anchor)
+    assert torch.equal(again.members, zoo.members)
+    # saved, loaded and selected with its members; all_members is member-major with the keys repeated
+    loaded = ParamCollection.load(tmp_path / "three")
+    assert torch.equal(loaded.members, zoo.members) and torch.equal(loaded.anchor, anchor)
+    rows = loaded.all_members()
+    assert rows.params.shape == (3 * n, p) and rows.keys() == loaded.keys() * 3 and rows.members is None
+    assert torch.equal(rows.params[n:2 * n], zoo.members[:, 0]) and torch.equal(rows.params[2 * n:], zoo.members[:, 1])
+    picked = loaded.subset([4, 1])
+    assert torch.equal(picked.members, zoo.members[[4, 1]])
+    assert picked.node_ids == [loaded.node_ids[4], loaded.node_ids[1]]
+    with pytest.raises(GpdiffError, match=r"expected \[11, M - 1, "):
+        replace(loaded, members=zoo.members[:3])
+    with pytest.raises(GpdiffError, match="members must be at least 1"):
+        ZooConfig(members=0)
+
+
+def test_perturbed_scales_with_the_tensors_rms() -> None:
+    from gpdiff.zoo.train import perturbed
+
+    start = torch.full((200, 50), 3.0)
+    assert torch.equal(perturbed(start, 0.0, (0, 1, 0)), start)
+    draw = perturbed(start, 0.1, (0, 1, 0)) - start
+    assert abs(float(draw.std()) - 0.3) < 0.01 and abs(float(draw.mean())) < 0.01
+    assert torch.equal(perturbed(start, 0.1, (0, 1, 0)), perturbed(start, 0.1, (0, 1, 0)))
+    for other in ((0, 2, 0), (1, 1, 0), (0, 1, 1)):  # another member, seed or tensor: another draw
+        assert not torch.equal(perturbed(start, 0.1, (0, 1, 0)), perturbed(start, 0.1, other))
+
+
+# ------------------------------------------------------------------ subset: members differ in some tensors
+def test_trainable_tensors_train_and_the_others_stay_at_the_anchor(cities, tmp_path: Path) -> None:
+    cfg = ZooConfig(model="stgcn", **ZOO_FAST)  # its read-out is the one tensor "fc"
+    anchor = fit_anchor(cities, WINDOW, cfg, SMALL, tmp_path / "a", progress=False)
+    head = _train_zoo(cities, WINDOW, replace(cfg, trainable=["fc"]), tmp_path / "head", device="cpu", progress=False,
+                     anchor=anchor)
+    spec = head.spec
+    start = 0
+    for s in spec:
+        block = head.params[:, start:start + s.numel]
+        if s.name == "fc":
+            assert not torch.equal(block, anchor[start:start + s.numel].expand_as(block))
+        else:
+            assert torch.equal(block, anchor[start:start + s.numel].expand_as(block)), s.name
+        start += s.numel
+    with pytest.raises(GpdiffError, match=r"trainable \['nope\*'\] match.*tc1.conv1"):
+        _train_zoo(cities, WINDOW, replace(cfg, trainable=["nope*"]), tmp_path / "bad", device="cpu", progress=False,
+                  anchor=anchor)
