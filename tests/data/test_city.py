@@ -1,3 +1,6 @@
+"""City: its file round trip, validation, time features, lookup errors, and to/from pandas."""
+
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,3 +62,36 @@ def test_garbage_file_is_a_clear_error(tmp_path):
     p.write_bytes(b"not a city")
     with pytest.raises(GpdiffError, match=r"bad\.city is not a gpdiff city file \(or a damaged one\); delete it"):
         City.load(p)
+
+
+T, N = 36, 4
+TIMES = pd.date_range("2012-03-01", periods=T, freq="5min")
+
+
+def _speeds(seed: int = 0) -> np.ndarray:
+    return np.round(np.random.default_rng(seed).uniform(20, 70, (T, N)), 3)
+
+
+# ----------------------------------------------------------------------------- pandas
+def test_from_pandas_and_back() -> None:
+    vals = _speeds()
+    vals[2, 3] = np.nan
+    df = pd.DataFrame(vals, index=TIMES, columns=["s1", "s2", "s3", "s4"])
+    adj = pd.DataFrame(np.eye(N)[::-1], index=df.columns[::-1], columns=df.columns[::-1])  # other order
+    city = City.from_pandas(df, adjacency=adj, kind="speed", units="mph", name="nb")
+    assert (city.n_steps, city.n_nodes, city.interval_minutes, city.units) == (T, N, 5, "mph")
+    assert not city.mask[2, 3]
+    np.testing.assert_array_equal(city.adjacency, np.eye(N)[::-1])
+    back = city.to_pandas()
+    pd.testing.assert_frame_equal(back, df.rename_axis("time"), check_dtype=False, check_freq=False, atol=1e-4)
+
+
+def test_from_pandas_builds_a_graph_from_coords_and_names_errors() -> None:
+    df = pd.DataFrame(_speeds(), index=TIMES.strftime("%Y-%m-%d %H:%M"), columns=list("abcd"))
+    coords = np.c_[34.0 + np.arange(N) / 100, -118.0 + np.arange(N) / 100]
+    city = City.from_pandas(df, coords=coords)
+    assert city.n_edges > 0 and city.kind == "flow" and city.start == TIMES[0]
+    with pytest.raises(GpdiffError, match="give adjacency="):
+        City.from_pandas(df)
+    with pytest.raises(GpdiffError, match="adjacency has 3 rows for 4 node columns"):
+        City.from_pandas(df, adjacency=np.eye(3))

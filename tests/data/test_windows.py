@@ -1,5 +1,5 @@
-"""Seasonal context (window.context) and the residual to seasonal naive, for every base model."""
-
+"""Windows: origins that never cross a segment, batches that hold the city's values, nothing read before the
+few-shot days, and the seasonal context (window.context) each window carries."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,41 +7,41 @@ import pytest
 import torch
 
 from gpdiff.data import CityData, source_split, target_split
+from gpdiff.data.splits import Segment
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.data.windows import WindowConfig
+from gpdiff.data.windows import WindowConfig, window_origins
 from gpdiff.evaluation.naive import seasonal_naive, weekly_naive
-from gpdiff.models import MODELS, ModelConfig, get_model
+from gpdiff.models import ModelConfig
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.zoo.nodetrain import masked_node_mae, predict, trim_slots
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def data(two_source_cities) -> CityData:
+def context_data(two_source_cities) -> CityData:
     city = two_source_cities[0]  # 6 nodes, 8 days, hourly
     return CityData(city, source_split(city.n_steps), n_neighbors=7, context="daily")
 
 
 @pytest.fixture(scope="module")
-def batch(data):
-    n = data.n_nodes
-    return data.batch(torch.arange(n), torch.from_numpy(data.origins("train")[:5]).expand(n, -1))
+def context_batch(context_data):
+    n = context_data.n_nodes
+    return context_data.batch(torch.arange(n), torch.from_numpy(context_data.origins("train")[:5]).expand(n, -1))
 
 
-def test_windows_carry_the_values_one_day_earlier(data, batch):
-    o = data.origins("train")
-    seg = data.split.train
+def test_windows_carry_the_values_one_day_earlier(context_data, context_batch):
+    o = context_data.origins("train")
+    seg = context_data.split.train
     assert o[0] == seg.start + 12 + 24  # a training window's lagged inputs lie inside its segment
-    scaled = data.values[..., 0]
+    scaled = context_data.values[..., 0]
     t0 = int(o[0])
-    assert torch.equal(batch.lag_y[2, 0], scaled[t0 - 24:t0 - 24 + 6, 2])
-    ego = data.ego_index[2]
-    for slot in range(int(data.ego_valid[2].sum())):
-        assert torch.equal(batch.lag_x[2, 0, slot], scaled[t0 - 12 - 24:t0 - 24, ego[slot]])
-    assert not batch.lag_x[2, 0, int(data.ego_valid[2].sum()):].any()  # padded slots stay 0
-    val = data.origins("val")
-    assert val[0] == data.split.val.start  # validation windows may look back before their segment
+    assert torch.equal(context_batch.lag_y[2, 0], scaled[t0 - 24:t0 - 24 + 6, 2])
+    ego = context_data.ego_index[2]
+    for slot in range(int(context_data.ego_valid[2].sum())):
+        assert torch.equal(context_batch.lag_x[2, 0, slot], scaled[t0 - 12 - 24:t0 - 24, ego[slot]])
+    assert not context_batch.lag_x[2, 0, int(context_data.ego_valid[2].sum()):].any()  # padded slots stay 0
+    val = context_data.origins("val")
+    assert val[0] == context_data.split.val.start  # validation windows may look back before their segment
 
 
 @pytest.mark.parametrize("interval,expected", [(60, 31), (10, 271)])
@@ -69,61 +69,93 @@ def test_too_little_data_names_the_lag():
         ModelConfig(residual="seasonal")
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize("residual", ["none", "seasonal"])
-def test_batched_forward_matches_plain_module_with_context(name, residual, batch):
-    model = get_model(name, ModelConfig(context="daily", residual=residual))
-    params = model.init(6, seed=1, shared=False)
-    if residual == "none":
-        assert [s.name for s in model.spec()][-1] == "context.gain"
-        params["context.gain"] = torch.linspace(0.2, 1.0, 6).expand(6, -1).clone()
-    out = model.forward(params, batch)
-    for i in range(6):
-        net = model.reference({k: v[i] for k, v in params.items()})
-        torch.testing.assert_close(net.forward_batch(batch, i), out[i], atol=1e-5, rtol=1e-5)
-        back = net.node_params()
-        assert list(back) == [s.name for s in model.spec()] and all(torch.equal(back[k], params[k][i]) for k in back)
-    torch.testing.assert_close(model.forward(params, trim_slots(batch)), out, atol=1e-5, rtol=1e-5)
-    # the lag channel is an input: the spec grew by it
-    plain = get_model(name, ModelConfig())
-    assert model.n_params > plain.n_params and model.n_inputs == plain.n_inputs + 1
+
+# ------------------------------------------------ a new city has no past (docs/DESIGN.md, section 3)
+def _poison_before_few_shot_days(city, split, seed=0):
+    """Every value before the few-shot days replaced by wild numbers, and a third of them unobserved."""
+    rng = np.random.default_rng(seed)
+    before = slice(0, split.train.start)
+    city.values[before] = rng.uniform(-1e4, 1e4, city.values[before].shape).astype(city.values.dtype)
+    city.mask[before] = rng.random(city.mask[before].shape) > 0.3
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_untrained_residual_model_forecasts_seasonal_naive(name, data):
-    """residual: seasonal with the read-out at zero is seasonal naive, to 1e-6 (original scale), on
-    every window whose value one day earlier is observed."""
-    model = get_model(name, ModelConfig(context="daily", residual="seasonal"))
-    params = model.init(data.n_nodes, seed=3)
-    origins = data.origins("val")
-    pred = predict(model, params, data, origins, model.config.in_channels)
-    naive = seasonal_naive(data, origins)
-    lagged = origins[:, None] + np.arange(data.horizon) - 24
-    observed = data.city.mask[lagged].transpose(2, 0, 1)  # [N, B, H]
-    assert observed.mean() > 0.5
-    np.testing.assert_allclose(pred[observed], naive[observed], rtol=1e-6, atol=1e-6 * np.abs(naive).max())
-    # and it trains: one gradient step moves it
-    params = {k: v.requires_grad_() for k, v in params.items()}
-    b = data.batch(data.all_nodes(), torch.from_numpy(origins[:4]).expand(data.n_nodes, -1))
-    masked_node_mae(model.forward(params, b), b.y, b.y_mask).sum().backward()
-    assert any(float(params[k].grad.abs().sum()) > 0 for k in model.output_params)
+def test_windows_never_overlap_segments(month_city):
+    c = month_city
+    split = target_split(c.n_steps, c.steps_per_day, days=3, window=18)
+    d = CityData(c, split, history=12, horizon=6, n_neighbors=2)
+    tr, va, te = d.origins("train"), d.origins("val"), d.origins("test")
+    # training windows: inputs and targets inside the few-shot days
+    assert tr.min() - 12 >= split.train.start and tr.max() + 6 <= split.train.stop
+    # no window's targets reach into a later segment
+    assert va.min() >= split.val.start and va.max() + 6 <= split.val.stop
+    assert te.min() >= split.test.start and te.max() + 6 <= split.test.stop
+    assert len(tr) == len(split.train) - 18 + 1
 
 
-def test_model_with_context_refuses_windows_without(two_source_cities):
-    city = two_source_cities[0]
-    plain = CityData(city, source_split(city.n_steps), n_neighbors=7)
-    b = plain.batch(torch.arange(2), torch.from_numpy(plain.origins("train")[:2]).expand(2, -1))
-    model = get_model("stid", ModelConfig(context="daily"))
-    with pytest.raises(GpdiffError, match="carry none"):
-        model.forward(model.init(2), b)
+def test_window_origins_lookback():
+    seg = Segment(100, 130)
+    assert window_origins(seg, 12, 6, lookback=True)[0] == 100
+    assert window_origins(seg, 12, 6, lookback=False)[0] == 112
+    assert window_origins(seg, 12, 6, lookback=False)[-1] == 124
+    assert window_origins(Segment(0, 10), 12, 6, lookback=True).size == 0
 
 
-def test_weekly_naive_is_the_value_one_week_earlier():
-    city = synthetic_city("w", n_nodes=3, days=21, seed=2)
-    data = CityData(city, source_split(city.n_steps), history=6, horizon=3, n_neighbors=2)
-    origins = data.origins("test")
-    pred = weekly_naive(data, origins)
-    t = origins[:, None] + np.arange(3) - 7 * 24
-    np.testing.assert_array_equal(pred, city.values[t][:, :, :, 0].transpose(2, 0, 1).astype(np.float32))
-    with pytest.raises(GpdiffError, match="7-day naive forecast needs a horizon of at most 168"):
-        weekly_naive(CityData(city, source_split(city.n_steps), history=6, horizon=200, n_neighbors=2), origins)
+def test_batch_contents_match_the_city():
+    c = synthetic_city(n_nodes=6, days=10, seed=3)
+    d = CityData(c, source_split(c.n_steps), history=4, horizon=3, n_neighbors=2)
+    nodes = torch.tensor([5, 1])
+    origins = torch.tensor([[40, 50], [60, 70]])
+    b = d.batch(nodes, origins)
+    assert b.x.shape == (2, 2, 3, 4, 1) and b.y.shape == (2, 2, 3)
+    z = d.scaler.transform(c.values, c.mask)
+    np.testing.assert_allclose(b.x[0, 1, 0, :, 0].numpy(), z[46:50, 5, 0])  # centre first
+    nb = d.ego.index[1, 1]
+    np.testing.assert_allclose(b.x[1, 0, 1, :, 0].numpy(), z[56:60, nb, 0])
+    np.testing.assert_allclose(b.y[1, 1].numpy(), z[70:73, 1, 0])
+    truth, mask = d.truth(np.array([70]), np.array([1]))
+    assert mask.all()  # the synthetic city has no missing values
+    np.testing.assert_allclose(d.to_original(b.y[1:2, 1:2], np.array([1])), truth, rtol=1e-5)
+    assert b.tod[0, 0].item() == pytest.approx(((40 - 1) % 24) / 24)
+
+
+def test_first_readable_is_the_few_shot_start_before_the_test_period_only():
+    from gpdiff.data.windows import first_readable
+
+    target = target_split(24 * 20, 24, days=3)
+    o = np.array([target.train.start + 12, target.val.start, target.test.start - 1, target.test.start, 470])
+    assert first_readable(target, o).tolist() == [target.train.start] * 3 + [0, 0]
+    assert first_readable(source_split(480), o).tolist() == [0] * 5
+
+
+@pytest.mark.parametrize("context", ["none", "daily", "weekly"])
+def test_train_and_val_windows_read_nothing_before_the_few_shot_days(month_city, context):
+    """Poisoning every value before the few-shot days changes no training or validation input (history,
+    seasonal context) and no naive forecast there, but test windows still read the whole past."""
+    from gpdiff.evaluation.naive import historical_average
+
+    c = month_city
+    split = target_split(c.n_steps, 24, days=2, window=6)  # validation's weekly lag lies 5 days before
+    def everything(city):
+        d = CityData(city, split, history=4, horizon=2, n_neighbors=2, context=context)
+        out = {}
+        for name in ("val", "test"):
+            o = d.origins(name)
+            b = d.batch(d.all_nodes(), torch.from_numpy(o).expand(d.n_nodes, -1))
+            out[name] = [b.x, b.lag_x, b.lag_y, torch.from_numpy(seasonal_naive(d, o)),
+                         torch.from_numpy(weekly_naive(d, o)), torch.from_numpy(historical_average(d, o))]
+        tr = d.origins("train")
+        out["train"] = [d.batch(d.all_nodes(), torch.from_numpy(tr).expand(d.n_nodes, -1)).x] if tr.size else []
+        return out
+
+    a = everything(c)
+    poisoned = synthetic_city("month", n_nodes=4, days=20, seed=1)
+    _poison_before_few_shot_days(poisoned, split)
+    b = everything(poisoned)
+    for name in ("train", "val"):
+        for x, y in zip(a[name], b[name]):
+            if x is not None:
+                torch.testing.assert_close(x, y, rtol=0, atol=0)
+    # test origins may read the past: the first test day's weekly values lie before the few-shot days
+    assert not torch.equal(a["test"][4], b["test"][4])
+    if context == "weekly":
+        assert not torch.equal(a["test"][2], b["test"][2])

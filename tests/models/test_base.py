@@ -1,14 +1,17 @@
-"""Base models: batched forward == plain per-node nn.Module, parameter specs, initialisation."""
+"""Base models: batched forward == plain per-node nn.Module (with and without seasonal context), parameter
+specs, initialisation, the residual to seasonal naive."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from gpdiff.data import CityData, source_split
+from gpdiff.evaluation.naive import seasonal_naive
 from gpdiff.models import MODELS, ModelConfig, get_model
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.zoo.nodetrain import masked_node_mae, trim_slots
+from gpdiff.zoo.nodetrain import masked_node_mae, predict, trim_slots
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -150,3 +153,65 @@ def test_parameter_tools_round_trip(name, preset):
     assert tok.spatial_mask().tolist() == [t.name in spatial for t in tok.tokens]
     std = Standardizer.fit(flat, spec)
     torch.testing.assert_close(std.inverse_transform(std.transform(flat)), flat)
+
+
+
+@pytest.fixture(scope="module")
+def context_data(two_source_cities) -> CityData:
+    city = two_source_cities[0]  # 6 nodes, 8 days, hourly
+    return CityData(city, source_split(city.n_steps), n_neighbors=7, context="daily")
+
+
+@pytest.fixture(scope="module")
+def context_batch(context_data):
+    n = context_data.n_nodes
+    return context_data.batch(torch.arange(n), torch.from_numpy(context_data.origins("train")[:5]).expand(n, -1))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("residual", ["none", "seasonal"])
+def test_batched_forward_matches_plain_module_with_context(name, residual, context_batch):
+    model = get_model(name, ModelConfig(context="daily", residual=residual))
+    params = model.init(6, seed=1, shared=False)
+    if residual == "none":
+        assert [s.name for s in model.spec()][-1] == "context.gain"
+        params["context.gain"] = torch.linspace(0.2, 1.0, 6).expand(6, -1).clone()
+    out = model.forward(params, context_batch)
+    for i in range(6):
+        net = model.reference({k: v[i] for k, v in params.items()})
+        torch.testing.assert_close(net.forward_batch(context_batch, i), out[i], atol=1e-5, rtol=1e-5)
+        back = net.node_params()
+        assert list(back) == [s.name for s in model.spec()] and all(torch.equal(back[k], params[k][i]) for k in back)
+    torch.testing.assert_close(model.forward(params, trim_slots(context_batch)), out, atol=1e-5, rtol=1e-5)
+    # the lag channel is an input: the spec grew by it
+    plain = get_model(name, ModelConfig())
+    assert model.n_params > plain.n_params and model.n_inputs == plain.n_inputs + 1
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_untrained_residual_model_forecasts_seasonal_naive(name, context_data):
+    """residual: seasonal with the read-out at zero is seasonal naive, to 1e-6 (original scale), on
+    every window whose value one day earlier is observed."""
+    model = get_model(name, ModelConfig(context="daily", residual="seasonal"))
+    params = model.init(context_data.n_nodes, seed=3)
+    origins = context_data.origins("val")
+    pred = predict(model, params, context_data, origins, model.config.in_channels)
+    naive = seasonal_naive(context_data, origins)
+    lagged = origins[:, None] + np.arange(context_data.horizon) - 24
+    observed = context_data.city.mask[lagged].transpose(2, 0, 1)  # [N, B, H]
+    assert observed.mean() > 0.5
+    np.testing.assert_allclose(pred[observed], naive[observed], rtol=1e-6, atol=1e-6 * np.abs(naive).max())
+    # and it trains: one gradient step moves it
+    params = {k: v.requires_grad_() for k, v in params.items()}
+    b = context_data.batch(context_data.all_nodes(), torch.from_numpy(origins[:4]).expand(context_data.n_nodes, -1))
+    masked_node_mae(model.forward(params, b), b.y, b.y_mask).sum().backward()
+    assert any(float(params[k].grad.abs().sum()) > 0 for k in model.output_params)
+
+
+def test_model_with_context_refuses_windows_without(two_source_cities):
+    city = two_source_cities[0]
+    plain = CityData(city, source_split(city.n_steps), n_neighbors=7)
+    b = plain.batch(torch.arange(2), torch.from_numpy(plain.origins("train")[:2]).expand(2, -1))
+    model = get_model("stid", ModelConfig(context="daily"))
+    with pytest.raises(GpdiffError, match="carry none"):
+        model.forward(model.init(2), b)
