@@ -5,6 +5,7 @@ sit side by side."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,22 @@ def tiny_config(**kw) -> DiffusionConfig:  # type: ignore[no-untyped-def]
     base = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 20,
             "batch_size": 16, "checkpoint_every": 10}
     return DiffusionConfig.from_dict(merge(base, kw))
+
+
+# ------------------------------------------------------------------ a full disk
+needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
+
+
+def fail_writes(monkeypatch, code: int, where: str = "") -> None:
+    """Make every atomic write whose path contains ``where`` fail at its fsync with ``code``, as a
+    full disk or a spent quota does (often only at flush time on network file systems)."""
+    import gpdiff.utils.io
+
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if where in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(code, os.strerror(code))
+        real(fd)
+
+    monkeypatch.setattr(gpdiff.utils.io.os, "fsync", fsync)

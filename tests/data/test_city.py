@@ -1,6 +1,5 @@
 """City: its file round trip, validation, time features, lookup errors, and to/from pandas."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
