@@ -1,14 +1,10 @@
-"""Prompts: shapes, save/load, determinism, no leakage, short inputs, bad input, diagnostics, CLI."""
-
-from dataclasses import replace
-
-import networkx as nx
+"""Prompt encoders and prompt sets: registries, shapes, save/load, determinism, no leakage of the target's
+validation and test values, nodes with too few observations."""
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from gpdiff.data import City, target_split
+from gpdiff.data import target_split
 from gpdiff.data.splits import Segment
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.prompts import (
@@ -22,45 +18,11 @@ from gpdiff.prompts import (
     source_segment,
     target_segment,
 )
-from gpdiff.prompts.spatial import (
-    STRUCTURE,
-    GraphEncoder,
-    structure_features,
-    within_city_rank,
-)
+from gpdiff.prompts.spatial import STRUCTURE, GraphEncoder
 from gpdiff.prompts.stats import FEATURES
-from gpdiff.prompts.temporal import patchify
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import save_tensors
-
-TINY_MASKED_PATCH = {"train_steps": 12, "d_model": 16, "n_heads": 2, "ff_dim": 32, "batch_size": 16, "days": 2}
-
-
-def _with(city: City, **kw) -> City:
-    """A copy of ``city`` with some fields replaced (validated again)."""
-    fields = {"name": city.name, "values": city.values.copy(), "mask": city.mask.copy(), "start": city.start,
-              "interval_minutes": city.interval_minutes, "adjacency": city.adjacency, "kind": city.kind,
-              "units": city.units, "node_ids": list(city.node_ids), "channels": list(city.channels),
-              "coords": city.coords, "coord_kind": city.coord_kind, "attributes": city.attributes,
-              "attribute_names": list(city.attribute_names)}
-    fields.update(kw)
-    return City(**fields)
-
-
-@pytest.fixture(scope="module")
-def cities() -> list[City]:
-    return [synthetic_city("hourly", n_nodes=10, days=12, interval_minutes=60, seed=0),
-            synthetic_city("tenmin", n_nodes=7, days=8, interval_minutes=10, seed=1)]
-
-
-@pytest.fixture(scope="module")
-def encoders(cities) -> PromptEncoders:
-    return PromptEncoders.fit(cities, [source_segment(c) for c in cities], temporal_config=TINY_MASKED_PATCH)
-
-
-@pytest.fixture(scope="module")
-def stats_encoders(cities) -> PromptEncoders:
-    return PromptEncoders.fit(cities, [source_segment(c) for c in cities], temporal="stats", spatial="none")
+from tests.prompts.conftest import TINY_MASKED_PATCH, city_with
 
 
 # --------------------------------------------------------------------------- shapes, registry, round trips
@@ -86,16 +48,6 @@ def test_shapes(cities, encoders, stats_encoders):
     st = stats_encoders.encode_many(cities, [source_segment(c) for c in cities])
     assert st.temporal.shape == (n, len(FEATURES)) and torch.equal(st.spatial, torch.ones(n, 32))
     assert torch.isfinite(st.temporal).all()
-
-
-def test_spatial_projection_is_distance_preserving(cities):
-    segs = [source_segment(c) for c in cities]
-    raw = GraphEncoder().fit(cities, segs)
-    proj = make_encoder("spatial", "graph", {"dim": 64}).fit(cities, segs)
-    a, _ = raw.encode(cities[0], segs[0])
-    b, _ = proj.encode(cities[0], segs[0])
-    assert b.shape == (cities[0].n_nodes, 64)
-    np.testing.assert_allclose(np.linalg.norm(a[0] - a[1]), np.linalg.norm(b[0] - b[1]), rtol=1e-5)
 
 
 def test_save_load_round_trip_is_exact(tmp_path, cities, encoders, stats_encoders):
@@ -181,7 +133,7 @@ def test_target_prompts_ignore_validation_and_test_values(request, which):
     values[: split.train.start] = 0.0  # and everything before the few-shot days
     mask = city.mask.copy()
     mask[split.val.start : split.val.start + 30, 0] = False
-    after = enc.encode(_with(city, values=values, mask=mask), split.train)
+    after = enc.encode(city_with(city, values=values, mask=mask), split.train)
     assert torch.equal(before.temporal, after.temporal) and torch.equal(before.spatial, after.spatial)
 
 
@@ -198,36 +150,6 @@ def test_target_prompt_from_exactly_n_few_shot_days(request, which, days):
     assert torch.equal(a.temporal, b.temporal) and torch.equal(a.spatial, b.spatial)
 
 
-def test_short_inputs_work_and_are_noted(encoders):
-    city = synthetic_city("target", n_nodes=5, days=10, interval_minutes=60, seed=3)
-    for steps in (30, 6, 1):  # a bit over a day, a quarter day, one patch
-        ps = encoders.encode(city, Segment(city.n_steps - steps, city.n_steps))
-        assert ps.temporal.shape == (5, 32) and torch.isfinite(ps.temporal).all()
-        assert any("shorter than" in n for n in ps.meta["notes"])
-
-
-def test_outage_at_segment_end_uses_an_earlier_window(encoders):
-    city = synthetic_city("outage", n_nodes=4, days=12, interval_minutes=60, seed=2)
-    seg = Segment(0, 200)
-    mask = city.mask.copy()
-    mask[150:200, 1] = False  # node n1 is dark for the last two days of the segment
-    ps = encoders.encode(_with(city, mask=mask), seg)
-    assert any("earlier window" in n and "n1" in n for n in ps.meta["notes"])
-    ref = encoders.encode(city, seg)
-    assert torch.equal(ps.temporal[0], ref.temporal[0]) and not torch.equal(ps.temporal[1], ref.temporal[1])
-
-
-def test_patches_mean_the_same_at_any_interval():
-    rng = np.random.default_rng(0)
-    hourly = rng.normal(size=(3, 48))
-    tenmin = np.repeat(hourly, 6, axis=1)  # the same signal, held over 10-minute steps
-    a = patchify(hourly, np.ones_like(hourly, bool), 0, 60, 60, 12)
-    b = patchify(tenmin, np.ones_like(tenmin, bool), 0, 10, 60, 12)
-    np.testing.assert_allclose(a.x, b.x, atol=1e-6)
-    np.testing.assert_array_equal(a.t, b.t)
-    assert a.x.shape == (3, 48, 12)
-
-
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("which", ["encoders", "stats_encoders"])
 def test_node_with_too_few_observations_gets_the_mean_prompt(which, request):
@@ -238,162 +160,11 @@ def test_node_with_too_few_observations_gets_the_mean_prompt(which, request):
     mask = city.mask.copy()
     mask[seg.start :, 2] = False
     mask[seg.start : seg.start + 3, 2] = True  # 3 observations: less than one patch / one hour
-    ps = encoders.encode(_with(city, mask=mask), seg)
+    ps = encoders.encode(city_with(city, mask=mask), seg)
     t = ps.temporal.numpy()
     assert np.isfinite(t).all()
     np.testing.assert_allclose(t[2], t[[0, 1, 3]].mean(axis=0), rtol=1e-5, atol=1e-6)
     assert any("1 node(s) have less than one" in n and "(node ids: n2)" in n for n in ps.meta["notes"])
     mask[seg.start :, :] = False
     with pytest.raises(GpdiffError, match="no node has"):
-        encoders.encode(_with(city, mask=mask), seg)
-
-
-def test_segment_shorter_than_one_patch(encoders):
-    city = synthetic_city("gappy", n_nodes=4, days=6, interval_minutes=10, seed=4)
-    with pytest.raises(GpdiffError, match="shorter than one patch"):
-        encoders.encode(city, Segment(city.n_steps - 3, city.n_steps))
-
-
-def test_city_without_coordinates_skips_geography(cities, encoders):
-    city = _with(synthetic_city("nocoords", n_nodes=5, days=10, seed=6), coords=None)
-    ps = encoders.encode(city, source_segment(city))
-    assert "geography skipped for city nocoords: no coordinates" in ps.meta["notes"]
-    assert torch.isfinite(ps.spatial).all()
-
-
-def test_attributes_are_used_and_non_finite_ones_fail(cities):
-    base = synthetic_city("attr", n_nodes=6, days=10, seed=7)
-    pois = np.arange(6, dtype=np.float32)[:, None] * np.array([[1.0, 2.0]], dtype=np.float32)
-    city = _with(base, attributes=pois, attribute_names=["poi", "shops"])
-    enc = GraphEncoder().fit([city, cities[0]], [source_segment(city), source_segment(cities[0])])
-    assert enc.config.attribute_names == ["poi", "shops"] and enc.dim == len(STRUCTURE) + 7 + 2
-    prompts, notes = enc.encode(cities[1])
-    assert prompts.shape[1] == enc.dim and any("attribute 'poi' missing" in n for n in notes)
-    bad = pois.copy()
-    bad[3, 1] = np.nan
-    with pytest.raises(GpdiffError, match="attribute 'shops' is not a finite number for node.*n3"):
-        enc.encode(_with(base, attributes=bad, attribute_names=["poi", "shops"]))
-
-
-def test_structure_features_match_networkx(cities):
-    for c in cities:
-        s = np.maximum(c.adjacency, c.adjacency.T).astype(np.float64)
-        np.fill_diagonal(s, 0)
-        g = nx.from_numpy_array((s > 0).astype(float))
-        f = structure_features(c.adjacency)
-        n = c.n_nodes
-        np.testing.assert_allclose(f["betweenness"], [nx.betweenness_centrality(g)[i] for i in range(n)], atol=1e-12)
-        np.testing.assert_allclose(f["clustering"], [nx.clustering(g)[i] for i in range(n)], atol=1e-12)
-        hc = nx.harmonic_centrality(g)
-        np.testing.assert_allclose(f["closeness"], [hc[i] / (n - 1) for i in range(n)], atol=1e-12)
-        sampled = structure_features(c.adjacency, max_exact=2, samples=n)  # all sources "sampled": exact
-        np.testing.assert_allclose(sampled["betweenness"], f["betweenness"], atol=1e-12)
-        # PageRank (no dangling nodes here) solves r = (1 - d) / n + d P^T r, P the row-normalised weights
-        p = s / s.sum(axis=1, keepdims=True)
-        exact = np.linalg.solve(np.eye(n) - 0.85 * p.T, np.full(n, 0.15 / n)) * n
-        np.testing.assert_allclose(f["pagerank"], exact, rtol=1e-9)
-
-
-def test_symmetric_nodes_of_a_grid_share_every_structure_rank():
-    """On a 5 x 5 grid, nodes mapped onto each other by a symmetry of the grid are structurally
-    identical; floating-point noise (e.g. in PageRank's iterations) must not rank them apart."""
-    side = 5
-    grid = nx.convert_node_labels_to_integers(nx.grid_2d_graph(side, side), ordering="sorted")
-    adjacency = nx.to_numpy_array(grid, nodelist=range(side * side))
-    ranks = {k: within_city_rank(v) for k, v in structure_features(adjacency).items()}
-    r, c = np.divmod(np.arange(side * side), side)
-    for image in (r * side + (side - 1 - c), (side - 1 - r) * side + c, c * side + r):  # mirrors, transpose
-        for name, rank in ranks.items():
-            np.testing.assert_array_equal(rank, rank[image], err_msg=name)
-    corners = [0, side - 1, side * (side - 1), side * side - 1]
-    assert len({ranks["betweenness"][i] for i in corners}) == 1
-    assert ranks["betweenness"][side * side // 2] == 1.0  # the centre lies on the most shortest paths
-    assert len(set(ranks["pagerank"])) == 6  # orbits of the grid's symmetry group: one rank each
-
-
-def test_within_city_rank_ties_values_equal_up_to_noise():
-    x = np.array([1.0, 1.0 + 1e-15, 2.0, 0.5])
-    np.testing.assert_array_equal(within_city_rank(x), [0.5, 0.5, 1.0, 0.0])
-    np.testing.assert_array_equal(within_city_rank(np.array([3.0, 3.0 * (1 + 1e-14)])), [0.5, 0.5])
-    np.testing.assert_array_equal(within_city_rank(np.array([1e-3, 2e-3, 0.0])), [0.5, 1.0, 0.0])  # scale-free
-    np.testing.assert_array_equal(within_city_rank(np.zeros(3)), [0.5, 0.5, 0.5])
-
-
-# --------------------------------------------------------------------------- diagnostics
-def _tiny_zoo(cities):
-    from gpdiff.models import ModelConfig, get_model
-    from gpdiff.zoo.params import ParamCollection, flatten
-
-    model = get_model("stid", ModelConfig(history=12, horizon=6, ego_size=4))
-    n = sum(c.n_nodes for c in cities)
-    params = flatten(model.init(n, seed=0, shared=False), model.spec())
-    ids = [i for c in cities for i in c.node_ids]
-    owners = [c.name for c in cities for _ in c.node_ids]
-    return ParamCollection(params, ids, owners, model.name, model.config.to_dict(), model.spec(),
-                           config={"train": 0.7, "val": 0.1, "test": 0.2, "k": 3})
-
-
-def test_rank_correlation_and_transfer_check(cities, stats_encoders):
-    from gpdiff.prompts.diagnostics import (
-        node_identification,
-        rank_correlation,
-        transfer_check,
-    )
-
-    zoo = _tiny_zoo(cities)
-    ps = stats_encoders.encode_many(cities, [source_segment(c) for c in cities])
-    # prompts that ARE the parameters track parameter distance; shuffled ones do not; constant ones: NaN
-    oracle = replace(ps, temporal=zoo.params.clone())
-    shuffled = replace(ps, temporal=zoo.params[torch.randperm(len(zoo), generator=torch.Generator().manual_seed(0))])
-    rho = rank_correlation(oracle, zoo, parts=("temporal", "spatial"))
-    assert rho["temporal"]["all"] > 0.9 and np.isnan(rho["spatial"]["all"])
-    assert abs(rank_correlation(shuffled, zoo, parts=("temporal",))["temporal"]["all"]) < 0.3
-    res = transfer_check(oracle, zoo, {c.name: c for c in cities}, part="temporal", n_random=2)
-    s = res.summary()
-    assert s["nodes"] == len(zoo) and np.isfinite([s["own"], s["neighbour"], s["random"]]).all()
-    assert all(nb[0] != c for nb, c in zip(res.neighbour_key, res.cities))  # always another city
-    assert {r["city"] for r in res.per_city()} == {"hourly", "tenmin"}
-    ident = node_identification(stats_encoders.temporal, cities, [source_segment(c) for c in cities], shift_days=2)
-    assert set(ident) == {"hourly", "tenmin"} and all(0 <= v <= 1 for v in ident.values())
-
-
-# --------------------------------------------------------------------------- command line
-def test_cli_fit_show_encode(tmp_path):
-    from gpdiff.cli import main
-
-    for name, iv, seed in (("ca", 60, 0), ("cb", 10, 1)):
-        synthetic_city(name, n_nodes=5, days=8, interval_minutes=iv, seed=seed).save(tmp_path / f"{name}.city")
-    cfg = tmp_path / "p.yaml"
-    cfg.write_text("temporal_config:\n  d_model: 16\n  n_heads: 2\n  ff_dim: 32\n  batch_size: 8\n")
-    runner = CliRunner()
-    out = tmp_path / "prompts"
-    r = runner.invoke(main, ["prompts", "fit", "--cities", f"{tmp_path / 'ca.city'},{tmp_path / 'cb.city'}",
-                             "--out", str(out), "--train-steps", "3", "--days", "2", "--config", str(cfg),
-                             "--seed", "2", "--quiet"])
-    assert r.exit_code == 0, r.output
-    assert (out / "prompts.safetensors").is_file() and (out / "temporal" / "config.yaml").is_file()
-    fitted = PromptEncoders.load(out)
-    assert fitted.temporal.name == "masked_patch" and fitted.temporal.config.train_steps == 3
-    assert fitted.temporal.info["seed"] == fitted.spatial.info["seed"] == 2
-    r = runner.invoke(main, ["prompts", "show", str(out)])
-    assert r.exit_code == 0, r.output
-    assert (out / "prompts_pca.png").read_bytes()[:4] == b"\x89PNG"
-    r = runner.invoke(main, ["prompts", "encode", str(out), "--city", str(tmp_path / "cb.city"), "--target-days", "1",
-                             "--out", str(tmp_path / "t.safetensors")])
-    assert r.exit_code == 0, r.output
-    assert PromptSet.load(tmp_path / "t.safetensors").temporal.shape == (5, 32)
-    r = runner.invoke(main, ["prompts", "fit", "--cities", str(tmp_path / "ca.city"), "--out", str(out),
-                             "--temporal", "nope"])
-    assert r.exit_code == 2 and "'nope' is not one of 'masked_patch', 'stats'" in r.output
-    r = runner.invoke(main, ["prompts", "fit", "--cities", str(tmp_path / "ca.city"), "--out", str(out),
-                             "--temporal", "stats", "--train-steps", "3"])
-    assert r.exit_code == 2 and "--train-steps applies to the masked_patch encoder" in r.output
-
-
-def test_none_temporal_encoder_is_the_ablation_without_a_temporal_prompt(cities, tmp_path):
-    enc = PromptEncoders.fit(cities, [source_segment(c) for c in cities], temporal="none", spatial="none")
-    ps = enc.encode(cities[0], source_segment(cities[0]))
-    assert ps.temporal.shape == (cities[0].n_nodes, 32) and bool((ps.temporal == 1).all())
-    enc.save(tmp_path / "enc")
-    back = PromptEncoders.load(tmp_path / "enc")
-    assert back.temporal.kind == "temporal" and back.spatial.kind == "spatial" and back.temporal.name == "none"
+        encoders.encode(city_with(city, mask=mask), seg)
