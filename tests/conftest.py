@@ -9,9 +9,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
 
+from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.loaders import write_city_folder
 from gpdiff.data.synthetic import synthetic_city
@@ -135,3 +138,37 @@ def fail_writes(monkeypatch, code: int, where: str = "") -> None:
         real(fd)
 
     monkeypatch.setattr(gpdiff.utils.io.os, "fsync", fsync)
+
+
+# ------------------------------------------------------------------ user input: small city folders, the CLI
+SERIES_IDS = ["a", "b", "c"]
+
+
+STAMPS = list(pd.date_range("2024-01-01", periods=48, freq="h").strftime("%Y-%m-%d %H:%M"))
+
+
+def series_folder(d: Path, stamps: list[str], values: np.ndarray | None = None, sep: str = ",", decimal: str = ".",
+            header: str = "timestamp") -> Path:
+    """A city folder: series.csv with the given timestamp texts, an edges.csv over SERIES_IDS."""
+    d.mkdir(parents=True, exist_ok=True)
+    values = values if values is not None else np.arange(len(stamps) * 3, dtype=float).reshape(-1, 3) + 1.5
+    lines = [sep.join([header, *SERIES_IDS])]
+    for s, row in zip(stamps, values):
+        lines.append(sep.join([s, *(f"{v:g}".replace(".", decimal) for v in row)]))
+    (d / "series.csv").write_text("\n".join(lines) + "\n")
+    pd.DataFrame([["a", "b"], ["b", "c"]], columns=["from", "to"]).to_csv(d / "edges.csv", index=False)
+    return d
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def one_line_error(r, *needles: str) -> None:
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+

@@ -1,12 +1,16 @@
 """`gpdiff data ...` and how the CLI reports user errors: one line, non-zero exit, no traceback."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from gpdiff.cli import main
+from gpdiff.data.city import City
+from tests.conftest import one_line_error, run_cli, series_folder
 
 
 def run(*args):
@@ -89,3 +93,51 @@ def test_top_level_help_lists_every_command_without_importing_them():
     assert out.splitlines()[0] == "[]"
     assert all(re.search(rf"^\s+{name}\s", out, re.M) for _, name, _ in COMMANDS)
     assert "Train the diffusion model" in out
+
+
+def test_data_convert_writes_a_city(tmp_path: Path) -> None:
+    times = pd.date_range("2024-03-05", periods=24, freq="h")
+    d = series_folder(tmp_path / "c", list(times.strftime("%d/%m/%Y %H:%M")))
+    r = run_cli("data", "convert", str(d), str(tmp_path / "c.city"), "--option", "time_format=%d/%m/%Y %H:%M")
+    assert r.exit_code == 0, r.output
+    assert City.load(tmp_path / "c.city").start == pd.Timestamp("2024-03-05")
+
+
+# ---------------------------------------------------------------- one- and two-node graphs (issue 14, fault 8)
+@pytest.mark.parametrize("n", [1, 2])
+def test_data_show_of_a_tiny_graph(tmp_path: Path, n: int) -> None:
+    city = City(name="tiny", values=np.random.default_rng(0).uniform(1, 5, (48, n, 1)), mask=np.ones((48, n), bool),
+                start="2024-01-01", interval_minutes=60, adjacency=np.ones((n, n)) - np.eye(n), kind="flow", units="u")
+    r = run_cli("data", "show", str(city.save(tmp_path / "t.city")), "--plot", str(tmp_path / "t.png"))
+    assert r.exit_code == 0, r.output
+    assert "nodes" in r.output and (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------ paths and values found by a bad-input pass (issue 14, fault 11)
+def test_convert_never_overwrites_the_input_or_a_folder_with_files(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=48, freq="h")
+    d = series_folder(tmp_path / "raw", [f"{t:%Y-%m-%d %H:%M}" for t in times])
+    before = (d / "series.csv").read_text()
+    for into in (d, tmp_path):  # the input folder, or a folder holding it
+        one_line_error(run_cli("data", "convert", str(d), str(into), "--force"), "is the input or holds it")
+    one_line_error(run_cli("data", "convert", str(d / "series.csv"), str(d), "--force"), "is the input or holds it")
+    assert (d / "series.csv").read_text() == before and (d / "edges.csv").is_file()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    one_line_error(run_cli("data", "convert", str(d), str(tmp_path / "other")),
+                    "already holds files (notes.txt);", "--force")
+    (tmp_path / "afile.txt").write_text("x")
+    one_line_error(run_cli("data", "convert", str(d), str(tmp_path / "afile.txt")), "is an existing file")
+    assert run_cli("data", "convert", str(d), str(tmp_path / "c.city")).exit_code == 0
+    one_line_error(run_cli("data", "convert", str(d), str(tmp_path / "c.city")), "c.city already exists", "--force")
+    assert run_cli("data", "convert", str(d), str(tmp_path / "c.city"), "--force").exit_code == 0
+    (tmp_path / "dir.city").mkdir()
+    one_line_error(run_cli("data", "convert", str(d), str(tmp_path / "dir.city")), "dir.city is a folder")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "channel1.csv").write_text("stale")
+    assert run_cli("data", "convert", str(d), str(out), "--force").exit_code == 0
+    assert (out / "series.csv").is_file() and not (out / "channel1.csv").exists()
+    r = run_cli("data", "show", str(d), "--plot", str(tmp_path / "afile.txt" / "p.png"))  # the table, then one line
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.output.strip().splitlines()[-1].startswith("error: cannot use") and "choose another path" in r.output

@@ -1,11 +1,16 @@
 """City: its file round trip, validation, time features, lookup errors, and to/from pandas."""
 
+import pickle
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from gpdiff.data import City, load_city
+from gpdiff.data.loaders import load_city_folder, load_dcrnn
 from gpdiff.utils.errors import GpdiffError
+from tests.conftest import SERIES_IDS, STAMPS, series_folder
 
 
 def test_round_trip_is_exact_and_deterministic(small_city, tmp_path):
@@ -94,3 +99,50 @@ def test_from_pandas_builds_a_graph_from_coords_and_names_errors() -> None:
         City.from_pandas(df)
     with pytest.raises(GpdiffError, match="adjacency has 3 rows for 4 node columns"):
         City.from_pandas(df, adjacency=np.eye(3))
+
+
+# ------------------------------------------------------------------ a small h5 file of the DCRNN layout
+def _h5(d: Path, n: int = 3, key: str = "df") -> tuple[Path, list[str], np.ndarray]:
+    d.mkdir(parents=True, exist_ok=True)
+    ids = [f"7{i:05d}" for i in range(n)]
+    vals = np.random.default_rng(0).uniform(20, 70, (60, n))
+    pd.DataFrame(vals, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
+        d / "metr-la.h5", key=key, format="fixed")
+    return d / "metr-la.h5", ids, vals
+
+
+@pytest.mark.parametrize("source", ["pandas", "dcrnn", "city"])
+def test_swapped_lat_lon_are_refused_by_every_reader(tmp_path: Path, source: str) -> None:
+    swapped = np.array([[-118.3, 34.1], [-118.2, 34.2], [-118.1, 34.3]])
+    if source == "pandas":
+        df = pd.DataFrame(np.ones((48, 3)), index=pd.date_range("2024-01-01", periods=48, freq="h"), columns=SERIES_IDS)
+        with pytest.raises(GpdiffError, match=r"city 'city': node 'a' has latitude -118\.3 .*look swapped"):
+            City.from_pandas(df, coords=swapped)
+    elif source == "dcrnn":
+        h5, ids, _ = _h5(tmp_path / "la")
+        with open(tmp_path / "la" / "adj_mx.pkl", "wb") as f:
+            pickle.dump((ids, {s: i for i, s in enumerate(ids)}, np.eye(3, dtype=np.float32)), f)
+        pd.DataFrame({"sensor_id": ids, "latitude": swapped[:, 0], "longitude": swapped[:, 1]}).to_csv(
+            tmp_path / "la" / "graph_sensor_locations.csv")
+        with pytest.raises(GpdiffError, match=r"graph_sensor_locations\.csv: sensor '700000' has latitude -118\.3 "
+                                              r".*look swapped"):
+            load_dcrnn(h5)
+    else:
+        base = City(name="t", values=np.ones((48, 3)), mask=np.ones((48, 3), bool), start="2024-01-01",
+                    interval_minutes=60, adjacency=np.eye(3), kind="flow", units="count", node_ids=SERIES_IDS)
+        with pytest.raises(GpdiffError, match=r"city 't': node 'a' has latitude -118\.3 .*look swapped"):
+            City(**{**base.__dict__, "coords": swapped})
+
+
+@pytest.mark.parametrize("coords, needle", [
+    ([(0.0, 0.0)] * 3, "are all zero"),
+    ([(48.2, 16.4)] * 3, r"are all the same point \(48\.2, 16\.4\)"),
+])
+def test_all_nodes_at_one_point_is_a_warning(tmp_path: Path, coords, needle) -> None:
+    d = series_folder(tmp_path / "c", STAMPS)
+    (d / "edges.csv").unlink()  # the kNN graph is then built from these coordinates
+    pd.DataFrame({"id": SERIES_IDS, "lat": [c[0] for c in coords], "lon": [c[1] for c in coords]}).to_csv(
+        d / "nodes.csv", index=False)
+    with pytest.warns(UserWarning, match=needle + ".*means nothing"):
+        city = load_city_folder(d)
+    assert city.n_nodes == 3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,9 @@ from gpdiff.data.loaders import (
     load_path,
     write_city_folder,
 )
+from gpdiff.data.lookup import load_named
 from gpdiff.utils.errors import GpdiffError
+from tests.conftest import SERIES_IDS, STAMPS, run_cli, series_folder
 
 IDS = ["773869", "767541", "767542", "717447", "717446"]
 
@@ -504,3 +508,190 @@ def test_dcrnn_with_published_graph_files(tmp_path: Path, folder: str, pkl: str,
     assert city.node_ids == cols and city.n_nodes == len(ids)
     np.testing.assert_array_equal(city.adjacency, adj[::-1, ::-1])
     assert city.coords is not None and np.all(np.abs(city.coords[:, 0] - 36) < 3)  # California latitudes
+
+
+# ------------------------------------------------------------------ a small h5 file of the DCRNN layout
+def _h5(d: Path, n: int = 3, key: str = "df") -> tuple[Path, list[str], np.ndarray]:
+    d.mkdir(parents=True, exist_ok=True)
+    ids = [f"7{i:05d}" for i in range(n)]
+    vals = np.random.default_rng(0).uniform(20, 70, (60, n))
+    pd.DataFrame(vals, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
+        d / "metr-la.h5", key=key, format="fixed")
+    return d / "metr-la.h5", ids, vals
+
+
+# issue 29, item 3 -------------------------------------------- values a city of its kind cannot have
+def _negative_input(tmp_path: Path, fmt: str, allow: bool):
+    """A flow city in ``fmt`` whose node 'b' (index 1) reads -1 ('no reading') at steps 2 and 5."""
+    vals = np.arange(48 * 3, dtype=float).reshape(48, 3) + 1
+    vals[[2, 5], 1] = -1
+    d = tmp_path / fmt
+    if fmt == "city folder":
+        series_folder(d, STAMPS, vals)
+        if allow:
+            (d / "city.yaml").write_text("allow_negative: true\n")
+        return lambda: load_city_folder(d)
+    if fmt == "pandas":
+        df = pd.DataFrame(vals, index=pd.date_range("2024-01-01", periods=48, freq="h"), columns=SERIES_IDS)
+        return lambda: City.from_pandas(df, adjacency=np.eye(3), allow_negative=allow)
+    d.mkdir(parents=True)
+    if fmt == "gpd":
+        np.save(d / "dataset.npy", vals[:, :, None])
+        np.save(d / "matrix.npy", np.eye(3, dtype=np.float32))
+        return lambda: load_gpd_folder(d, interval_minutes=60, start="2024-01-01", kind="flow",
+                                       **({"allow_negative": True} if allow else {}))
+    np.savez(d / "PEMS08.npz", data=vals[:, :, None])
+    (d / "PEMS08.csv").write_text("from,to,cost\n0,1,1.0\n1,2,2.0\n")
+    return lambda: load_astgcn(d / "PEMS08.npz", interval_minutes=60, start="2024-01-01",
+                               **({"allow_negative": True} if allow else {}))
+
+
+# ------------------------------------------------------------------ options everywhere (issue 14, fault 6)
+def test_h5_picks_the_one_time_indexed_table(tmp_path: Path) -> None:
+    h5, ids, vals = _h5(tmp_path / "d", key="speed")
+    pd.DataFrame({"sensor": ids, "lanes": [2, 3, 4]}).to_hdf(h5, key="meta", format="fixed")
+    (h5.parent / "adj_mx.pkl").write_bytes(pickle.dumps(np.eye(3)))
+    np.testing.assert_allclose(load_dcrnn(h5).values[:, :, 0], vals, rtol=1e-6)
+
+
+def test_h5_with_two_time_tables_names_the_option_and_takes_it_everywhere(tmp_path: Path) -> None:
+    h5, ids, vals = _h5(tmp_path / "d", key="speed")
+    pd.DataFrame(vals * 2, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
+        h5, key="flow", format="fixed")
+    (h5.parent / "adj_mx.pkl").write_bytes(pickle.dumps(np.eye(3)))
+    with pytest.raises(GpdiffError, match=r"holds 2 tables .*city\.yaml.*--option key=flow"):
+        load_path(h5)
+    r = run_cli("data", "show", str(h5), "--option", "key=speed", "--plot", str(tmp_path / "p.png"))
+    assert r.exit_code == 0, r.output
+    (h5.parent / "city.yaml").write_text("key: flow\n")
+    np.testing.assert_allclose(load_path(h5.parent).values[:, :, 0], vals * 2, rtol=1e-6)
+    assert load_named("d", str(tmp_path)).name == "d"  # a --data-dir run reads city.yaml too
+
+
+def test_astgcn_ids_file_from_city_yaml(tmp_path: Path) -> None:
+    d = tmp_path / "pems03"
+    d.mkdir()
+    data = np.random.default_rng(0).uniform(0, 100, (50, 3, 1))
+    np.savez(d / "PEMS03.npz", data=data)
+    (d / "PEMS03.csv").write_text("from,to,distance\n317842,318711,1.2\n318711,320433,2.5\n")
+    (d / "sensors.txt").write_text("317842\n318711\n320433\n")
+    with pytest.raises(GpdiffError, match=r"PEMS03\.csv: node '317842'.*--option ids_path="):
+        load_astgcn(d / "PEMS03.npz")
+    (d / "city.yaml").write_text("ids_path: sensors.txt\n")
+    city = load_path(d)
+    assert city.node_ids == ["317842", "318711", "320433"] and city.adjacency[0, 1] > 0
+    with pytest.raises(GpdiffError, match=r"city\.yaml: unknown key\(s\) key for the ASTGCN format"):
+        (d / "city.yaml").write_text("key: speed\n")
+        load_path(d)
+
+
+# issue 29, item 2 ------------------------------------------------- coordinates that cannot be right
+
+
+@pytest.mark.parametrize("latlon, needles", [
+    ([(34.1, -118.3), (34.2, 200.0), (34.3, -118.1)],
+     [r"nodes\.csv: node 'b' \(line 3\) has longitude 200 \(lat 34\.2, lon 200\), outside \[-180, 180\]",
+      "fix the coordinates"]),
+    ([(34.1, -118.3), (95.0, -118.2), (34.3, -118.1)],
+     [r"node 'b' \(line 3\) has latitude 95 .*outside \[-90, 90\]", "fix the coordinates"]),
+    ([(-118.3, 34.1), (-118.2, 34.2), (-118.1, 34.3)],
+     [r"node 'a' \(line 2\) has latitude -118\.3 .*outside \[-90, 90\]; lat and lon look swapped"]),
+])
+def test_nodes_csv_coordinates_out_of_range_are_named(tmp_path: Path, latlon, needles) -> None:
+    d = series_folder(tmp_path / "c", STAMPS)
+    pd.DataFrame({"id": SERIES_IDS, "lat": [p[0] for p in latlon], "lon": [p[1] for p in latlon]}).to_csv(
+        d / "nodes.csv", index=False)
+    with pytest.raises(GpdiffError) as err:
+        load_city_folder(d)
+    for needle in needles:
+        assert re.search(needle, str(err.value)), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["city folder", "pandas", "gpd", "astgcn"])
+def test_negative_flow_is_refused_unless_allowed(tmp_path: Path, fmt: str) -> None:
+    node = "b" if fmt in ("city folder", "pandas") else "1"
+    with pytest.raises(GpdiffError) as err:
+        _negative_input(tmp_path / "no", fmt, allow=False)()
+    msg = str(err.value)
+    assert f"node '{node}' has 2 negative value(s), the first -1 at 2024-01-01 02:00" in msg, msg
+    assert "leave those cells empty (NaN) to mark them missing" in msg and "allow_negative: true" in msg
+    assert "\n" not in msg
+    with pytest.warns(UserWarning, match=f"node '{node}' has 2 negative value.*kept, as allow_negative is true"):
+        city = _negative_input(tmp_path / "yes", fmt, allow=True)()
+    assert city.allow_negative and city.values[2, 1, 0] == -1 and city.mask[2, 1]
+    with pytest.warns(UserWarning, match="allow_negative"):  # the choice travels with a saved city
+        assert City.from_bytes(city.to_bytes()).allow_negative
+
+
+def test_negative_speed_is_not_a_flow_fault(tmp_path: Path) -> None:
+    vals = np.full((48, 3), 30.0)
+    vals[3, 0] = -2.0
+    d = series_folder(tmp_path / "c", STAMPS, vals)
+    (d / "city.yaml").write_text("kind: speed\n")
+    assert load_city_folder(d).values[3, 0, 0] == -2.0
+
+
+@pytest.mark.parametrize("where", ["series", "channel", "gpd", "pandas"])
+def test_a_value_beyond_float32_is_named_without_a_numpy_warning(tmp_path: Path, where: str) -> None:
+    vals = np.ones((48, 3))
+    big = vals.copy()
+    big[4, 2] = 1e39
+    d = tmp_path / "c"
+    if where in ("series", "channel"):
+        series_folder(d, STAMPS, big if where == "series" else vals)
+        if where == "channel":
+            series_folder(tmp_path / "ch", STAMPS, big)
+            (tmp_path / "ch" / "series.csv").rename(d / "channel1.csv")
+            (d / "city.yaml").write_text("channels: [inflow, outflow]\n")
+        load = lambda: load_city_folder(d)  # noqa: E731
+        needle = (rf"{'channel1' if where == 'channel' else 'series'}\.csv: column 'c' has the value 1e\+39 at "
+                  r"2024-01-01 04:00 \(line 6\), beyond the float32 range")
+    elif where == "gpd":
+        d.mkdir()
+        np.save(d / "dataset.npy", big[:, :, None])
+        np.save(d / "matrix.npy", np.eye(3, dtype=np.float32))
+        load = lambda: load_gpd_folder(d, interval_minutes=60, start="2024-01-01")  # noqa: E731
+        needle = r"dataset\.npy: city 'c': node '2' has the value 1e\+39 at 2024-01-01 04:00, beyond the float32"
+    else:
+        df = pd.DataFrame(big, index=pd.date_range("2024-01-01", periods=48, freq="h"), columns=SERIES_IDS)
+        load = lambda: City.from_pandas(df, adjacency=np.eye(3))  # noqa: E731
+        needle = r"city 'city': node 'c' has the value 1e\+39 at 2024-01-01 04:00, beyond the float32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy overflow warning would fail here
+        with pytest.raises(GpdiffError) as err:
+            load()
+    assert re.search(needle, str(err.value)), str(err.value)
+    assert "mask" not in str(err.value) and "leave the cell empty" in str(err.value)
+
+
+# issue 29, item 10 ---------------------------------------------------- a channel file that does not line up
+@pytest.mark.parametrize("fault, needle", [
+    ("reordered", None),
+    ("other node", r"channel1\.csv: its node columns differ from series\.csv \(missing \['c'\], unknown \['x'\]\)"),
+    ("shifted", r"channel1\.csv: its timestamps differ from series\.csv \(line 2 has the time 2024-01-01 01:00:00, "
+                r"series\.csv 2024-01-01 00:00:00\)"),
+    ("shorter", r"channel1\.csv: its timestamps differ from series\.csv \(47 timestamps, series\.csv has 48\)"),
+])
+def test_a_channel_file_that_does_not_line_up(tmp_path: Path, fault: str, needle: str | None) -> None:
+    vals = np.arange(48 * 3, dtype=float).reshape(48, 3) + 1
+    d = series_folder(tmp_path / "c", STAMPS, vals)
+    (d / "city.yaml").write_text("channels: [inflow, outflow]\n")
+    ch = pd.DataFrame(vals * 10, index=pd.Index(STAMPS, name="timestamp"), columns=SERIES_IDS)
+    if fault == "reordered":
+        ch = ch[["c", "a", "b"]]
+    elif fault == "other node":
+        ch = ch.rename(columns={"c": "x"})
+    elif fault == "shifted":
+        ch.index = list(pd.date_range("2024-01-01 01:00", periods=48, freq="h").strftime("%Y-%m-%d %H:%M"))
+        ch.index.name = "timestamp"
+    else:
+        ch = ch.iloc[:-1]
+    ch.to_csv(d / "channel1.csv")
+    if needle is None:
+        city = load_city_folder(d)
+        np.testing.assert_array_equal(city.values[:, :, 1], vals * 10)  # aligned by node id, not by position
+        return
+    with pytest.raises(GpdiffError) as err:
+        load_city_folder(d)
+    assert re.search(needle, str(err.value)), str(err.value)

@@ -69,7 +69,6 @@ def test_too_little_data_names_the_lag():
         ModelConfig(residual="seasonal")
 
 
-
 # ------------------------------------------------ a new city has no past (docs/DESIGN.md, section 3)
 def _poison_before_few_shot_days(city, split, seed=0):
     """Every value before the few-shot days replaced by wild numbers, and a third of them unobserved."""

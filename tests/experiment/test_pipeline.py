@@ -11,13 +11,13 @@ import torch
 from click.testing import CliRunner
 
 from gpdiff.cli import main
-from gpdiff.data.loaders import write_city_folder
+from gpdiff.data.loaders import load_city_folder, write_city_folder
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.experiment.pipeline import run_pipeline
+from gpdiff.experiment.pipeline import load_cities, run_pipeline
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors, read_yaml
-from tests.conftest import METHODS, REPO, TINY, fail_writes, needs_proc, tiny_cities
+from tests.conftest import METHODS, REPO, TINY, fail_writes, needs_proc, run_cli, series_folder, tiny_cities
 
 CONFIGS = REPO / "configs"
 
@@ -418,3 +418,40 @@ def test_a_run_that_fills_the_disk_stops_in_one_line_and_resumes(tmp_path, monke
     assert "[anchor] reusing" in r.output and "[zoo] training" in r.output
     last = r.output.strip().splitlines()[-1]
     assert f"on disk: {tmp_path / 'run'} " in last and last.endswith("B)")
+
+
+# ------------------------------------------------ a test period with no observed values (issue 14, fault 9)
+def test_unobserved_test_period_is_caught_before_training(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=20 * 24, freq="h")
+    vals = np.random.default_rng(0).uniform(1, 9, (len(times), 3))
+    target = vals.copy()
+    target[-4 * 24:] = np.nan  # the last 20 % (the test period) never observed
+    series_folder(tmp_path / "cities" / "tgt", [f"{t:%Y-%m-%d %H:%M}" for t in times], target)
+    series_folder(tmp_path / "cities" / "src", [f"{t:%Y-%m-%d %H:%M}" for t in times], vals)
+    cfg = RunConfig(target="tgt", data_dir=str(tmp_path / "cities"), out=str(tmp_path / "run"))
+    with pytest.raises(GpdiffError, match=r"tgt: the test period \(steps 384-480.*has no observed values at all"):
+        load_cities(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- a city without a graph (issue 14, fault 10)
+def test_a_city_without_a_graph_loads_and_only_graph_models_refuse_it(tmp_path: Path) -> None:
+    times = pd.date_range("2024-01-01", periods=20 * 24, freq="h")
+    vals = 10 + np.sin(np.arange(times.size) / 24 * 2 * np.pi)[:, None] * np.array([1.0, 2.0, 3.0])
+    for name in ("tgt", "src"):
+        series_folder(tmp_path / "cities" / name, [f"{t:%Y-%m-%d %H:%M}" for t in times], vals)
+    (tmp_path / "cities" / "tgt" / "edges.csv").unlink()  # series.csv alone
+    city = load_city_folder(tmp_path / "cities" / "tgt")
+    assert city.n_edges == 0 and "graph: none" in city.source
+    assert run_cli("data", "convert", str(tmp_path / "cities" / "tgt"), str(tmp_path / "copy")).exit_code == 0
+    assert not (tmp_path / "copy" / "adjacency.csv").exists()  # written without a graph, read back without one
+    assert load_city_folder(tmp_path / "copy").n_edges == 0
+    r = run_cli("data", "show", str(tmp_path / "cities" / "tgt"), "--plot", str(tmp_path / "p.png"))
+    assert r.exit_code == 0, r.output
+    cfg = RunConfig(target="tgt", sources=["src"], data_dir=str(tmp_path / "cities"), out=str(tmp_path / "run"))
+    assert load_cities(cfg).target.n_edges == 0  # STID, the default base model, needs no graph
+    cfg = RunConfig.from_dict({**cfg.to_dict(), "zoo": {"model": "stgcn"}})
+    with pytest.raises(GpdiffError, match=r"city 'tgt' has no graph edges but base model 'stgcn' needs a graph; "
+                                          r"add an adjacency .* use a model that works without one: stid \(--model\)"):
+        load_cities(cfg)
+    assert not (tmp_path / "run").exists()

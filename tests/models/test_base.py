@@ -155,7 +155,6 @@ def test_parameter_tools_round_trip(name, preset):
     torch.testing.assert_close(std.inverse_transform(std.transform(flat)), flat)
 
 
-
 @pytest.fixture(scope="module")
 def context_data(two_source_cities) -> CityData:
     city = two_source_cities[0]  # 6 nodes, 8 days, hourly

@@ -86,7 +86,6 @@ def test_resume_continues_exactly(cities, tmp_path):
     assert torch.equal(before["best_val"][stopped], after["best_val"][stopped])
 
 
-
 def test_resume_with_other_config_fails(cities, tmp_path):
     train_zoo(cities, ZooConfig(max_epochs=1, **FAST), tmp_path)
     with pytest.raises(GpdiffError, match="lr"):
