@@ -1,5 +1,4 @@
 """Zoo training: outputs, determinism, resume, frozen nodes, bad input, CLI."""
-
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,9 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import WindowConfig
@@ -41,6 +38,10 @@ def train_zoo(cities: list[City], config: ZooConfig, out: Path, seed: int = 0) -
 @pytest.fixture(scope="module")
 def cities(two_source_cities) -> list[City]:
     return two_source_cities
+
+
+ZOO_FAST = {"steps_per_epoch": 3, "batch_size": 16, "val_windows": 16, "node_chunk": 4, "max_epochs": 3}
+SMALL = AnchorConfig(max_steps=30, eval_every=5, nodes_per_step=8, batch_size=8, val_nodes=16, patience=10)
 
 
 def test_train_outputs(cities, tmp_path):
@@ -123,38 +124,6 @@ def test_bad_config():
         ZooConfig(preset="tiny")
     with pytest.raises(GpdiffError, match="unknown ZooConfig field"):
         ZooConfig.from_dict({"epochs": 3})
-
-
-def test_cli_train_and_show(cities, tmp_path):
-    paths = []
-    for city in cities:
-        paths.append(str(city.save(tmp_path / f"{city.name}.city")))
-    out = tmp_path / "zoo"
-    runner = CliRunner()
-    args = ["zoo", "train", "--cities", ",".join(paths), "--model", "stid", "--out", str(out), "--max-epochs", "1",
-            "--steps-per-epoch", "2", "--batch-size", "8", "--n-neighbors", "3", "--device", "cpu", "--quiet"]
-    res = runner.invoke(main, args)
-    assert res.exit_code == 0, res.output
-    assert "alpha" in res.output and "beta" in res.output
-    res = runner.invoke(main, ["zoo", "show", str(out)])
-    assert res.exit_code == 0, res.output
-    assert "naive MAE" in res.output and "stid" in res.output
-    assert len(ParamCollection.load(out)) == 11
-    res = runner.invoke(main, ["zoo", "train", "--cities", paths[0], "--model", "nope", "--out", str(out)])
-    assert res.exit_code == 2 and "unknown base model" in res.output
-
-
-def test_cli_names_a_flat_zoo_config_of_the_earlier_layout(tmp_path):
-    old = tmp_path / "zoo.yaml"
-    old.write_text("lr: 0.01\nmax_epochs: 3\n")
-    res = CliRunner().invoke(main, ["zoo", "train", "--cities", "nyc-taxi", "--out", str(tmp_path / "z"),
-                                    "--config", str(old)])
-    assert res.exit_code == 2 and "nest them under `zoo:`" in res.output and "'lr'" in res.output
-    assert not (tmp_path / "z").exists()
-
-
-ZOO_FAST = {"steps_per_epoch": 3, "batch_size": 16, "val_windows": 16, "node_chunk": 4, "max_epochs": 3}
-SMALL = AnchorConfig(max_steps=30, eval_every=5, nodes_per_step=8, batch_size=8, val_nodes=16, patience=10)
 
 
 # ------------------------------------------------------------------ anchored zoo
