@@ -137,7 +137,7 @@ def test_a_source_city_of_the_pretrained_model_is_refused_before_fitting(gpd, mo
         backtest(city, gpd, BacktestConfig(methods=["gpd"], days=2))
 
 
-def test_cli_writes_the_outputs_and_reports_bad_input_in_one_line(tmp_path):
+def test_cli_writes_the_outputs(tmp_path):
     path = _city().save(tmp_path / "delta.city")
     runner = CliRunner()
     res = runner.invoke(main, ["backtest", str(path), "--methods", "historical_average", "--days", "2",
@@ -145,11 +145,18 @@ def test_cli_writes_the_outputs_and_reports_bad_input_in_one_line(tmp_path):
     assert res.exit_code == 0, res.output
     assert "From which day each method beats both" in res.output
     assert {p.name for p in (tmp_path / "bt").iterdir()} == {"backtest.csv", "backtest.md", "backtest.png"}
-    for args, text in ((["--days", "9"], "whole day(s) of data"), (["--methods", "nope"], "unknown backtest method"),
-                       (["--start-days", "1"], "leaving 0 steps to train")):
-        methods = [] if "--methods" in args else ["--methods", "historical_average"]
-        res = runner.invoke(main, ["backtest", str(path), *methods, "--out", str(tmp_path / "bad"), *args])
-        assert res.exit_code == 2 and text in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+@pytest.mark.parametrize("args, text", [
+    pytest.param(["--days", "9"], "whole day(s) of data", id="more-days-than-data"),
+    pytest.param(["--methods", "nope"], "unknown backtest method", id="unknown-method"),
+    pytest.param(["--start-days", "1"], "leaving 0 steps to train", id="nothing-to-train-on"),
+])
+def test_cli_reports_bad_input_in_one_line(tmp_path, args, text):
+    path = _city().save(tmp_path / "delta.city")
+    methods = [] if "--methods" in args else ["--methods", "historical_average"]
+    res = CliRunner().invoke(main, ["backtest", str(path), *methods, "--out", str(tmp_path / "bad"), *args])
+    assert res.exit_code == 2 and text in res.output and len(res.output.strip().splitlines()) == 1, res.output
     assert not (tmp_path / "bad").exists()
 
 

@@ -91,18 +91,21 @@ def test_paper_sizes():
     assert get_model("stgcn", ModelConfig(preset="paper")).n_params == 16_960  # GPD's STGCN_NonBias
     gwn = get_model("gwn", ModelConfig(preset="paper")).n_params
     assert abs(gwn - 91_904) / 91_904 < 0.02  # GPD's v_GWN less its unused weights, plus the adaptive graph
-    for name in MODELS:
-        assert 2_000 < get_model(name).n_params < 10_000  # small presets: a few thousand
 
 
-def test_every_parameter_is_used(batch):
+@pytest.mark.parametrize("name", list(MODELS))
+def test_small_preset_sizes(name):
+    assert 2_000 < get_model(name).n_params < 10_000  # small presets: a few thousand
+
+
+@pytest.mark.parametrize("name, preset", CASES)
+def test_every_parameter_is_used(batch, name, preset):
     """No parameter the forward pass ignores: every tensor gets a gradient somewhere."""
-    for name, preset in CASES:
-        model = get_model(name, ModelConfig(preset=preset))
-        params = {k: v.requires_grad_() for k, v in model.init(N_NODES, seed=0, shared=False).items()}
-        model.forward(params, batch).square().sum().backward()
-        unused = [k for k, v in params.items() if v.grad is None or not v.grad.abs().sum() > 0]
-        assert not unused, (name, preset, unused)
+    model = get_model(name, ModelConfig(preset=preset))
+    params = {k: v.requires_grad_() for k, v in model.init(N_NODES, seed=0, shared=False).items()}
+    model.forward(params, batch).square().sum().backward()
+    unused = [k for k, v in params.items() if v.grad is None or not v.grad.abs().sum() > 0]
+    assert not unused, (name, preset, unused)
 
 
 def test_registry_errors():

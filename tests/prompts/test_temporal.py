@@ -11,12 +11,12 @@ from gpdiff.utils.errors import GpdiffError
 from tests.prompts.conftest import city_with
 
 
-def test_short_inputs_work_and_are_noted(encoders):
+@pytest.mark.parametrize("steps", [30, 6, 1], ids=["over-a-day", "quarter-day", "one-patch"])
+def test_short_inputs_work_and_are_noted(encoders, steps):
     city = synthetic_city("target", n_nodes=5, days=10, interval_minutes=60, seed=3)
-    for steps in (30, 6, 1):  # a bit over a day, a quarter day, one patch
-        ps = encoders.encode(city, Segment(city.n_steps - steps, city.n_steps))
-        assert ps.temporal.shape == (5, 32) and torch.isfinite(ps.temporal).all()
-        assert any("shorter than" in n for n in ps.meta["notes"])
+    ps = encoders.encode(city, Segment(city.n_steps - steps, city.n_steps))
+    assert ps.temporal.shape == (5, 32) and torch.isfinite(ps.temporal).all()
+    assert any("shorter than" in n for n in ps.meta["notes"])
 
 
 def test_outage_at_segment_end_uses_an_earlier_window(encoders):

@@ -40,10 +40,11 @@ def test_city_weights_and_row_weights_are_exact() -> None:
         city_weights([1, 2], "even")
 
 
-def test_source_pool_draws_cities_by_balance(setup) -> None:
+@pytest.mark.parametrize("balance, expected", [("city", [0.5, 0.5]), ("proportional", [6 / 11, 5 / 11])],
+                         ids=["city", "proportional"])
+def test_source_pool_draws_cities_by_balance(setup, balance: str, expected: list[float]) -> None:
     _, model, data = setup
-    for balance, expected in (("city", [0.5, 0.5]), ("proportional", [6 / 11, 5 / 11])):
-        pool = SourcePool(data, model.config.in_channels, balance)
-        drawn = pool.draw_nodes(4000, torch.Generator().manual_seed(0))
-        counts = np.array([sum(int(n.numel()) for c, n in drawn if c == i) for i in range(2)])
-        np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.03)
+    pool = SourcePool(data, model.config.in_channels, balance)
+    drawn = pool.draw_nodes(4000, torch.Generator().manual_seed(0))
+    counts = np.array([sum(int(n.numel()) for c, n in drawn if c == i) for i in range(2)])
+    np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.03)

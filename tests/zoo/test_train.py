@@ -95,11 +95,10 @@ def test_resume_with_other_config_fails(cities, tmp_path):
         train_zoo(cities[:1], ZooConfig(max_epochs=1, **FAST), tmp_path)
 
 
-def test_independent_init_and_other_models(cities, tmp_path):
-    for name in ("gwn", "stid"):
-        col = train_zoo(cities, ZooConfig(model=name, max_epochs=1, init="independent", **FAST),
-                        tmp_path / name)
-        assert col.model == name and torch.isfinite(col.params).all()
+@pytest.mark.parametrize("name", ["gwn", "stid"])
+def test_independent_init_and_other_models(cities, tmp_path, name):
+    col = train_zoo(cities, ZooConfig(model=name, max_epochs=1, init="independent", **FAST), tmp_path / name)
+    assert col.model == name and torch.isfinite(col.params).all()
 
 
 def test_city_without_graph(tmp_path):
