@@ -155,3 +155,14 @@ def test_a_module_that_imports_up_fails():
     found = sorted(t for _, m, n in gpdiff_imports(probe, source) for t in targets(m, n))
     assert found == ["gpdiff.diffusion.train", "gpdiff.experiment.pipeline"]
     assert all(violation("gpdiff.data._layering_probe", t, []) for t in found)
+
+
+def test_the_tests_mirror_the_package() -> None:
+    """Every test module under a package folder tests one module of that package:
+    ``tests/<package>/test_<module>.py`` for ``gpdiff/<package>/<module>.py`` (issue 26). Package-wide tests
+    (this one, the benchmark scripts' ``--help``) sit at the top of tests/."""
+    tests = Path(__file__).resolve().parent
+    strays = [str(p.relative_to(tests)) for p in sorted(tests.glob("*/test_*.py"))
+              if not (ROOT / p.parent.name / f"{p.stem.removeprefix('test_')}.py").is_file()]
+    assert not strays, f"test modules without a package module of their name: {strays}"
+    assert {p.parent.name for p in tests.glob("*/test_*.py")} <= {p.name for p in ROOT.iterdir() if p.is_dir()}
