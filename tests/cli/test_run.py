@@ -1,4 +1,5 @@
-"""`gpdiff run`'s settings checked before any stage: each bad setting is one line naming it; config files that are not UTF-8 or not YAML; an unknown target city."""
+"""`gpdiff run`'s settings checked before any stage: each bad setting is one line naming it; config files that are
+not UTF-8 or not YAML; an unknown target city."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Every supported format, written here in its published layout at toy size, read back."""
+"""Every supported format, written here in its published layout at toy size, read back; and the input faults
+of public bug reports that reach the loaders (h5 tables, ids files, coordinates, negative flows, huge values,
+channel files that do not line up)."""
 
 from __future__ import annotations
 

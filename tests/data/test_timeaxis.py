@@ -1,4 +1,5 @@
-"""Reading a time axis: day-first dates, an ambiguous day-month order, a mostly missing axis, UTC offsets across a clock change, one irregular timestamp (input faults of public bug reports, issue 14)."""
+"""Reading a time axis: day-first dates, an ambiguous day-month order, a mostly missing axis, UTC offsets across a
+clock change, one irregular timestamp (input faults of public bug reports, issue 14)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Generative pre-training: configs, schedules, the denoiser and its conditioning, training, sampling, CLI."""
+"""Generative pre-training: the config, training, saving, resuming, generating, bad inputs, residual generation
+around the anchor, members and tensor subsets, and whether it learns the synthetic prompt-to-parameter mapping."""
 from __future__ import annotations
 
 import importlib.util

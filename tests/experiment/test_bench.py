@@ -1,4 +1,4 @@
-"""`gpdiff bench`: suites of tiny runs, shared stages, the scoreboard, the paired test, bad suites."""
+"""`gpdiff bench`: suites of tiny runs, shared stages, the scoreboard they write, bad suites."""
 from __future__ import annotations
 
 from pathlib import Path

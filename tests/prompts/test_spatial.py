@@ -1,4 +1,5 @@
-"""The spatial encoders: a distance-preserving projection, cities without coordinates, node attributes, graph structure features and their within-city ranks."""
+"""The spatial encoders: a distance-preserving projection, cities without coordinates, node attributes, graph
+structure features and their within-city ranks."""
 
 import networkx as nx
 import numpy as np

@@ -1,4 +1,5 @@
-"""The temporal encoders: short inputs, outages at a segment's end, patches that mean the same at any interval, segments shorter than one patch."""
+"""The temporal encoders: short inputs, outages at a segment's end, patches that mean the same at any interval,
+segments shorter than one patch."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""The anchor, city-balanced source sampling, the anchored zoo, residual generation and knn_residual."""
+"""The anchor: it learns and is deterministic, stays its start when it never beats it, and its folder is reused
+or refused by the settings it was trained with."""
 from __future__ import annotations
 
 from dataclasses import replace

@@ -1,4 +1,5 @@
-"""Zoo training: outputs, determinism, resume, frozen nodes, bad input, CLI."""
+"""Zoo training: outputs, determinism, resume, frozen nodes, bad input; the anchored zoo, several members per
+node from perturbed anchors, and trainable tensor subsets."""
 from __future__ import annotations
 
 from dataclasses import replace
