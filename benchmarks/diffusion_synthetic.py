@@ -17,7 +17,7 @@ and generates parameters for the held-out 20% from their prompts alone. Reported
   parameters on the held-out nodes' own windows (target: generated within 10% of true).
 
 Run: ``python benchmarks/diffusion_synthetic.py`` (``--help`` for sizes; ``--conditions all``
-compares the five strategies). ``tests/test_diffusion.py`` runs a tiny version of the same code.
+compares the five strategies). ``tests/diffusion/test_train.py`` runs a tiny version of the same code.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Run by tests/test_distributed.py under ``torchrun --nproc_per_node=2`` (gloo, CPU): the sharded zoo
+"""Run by tests/utils/test_distributed.py under ``torchrun --nproc_per_node=2`` (gloo, CPU): the sharded zoo
 (trained, then resumed from every rank's checkpoint) and the data-parallel denoiser (interrupted
 right after a checkpoint, resumed, and trained without interruption for comparison).
 

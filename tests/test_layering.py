@@ -155,3 +155,19 @@ def test_a_module_that_imports_up_fails():
     found = sorted(t for _, m, n in gpdiff_imports(probe, source) for t in targets(m, n))
     assert found == ["gpdiff.diffusion.train", "gpdiff.experiment.pipeline"]
     assert all(violation("gpdiff.data._layering_probe", t, []) for t in found)
+
+
+def test_the_tests_mirror_the_package() -> None:
+    """Every test module under a package folder tests one module of that package:
+    ``tests/<package path>/test_<module>.py`` for ``gpdiff/<package path>/<module>.py``, and
+    ``test_<package>.py`` inside its own folder for the package's ``__init__.py`` (issue 26). Package-wide
+    tests (this one, the benchmark scripts' ``--help``) sit at the top of tests/."""
+    tests = Path(__file__).resolve().parent
+
+    def tested(p: Path) -> Path:
+        folder, name = ROOT / p.parent.relative_to(tests), p.stem.removeprefix("test_")
+        return folder / "__init__.py" if name == folder.name else folder / f"{name}.py"
+
+    strays = [str(p.relative_to(tests)) for p in sorted(tests.glob("*/**/test_*.py")) if not tested(p).is_file()]
+    assert not strays, f"test modules without a package module of their name: {strays}"
+    assert {p.parent.name for p in tests.glob("*/test_*.py")} <= {p.name for p in ROOT.iterdir() if p.is_dir()}
