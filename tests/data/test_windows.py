@@ -126,7 +126,7 @@ def test_first_readable_is_the_few_shot_start_before_the_test_period_only():
     assert first_readable(source_split(480), o).tolist() == [0] * 5
 
 
-@pytest.mark.parametrize("context", ["none", "daily", "weekly"])
+@pytest.mark.parametrize("context", ["none", "daily", "weekly", "lags"])
 def test_train_and_val_windows_read_nothing_before_the_few_shot_days(month_city, context):
     """Poisoning every value before the few-shot days changes no training or validation input (history,
     seasonal context) and no naive forecast there, but test windows still read the whole past."""
@@ -141,9 +141,11 @@ def test_train_and_val_windows_read_nothing_before_the_few_shot_days(month_city,
             o = d.origins(name)
             b = d.batch(d.all_nodes(), torch.from_numpy(o).expand(d.n_nodes, -1))
             out[name] = [b.x, b.lag_x, b.lag_y, torch.from_numpy(seasonal_naive(d, o)),
-                         torch.from_numpy(weekly_naive(d, o)), torch.from_numpy(historical_average(d, o))]
+                         torch.from_numpy(weekly_naive(d, o)), torch.from_numpy(historical_average(d, o)),
+                         b.lags_x, b.lags_y, b.lags_ok_x, b.lags_ok_y]
         tr = d.origins("train")
-        out["train"] = [d.batch(d.all_nodes(), torch.from_numpy(tr).expand(d.n_nodes, -1)).x] if tr.size else []
+        tb = d.batch(d.all_nodes(), torch.from_numpy(tr).expand(d.n_nodes, -1)) if tr.size else None
+        out["train"] = [tb.x, tb.lags_x, tb.lags_y, tb.lags_ok_x, tb.lags_ok_y] if tb is not None else []
         return out
 
     a = everything(c)
@@ -158,3 +160,5 @@ def test_train_and_val_windows_read_nothing_before_the_few_shot_days(month_city,
     assert not torch.equal(a["test"][4], b["test"][4])
     if context == "weekly":
         assert not torch.equal(a["test"][2], b["test"][2])
+    if context == "lags":  # the week-ago values of the first test week are read there
+        assert not torch.equal(a["test"][7], b["test"][7])

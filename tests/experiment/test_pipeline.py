@@ -179,7 +179,8 @@ def test_target_test_period_never_reaches_training(first_run, tmp_path):
         assert np.array_equal(a["params"].numpy(), b["params"].numpy()), m
 
 
-def test_nothing_fitted_on_the_target_reads_before_its_few_shot_days(tmp_path):
+@pytest.mark.parametrize("context", ["none", "lags"])
+def test_nothing_fitted_on_the_target_reads_before_its_few_shot_days(tmp_path, context):
     """A new city has no past: poisoning every target value before the few-shot days (wild counts,
     a third unobserved) changes no prompt, generated or fitted parameter, blend weight or validation
     score (the value one week earlier on the validation day lies before the few-shot days)."""
@@ -197,6 +198,7 @@ def test_nothing_fitted_on_the_target_reads_before_its_few_shot_days(tmp_path):
             alpha.mask[: split.train.start] = rng.random(alpha.mask[: split.train.start].shape) > 0.3
             write_city_folder(alpha, data / "alpha")
         cfg = RunConfig.from_dict({**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / f"r{poison}"),
+                                   "window": {**TINY["window"], "context": context},
                                    "methods": methods, "blend": {"naive": ["weekly_naive", "seasonal_naive"]}})
         outs.append(run_pipeline(cfg, progress=False, log=lambda m: None).out)
     clean, poisoned = outs

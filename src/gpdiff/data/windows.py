@@ -28,16 +28,38 @@ from gpdiff.data.scaler import NodeScaler
 from gpdiff.data.splits import Segment, Split
 from gpdiff.utils.errors import GpdiffError
 
-CONTEXTS = {"none": 0, "daily": 1, "weekly": 7}  # seasonal context -> its lag in days
+CONTEXTS = {"none": 0, "daily": 1, "weekly": 7, "lags": 0}  # seasonal context -> the lag its windows require, in days
+# Contexts whose lags are optional inputs: each lag is read where the data and the protocol allow and
+# marked missing (a mask channel) elsewhere, so a window requires none of them (CONTEXTS says 0).
+LAG_SETS = {"lags": (1, 7)}  # context -> its lags in days (one day and one week)
+# The share of source training windows whose each lag is masked on purpose (independently per lag),
+# so that the models learn to forecast without it, as on a target's few-shot days and a city's first week.
+LAG_DROPOUT = 0.25
 
 
 def lag_steps(context: str, steps_per_day: int) -> int:
-    """The lag of a seasonal ``context`` in steps of a city with ``steps_per_day`` (0 for ``none``)."""
+    """The lag a window of a seasonal ``context`` requires, in steps of a city with ``steps_per_day``
+    (0 for ``none`` and for ``lags``, whose lags are optional and masked where missing)."""
     if context not in CONTEXTS:
         from gpdiff.utils.errors import unknown_name
 
         raise unknown_name("seasonal context", context, CONTEXTS)
     return CONTEXTS[context] * steps_per_day
+
+
+def lag_set(context: str, steps_per_day: int) -> tuple[int, ...]:
+    """The optional lags of ``context`` in steps (empty for the contexts without them)."""
+    lag_steps(context, steps_per_day)  # unknown names fail here
+    return tuple(d * steps_per_day for d in LAG_SETS.get(context, ()))
+
+
+def lag_dropped(nodes: torch.Tensor, origins: torch.Tensor, k: int, rate: float = LAG_DROPOUT) -> torch.Tensor:
+    """``[n, B]`` bool: whether lag ``k`` of the window of node ``nodes[i]`` at ``origins[i, b]`` is
+    masked on purpose (a fixed hash of node, origin and lag, so a window is masked the same way in
+    every epoch, run and process, and about ``rate`` of the windows are)."""
+    h = (origins.long() * 2654435761 + nodes.long()[:, None] * 40503 + (k + 1) * 97531) % (2**31 - 1)
+    h = (h * 48271) % (2**31 - 1)
+    return (h % 10000) < int(round(rate * 10000))
 
 
 @dataclass
@@ -46,7 +68,9 @@ class WindowConfig:
     ``n_neighbors`` graph neighbours of the centre node in its ego-graph (GPD paper: 12 -> 6), and
     the seasonal ``context``: ``none`` (the paper's inputs), ``daily`` or ``weekly`` (the target
     channel one day / one week earlier, over the history and the forecast steps; see
-    :class:`WindowBatch`)."""
+    :class:`WindowBatch`), or ``lags`` (both, each marked missing where a window may not read it, and
+    the lag-aware head of :class:`gpdiff.models.base.BaseModel`: the forecast starts from a learned
+    combination of the lagged values and the recent level)."""
 
     history: int = 12
     horizon: int = 6
@@ -77,6 +101,13 @@ class WindowBatch:
     # seasonal context (None without): the scaled target channel ``lag`` steps earlier, 0 where missing
     lag_x: torch.Tensor | None = None  # [n, B, K+1, history] at the input steps, every ego slot
     lag_y: torch.Tensor | None = None  # [n, B, horizon] at the forecast steps, centre node
+    # optional lags (context ``lags``; None without): the scaled target channel each lag of LAG_SETS
+    # earlier, exactly 0 where missing, with masks True where the lag may be read (observed, inside
+    # the series, after first_readable, a real ego slot, and not masked on purpose in source training)
+    lags_x: torch.Tensor | None = None  # [n, B, K+1, history, L]
+    lags_y: torch.Tensor | None = None  # [n, B, horizon, L], centre node
+    lags_ok_x: torch.Tensor | None = None  # [n, B, K+1, history, L] bool
+    lags_ok_y: torch.Tensor | None = None  # [n, B, horizon, L] bool
 
     def to(self, device: torch.device | str) -> WindowBatch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -157,6 +188,7 @@ class CityData:
         self.city, self.split = city, split
         self.history, self.horizon, self.device = history, horizon, torch.device(device)
         self.context, self.lag = context, lag_steps(context, city.steps_per_day)
+        self.lags = lag_set(context, city.steps_per_day)
         # fitted on the training segment (see NodeScaler.fit), or given: a saved forecaster keeps the scale it was fitted with
         self.scaler = scaler if scaler is not None else NodeScaler.fit(city, split.train, min_rel_std)
         self.ego: EgoGraphs = ego_graphs(city.adjacency, n_neighbors)
@@ -218,8 +250,36 @@ class CityData:
                 lag_x = lag_x * (t_in - self.lag >= floor)[:, :, :, None]
                 lag_y = lag_y * (t_out - self.lag >= floor)
             lag_x = (lag_x.permute(0, 1, 3, 2) * valid[:, None, :, None]).contiguous()
+        optional = self._optional_lags(nodes, origins, ego, valid, t_in, t_out, floor) if self.lags else {}
         return WindowBatch(x=x.contiguous(), y=y, y_mask=y_mask, tod=self.tod[last], dow=self.dow[last],
-                           adj=self.ego_adj[nodes], valid=valid, lag_x=lag_x, lag_y=lag_y)
+                           adj=self.ego_adj[nodes], valid=valid, lag_x=lag_x, lag_y=lag_y, **optional)
+
+    def _optional_lags(self, nodes: torch.Tensor, origins: torch.Tensor, ego: torch.Tensor, valid: torch.Tensor,
+                       t_in: torch.Tensor, t_out: torch.Tensor, floor: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The ``lags_*`` fields of :class:`WindowBatch`: a lag is read only where it is inside the
+        series, observed, not before :func:`first_readable` (``floor``), on a real ego slot, and not
+        masked on purpose (:func:`lag_dropped`, source training windows only); elsewhere its value is
+        exactly 0 and its mask False, so no forbidden value reaches a model."""
+        training = self.split.role != "target" and origins.lt(self.split.train.stop)
+        xs, oks_x, ys, oks_y = [], [], [], []
+        for k, lag in enumerate(self.lags):
+            drop = lag_dropped(nodes, origins, k) & training  # [n, B]
+            ti, to = t_in - lag, t_out - lag  # [n, B, h], [n, B, H]
+            ok_i, ok_o = ti >= 0, to >= 0
+            if floor is not None:
+                ok_i, ok_o = ok_i & (ti >= floor), ok_o & (to >= floor)
+            ok_i, ok_o = ok_i & ~drop[:, :, None], ok_o & ~drop[:, :, None]
+            ti, to = ti.clamp_min(0), to.clamp_min(0)
+            okx = ok_i[:, :, :, None] & self.mask[ti[:, :, :, None], ego[:, None, None, :]] & valid[:, None, None, :]
+            oky = ok_o & self.mask[to, nodes[:, None, None]]
+            vx = self.values[ti[:, :, :, None], ego[:, None, None, :], 0]  # [n, B, h, K+1]
+            vy = self.values[to, nodes[:, None, None], 0]
+            xs.append(torch.where(okx, vx, torch.zeros_like(vx)).permute(0, 1, 3, 2))
+            oks_x.append(okx.permute(0, 1, 3, 2))
+            ys.append(torch.where(oky, vy, torch.zeros_like(vy)))
+            oks_y.append(oky)
+        return {"lags_x": torch.stack(xs, -1).contiguous(), "lags_ok_x": torch.stack(oks_x, -1).contiguous(),
+                "lags_y": torch.stack(ys, -1), "lags_ok_y": torch.stack(oks_y, -1)}
 
     def all_nodes(self) -> torch.Tensor:
         return torch.arange(self.n_nodes, device=self.device)

@@ -118,9 +118,10 @@ class RunConfig:
         if self.device != "auto":
             check_device_name(self.device)
         self.generate.check_against(self.diffusion.schedule, self.diffusion.cfg_dropout)
-        if self.zoo.residual == "seasonal" and self.window.context == "none":
+        if self.zoo.residual == "seasonal" and self.window.context not in ("daily", "weekly"):
             raise GpdiffError("zoo.residual seasonal forecasts a correction to the seasonal context, so it needs "
-                              "window.context daily or weekly; set one, or zoo.residual none.")
+                              "window.context daily or weekly (context lags has its own learned head); set one, "
+                              "or zoo.residual none.")
         if not 0 < self.test_fraction < 1:
             raise GpdiffError(f"test_fraction must be between 0 and 1 (the share of the target held out as the "
                               f"test period), got {self.test_fraction}.")

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from gpdiff.data.windows import WindowBatch
+from gpdiff.data.windows import LAG_SETS, WindowBatch
 from gpdiff.utils.errors import GpdiffError
 
 ROLES = ("spatial", "temporal")
@@ -63,6 +63,11 @@ class ModelConfig:
     (``WindowBatch.lag_y``): with ``residual`` ``none`` it adds ``context.gain * lag_y`` (a learned
     weight per horizon step, initially 0); with ``seasonal`` it forecasts ``lag_y`` plus the model's
     output, whose read-out starts at zero, so an untrained model forecasts seasonal naive exactly.
+
+    ``context`` ``lags`` (optional lags, :data:`gpdiff.data.windows.LAG_SETS`: one day and one week) is
+    the lag-aware model of :class:`BaseModel`: the network reads, per lag, the difference ``x - lag``
+    and the lag's mask over the history, and the forecast is a learned combination of the lagged values
+    at the forecast steps and the recent level (``lags.head``) plus the network's output.
     """
 
     history: int = 12
@@ -81,9 +86,10 @@ class ModelConfig:
             from gpdiff.utils.errors import unknown_name
 
             raise unknown_name("residual", self.residual, RESIDUALS)
-        if self.residual == "seasonal" and self.context == "none":
+        if self.residual == "seasonal" and self.context not in ("daily", "weekly"):
             raise GpdiffError("residual 'seasonal' forecasts a correction to the seasonal context, so it needs "
-                              "window.context daily or weekly; set one, or residual none.")
+                              "window.context daily or weekly (context lags has its own learned head); set one, "
+                              "or residual none.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +107,8 @@ class NodeModule(nn.Module):
         self.model = model
         if model.has_gain:
             self.context_gain = nn.Parameter(torch.zeros(model.config.horizon))
+        if model.has_head:
+            self.lags_head = nn.Parameter(torch.zeros(model.head_shape))
 
     def load_node_params(self, params: dict[str, torch.Tensor]) -> None:
         """Copy one node's parameters (spec layout, no node dimension) into the module."""
@@ -116,19 +124,27 @@ class NodeModule(nn.Module):
         m = self.model
         if m.config.context == "none":
             return self(batch.x[i], batch.adj[i], batch.valid[i], batch.tod[i], batch.dow[i])
+        if m.has_head:
+            out = self(m.model_inputs(batch)[i], batch.adj[i], batch.valid[i], batch.tod[i], batch.dow[i])
+            one = WindowBatch(**{k: None if v is None else v[i:i + 1] for k, v in vars(batch).items()})
+            return out + m.combination(self.lags_head.unsqueeze(0), one)[0]
         out = self(m.model_inputs(batch)[i], batch.adj[i], batch.valid[i], batch.tod[i], batch.dow[i])
         return m.add_context(out, _context(batch)[1][i], self.context_gain if m.has_gain else None)
 
     def load_context(self, params: dict[str, torch.Tensor]) -> None:
-        """Copy the context gain (if the model has one) from one node's ``params``."""
-        if self.model.has_gain:
-            with torch.no_grad():
+        """Copy the context gain or the lag head (if the model has one) from one node's ``params``."""
+        with torch.no_grad():
+            if self.model.has_gain:
                 self.context_gain.copy_(params[GAIN])
+            if self.model.has_head:
+                self.lags_head.copy_(params[HEAD])
 
     def with_context(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``params`` (the model's own tensors) plus the context gain, in spec order."""
         if self.model.has_gain:
             params = {**params, GAIN: self.context_gain.detach().clone()}
+        if self.model.has_head:
+            params = {**params, HEAD: self.lags_head.detach().clone()}
         return {s.name: params[s.name] for s in self.model.spec()}
 
 
@@ -164,18 +180,41 @@ class BaseModel(ABC):
         """The model's scaled forecasts ``[n, B, horizon]`` for the centre nodes, from :meth:`model_inputs`."""
 
     @property
+    def n_lags(self) -> int:
+        """The optional lags the model reads (context ``lags``: 2, one day and one week), else 0."""
+        return len(LAG_SETS.get(self.config.context, ()))
+
+    @property
+    def has_head(self) -> bool:
+        """True for the lag-aware model (context ``lags``): the forecast is ``lags.head``'s learned
+        combination of the lagged values and the recent level plus the network's output."""
+        return self.n_lags > 0
+
+    @property
+    def head_shape(self) -> tuple[int, int, int]:
+        """``lags.head``: ``[2**L, 1 + L, horizon]``, per availability pattern of the lags at a forecast
+        step (bit ``k`` set: lag ``k`` is there) the weights of (recent level, lag 0, ..., lag L-1)."""
+        return (2**self.n_lags, 1 + self.n_lags, self.config.horizon)
+
+    @property
     def n_inputs(self) -> int:
-        """Input channels the model reads: ``in_channels``, plus one for a seasonal context."""
+        """Input channels the model reads: ``in_channels``, plus one for a seasonal context, or two per
+        optional lag (the difference ``x - lag`` and the lag's mask)."""
+        if self.has_head:
+            return self.config.in_channels + 2 * self.n_lags
         return self.config.in_channels + (self.config.context != "none")
 
     @property
     def has_gain(self) -> bool:
-        """True when the forecast adds ``context.gain * lag_y`` (a context without the residual)."""
-        return self.config.context != "none" and self.config.residual == "none"
+        """True when the forecast adds ``context.gain * lag_y`` (a daily/weekly context without the residual)."""
+        return self.config.context in ("daily", "weekly") and self.config.residual == "none"
 
     def spec(self) -> list[ParamSpec]:
-        """Ordered parameter tensors (per node, no node dimension): the model's, then the context gain."""
+        """Ordered parameter tensors (per node, no node dimension): the model's, then the context gain
+        or the lag head (part of the per-node vector the diffusion model generates)."""
         extra = [ParamSpec(GAIN, (self.config.horizon,), "temporal")] if self.has_gain else []
+        if self.has_head:
+            extra = [ParamSpec(HEAD, self.head_shape, "temporal")]
         return self._spec() + extra
 
     def model_inputs(self, batch: WindowBatch) -> torch.Tensor:
@@ -184,6 +223,11 @@ class BaseModel(ABC):
         x = select_channels(batch.x, self.config.in_channels)
         if self.config.context == "none":
             return x
+        if self.has_head:  # per lag: x - lag where the lag may be read (else exactly 0), and the mask
+            lags, ok = _lags(batch)[:2]
+            x0 = x[..., :1]
+            diff = torch.where(ok, x0 - lags, torch.zeros_like(lags))
+            return torch.cat([x, diff, ok.to(x.dtype)], dim=-1)
         lag_x, _ = _context(batch)
         return torch.cat([x, lag_x.unsqueeze(-1)], dim=-1)
 
@@ -192,12 +236,28 @@ class BaseModel(ABC):
         out = self._forward(params, batch)
         if self.config.context == "none":
             return out
+        if self.has_head:
+            return out + self.combination(params[HEAD], batch)
         return self.add_context(out, _context(batch)[1], params[GAIN].unsqueeze(1) if self.has_gain else None)
 
     def add_context(self, out: torch.Tensor, lag_y: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
         """The forecast from the model's output ``out`` and the lagged values at the forecast steps
         ``lag_y`` (same shape): ``lag_y + out`` for ``residual: seasonal``, else ``out + gain * lag_y``."""
         return out + (lag_y if self.config.residual == "seasonal" else gain * lag_y)
+
+    def combination(self, head: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
+        """``[n, B, horizon]``: the lag head's forecast. At every forecast step the weights of the
+        lags' availability pattern there (``head [n, 2**L, 1 + L, horizon]``) combine the recent
+        level (the centre node's last input value) and each lagged value at that step; a missing lag's
+        value is never read (its term is exactly 0 and its pattern's weights ignore it)."""
+        _, _, lags_y, ok_y = _lags(batch)
+        level = batch.x[:, :, 0, -1, 0]  # [n, B]
+        values = torch.where(ok_y, lags_y, torch.zeros_like(lags_y))
+        comp = torch.cat([level[:, :, None, None].expand(*lags_y.shape[:3], 1), values], dim=-1)  # [n, B, H, 1+L]
+        bits = 2 ** torch.arange(self.n_lags, device=ok_y.device)
+        pattern = (ok_y.long() * bits).sum(-1)  # [n, B, H]
+        onehot = nn.functional.one_hot(pattern, 2**self.n_lags).to(comp.dtype)  # [n, B, H, P]
+        return torch.einsum("nbhp,nbhj,npjh->nbh", onehot, comp, head)
 
     def reference(self, params: dict[str, torch.Tensor] | None = None, seed: int = 0) -> NodeModule:
         """The plain ``nn.Module`` version of this model holding one node's ``params`` (no node
@@ -233,11 +293,40 @@ class BaseModel(ABC):
             one.update({k: torch.zeros_like(one[k]) for k in self.output_params})
         if self.has_gain:
             one[GAIN] = torch.zeros(self.config.horizon)
+        if self.has_head:  # a seasonal forecast to start from, and a small (not zero) network correction
+            one.update({k: one[k] * READOUT_SCALE for k in self.output_params})
+            one[HEAD] = initial_head(self.n_lags, self.config.horizon)
         return one
 
 
 # ------------------------------------------------------------------ shared ops
 GAIN = "context.gain"
+HEAD = "lags.head"
+# The lag-aware model's read-out starts at this fraction of its random init: the untrained forecast is
+# close to the head's combination, and both the read-out and the layers under it get gradients at once
+# (a zero read-out gives the layers none, and with MAE's sign gradients they can die before it grows).
+READOUT_SCALE = 0.1
+# The head's initial weights of (recent level, one day, one week) when (neither, day, week, both) lags
+# are there: mostly the week, then the day, then the last value; the sources then train them.
+INITIAL_HEAD = {0: (1.0, 0.0, 0.0), 1: (0.3, 0.7, 0.0), 2: (0.2, 0.0, 0.8), 3: (0.1, 0.3, 0.6)}
+
+
+def initial_head(n_lags: int, horizon: int) -> torch.Tensor:
+    """``[2**L, 1 + L, horizon]``: :data:`INITIAL_HEAD`'s weights (for the one-day and one-week lags),
+    the same at every forecast step."""
+    if n_lags != 2:
+        raise GpdiffError(f"the lag head's initial weights are for the one-day and one-week lags, not {n_lags} lags.")
+    w = torch.tensor([INITIAL_HEAD[p] for p in range(4)], dtype=torch.float32)
+    return w[:, :, None].expand(4, 3, horizon).contiguous()
+
+
+def _lags(batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(lags_x, lags_ok_x, lags_y, lags_ok_y)`` of a batch built with context ``lags``."""
+    parts = (batch.lags_x, batch.lags_ok_x, batch.lags_y, batch.lags_ok_y)
+    if any(p is None for p in parts):
+        raise GpdiffError("the model was built with window.context lags but the windows carry no lags; "
+                          "build the data with the same window.context.")
+    return parts  # type: ignore[return-value]
 
 
 def _context(batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -223,9 +223,10 @@ def trim_slots(batch: WindowBatch) -> WindowBatch:
     used = int(batch.valid.sum(1).max())
     if used == batch.valid.shape[1]:
         return batch
-    return WindowBatch(x=batch.x[:, :, :used], y=batch.y, y_mask=batch.y_mask, tod=batch.tod, dow=batch.dow,
-                       adj=batch.adj[:, :used, :used], valid=batch.valid[:, :used],
-                       lag_x=None if batch.lag_x is None else batch.lag_x[:, :, :used], lag_y=batch.lag_y)
+    slots = {k: None if getattr(batch, k) is None else getattr(batch, k)[:, :, :used]
+             for k in ("lag_x", "lags_x", "lags_ok_x")}  # the fields with an ego-slot dimension
+    return WindowBatch(**{**vars(batch), "x": batch.x[:, :, :used], "adj": batch.adj[:, :used, :used],
+                          "valid": batch.valid[:, :used], **slots})
 
 
 def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avg: list[torch.Tensor],
