@@ -13,11 +13,9 @@ from diffusers.training_utils import EMAModel
 
 from gpdiff.diffusion import (
     PRESETS,
-    Denoiser,
     DenoiserConfig,
     DiffusionConfig,
     DiffusionModel,
-    TokenShape,
     fit,
     generate,
     generate_tensors,
@@ -29,7 +27,7 @@ from gpdiff.models.base import ParamSpec
 from gpdiff.prompts import PromptSet
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import read_yaml, write_yaml
-from gpdiff.zoo.params import ParamCollection, Standardizer, Tokenizer, flatten
+from gpdiff.zoo.params import ParamCollection, Standardizer, flatten
 from tests.conftest import REPO, SPEC, tiny_config, toy
 
 # diffusers' DPM-Solver++ calls np.array on a tensor in a way numpy 2 deprecates (not ours to fix)
@@ -37,22 +35,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore:__array__ implementation doesn'
               pytest.mark.usefixtures("one_thread")]
 
 CPU = "cpu"  # every training run here: the tensors are tiny
-
-
-def randomize(net: torch.nn.Module, seed: int = 0) -> None:
-    """Give every weight a random value (zero-initialised layers would hide the prompts at init)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-
-
-def denoiser(condition: str, n_layers: int = 2) -> tuple[Denoiser, torch.Tensor]:
-    tok = Tokenizer(SPEC, 8)
-    cfg = DenoiserConfig(d_model=16, n_layers=n_layers, n_heads=2, condition=condition)
-    net = Denoiser(cfg, TokenShape(tok.n_tokens, 8, 5, 7), tok.spatial_mask()).eval()
-    randomize(net)
-    return net, tok.spatial_mask()
 
 
 # ----------------------------------------------------------------------------- does it learn the mapping?

@@ -8,29 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpdiff.data.windows import WindowConfig
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.anchor import Anchor, AnchorConfig, fit_anchor, train_anchor
-from gpdiff.zoo.sourcepool import prepare_cities
 from gpdiff.zoo.train import ZooConfig, source_val_loss
+from tests.zoo.conftest import WINDOW, ZOO_FAST
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-WINDOW = WindowConfig(n_neighbors=3)
-ZOO_FAST = {"steps_per_epoch": 3, "batch_size": 16, "val_windows": 16, "node_chunk": 4, "max_epochs": 3}
 SMALL = AnchorConfig(max_steps=30, eval_every=5, nodes_per_step=8, batch_size=8, val_nodes=16, patience=10)
-
-
-@pytest.fixture(scope="module")
-def cities(two_source_cities):
-    return two_source_cities
-
-
-@pytest.fixture(scope="module")
-def setup(cities):
-    cfg = ZooConfig(**ZOO_FAST)
-    model = cfg.build_model(WINDOW)
-    return cfg, model, prepare_cities(cities, WINDOW, cfg, model)
 
 
 # ------------------------------------------------------------------ anchor

@@ -6,27 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from gpdiff.data.windows import WindowConfig
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.zoo.sourcepool import SourcePool, city_weights, prepare_cities, row_weights
-from gpdiff.zoo.train import ZooConfig
+from gpdiff.zoo.sourcepool import SourcePool, city_weights, row_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-WINDOW = WindowConfig(n_neighbors=3)
-ZOO_FAST = {"steps_per_epoch": 3, "batch_size": 16, "val_windows": 16, "node_chunk": 4, "max_epochs": 3}
-
-
-@pytest.fixture(scope="module")
-def cities(two_source_cities):
-    return two_source_cities
-
-
-@pytest.fixture(scope="module")
-def setup(cities):
-    cfg = ZooConfig(**ZOO_FAST)
-    model = cfg.build_model(WINDOW)
-    return cfg, model, prepare_cities(cities, WINDOW, cfg, model)
 
 
 # ------------------------------------------------------------------ balanced sampling
