@@ -17,7 +17,9 @@ from click.testing import CliRunner
 from gpdiff.cli import main
 from gpdiff.data.city import City
 from gpdiff.data.formats.city_folder import write_city_folder
+from gpdiff.data.splits import source_split
 from gpdiff.data.synthetic import synthetic_city
+from gpdiff.data.windows import CityData
 from gpdiff.diffusion import DiffusionConfig
 from gpdiff.models.base import ParamSpec
 from gpdiff.prompts import PromptSet
@@ -172,3 +174,28 @@ def one_line_error(r, *needles: str) -> None:
         assert n in lines[0], lines[0]
 
 
+
+
+@pytest.fixture(scope="module")
+def context_data(two_source_cities) -> CityData:
+    """The first source city with the daily seasonal context (6 nodes, 8 days, hourly)."""
+    city = two_source_cities[0]
+    return CityData(city, source_split(city.n_steps), n_neighbors=7, context="daily")
+
+
+@pytest.fixture(scope="module")
+def context_batch(context_data):
+    """Five training windows of every node of ``context_data``."""
+    n = context_data.n_nodes
+    return context_data.batch(torch.arange(n), torch.from_numpy(context_data.origins("train")[:5]).expand(n, -1))
+
+
+def dcrnn_h5(d: Path, n: int = 3, key: str = "df") -> tuple[Path, list[str], np.ndarray]:
+    """A small h5 file of the DCRNN layout (``d/metr-la.h5``: 60 five-minute steps of ``n`` sensors),
+    its sensor ids and values."""
+    d.mkdir(parents=True, exist_ok=True)
+    ids = [f"7{i:05d}" for i in range(n)]
+    vals = np.random.default_rng(0).uniform(20, 70, (60, n))
+    pd.DataFrame(vals, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
+        d / "metr-la.h5", key=key, format="fixed")
+    return d / "metr-la.h5", ids, vals

@@ -11,7 +11,7 @@ from gpdiff.data import City, load_city
 from gpdiff.data.formats.city_folder import load_city_folder
 from gpdiff.data.formats.dcrnn import load_dcrnn
 from gpdiff.utils.errors import GpdiffError
-from tests.conftest import SERIES_IDS, STAMPS, series_folder
+from tests.conftest import SERIES_IDS, STAMPS, dcrnn_h5, series_folder
 
 
 def test_round_trip_is_exact_and_deterministic(small_city, tmp_path):
@@ -102,15 +102,6 @@ def test_from_pandas_builds_a_graph_from_coords_and_names_errors() -> None:
         City.from_pandas(df, adjacency=np.eye(3))
 
 
-# ------------------------------------------------------------------ a small h5 file of the DCRNN layout
-def _h5(d: Path, n: int = 3, key: str = "df") -> tuple[Path, list[str], np.ndarray]:
-    d.mkdir(parents=True, exist_ok=True)
-    ids = [f"7{i:05d}" for i in range(n)]
-    vals = np.random.default_rng(0).uniform(20, 70, (60, n))
-    pd.DataFrame(vals, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
-        d / "metr-la.h5", key=key, format="fixed")
-    return d / "metr-la.h5", ids, vals
-
 
 @pytest.mark.parametrize("source", ["pandas", "dcrnn", "city"])
 def test_swapped_lat_lon_are_refused_by_every_reader(tmp_path: Path, source: str) -> None:
@@ -120,7 +111,7 @@ def test_swapped_lat_lon_are_refused_by_every_reader(tmp_path: Path, source: str
         with pytest.raises(GpdiffError, match=r"city 'city': node 'a' has latitude -118\.3 .*look swapped"):
             City.from_pandas(df, coords=swapped)
     elif source == "dcrnn":
-        h5, ids, _ = _h5(tmp_path / "la")
+        h5, ids, _ = dcrnn_h5(tmp_path / "la")
         with open(tmp_path / "la" / "adj_mx.pkl", "wb") as f:
             pickle.dump((ids, {s: i for i, s in enumerate(ids)}, np.eye(3, dtype=np.float32)), f)
         pd.DataFrame({"sensor_id": ids, "latitude": swapped[:, 0], "longitude": swapped[:, 1]}).to_csv(

@@ -17,17 +17,6 @@ from gpdiff.utils.errors import GpdiffError
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def context_data(two_source_cities) -> CityData:
-    city = two_source_cities[0]  # 6 nodes, 8 days, hourly
-    return CityData(city, source_split(city.n_steps), n_neighbors=7, context="daily")
-
-
-@pytest.fixture(scope="module")
-def context_batch(context_data):
-    n = context_data.n_nodes
-    return context_data.batch(torch.arange(n), torch.from_numpy(context_data.origins("train")[:5]).expand(n, -1))
-
 
 def test_windows_carry_the_values_one_day_earlier(context_data, context_batch):
     o = context_data.origins("train")

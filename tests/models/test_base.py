@@ -158,17 +158,6 @@ def test_parameter_tools_round_trip(name, preset):
     torch.testing.assert_close(std.inverse_transform(std.transform(flat)), flat)
 
 
-@pytest.fixture(scope="module")
-def context_data(two_source_cities) -> CityData:
-    city = two_source_cities[0]  # 6 nodes, 8 days, hourly
-    return CityData(city, source_split(city.n_steps), n_neighbors=7, context="daily")
-
-
-@pytest.fixture(scope="module")
-def context_batch(context_data):
-    n = context_data.n_nodes
-    return context_data.batch(torch.arange(n), torch.from_numpy(context_data.origins("train")[:5]).expand(n, -1))
-
 
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("residual", ["none", "seasonal"])

@@ -23,7 +23,7 @@ from gpdiff.data.formats.gpd_folder import load_gpd_folder
 from gpdiff.data.graph import gaussian_knn_adjacency
 from gpdiff.data.lookup import load_named
 from gpdiff.utils.errors import GpdiffError
-from tests.conftest import SERIES_IDS, STAMPS, run_cli, series_folder
+from tests.conftest import SERIES_IDS, STAMPS, dcrnn_h5, run_cli, series_folder
 
 IDS = ["773869", "767541", "767542", "717447", "717446"]
 
@@ -509,15 +509,6 @@ def test_dcrnn_with_published_graph_files(tmp_path: Path, folder: str, pkl: str,
     assert city.coords is not None and np.all(np.abs(city.coords[:, 0] - 36) < 3)  # California latitudes
 
 
-# ------------------------------------------------------------------ a small h5 file of the DCRNN layout
-def _h5(d: Path, n: int = 3, key: str = "df") -> tuple[Path, list[str], np.ndarray]:
-    d.mkdir(parents=True, exist_ok=True)
-    ids = [f"7{i:05d}" for i in range(n)]
-    vals = np.random.default_rng(0).uniform(20, 70, (60, n))
-    pd.DataFrame(vals, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
-        d / "metr-la.h5", key=key, format="fixed")
-    return d / "metr-la.h5", ids, vals
-
 
 # issue 29, item 3 -------------------------------------------- values a city of its kind cannot have
 def _negative_input(tmp_path: Path, fmt: str, allow: bool):
@@ -547,14 +538,14 @@ def _negative_input(tmp_path: Path, fmt: str, allow: bool):
 
 # ------------------------------------------------------------------ options everywhere (issue 14, fault 6)
 def test_h5_picks_the_one_time_indexed_table(tmp_path: Path) -> None:
-    h5, ids, vals = _h5(tmp_path / "d", key="speed")
+    h5, ids, vals = dcrnn_h5(tmp_path / "d", key="speed")
     pd.DataFrame({"sensor": ids, "lanes": [2, 3, 4]}).to_hdf(h5, key="meta", format="fixed")
     (h5.parent / "adj_mx.pkl").write_bytes(pickle.dumps(np.eye(3)))
     np.testing.assert_allclose(load_dcrnn(h5).values[:, :, 0], vals, rtol=1e-6)
 
 
 def test_h5_with_two_time_tables_names_the_option_and_takes_it_everywhere(tmp_path: Path) -> None:
-    h5, ids, vals = _h5(tmp_path / "d", key="speed")
+    h5, ids, vals = dcrnn_h5(tmp_path / "d", key="speed")
     pd.DataFrame(vals * 2, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
         h5, key="flow", format="fixed")
     (h5.parent / "adj_mx.pkl").write_bytes(pickle.dumps(np.eye(3)))

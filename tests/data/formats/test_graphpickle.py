@@ -6,25 +6,15 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from gpdiff.data.formats.dcrnn import load_dcrnn
 from gpdiff.utils.errors import GpdiffError
-
-
-# ------------------------------------------------------------------ a small h5 file of the DCRNN layout
-def _h5(d: Path, n: int = 3, key: str = "df") -> tuple[Path, list[str], np.ndarray]:
-    d.mkdir(parents=True, exist_ok=True)
-    ids = [f"7{i:05d}" for i in range(n)]
-    vals = np.random.default_rng(0).uniform(20, 70, (60, n))
-    pd.DataFrame(vals, index=pd.date_range("2012-03-01", periods=60, freq="5min"), columns=ids).to_hdf(
-        d / "metr-la.h5", key=key, format="fixed")
-    return d / "metr-la.h5", ids, vals
+from tests.conftest import dcrnn_h5
 
 
 def test_protocol0_pickle_with_crlf_line_ends(tmp_path: Path) -> None:
-    h5, ids, _ = _h5(tmp_path / "d")
+    h5, ids, _ = dcrnn_h5(tmp_path / "d")
     adj = np.arange(9, dtype=np.float32).reshape(3, 3)
     rev = ids[::-1]
     raw = pickle.dumps([rev, {s: i for i, s in enumerate(rev)}, adj], protocol=0)
@@ -34,7 +24,7 @@ def test_protocol0_pickle_with_crlf_line_ends(tmp_path: Path) -> None:
 
 
 def test_bare_matrix_pickle(tmp_path: Path) -> None:
-    h5, ids, _ = _h5(tmp_path / "d")
+    h5, ids, _ = dcrnn_h5(tmp_path / "d")
     adj = np.random.default_rng(1).uniform(0, 1, (3, 3)).astype(np.float32)
     (h5.parent / "adj_mx.pkl").write_bytes(pickle.dumps(adj))
     city = load_dcrnn(h5)
