@@ -81,6 +81,22 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
     """
     path = find_suite(path)
     doc = read_yaml(path)
+    entries, seeds, grid, base = _suite_parts(path, doc)
+    suite = Suite(Path(path).stem, str(doc.get("description") or ""))
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+    for seed in seeds:  # seed-major: the first seed of every experiment finishes first
+        for i, entry in enumerate(entries):
+            suite.experiments += _experiments(path, i, dict(entry), base, combos, seed, Path(out))
+    dup = first_repeated([(e.label, e.seed) for e in suite.experiments])
+    if dup is not None:
+        raise GpdiffError(f"{path}: experiment {dup[0]!r} (seed {dup[1]}) is listed twice; give experiments of one "
+                          "target each its own `name:`.")
+    return suite
+
+
+def _suite_parts(path: Path, doc: Any) -> tuple[list[Mapping], list[int], Mapping, dict]:
+    """A suite file's experiments, seeds, grid and base settings, each checked; :class:`GpdiffError` naming
+    the key otherwise (a suite sets seeds in ``seeds:`` only)."""
     if not isinstance(doc, dict):
         raise GpdiffError(f"{path}: a suite must be a mapping with keys {list(SUITE_KEYS)}.")
     unknown = sorted(set(doc) - set(SUITE_KEYS))
@@ -105,37 +121,35 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
         if "seed" in part:
             raise GpdiffError(f"{path}: {where} sets `seed`; a suite's seeds are its `seeds:` list (every experiment "
                               "runs once per seed), so set them there.")
-    suite = Suite(Path(path).stem, str(doc.get("description") or ""))
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
-    out = Path(out)
-    for seed in seeds:  # seed-major: the first seed of every experiment finishes first
-        for i, entry in enumerate(entries):
-            entry = dict(entry)
-            name = str(entry.pop("name", "") or "")
-            where = f"{path}: experiments[{i}]"
-            own = _nested(entry, where)
-            settings = merge(base, own)
-            # a wrong key or value is blamed on the part of the suite that holds it: base, experiment or grid
-            base_origins = {**path_origins(base, f"{path}: base"), **path_origins(own, where)}
-            for combo in combos:
-                variant = " ".join(f"{k}={v}" for k, v in combo.items())
-                grid_settings = _nested(combo, f"{path}: grid")
-                data = merge(settings, grid_settings)
-                data["seed"] = seed
-                origins = {**base_origins, **path_origins(grid_settings, f"{path}: grid ({variant})")}
-                try:
-                    cfg = RunConfig.from_dict(data, where, origins)
-                except GpdiffError as exc:  # checks of the whole config (methods, days) name the experiment too
-                    raise (exc if str(exc).startswith(f"{path}: ") else GpdiffError(f"{where}: {exc}")) from None
-                label = " ".join(p for p in (name or cfg.target, variant) if p)
-                exp = Experiment(label, cfg.target, variant, seed, cfg)
-                exp.config.out = str(out / "runs" / exp.folder)
-                suite.experiments.append(exp)
-    dup = first_repeated([(e.label, e.seed) for e in suite.experiments])
-    if dup is not None:
-        raise GpdiffError(f"{path}: experiment {dup[0]!r} (seed {dup[1]}) is listed twice; give experiments of one "
-                          "target each its own `name:`.")
-    return suite
+    return entries, seeds, grid, base
+
+
+def _experiments(path: Path, i: int, entry: dict, base: dict, combos: list[dict], seed: int,
+                 out: Path) -> list[Experiment]:
+    """Experiment ``i`` of the suite at ``seed``, once per grid combination, each with its run config built
+    (and so validated); a wrong key or value is blamed on the part of the suite that holds it: base,
+    experiment or grid."""
+    name = str(entry.pop("name", "") or "")
+    where = f"{path}: experiments[{i}]"
+    own = _nested(entry, where)
+    settings = merge(base, own)
+    base_origins = {**path_origins(base, f"{path}: base"), **path_origins(own, where)}
+    experiments = []
+    for combo in combos:
+        variant = " ".join(f"{k}={v}" for k, v in combo.items())
+        grid_settings = _nested(combo, f"{path}: grid")
+        data = merge(settings, grid_settings)
+        data["seed"] = seed
+        origins = {**base_origins, **path_origins(grid_settings, f"{path}: grid ({variant})")}
+        try:
+            cfg = RunConfig.from_dict(data, where, origins)
+        except GpdiffError as exc:  # checks of the whole config (methods, days) name the experiment too
+            raise (exc if str(exc).startswith(f"{path}: ") else GpdiffError(f"{where}: {exc}")) from None
+        label = " ".join(p for p in (name or cfg.target, variant) if p)
+        exp = Experiment(label, cfg.target, variant, seed, cfg)
+        exp.config.out = str(out / "runs" / exp.folder)
+        experiments.append(exp)
+    return experiments
 
 
 def check_data(suite: Suite) -> None:

@@ -173,18 +173,8 @@ def train_zoo(sources: Sequence[City], config: ZooConfig | None = None, *, windo
     model = config.build_model(window)
     data = prepare_cities(cities, window, config, model, dev)
     n_nodes = sum(d.n_nodes for d in data)
-    if config.init == "anchor":
-        if anchor is None or anchor.shape != (model.n_params,):
-            got = "none" if anchor is None else f"shape {tuple(anchor.shape)}"
-            raise GpdiffError(f"zoo.init is 'anchor' but the anchor given is {got}, expected [{model.n_params}]; "
-                              "train it first (gpdiff.zoo.anchor.fit_anchor), or set zoo.init to shared_random.")
-        init = unflatten(anchor.reshape(1, -1).expand(n_nodes, -1).to(dev), model.spec())
-    else:
-        init = model.init(n_nodes, seed=seed, shared=config.init == "shared_random", device=dev)
+    init = _start(config, model, anchor, n_nodes, seed, dev)
     members = int(config.members)
-    if members > 1:  # member-major rows: every node of member 0, then of member 1, ...
-        init = {k: torch.cat([v, *(perturbed(v, config.member_noise, (seed, m, t)) for m in range(1, members))])
-                for t, (k, v) in enumerate(init.items())}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {**config.to_dict(), "window": vars(window).copy(), "seed": seed,
@@ -211,6 +201,26 @@ def train_zoo(sources: Sequence[City], config: ZooConfig | None = None, *, windo
     )
     collection.save(out_dir / COLLECTION)
     return collection
+
+
+def _start(config: ZooConfig, model: BaseModel, anchor: torch.Tensor | None, n_nodes: int, seed: int,
+           dev: torch.device) -> dict[str, torch.Tensor]:
+    """Every node's starting parameters (``{name: [M * N, ...]}``, member-major rows: every node of member
+    0, then of member 1, ...): the anchor, or a random initialisation shared or per node; members after
+    the first start perturbed. Raises :class:`GpdiffError` for ``init: anchor`` without a ``[P]`` anchor."""
+    if config.init == "anchor":
+        if anchor is None or anchor.shape != (model.n_params,):
+            got = "none" if anchor is None else f"shape {tuple(anchor.shape)}"
+            raise GpdiffError(f"zoo.init is 'anchor' but the anchor given is {got}, expected [{model.n_params}]; "
+                              "train it first (gpdiff.zoo.anchor.fit_anchor), or set zoo.init to shared_random.")
+        init = unflatten(anchor.reshape(1, -1).expand(n_nodes, -1).to(dev), model.spec())
+    else:
+        init = model.init(n_nodes, seed=seed, shared=config.init == "shared_random", device=dev)
+    members = int(config.members)
+    if members > 1:
+        init = {k: torch.cat([v, *(perturbed(v, config.member_noise, (seed, m, t)) for m in range(1, members))])
+                for t, (k, v) in enumerate(init.items())}
+    return init
 
 
 def perturbed(start: torch.Tensor, noise: float, key: tuple[int, ...]) -> torch.Tensor:

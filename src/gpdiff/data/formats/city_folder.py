@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from gpdiff.data.formats.common import (
 )
 from gpdiff.data.formats.widecsv import read_wide_csv
 from gpdiff.data.graph import gaussian_knn_adjacency
-from gpdiff.data.timeaxis import place_on_grid, regular_grid
+from gpdiff.data.timeaxis import Grid, place_on_grid, regular_grid
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import atomic_write_text, write_yaml
 
@@ -59,6 +60,40 @@ def load_city_folder(folder: PathLike, **options: Any) -> City:
     kind = str(meta.get("kind", "flow"))
     if kind not in KINDS:
         raise GpdiffError(f"{d / 'city.yaml'}: kind {kind!r} is not one of {KINDS}; fix the kind line.")
+    series = _read_series(d, series_path, meta, kind)
+    coords, coord_kind, attributes, attr_names = None, "latlon", None, []
+    nodes_path = d / "nodes.csv"
+    if nodes_path.is_file():
+        coords, coord_kind, attributes, attr_names = _read_nodes_csv(nodes_path, series.ids)
+    adjacency, graph_note = _read_graph(d, series.ids, coords, coord_kind)
+    default_units = "count" if kind == "flow" else "unknown"
+    return _make_city(
+        series_path, name=str(meta.get("name") or d.name), values=series.values, mask=series.mask,
+        start=series.grid.start, interval_minutes=series.grid.interval_minutes, adjacency=adjacency, kind=kind,
+        units=str(meta.get("units") or default_units), node_ids=series.ids, channels=series.channels,
+        coords=coords, coord_kind=coord_kind, attributes=attributes, attribute_names=attr_names,
+        allow_negative=bool(meta.get("allow_negative")),
+        source=str(meta.get("source") or f"city folder {d.name} (graph: {graph_note})")
+        + "".join(f"; {n}" for n in series.notes),
+    )
+
+
+@dataclass
+class _Series:
+    """series.csv and its channel files on the regular time grid."""
+
+    values: np.ndarray  # [T, N, C] float, 0 where missing
+    mask: np.ndarray  # [T, N] bool, True where observed
+    ids: list[str]  # [N] node ids, the series.csv header
+    channels: list[str]  # [C] channel names
+    grid: Grid  # the regular time grid (start, interval, filled rows)
+    notes: list[str]  # what reading fixed or filled, for the city's source line
+
+
+def _read_series(d: Path, series_path: Path, meta: dict[str, Any], kind: str) -> _Series:
+    """series.csv (and ``channel<k>.csv`` for the channels city.yaml lists) placed on the regular time
+    grid; a ``speed`` city's zeros are missing. Raises :class:`GpdiffError` for a missing channel file,
+    one that does not line up with series.csv, or an irregular time axis."""
     read = {k: meta.get(k) for k in ("time_format", "tz", "sep", "decimal")}
     table = read_wide_csv(series_path, **read)
     times, ids, target = table.times, table.ids, table.values
@@ -73,35 +108,27 @@ def load_city_folder(folder: PathLike, **options: Any) -> City:
     grid = regular_grid(times, series_path, int(interval) if interval else None, first_line=2,
                         allow_gaps=bool(meta.get("allow_gaps")))
     values, mask = place_on_grid(np.stack(layers, axis=2), mask, grid)
+    notes = list(table.notes) + ([f"{grid.filled} missing timestamps filled as missing"] if grid.filled else [])
+    return _Series(values, mask, ids, channel_names, grid, notes)
 
-    coords, coord_kind, attributes, attr_names = None, "latlon", None, []
-    nodes_path = d / "nodes.csv"
-    if nodes_path.is_file():
-        coords, coord_kind, attributes, attr_names = _read_nodes_csv(nodes_path, ids)
+
+def _read_graph(d: Path, ids: list[str], coords: np.ndarray | None, coord_kind: str) -> tuple[np.ndarray, str]:
+    """The city's adjacency ``[N, N]`` and a note saying where it came from: adjacency.csv, edges.csv,
+    an 8-nearest-neighbour Gaussian graph from the coordinates, or no edges. Raises
+    :class:`GpdiffError` when both graph files exist."""
     adj_path, edges_path = d / "adjacency.csv", d / "edges.csv"
     if adj_path.is_file() and edges_path.is_file():
         raise GpdiffError(f"{d} has both adjacency.csv and edges.csv; keep only one graph file.")
     if adj_path.is_file():
-        adjacency, graph_note = _read_adjacency_csv(adj_path, ids), adj_path.name
-    elif edges_path.is_file():
-        adjacency, graph_note = _read_edges_csv(edges_path, ids), edges_path.name
-    elif coords is not None:
-        adjacency = gaussian_knn_adjacency(coords, k=8, latlon=coord_kind == "latlon")
-        graph_note = "8-NN Gaussian graph from nodes.csv"
-    else:  # no graph: a model that needs one refuses the city (gpdiff.models.require_graph); STID runs without
-        adjacency = np.zeros((len(ids), len(ids)), dtype=np.float32)
-        graph_note = ("none: no adjacency.csv, edges.csv or nodes.csv with coordinates, so base models that "
-                      "need a graph refuse this city")
-    notes = list(table.notes) + ([f"{grid.filled} missing timestamps filled as missing"] if grid.filled else [])
-    default_units = "count" if kind == "flow" else "unknown"
-    return _make_city(
-        series_path, name=str(meta.get("name") or d.name), values=values, mask=mask, start=grid.start,
-        interval_minutes=grid.interval_minutes, adjacency=adjacency, kind=kind,
-        units=str(meta.get("units") or default_units), node_ids=ids, channels=channel_names, coords=coords,
-        coord_kind=coord_kind, attributes=attributes, attribute_names=attr_names,
-        allow_negative=bool(meta.get("allow_negative")),
-        source=str(meta.get("source") or f"city folder {d.name} (graph: {graph_note})") + "".join(f"; {n}" for n in notes),
-    )
+        return _read_adjacency_csv(adj_path, ids), adj_path.name
+    if edges_path.is_file():
+        return _read_edges_csv(edges_path, ids), edges_path.name
+    if coords is not None:
+        return gaussian_knn_adjacency(coords, k=8, latlon=coord_kind == "latlon"), "8-NN Gaussian graph from nodes.csv"
+    # no graph: a model that needs one refuses the city (gpdiff.models.require_graph); STID runs without
+    return (np.zeros((len(ids), len(ids)), dtype=np.float32),
+            "none: no adjacency.csv, edges.csv or nodes.csv with coordinates, so base models that need a graph "
+            "refuse this city")
 
 
 def _align_channel(path: Path, table: Any, times: pd.DatetimeIndex, ids: list[str]) -> np.ndarray:

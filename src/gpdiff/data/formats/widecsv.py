@@ -86,30 +86,44 @@ def read_wide_csv(path: Path, time_format: str | None = None, tz: str | None = N
         notes.append("leading index column dropped")
     if len(df) < 2:
         raise GpdiffError(f"{path}: {len(df)} data row(s); need at least 2 timestamps.")
+    ids = _node_ids(path, header)
+    values = np.empty((len(df), len(ids)))
+    for j, c in enumerate(ids):
+        values[:, j] = _numeric_column(path, df, j + 1, c, named, decimal)
+    times, note = parse_times(pd.Index(df[0]), path, time_format=time_format, tz=tz, first_line=2)
+    return WideTable(times, ids, values, notes + ([note] if note else []))
+
+
+def _node_ids(path: Path, header: list[str]) -> list[str]:
+    """The node ids of the header (after the time column); :class:`GpdiffError` for an empty or repeated one."""
     ids = [h.strip() for h in header[1:]]
     if any(not i for i in ids):
         raise GpdiffError(f"{path}: column {ids.index('') + 2} of the header has no node id; name every column.")
     dup = next((i for i in ids if ids.count(i) > 1), None)
     if dup is not None:
         raise GpdiffError(f"{path}: node id {dup!r} heads more than one column; node ids must be unique.")
-    values = np.empty((len(df), len(ids)))
-    for j, c in enumerate(ids):
-        col = df[j + 1]
-        conv = col if col.dtype.kind in "fiub" else pd.to_numeric(col, errors="coerce")
-        bad = conv.isna() & col.notna()
-        if bad.any():
-            at = int(np.flatnonzero(bad.to_numpy())[0])
-            v = col.iloc[at]
-            hint = (f" (read with separator {named} and decimal {decimal!r}; state them with --option sep=... "
-                    "decimal=...)") if any(ch in str(v) for ch in ",;\t|") else ""
-            raise GpdiffError(f"{path}: column {c!r} has the non-numeric value {v!r} at {df[0].iloc[at]} "
-                              f"(line {at + 2}){hint}; use numbers, and leave missing cells empty.")
-        values[:, j] = conv.to_numpy(dtype=np.float64)
-        big = np.flatnonzero(np.isfinite(values[:, j]) & (np.abs(values[:, j]) > np.finfo(np.float32).max))
-        if big.size:
-            at = int(big[0])
-            raise GpdiffError(f"{path}: column {c!r} has the value {values[at, j]:g} at {df[0].iloc[at]} (line {at + 2}), "
-                              f"beyond the float32 range (+-{np.finfo(np.float32).max:.3g}) gpdiff computes in; fix "
-                              "the value, or leave the cell empty if it is a missing reading.")
-    times, note = parse_times(pd.Index(df[0]), path, time_format=time_format, tz=tz, first_line=2)
-    return WideTable(times, ids, values, notes + ([note] if note else []))
+    return ids
+
+
+def _numeric_column(path: Path, df: pd.DataFrame, j: int, node: str, named: str, decimal: str) -> np.ndarray:
+    """Column ``j`` of ``df`` (node ``node``) as float64 ``[T]``, NaN where empty. Raises
+    :class:`GpdiffError` naming the cell (node, time, line) for a non-numeric value or one beyond float32's
+    range, with the separator hint when the value holds a separator."""
+    col = df[j]
+    conv = col if col.dtype.kind in "fiub" else pd.to_numeric(col, errors="coerce")
+    bad = conv.isna() & col.notna()
+    if bad.any():
+        at = int(np.flatnonzero(bad.to_numpy())[0])
+        v = col.iloc[at]
+        hint = (f" (read with separator {named} and decimal {decimal!r}; state them with --option sep=... "
+                "decimal=...)") if any(ch in str(v) for ch in ",;\t|") else ""
+        raise GpdiffError(f"{path}: column {node!r} has the non-numeric value {v!r} at {df[0].iloc[at]} "
+                          f"(line {at + 2}){hint}; use numbers, and leave missing cells empty.")
+    values = conv.to_numpy(dtype=np.float64)
+    big = np.flatnonzero(np.isfinite(values) & (np.abs(values) > np.finfo(np.float32).max))
+    if big.size:
+        at = int(big[0])
+        raise GpdiffError(f"{path}: column {node!r} has the value {values[at]:g} at {df[0].iloc[at]} (line {at + 2}), "
+                          f"beyond the float32 range (+-{np.finfo(np.float32).max:.3g}) gpdiff computes in; fix "
+                          "the value, or leave the cell empty if it is a missing reading.")
+    return values
