@@ -53,7 +53,7 @@ def main() -> None:
         cfg = RunConfig.from_yaml(run / "config.yaml")
         cities = pipeline.load_cities(cfg)
         data = pipeline.target_data(cfg, cities, torch.device("cpu"))
-        model = cfg.zoo.build_model(cfg.window)
+        model = cfg.model.build(cfg.window)
         stages = read_yaml(run / "stages.yaml")
         denoiser = DiffusionModel.load(Path(stages["diffusion"]), device="cpu")
         prompts = PromptSet.load(Path(stages["target_prompts"]) / "prompts_target.safetensors")

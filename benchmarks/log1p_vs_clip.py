@@ -52,7 +52,10 @@ def scores(cfg: RunConfig, log: bool, cache: str | None) -> dict[str, tuple[floa
     """method -> (test MAE on the original scale, share of negative forecasts before the clip)."""
     res = run_pipeline(cfg, progress=False, log=lambda m: None, cache=cache)
     assert res is not None
-    stages = {k: Path(v) for k, v in read_yaml(res.out / "stages.yaml").items()}
+    listed = res.out / "stages.yaml"  # written with a shared cache; without one every stage is a folder of the run
+    stages = ({k: Path(v) for k, v in read_yaml(listed).items()} if listed.is_file()
+              else {p.relative_to(res.out).as_posix(): p for p in res.out.glob("*/*") if p.is_dir()}
+              | {p.name: p for p in res.out.iterdir() if p.is_dir()})
     cities = load_cities(cfg)
     tdata = target_data(cfg, cities, "cpu")
     original = CityData(load_city(cfg.target), cities.split, cfg.window.history, cfg.window.horizon,

@@ -28,13 +28,13 @@ from gpdiff.evaluation.naive import seasonal_naive, weekly_naive
 from gpdiff.experiment.bench import load_suite
 from gpdiff.experiment.pipeline import load_cities, target_data
 from gpdiff.methods.pooled_linear import PooledLinearConfig, fit, predict
-from gpdiff.zoo.train import prepare_cities
+from gpdiff.zoo.sourcepool import prepare_cities
 
 
 def scores(cfg) -> dict[str, object]:
     cities = load_cities(cfg)
     tdata = target_data(cfg, cities, "cpu")
-    sources = prepare_cities(cities.sources, cfg.window, cfg.zoo, cfg.zoo.build_model(cfg.window), "cpu")
+    sources = prepare_cities(cities.sources, cfg.window, cfg.source_split, cfg.model.build(cfg.window), "cpu")
     model = fit(sources, PooledLinearConfig(**cfg.methods.get("pooled_linear", {})), cfg.seed)
     test, val = tdata.origins("test"), tdata.origins("val")
     truth, mask = tdata.truth(test)

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from gpdiff.data import load_city
+from gpdiff.data.splits import SourceSplit
 from gpdiff.prompts import PromptEncoders, make_encoder, source_segment
 from gpdiff.prompts.diagnostics import (
     node_identification,
@@ -50,8 +51,8 @@ def main() -> None:
     coll = ParamCollection.load(args.zoo)
     names = coll.city_names()
     cities = [load_city(n) for n in names]
-    zc = coll.config
-    segs = [source_segment(c, zc.get("train", 0.7), zc.get("val", 0.1), zc.get("test", 0.2)) for c in cities]
+    split = SourceSplit.from_record(coll.config or {})
+    segs = [source_segment(c, split) for c in cities]
     print(f"zoo: {coll.model}, {len(coll)} nodes of {', '.join(names)}; prompts from the last {args.days} days "
           "of each training period")
 

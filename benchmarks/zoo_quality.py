@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from gpdiff import AnchorConfig, ZooConfig, fit_anchor, train_zoo
+from gpdiff import AnchorConfig, BaseModelConfig, ZooConfig, fit_anchor, train_zoo
 from gpdiff.cli.zoo import summary_rows
 from gpdiff.data import load_city
 from gpdiff.data.catalog import bundled_names
@@ -52,13 +52,14 @@ def main() -> None:
         shutil.rmtree(out)
     cities = [load_city(c) for c in args.cities.split(",")]
     extra = {"lr": args.lr} if args.lr is not None else {}
-    config = ZooConfig(model=args.model, preset=args.preset, compile=args.compile, init=args.init,
-                       l2_init=args.l2_init, residual=args.residual, **extra)
+    config = ZooConfig(compile=args.compile, init=args.init, l2_init=args.l2_init, **extra)
+    arch = BaseModelConfig(args.model, args.preset, residual=args.residual)
     window = WindowConfig(context=args.context)
     t0 = time.perf_counter()
-    anchor = fit_anchor(cities, AnchorConfig(), window=window, zoo=config, workdir=out) if args.init == "anchor" else None
+    anchor = (fit_anchor(cities, AnchorConfig(), model=arch, window=window, workdir=out) if args.init == "anchor"
+              else None)
     t_anchor = time.perf_counter() - t0
-    collection = train_zoo(cities, config, window=window, anchor=anchor, workdir=out)
+    collection = train_zoo(cities, config, model=arch, window=window, anchor=anchor, workdir=out)
     wall = time.perf_counter() - t0
     rows = summary_rows(collection)
     print(table(rows, fmt="github" if args.markdown else "simple", floatfmt=".4g"))

@@ -39,8 +39,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from gpdiff.data import load_city
 from gpdiff.data.catalog import FLOW_CITIES
 from gpdiff.data.city import City
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import WindowConfig
 from gpdiff.experiment.report import table
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils.device import resolve_device
 from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
 from gpdiff.zoo.nodetrain import NodeTrainer, TrainState, masked_node_mae
@@ -60,12 +62,12 @@ def matmul_peak(n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 / best
 
 
-def build_trainer(cities: list[City], window: WindowConfig, config: ZooConfig, out_dir: Path, device: str,
-                  seed: int = 0) -> NodeTrainer:
+def build_trainer(cities: list[City], arch: BaseModelConfig, window: WindowConfig, config: ZooConfig, out_dir: Path,
+                  device: str, seed: int = 0) -> NodeTrainer:
     """The batched trainer :func:`gpdiff.zoo.train.train_zoo` would build for ``cities`` (shared init of ``seed``)."""
     dev = resolve_device(device)
-    model = config.build_model(window)
-    data = prepare_cities(cities, window, config, model, dev)
+    model = arch.build(window)
+    data = prepare_cities(cities, window, SourceSplit(), model, dev)
     init = model.init(sum(d.n_nodes for d in data), seed=seed, shared=True, device=dev)
     return NodeTrainer(model, data, config, init, out_dir, seed=seed, progress=False, desc=f"zoo {model.name}")
 
@@ -168,9 +170,9 @@ def main() -> None:
 
     cities = [load_city(c) for c in FLOW_CITIES]
     window = WindowConfig()
-    config = ZooConfig(model=args.model, preset=args.preset, batch_size=args.batch_size,
-                       steps_per_epoch=args.steps, compile=args.compile)
-    trainer = build_trainer(cities, window, config, Path(args.out), args.device)
+    arch = BaseModelConfig(args.model, args.preset)
+    config = ZooConfig(batch_size=args.batch_size, steps_per_epoch=args.steps, compile=args.compile)
+    trainer = build_trainer(cities, arch, window, config, Path(args.out), args.device)
     everything = trainer._order(np.arange(trainer.n_nodes))
     hundred = trainer._order(np.linspace(0, trainer.n_nodes - 1, 100).round().astype(np.int64))
     peak = matmul_peak()
@@ -204,11 +206,11 @@ def main() -> None:
         out = Path(args.out)
         if out.exists():
             shutil.rmtree(out)
-        full = ZooConfig(model=args.model, preset=args.preset, compile=args.compile, init=args.init, lr=args.lr)
-        anchor = (fit_anchor(cities, AnchorConfig(), window=window, zoo=full, device=args.device, workdir=out)
+        full = ZooConfig(compile=args.compile, init=args.init, lr=args.lr)
+        anchor = (fit_anchor(cities, AnchorConfig(), model=arch, window=window, device=args.device, workdir=out)
                   if args.init == "anchor" else None)
         t = time.perf_counter()
-        col = train_zoo(cities, full, window=window, anchor=anchor, device=args.device, workdir=out)
+        col = train_zoo(cities, full, model=arch, window=window, anchor=anchor, device=args.device, workdir=out)
         assert col is not None
         wall = time.perf_counter() - t
         epochs = col.metrics["epochs"]

@@ -15,13 +15,16 @@ config's section of the same name; ``None``: the defaults), then the keyword-onl
 ``progress`` and ``workdir`` (a folder to save in and resume from) where they apply, and returns an
 object with ``save`` / ``load``. :func:`run` chains them and caches each result as a stage::
 
-    fit_anchor(sources, AnchorConfig, window=, zoo=)        -> Anchor           (anchor)
-    train_zoo(sources, ZooConfig, window=, anchor=)         -> ParamCollection  (zoo)
-    fit_prompts(sources, PromptsConfig, segments=)          -> PromptEncoders   (prompts; .encode(city, segment))
-    train_denoiser(zoo, prompts, DiffusionConfig)           -> DiffusionModel   (diffusion)
-    generate(denoiser, prompts, GenerateConfig)             -> ParamCollection  (generate)
-    run_method(name, Context)                               -> MethodResult     (methods/<name>)
-    fit_blend(val_pred, target, BlendConfig)                -> BlendFit         (blend/<name>)
+    fit_anchor(sources, AnchorConfig, model=, window=, split=)        -> Anchor           (anchor)
+    train_zoo(sources, ZooConfig, model=, window=, split=, anchor=)   -> ParamCollection  (zoo)
+    fit_prompts(sources, PromptsConfig, segments=)                    -> PromptEncoders   (prompts)
+    train_denoiser(zoo, prompts, DiffusionConfig)                     -> DiffusionModel   (diffusion)
+    generate(denoiser, prompts, GenerateConfig)                       -> ParamCollection  (generate)
+    run_method(name, Context)                                         -> MethodResult     (methods/<name>)
+    fit_blend(val_pred, target, BlendConfig)                          -> BlendFit         (blend/<name>)
+
+``model=`` is the run config's ``model:`` section (:class:`BaseModelConfig`, the base model),
+``split=`` its ``source_split:`` (:class:`SourceSplit`), ``window=`` its ``window:``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ _API = {
     "bench": "gpdiff.experiment.bench:bench",
     # the stages, in pipeline order, and their configs
     "WindowConfig": "gpdiff.data.windows:WindowConfig",
+    "SourceSplit": "gpdiff.data.splits:SourceSplit",
+    "BaseModelConfig": "gpdiff.models.config:BaseModelConfig",
     "fit_anchor": "gpdiff.zoo.anchor:fit_anchor",
     "Anchor": "gpdiff.zoo.anchor:Anchor",
     "AnchorConfig": "gpdiff.zoo.anchor:AnchorConfig",

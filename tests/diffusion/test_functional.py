@@ -6,14 +6,15 @@ import pytest
 import torch
 
 from gpdiff.data.city import City
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion import DiffusionConfig, NoiseSchedule, ScheduleConfig, fit
 from gpdiff.diffusion.functional import FunctionalLoss
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils.config import merge
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.params import ParamCollection, flatten
 from gpdiff.zoo.sourcepool import prepare_cities
-from gpdiff.zoo.train import ZooConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,8 +37,8 @@ def test_predict_x0_inverts_the_training_target(kind: str) -> None:
 def setup(two_source_cities: list[City]):  # type: ignore[no-untyped-def]
     """A zoo of per-node random parameters of STGCN-small over the two tiny source cities, their
     prompts, and the functional loss over the cities' training windows."""
-    model = ZooConfig().build_model(WINDOW)
-    data = prepare_cities(two_source_cities, WINDOW, ZooConfig(), model, "cpu")
+    model = BaseModelConfig().build(WINDOW)
+    data = prepare_cities(two_source_cities, WINDOW, SourceSplit(), model, "cpu")
     cities = [c.name for c in two_source_cities for _ in range(c.n_nodes)]
     ids = [str(n) for c in two_source_cities for n in c.node_ids]
     params = flatten(model.init(len(ids), seed=0, shared=False), model.spec())
@@ -102,7 +103,7 @@ def test_training_with_the_functional_loss(setup) -> None:  # type: ignore[no-un
 
 def test_for_zoo_rebuilds_the_zoos_windows_and_split(setup, two_source_cities) -> None:  # type: ignore[no-untyped-def]
     model, _, zoo, _, _, functional = setup
-    record = {**ZooConfig().to_dict(), "window": vars(WINDOW).copy()}
+    record = {"source_split": vars(SourceSplit()).copy(), "window": vars(WINDOW).copy()}
     recorded = ParamCollection(zoo.params, list(zoo.node_ids), list(zoo.cities), zoo.model, zoo.model_config,
                                zoo.spec, config=record)
     rebuilt = FunctionalLoss.for_zoo(recorded, list(reversed(two_source_cities)), windows=4)
@@ -117,7 +118,7 @@ def test_for_zoo_rebuilds_the_zoos_windows_and_split(setup, two_source_cities) -
 
 def test_for_zoo_covers_every_member(setup, two_source_cities) -> None:  # type: ignore[no-untyped-def]
     _, _, zoo, _, _, functional = setup
-    record = {**ZooConfig().to_dict(), "window": vars(WINDOW).copy()}
+    record = {"source_split": vars(SourceSplit()).copy(), "window": vars(WINDOW).copy()}
     members = torch.stack([zoo.params.flip(0), zoo.params.roll(1, 0)], 1)  # [n, 2, P]
     several = ParamCollection(zoo.params, list(zoo.node_ids), list(zoo.cities), zoo.model, zoo.model_config,
                               zoo.spec, config=record, members=members)
@@ -139,7 +140,7 @@ def test_cli_pretrain_with_the_functional_loss(setup, two_source_cities, tmp_pat
     from gpdiff.prompts import PromptSet
 
     _, _, zoo, spatial, temporal, _ = setup
-    record = {**ZooConfig().to_dict(), "window": vars(WINDOW).copy()}
+    record = {"source_split": vars(SourceSplit()).copy(), "window": vars(WINDOW).copy()}
     ParamCollection(zoo.params, list(zoo.node_ids), list(zoo.cities), zoo.model, zoo.model_config, zoo.spec,
                     config=record).save(tmp_path / "zoo" / "zoo.safetensors")
     PromptSet(spatial, temporal, list(zoo.node_ids), list(zoo.cities)).save(tmp_path / "prompts.safetensors")

@@ -256,7 +256,7 @@ def test_paper_configs_run_on_files_of_the_published_layout(tmp_path, config, ci
                  "prompts": {"temporal": "stats"},
                  "diffusion": {"iters": 2, "batch_size": 4}}
     cfg = RunConfig.from_yaml(CONFIGS / config, overrides)
-    assert cfg.zoo.preset == "paper" and cfg.diffusion.preset == "paper"
+    assert cfg.model.preset == "paper" and cfg.diffusion.preset == "paper"
     assert (cfg.window.history, cfg.window.horizon) == (12, 6) and cfg.diffusion.denoiser.d_model == 512
     res = run_pipeline(cfg, progress=False, log=lambda m: None)
     df = pd.read_csv(res.out / "results.csv")
@@ -303,7 +303,7 @@ def test_seasonal_context_runs_end_to_end(tmp_path):
     methods = ["seasonal_naive", "weekly_naive", "target_only", "gpd_zero_shot", "gpd"]
     cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
                                      "methods": methods},
-                              ["window.context=daily", "zoo.residual=seasonal", "target_days=4"])
+                              ["window.context=daily", "model.residual=seasonal", "target_days=4"])
     res = run_pipeline(cfg, progress=False, log=lambda m: None)
     df = pd.read_csv(res.out / "results.csv", dtype={"horizon": str})
     assert set(df["method"]) == set(methods) and np.isfinite(df["mae"]).all()
@@ -317,7 +317,7 @@ def test_weekly_context_runs_zero_shot_methods_without_target_training_windows(t
     (which may look back a week), and a method that fine-tunes is refused, named, before training."""
     data = tiny_cities(tmp_path / "data")
     zero_shot = ["seasonal_naive", "weekly_naive", "historical_average", "transfer_zero_shot", "gpd_zero_shot"]
-    weekly = ["window.context=weekly", "zoo.residual=seasonal"]
+    weekly = ["window.context=weekly", "model.residual=seasonal"]
     cfg = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "r"),
                                      "methods": zero_shot}, [*weekly, "anchor.lr=1e-30"])
     lines: list[str] = []
@@ -326,7 +326,7 @@ def test_weekly_context_runs_zero_shot_methods_without_target_training_windows(t
     assert set(df["method"]) == set(zero_shot) and np.isfinite(df["mae"]).all()
     # an anchor that cannot move is its start, and the run says so
     assert any("[anchor] warning: training never beat the initial parameters" in line
-               and "(the seasonal value, zoo.residual seasonal)" in line for line in lines)
+               and "(the seasonal value, model.residual seasonal)" in line for line in lines)
     bad = RunConfig.from_yaml(None, {**TINY, "target": "alpha", "data_dir": str(data), "out": str(tmp_path / "b"),
                                      "methods": [*zero_shot, "transfer", "gpd"]}, weekly)
     with pytest.raises(GpdiffError, match=r"the seasonal context's lag 168 = 183 steps.*Methods transfer, gpd train "
@@ -405,11 +405,12 @@ def test_the_public_stage_functions_are_what_the_run_ran(first_run):
     cfg, res = first_run
     cities = load_cities(cfg)
     sources, common = cities.sources, {"seed": cfg.seed, "progress": False}
-    anchor = gpdiff.fit_anchor(sources, cfg.anchor, window=cfg.window, zoo=cfg.zoo, device="cpu", **common)
+    shape = {"model": cfg.model, "window": cfg.window, "split": cfg.source_split}
+    anchor = gpdiff.fit_anchor(sources, cfg.anchor, **shape, device="cpu", **common)
     assert torch.equal(anchor.params, gpdiff.Anchor.load(res.out / "anchor").params)
-    zoo = gpdiff.train_zoo(sources, cfg.zoo, window=cfg.window, anchor=anchor, device="cpu", **common)
+    zoo = gpdiff.train_zoo(sources, cfg.zoo, **shape, anchor=anchor, device="cpu", **common)
     assert torch.equal(zoo.params, gpdiff.ParamCollection.load(res.out / "zoo" / "zoo.safetensors").params)
-    segments = [source_segment(c, cfg.zoo.train, cfg.zoo.val, cfg.zoo.test) for c in sources]
+    segments = [source_segment(c, cfg.source_split) for c in sources]
     encoders = gpdiff.fit_prompts(sources, cfg.prompts, segments=segments, **common)
     target_prompts = encoders.encode(cities.target, cities.split.train)
     saved = PromptSet.load(res.out / "target_prompts" / "prompts_target.safetensors")

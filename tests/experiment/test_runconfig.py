@@ -35,8 +35,9 @@ INVALID: dict[str, list[object]] = {
     **{f"{s}.{k}": v for s in ("zoo", "finetune") for k, v in {
         "batch_size": [0], "lr": [0, -1], "lr_decay": [0, -0.5], "max_epochs": [0], "patience": [0],
         "steps_per_epoch": [0], "val_windows": [0], "node_chunk": [-1], "l2_init": [-0.1]}.items()},
-    "zoo.model": ["lstm"], "zoo.preset": ["huge"], "zoo.init": ["zeros"], "zoo.in_channels": [0],
-    "zoo.train": [0, 0.9], "zoo.val": [0, -0.1], "zoo.test": [0, 0.5], "zoo.residual": ["daily"],
+    "model.name": ["lstm"], "model.preset": ["huge"], "zoo.init": ["zeros"], "model.in_channels": [0],
+    "source_split.train": [0, 0.9], "source_split.val": [0, -0.1], "source_split.test": [0, 0.5],
+    "model.residual": ["daily"],
     "zoo.members": [0], "zoo.member_noise": [-0.01],
     "prompts.temporal": ["fourier"], "prompts.spatial": ["road"],
     "diffusion.preset": ["large"], "diffusion.iters": [0], "diffusion.batch_size": [0], "diffusion.lr": [0, -1],
@@ -228,7 +229,9 @@ def test_unknown_run_setting_is_named():
     ({"history": 24}, "window.history"), ({"k": 3}, "window.n_neighbors"), ({"steps": 20}, "generate.num_inference_steps"),
     ({"guidance": 2.0}, "generate.guidance_scale"), ({"denoiser": "paper"}, "diffusion.preset"),
     ({"zoo": {"history": 24}}, "window.history"), ({"diffusion": {"d_model": 64}}, "diffusion.denoiser.d_model"),
-    ({"baselines": {"reptile": {}}}, "methods.<name>"), ({"model": "gwn"}, "zoo.model"),
+    ({"baselines": {"reptile": {}}}, "methods.<name>"), ({"model": "gwn"}, "model.name"), ({"preset": "paper"}, "model.preset"),
+    ({"zoo": {"model": "gwn"}}, "model.name"), ({"zoo": {"residual": "none"}}, "model.residual"),
+    ({"zoo": {"train": 0.6}}, "source_split.train"),
 ])
 def test_an_old_flat_key_names_its_new_path(old, new):
     with pytest.raises(GpdiffError) as err:

@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from gpdiff.data import CityData, target_split
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import WindowConfig
 from gpdiff.methods import Context
 from gpdiff.methods.adapt import FinetuneConfig
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.prompts import PromptSet
 from gpdiff.zoo.params import ParamCollection
 from gpdiff.zoo.sourcepool import prepare_cities
-from gpdiff.zoo.train import ZooConfig
 
 WINDOW = WindowConfig(history=12, horizon=6, n_neighbors=3)
 ZOO_SEED = 3  # the zoo's seed, on purpose not the run's (Context.seed = 0)
@@ -29,9 +30,8 @@ ZOO_SEED = 3  # the zoo's seed, on purpose not the run's (Context.seed = 0)
 def method_parts(two_source_cities):
     """The model, the prepared source cities, the zoo (row i: a random vector, all rows distinct) and its
     prompts (spatial 4-d, temporal 3-d), and the target's CityData."""
-    zoo_cfg = ZooConfig()
-    model = zoo_cfg.build_model(WINDOW)
-    sources = prepare_cities(two_source_cities, WINDOW, zoo_cfg, model)
+    model = BaseModelConfig().build(WINDOW)
+    sources = prepare_cities(two_source_cities, WINDOW, SourceSplit(), model)
     keys = [(d.city.name, n) for d in sources for n in d.city.node_ids]
     g = torch.Generator().manual_seed(11)
     zoo = ParamCollection(torch.randn(len(keys), model.n_params, generator=g), [n for _, n in keys],

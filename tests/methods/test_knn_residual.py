@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import WindowConfig
 from gpdiff.methods.knn_residual import KnnResidualConfig, holdout_rows, initial, select
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
 from gpdiff.zoo.sourcepool import prepare_cities
 from gpdiff.zoo.train import ZooConfig
@@ -40,13 +42,13 @@ def test_knn_residual_selects_on_sources_and_zero_shrinkage_is_the_anchor(cities
     from gpdiff.prompts import PromptSet
 
     cfg = ZooConfig(**ZOO_FAST)
-    anchor = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path / "a", progress=False).params
+    anchor = fit_anchor(cities, SMALL, window=WINDOW, workdir=tmp_path / "a", progress=False).params
     zoo = _train_zoo(cities, cfg, window=WINDOW, workdir=tmp_path / "z", device="cpu", progress=False, anchor=anchor)
     g = torch.Generator().manual_seed(0)
     prompts = PromptSet(torch.randn(len(zoo), 4, generator=g), torch.randn(len(zoo), 3, generator=g),
                         list(zoo.node_ids), list(zoo.cities), {})
-    model = cfg.build_model(WINDOW)
-    data = prepare_cities(cities, WINDOW, cfg, model)
+    model = BaseModelConfig().build(WINDOW)
+    data = prepare_cities(cities, WINDOW, SourceSplit(), model)
     k, s, scores = select(model, zoo, prompts, data, KnnResidualConfig(ks=[1, 2], shrinkages=[0.0, 1.0]), seed=0)
     assert len(scores) == 3  # s = 0 once (the anchor, whatever k), s = 1 for k = 1 and 2
     assert min(r["loss"] for r in scores) == next(r["loss"] for r in scores if (r["k"], r["shrinkage"]) == (k, s))

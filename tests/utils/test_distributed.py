@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.diffusion.sample import generate_tensors
 from gpdiff.diffusion.train import DiffusionModel
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils import distributed
 from gpdiff.utils.io import load_tensors
 from gpdiff.zoo.nodetrain import BLOCK_CHUNKS, NodeTrainConfig, NodeTrainer
@@ -107,8 +109,8 @@ def test_gpdiff_run_under_torchrun_shards_the_zoo_and_writes_one_report(tmp_path
 
 
 def test_shards_cover_every_node_once_in_whole_blocks(two_source_cities, tmp_path):
-    model = ZooConfig().build_model(WINDOW)
-    data = prepare_cities(two_source_cities, WINDOW, ZooConfig(), model)
+    model = BaseModelConfig().build(WINDOW)
+    data = prepare_cities(two_source_cities, WINDOW, SourceSplit(), model)
     init = model.init(11, seed=0)
     config = NodeTrainConfig(node_chunk=1)
     shards = [NodeTrainer(model, data, config, init, tmp_path, shard=(r, 3)) for r in range(3)]
@@ -123,8 +125,8 @@ def test_shards_cover_every_node_once_in_whole_blocks(two_source_cities, tmp_pat
 def test_checkpoints_of_another_process_count_are_named_not_ignored(two_source_cities, tmp_path):
     from gpdiff.utils.errors import GpdiffError
 
-    model = ZooConfig().build_model(WINDOW)
-    data = prepare_cities(two_source_cities, WINDOW, ZooConfig(), model)
+    model = BaseModelConfig().build(WINDOW)
+    data = prepare_cities(two_source_cities, WINDOW, SourceSplit(), model)
     (tmp_path / "checkpoint.rank1-of-2.safetensors").write_bytes(b"")
     trainer = NodeTrainer(model, data, NodeTrainConfig(max_epochs=1), model.init(11, seed=0), tmp_path, progress=False)
     with pytest.raises(GpdiffError, match="another number of processes.*rank1-of-2"):

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import WindowConfig
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.zoo.sourcepool import prepare_cities
 from gpdiff.zoo.train import ZooConfig
 
@@ -20,5 +22,5 @@ def cities(two_source_cities):
 def setup(cities):
     """A fast zoo config, its model, and the two cities prepared for it."""
     cfg = ZooConfig(**ZOO_FAST)
-    model = cfg.build_model(WINDOW)
-    return cfg, model, prepare_cities(cities, WINDOW, cfg, model)
+    model = BaseModelConfig().build(WINDOW)
+    return cfg, model, prepare_cities(cities, WINDOW, SourceSplit(), model)

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpdiff.data.splits import SourceSplit
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.anchor import Anchor, AnchorConfig, fit_anchor, train_anchor
-from gpdiff.zoo.train import ZooConfig, source_val_loss
-from tests.zoo.conftest import WINDOW, ZOO_FAST
+from gpdiff.zoo.train import source_val_loss
+from tests.zoo.conftest import WINDOW
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,11 +46,13 @@ def test_an_anchor_that_never_beats_its_start_is_its_start(setup) -> None:
 
 
 def test_fit_anchor_reuses_its_folder_and_refuses_other_settings(cities, tmp_path: Path) -> None:
-    cfg = ZooConfig(**ZOO_FAST)
-    a = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path, progress=False).params
+    a = fit_anchor(cities, SMALL, window=WINDOW, workdir=tmp_path, progress=False).params
     stamp = (tmp_path / "anchor.safetensors").stat().st_mtime_ns
-    again = fit_anchor(cities, SMALL, window=WINDOW, zoo=replace(cfg, lr=0.1), workdir=tmp_path, progress=False).params  # lr: not the anchor's
+    again = fit_anchor(cities, SMALL, model=BaseModelConfig(), window=WINDOW, split=SourceSplit(), workdir=tmp_path,
+                       progress=False).params  # the defaults spelled out: the same anchor
     assert torch.equal(a, again) and (tmp_path / "anchor.safetensors").stat().st_mtime_ns == stamp
     assert torch.equal(Anchor.load(tmp_path).params, a)
     with pytest.raises(GpdiffError, match="other settings or cities"):
-        fit_anchor(cities, replace(SMALL, lr=0.01), window=WINDOW, zoo=cfg, workdir=tmp_path, progress=False).params
+        fit_anchor(cities, replace(SMALL, lr=0.01), window=WINDOW, workdir=tmp_path, progress=False).params
+    with pytest.raises(GpdiffError, match="other settings or cities"):  # another source split is another anchor
+        fit_anchor(cities, SMALL, window=WINDOW, split=SourceSplit(0.6, 0.2, 0.2), workdir=tmp_path, progress=False)

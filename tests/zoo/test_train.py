@@ -11,6 +11,7 @@ import torch
 from gpdiff.data.city import City
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import WindowConfig
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors, read_yaml
 from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
@@ -29,11 +30,14 @@ WINDOW = WindowConfig(n_neighbors=3)
 FAST_ANCHOR = AnchorConfig(max_steps=20, eval_every=5, nodes_per_step=8, batch_size=8, val_nodes=16)
 
 
-def train_zoo(cities: list[City], config: ZooConfig, out: Path, seed: int = 0) -> ParamCollection:
-    """The zoo, with a small anchor trained first when ``config.init`` is ``anchor`` (the default)."""
-    anchor = (fit_anchor(cities, FAST_ANCHOR, window=WINDOW, zoo=config, seed=seed, device="cpu", progress=False, workdir=out) if config.init == "anchor"
-              else None)
-    return _train_zoo(cities, config, window=WINDOW, workdir=out, seed=seed, device="cpu", progress=False, anchor=anchor)
+def train_zoo(cities: list[City], config: ZooConfig, out: Path, seed: int = 0, model: str = "stid") -> ParamCollection:
+    """The zoo of base model ``model``, with a small anchor trained first when ``config.init`` is ``anchor`` (the
+    default)."""
+    arch = BaseModelConfig(model)
+    anchor = (fit_anchor(cities, FAST_ANCHOR, model=arch, window=WINDOW, seed=seed, device="cpu", progress=False,
+                         workdir=out) if config.init == "anchor" else None)
+    return _train_zoo(cities, config, model=arch, window=WINDOW, workdir=out, seed=seed, device="cpu", progress=False,
+                      anchor=anchor)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,7 @@ def test_train_outputs(cities, tmp_path):
     col = train_zoo(cities, cfg, tmp_path)
     assert col.params.shape == (11, col.params.shape[1])
     assert col.cities == ["alpha"] * 6 + ["beta"] * 5
-    assert col.node_ids[:2] == ["n0", "n1"] and col.model == ZooConfig().model == "stid"
+    assert col.node_ids[:2] == ["n0", "n1"] and col.model == BaseModelConfig().name == "stid"
     assert set(col.metrics) >= {"val_mae", "naive_mae", "val_loss", "best_epoch", "epochs"}
     assert all(torch.isfinite(v).all() for v in col.metrics.values())
     saved = load_zoo(tmp_path)
@@ -98,7 +102,7 @@ def test_resume_with_other_config_fails(cities, tmp_path):
 
 @pytest.mark.parametrize("name", ["gwn", "stid"])
 def test_independent_init_and_other_models(cities, tmp_path, name):
-    col = train_zoo(cities, ZooConfig(model=name, max_epochs=1, init="independent", **FAST), tmp_path / name)
+    col = train_zoo(cities, ZooConfig(max_epochs=1, init="independent", **FAST), tmp_path / name, model=name)
     assert col.model == name and torch.isfinite(col.params).all()
 
 
@@ -106,8 +110,8 @@ def test_city_without_graph(tmp_path):
     city = synthetic_city("lonely", n_nodes=4, days=6)
     city.adjacency[:] = 0
     with pytest.raises(GpdiffError, match="no graph edges.*stid"):
-        train_zoo([city], ZooConfig(model="stgcn", max_epochs=1, **FAST), tmp_path)
-    col = train_zoo([city], ZooConfig(model="stid", max_epochs=1, **FAST), tmp_path)
+        train_zoo([city], ZooConfig(max_epochs=1, **FAST), tmp_path, model="stgcn")
+    col = train_zoo([city], ZooConfig(max_epochs=1, **FAST), tmp_path, model="stid")
     assert len(col) == 4
 
 
@@ -119,9 +123,11 @@ def test_too_few_validation_windows(tmp_path):
 
 def test_bad_config():
     with pytest.raises(GpdiffError, match="unknown base model"):
-        ZooConfig(model="lstm")
+        BaseModelConfig("lstm")
     with pytest.raises(GpdiffError, match="preset"):
-        ZooConfig(preset="tiny")
+        BaseModelConfig(preset="tiny")
+    with pytest.raises(GpdiffError, match="unknown ZooConfig field"):  # the base model has a section of its own
+        ZooConfig.from_dict({"model": "stid"})
     with pytest.raises(GpdiffError, match="unknown ZooConfig field"):
         ZooConfig.from_dict({"epochs": 3})
 
@@ -129,7 +135,7 @@ def test_bad_config():
 # ------------------------------------------------------------------ anchored zoo
 def test_anchored_zoo_starts_from_the_anchor_and_l2_init_keeps_it_near(cities, tmp_path: Path) -> None:
     cfg = ZooConfig(**ZOO_FAST)
-    anchor = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path / "a", progress=False).params
+    anchor = fit_anchor(cities, SMALL, window=WINDOW, workdir=tmp_path / "a", progress=False).params
     with pytest.raises(GpdiffError, match="zoo.init is 'anchor' but the anchor given is none"):
         _train_zoo(cities, cfg, window=WINDOW, workdir=tmp_path / "none", device="cpu", progress=False)
     free = _train_zoo(cities, cfg, window=WINDOW, workdir=tmp_path / "free", device="cpu", progress=False, anchor=anchor)
@@ -152,7 +158,7 @@ def test_anchored_zoo_starts_from_the_anchor_and_l2_init_keeps_it_near(cities, t
 
 def test_several_members_per_node_from_perturbed_anchors(cities, tmp_path: Path) -> None:
     cfg = ZooConfig(**ZOO_FAST)
-    anchor = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path / "a", progress=False).params
+    anchor = fit_anchor(cities, SMALL, window=WINDOW, workdir=tmp_path / "a", progress=False).params
     one = _train_zoo(cities, cfg, window=WINDOW, workdir=tmp_path / "one", device="cpu", progress=False, anchor=anchor)
     three = replace(cfg, members=3, member_noise=0.05)
     zoo = _train_zoo(cities, three, window=WINDOW, workdir=tmp_path / "three", device="cpu", progress=False, anchor=anchor)
@@ -196,9 +202,9 @@ def test_perturbed_scales_with_the_tensors_rms() -> None:
 
 # ------------------------------------------------------------------ subset: members differ in some tensors
 def test_trainable_tensors_train_and_the_others_stay_at_the_anchor(cities, tmp_path: Path) -> None:
-    cfg = ZooConfig(model="stgcn", **ZOO_FAST)  # its read-out is the one tensor "fc"
-    anchor = fit_anchor(cities, SMALL, window=WINDOW, zoo=cfg, workdir=tmp_path / "a", progress=False).params
-    head = _train_zoo(cities, replace(cfg, trainable=["fc"]), window=WINDOW, workdir=tmp_path / "head", device="cpu", progress=False,
+    cfg, stgcn = ZooConfig(**ZOO_FAST), BaseModelConfig("stgcn")  # its read-out is the one tensor "fc"
+    anchor = fit_anchor(cities, SMALL, model=stgcn, window=WINDOW, workdir=tmp_path / "a", progress=False).params
+    head = _train_zoo(cities, replace(cfg, trainable=["fc"]), model=stgcn, window=WINDOW, workdir=tmp_path / "head", device="cpu", progress=False,
                      anchor=anchor)
     spec = head.spec
     start = 0
@@ -210,5 +216,5 @@ def test_trainable_tensors_train_and_the_others_stay_at_the_anchor(cities, tmp_p
             assert torch.equal(block, anchor[start:start + s.numel].expand_as(block)), s.name
         start += s.numel
     with pytest.raises(GpdiffError, match=r"trainable \['nope\*'\] match.*tc1.conv1"):
-        _train_zoo(cities, replace(cfg, trainable=["nope*"]), window=WINDOW, workdir=tmp_path / "bad", device="cpu", progress=False,
+        _train_zoo(cities, replace(cfg, trainable=["nope*"]), model=stgcn, window=WINDOW, workdir=tmp_path / "bad", device="cpu", progress=False,
                   anchor=anchor)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from gpdiff.cli import progress_bars
+from gpdiff.data.splits import SourceSplit
 from gpdiff.prompts import SPATIAL_ENCODERS, TEMPORAL_ENCODERS
 
 
@@ -38,10 +39,12 @@ def _split_names(cities: str) -> list[str]:
               help="Project graph prompts to this width (default: the standardised features, ~21 columns).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="YAML with `temporal_config:` and `spatial_config:` field overrides; flags override it.")
-@click.option("--train", "train_frac", type=float, default=0.7, show_default=True,
-              help="Training fraction of each source city (the only data read; use the zoo's split).")
-@click.option("--val", "val_frac", type=float, default=0.1, show_default=True, help="Validation fraction.")
-@click.option("--test", "test_frac", type=float, default=0.2, show_default=True, help="Test fraction.")
+@click.option("--train", "train_frac", type=float, default=SourceSplit.train, show_default=True,
+              help="Training fraction of each source city (the only data read; the run's source_split.train).")
+@click.option("--val", "val_frac", type=float, default=SourceSplit.val, show_default=True,
+              help="Validation fraction (source_split.val).")
+@click.option("--test", "test_frac", type=float, default=SourceSplit.test, show_default=True,
+              help="Test fraction (source_split.test).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
 def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, train_steps: int | None,
@@ -65,7 +68,8 @@ def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, tr
         scfg["dim"] = spatial_dim
     names = _split_names(cities)
     loaded = [load_city(n) for n in names]
-    segs = [source_segment(c, train_frac, val_frac, test_frac) for c in loaded]
+    split = SourceSplit(train_frac, val_frac, test_frac)
+    segs = [source_segment(c, split) for c in loaded]
     t0 = time.perf_counter()
     enc = fit_prompts(loaded, PromptsConfig(temporal, spatial, tcfg, scfg), segments=segs, seed=seed,
                       progress=progress_bars(quiet))
@@ -101,8 +105,8 @@ def encode(encoders: Path, city: str, out_file: Path, target_days: float | None,
     enc = PromptEncoders.load(encoders)
     c = load_city(city)
     if target_days is None:
-        split = PromptEncoders.read_config(encoders).get("split") or [0.7, 0.1, 0.2]
-        seg = source_segment(c, *split)
+        fractions = PromptEncoders.read_config(encoders).get("split")
+        seg = source_segment(c, SourceSplit(*fractions) if fractions else None)
     else:
         seg = target_segment(c, target_days, val_days, test_fraction, window)
     ps = enc.encode(c, seg)

@@ -16,7 +16,7 @@ from gpdiff.models import MODELS
 
 # flag -> dotted path in the run config tree (gpdiff.experiment.runconfig)
 RUN_FLAGS = {"target": "target", "sources": "sources", "data_dir": "data_dir", "target_days": "target_days",
-             "model": "zoo.model", "preset": "zoo.preset", "condition": "diffusion.denoiser.condition",
+             "model": "model.name", "preset": "model.preset", "condition": "diffusion.denoiser.condition",
              "sampler": "generate.sampler", "num_inference_steps": "generate.num_inference_steps",
              "blend": "blend.naive", "seed": "seed", "device": "device", "out": "out"}
 
@@ -37,8 +37,8 @@ def _names(registry: dict[str, Any]) -> str:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of your cities, one per subfolder or file, in any supported format.")
 @click.option("--target-days", type=float, help="Few-shot days of target data (calendar days). Default: 3.")
-@click.option("--model", help=f"Base model (zoo.model): {_names(MODELS)}.")
-@click.option("--preset", help="Base model size preset (zoo.preset): small or paper.")
+@click.option("--model", help=f"Base model (model.name): {_names(MODELS)}.")
+@click.option("--preset", help="Base model size preset (model.preset): small or paper.")
 @click.option("--condition", help=f"Conditioning strategy (diffusion.denoiser.condition): {_names(CONDITIONING)}.")
 @click.option("--sampler", help=f"Sampler (generate.sampler): {_names(SAMPLERS)}.")
 @click.option("--num-inference-steps", type=int, help="Sampling steps (generate.num_inference_steps). Default: 20.")

@@ -11,8 +11,9 @@ from gpdiff.cli import progress_bars
 from gpdiff.data.windows import CONTEXTS
 from gpdiff.models import MODELS
 from gpdiff.models.base import RESIDUALS
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.zoo.params import ParamCollection
-from gpdiff.zoo.train import INITS, ZooConfig
+from gpdiff.zoo.train import INITS
 
 
 @click.group()
@@ -21,22 +22,23 @@ def zoo() -> None:
 
 
 # flag -> dotted path in the run config tree (gpdiff.experiment.runconfig); None values are not set
-ZOO_FLAGS = {"model": "zoo.model", "preset": "zoo.preset", "history": "window.history", "horizon": "window.horizon",
+ZOO_FLAGS = {"model": "model.name", "preset": "model.preset", "history": "window.history", "horizon": "window.horizon",
              "n_neighbors": "window.n_neighbors", "batch_size": "zoo.batch_size", "lr": "zoo.lr",
              "lr_decay": "zoo.lr_decay", "max_epochs": "zoo.max_epochs", "patience": "zoo.patience",
              "steps_per_epoch": "zoo.steps_per_epoch", "seed": "seed", "device": "device", "compile_": "zoo.compile",
-             "context": "window.context", "residual": "zoo.residual", "init": "zoo.init", "trainable": "zoo.trainable"}
+             "context": "window.context", "residual": "model.residual", "init": "zoo.init", "trainable": "zoo.trainable"}
 
 
 @zoo.command("train")
 @click.option("--cities", required=True, help="Comma-separated source cities (names or paths).")
-@click.option("--model", type=str, default=None, help=f"Base model: {', '.join(MODELS)} (default {ZooConfig.model}).")
+@click.option("--model", type=str, default=None, help=f"Base model (model.name): {', '.join(MODELS)} (default {BaseModelConfig.name}).")
 @click.option("--preset", type=str, default=None,
-              help=f"Size preset: small (CPU) or paper (default {ZooConfig.preset}).")
+              help=f"Size preset (model.preset): small (CPU) or paper (default {BaseModelConfig.preset}).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (zoo.safetensors, config.yaml, checkpoint); rerun to resume.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="A run config YAML (configs/default.yaml); its window, zoo, seed and device are used. "
+              help="A run config YAML (configs/default.yaml); its window, model, source_split, anchor, zoo, seed "
+                   "and device are used. "
                    "The flags below override it.")
 @click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",
               help="Override any field of the run config tree, e.g. --set zoo.val_windows=64 (repeatable).")
@@ -91,11 +93,11 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
     anchor = None
     if cfg.zoo.init == "anchor":  # one anchor, trained on rank 0 and sent to every rank
         if distributed.is_main():
-            anchor = fit_anchor(loaded, cfg.anchor, window=cfg.window, zoo=cfg.zoo, seed=cfg.seed, device=cfg.device,
-                                progress=progress_bars(quiet), workdir=out_dir).params
+            anchor = fit_anchor(loaded, cfg.anchor, model=cfg.model, window=cfg.window, split=cfg.source_split,
+                                seed=cfg.seed, device=cfg.device, progress=progress_bars(quiet), workdir=out_dir).params
         anchor = distributed.broadcast_object(anchor)
-    collection = train_zoo(loaded, cfg.zoo, window=cfg.window, anchor=anchor, seed=cfg.seed, device=cfg.device,
-                           progress=progress_bars(quiet), workdir=out_dir)
+    collection = train_zoo(loaded, cfg.zoo, model=cfg.model, window=cfg.window, split=cfg.source_split, anchor=anchor,
+                           seed=cfg.seed, device=cfg.device, progress=progress_bars(quiet), workdir=out_dir)
     if collection is None:  # another rank than 0: its nodes went to rank 0
         return
     click.echo(f"zoo: {len(collection)} node models ({collection.model}, {collection.params.shape[1]} parameters "

@@ -50,6 +50,32 @@ class Split:
                                       (("train", self.train), ("val", self.val), ("test", self.test))}}
 
 
+@dataclass
+class SourceSplit:
+    """The run config's ``source_split:`` section: the chronological train/val/test fractions of every
+    source city (the zoo and the anchor train on ``train``, stop early on ``val``; ``test`` is only
+    reported). Raises :class:`GpdiffError` unless the fractions are positive and sum to 1."""
+
+    train: float = 0.7
+    val: float = 0.1
+    test: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_fractions(self.train, self.val, self.test, "source_split: ")
+
+    @classmethod
+    def from_record(cls, record: dict) -> SourceSplit:  # type: ignore[type-arg]
+        """The split a zoo's config record holds: its ``source_split`` section, or (a zoo trained before the
+        section existed) the fractions ``train``, ``val``, ``test`` at its top level; defaults for any absent."""
+        section = record.get("source_split")
+        return cls(**(section if isinstance(section, dict) else
+                      {k: record[k] for k in ("train", "val", "test") if k in record}))
+
+    def of(self, n_steps: int, name: str = "city") -> Split:
+        """The split of a source series of ``n_steps`` steps (:func:`source_split`)."""
+        return source_split(n_steps, self.train, self.val, self.test, name=name)
+
+
 def check_fractions(train: float, val: float, test: float, where: str = "") -> None:
     """:class:`GpdiffError` unless the split fractions are positive and sum to 1 (``where``: a prefix)."""
     if not min(train, val, test) > 0 or abs(train + val + test - 1.0) > 1e-6:

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 
 from gpdiff.data.city import City
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.models import BaseModel, model_from_dict
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.nodetrain import masked_node_mae
 from gpdiff.zoo.params import ParamCollection, unflatten
 from gpdiff.zoo.sourcepool import SourcePool, locate_rows, prepare_cities
-from gpdiff.zoo.train import ZooConfig
 
 
 class FunctionalLoss:
@@ -66,9 +66,9 @@ class FunctionalLoss:
         if missing:
             raise GpdiffError(f"the functional loss scores the zoo's members on their own cities' data, but "
                               f"{missing} were not given; pass every city the zoo was trained on.")
-        config = ZooConfig(**{k: record[k] for k in ZooConfig().architecture() if k in record})
+        split = SourceSplit.from_record(record)
         model = model_from_dict(zoo.model, zoo.model_config)
-        data = prepare_cities([by_name[c] for c in zoo.city_names()], WindowConfig(**record["window"]), config,
+        data = prepare_cities([by_name[c] for c in zoo.city_names()], WindowConfig(**record["window"]), split,
                               model, device)
         return cls(model, data, list(zoo.cities), list(zoo.node_ids), windows)
 

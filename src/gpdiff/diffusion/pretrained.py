@@ -39,16 +39,16 @@ from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.sample import GenerateConfig, generate
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.models.base import BaseModel
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.prompts import PromptEncoders, PromptSet
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
-from gpdiff.zoo.train import ZooConfig
 
 FORMAT = "gpdiff.pretrained"
 FORMAT_VERSION = 1
 FILES = ("gpd.yaml", "anchor.safetensors", "encoders/config.yaml", "denoiser/config.yaml", "denoiser/ema.safetensors",
          "denoiser/standardizer.safetensors")
-ARCHITECTURE = ("model", "preset", "in_channels", "residual")  # the ZooConfig fields that fix the base model
+ARCHITECTURE = ("model", "preset", "in_channels", "residual")  # BaseModelConfig.architecture(): the base model
 
 
 def bundled_path() -> Path:
@@ -61,8 +61,8 @@ def bundled_path() -> Path:
 class GPD:
     """A pretrained GPD (see the module docstring).
 
-    ``window`` and ``architecture`` (``ZooConfig`` fields ``model``, ``preset``, ``in_channels``,
-    ``residual``) fix the base model; ``anchor`` is its pooled source parameters ``[P]``;
+    ``window`` and ``architecture`` (:meth:`BaseModelConfig.architecture`: ``model``, ``preset``,
+    ``in_channels``, ``residual``) fix the base model; ``anchor`` is its pooled source parameters ``[P]``;
     ``sources`` one record per source city (``name``, ``nodes``, ``start``, ``end``,
     ``interval_minutes``, ``fingerprint``); ``card`` what the model card reports."""
 
@@ -85,7 +85,7 @@ class GPD:
     # ------------------------------------------------------------------ use
     def build_model(self) -> BaseModel:
         """The base model every generated parameter vector belongs to."""
-        return ZooConfig(**self.architecture).build_model(self.window)
+        return BaseModelConfig.from_architecture(self.architecture).build(self.window)
 
     @property
     def source_names(self) -> list[str]:

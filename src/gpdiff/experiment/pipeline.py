@@ -40,10 +40,10 @@ import torch
 from gpdiff.data.catalog import FLOW_CITIES
 from gpdiff.data.city import City, feasible
 from gpdiff.data.lookup import data_dir_cities, load_named
-from gpdiff.data.splits import Split, source_split, target_split
+from gpdiff.data.splits import Split, target_split
 from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.functional import FunctionalLoss
-from gpdiff.diffusion.pretrained import ARCHITECTURE, GPD, source_record
+from gpdiff.diffusion.pretrained import GPD, source_record
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.evaluation import ensemble, intervals
 from gpdiff.evaluation.fallbacks import blend_fallback_notes, scaler_notes, unscored_note
@@ -125,7 +125,7 @@ def load_cities(cfg: RunConfig) -> Cities:
                           f"methods only ({', '.join(ZERO_SHOT)}) does not need such a window.") from None
     for segment in ("val", "test"):
         require_windows(target, getattr(split, segment), segment, w.history, w.horizon, w.context)
-    require_graph(target, cfg.zoo.model)
+    require_graph(target, cfg.model.name)
     check_sources(cfg, sources)
     return Cities(target, sources, split, {c.name: c.fingerprint() for c in [target, *sources]})
 
@@ -134,8 +134,8 @@ def check_sources(cfg: RunConfig, sources: list[City]) -> None:
     """Every check of the source cities the data can decide, before anything trains."""
     w = cfg.window
     for city in sources:
-        require_graph(city, cfg.zoo.model)
-        s = source_split(city.n_steps, cfg.zoo.train, cfg.zoo.val, cfg.zoo.test, name=city.name)
+        require_graph(city, cfg.model.name)
+        s = cfg.source_split.of(city.n_steps, city.name)
         for segment in ("train", "val"):
             require_windows(city, getattr(s, segment), segment, w.history, w.horizon, w.context)
 
@@ -153,19 +153,20 @@ def anchor_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log: 
     from gpdiff.zoo.anchor import Anchor, fit_anchor
 
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
-    reads = {"window": cfg.window, "zoo": cfg.zoo.architecture(), "anchor": cfg.anchor, "seed": cfg.seed}
+    reads = {"window": cfg.window, "model": cfg.model, "source_split": cfg.source_split, "anchor": cfg.anchor,
+             "seed": cfg.seed}
     with run.stage("anchor", reads, data=data, seed=cfg.seed) as st:
-        log(f"[anchor] {'reusing' if st.cached else 'training'} one {cfg.zoo.model}/{cfg.zoo.preset} on all "
+        log(f"[anchor] {'reusing' if st.cached else 'training'} one {cfg.model.name}/{cfg.model.preset} on all "
             f"{sum(c.n_nodes for c in cities.sources)} source nodes ({cfg.anchor.balance}-balanced)")
         if not st.cached:
-            fit_anchor(cities.sources, cfg.anchor, window=cfg.window, zoo=cfg.zoo, seed=cfg.seed, device=cfg.device,
-                       progress=progress, workdir=st.path)
+            fit_anchor(cities.sources, cfg.anchor, model=cfg.model, window=cfg.window, split=cfg.source_split,
+                       seed=cfg.seed, device=cfg.device, progress=progress, workdir=st.path)
         anchor = Anchor.load(st.path)  # what was saved, so a fresh and a reused stage give the same result
     record = anchor.record
     if record.get("improved") is False:
         log(f"[anchor] warning: training never beat the initial parameters (source validation loss "
             f"{record['initial_val_loss']:.4f}), so the anchor is its start"
-            f"{' (the seasonal value, zoo.residual seasonal)' if cfg.zoo.residual == 'seasonal' else ''}; "
+            f"{' (the seasonal value, model.residual seasonal)' if cfg.model.residual == 'seasonal' else ''}; "
             "a lower anchor.lr may let it learn.")
     return st, anchor.params
 
@@ -180,19 +181,20 @@ def zoo_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, tor
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     start = anchor if cfg.zoo.init == "anchor" else None
     inputs = [start[0]] if start is not None else []
-    reads: dict[str, Any] = {"window": cfg.window, "zoo": cfg.zoo, "seed": cfg.seed}
+    reads: dict[str, Any] = {"window": cfg.window, "model": cfg.model, "source_split": cfg.source_split,
+                             "zoo": cfg.zoo, "seed": cfg.seed}
     if distributed.world_size() > 1 and cfg.zoo.node_chunk == 0 and resolve_device(cfg.device).type == "cuda":
         reads["ranks"] = distributed.world_size()  # a GPU's automatic chunk is a process's share of the nodes
     with run.stage("zoo", reads, inputs, data=data, seed=cfg.seed) as st:
         ranks = f" on {distributed.world_size()} processes" if distributed.active() else ""
         members = f", {cfg.zoo.members} members per node" if cfg.zoo.members > 1 else ""
-        log(f"[zoo] {'reusing' if st.cached else 'training'} {cfg.zoo.model}/{cfg.zoo.preset} on "
+        log(f"[zoo] {'reusing' if st.cached else 'training'} {cfg.model.name}/{cfg.model.preset} on "
             f"{sum(c.n_nodes for c in cities.sources)} source nodes (init: {cfg.zoo.init}){members}{ranks}")
         anchor_params = start[1].cpu() if start is not None else None
         distributed.broadcast_object(None if st.cached else (str(st.path), anchor_params))  # the ranks' share
         zoo = load_zoo(st.path) if st.cached else train_zoo(
-            cities.sources, cfg.zoo, window=cfg.window, anchor=anchor_params, seed=cfg.seed, device=cfg.device,
-            progress=progress, workdir=st.path)
+            cities.sources, cfg.zoo, model=cfg.model, window=cfg.window, split=cfg.source_split,
+            anchor=anchor_params, seed=cfg.seed, device=cfg.device, progress=progress, workdir=st.path)
     assert zoo is not None
     return st, zoo
 
@@ -204,8 +206,8 @@ def prompts_stage(run: Run, cfg: RunConfig, cities: Cities, progress: bool, log:
     (``target_days``) share it, and with it the denoiser."""
     from gpdiff.prompts import fit_prompts, source_segment
 
-    z, p = cfg.zoo, cfg.prompts
-    segments = [source_segment(c, z.train, z.val, z.test) for c in cities.sources]
+    p = cfg.prompts
+    segments = [source_segment(c, cfg.source_split) for c in cities.sources]
     reads = {"prompts": p, "seed": cfg.seed, "source_segments": dict(zip(cities.source_names(), segments))}
     data = {n: cities.fingerprints[n] for n in cities.source_names()}
     with run.stage("prompts", reads, data=data, seed=cfg.seed) as st:
@@ -315,7 +317,7 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
     # the sources' data and split too: a method without a zoo stage among its inputs (pooled_linear) reads them
     reads = {"method": name, "settings": cfg.methods[name], "finetune": cfg.finetune, "window": cfg.window,
              "split": cities.split, "target_scale_floor": cfg.target_scale_floor, "seed": cfg.seed,
-             "source_split": [cfg.zoo.train, cfg.zoo.val, cfg.zoo.test]}
+             "source_split": cfg.source_split}
     folder = f"methods/{name}"
     if member:
         reads["member"], folder = member, f"ensemble/{name}/{member}"
@@ -424,7 +426,7 @@ def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Te
               "denoiser: final training loss": round(float(denoiser.info.get("final_loss", float("nan"))), 5)}
     card = {"code": code_fingerprint(), "seed": cfg.seed, "wall_time": f"{wall:.0f} s (anchor, zoo, prompts, denoiser)",
             "scores": scores}
-    return GPD(cfg.window, {k: getattr(cfg.zoo, k) for k in ARCHITECTURE}, anchor[1],
+    return GPD(cfg.window, cfg.model.architecture(), anchor[1],
                PromptEncoders.load(prompts_st.path / "encoders"), denoiser, cfg.generate,
                [source_record(c, cities.fingerprints[c.name]) for c in cities.sources], card)
 
@@ -470,8 +472,8 @@ def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
     share = distributed.broadcast_object(None)  # zoo_stage: None when cached, else (folder, anchor)
     if share is not None:
         path, anchor = share
-        train_zoo(cities.sources, cfg.zoo, window=cfg.window, anchor=anchor, seed=cfg.seed, device=cfg.device,
-                  progress=False, workdir=path)
+        train_zoo(cities.sources, cfg.zoo, model=cfg.model, window=cfg.window, split=cfg.source_split, anchor=anchor,
+                  seed=cfg.seed, device=cfg.device, progress=False, workdir=path)
     if any(m in NEEDS_GENERATION for m in cfg.methods):
         share = distributed.broadcast_object(None)  # diffusion_stage: None when cached, else (folder, zoo, prompts)
         if share is not None:
@@ -528,8 +530,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
             pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings).save_pretrained(
                 run.root / "pretrained")
 
-    model = cfg.zoo.build_model(cfg.window)
-    sources = prepare_cities(cities.sources, cfg.window, cfg.zoo, model, device)
+    model = cfg.model.build(cfg.window)
+    sources = prepare_cities(cities.sources, cfg.window, cfg.source_split, model, device)
 
     def context(name: str, member: int = 0) -> Callable[[Path], Context]:
         gen = generated

@@ -294,7 +294,7 @@ def _write_plots(rec: RunRecord, rows: list[dict[str, Any]], avg: Any, root: Pat
             groups[label] = params
     if groups:
         plots["params_pca"] = plot_param_projection(groups, root / "params_pca.png",
-                                                    f"{cfg.zoo.model} parameters, PCA", group_methods)
+                                                    f"{cfg.model.name} parameters, PCA", group_methods)
     plots["stage_times"] = plot_stage_times({k: v for k, v in rec.timings.items() if k != "total"},
                                             root / "stage_times.png")
     return plots
@@ -336,9 +336,9 @@ def _header_lines(rec: RunRecord, md_table: str) -> list[str]:
         f"steps {split.val.start}-{split.val.stop}, test steps {split.test.start}-{split.test.stop} "
         f"({target.timestamps[split.test.start]:%Y-%m-%d} .. {target.end:%Y-%m-%d}), {origins.size} test windows",
         f"- sources: {', '.join(rec.sources)} ({zoo_nodes})",
-        f"- base model: `{cfg.zoo.model}` / `{cfg.zoo.preset}` "
+        f"- base model: `{cfg.model.name}` / `{cfg.model.preset}` "
         f"({f'{rec.zoo.params.shape[1]} parameters per node' if rec.zoo is not None else 'not trained'}); "
-        f"history {w.history}, horizon {w.horizon}, seasonal context `{w.context}` (residual `{cfg.zoo.residual}`); "
+        f"history {w.history}, horizon {w.horizon}, seasonal context `{w.context}` (residual `{cfg.model.residual}`); "
         f"zoo init `{cfg.zoo.init}`; anchor `{cfg.anchor.balance}`-balanced; denoiser reference "
         f"`{cfg.diffusion.reference}`, batches `{cfg.diffusion.balance}`-balanced; "
         f"conditioning `{cfg.diffusion.denoiser.condition}`; sampler "

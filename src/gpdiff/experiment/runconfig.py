@@ -6,8 +6,10 @@
       target, sources, data_dir, target_days, val_days, test_fraction, target_scale_floor, seed, device, out,
       keep_checkpoints
       window:    WindowConfig      history, horizon, n_neighbors, context
+      model:     BaseModelConfig   the base model: name, preset, in_channels, residual
+      source_split: SourceSplit    train / val / test fractions of every source city
       anchor:    AnchorConfig      the pooled source model (zoo start point, transfer baselines)
-      zoo:       ZooConfig         base model, preset, source split, init, node training
+      zoo:       ZooConfig         how each source node's model trains: init, node training
       prompts:   PromptsConfig     temporal / spatial encoder names and their settings
       diffusion: DiffusionConfig   preset, denoiser (architecture), schedule (forward process), training
       generate:  GenerateConfig    sampler, num_inference_steps, guidance_scale
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
@@ -37,6 +40,7 @@ from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.ensemble import EnsembleConfig
 from gpdiff.evaluation.intervals import IntervalConfig
 from gpdiff.methods.adapt import FinetuneConfig
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.prompts import PromptsConfig
 from gpdiff.utils.config import (
     first_repeated,
@@ -62,13 +66,17 @@ DEFAULT_METHODS = ("seasonal_naive", "weekly_naive", "historical_average", "targ
 # Settings that moved when the flat run config became a tree: old dotted path -> new one.
 MOVED: dict[str, str] = {
     "history": "window.history", "horizon": "window.horizon", "k": "window.n_neighbors",
-    "model": "zoo.model", "preset": "zoo.preset", "condition": "diffusion.denoiser.condition",
+    "model": "model.name", "preset": "model.preset", "condition": "diffusion.denoiser.condition",
     "denoiser": "diffusion.preset", "sampler": "generate.sampler", "steps": "generate.num_inference_steps",
     "guidance": "generate.guidance_scale", "baselines": "methods.<name>",
     "zoo.history": "window.history", "zoo.horizon": "window.horizon", "zoo.k": "window.n_neighbors",
     "zoo.seed": "seed", "zoo.device": "device", "diffusion.seed": "seed", "diffusion.device": "device",
     "diffusion.condition": "diffusion.denoiser.condition", "zoo.shared_init": "zoo.init",
     "diffusion.center": "diffusion.reference",
+    # the zoo section held the base model and the source split until each got a section of its own
+    "zoo.model": "model.name", "zoo.preset": "model.preset", "zoo.in_channels": "model.in_channels",
+    "zoo.residual": "model.residual", "zoo.train": "source_split.train", "zoo.val": "source_split.val",
+    "zoo.test": "source_split.test",
     **{f"diffusion.{k}": f"diffusion.denoiser.{k}" for k in ("d_model", "n_layers", "n_heads", "mlp_ratio", "dropout",
                                                             "per_token", "token_dim", "max_tokens")},
     **{f"diffusion.{k}": f"diffusion.schedule.{k}" for k in ("num_train_timesteps", "beta_start", "beta_end",
@@ -88,6 +96,8 @@ class RunConfig:
     test_fraction: float = 0.2
     target_scale_floor: float = 0.05  # target nodes' std >= this x the target's pooled std (NodeScaler.fit)
     window: WindowConfig = field(default_factory=WindowConfig)
+    model: BaseModelConfig = field(default_factory=BaseModelConfig)
+    source_split: SourceSplit = field(default_factory=SourceSplit)
     anchor: AnchorConfig = field(default_factory=AnchorConfig)
     zoo: ZooConfig = field(default_factory=ZooConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
@@ -118,10 +128,10 @@ class RunConfig:
         if self.device != "auto":
             check_device_name(self.device)
         self.generate.check_against(self.diffusion.schedule, self.diffusion.cfg_dropout)
-        if self.zoo.residual == "seasonal" and self.window.context not in ("daily", "weekly"):
-            raise GpdiffError("zoo.residual seasonal forecasts a correction to the seasonal context, so it needs "
+        if self.model.residual == "seasonal" and self.window.context not in ("daily", "weekly"):
+            raise GpdiffError("model.residual seasonal forecasts a correction to the seasonal context, so it needs "
                               "window.context daily or weekly (context lags has its own learned head); set one, "
-                              "or zoo.residual none.")
+                              "or model.residual none.")
         if not 0 < self.test_fraction < 1:
             raise GpdiffError(f"test_fraction must be between 0 and 1 (the share of the target held out as the "
                               f"test period), got {self.test_fraction}.")

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from gpdiff.data.city import City
-from gpdiff.data.splits import Segment, source_split, target_split
+from gpdiff.data.splits import Segment, SourceSplit, target_split
 from gpdiff.prompts.base import PromptEncoder
 from gpdiff.prompts.none import NoneConfig, NoneEncoder, NoneTemporalEncoder
 from gpdiff.prompts.spatial import GraphConfig, GraphEncoder
@@ -179,9 +179,10 @@ def fit_prompts(sources: Sequence[City], config: PromptsConfig | None = None, *,
     return PromptEncoders(t, s)
 
 
-def source_segment(city: City, train: float = 0.7, val: float = 0.1, test: float = 0.2) -> Segment:
-    """A source city's training segment (the only part its prompts and the encoder may read)."""
-    return source_split(city.n_steps, train, val, test, name=city.name).train
+def source_segment(city: City, split: SourceSplit | None = None) -> Segment:
+    """A source city's training segment under ``split`` (default: :class:`SourceSplit`'s fractions), the
+    only part its prompts and the encoder may read."""
+    return (split or SourceSplit()).of(city.n_steps, city.name).train
 
 
 def target_segment(city: City, days: float, val_days: float = 1, test_fraction: float = 0.2,

@@ -43,7 +43,8 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
 
     Raises :class:`GpdiffError` naming every key of ``data`` (with its dotted path) that is not a
     field of ``cls``. ``moved`` maps dotted paths of settings that moved to their new path; such a key
-    gets one line naming where it lives now. ``what`` names the config ("run config"); ``where``,
+    gets one line naming where it lives now (a setting that became a section, ``model: stid`` ->
+    ``model.name``, only when given as a value, not as the section's mapping). ``what`` names the config ("run config"); ``where``,
     when given, prefixes the message (a file). A value that is already an instance of a nested
     config class is taken as it is. A class with a ``preset_defaults(data) -> dict`` classmethod
     (a config with named size presets) gets those values under ``data`` before anything else.
@@ -71,9 +72,11 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
         return f"{place}: " if place else ""
 
     moved = moved or {}
+    nested = _nested_types(cls)  # type: ignore[arg-type]
     for key in data:
         full = f"{_path}{key}"
-        if full in moved:
+        # a setting that became a section (``model: stid`` -> ``model.name``) moved only when given as a value
+        if full in moved and not (key in nested and isinstance(data[key], Mapping | nested[key])):
             raise GpdiffError(f"{prefix(key)}{what} setting {full!r} has moved to {moved[full]!r}; rename it there.")
     known = field_names(cls)  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(known))
@@ -82,7 +85,6 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
         shown = [f"{_path}{k}" for k in unknown if prefix(k) == first]
         raise GpdiffError(f"{first}unknown {what} field(s) {shown}; known at "
                           f"{_path.rstrip('.') or 'the top level'}: {sorted(known)}.")
-    nested = _nested_types(cls)  # type: ignore[arg-type]
     scalars = _scalar_types(cls)  # type: ignore[arg-type]
     for name, value in data.items():
         if name in nested:

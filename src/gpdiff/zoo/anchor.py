@@ -20,15 +20,17 @@ Output folder: ``anchor.safetensors`` (the parameters ``[P]``, the validation hi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from gpdiff.data.city import City
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import CityData, WindowBatch, WindowConfig
 from gpdiff.models.base import BaseModel
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.io import load_tensors, save_tensors, yaml_safe
@@ -36,9 +38,6 @@ from gpdiff.utils.progress import progress_bar
 from gpdiff.zoo.nodetrain import masked_node_mae
 from gpdiff.zoo.params import flatten, unflatten
 from gpdiff.zoo.sourcepool import BALANCES, SourcePool, prepare_cities
-
-if TYPE_CHECKING:  # the zoo's config imports this module
-    from gpdiff.zoo.train import ZooConfig
 
 FILE = "anchor.safetensors"
 
@@ -147,29 +146,28 @@ class Anchor:
         return cls(tensors["params"].float(), meta)
 
 
-def fit_anchor(sources: Sequence[City], config: AnchorConfig | None = None, *, window: WindowConfig | None = None,
-               zoo: ZooConfig | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
-               workdir: str | Path | None = None) -> Anchor:
-    """The anchor stage: one ``zoo.model`` trained on every node of ``sources`` (:func:`train_anchor`).
+def fit_anchor(sources: Sequence[City], config: AnchorConfig | None = None, *, model: BaseModelConfig | None = None,
+               window: WindowConfig | None = None, split: SourceSplit | None = None, seed: int = 0,
+               device: str = "auto", progress: bool = True, workdir: str | Path | None = None) -> Anchor:
+    """The anchor stage: one base model trained on every node of ``sources`` (:func:`train_anchor`).
 
-    ``config``: how it trains; ``window``: the windows' shape; ``zoo``: the base model's architecture and
-    the source split (defaults: each config's own). ``workdir``: a folder to save it in; one that already
+    ``config``: how it trains; ``model``: the base model; ``window``: the windows' shape; ``split``: the
+    source cities' train/val/test fractions (defaults: each config's own). ``workdir``: a folder to save it in; one that already
     holds an anchor of the same settings and cities is loaded instead of retrained. Raises
     :class:`GpdiffError` for unusable sources, or a ``workdir`` holding an anchor of other settings."""
-    from gpdiff.zoo.train import ZooConfig
-
-    config, window, zoo = config or AnchorConfig(), window or WindowConfig(), zoo or ZooConfig()
-    model = zoo.build_model(window)
-    identity = yaml_safe({"zoo": zoo.architecture(), "window": vars(window).copy(), "anchor": vars(config).copy(),
-                          "seed": seed, "cities": [c.name for c in sources]})
+    config, window = config or AnchorConfig(), window or WindowConfig()
+    arch, split = model or BaseModelConfig(), split or SourceSplit()
+    base = arch.build(window)
+    identity = yaml_safe({"model": arch.to_dict(), "source_split": asdict(split), "window": vars(window).copy(),
+                          "anchor": vars(config).copy(), "seed": seed, "cities": [c.name for c in sources]})
     if workdir is not None and (Path(workdir) / FILE).is_file():
         found = Anchor.load(workdir)
         if found.record.get("identity") == identity:
             return found
         raise GpdiffError(f"{Path(workdir) / FILE} holds an anchor trained with other settings or cities; use "
                           f"another folder, or delete {Path(workdir) / FILE} to retrain it.")
-    data = prepare_cities(sources, window, zoo, model, resolve_device(device))
-    params, record = train_anchor(model, data, config, seed, progress)
+    data = prepare_cities(sources, window, split, base, resolve_device(device))
+    params, record = train_anchor(base, data, config, seed, progress)
     anchor = Anchor(params, {**record, "identity": identity})
     if workdir is not None:
         anchor.save(workdir)

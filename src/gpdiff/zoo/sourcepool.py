@@ -11,20 +11,16 @@ model learns. ``balance="city"`` (the default) gives every city the same share o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from gpdiff.data.city import City
-from gpdiff.data.splits import source_split
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import CityData, WindowBatch, WindowConfig
 from gpdiff.models import BaseModel, require_graph
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.zoo.nodetrain import concat_batches
-
-if TYPE_CHECKING:  # the zoo's config imports this module
-    from gpdiff.zoo.train import ZooConfig
 
 BALANCES = ("city", "proportional")
 
@@ -104,9 +100,10 @@ class SourcePool:
         return self.batch(self.draw_nodes(n_nodes, generator), batch_size, generator, segment)
 
 
-def prepare_cities(cities: Sequence[City], window: WindowConfig, config: ZooConfig, model: BaseModel,
+def prepare_cities(cities: Sequence[City], window: WindowConfig, split: SourceSplit, model: BaseModel,
                    device: torch.device | str = "cpu") -> list[CityData]:
-    """One :class:`CityData` per source city, with the checks that give the user a clear error."""
+    """One :class:`CityData` per source city, split chronologically by ``split``, with the checks that give
+    the user a clear error (no or repeated cities, no graph for a graph model, too few windows)."""
     names = [c.name for c in cities]
     if not cities:
         raise GpdiffError("no source cities given; pass at least one with --cities.")
@@ -115,8 +112,7 @@ def prepare_cities(cities: Sequence[City], window: WindowConfig, config: ZooConf
     out = []
     for city in cities:
         require_graph(city, model.name)
-        split = source_split(city.n_steps, config.train, config.val, config.test, name=city.name)
-        data = CityData(city, split, history=window.history, horizon=window.horizon, n_neighbors=window.n_neighbors,
+        data = CityData(city, split.of(city.n_steps, city.name), history=window.history, horizon=window.horizon, n_neighbors=window.n_neighbors,
                         device=device, context=window.context)
         data.require_windows("train")
         data.require_windows("val")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +41,12 @@ import numpy as np
 import torch
 
 from gpdiff.data.city import City
-from gpdiff.data.splits import check_fractions
+from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.evaluation.metrics import node_mae
 from gpdiff.evaluation.naive import seasonal_naive
-from gpdiff.models import MODELS, BaseModel, ModelConfig, get_model
-from gpdiff.models.base import RESIDUALS
+from gpdiff.models import BaseModel
+from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils import distributed
 from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
@@ -62,20 +62,15 @@ INITS = ("anchor", "shared_random", "independent")
 
 @dataclass
 class ZooConfig(NodeTrainConfig):
-    """The zoo: which base model, how source cities are split, and how each node model is trained
-    (the :class:`~gpdiff.zoo.nodetrain.NodeTrainConfig` fields). Defaults: the fast CPU setting used for
+    """How each source node's model is trained: its start (``init``) and the
+    :class:`~gpdiff.zoo.nodetrain.NodeTrainConfig` fields. The base model is the run config's ``model:``
+    section (:class:`~gpdiff.models.config.BaseModelConfig`), the source cities' split its
+    ``source_split:`` (:class:`~gpdiff.data.splits.SourceSplit`). Defaults: the fast CPU setting used for
     the bundled cities."""
 
-    model: str = "stid"  # the best and fastest base model on the loco scoreboard (BENCHMARKS.md)
-    preset: str = "small"
     init: str = "anchor"  # anchor, shared_random or independent (see the module docstring)
     lr: float = 0.003  # fine-tuning from the anchor; the paper's shared_random zoo used 0.01
     patience: int = 2  # members start from the trained anchor; 3 measured no better on the loco scoreboard
-    in_channels: int = 1  # input channels (channel 0 = target); 1 lets cities with different channels mix
-    train: float = 0.7  # chronological split fractions of every source city
-    val: float = 0.1
-    test: float = 0.2
-    residual: str = "none"  # "seasonal": forecast the correction to the window's seasonal context (needs one)
     members: int = 1  # models per node: member 0 from the node's start, the others from perturbed copies (FNFM)
     member_noise: float = 0.02  # the perturbation of members >= 1, relative to each tensor's RMS
 
@@ -84,30 +79,8 @@ class ZooConfig(NodeTrainConfig):
         if int(self.members) < 1 or not self.member_noise >= 0:
             raise GpdiffError(f"ZooConfig: members must be at least 1 and member_noise >= 0 (got {self.members}, "
                               f"{self.member_noise}).")
-        if self.model not in MODELS:
-            raise unknown_name("base model", self.model, MODELS)
-        if self.preset not in MODELS[self.model].presets:
-            raise unknown_name(f"preset for model {self.model!r}", self.preset, MODELS[self.model].presets)
-        if self.in_channels < 1:
-            raise GpdiffError(f"ZooConfig: in_channels must be at least 1, got {self.in_channels}.")
-        if self.residual not in RESIDUALS:
-            raise unknown_name("residual", self.residual, RESIDUALS)
         if self.init not in INITS:
             raise unknown_name("zoo.init", self.init, INITS)
-        check_fractions(self.train, self.val, self.test, "zoo: ")
-
-    def architecture(self) -> dict[str, Any]:
-        """The fields that fix the base model and the source windows (what the anchor depends on)."""
-        return {k: getattr(self, k) for k in ("model", "preset", "in_channels", "residual", "train", "val", "test")}
-
-    def model_config(self, window: WindowConfig) -> ModelConfig:
-        """The base model's config for windows of shape ``window``."""
-        return ModelConfig(history=window.history, horizon=window.horizon, in_channels=self.in_channels,
-                           ego_size=window.n_neighbors + 1, preset=self.preset, context=window.context,
-                           residual=self.residual)
-
-    def build_model(self, window: WindowConfig) -> BaseModel:
-        return get_model(self.model, self.model_config(window))
 
 
 @torch.no_grad()
@@ -143,13 +116,14 @@ def source_val_loss(model: BaseModel, params: torch.Tensor, data: list[CityData]
     return validation_loss(model, rows, np.arange(len(keys)), data, city_row, node_row, windows, chunk).cpu()
 
 
-def train_zoo(sources: Sequence[City], config: ZooConfig | None = None, *, window: WindowConfig | None = None,
+def train_zoo(sources: Sequence[City], config: ZooConfig | None = None, *, model: BaseModelConfig | None = None,
+              window: WindowConfig | None = None, split: SourceSplit | None = None,
               anchor: Anchor | torch.Tensor | None = None, seed: int = 0, device: str = "auto", progress: bool = True,
               workdir: str | Path | None = None) -> ParamCollection | None:
     """The zoo stage: one base model per node of ``sources``, all trained at once; see the module docstring.
 
-    ``config``: the base model and how each node trains; ``window``: the windows' shape (defaults: each
-    config's own). ``anchor``: the start of every node for ``init: anchor`` (:func:`gpdiff.zoo.anchor.fit_anchor`,
+    ``config``: how each node trains; ``model``: the base model; ``window``: the windows' shape; ``split``:
+    the source cities' train/val/test fractions (defaults: each config's own). ``anchor``: the start of every node for ``init: anchor`` (:func:`gpdiff.zoo.anchor.fit_anchor`,
     or its parameters ``[P]``). ``workdir``: where checkpoints go and the collection is saved
     (``zoo.safetensors``), so that a rerun resumes; ``None``: a temporary folder, removed afterwards
     (under ``torchrun`` give one folder that every rank can reach).
@@ -161,23 +135,25 @@ def train_zoo(sources: Sequence[City], config: ZooConfig | None = None, *, windo
     a missing or mis-sized anchor, and a checkpoint in ``workdir`` written with another setup.
     """
     config, window = config or ZooConfig(), window or WindowConfig()
+    arch, split = model or BaseModelConfig(), split or SourceSplit()
     if isinstance(anchor, Anchor):
         anchor = anchor.params
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="gpdiff-zoo-") as tmp:
-            return train_zoo(sources, config, window=window, anchor=anchor, seed=seed, device=device,
-                             progress=progress, workdir=tmp)
+            return train_zoo(sources, config, model=arch, window=window, split=split, anchor=anchor, seed=seed,
+                             device=device, progress=progress, workdir=tmp)
     cities, out_dir = sources, workdir
     dev = resolve_device(device)
     distributed.init(dev)  # under torchrun: join the ranks (no-op otherwise)
-    model = config.build_model(window)
-    data = prepare_cities(cities, window, config, model, dev)
+    model = arch.build(window)
+    data = prepare_cities(cities, window, split, model, dev)
     n_nodes = sum(d.n_nodes for d in data)
     init = _start(config, model, anchor, n_nodes, seed, dev)
     members = int(config.members)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {**config.to_dict(), "window": vars(window).copy(), "seed": seed,
+    record: dict[str, Any] = {**config.to_dict(), "model": arch.to_dict(), "source_split": asdict(split),
+                              "window": vars(window).copy(), "seed": seed,
                               "cities": [d.city.name for d in data], "n_params": model.n_params, "n_nodes": n_nodes}
     if distributed.is_main():
         write_yaml(out_dir / "config.yaml", record)
