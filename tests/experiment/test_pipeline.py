@@ -480,7 +480,7 @@ def test_a_city_without_a_graph_loads_and_only_graph_models_refuse_it(tmp_path: 
     assert r.exit_code == 0, r.output
     cfg = RunConfig(target="tgt", sources=["src"], data_dir=str(tmp_path / "cities"), out=str(tmp_path / "run"))
     assert load_cities(cfg).target.n_edges == 0  # STID, the default base model, needs no graph
-    cfg = RunConfig.from_dict({**cfg.to_dict(), "zoo": {"model": "stgcn"}})
+    cfg = RunConfig.from_dict({**cfg.to_dict(), "model": {"name": "stgcn"}})
     with pytest.raises(GpdiffError, match=r"city 'tgt' has no graph edges but base model 'stgcn' needs a graph; "
                                           r"add an adjacency .* use a model that works without one: stid \(--model\)"):
         load_cities(cfg)

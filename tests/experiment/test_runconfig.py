@@ -157,7 +157,7 @@ def test_a_wrong_key_in_the_file_is_still_blamed_on_the_file(tmp_path):
         RunConfig.from_yaml(path, assignments=["zoo.lr=0.1"])
     path = _yaml(tmp_path / "run.yaml", {"zoo": {"lr": 0.01, "lrr": 1}})
     with pytest.raises(GpdiffError, match=rf"^{path}: unknown run config field\(s\) \['zoo.lrr'\]"):
-        RunConfig.from_yaml(path, {"zoo": {"model": "stid"}}, ["zoo.lr=0.1"])  # overrides of a sibling key too
+        RunConfig.from_yaml(path, {"zoo": {"patience": 3}}, ["zoo.lr=0.1"])  # overrides of a sibling key too
     with pytest.raises(GpdiffError, match=r"^--set zoo.bad=1: unknown run config field\(s\) \['zoo.bad'\];"):
         RunConfig.from_yaml(path, assignments=["zoo.bad=1"])  # one place per message: the --set key first
 

@@ -224,6 +224,6 @@ def test_a_run_of_naive_methods_and_pooled_linear_trains_nothing_on_the_sources(
     assert len(pd.read_csv(res.out / "intervals.csv").query("method == 'pooled_linear'")) > 0
     if not blend:  # its stage reads the sources without a zoo stage: another source split recomputes it
         assert run_pipeline(cfg, progress=False, log=lambda m: None).reused == res.computed
-        again = run_pipeline(RunConfig.from_dict({**cfg.to_dict(), "zoo": {"train": 0.6, "val": 0.2, "test": 0.2}}),
+        again = run_pipeline(RunConfig.from_dict({**cfg.to_dict(), "source_split": {"train": 0.6, "val": 0.2, "test": 0.2}}),
                              progress=False, log=lambda m: None)
         assert "methods/pooled_linear" in again.computed
