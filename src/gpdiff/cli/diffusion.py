@@ -11,12 +11,13 @@ import click
 from gpdiff.cli import progress_bars
 from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.schedule import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
-from gpdiff.diffusion.train import PRESETS, REFERENCES, SUBSETS
+from gpdiff.diffusion.train import PRESETS, REFERENCES, SUBSETS, DiffusionConfig
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.params import Standardizer
 from gpdiff.zoo.sourcepool import BALANCES
 
 SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
+_D = DiffusionConfig()  # the defaults the flags' help texts show (the small preset's), so none is typed twice
 
 
 def _load_prompts(path: str) -> Any:
@@ -41,13 +42,13 @@ def _load_prompts(path: str) -> Any:
               help="Prompt folder or file from `gpdiff prompts fit`, covering every zoo node.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder: the pretrained GPD (with --sources) or the denoiser.")
 @click.option("--condition", type=click.Choice(sorted(CONDITIONING)), default=None,
-              help="Conditioning strategy [default: pre_inductive].")
+              help=f"Conditioning strategy [{_D.denoiser.condition}].")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
               help="Denoiser sizes: small (CPU, default) or paper (d_model 512, 80k iterations).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML file of DiffusionConfig fields (nested: denoiser:, schedule:); flags override it.")
 @click.option("--iters", type=int, default=None, help="Training iterations.")
-@click.option("--num-train-timesteps", type=int, default=None, help="Diffusion steps of the forward process [500].")
+@click.option("--num-train-timesteps", type=int, default=None, help=f"Diffusion steps of the forward process [{_D.schedule.num_train_timesteps}].")
 @click.option("--d-model", type=int, default=None, help="Transformer width.")
 @click.option("--layers", "n_layers", type=int, default=None, help="Transformer blocks.")
 @click.option("--heads", "n_heads", type=int, default=None, help="Attention heads.")
@@ -55,23 +56,25 @@ def _load_prompts(path: str) -> Any:
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--prediction", type=click.Choice(PREDICTION_TYPES), default=None,
-              help="Denoiser target [v_prediction].")
+              help=f"Denoiser target [{_D.schedule.prediction_type}].")
 @click.option("--schedule", type=click.Choice([*BETA_SCHEDULES, *SCHEDULE_ALIASES]), default=None,
-              help="Beta schedule [linear 1e-5..0.02]; cosine = squaredcos_cap_v2.")
+              help=f"Beta schedule [{_D.schedule.beta_schedule} {_D.schedule.beta_start:g}..{_D.schedule.beta_end:g}]; "
+                   "cosine = squaredcos_cap_v2.")
 @click.option("--cfg-dropout", type=float, default=None,
               help="Probability of dropping the prompts in training (enables --guidance-scale at generation).")
 @click.option("--reference", type=click.Choice(REFERENCES), default=None,
-              help="Learn the difference from the zoo's anchor or mean [auto: the anchor when the zoo has one].")
+              help=f"Learn the difference from the zoo's anchor or mean [{_D.reference}: the anchor when the zoo has "
+                   "one].")
 @click.option("--standardize", type=click.Choice(Standardizer.PER), default=None,
-              help="Standardise parameters per coordinate or per tensor [coordinate].")
+              help=f"Standardise parameters per coordinate or per tensor [{_D.standardize}].")
 @click.option("--balance", type=click.Choice(BALANCES), default=None,
-              help="Training batches: every city equally often, or every node [city].")
+              help=f"Training batches: every city equally often, or every node [{_D.balance}].")
 @click.option("--subset", type=click.Choice(SUBSETS), default=None,
-              help="auto: generate only the tensors the zoo's members changed (zoo.trainable); all [auto].")
+              help=f"auto: generate only the tensors the zoo's members changed (zoo.trainable); all [{_D.subset}].")
 @click.option("--functional-weight", type=float, default=None,
               help="> 0 adds the functional loss: the denoiser's clean-sample estimate, loaded into the base model, "
-                   "scored on its node's training windows (reads the zoo's cities) [0].")
-@click.option("--functional-windows", type=int, default=None, help="Windows per node and iteration [8].")
+                   f"scored on its node's training windows (reads the zoo's cities) [{_D.functional_weight:g}].")
+@click.option("--functional-windows", type=int, default=None, help=f"Windows per node and iteration [{_D.functional_windows}].")
 @click.option("--cities", "city_names", default=None,
               help="The zoo's cities for --functional-weight: comma-separated names or paths [the zoo's city names].")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -34,7 +34,8 @@ def _split_names(cities: str) -> list[str]:
 @click.option("--days", type=float, default=3.0, show_default=True,
               help="Input length of the temporal prompt: a node's most recent DAYS days.")
 @click.option("--train-steps", type=int, default=None,
-              help="Training steps of the masked_patch encoder (default 600).")
+              help=f"Training steps of the masked_patch encoder (default "
+                   f"{TEMPORAL_ENCODERS['masked_patch'].config_class.train_steps}).")
 @click.option("--spatial-dim", type=int, default=None,
               help="Project graph prompts to this width (default: the standardised features, ~21 columns).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,

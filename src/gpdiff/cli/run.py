@@ -8,17 +8,12 @@ from typing import Any
 import click
 
 from gpdiff.cli import progress_bars
+from gpdiff.cli.options import config_assignments, config_option
 from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.schedule import SAMPLERS
 from gpdiff.experiment.runconfig import DEFAULT_METHODS
 from gpdiff.methods import METHODS
 from gpdiff.models import MODELS
-
-# flag -> dotted path in the run config tree (gpdiff.experiment.runconfig)
-RUN_FLAGS = {"target": "target", "sources": "sources", "data_dir": "data_dir", "target_days": "target_days",
-             "model": "model.name", "preset": "model.preset", "condition": "diffusion.denoiser.condition",
-             "sampler": "generate.sampler", "num_inference_steps": "generate.num_inference_steps",
-             "blend": "blend.naive", "seed": "seed", "device": "device", "out": "out"}
 
 
 def _names(registry: dict[str, Any]) -> str:
@@ -31,26 +26,26 @@ def _names(registry: dict[str, Any]) -> str:
 @click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",
               help="Override any setting of the config tree, e.g. --set zoo.lr=0.005 "
                    "--set methods.reptile.meta_steps=50 (repeatable; values are read as YAML).")
-@click.option("--target", help="Target city (bundled name, or a city in --data-dir). Default: melbourne-ped.")
-@click.option("--sources", help="Comma-separated source cities. Default: the other bundled flow cities, or every "
-                                "other city in --data-dir.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of your cities, one per subfolder or file, in any supported format.")
-@click.option("--target-days", type=float, help="Few-shot days of target data (calendar days). Default: 3.")
-@click.option("--model", help=f"Base model (model.name): {_names(MODELS)}.")
-@click.option("--preset", help="Base model size preset (model.preset): small or paper.")
-@click.option("--condition", help=f"Conditioning strategy (diffusion.denoiser.condition): {_names(CONDITIONING)}.")
-@click.option("--sampler", help=f"Sampler (generate.sampler): {_names(SAMPLERS)}.")
-@click.option("--num-inference-steps", type=int, help="Sampling steps (generate.num_inference_steps). Default: 20.")
+@config_option("--target", path="target", help="Target city (bundled name, or a city in --data-dir)")
+@config_option("--sources", path="sources", help="Comma-separated source cities",
+               default_text="the other bundled flow cities, or every other city in --data-dir")
+@config_option("--data-dir", path="data_dir", type=click.Path(file_okay=False, path_type=Path),
+               help="Folder of your cities, one per subfolder or file, in any supported format")
+@config_option("--target-days", path="target_days", type=float, help="Few-shot days of target data (calendar days)")
+@config_option("--model", path="model.name", help=f"Base model: {_names(MODELS)}")
+@config_option("--preset", path="model.preset", help="Base model size preset: small or paper")
+@config_option("--condition", path="diffusion.denoiser.condition", help=f"Conditioning strategy: {_names(CONDITIONING)}")
+@config_option("--sampler", path="generate.sampler", help=f"Sampler: {_names(SAMPLERS)}")
+@config_option("--num-inference-steps", path="generate.num_inference_steps", type=int, help="Sampling steps")
 @click.option("--methods", help=f"Comma-separated methods to run, in order, of {_names(METHODS)}. Default: "
                                 f"{', '.join(DEFAULT_METHODS)}.")
-@click.option("--blend", help="Comma-separated naive forecasts blended with every learned method, weights fitted on "
-                              "the target's validation day (blend.naive), e.g. weekly_naive,seasonal_naive; none: "
-                              "no blend.")
-@click.option("--seed", type=int, help="Seed for everything. Default: 0.")
-@click.option("--device", help="auto (default), cpu or cuda.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory. Default: runs/default. Rerunning reuses finished stages.")
+@config_option("--blend", path="blend.naive",
+               help="Comma-separated naive forecasts blended with every learned method, weights fitted on the "
+                    "target's validation day; none: no blend")
+@config_option("--seed", path="seed", type=int, help="Seed for everything")
+@config_option("--device", path="device", help="auto, cpu or cuda")
+@config_option("--out", path="out", type=click.Path(file_okay=False, path_type=Path),
+               help="Run directory; rerunning reuses finished stages")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
               help="Stage cache shared between run directories: runs given the same --cache compute a stage with "
                    "the same inputs once (as gpdiff bench does). Default: none, every stage lives in --out.")
@@ -69,9 +64,8 @@ def run(config_path: Path | None, assignments: tuple[str, ...], methods: str | N
     from gpdiff.utils.io import read_yaml
 
     overrides: dict[str, Any] = {}
-    for name, value in flags.items():
-        if value is not None:
-            overrides = set_path(overrides, RUN_FLAGS[name].split("."), str(value) if isinstance(value, Path) else value)
+    for path, value in config_assignments(click.get_current_context(), flags).items():
+        overrides = set_path(overrides, path.split("."), value)
     if methods is not None:  # keep the file's settings of the methods that stay
         doc = read_yaml(config_path) if config_path else None
         base = doc.get("methods") if isinstance(doc, dict) else None  # a non-mapping file: from_yaml says so

@@ -8,10 +8,10 @@ from typing import Any
 import click
 
 from gpdiff.cli import progress_bars
+from gpdiff.cli.options import config_assignments, config_option
 from gpdiff.data.windows import CONTEXTS
 from gpdiff.models import MODELS
 from gpdiff.models.base import RESIDUALS
-from gpdiff.models.config import BaseModelConfig
 from gpdiff.zoo.params import ParamCollection
 from gpdiff.zoo.train import INITS
 
@@ -21,50 +21,40 @@ def zoo() -> None:
     """Train and inspect model zoos (one base model per source node)."""
 
 
-# flag -> dotted path in the run config tree (gpdiff.experiment.runconfig); None values are not set
-ZOO_FLAGS = {"model": "model.name", "preset": "model.preset", "history": "window.history", "horizon": "window.horizon",
-             "n_neighbors": "window.n_neighbors", "batch_size": "zoo.batch_size", "lr": "zoo.lr",
-             "lr_decay": "zoo.lr_decay", "max_epochs": "zoo.max_epochs", "patience": "zoo.patience",
-             "steps_per_epoch": "zoo.steps_per_epoch", "seed": "seed", "device": "device", "compile_": "zoo.compile",
-             "context": "window.context", "residual": "model.residual", "init": "zoo.init", "trainable": "zoo.trainable"}
-
-
 @zoo.command("train")
 @click.option("--cities", required=True, help="Comma-separated source cities (names or paths).")
-@click.option("--model", type=str, default=None, help=f"Base model (model.name): {', '.join(MODELS)} (default {BaseModelConfig.name}).")
-@click.option("--preset", type=str, default=None,
-              help=f"Size preset (model.preset): small (CPU) or paper (default {BaseModelConfig.preset}).")
+@config_option("--model", path="model.name", help=f"Base model: {', '.join(MODELS)}")
+@config_option("--preset", path="model.preset", help="Size preset: small (CPU) or paper")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (zoo.safetensors, config.yaml, checkpoint); rerun to resume.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="A run config YAML (configs/default.yaml); its window, model, source_split, anchor, zoo, seed "
-                   "and device are used. "
-                   "The flags below override it.")
+                   "and device are used. The flags below override it.")
 @click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",
               help="Override any field of the run config tree, e.g. --set zoo.val_windows=64 (repeatable).")
-@click.option("--history", type=int, default=None, help="Input steps (default 12).")
-@click.option("--horizon", type=int, default=None, help="Forecast steps (default 6).")
-@click.option("--n-neighbors", type=int, default=None, help="Graph neighbours per ego-graph (default 7).")
-@click.option("--context", type=click.Choice(list(CONTEXTS)), default=None,
-              help="Seasonal context: the target one day / week earlier as an input (default none).")
-@click.option("--residual", type=click.Choice(RESIDUALS), default=None,
-              help="seasonal: forecast the correction to the seasonal context (needs --context).")
-@click.option("--batch-size", type=int, default=None, help="Training windows per node per step (default 32).")
-@click.option("--lr", type=float, default=None, help="Adam learning rate (default 0.003).")
-@click.option("--lr-decay", type=float, default=None, help="Learning rate factor per epoch (default 0.9).")
-@click.option("--max-epochs", type=int, default=None, help="Most epochs (default 60).")
-@click.option("--patience", type=int, default=None, help="Epochs without improvement before a node stops (default 2).")
-@click.option("--steps-per-epoch", type=int, default=None, help="Adam steps per epoch (default 25).")
-@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
-@click.option("--init", type=click.Choice(list(INITS)), default=None,
-              help="Where every node starts: anchor (a model trained on all source nodes, default), "
-                   "shared_random (the GPD paper's zoo) or independent (ablation).")
-@click.option("--trainable", type=str, default=None,
-              help="Tensors every member trains, comma-separated names or globs (e.g. fc or 'tc3.*,fc'); the "
-                   "others stay at the init (the anchor). Default: all.")
-@click.option("--device", type=str, default=None, help="auto, cpu or cuda (default auto).")
-@click.option("--compile/--no-compile", "compile_", default=None,
-              help="torch.compile the batched step (falls back to eager on failure; default off).")
+@config_option("--history", path="window.history", type=int, help="Input steps")
+@config_option("--horizon", path="window.horizon", type=int, help="Forecast steps")
+@config_option("--n-neighbors", path="window.n_neighbors", type=int, help="Graph neighbours per ego-graph")
+@config_option("--context", path="window.context", type=click.Choice(list(CONTEXTS)),
+               help="Seasonal context: the target one day / week earlier as an input")
+@config_option("--residual", path="model.residual", type=click.Choice(RESIDUALS),
+               help="seasonal: forecast the correction to the seasonal context (needs --context)")
+@config_option("--batch-size", path="zoo.batch_size", type=int, help="Training windows per node per step")
+@config_option("--lr", path="zoo.lr", type=float, help="Adam learning rate")
+@config_option("--lr-decay", path="zoo.lr_decay", type=float, help="Learning rate factor per epoch")
+@config_option("--max-epochs", path="zoo.max_epochs", type=int, help="Most epochs")
+@config_option("--patience", path="zoo.patience", type=int, help="Epochs without improvement before a node stops")
+@config_option("--steps-per-epoch", path="zoo.steps_per_epoch", type=int, help="Adam steps per epoch")
+@config_option("--seed", path="seed", type=int, help="Random seed")
+@config_option("--init", path="zoo.init", type=click.Choice(list(INITS)),
+               help="Where every node starts: anchor (a model trained on all source nodes), shared_random (the "
+                    "GPD paper's zoo) or independent (ablation)")
+@config_option("--trainable", path="zoo.trainable", type=str,
+               help="Tensors every member trains, comma-separated names or globs (e.g. fc or 'tc3.*,fc'); the "
+                    "others stay at the init (the anchor); none listed: all")
+@config_option("--device", path="device", type=str, help="auto, cpu or cuda")
+@config_option("--compile/--no-compile", "compile_", path="zoo.compile",
+               help="torch.compile the batched step (falls back to eager on failure)")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
 def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tuple[str, ...], quiet: bool,
           **flags: Any) -> None:
@@ -83,9 +73,11 @@ def train(cities: str, out_dir: Path, config_file: Path | None, assignments: tup
 
     if config_file is not None:
         _check_layout(config_file)
-    if flags.get("trainable") is not None:
-        flags["trainable"] = "[" + ", ".join(repr(t.strip()) for t in flags["trainable"].split(",") if t.strip()) + "]"
-    sets = [f"{ZOO_FLAGS[k]}={v}" for k, v in flags.items() if v is not None]
+    given = config_assignments(click.get_current_context(), flags)
+    if "zoo.trainable" in given:
+        given["zoo.trainable"] = "[" + ", ".join(repr(t.strip()) for t in given["zoo.trainable"].split(",")
+                                                 if t.strip()) + "]"
+    sets = [f"{k}={v}" for k, v in given.items()]
     cfg = RunConfig.from_yaml(config_file, assignments=[*sets, *assignments])
     names = [c.strip() for c in cities.split(",") if c.strip()]
     loaded = [load_city(n) for n in names]
