@@ -127,7 +127,7 @@ def test_cli_lists_every_model():
 
     r = CliRunner().invoke(main, ["zoo", "train", "--help"], terminal_width=200)
     assert r.exit_code == 0, r.output
-    listed = re.search(r"--model TEXT\s+Base model: ([\w, ]+) \(default", r.output)
+    listed = re.search(r"--model TEXT\s+Base model: ([\w, ]+) \(model\.name; default", r.output)
     assert listed, r.output
     assert listed.group(1).split(", ") == list(MODELS)
 
