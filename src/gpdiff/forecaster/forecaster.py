@@ -75,7 +75,7 @@ from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.fallbacks import scaler_notes
 from gpdiff.evaluation.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
 from gpdiff.evaluation.metrics import masked_metrics
-from gpdiff.methods import NEEDS_ZOO, Context, run_method
+from gpdiff.methods import NEEDS_ZOO, SOURCE_FITS, Context, run_method
 from gpdiff.methods import pooled_linear as linear
 from gpdiff.methods.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
 from gpdiff.models.base import BaseModel
@@ -626,8 +626,6 @@ def require_parts(method: str, gpd: GPD) -> None:
     if method in NEEDS_ZOO and gpd.zoo is None:
         raise GpdiffError(f"method {method!r} needs the sources' model zoo, which {sources} does not carry; build one "
                           f"that does: {gpd.pretrain_hint(with_zoo=True)}, then pass --pretrained my-gpd.")
-    from gpdiff.methods import SOURCE_FITS
-
     if method in SOURCE_FITS and method not in gpd.source_fits():
         raise GpdiffError(f"method {method!r} needs its fit on the sources, which {sources} does not carry (made by an "
                           f"older gpdiff?); build it again: {gpd.pretrain_hint(with_zoo=method in NEEDS_ZOO)}, then "
