@@ -29,8 +29,10 @@ def first_run(tmp_path_factory):
     return cfg, run_pipeline(cfg, progress=False, log=lambda m: None)
 
 
-ALL_STAGES = ["anchor", "zoo", "prompts", "target_prompts", "diffusion", "generate",
+# fits/pooled_linear: the ridge the run's pretrained folder keeps (gpdiff fit --method pooled_linear)
+ALL_STAGES = ["anchor", "zoo", "prompts", "target_prompts", "diffusion", "generate", "fits/pooled_linear",
               *[f"methods/{m}" for m in METHODS]]
+RIDGE = {"fits/pooled_linear"}  # reads the sources' data, window and architecture: no zoo, prompt or anchor
 SHARED = ALL_STAGES[:6]
 
 
@@ -117,13 +119,13 @@ def test_a_config_change_recomputes_its_stage_and_those_below_only(first_run, tm
         assert {"methods/gpd", "methods/gpd_zero_shot"} <= set(computed)
         assert "methods/transfer" in reused
     if first == "zoo":  # the prompts read the data only, the zoo reads no prompt
-        assert set(ALL_STAGES) - {"anchor", "zoo", "prompts", "target_prompts"} <= set(computed)
+        assert set(ALL_STAGES) - {"anchor", "zoo", "prompts", "target_prompts"} - RIDGE <= set(computed)
         assert {"anchor", "prompts", "target_prompts"} <= set(reused)
     if first == "prompts":  # new encoders: new target prompts and everything below
-        assert set(ALL_STAGES) - {"anchor", "zoo"} <= set(computed) and {"anchor", "zoo"} <= set(reused)
+        assert set(ALL_STAGES) - {"anchor", "zoo"} - RIDGE <= set(computed) and {"anchor", "zoo"} <= set(reused)
     if first == "anchor":  # the zoo starts from it: all but the prompts
-        assert set(ALL_STAGES) - {"prompts", "target_prompts"} <= set(computed)
-        assert reused == ["prompts", "target_prompts"]
+        assert set(ALL_STAGES) - {"prompts", "target_prompts"} - RIDGE <= set(computed)
+        assert reused == ["prompts", "target_prompts", *RIDGE]
     if first == "target_prompts":  # another split of the target: the denoiser reads the sources only
         assert "diffusion" in reused and {"generate", "methods/gpd", "methods/transfer"} <= set(computed)
 
@@ -485,3 +487,16 @@ def test_a_city_without_a_graph_loads_and_only_graph_models_refuse_it(tmp_path: 
                                           r"add an adjacency .* use a model that works without one: stid \(--model\)"):
         load_cities(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_runs_pretrained_folder_keeps_the_ridge_not_the_zoo(first_run):
+    """RUN/pretrained/ carries pooled_linear's ridge (its fits stage), not the zoo (the run's zoo stage has it;
+    gpdiff pretrain --with-zoo makes a folder with it)."""
+    from gpdiff.diffusion.pretrained import GPD
+
+    _, res = first_run
+    gpd = GPD.from_pretrained(res.out / "pretrained")
+    assert gpd.zoo is None and not (res.out / "pretrained" / "zoo").exists()
+    saved = load_tensors(res.out / "fits" / "pooled_linear" / "fit.safetensors")[0]
+    assert saved.keys() == gpd.fits["pooled_linear"].tensors.keys()
+    assert all(torch.equal(v, gpd.fits["pooled_linear"].tensors[k]) for k, v in saved.items())

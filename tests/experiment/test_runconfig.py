@@ -74,7 +74,7 @@ INVALID: dict[str, list[object]] = {
     "prompts.spatial:graph.max_exact_betweenness": [-1], "prompts.spatial:graph.betweenness_samples": [0],
     "prompts.spatial:none.dim": [0],
     # gpdiff fit --set (gpdiff.forecaster.ForecasterConfig)
-    "forecaster.method": ["magic", "retrieval"], "forecaster.val_days": [0, float("inf")],
+    "forecaster.method": ["magic", "knn"], "forecaster.val_days": [0, float("inf")],
     "forecaster.scale_floor": [-0.1, 2], "forecaster.seed": [-1],
     **{f"forecaster.finetune.{k}": v for k, v in {
         "batch_size": [0], "lr": [0], "lr_decay": [0], "max_epochs": [0], "patience": [0], "steps_per_epoch": [0],

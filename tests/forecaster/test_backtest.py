@@ -126,8 +126,8 @@ def test_bad_days_fail_in_one_line_before_any_fitting(settings, message, monkeyp
 def test_bad_methods_fail_naming_the_known_ones():
     with pytest.raises(GpdiffError, match=r"unknown backtest method 'gdp'. Did you mean 'gpd'"):
         BacktestConfig(methods=["gdp"])
-    with pytest.raises(GpdiffError, match="'knn_residual' needs the sources' model zoo"):
-        BacktestConfig(methods="knn_residual")
+    with pytest.raises(GpdiffError, match=r"'knn_residual' needs the sources' model zoo.*--with-zoo"):
+        backtest(_city(), GPD.from_pretrained(), BacktestConfig(methods="knn_residual", days=2))  # the shipped: no zoo
 
 
 def test_a_source_city_of_the_pretrained_model_is_refused_before_fitting(gpd, monkeypatch):

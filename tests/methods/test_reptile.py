@@ -37,7 +37,7 @@ def test_each_meta_step_moves_towards_the_mean_of_the_adapted_nodes(method_parts
 
     monkeypatch.setattr(reptile, "adam_update", adam_update)
     cfg = reptile.ReptileConfig(meta_steps=2, nodes_per_step=4, inner_steps=1, batch_size=4, meta_lr=1.0)
-    theta = reptile.meta_learn(make_context(), cfg)
+    theta = reptile.meta_learn(make_context().source_side(), cfg)
     assert len(drawn) == 2 and drawn[0] == drawn[1] >= 2
     expected = shared_init(model, ZOO_SEED) + 1.5 * (drawn[0] - 1) / 2
     torch.testing.assert_close(theta, expected, rtol=0, atol=1e-5)

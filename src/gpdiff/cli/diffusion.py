@@ -79,6 +79,9 @@ def _load_prompts(path: str) -> Any:
               help="The zoo's cities for --functional-weight: comma-separated names or paths [the zoo's city names].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--with-zoo", is_flag=True,
+              help="With --sources: also keep the source zoo and its prompts in the folder (17-21 MB for the five "
+                   "bundled cities), so gpdiff fit can run knn_residual, mean_params, retrieval and reptile.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, ...], zoo_path: str | None,
              prompts_path: str | None, out: str, condition: str | None, preset: str | None,
@@ -87,11 +90,11 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
              reference: str | None, standardize: str | None, balance: str | None, subset: str | None,
              functional_weight: float | None, functional_windows: int | None, city_names: str | None, seed: int,
-             device: str, quiet: bool) -> None:
+             device: str, with_zoo: bool, quiet: bool) -> None:
     """Train the diffusion model that generates a node's parameters from its prompts.
 
-    With --sources, the whole source side of GPD (anchor, zoo, prompt encoders, denoiser) as one
-    pretrained folder, which `gpdiff fit CITY --pretrained OUT` uses.
+    With --sources, the whole source side of GPD (anchor, prompt encoders, denoiser, pooled_linear's
+    ridge; with --with-zoo also the zoo) as one pretrained folder, which `gpdiff fit CITY --pretrained OUT` uses.
 
     Started by ``torchrun --nproc_per_node=N -m gpdiff pretrain ...``, training is data-parallel:
     each process draws --batch-size nodes per iteration (the effective batch is N times that)."""
@@ -104,8 +107,10 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
         overrides: dict[str, Any] = {"sources": sources, "seed": seed, "device": device,
                                      **({"data_dir": data_dir} if data_dir else {})}
         cfg = RunConfig.from_yaml(None, overrides, assignments)
-        pretrain_sources(cfg, out, progress=progress_bars(quiet), log=click.echo)
+        pretrain_sources(cfg, out, progress=progress_bars(quiet), log=click.echo, with_zoo=with_zoo)
         return
+    if with_zoo:
+        raise GpdiffError("--with-zoo goes with --sources (a whole pretrained GPD); the denoiser alone has no zoo to keep.")
     if not zoo_path or not prompts_path:
         raise GpdiffError("gpdiff pretrain needs --sources a,b,... (a whole pretrained GPD), or --zoo and --prompts "
                           "(the denoiser alone).")

@@ -28,8 +28,9 @@ def _load(path: str, option_pairs: tuple[str, ...]) -> Any:
               help="Pretrained GPD folder (gpdiff pretrain --sources ..., or a run's pretrained/). Default: the one "
                    "that ships, pretrained on the five bundled cities.")
 @click.option("--method", default="gpd", show_default=True,
-              help="gpd, gpd_zero_shot, transfer, transfer_zero_shot, target_only, seasonal_naive, weekly_naive, "
-                   "historical_average.")
+              help="gpd, gpd_zero_shot, transfer, transfer_zero_shot, target_only, pooled_linear, seasonal_naive, "
+                   "weekly_naive, historical_average; knn_residual, mean_params, retrieval, reptile with a --pretrained "
+                   "folder made by gpdiff pretrain --with-zoo.")
 @click.option("--blend", default=None, help="Naive forecasts blended with the method, weights fitted on the last day "
                                            "[weekly_naive,seasonal_naive]; none: no blend.")
 @click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",

@@ -43,7 +43,7 @@ from gpdiff.data.lookup import data_dir_cities, load_named
 from gpdiff.data.splits import Split, target_split
 from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.functional import FunctionalLoss
-from gpdiff.diffusion.pretrained import GPD, source_record
+from gpdiff.diffusion.pretrained import GPD, SourceZoo, source_record
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.evaluation import ensemble, intervals
 from gpdiff.evaluation.fallbacks import blend_fallback_notes, scaler_notes, unscored_note
@@ -51,7 +51,18 @@ from gpdiff.evaluation.metrics import masked_metrics, node_mae
 from gpdiff.experiment.report import Outcome, RunRecord, write_run_report
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.stages import Run, Stage
-from gpdiff.methods import NEEDS_ANCHOR, NEEDS_GENERATION, NO_ZOO, ZERO_SHOT, Context, MethodResult, run_method
+from gpdiff.methods import (
+    NEEDS_ANCHOR,
+    NEEDS_GENERATION,
+    NO_ZOO,
+    SOURCE_FITS,
+    ZERO_SHOT,
+    Context,
+    MethodResult,
+    SourceSide,
+    fit_on_sources,
+    run_method,
+)
 from gpdiff.methods.adapt import forecast
 from gpdiff.models import require_graph
 from gpdiff.models.base import BaseModel
@@ -60,6 +71,7 @@ from gpdiff.utils import distributed
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors, save_tensors, write_yaml
 from gpdiff.zoo.params import ParamCollection
+from gpdiff.zoo.sourcefit import SourceFit
 
 Log = Callable[[str], Any]
 
@@ -310,6 +322,22 @@ def member_generate_stage(run: Run, cfg: RunConfig, diffusion: tuple[Stage, Diff
     return st, params
 
 
+def source_fit_stage(run: Run, cfg: RunConfig, cities: Cities, name: str, side: SourceSide, log: Log,
+                     inputs: list[Stage] | None = None) -> tuple[Stage, SourceFit]:
+    """Method ``name``'s fit on the sources alone (:data:`gpdiff.methods.SOURCE_FITS`) with its run-config
+    settings and the run's seed: what a pretrained folder keeps, and what the method's own stage reads.
+    ``inputs``: the zoo and prompts stages, for the fits of the zoo methods."""
+    data = {n: cities.fingerprints[n] for n in cities.source_names()}
+    reads = {"method": name, "settings": cfg.methods.get(name, {}), "window": cfg.window, "model": cfg.model,
+             "source_split": cfg.source_split, "seed": cfg.seed}
+    with run.stage(f"fits/{name}", reads, inputs or [], data=data, seed=cfg.seed) as st:
+        f = st.path / "fit.safetensors"
+        if not st.cached:
+            log(f"[fits] fitting {name} on the sources")
+            fit_on_sources(name, dataclasses.replace(side, options=dict(cfg.methods.get(name, {})))).save(f)
+    return st, SourceFit.load(f)  # what was saved, so a fresh and a reused stage give the same result
+
+
 def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], cities: Cities,
                  context: Callable[[Path], Context], log: Log, member: int = 0) -> tuple[Stage, MethodResult]:
     """One comparison method, run on the target (``context(workdir)`` builds what it may use);
@@ -414,8 +442,10 @@ def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
 
 
 def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor], prompts_st: Stage,
-                   denoiser: DiffusionModel, timings: dict[str, float]) -> GPD:
-    """The pretrained GPD of a run's source stages (:mod:`gpdiff.diffusion.pretrained`)."""
+                   denoiser: DiffusionModel, timings: dict[str, float], fits: dict[str, SourceFit] | None = None,
+                   zoo: SourceZoo | None = None) -> GPD:
+    """The pretrained GPD of a run's source stages (:mod:`gpdiff.diffusion.pretrained`), with the source
+    fits ``fits`` of methods that need no zoo and the zoo part ``zoo`` (``None``: without it)."""
     from gpdiff.prompts import PromptEncoders
     from gpdiff.utils.hashing import code_fingerprint
     from gpdiff.zoo.anchor import Anchor
@@ -428,15 +458,43 @@ def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Te
             "scores": scores}
     return GPD(cfg.window, cfg.model.architecture(), anchor[1],
                PromptEncoders.load(prompts_st.path / "encoders"), denoiser, cfg.generate,
-               [source_record(c, cities.fingerprints[c.name]) for c in cities.sources], card)
+               [source_record(c, cities.fingerprints[c.name]) for c in cities.sources], card, dict(fits or {}), zoo)
+
+
+def pretrained_fits(run: Run, cfg: RunConfig, cities: Cities, side: SourceSide, log: Log
+                    ) -> tuple[dict[str, Stage], dict[str, SourceFit]]:
+    """The source fits a pretrained folder keeps without the zoo (``pooled_linear``'s ridge), each a stage.
+    A fit the sources cannot give (e.g. a horizon longer than a day) is left out with a log line, unless
+    the run's methods need it (then its :class:`GpdiffError` stops the run)."""
+    stages, fits = {}, {}
+    for name in [n for n in SOURCE_FITS if n in NO_ZOO]:
+        try:
+            stages[name], fits[name] = source_fit_stage(run, cfg, cities, name, side, log)
+        except GpdiffError as exc:
+            if name in cfg.methods:
+                raise
+            log(f"[fits] {name} left out of the pretrained folder: {exc}")
+    return stages, fits
+
+
+def zoo_part(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, ParamCollection],
+             prompts: tuple[Stage, PromptSet], side: SourceSide, log: Log) -> SourceZoo:
+    """The zoo part of a pretrained folder (``gpdiff pretrain --with-zoo``): the zoo, its rows' prompts,
+    and the source fits of the zoo methods (each a stage reading the zoo and prompts stages)."""
+    side = dataclasses.replace(side, zoo=zoo[1], source_prompts=prompts[1])
+    fits = {name: source_fit_stage(run, cfg, cities, name, side, log, [zoo[0], prompts[0]])[1]
+            for name in SOURCE_FITS if name not in NO_ZOO}
+    return SourceZoo(zoo[1], prompts[1], fits)
 
 
 def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = None, progress: bool = True,
-                     log: Log = print) -> GPD:
-    """Pretrain GPD on ``cfg.sources`` (the stages anchor, zoo, prompts, diffusion, kept and resumed in
-    ``work``, default ``OUT.stages``) and save it to ``out`` as a pretrained folder. Raises
-    :class:`GpdiffError` before any training for missing or unusable sources."""
+                     log: Log = print, with_zoo: bool = False) -> GPD:
+    """Pretrain GPD on ``cfg.sources`` (the stages anchor, zoo, prompts, diffusion and the source fits,
+    kept and resumed in ``work``, default ``OUT.stages``) and save it to ``out`` as a pretrained folder,
+    with the zoo part when ``with_zoo`` (the zoo methods' inputs; 17-21 MB for the bundled cities).
+    Raises :class:`GpdiffError` before any training for missing or unusable sources."""
     from gpdiff.utils.device import resolve_device
+    from gpdiff.zoo.sourcepool import prepare_cities
 
     if not cfg.sources:
         raise GpdiffError("pretraining needs source cities; pass --sources a,b,... (bundled names or cities in "
@@ -452,11 +510,17 @@ def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = 
     anchor = anchor_stage(run, cfg, cities, progress, log)
     zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
     prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
-    _, denoiser = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts.select(zoo.keys())),
-                                  progress, log)
-    gpd = pretrained_gpd(cfg, cities, anchor, prompts_st, denoiser, run.timings)
+    source_prompts = source_prompts.select(zoo.keys())
+    _, denoiser = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
+    model = cfg.model.build(cfg.window)
+    side = SourceSide(model, prepare_cities(sources, cfg.window, cfg.source_split, model, resolve_device(cfg.device)),
+                      None, None, cfg.seed, progress=progress)
+    _, fits = pretrained_fits(run, cfg, cities, side, log)
+    part = zoo_part(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), side, log) if with_zoo else None
+    gpd = pretrained_gpd(cfg, cities, anchor, prompts_st, denoiser, run.timings, fits, part)
     gpd.save_pretrained(out)
-    log(f"[pretrain] wrote the pretrained GPD to {out} (sources: {', '.join(cfg.sources)})")
+    log(f"[pretrain] wrote the pretrained GPD to {out} (sources: {', '.join(cfg.sources)}"
+        f"{'; with the zoo' if with_zoo else ''})")
     return gpd
 
 
@@ -520,18 +584,26 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
         source_prompts = source_prompts.select(zoo.keys())
         target_st, target_prompts = target_prompts_stage(run, cfg, cities, prompts_st, log)
-    generated, gen_st, members_gen = None, None, None
+    generated, gen_st, members_gen, diffusion = None, None, None, None
     if any(m in NEEDS_GENERATION for m in cfg.methods):
         diffusion = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
         gen_st, generated = generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
         if cfg.ensemble.active:
             members_gen = member_generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
-        if anchor is not None:  # everything a new city needs from these sources, as one folder (gpdiff fit --pretrained)
-            pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings).save_pretrained(
-                run.root / "pretrained")
 
     model = cfg.model.build(cfg.window)
     sources = prepare_cities(cities.sources, cfg.window, cfg.source_split, model, device)
+    fit_stages: dict[str, Stage] = {}
+    fits: dict[str, SourceFit] = {}
+    writes_pretrained = diffusion is not None and anchor is not None
+    if writes_pretrained or any(m in SOURCE_FITS and m in NO_ZOO for m in cfg.methods):  # pooled_linear's ridge
+        fit_stages, fits = pretrained_fits(run, cfg, cities, SourceSide(model, sources, None, None, cfg.seed,
+                                                                         progress=progress), log)
+    if writes_pretrained:  # everything a new city needs from these sources, as one folder (gpdiff fit --pretrained);
+        # without the zoo, which the run keeps in its zoo stage (gpdiff pretrain --with-zoo makes one with it)
+        assert anchor is not None and diffusion is not None
+        pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings, fits).save_pretrained(
+            run.root / "pretrained")
 
     def context(name: str, member: int = 0) -> Callable[[Path], Context]:
         gen = generated
@@ -541,7 +613,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
             model=model, sources=sources, target=tdata, zoo=zoo, source_prompts=source_prompts,
             target_prompts=target_prompts, finetune=cfg.finetune, seed=ensemble.member_seed(cfg.seed, member),
             workdir=workdir, generated=gen, anchor=anchor[1] if anchor else None, progress=progress,
-            options=cfg.methods[name])
+            options=cfg.methods[name], fits={name: fits[name]} if name in fits else {})
 
     origins = tdata.origins("test")
     truth, mask = tdata.truth(origins)
@@ -560,6 +632,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         inputs = [st for st in (zoo_st, target_st) if st is not None]
         inputs += [gen_st] if name in NEEDS_GENERATION and gen_st is not None else []
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
+        inputs += [fit_stages[name]] if name in fit_stages else []
         method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
         if "fallback" in result.notes:
             log(f"[{name}] {result.notes['fallback']}")

@@ -13,11 +13,13 @@ statsforecast's ``cross_validation`` (Tashman, "Out-of-sample tests of forecasti
 with the model refitted once a day.
 
 Methods: every forecaster method (the naive ones, ``gpd`` and ``gpd_zero_shot``, ``transfer`` and
-``transfer_zero_shot``, ``target_only``; each learned one blended as configured), all from the same
-pretrained GPD, plus ``auto_ets`` (:mod:`gpdiff.forecaster.ets`, statsforecast, optional), refitted
-per node each day on the days the user has. The methods that need the sources' model zoo
-(:data:`~gpdiff.forecaster.forecaster.NEEDS_ZOO`, e.g. ``knn_residual``) cannot run from a pretrained
-GPD and are left out, with a note.
+``transfer_zero_shot``, ``target_only``, ``pooled_linear``; each one with parameters blended as
+configured), all from the same pretrained GPD, plus ``auto_ets`` (:mod:`gpdiff.forecaster.ets`,
+statsforecast, optional), refitted per node each day on the days the user has. The methods that need
+the sources' model zoo (:data:`~gpdiff.forecaster.forecaster.NEEDS_ZOO`, e.g. ``knn_residual``) run
+when asked for (``--methods``), and the pretrained folder must then hold the zoo (``gpdiff pretrain
+--with-zoo``; a one-line error before anything is fitted otherwise); ``pooled_linear`` is left out, with
+a note that says how to get it, when the folder lacks its ridge.
 
 Days are calendar days at the city's interval counted from its first step; day ``k`` of a backtest is
 the ``k``-th day after the first ``start_days``, and ``days_of_data`` is how many days the forecaster
@@ -39,24 +41,32 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import Segment, Split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.diffusion.pretrained import GPD
-from gpdiff.evaluation import blend
 from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.intervals import IntervalConfig, bounds, level_name, score
 from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.forecaster import ets
-from gpdiff.forecaster.forecaster import NAIVE, NEEDS_ZOO, STARTS, Forecaster, ForecasterConfig, _select
+from gpdiff.forecaster.forecaster import (
+    LINEAR,
+    NAIVE,
+    NEEDS_ZOO,
+    Forecaster,
+    ForecasterConfig,
+    _select,
+    require_parts,
+)
 from gpdiff.methods.adapt import FinetuneConfig
 from gpdiff.utils.config import from_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
 
 Log = Callable[[str], Any]
 REFERENCES = ("seasonal_naive", "weekly_naive")  # the two a learned method must beat; always run
-METHODS = (*NAIVE, "gpd_zero_shot", "gpd", "transfer_zero_shot", "transfer", "target_only", ets.NAME)
+METHODS = (*NAIVE, "gpd_zero_shot", "gpd", "transfer_zero_shot", "transfer", "target_only", LINEAR, ets.NAME)
+KNOWN = (*METHODS, *NEEDS_ZOO)  # what --methods may name (the zoo methods when asked for: they need the zoo)
 
 
 @dataclass
 class BacktestConfig:
-    """A backtest: ``methods`` (default :data:`METHODS`; the naive references always run), the user's
+    """A backtest: ``methods`` (default :data:`METHODS`, any of :data:`KNOWN`; the naive references always run), the user's
     first day ``start_day`` (one backtest per entry, 0-based day of the data), ``start_days`` days of data
     before the first forecast day, ``days`` forecast days, and the forecasters' settings
     (:class:`ForecasterConfig` fields: fine-tuning budget, blend, interval levels, seed)."""
@@ -78,11 +88,8 @@ class BacktestConfig:
         if isinstance(self.methods, str):
             self.methods = [m.strip() for m in self.methods.split(",") if m.strip()]
         for m in self.methods:
-            if m in NEEDS_ZOO:
-                raise GpdiffError(f"method {m!r} needs the sources' model zoo, which a pretrained GPD does not carry; "
-                                  f"a backtest runs {', '.join(METHODS)}.")
-            if m not in METHODS:
-                raise unknown_name("backtest method", m, METHODS)
+            if m not in KNOWN:
+                raise unknown_name("backtest method", m, KNOWN)
         self.methods = [*[r for r in REFERENCES if r not in self.methods], *dict.fromkeys(self.methods)]
         if isinstance(self.start_day, int):
             self.start_day = [self.start_day]
@@ -139,7 +146,7 @@ def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestCo
     methods. Raises :class:`GpdiffError` before any fitting for the bad inputs of :func:`check`, and for a
     city that is one of the pretrained model's sources."""
     notes: list[str] = []
-    learned = [m for m in config.methods if m in STARTS]
+    learned = [m for m in config.methods if m not in NAIVE and m != ets.NAME]
     gpd = None
     if learned or pretrained is not None:
         gpd = pretrained if isinstance(pretrained, GPD) else GPD.from_pretrained(pretrained)
@@ -148,8 +155,7 @@ def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestCo
     window = gpd.window if gpd is not None else WindowConfig()
     window_length = window.length
     check(city, config, window_length)
-    notes.append(f"left out: {', '.join(NEEDS_ZOO)} (they need the sources' model zoo, which a pretrained GPD does not carry)")
-    methods = list(config.methods)
+    methods = _runnable(list(config.methods), gpd, notes)
     if ets.NAME in methods and not ets.available():
         methods.remove(ets.NAME)
         notes.append(f"left out: {ets.NAME} (statsforecast is not installed; {ets.INSTALL})")
@@ -171,6 +177,28 @@ def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestCo
     scores = pd.DataFrame(rows, columns=columns(config.intervals.levels))
     scores = scores.sort_values(["start_day", "day"], kind="stable").reset_index(drop=True)  # methods in run order
     return BacktestResult(scores, forecasts, notes, list(config.intervals.levels))
+
+
+def _runnable(methods: list[str], gpd: GPD | None, notes: list[str]) -> list[str]:
+    """``methods`` without pooled_linear when ``gpd`` lacks its ridge (left out with a note that says how to
+    get it: it is in the default list); the zoo methods not asked for are named in a note. Raises the
+    one-line :class:`GpdiffError` of :func:`require_parts`, before anything is fitted, for a zoo method
+    asked for whose parts ``gpd`` lacks."""
+    kept = []
+    for m in methods:
+        try:
+            if gpd is not None and m not in NAIVE and m != ets.NAME:
+                require_parts(m, gpd)
+            kept.append(m)
+        except GpdiffError as exc:
+            if m in NEEDS_ZOO:
+                raise
+            notes.append(f"left out: {m} ({exc})")
+    unasked = [m for m in NEEDS_ZOO if m not in methods]
+    if unasked:
+        notes.append(f"not run unless asked for (--methods): {', '.join(unasked)} (they need the sources' model zoo, "
+                     "which a pretrained folder holds only when made with gpdiff pretrain --with-zoo)")
+    return kept
 
 
 def _observed_nodes(city: City, first: int, steps: int, notes: list[str]) -> City:
@@ -206,8 +234,8 @@ def _replay(city: City, first: int, method: str, config: BacktestConfig, gpd: GP
     f: Forecaster | None = None
     t0 = time.perf_counter()
     if method != ets.NAME:
-        f = Forecaster.fit(city.subset_time(first, have), gpd if method in STARTS else None,
-                           config.forecaster(method), progress=progress)
+        fc = config.forecaster(method)
+        f = Forecaster.fit(city.subset_time(first, have), gpd if fc.needs_pretrained else None, fc, progress=progress)
     for k in range(1, config.days + 1):
         day = city.subset_time(first, have + spd)  # the user's days and the day to forecast
         n_have = have - first
@@ -245,17 +273,7 @@ def _day_data(day: City, n_have: int, f: Forecaster | None, window: WindowConfig
 def _forecast(f: Forecaster, data: CityData, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Point forecasts ``[N, B, H]`` of ``f`` at ``origins`` and their conformal bounds ``[L, 2, N, B, H]``,
     as :meth:`Forecaster.predict` makes them (blended, clipped, intervals from its calibration)."""
-    from gpdiff.zoo.nodetrain import predict as predict_windows
-    from gpdiff.zoo.params import unflatten
-
-    if f.params is not None:
-        model = f.model()
-        pred = predict_windows(model, unflatten(f.params, model.spec()), data, origins, model.config.in_channels)
-        if f.blend_weights is not None:
-            pred = blend.apply_weights(pred, blend.naive_forecasts(data, origins, f.config.blend.naive), f.blend_weights)
-    else:
-        pred = NAIVE[f.config.method](data, origins)
-    pred = f._clip(np.asarray(pred, dtype=np.float64), data.city.kind)
+    pred = f._clip(np.asarray(f.forecast_at(data, origins), dtype=np.float64), data.city.kind)
     levels = list(f.config.intervals.levels)
     if f.calibration is None:
         return pred, np.full((len(levels), 2, *pred.shape), np.nan)

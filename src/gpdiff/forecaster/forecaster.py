@@ -13,10 +13,15 @@ blend weights), every step before them trains (:func:`gpdiff.data.splits.fit_spl
 held out. Per method (:data:`STARTS`): ``gpd`` generates every node's parameters from its prompts
 with a :class:`~gpdiff.forecaster.pretrained.GPD` and fine-tunes them (the run's ``finetune``
 budget); ``gpd_zero_shot`` keeps them as generated; ``transfer`` / ``transfer_zero_shot`` start from
-the pretrained anchor; ``target_only`` from a random initialisation; the naive methods
-(``seasonal_naive``, ``weekly_naive``, ``historical_average``) train nothing. Every method with
-parameters is blended with the naive forecasts of ``blend.naive``, weights fitted on the last day
-(:mod:`gpdiff.evaluation.blend`), as in ``gpdiff run``.
+the pretrained anchor; ``target_only`` from a random initialisation; the zoo methods
+(:data:`NEEDS_ZOO`: ``knn_residual``, ``mean_params``, ``retrieval``, ``reptile``) run through
+:func:`gpdiff.methods.run_method`, as in ``gpdiff run``, with the source zoo, its prompts and the
+methods' source fits that a pretrained folder made with ``--with-zoo`` holds; ``pooled_linear``
+applies the ridge fitted on the sources that the pretrained folder holds
+(:func:`gpdiff.methods.pooled_linear.predict`); the naive methods (``seasonal_naive``,
+``weekly_naive``, ``historical_average``) train nothing. Every method with parameters is blended with
+the naive forecasts of ``blend.naive``, weights fitted on the last day (:mod:`gpdiff.evaluation.blend`),
+as in ``gpdiff run``; ``pooled_linear`` is not blended, as in ``gpdiff run`` (its module says why).
 
 **Predict.** From the latest ``history`` steps before the forecast origin, the next ``horizon`` steps
 (default one day), with prediction intervals (default 80% and 95%) calibrated on the validation days
@@ -70,6 +75,8 @@ from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.fallbacks import scaler_notes
 from gpdiff.evaluation.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
 from gpdiff.evaluation.metrics import masked_metrics
+from gpdiff.methods import NEEDS_ZOO, SOURCE_FITS, Context, run_method
+from gpdiff.methods import pooled_linear as linear
 from gpdiff.methods.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
 from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptSet
@@ -90,14 +97,15 @@ STARTS: dict[str, tuple[str, bool]] = {
     "transfer": ("anchor", True), "transfer_zero_shot": ("anchor", False), "target_only": ("random", True),
 }
 NAIVE = blend.NAIVE  # the naive forecasts by name, as gpdiff run and the blend have them
-NEEDS_ZOO = ("knn_residual", "mean_params", "retrieval", "reptile")  # need the source zoo, which a pretrained GPD omits
+LINEAR = "pooled_linear"  # no parameters: the ridge of the pretrained folder's fits
+METHODS = (*STARTS, *NEEDS_ZOO, LINEAR, *NAIVE)  # every forecaster method
 HISTORY_DAYS = 8  # days of data a forecaster keeps: a week back for weekly naive, plus the history window
 MIN_OBSERVED = 0.5  # a node is forecast when at least this share of its history window is observed
 
 
 @dataclass
 class ForecasterConfig:
-    """How a forecaster is fitted. ``method``: one of :data:`STARTS` or :data:`NAIVE`; ``val_days``:
+    """How a forecaster is fitted. ``method``: one of :data:`METHODS`; ``val_days``:
     the last days that validate; ``finetune``: the per-node budget (as in ``gpdiff run``);
     ``blend``: the naive forecasts every method with parameters is blended with; ``scale_floor``:
     each node's std at least this share of the city's pooled std (``RunConfig.target_scale_floor``);
@@ -114,11 +122,8 @@ class ForecasterConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.method in NEEDS_ZOO:
-            raise GpdiffError(f"method {self.method!r} needs the sources' model zoo, which a pretrained GPD does not "
-                              f"carry; a forecaster takes one of {', '.join([*STARTS, *NAIVE])}.")
-        if self.method not in STARTS and self.method not in NAIVE:
-            raise unknown_name("forecaster method", self.method, [*STARTS, *NAIVE])
+        if self.method not in METHODS:
+            raise unknown_name("forecaster method", self.method, METHODS)
         require_range(self, ("val_days",), above=0)
         require_range(self, ("scale_floor",), at_least=0, at_most=1)
         if self.seed < 0:
@@ -126,7 +131,23 @@ class ForecasterConfig:
 
     @property
     def learned(self) -> bool:
-        return self.method in STARTS
+        """Whether the method has base-model parameters per node."""
+        return self.method in STARTS or self.method in NEEDS_ZOO
+
+    @property
+    def finetuned(self) -> bool:
+        """Whether its parameters are fine-tuned on the city (at fit and at every update)."""
+        return STARTS[self.method][1] if self.method in STARTS else self.method in NEEDS_ZOO
+
+    @property
+    def needs_pretrained(self) -> bool:
+        """Whether fitting it needs a pretrained GPD (every method but the naive ones)."""
+        return self.method not in NAIVE
+
+    @property
+    def blended(self) -> bool:
+        """Whether its forecasts are blended with ``blend.naive`` (not pooled_linear's, as in ``gpdiff run``)."""
+        return self.blend.active and self.method != LINEAR
 
 
 @dataclass
@@ -167,20 +188,24 @@ class Forecaster:
         gpd = _pretrained_for(config, pretrained)
         if gpd is not None:
             gpd.check_target(city, city.fingerprint())
+            require_parts(config.method, gpd)
         window = gpd.window if gpd is not None else WindowConfig()
         split = fit_split(city.n_steps, city.steps_per_day, config.val_days, window.length, city.name)
         data_ = CityData(city, split, window.history, window.horizon, window.n_neighbors,
                          min_rel_std=config.scale_floor, context=window.context)
         data_.require_windows("val")
-        if config.learned and STARTS[config.method][1]:
+        if config.finetuned:
             data_.require_windows("train")
         log(f"[fit] {city.name}: {city.n_nodes} nodes, {split.train.stop / city.steps_per_day:.2f} days to train, "
             f"the last {config.val_days:g} to validate; method {config.method}")
         params = prompts = None
-        if config.learned:
+        if config.method in NEEDS_ZOO:
+            assert gpd is not None
+            params, prompts = _run_zoo_method(config, gpd, data_, progress, log)
+        elif config.learned:
             assert gpd is not None
             params, prompts = _start(config, gpd, city, split.train, progress, log)
-            if STARTS[config.method][1]:
+            if config.finetuned:
                 with tempfile.TemporaryDirectory(prefix="gpdiff-fit-") as work:
                     params = finetune(gpd.build_model(), params, data_, config.finetune, Path(work), config.seed,
                                       progress, config.method)
@@ -201,13 +226,13 @@ class Forecaster:
         truth, mask = data.truth(origins)
         if self.params is not None:
             pred = forecast(self.model(), self.params, data, "val")
-            if self.config.blend.active:
-                fitted = blend.fit_blend(pred, data, self.config.blend)
-                self.blend_weights = fitted.weights
-                pred = fitted.apply(pred, data, origins)
-                log(f"[fit] blend: {blend.describe(fitted.names, fitted.weights)}")
         else:
-            pred = NAIVE[self.config.method](data, origins)
+            pred = self.raw_forecast(data, origins)
+        if self.params is not None and self.config.blended:
+            fitted = blend.fit_blend(pred, data, self.config.blend)
+            self.blend_weights = fitted.weights
+            pred = fitted.apply(pred, data, origins)
+            log(f"[fit] blend: {blend.describe(fitted.names, fitted.weights)}")
         pred = self._clip(pred, data.city.kind)
         self.calibration = calibrate(pred, truth, mask, data.scaler.std[:, 0], self.config.intervals.levels)
         for note in self.calibration.notes:
@@ -220,6 +245,30 @@ class Forecaster:
         log("[fit] validation MAE: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
     # ============================================================== predict
+    def raw_forecast(self, data: CityData, origins: np.ndarray) -> np.ndarray:
+        """Forecasts ``[N, B, H]`` (original units, ``data``'s nodes in the forecaster's order) at ``origins``
+        before blend and clipping: the base model with :attr:`params`, pooled_linear's ridge, or the naive
+        forecast. ``H`` is ``data.horizon`` (the model's horizon for every method but the naive ones)."""
+        if self.params is not None:
+            model = self.model()
+            return predict_windows(model, unflatten(self.params, model.spec()), data, origins, model.config.in_channels)
+        if self.config.method == LINEAR:
+            return linear.predict(self._ridge(), data, origins)[0]
+        return NAIVE[self.config.method](data, origins)
+
+    def forecast_at(self, data: CityData, origins: np.ndarray) -> np.ndarray:
+        """:meth:`raw_forecast` blended with the fitted weights (when there are any), not clipped."""
+        pred = self.raw_forecast(data, origins)
+        if self.blend_weights is not None:
+            pred = blend.apply_weights(pred, blend.naive_forecasts(data, origins, self.config.blend.naive),
+                                       self.blend_weights)
+        return pred
+
+    def _ridge(self) -> linear.PooledLinear:
+        if self.pretrained is None:
+            raise GpdiffError("internal: a pooled_linear forecaster always keeps its pretrained GPD.")
+        return linear.from_source_fit(self.pretrained.fits[LINEAR])
+
     def model(self) -> BaseModel:
         if self.pretrained is None:
             raise GpdiffError("this forecaster has no base model (a naive method).")
@@ -285,7 +334,7 @@ class Forecaster:
         forecast, why not, and each node's scale ``[n]`` (original units per scaled unit)."""
         w = self.window
         # steps per call: the model's horizon; a naive forecast's up to a day (the seasonal lag)
-        step = w.horizon if self.params is not None else min(horizon, city.steps_per_day)
+        step = w.horizon if self.config.method not in NAIVE else min(horizon, city.steps_per_day)
         work = _padded(city, order, origin, horizon + step)
         n, end = len(order), origin + horizon + step
         scaler = self._scaler_for(work, n_known, origin)
@@ -304,18 +353,9 @@ class Forecaster:
             notes.append(f"{n - n_known} new node(s) get the {self.config.method} forecast like every other: "
                          f"{_first(work.node_ids[n_known:])}")
         out = np.zeros((n, horizon), dtype=np.float32)
-        model = self.model() if params is not None else None
-        flat = unflatten(params, model.spec()) if model is not None else None
+        at = dataclasses.replace(self, params=params)  # the known nodes' parameters, then the new nodes'
         for t in range(origin, origin + horizon, step):
-            o = np.array([t])
-            if model is not None:
-                pred = predict_windows(model, flat, data, o, model.config.in_channels)  # [n, 1, H]
-                if self.blend_weights is not None:
-                    pred = blend.apply_weights(pred, blend.naive_forecasts(data, o, self.config.blend.naive),
-                                               self.blend_weights)
-            else:
-                pred = NAIVE[self.config.method](data, o)
-            pred = self._clip(pred[:, 0], work.kind)
+            pred = self._clip(at.forecast_at(data, np.array([t]))[:, 0], work.kind)
             k = min(step, origin + horizon - t)
             out[:, t - origin:t - origin + k] = pred[:, :k]
             _write_back(data, t, pred[:, :k])  # later windows read it as history, lagged values as their past
@@ -417,7 +457,7 @@ class Forecaster:
         params = None
         if self.params is not None:
             start = self.params[[self._index[i] for i in keep]]
-            if STARTS[self.config.method][1]:
+            if self.config.finetuned:
                 data_.require_windows("train")
                 with tempfile.TemporaryDirectory(prefix="gpdiff-update-") as work:
                     start = finetune(self.model(), start, data_, self.config.finetune, Path(work),
@@ -445,7 +485,8 @@ class Forecaster:
         if manifest is None and any(path.iterdir()):
             raise GpdiffError(f"{path} holds files but no forecaster; choose an empty or new folder.")
         if self.pretrained is not None and not (path / "pretrained" / "gpd.yaml").is_file():
-            self.pretrained.save_pretrained(path / "pretrained")
+            # without the zoo: the parameters are here, and a new node's are generated by the denoiser
+            self.pretrained.save_pretrained(path / "pretrained", include_zoo=False)
         final = path / "versions" / f"{self.version:04d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=_mkdir(final.parent)))
         try:
@@ -572,9 +613,43 @@ def _wide(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pretrained_for(config: ForecasterConfig, pretrained: GPD | str | Path | None) -> GPD | None:
-    if not config.learned:
+    if not config.needs_pretrained:
         return pretrained if isinstance(pretrained, GPD) else (GPD.from_pretrained(pretrained) if pretrained else None)
     return pretrained if isinstance(pretrained, GPD) else GPD.from_pretrained(pretrained)
+
+
+def require_parts(method: str, gpd: GPD) -> None:
+    """One-line :class:`GpdiffError` when ``gpd`` lacks what ``method`` reads: the zoo part (the zoo
+    methods) or a source fit (``pooled_linear``'s ridge, ``knn_residual``'s and ``reptile``'s), with the
+    command that builds a pretrained folder that has it."""
+    sources = f"this pretrained GPD (sources {', '.join(gpd.source_names) or '?'})"
+    if method in NEEDS_ZOO and gpd.zoo is None:
+        raise GpdiffError(f"method {method!r} needs the sources' model zoo, which {sources} does not carry; build one "
+                          f"that does: {gpd.pretrain_hint(with_zoo=True)}, then pass --pretrained my-gpd.")
+    if method in SOURCE_FITS and method not in gpd.source_fits():
+        raise GpdiffError(f"method {method!r} needs its fit on the sources, which {sources} does not carry (made by an "
+                          f"older gpdiff?); build it again: {gpd.pretrain_hint(with_zoo=method in NEEDS_ZOO)}, then "
+                          "pass --pretrained my-gpd.")
+
+
+def _run_zoo_method(config: ForecasterConfig, gpd: GPD, data: CityData, progress: bool, log: Log
+                    ) -> tuple[torch.Tensor, PromptSet]:
+    """Parameters ``[N, P]`` of zoo method ``config.method`` on ``data`` (its training days: fine-tuning
+    and the nodes' prompts; its validation day: early stopping), by :func:`gpdiff.methods.run_method`
+    with the pretrained zoo, its prompts and source fits (no source data), and the prompts they came from."""
+    assert gpd.zoo is not None
+    prompts = gpd.prompts(data.city, data.split.train)
+    for note in prompts.meta.get("notes", []):
+        log(f"[fit] prompts: {note}")
+    log(f"[fit] {config.method}: starting {data.n_nodes} nodes from the zoo of {len(gpd.zoo.params)} source nodes")
+    with tempfile.TemporaryDirectory(prefix="gpdiff-fit-") as work:
+        ctx = Context(model=gpd.build_model(), sources=[], target=data, zoo=gpd.zoo.params,
+                      source_prompts=gpd.zoo.prompts, target_prompts=prompts, finetune=config.finetune,
+                      seed=config.seed, workdir=Path(work), anchor=gpd.anchor, progress=progress,
+                      fits=gpd.source_fits())
+        result = run_method(config.method, ctx)
+    assert result.params is not None
+    return result.params, prompts
 
 
 def _start(config: ForecasterConfig, gpd: GPD, city: City, train: Segment, progress: bool, log: Log

@@ -24,6 +24,7 @@ from gpdiff.utils.config import from_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.io import load_tensors, save_tensors
 from gpdiff.zoo.params import ParamCollection
+from gpdiff.zoo.sourcefit import SourceFit
 
 T = TypeVar("T")
 
@@ -51,6 +52,17 @@ SETTINGS: dict[str, str] = {
     "pooled_linear": "gpdiff.methods.pooled_linear:PooledLinearConfig",
 }
 
+# name -> "module:function": what a method learns from the source cities alone, before it sees a target,
+# ``(SourceSide) -> SourceFit``. Its ``run`` takes the fit from ``Context.fits`` when one is there (a pretrained
+# folder keeps them, gpdiff.diffusion.pretrained, so a forecaster, which has no source data, runs these methods)
+# and fits it on ``Context.sources`` otherwise, both through :meth:`Context.source_fit`.
+SOURCE_FITS: dict[str, str] = {
+    "pooled_linear": "gpdiff.methods.pooled_linear:fit_sources",
+    "knn_residual": "gpdiff.methods.knn_residual:fit_sources",
+    "reptile": "gpdiff.methods.reptile:fit_sources",
+}
+# Methods that read the source zoo's parameters (and the source prompts aligned with it).
+NEEDS_ZOO = ("knn_residual", "mean_params", "retrieval", "reptile")
 # Methods that need the diffusion model's generated parameters.
 NEEDS_GENERATION = ("gpd_zero_shot", "gpd")
 # Methods that start from the anchor (the pooled model of gpdiff.zoo.anchor).
@@ -64,6 +76,24 @@ ZERO_SHOT = ("seasonal_naive", "weekly_naive", "historical_average", "transfer_z
 # denoiser): a run of only these trains none of them.
 NO_ZOO = ("seasonal_naive", "weekly_naive", "historical_average", "pooled_linear")
 RESULT_FORMAT = "gpdiff.method_result"
+
+
+@dataclass
+class SourceSide:
+    """What a method may fit on before any target (:data:`SOURCE_FITS`): the base model, the sources'
+    data, the zoo with its prompts (``None`` where nothing trained them), the seed and the method's settings."""
+
+    model: BaseModel
+    sources: list[CityData]
+    zoo: ParamCollection | None
+    source_prompts: PromptSet | None  # aligned with the zoo rows
+    seed: int
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+    def settings(self, cls: type[T]) -> T:
+        """The method's config dataclass ``cls`` with the run config's overrides."""
+        return from_mapping(cls, self.options, f"{cls.__name__} setting")
 
 
 @dataclass
@@ -85,10 +115,28 @@ class Context:
     anchor: torch.Tensor | None = None  # [P] the pooled source model (gpdiff.zoo.anchor)
     progress: bool = True
     options: dict[str, Any] = field(default_factory=dict)  # this method's settings: run config ``methods.<name>``
+    # source fits made before (a pretrained folder's), by method name; a method finds its own here instead of
+    # fitting it on ``sources`` (which a forecaster leaves empty)
+    fits: dict[str, SourceFit] = field(default_factory=dict)
 
     def settings(self, cls: type[T]) -> T:
         """The method's config dataclass ``cls`` with the run config's overrides."""
         return from_mapping(cls, self.options, f"{cls.__name__} setting")
+
+    def source_side(self) -> SourceSide:
+        """The part of this context a source fit may read."""
+        return SourceSide(self.model, self.sources, self.zoo, self.source_prompts, self.seed, self.options,
+                          self.progress)
+
+    def source_fit(self, name: str) -> SourceFit:
+        """Method ``name``'s fit on the sources: the one in :attr:`fits`, else fitted now on :attr:`sources`
+        (:func:`fit_on_sources`). Raises :class:`GpdiffError` when neither is possible (no source data)."""
+        if name in self.fits:
+            return self.fits[name]
+        if not self.sources:
+            raise GpdiffError(f"method {name!r} fits on the source cities, and this context has neither their data "
+                              "nor that fit; use a pretrained folder that holds it (gpdiff pretrain --sources ...).")
+        return fit_on_sources(name, self.source_side())
 
 
 @dataclass
@@ -129,6 +177,18 @@ def run_method(name: str, context: Context) -> MethodResult:
     settings in ``context.options``). Raises :class:`GpdiffError` for an unknown method or setting."""
     check_settings(name, context.options)
     return get_method(name)(context)
+
+
+def fit_on_sources(name: str, side: SourceSide) -> SourceFit:
+    """What method ``name`` (one of :data:`SOURCE_FITS`) learns from ``side``'s sources alone, as a
+    :class:`SourceFit` (``meta["method"]`` its name). Raises :class:`GpdiffError` for another method or a
+    setting its config class refuses."""
+    if name not in SOURCE_FITS:
+        raise unknown_name("method with a source fit", name, SOURCE_FITS)
+    check_settings(name, side.options)
+    fit: SourceFit = _resolve(SOURCE_FITS[name])(side)
+    fit.meta["method"] = name
+    return fit
 
 
 def check_settings(name: str, options: dict[str, Any]) -> None:

@@ -22,14 +22,15 @@ import torch
 
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion.train import reference_vector
-from gpdiff.methods import Context, MethodResult
+from gpdiff.methods import Context, MethodResult, SourceSide
 from gpdiff.methods.adapt import finetune, forecast
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptSet
-from gpdiff.utils.config import require_at_least_one
+from gpdiff.utils.config import require_at_least_one, to_mapping
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.params import ParamCollection
+from gpdiff.zoo.sourcefit import SourceFit
 from gpdiff.zoo.train import source_val_loss
 
 
@@ -96,10 +97,24 @@ def initial(zoo: ParamCollection, prompts: PromptSet, queries: PromptSet, k: int
     return reference + shrinkage * (zoo.params[idx] - reference).mean(1)
 
 
+def fit_sources(side: SourceSide) -> SourceFit:
+    """:data:`gpdiff.methods.SOURCE_FITS` entry: :func:`select` on ``side``'s zoo, prompts and sources with the
+    method's settings and seed; the choice and every candidate's score in ``meta`` (no tensors)."""
+    if side.zoo is None or side.source_prompts is None:
+        raise GpdiffError("knn_residual needs the source zoo and its prompts.")
+    cfg = side.settings(KnnResidualConfig)
+    k, s, scores = select(side.model, side.zoo, side.source_prompts, side.sources, cfg, side.seed)
+    return SourceFit({}, {"k": k, "shrinkage": s, "scores": scores, "settings": to_mapping(cfg), "seed": side.seed})
+
+
 def run(ctx: Context) -> MethodResult:
-    cfg = ctx.settings(KnnResidualConfig)
+    """The method: ``(k, shrinkage)`` chosen on held-out source nodes (or the choice in ``ctx.fits``, a
+    pretrained folder's), every target node started from its neighbours' mean residual, then fine-tuned."""
     zoo = ctx.zoo
-    k, s, scores = select(ctx.model, zoo, ctx.source_prompts, ctx.sources, cfg, ctx.seed)
+    if zoo is None or ctx.source_prompts is None or ctx.target_prompts is None:
+        raise GpdiffError("knn_residual needs the source zoo, its prompts and the target's prompts.")
+    chosen = ctx.source_fit("knn_residual").meta
+    k, s, scores = int(chosen["k"]), float(chosen["shrinkage"]), list(chosen["scores"])
     init = initial(zoo, ctx.source_prompts, ctx.target_prompts, k, s)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "knn-residual")
     anchor_loss = next(r["loss"] for r in scores if r["shrinkage"] == 0)

@@ -64,12 +64,14 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from gpdiff.data.windows import CityData
 from gpdiff.evaluation.naive import historical_average
-from gpdiff.methods import Context, MethodResult
-from gpdiff.utils.config import require_at_least_one
+from gpdiff.methods import Context, MethodResult, SourceSide
+from gpdiff.utils.config import require_at_least_one, to_mapping
 from gpdiff.utils.errors import GpdiffError
+from gpdiff.zoo.sourcefit import SourceFit
 
 # the parts of a window's inputs whose availability decides its model (each: every value observed and readable)
 PARTS = ("history", "daily_history", "daily_forecast", "weekly_history", "weekly_forecast")
@@ -270,6 +272,40 @@ def fit(sources: list[CityData], cfg: PooledLinearConfig | None = None, seed: in
     return fitted
 
 
+def to_source_fit(fitted: PooledLinear, cfg: PooledLinearConfig, seed: int) -> SourceFit:
+    """``fitted`` as a :class:`SourceFit` (what a pretrained folder keeps): tensor ``coef.<i>`` ``[H, F+1]``
+    (float64) for the ``i``-th fitted model, described in ``meta["models"]`` (base, inputs, source windows)."""
+    models = list(fitted.coef)
+    tensors = {f"coef.{i}": torch.from_numpy(np.ascontiguousarray(fitted.coef[m])) for i, m in enumerate(models)}
+    meta = {"models": [{"base": m.base, "inputs": list(m.inputs), "rows": int(fitted.rows.get(m, 0))} for m in models],
+            "settings": to_mapping(cfg), "seed": seed}
+    return SourceFit(tensors, meta)
+
+
+def from_source_fit(fit: SourceFit) -> PooledLinear:
+    """The :class:`PooledLinear` of :func:`to_source_fit`, equal to the one saved. Raises :class:`GpdiffError`
+    for a fit that does not describe pooled_linear's models."""
+    fitted = PooledLinear()
+    try:
+        for i, m in enumerate(fit.meta["models"]):
+            model = LagModel(str(m["base"]), tuple(str(v) for v in m["inputs"]))
+            if model not in MODELS:
+                raise KeyError(str(model))
+            fitted.coef[model] = fit.tensors[f"coef.{i}"].numpy()
+            fitted.rows[model] = int(m["rows"])
+    except (KeyError, TypeError) as exc:
+        raise GpdiffError(f"the pooled_linear fit lacks or misnames a model ({exc}); build the pretrained folder "
+                          "again.") from None
+    return fitted
+
+
+def fit_sources(side: SourceSide) -> SourceFit:
+    """:data:`gpdiff.methods.SOURCE_FITS` entry: :func:`fit` on ``side.sources`` with the method's settings and
+    seed, as a :class:`SourceFit`."""
+    cfg = side.settings(PooledLinearConfig)
+    return to_source_fit(fit(side.sources, cfg, side.seed), cfg, side.seed)
+
+
 def choose(has: tuple[bool, ...], fitted: PooledLinear) -> LagModel | None:
     """The model of a window whose parts are available as ``has``: :func:`lag_model`'s when it was
     fitted, else the fitted model with the most inputs among those whose parts the window has (a
@@ -313,8 +349,10 @@ def _describe(share: dict[str, float]) -> str:
 
 
 def run(ctx: Context) -> MethodResult:
+    """The method: the ridge fitted on the sources (or the one in ``ctx.fits``, a pretrained folder's),
+    forecasting the target's test and validation windows."""
     cfg = ctx.settings(PooledLinearConfig)
-    fitted = fit(ctx.sources, cfg, ctx.seed)
+    fitted = from_source_fit(ctx.source_fit("pooled_linear"))
     pred, test_share = predict(fitted, ctx.target, ctx.target.origins("test"))
     val_pred, val_share = predict(fitted, ctx.target, ctx.target.origins("val"))
     notes = {"test_windows_by_lag_model": _describe(test_share), "val_windows_by_lag_model": _describe(val_share),

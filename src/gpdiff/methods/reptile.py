@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
-from gpdiff.methods import Context, MethodResult
+from gpdiff.methods import Context, MethodResult, SourceSide
 from gpdiff.methods.adapt import expand, finetune, forecast, shared_init
-from gpdiff.utils.config import require_at_least_one
+from gpdiff.utils.config import require_at_least_one, to_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.progress import progress_bar
 from gpdiff.zoo.nodetrain import adam_update, masked_node_mae
 from gpdiff.zoo.params import unflatten
+from gpdiff.zoo.sourcefit import SourceFit
 from gpdiff.zoo.sourcepool import BALANCES, SourcePool
 
 
@@ -42,12 +43,17 @@ class ReptileConfig:
             raise unknown_name("methods.reptile.balance", self.balance, BALANCES)
 
 
-def meta_learn(ctx: Context, cfg: ReptileConfig = ReptileConfig()) -> torch.Tensor:
-    model, device = ctx.model, ctx.target.device
+def meta_learn(ctx: SourceSide, cfg: ReptileConfig = ReptileConfig()) -> torch.Tensor:
+    """The meta-learned start ``[P]`` (on the CPU), from the zoo's shared initialisation, on ``ctx.sources``.
+    Raises :class:`GpdiffError` without source data."""
+    if not ctx.sources:
+        raise GpdiffError("reptile meta-learns on the source cities' data; none given.")
+    model, device = ctx.model, ctx.sources[0].device
     spec = model.spec()
     pool = SourcePool(ctx.sources, model.config.in_channels, cfg.balance)
     gen = torch.Generator().manual_seed(ctx.seed)
-    theta = shared_init(model, int(ctx.zoo.config.get("seed", ctx.seed))).to(device)
+    zoo_seed = ctx.zoo.config.get("seed", ctx.seed) if ctx.zoo is not None else ctx.seed
+    theta = shared_init(model, int(zoo_seed)).to(device)
     for it in progress_bar(range(cfg.meta_steps), desc="reptile", disable=not ctx.progress, unit="step"):
         drawn = pool.draw_nodes(cfg.nodes_per_step, gen)
         n = sum(int(nodes.numel()) for _, nodes in drawn)
@@ -65,7 +71,16 @@ def meta_learn(ctx: Context, cfg: ReptileConfig = ReptileConfig()) -> torch.Tens
     return theta.cpu()
 
 
+def fit_sources(side: SourceSide) -> SourceFit:
+    """:data:`gpdiff.methods.SOURCE_FITS` entry: :func:`meta_learn` with the method's settings and seed, the
+    start as tensor ``init [P]``."""
+    cfg = side.settings(ReptileConfig)
+    return SourceFit({"init": meta_learn(side, cfg).float()}, {"settings": to_mapping(cfg), "seed": side.seed})
+
+
 def run(ctx: Context) -> MethodResult:
-    init = expand(meta_learn(ctx, ctx.settings(ReptileConfig)), ctx.target.n_nodes)
+    """The method: the meta-learned start (or the one in ``ctx.fits``, a pretrained folder's) for every
+    target node, fine-tuned."""
+    init = expand(ctx.source_fit("reptile").tensors["init"], ctx.target.n_nodes)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "reptile")
     return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
