@@ -68,4 +68,4 @@ def meta_learn(ctx: Context, cfg: ReptileConfig = ReptileConfig()) -> torch.Tens
 def run(ctx: Context) -> MethodResult:
     init = expand(meta_learn(ctx, ctx.settings(ReptileConfig)), ctx.target.n_nodes)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "reptile")
-    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params)
