@@ -97,10 +97,114 @@ def test_first_run_computes_every_stage_once(first_run):
 def test_rerun_reuses_every_stage(first_run):
     cfg, res = first_run
     stamps = {p: p.stat().st_mtime_ns for p in res.out.rglob("stage.yaml")}
+    scores = {f: (res.out / f).read_bytes() for f in SCORES}
     again = run_pipeline(cfg, progress=False, log=lambda m: None)
     assert again.computed == [] and again.reused == ALL_STAGES
     assert {p: p.stat().st_mtime_ns for p in res.out.rglob("stage.yaml")} == stamps
-    pd.testing.assert_frame_equal(pd.read_csv(res.out / "results.csv"), pd.read_csv(again.out / "results.csv"))
+    assert {f: (again.out / f).read_bytes() for f in SCORES} == scores  # recomputed forecasts: the same bytes
+
+
+def test_a_finished_run_keeps_nothing_it_can_recompute_and_one_copy_of_the_denoiser(first_run, tmp_path):
+    """No method file holds its test forecasts (its parameters or the target's data give them back) or the
+    start of its fine-tuning; the diffusion stage keeps the EMA weights only, and pretrained/ links them."""
+    from gpdiff.diffusion.pretrained import GPD
+    from gpdiff.diffusion.train import DiffusionModel
+
+    _, res = first_run
+    for m in METHODS:
+        tensors, meta = load_tensors(res.out / "methods" / m / "output.safetensors")
+        assert "pred" not in tensors and "init" not in tensors and meta["forecasts"] == "recomputed", m
+    assert not (res.out / "diffusion" / "model.safetensors").exists()
+    ema = res.out / "diffusion" / "ema.safetensors"
+    assert os.path.samefile(ema, res.out / "pretrained" / "denoiser" / "ema.safetensors")
+    # the folder stands alone: copied elsewhere it loads the same denoiser
+    gpd = GPD.from_pretrained(shutil.copytree(res.out / "pretrained", tmp_path / "pretrained"))
+    stage = DiffusionModel.load(res.out / "diffusion", device="cpu")
+    for a, b in zip(gpd.denoiser.ema.state_dict().values(), stage.ema.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_what_a_run_leaves_out_changes_no_result(first_run, tmp_path, monkeypatch):
+    """The stages from the diffusion stage down computed again keeping everything, as gpdiff did before it
+    left out what it can recompute (every method's test forecasts, the denoiser's last weights): results,
+    intervals and per-node scores are the same bytes."""
+    from gpdiff.experiment import pipeline
+
+    cfg, res = first_run
+    out = tmp_path / "kept"
+    shutil.copytree(res.out, out)
+    for stage in ("diffusion", "generate", "methods"):
+        shutil.rmtree(out / stage)
+    monkeypatch.setattr(pipeline, "same_forecasts", lambda a, b: False)
+    again = run_pipeline(RunConfig.from_dict({**cfg.to_dict(), "out": str(out), "keep_checkpoints": True}),
+                         progress=False, log=lambda m: None)
+    assert again.computed == ["diffusion", "generate", *[f"methods/{m}" for m in METHODS]]
+    assert (out / "diffusion" / "model.safetensors").is_file()
+    assert all("pred" in load_tensors(out / "methods" / m / "output.safetensors")[0] for m in METHODS)
+    for f in SCORES:
+        assert (out / f).read_bytes() == (res.out / f).read_bytes(), f
+
+
+def test_forecasts_that_the_parameters_do_not_give_back_stay_in_the_stage(first_run, tmp_path, monkeypatch):
+    from gpdiff.experiment import pipeline
+
+    cfg, res = first_run
+    out = tmp_path / "shifted"
+    shutil.copytree(res.out, out)
+    shutil.rmtree(out / "methods" / "target_only")
+    real = pipeline.run_method
+
+    def shifted(name, ctx):
+        result = real(name, ctx)
+        result.pred = result.pred + np.float32(1)  # not what its parameters forecast
+        return result
+
+    monkeypatch.setattr(pipeline, "run_method", shifted)
+    again = run_pipeline(RunConfig.from_dict({**cfg.to_dict(), "out": str(out)}), progress=False, log=lambda m: None)
+    assert again.computed == ["methods/target_only"]
+    tensors, meta = load_tensors(out / "methods" / "target_only" / "output.safetensors")
+    assert meta["forecasts"] == "stored"
+    assert np.array_equal(tensors["pred"].numpy(), method_forecasts(res.out, "target_only") + np.float32(1))
+    assert np.array_equal(method_forecasts(out, "target_only"), tensors["pred"].numpy())
+
+
+def _record(stage: Path, name: str) -> None:
+    """List the file ``name`` of ``stage`` in its stage.yaml, as the stage had written it."""
+    from gpdiff.utils.hashing import hash_file
+    from gpdiff.utils.io import write_yaml
+
+    record = read_yaml(stage / "stage.yaml")
+    record["files"][name] = {"bytes": (stage / name).stat().st_size, "sha256": hash_file(stage / name)}
+    write_yaml(stage / "stage.yaml", record)
+
+
+def test_stages_of_an_older_version_are_reused_and_a_missing_raw_denoiser_recomputes_its_stage(first_run, tmp_path):
+    """Stages written before gpdiff left things out (a method file with its forecasts and start, a
+    diffusion stage with model.safetensors) are reused with the same results; such a stage whose listed file
+    is gone is computed again, as any stage missing an output."""
+    from gpdiff.methods import MethodResult
+    from gpdiff.utils.io import save_tensors
+
+    cfg, res = first_run
+    out = tmp_path / "old"
+    shutil.copytree(res.out, out)
+    gpd = out / "methods" / "gpd"
+    result = MethodResult.load(gpd / "output.safetensors", lambda p: method_forecasts(res.out, "gpd"))
+    save_tensors(gpd / "output.safetensors", {"pred": torch.from_numpy(result.pred), "params": result.params,
+                                              "init": torch.zeros_like(result.params)},
+                 {"format": "gpdiff.method_result", "notes": result.notes, "blend": True})
+    _record(gpd, "output.safetensors")
+    shutil.copy(out / "diffusion" / "ema.safetensors", out / "diffusion" / "model.safetensors")
+    _record(out / "diffusion", "model.safetensors")
+    cfg2 = RunConfig.from_dict({**cfg.to_dict(), "out": str(out)})
+    again = run_pipeline(cfg2, progress=False, log=lambda m: None)
+    assert again.computed == [] and again.reused == ALL_STAGES
+    for f in SCORES:
+        assert (out / f).read_bytes() == (res.out / f).read_bytes(), f
+    (out / "diffusion" / "model.safetensors").unlink()
+    again = run_pipeline(cfg2, progress=False, log=lambda m: None)
+    assert again.computed == ["diffusion"]  # the same key: the stages below it are reused
+    assert not (out / "diffusion" / "model.safetensors").exists()
 
 
 @pytest.mark.parametrize("change,first", [

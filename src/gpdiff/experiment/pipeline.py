@@ -58,10 +58,11 @@ from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptSet
 from gpdiff.utils import distributed
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.utils.io import load_tensors, save_tensors, write_yaml
+from gpdiff.utils.io import link_if_same, load_tensors, save_tensors, write_yaml
 from gpdiff.zoo.params import ParamCollection
 
 Log = Callable[[str], Any]
+RAW_WEIGHTS = "model.safetensors"  # the denoiser's last weights, which a finished diffusion stage drops
 
 
 @dataclass
@@ -255,10 +256,13 @@ def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, 
             f"({d.iters} iterations)")
         distributed.broadcast_object(None if st.cached or not distributed.active()
                                      else (str(st.path), collection, source_prompts))
-        model = DiffusionModel.load(st.path, device=cfg.device) if st.cached else train_denoiser(
-            collection, source_prompts, d, seed=cfg.seed, device=cfg.device, progress=progress, workdir=st.path,
-            functional=functional_loss(cfg, cities, collection))
-    assert model is not None
+        if not st.cached:
+            train_denoiser(collection, source_prompts, d, seed=cfg.seed, device=cfg.device, progress=progress,
+                           workdir=st.path, functional=functional_loss(cfg, cities, collection))
+            if not cfg.keep_checkpoints:  # generation samples with the EMA weights: the last ones are not kept
+                (st.path / RAW_WEIGHTS).unlink(missing_ok=True)
+        # what was saved, so a fresh and a reused stage give the same model (a stage of an older version keeps both)
+        model = DiffusionModel.load(st.path, device=cfg.device)
     return st, model
 
 
@@ -462,6 +466,17 @@ def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Te
                [source_record(c, cities.fingerprints[c.name]) for c in cities.sources], card)
 
 
+def save_pretrained(gpd: GPD, path: Path, diffusion_st: Stage) -> Path:
+    """:meth:`GPD.save_pretrained` to ``path``, then each file of its ``denoiser/`` (the EMA weights, the
+    standardiser, the config) a hard link to the diffusion stage's file of that name where the bytes are
+    the same (:func:`gpdiff.utils.io.link_if_same`), so the disk holds them once; the folder stays whole
+    on its own (a copy where no link can be made)."""
+    gpd.save_pretrained(path)
+    for f in sorted((path / "denoiser").iterdir()):
+        link_if_same(diffusion_st.path / f.name, f)
+    return path
+
+
 def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = None, progress: bool = True,
                      log: Log = print) -> GPD:
     """Pretrain GPD on ``cfg.sources`` (the stages anchor, zoo, prompts, diffusion, kept and resumed in
@@ -483,10 +498,10 @@ def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = 
     anchor = anchor_stage(run, cfg, cities, progress, log)
     zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
     prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
-    _, denoiser = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts.select(zoo.keys())),
-                                  progress, log)
+    diffusion_st, denoiser = diffusion_stage(run, cfg, cities, (zoo_st, zoo),
+                                             (prompts_st, source_prompts.select(zoo.keys())), progress, log)
     gpd = pretrained_gpd(cfg, cities, anchor, prompts_st, denoiser, run.timings)
-    gpd.save_pretrained(out)
+    save_pretrained(gpd, out, diffusion_st)
     log(f"[pretrain] wrote the pretrained GPD to {out} (sources: {', '.join(cfg.sources)})")
     return gpd
 
@@ -558,8 +573,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         if cfg.ensemble.active:
             members_gen = member_generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
         if anchor is not None:  # everything a new city needs from these sources, as one folder (gpdiff fit --pretrained)
-            pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings).save_pretrained(
-                run.root / "pretrained")
+            save_pretrained(pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings),
+                            run.root / "pretrained", diffusion[0])
 
     model = cfg.zoo.build_model(cfg.window)
     sources = prepare_cities(cities.sources, cfg.window, cfg.zoo, model, device)

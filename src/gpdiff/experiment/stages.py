@@ -194,9 +194,18 @@ class Run:
 
 
 def folder_size(path: str | Path) -> int:
-    """Bytes of every file under ``path`` (0 when it does not exist): what a run or a bench leaves on disk."""
+    """Bytes of every file under ``path`` (0 when it does not exist): what a run or a bench leaves on disk.
+    A file with several hard links under ``path`` (a run's ``pretrained/`` denoiser weights and its
+    diffusion stage's) counts once, as ``du`` counts it."""
     path = Path(path)
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) if path.is_dir() else 0
+    if not path.is_dir():
+        return 0
+    sizes = {}
+    for f in path.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            st = f.stat()
+            sizes[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(sizes.values())
 
 
 def human_size(n: int) -> str:
