@@ -19,6 +19,12 @@ stage is sharded by node over every rank and the ``diffusion`` stage is data-par
 ranks joining in (:func:`follow_pipeline`) with what rank 0 sends them. Stage folders, reports
 and every other stage are rank 0's.
 
+What a finished stage keeps is what a later stage, the report or a rerun reads, once: a method stage
+keeps its parameters and leaves out its test forecasts when they are recomputed from them bit for bit
+(:func:`recompute_forecasts`; a naive method's from the target's data), the diffusion stage keeps the EMA
+weights that generation samples with (``keep_checkpoints`` keeps the last ones too), and ``RUN/pretrained/``
+hard-links the denoiser files it shares with the diffusion stage (:func:`save_pretrained`).
+
 Each stage's key is derived from the config sections it reads, the keys of the stages it reads,
 the data it reads and the code (:func:`gpdiff.experiment.stages.stage_key`). The target city is split by
 :func:`gpdiff.data.target_split`: only its few-shot days are trained on, its validation slice drives

@@ -20,7 +20,9 @@ folder's contents belong to).
 A finished stage keeps what later stages and the report read, not the resume checkpoints of its
 trainers (files named :data:`CHECKPOINTS`: :data:`gpdiff.zoo.nodetrain.CHECKPOINT`, the denoiser's
 ``checkpoint.safetensors``); ``Run(keep_checkpoints=True)`` (``keep_checkpoints: true`` in the run
-config) keeps them for debugging.
+config) keeps them for debugging. The pipeline leaves out more of what nothing reads or what is
+recomputed bit for bit (:mod:`gpdiff.experiment.pipeline`: the diffusion stage's non-EMA weights, a
+method's test forecasts).
 
 One process at a time computes a stage: ``RUN/.NAME.lock`` (``CACHE/NAME/.KEY.lock``) is an OS file
 lock (:mod:`filelock`) held while the stage runs. A second process (another ``gpdiff run`` or
