@@ -1,7 +1,8 @@
 """Does the diversity of generated parameters survive fine-tuning? Ensembles of fine-tuned members.
 
 Reads the seed-0 runs of a finished ``gpdiff bench`` folder (its stages: the target prompts, the
-denoiser, and the ``gpd`` / ``knn_residual`` / ``transfer`` outputs) and, for every target, fine-tunes
+denoiser, the anchor, zoo and source prompts, and the ``gpd`` / ``knn_residual`` / ``transfer`` outputs) and, for
+every target, fine-tunes
 ``--members`` members per method with the run's fine-tuning budget and averages their test forecasts:
 
 - ``gpd``: member i starts from its own generated parameters (the mean of 4 DDIM samples, seeds
@@ -32,11 +33,29 @@ from gpdiff.evaluation.metrics import masked_metrics, node_mae
 from gpdiff.experiment import pipeline
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.scoreboard import paired_test
-from gpdiff.methods.adapt import finetune, forecast
+from gpdiff.methods import MethodResult
+from gpdiff.methods.adapt import expand, finetune, forecast
+from gpdiff.methods.knn_residual import initial
 from gpdiff.prompts import PromptSet
 from gpdiff.utils.io import load_tensors, read_yaml
+from gpdiff.zoo.anchor import Anchor
+from gpdiff.zoo.train import load_zoo
 
 METHODS = ("gpd", "knn_residual", "transfer")
+
+
+def start(method: str, output: Path, notes: dict, stages: dict, target_prompts: PromptSet, n: int) -> torch.Tensor:
+    """Where ``knn_residual`` or ``transfer`` started fine-tuning ``[n, P]``: the stage file's ``init`` (gpdiff
+    before it stopped storing it), else rebuilt from the anchor stage, or from the zoo, the source prompts and
+    the ``k`` and ``shrinkage`` that the method noted."""
+    tensors, _ = load_tensors(output)
+    if "init" in tensors:
+        return tensors["init"]
+    if method == "transfer":
+        return expand(Anchor.load(Path(stages["anchor"])).params, n)
+    zoo = load_zoo(Path(stages["zoo"]))
+    source = PromptSet.load(Path(stages["prompts"]) / "prompts_source.safetensors").select(zoo.keys())
+    return initial(zoo, source, target_prompts, int(notes["k"]), float(notes["shrinkage"]))
 
 
 def main() -> None:
@@ -60,13 +79,14 @@ def main() -> None:
         truth, mask = data.truth(data.origins("test"))
         nodes = {}
         for method in METHODS:
-            tensors, _ = load_tensors(Path(stages[f"methods/{method}"]) / "output.safetensors")
-            single = masked_metrics(tensors["pred"].numpy(), truth, mask).mae_avg
+            f = Path(stages[f"methods/{method}"]) / "output.safetensors"
+            result = MethodResult.load(f, lambda p, m=method: pipeline.recompute_forecasts(m, p, model, data))
+            single = masked_metrics(result.pred, truth, mask).mae_avg
             if method == "gpd":
                 inits = [generate(denoiser, prompts, GenerateConfig("ddim", 20, 1.0, 4), seed=100 + 4 * i).params
                          for i in range(args.members)]
             else:
-                inits = [tensors["init"]] * args.members
+                inits = [start(method, f, result.notes, stages, prompts, data.n_nodes)] * args.members
             preds = []
             for i, init in enumerate(inits):
                 with tempfile.TemporaryDirectory() as tmp:

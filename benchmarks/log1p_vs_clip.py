@@ -35,7 +35,7 @@ from gpdiff.data.formats.city_folder import write_city_folder
 from gpdiff.data.windows import CityData
 from gpdiff.evaluation.blend import BlendFit
 from gpdiff.evaluation.metrics import masked_metrics
-from gpdiff.experiment.pipeline import load_cities, run_pipeline, target_data
+from gpdiff.experiment.pipeline import load_cities, recompute_forecasts, run_pipeline, target_data
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.methods import MethodResult
 from gpdiff.utils.io import read_yaml
@@ -62,9 +62,11 @@ def scores(cfg: RunConfig, log: bool, cache: str | None) -> dict[str, tuple[floa
                         cfg.window.n_neighbors)
     test = tdata.origins("test")
     truth, mask = original.truth(test)
+    model = cfg.model.build(cfg.window)
     out = {}
     for name in cfg.methods:
-        pred = MethodResult.load(stages[f"methods/{name}"] / "output.safetensors").pred
+        pred = MethodResult.load(stages[f"methods/{name}"] / "output.safetensors",
+                                 lambda p, m=name: recompute_forecasts(m, p, model, tdata)).pred
         if f"blend/{name}" in stages:
             pred = BlendFit.load(stages[f"blend/{name}"] / "blend.safetensors").apply(pred, tdata, test)
         pred = np.expm1(pred.astype(np.float64)) if log else pred.astype(np.float64)

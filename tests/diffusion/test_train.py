@@ -124,6 +124,24 @@ def test_train_save_load_generate_deterministic(tmp_path: Path) -> None:
         train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "d", progress=False, seed=1, device=CPU)
 
 
+def test_a_folder_with_the_ema_weights_only_generates_the_same_and_refuses_raw_sampling(tmp_path: Path) -> None:
+    """What a finished ``gpdiff run`` diffusion stage keeps: no model.safetensors. It loads, generates what the
+    full folder generates, finishes a rerun of the trainer, and says so when asked for the raw weights."""
+    zoo, prompts = toy()
+    model = train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "d", progress=False, device=CPU)
+    full = DiffusionModel.load(tmp_path / "d", device=CPU)
+    assert full.raw_weights and torch.equal(full.denoiser.head.weight, model.denoiser.head.weight)
+    (tmp_path / "d" / "model.safetensors").unlink()
+    ema_only = DiffusionModel.load(tmp_path / "d", device=CPU)
+    assert not ema_only.raw_weights and torch.equal(ema_only.denoiser.head.weight, model.ema.head.weight)
+    five = GenerateConfig("ddim", num_inference_steps=5, num_samples=2)
+    assert torch.equal(generate(ema_only, prompts, five, seed=1).params, generate(full, prompts, five, seed=1).params)
+    with pytest.raises(GpdiffError, match="keeps the EMA weights only .* drop --no-ema"):
+        generate_tensors(ema_only, prompts.spatial, prompts.temporal, use_ema=False)
+    again = train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "d", progress=False, device=CPU)
+    assert torch.equal(again.ema.head.weight, model.ema.head.weight)
+
+
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     zoo, prompts = toy()
     full = train_denoiser(zoo, prompts, tiny_config(), workdir=tmp_path / "a", progress=False, seed=5, device=CPU)

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from gpdiff.cli import main
 from gpdiff.data.formats.city_folder import load_city_folder, write_city_folder
 from gpdiff.data.synthetic import synthetic_city
-from gpdiff.experiment.pipeline import load_cities, run_pipeline
+from gpdiff.experiment.pipeline import load_cities, recompute_forecasts, run_pipeline, target_data
 from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.methods import MethodResult
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors, read_yaml
 from tests.conftest import METHODS, REPO, TINY, fail_writes, needs_proc, run_cli, series_folder, tiny_cities
@@ -34,6 +35,16 @@ ALL_STAGES = ["anchor", "zoo", "prompts", "target_prompts", "diffusion", "genera
               *[f"methods/{m}" for m in METHODS]]
 RIDGE = {"fits/pooled_linear"}  # reads the sources' data, window and architecture: no zoo, prompt or anchor
 SHARED = ALL_STAGES[:6]
+SCORES = ("results.csv", "intervals.csv", "node_mae.csv", "node_crps.csv")  # every score a run writes
+
+
+def method_forecasts(out: Path, name: str) -> np.ndarray:
+    """Method ``name``'s test forecasts ``[N, B, H]`` in the finished run ``out``, as the run reads them."""
+    cfg = RunConfig.from_yaml(out / "config.yaml")
+    tdata = target_data(cfg, load_cities(cfg), torch.device("cpu"))
+    model = cfg.model.build(cfg.window)
+    return MethodResult.load(out / "methods" / name / "output.safetensors",
+                             lambda p: recompute_forecasts(name, p, model, tdata)).pred
 
 
 def _rerun_copy(first_run, tmp_path, **changes) -> tuple[list[str], list[str]]:
@@ -73,9 +84,8 @@ def test_transfer_methods_start_from_the_anchor_stage(first_run):
     assert record["balance"] == "city" and set(record["cities"]) == {"beta", "gamma"}
     outputs = {m: load_tensors(res.out / "methods" / m / "output.safetensors") for m in ("transfer", "transfer_zero_shot",
                                                                                        "knn_residual")}
-    for m in ("transfer", "transfer_zero_shot"):
-        assert torch.equal(outputs[m][0]["init"], anchor.expand(6, -1))
     assert torch.equal(outputs["transfer_zero_shot"][0]["params"], anchor.expand(6, -1))
+    assert not torch.equal(outputs["transfer"][0]["params"], anchor.expand(6, -1))  # fine-tuned from it
     assert torch.equal(ParamCollection.load(res.out / "zoo").anchor, anchor)
     notes = outputs["knn_residual"][1]["notes"]
     assert notes["k"] in (1, 2) and notes["shrinkage"] in (0.0, 0.5) and notes["reference"] == "anchor"
@@ -89,10 +99,114 @@ def test_first_run_computes_every_stage_once(first_run):
 def test_rerun_reuses_every_stage(first_run):
     cfg, res = first_run
     stamps = {p: p.stat().st_mtime_ns for p in res.out.rglob("stage.yaml")}
+    scores = {f: (res.out / f).read_bytes() for f in SCORES}
     again = run_pipeline(cfg, progress=False, log=lambda m: None)
     assert again.computed == [] and again.reused == ALL_STAGES
     assert {p: p.stat().st_mtime_ns for p in res.out.rglob("stage.yaml")} == stamps
-    pd.testing.assert_frame_equal(pd.read_csv(res.out / "results.csv"), pd.read_csv(again.out / "results.csv"))
+    assert {f: (again.out / f).read_bytes() for f in SCORES} == scores  # recomputed forecasts: the same bytes
+
+
+def test_a_finished_run_keeps_nothing_it_can_recompute_and_one_copy_of_the_denoiser(first_run, tmp_path):
+    """No method file holds its test forecasts (its parameters or the target's data give them back) or the
+    start of its fine-tuning; the diffusion stage keeps the EMA weights only, and pretrained/ links them."""
+    from gpdiff.diffusion.pretrained import GPD
+    from gpdiff.diffusion.train import DiffusionModel
+
+    _, res = first_run
+    for m in METHODS:
+        tensors, meta = load_tensors(res.out / "methods" / m / "output.safetensors")
+        assert "pred" not in tensors and "init" not in tensors and meta["forecasts"] == "recomputed", m
+    assert not (res.out / "diffusion" / "model.safetensors").exists()
+    ema = res.out / "diffusion" / "ema.safetensors"
+    assert os.path.samefile(ema, res.out / "pretrained" / "denoiser" / "ema.safetensors")
+    # the folder stands alone: copied elsewhere it loads the same denoiser
+    gpd = GPD.from_pretrained(shutil.copytree(res.out / "pretrained", tmp_path / "pretrained"))
+    stage = DiffusionModel.load(res.out / "diffusion", device="cpu")
+    for a, b in zip(gpd.denoiser.ema.state_dict().values(), stage.ema.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_what_a_run_leaves_out_changes_no_result(first_run, tmp_path, monkeypatch):
+    """The stages from the diffusion stage down computed again keeping everything, as gpdiff did before it
+    left out what it can recompute (every method's test forecasts, the denoiser's last weights): results,
+    intervals and per-node scores are the same bytes."""
+    from gpdiff.experiment import pipeline
+
+    cfg, res = first_run
+    out = tmp_path / "kept"
+    shutil.copytree(res.out, out)
+    for stage in ("diffusion", "generate", "methods"):
+        shutil.rmtree(out / stage)
+    monkeypatch.setattr(pipeline, "same_forecasts", lambda a, b: False)
+    again = run_pipeline(RunConfig.from_dict({**cfg.to_dict(), "out": str(out), "keep_checkpoints": True}),
+                         progress=False, log=lambda m: None)
+    assert again.computed == ["diffusion", "generate", *[f"methods/{m}" for m in METHODS]]
+    assert (out / "diffusion" / "model.safetensors").is_file()
+    assert all("pred" in load_tensors(out / "methods" / m / "output.safetensors")[0] for m in METHODS)
+    for f in SCORES:
+        assert (out / f).read_bytes() == (res.out / f).read_bytes(), f
+
+
+def test_forecasts_that_the_parameters_do_not_give_back_stay_in_the_stage(first_run, tmp_path, monkeypatch):
+    from gpdiff.experiment import pipeline
+
+    cfg, res = first_run
+    out = tmp_path / "shifted"
+    shutil.copytree(res.out, out)
+    shutil.rmtree(out / "methods" / "target_only")
+    real = pipeline.run_method
+
+    def shifted(name, ctx):
+        result = real(name, ctx)
+        result.pred = result.pred + np.float32(1)  # not what its parameters forecast
+        return result
+
+    monkeypatch.setattr(pipeline, "run_method", shifted)
+    again = run_pipeline(RunConfig.from_dict({**cfg.to_dict(), "out": str(out)}), progress=False, log=lambda m: None)
+    assert again.computed == ["methods/target_only"]
+    tensors, meta = load_tensors(out / "methods" / "target_only" / "output.safetensors")
+    assert meta["forecasts"] == "stored"
+    assert np.array_equal(tensors["pred"].numpy(), method_forecasts(res.out, "target_only") + np.float32(1))
+    assert np.array_equal(method_forecasts(out, "target_only"), tensors["pred"].numpy())
+
+
+def _record(stage: Path, name: str) -> None:
+    """List the file ``name`` of ``stage`` in its stage.yaml, as the stage had written it."""
+    from gpdiff.utils.hashing import hash_file
+    from gpdiff.utils.io import write_yaml
+
+    record = read_yaml(stage / "stage.yaml")
+    record["files"][name] = {"bytes": (stage / name).stat().st_size, "sha256": hash_file(stage / name)}
+    write_yaml(stage / "stage.yaml", record)
+
+
+def test_stages_of_an_older_version_are_reused_and_a_missing_raw_denoiser_recomputes_its_stage(first_run, tmp_path):
+    """Stages written before gpdiff left things out (a method file with its forecasts and start, a
+    diffusion stage with model.safetensors) are reused with the same results; such a stage whose listed file
+    is gone is computed again, as any stage missing an output."""
+    from gpdiff.methods import MethodResult
+    from gpdiff.utils.io import save_tensors
+
+    cfg, res = first_run
+    out = tmp_path / "old"
+    shutil.copytree(res.out, out)
+    gpd = out / "methods" / "gpd"
+    result = MethodResult.load(gpd / "output.safetensors", lambda p: method_forecasts(res.out, "gpd"))
+    save_tensors(gpd / "output.safetensors", {"pred": torch.from_numpy(result.pred), "params": result.params,
+                                              "init": torch.zeros_like(result.params)},
+                 {"format": "gpdiff.method_result", "notes": result.notes, "blend": True})
+    _record(gpd, "output.safetensors")
+    shutil.copy(out / "diffusion" / "ema.safetensors", out / "diffusion" / "model.safetensors")
+    _record(out / "diffusion", "model.safetensors")
+    cfg2 = RunConfig.from_dict({**cfg.to_dict(), "out": str(out)})
+    again = run_pipeline(cfg2, progress=False, log=lambda m: None)
+    assert again.computed == [] and again.reused == ALL_STAGES
+    for f in SCORES:
+        assert (out / f).read_bytes() == (res.out / f).read_bytes(), f
+    (out / "diffusion" / "model.safetensors").unlink()
+    again = run_pipeline(cfg2, progress=False, log=lambda m: None)
+    assert again.computed == ["diffusion"]  # the same key: the stages below it are reused
+    assert not (out / "diffusion" / "model.safetensors").exists()
 
 
 @pytest.mark.parametrize("change,first", [
@@ -217,8 +331,8 @@ def test_nothing_fitted_on_the_target_reads_before_its_few_shot_days(tmp_path, c
     note = "weekly_naive is the lagged value for 0% of the validation values"
     assert note in (clean / "report.md").read_text()
     # the test period may read the past: weekly naive's first test week is the poisoned one
-    wk = [load_tensors(o / "methods/weekly_naive/output.safetensors")[0]["pred"] for o in outs]
-    assert not torch.equal(*wk)
+    wk = [method_forecasts(o, "weekly_naive") for o in outs]
+    assert not np.array_equal(*wk)
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -295,7 +409,7 @@ def test_target_nodes_silent_in_the_few_shot_days_do_not_break_the_run(first_run
     # their test inputs are huge and every model whose ego-graph holds them forecasts nonsense.
     peak = float(np.abs(alpha.values[..., 0][alpha.mask]).max())
     for m in cfg.methods:
-        pred = load_tensors(res.out / "methods" / m / "output.safetensors")[0]["pred"].numpy()
+        pred = method_forecasts(res.out, m)
         assert np.isfinite(pred).all() and np.abs(pred).max() < 3 * peak, (m, np.abs(pred).max() / peak)
 
 

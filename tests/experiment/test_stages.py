@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from gpdiff.experiment.stages import CHECKPOINTS, Run, human_size
+from gpdiff.experiment.stages import CHECKPOINTS, Run, folder_size, human_size
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.hashing import hash_file
 from gpdiff.utils.io import atomic_write_text, read_yaml
@@ -219,3 +219,13 @@ def test_a_full_disk_when_recording_a_stage_keeps_its_checkpoints(tmp_path, monk
 def test_human_size():
     assert [human_size(n) for n in (0, 999, 1000, 27_149_000, 1_234_000_000, 5_600_000_000_000)] == [
         "0 B", "999 B", "1.0 kB", "27.1 MB", "1.2 GB", "5600.0 GB"]
+
+
+def test_folder_size_counts_a_hard_linked_file_once(tmp_path):
+    atomic_write_text(tmp_path / "stage" / "ema.safetensors", "x" * 1000)
+    atomic_write_text(tmp_path / "other.txt", "y" * 10)
+    assert folder_size(tmp_path) == 1010
+    (tmp_path / "pretrained").mkdir()
+    os.link(tmp_path / "stage" / "ema.safetensors", tmp_path / "pretrained" / "ema.safetensors")
+    assert folder_size(tmp_path) == 1010 and folder_size(tmp_path / "pretrained") == 1000
+    assert folder_size(tmp_path / "missing") == 0

@@ -19,8 +19,8 @@ def test_without_inner_learning_the_start_is_the_zoos_shared_init(method_parts, 
     result = reptile.run(make_context(options=options))
     start = shared_init(model, ZOO_SEED)  # the zoo's seed (3), not the run's (0)
     assert not torch.equal(start, shared_init(model, 0))
-    assert len(seen) == 1 and torch.equal(seen[0], result.init)
-    torch.testing.assert_close(result.init, start.expand(target.n_nodes, -1), rtol=0, atol=1e-6)
+    assert len(seen) == 1 and torch.equal(result.params, seen[0])
+    torch.testing.assert_close(seen[0], start.expand(target.n_nodes, -1), rtol=0, atol=1e-6)
 
 
 def test_each_meta_step_moves_towards_the_mean_of_the_adapted_nodes(method_parts, make_context,

@@ -28,7 +28,7 @@ def test_each_target_node_starts_from_its_nearest_source_nodes_parameters(method
     seen = recording_finetune(monkeypatch, retrieval)
     result = retrieval.run(make_context(target_prompts=target_prompts_near(prompts, ROWS, target)))
     expected = zoo.params[ROWS]
-    assert len(seen) == 1 and torch.equal(seen[0], expected) and torch.equal(result.init, expected)
+    assert len(seen) == 1 and torch.equal(seen[0], expected) and torch.equal(result.params, expected)
     assert [zoo.cities[i] for i in ROWS] == ["beta", "alpha", "alpha", "alpha"]
     assert result.notes["retrieved_from"] == {"beta": 0.25, "alpha": 0.75}
 

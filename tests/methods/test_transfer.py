@@ -25,14 +25,14 @@ def test_transfer_starts_every_target_node_from_the_anchor(method_parts, make_co
     seen = recording_finetune(monkeypatch, transfer)
     result = transfer.run(make_context(anchor=anchor))
     expected = anchor.expand(target.n_nodes, -1)
-    assert len(seen) == 1 and torch.equal(seen[0], expected) and torch.equal(result.init, expected)
+    assert len(seen) == 1 and torch.equal(seen[0], expected) and torch.equal(result.params, expected)
 
 
 def test_transfer_zero_shot_forecasts_with_the_anchor_as_it_is(method_parts, make_context, anchor) -> None:
     model, target = method_parts[0], method_parts[4]
     result = transfer.run_zero_shot(make_context(anchor=anchor))
     expected = anchor.expand(target.n_nodes, -1)
-    assert torch.equal(result.init, expected) and torch.equal(result.params, expected)
+    assert torch.equal(result.params, expected)
     np.testing.assert_array_equal(result.pred, forecast(model, expected.clone(), target))
 
 

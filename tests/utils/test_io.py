@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.utils.io import atomic_write_text, load_tensors
+from gpdiff.utils.io import atomic_write_text, link_if_same, load_tensors
 from tests.conftest import fail_writes, needs_proc
 
 
@@ -81,3 +81,28 @@ def test_saved_tensors_are_the_same_bytes_in_every_process(tmp_path):
     tensors, meta = load_tensors(paths[0])
     assert meta == {"zeta": 1, "alpha": [1, 2], "name": "x", "format": "f", "mid": {"q": "é"}}
     assert torch.equal(tensors["b"], torch.arange(5.0)) and torch.equal(tensors["a"], torch.ones(3, dtype=torch.int64))
+
+
+def test_link_if_same_links_equal_files_only_and_a_rewrite_parts_them(tmp_path):
+    a, b, c = (atomic_write_text(tmp_path / n, t) for n, t in (("a", "weights"), ("b", "weights"), ("c", "other")))
+    assert link_if_same(a, b) and os.path.samefile(a, b) and os.stat(a).st_nlink == 2
+    assert link_if_same(a, b)  # already one file
+    assert not link_if_same(a, c) and c.read_text() == "other" and os.stat(c).st_nlink == 1
+    assert not link_if_same(a, tmp_path / "missing") and not (tmp_path / "missing").exists()
+    atomic_write_text(b, "rewritten")  # every gpdiff write is a rename: the other name keeps its bytes
+    assert a.read_text() == "weights" and b.read_text() == "rewritten"
+    a.unlink()
+    assert not link_if_same(tmp_path / "a", b)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary link left
+
+
+def test_link_if_same_keeps_the_copy_where_no_link_can_be_made(tmp_path, monkeypatch):
+    a, b = atomic_write_text(tmp_path / "a", "weights"), atomic_write_text(tmp_path / "b", "weights")
+
+    def refuse(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", refuse)
+    assert not link_if_same(a, b)
+    assert b.read_text() == "weights" and not os.path.samefile(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]

@@ -103,6 +103,9 @@ def generate_tensors(model: DiffusionModel, spatial: torch.Tensor, temporal: tor
                           "prediction for guidance; use --guidance-scale 1, or pretrain with --cfg-dropout 0.1.")
     if batch_size < 1:
         raise GpdiffError(f"batch size must be at least 1, got {batch_size}.")
+    if not use_ema and not model.raw_weights:
+        raise GpdiffError(f"{model.where()} keeps the EMA weights only (no model.safetensors), so it cannot sample "
+                          "with the raw weights; drop --no-ema, or train one with `gpdiff pretrain --zoo ... --prompts ...` (it keeps both).")
     net = (model.ema if use_ema else model.denoiser).eval()
     gen = torch.Generator().manual_seed(seed)
     schedule = model.config.schedule

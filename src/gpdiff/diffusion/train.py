@@ -208,6 +208,9 @@ class DiffusionModel:
         self.denoiser = Denoiser(config.denoiser, shape, self.tokenizer.spatial_mask()).to(self.device)
         self.ema = copy.deepcopy(self.denoiser).requires_grad_(False).eval()
         self.path: Path | None = None
+        # False: loaded from a folder without model.safetensors (generation only: a pretrained GPD, a finished
+        # ``gpdiff run`` diffusion stage), so ``denoiser`` holds the EMA weights too
+        self.raw_weights = True
 
     @property
     def n_params(self) -> int:
@@ -322,6 +325,7 @@ class DiffusionModel:
         model.path = folder
         # a folder for generation only (a pretrained GPD) keeps the EMA weights alone: they stand in for both
         weights = "model" if (folder / "model.safetensors").is_file() else "ema"
+        model.raw_weights = weights == "model"
         for name, module in ((weights, model.denoiser), ("ema", model.ema)):
             state, _ = load_tensors(folder / f"{name}.safetensors", device=dev)
             _load_state(module, state, folder / f"{name}.safetensors")

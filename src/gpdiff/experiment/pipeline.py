@@ -19,6 +19,12 @@ stage is sharded by node over every rank and the ``diffusion`` stage is data-par
 ranks joining in (:func:`follow_pipeline`) with what rank 0 sends them. Stage folders, reports
 and every other stage are rank 0's.
 
+What a finished stage keeps is what a later stage, the report or a rerun reads, once: a method stage
+keeps its parameters and leaves out its test forecasts when they are recomputed from them bit for bit
+(:func:`recompute_forecasts`; a naive method's from the target's data), the diffusion stage keeps the EMA
+weights that generation samples with (``keep_checkpoints`` keeps the last ones too), and ``RUN/pretrained/``
+hard-links the denoiser files it shares with the diffusion stage (:func:`save_pretrained`).
+
 Each stage's key is derived from the config sections it reads, the keys of the stages it reads,
 the data it reads and the code (:func:`gpdiff.experiment.stages.stage_key`). The target city is split by
 :func:`gpdiff.data.target_split`: only its few-shot days are trained on, its validation slice drives
@@ -69,11 +75,12 @@ from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptSet
 from gpdiff.utils import distributed
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.utils.io import load_tensors, save_tensors, write_yaml
+from gpdiff.utils.io import link_if_same, load_tensors, save_tensors, write_yaml
 from gpdiff.zoo.params import ParamCollection
 from gpdiff.zoo.sourcefit import SourceFit
 
 Log = Callable[[str], Any]
+RAW_WEIGHTS = "model.safetensors"  # the denoiser's last weights, which a finished diffusion stage drops
 
 
 @dataclass
@@ -269,10 +276,13 @@ def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, 
             f"({d.iters} iterations)")
         distributed.broadcast_object(None if st.cached or not distributed.active()
                                      else (str(st.path), collection, source_prompts))
-        model = DiffusionModel.load(st.path, device=cfg.device) if st.cached else train_denoiser(
-            collection, source_prompts, d, seed=cfg.seed, device=cfg.device, progress=progress, workdir=st.path,
-            functional=functional_loss(cfg, cities, collection))
-    assert model is not None
+        if not st.cached:
+            train_denoiser(collection, source_prompts, d, seed=cfg.seed, device=cfg.device, progress=progress,
+                           workdir=st.path, functional=functional_loss(cfg, cities, collection))
+            if not cfg.keep_checkpoints:  # generation samples with the EMA weights: the last ones are not kept
+                (st.path / RAW_WEIGHTS).unlink(missing_ok=True)
+        # what was saved, so a fresh and a reused stage give the same model (a stage of an older version keeps both)
+        model = DiffusionModel.load(st.path, device=cfg.device)
     return st, model
 
 
@@ -352,10 +362,43 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
     data = dict(cities.fingerprints)
     with run.stage(folder, reads, inputs, data=data, seed=cfg.seed) as st:
         f = st.path / "output.safetensors"
+        ctx = context(st.path)
+        fresh = None  # a computed stage's forecasts as recomputed (what its file leaves out, if it does)
         if not st.cached:
             log(f"[{name}] running" + (f" ensemble member {member + 1} of {cfg.ensemble.size}" if member else ""))
-            run_method(name, context(st.path)).save(f)
-    return st, MethodResult.load(f)  # what was saved, so a fresh and a reused stage give the same result
+            result = run_method(name, ctx)
+            # the test forecasts stay out of the file when what it keeps gives them back bit for bit
+            fresh = recompute_forecasts(name, result.params, ctx.model, ctx.target)
+            result.save(f, forecasts=not same_forecasts(result.pred, fresh))
+    # what was saved, so a fresh and a reused stage give the same result
+    return st, MethodResult.load(f, lambda params: fresh if fresh is not None
+                                 else recompute_forecasts(name, params, ctx.model, ctx.target))
+
+
+def recompute_forecasts(name: str, params: torch.Tensor | None, model: BaseModel, target: CityData
+                        ) -> np.ndarray | None:
+    """Method ``name``'s test forecasts ``[N, B, H]`` (original scale, float32) recomputed from what its
+    stage keeps: its parameters ``params [N, P]`` (as saved, float32) through ``model``, or, for a naive
+    method, the target's data alone; ``None`` for a method whose forecasts are neither (pooled_linear).
+    :func:`method_stage` leaves a method's forecasts out of its file only when this gives them back bit
+    for bit (a few seconds per method on a CPU against megabytes per stage)."""
+    from gpdiff.evaluation.blend import NAIVE
+
+    if params is not None:
+        pred = forecast(model, params.float().cpu(), target, "test")
+    elif name in NAIVE:
+        pred = NAIVE[name](target, target.origins("test"))
+    else:
+        return None
+    return np.ascontiguousarray(pred, dtype=np.float32)
+
+
+def same_forecasts(a: np.ndarray, b: np.ndarray | None) -> bool:
+    """Whether ``b`` is ``a`` bit for bit once both are float32 (NaNs included); ``False`` for ``None``."""
+    if b is None:
+        return False
+    a32, b32 = (np.ascontiguousarray(x, dtype=np.float32) for x in (a, b))
+    return a32.shape == b32.shape and a32.tobytes() == b32.tobytes()
 
 
 def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, MethodResult], model: BaseModel,
@@ -389,7 +432,7 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
             f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
             "rest (nothing before the few-shot days is read)" for n, v in short.items())
     pred = fitted.apply(result.pred, tdata, tdata.origins("test"))
-    return MethodResult(pred=pred, params=result.params, init=result.init, notes=notes, val_pred=result.val_pred), weights
+    return MethodResult(pred=pred, params=result.params, notes=notes, val_pred=result.val_pred), weights
 
 
 def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], first: MethodResult,
@@ -422,7 +465,7 @@ def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], f
                 f"{n} is the lagged value for {v:.0%} of the validation values, the few-shot days' profile for the "
                 "rest (nothing before the few-shot days is read)" for n, v in short.items())
         log(f"[blend] {name} ensemble: validation MAE {m.blend_val_mae[0]:.4g} -> {m.blend_val_mae[1]:.4g}")
-    return MethodResult(pred=m.point, params=first.params, init=first.init, notes=notes), m
+    return MethodResult(pred=m.point, params=first.params, notes=notes), m
 
 
 def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.ndarray | None, model: BaseModel,
@@ -487,6 +530,17 @@ def zoo_part(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, ParamCo
     return SourceZoo(zoo[1], prompts[1], fits)
 
 
+def save_pretrained(gpd: GPD, path: Path, diffusion_st: Stage) -> Path:
+    """:meth:`GPD.save_pretrained` to ``path``, then each file of its ``denoiser/`` (the EMA weights, the
+    standardiser, the config) a hard link to the diffusion stage's file of that name where the bytes are
+    the same (:func:`gpdiff.utils.io.link_if_same`), so the disk holds them once; the folder stays whole
+    on its own (a copy where no link can be made)."""
+    gpd.save_pretrained(path)
+    for f in sorted((path / "denoiser").iterdir()):
+        link_if_same(diffusion_st.path / f.name, f)
+    return path
+
+
 def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = None, progress: bool = True,
                      log: Log = print, with_zoo: bool = False) -> GPD:
     """Pretrain GPD on ``cfg.sources`` (the stages anchor, zoo, prompts, diffusion and the source fits,
@@ -511,14 +565,15 @@ def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = 
     zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
     prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
     source_prompts = source_prompts.select(zoo.keys())
-    _, denoiser = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
+    diffusion_st, denoiser = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress,
+                                             log)
     model = cfg.model.build(cfg.window)
     side = SourceSide(model, prepare_cities(sources, cfg.window, cfg.source_split, model, resolve_device(cfg.device)),
                       None, None, cfg.seed, progress=progress)
     _, fits = pretrained_fits(run, cfg, cities, side, log)
     part = zoo_part(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), side, log) if with_zoo else None
     gpd = pretrained_gpd(cfg, cities, anchor, prompts_st, denoiser, run.timings, fits, part)
-    gpd.save_pretrained(out)
+    save_pretrained(gpd, out, diffusion_st)
     log(f"[pretrain] wrote the pretrained GPD to {out} (sources: {', '.join(cfg.sources)}"
         f"{'; with the zoo' if with_zoo else ''})")
     return gpd
@@ -602,8 +657,8 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     if writes_pretrained:  # everything a new city needs from these sources, as one folder (gpdiff fit --pretrained);
         # without the zoo, which the run keeps in its zoo stage (gpdiff pretrain --with-zoo makes one with it)
         assert anchor is not None and diffusion is not None
-        pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings, fits).save_pretrained(
-            run.root / "pretrained")
+        save_pretrained(pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings, fits),
+                        run.root / "pretrained", diffusion[0])
 
     def context(name: str, member: int = 0) -> Callable[[Path], Context]:
         gen = generated

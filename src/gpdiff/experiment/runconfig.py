@@ -111,7 +111,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     out: str = "runs/default"
-    keep_checkpoints: bool = False  # keep the trainers' resume checkpoints of finished stages (debugging; gpdiff.experiment.stages)
+    keep_checkpoints: bool = False  # keep finished stages' resume checkpoints and the non-EMA denoiser (debugging)
 
     def __post_init__(self) -> None:
         from gpdiff.methods import check_settings

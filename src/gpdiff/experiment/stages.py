@@ -20,7 +20,9 @@ folder's contents belong to).
 A finished stage keeps what later stages and the report read, not the resume checkpoints of its
 trainers (files named :data:`CHECKPOINTS`: :data:`gpdiff.zoo.nodetrain.CHECKPOINT`, the denoiser's
 ``checkpoint.safetensors``); ``Run(keep_checkpoints=True)`` (``keep_checkpoints: true`` in the run
-config) keeps them for debugging.
+config) keeps them for debugging. The pipeline leaves out more of what nothing reads or what is
+recomputed bit for bit (:mod:`gpdiff.experiment.pipeline`: the diffusion stage's non-EMA weights, a
+method's test forecasts).
 
 One process at a time computes a stage: ``RUN/.NAME.lock`` (``CACHE/NAME/.KEY.lock``) is an OS file
 lock (:mod:`filelock`) held while the stage runs. A second process (another ``gpdiff run`` or
@@ -194,9 +196,18 @@ class Run:
 
 
 def folder_size(path: str | Path) -> int:
-    """Bytes of every file under ``path`` (0 when it does not exist): what a run or a bench leaves on disk."""
+    """Bytes of every file under ``path`` (0 when it does not exist): what a run or a bench leaves on disk.
+    A file with several hard links under ``path`` (a run's ``pretrained/`` denoiser weights and its
+    diffusion stage's) counts once, as ``du`` counts it."""
     path = Path(path)
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) if path.is_dir() else 0
+    if not path.is_dir():
+        return 0
+    sizes = {}
+    for f in path.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            st = f.stat()
+            sizes[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(sizes.values())
 
 
 def human_size(n: int) -> str:

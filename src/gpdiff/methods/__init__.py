@@ -141,35 +141,50 @@ class Context:
 
 @dataclass
 class MethodResult:
-    """What a method returns; the pipeline scores ``pred`` and saves the rest in the method's stage."""
+    """What a method returns; the pipeline scores ``pred`` and saves the rest in the method's stage.
+
+    The stage file keeps the test forecasts only when they cannot be recomputed bit for bit from what
+    else it holds (:func:`gpdiff.experiment.pipeline.recompute_forecasts`; the pipeline checks before it leaves them out), and never the
+    parameters a method started from (nothing reads them; files of older versions that hold them load)."""
 
     pred: np.ndarray  # [N, B, H] test forecasts on the original scale
     params: torch.Tensor | None = None  # [N, P] final parameters, when the method has any
-    init: torch.Tensor | None = None  # [N, P] parameters before fine-tuning
     notes: dict[str, Any] = field(default_factory=dict)  # anything worth a line in the report
     # [N, Bv, H] forecasts of the target's validation windows, original scale, from a method without
     # base-model parameters (the blend's weights and the intervals are fitted on them)
     val_pred: np.ndarray | None = None
     blend: bool = True  # False: the run's blend (blend.naive) leaves this method's forecasts as they are
 
-    def save(self, path: str | Path) -> Path:
-        """Write everything to one safetensors file ``path`` (atomically; forecasts as float32)."""
-        tensors = {"pred": torch.from_numpy(np.ascontiguousarray(self.pred, dtype=np.float32))}
-        for key in ("params", "init"):
-            value = getattr(self, key)
-            if value is not None:
-                tensors[key] = value.float().cpu()
+    def save(self, path: str | Path, forecasts: bool = True) -> Path:
+        """Write everything to one safetensors file ``path`` (atomically; forecasts and parameters as
+        float32); ``forecasts=False`` leaves ``pred`` out (the caller has checked that
+        :func:`gpdiff.experiment.pipeline.recompute_forecasts` gives it back)."""
+        tensors = {}
+        if forecasts:
+            tensors["pred"] = torch.from_numpy(np.ascontiguousarray(self.pred, dtype=np.float32))
+        if self.params is not None:
+            tensors["params"] = self.params.float().cpu()
         if self.val_pred is not None:
             tensors["val_pred"] = torch.from_numpy(np.ascontiguousarray(self.val_pred, dtype=np.float32))
-        return save_tensors(path, tensors, {"format": RESULT_FORMAT, "notes": self.notes, "blend": self.blend})
+        return save_tensors(path, tensors, {"format": RESULT_FORMAT, "notes": self.notes, "blend": self.blend,
+                                            "forecasts": "stored" if forecasts else "recomputed"})
 
     @classmethod
-    def load(cls, path: str | Path) -> MethodResult:
-        """The result :meth:`save` wrote to ``path`` (equal to what was saved, forecasts as float32)."""
+    def load(cls, path: str | Path,
+             recompute: Callable[[torch.Tensor | None], np.ndarray | None] | None = None) -> MethodResult:
+        """The result :meth:`save` wrote to ``path`` (equal to what was saved, forecasts as float32). A
+        file saved without its forecasts gets them from ``recompute(params)`` (e.g. :func:`gpdiff.experiment.pipeline.recompute_forecasts`
+        bound to the method, model and target). Raises :class:`GpdiffError` when it holds none and
+        ``recompute`` is missing or cannot make them."""
         tensors, meta = load_tensors(path)
+        params = tensors.get("params")  # an older file's "init" is ignored
         val_pred = tensors["val_pred"].numpy() if "val_pred" in tensors else None
-        return cls(pred=tensors["pred"].numpy(), params=tensors.get("params"), init=tensors.get("init"),
-                   notes=dict(meta.get("notes") or {}), val_pred=val_pred, blend=bool(meta.get("blend", True)))
+        pred = tensors["pred"].numpy() if "pred" in tensors else recompute(params) if recompute else None
+        if pred is None:
+            raise GpdiffError(f"{path} holds no test forecasts and they cannot be recomputed here; delete its "
+                              "folder and rerun to compute the method again.")
+        return cls(pred=pred, params=params, notes=dict(meta.get("notes") or {}), val_pred=val_pred,
+                   blend=bool(meta.get("blend", True)))
 
 
 def run_method(name: str, context: Context) -> MethodResult:

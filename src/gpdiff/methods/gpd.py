@@ -21,10 +21,10 @@ def _generated(ctx: Context) -> torch.Tensor:
 
 def run_zero_shot(ctx: Context) -> MethodResult:
     init = _generated(ctx)
-    return MethodResult(pred=forecast(ctx.model, init, ctx.target), params=init, init=init)
+    return MethodResult(pred=forecast(ctx.model, init, ctx.target), params=init)
 
 
 def run_finetuned(ctx: Context) -> MethodResult:
     init = _generated(ctx)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "gpd")
-    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params)

@@ -120,4 +120,4 @@ def run(ctx: Context) -> MethodResult:
     anchor_loss = next(r["loss"] for r in scores if r["shrinkage"] == 0)
     notes = {"k": k, "shrinkage": s, "reference": "anchor" if zoo.anchor is not None else "zoo mean",
              "held_out_loss": round(min(r["loss"] for r in scores), 5), "held_out_loss_anchor": round(anchor_loss, 5)}
-    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init, notes=notes)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, notes=notes)

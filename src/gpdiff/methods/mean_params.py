@@ -9,4 +9,4 @@ from gpdiff.methods.adapt import expand, finetune, forecast, mean_parameters
 def run(ctx: Context) -> MethodResult:
     init = expand(mean_parameters(ctx.zoo), ctx.target.n_nodes)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "mean-params")
-    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params)

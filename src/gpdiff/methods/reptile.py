@@ -83,4 +83,4 @@ def run(ctx: Context) -> MethodResult:
     target node, fine-tuned."""
     init = expand(ctx.source_fit("reptile").tensors["init"], ctx.target.n_nodes)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "reptile")
-    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params)

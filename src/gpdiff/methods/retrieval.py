@@ -40,5 +40,5 @@ def run(ctx: Context) -> MethodResult:
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "retrieval")
     cities = [ctx.zoo.cities[i] for i in idx.tolist()]
     share = {c: round(cities.count(c) / len(cities), 3) for c in dict.fromkeys(cities)}
-    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init,
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params,
                         notes={"retrieved_from": share})

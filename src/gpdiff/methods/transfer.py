@@ -25,9 +25,9 @@ def _anchor(ctx: Context) -> torch.Tensor:
 def run(ctx: Context) -> MethodResult:
     init = _anchor(ctx)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "transfer")
-    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params, init=init)
+    return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params)
 
 
 def run_zero_shot(ctx: Context) -> MethodResult:
     init = _anchor(ctx)
-    return MethodResult(pred=forecast(ctx.model, init, ctx.target), params=init, init=init)
+    return MethodResult(pred=forecast(ctx.model, init, ctx.target), params=init)

@@ -57,6 +57,35 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def link_if_same(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> bool:
+    """Make ``dst`` a hard link to ``src`` when both are files with the same bytes, so the disk holds
+    them once; ``True`` when they are one file afterwards (linked now or before).
+
+    Safe for gpdiff's files: every write replaces a file by a rename (:func:`atomic_write_bytes`),
+    which gives the written path a new file and leaves the other path's bytes as they were; deleting
+    either path leaves the other whole, and a copy of either folder copies the bytes. Where a link
+    cannot be made (another file system, one without hard links, too many links), ``dst`` stays the
+    copy it was and this returns ``False``; a missing file or other bytes also return ``False``."""
+    import filecmp
+
+    src, dst = Path(src), Path(dst)
+    if not (src.is_file() and dst.is_file()):
+        return False
+    if os.path.samefile(src, dst):
+        return True
+    if not filecmp.cmp(src, dst, shallow=False):
+        return False
+    tmp = dst.with_name(f".{dst.name}.link-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def yaml_safe(obj: Any) -> Any:
     """``obj`` as plain YAML-safe (and JSON-able) data: dataclass instances (configs) as dicts, dict
     keys as strings, tuples as lists, numpy scalars as Python numbers, anything else that is not
