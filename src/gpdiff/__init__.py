@@ -20,7 +20,7 @@ object with ``save`` / ``load``. :func:`run` chains them and caches each result 
     fit_prompts(sources, PromptsConfig, segments=)                    -> PromptEncoders   (prompts)
     train_denoiser(zoo, prompts, DiffusionConfig)                     -> DiffusionModel   (diffusion)
     generate(denoiser, prompts, GenerateConfig)                       -> ParamCollection  (generate)
-    run_method(name, Context)                                         -> MethodResult     (methods/<name>)
+    run_method(name, MethodInputs)                                         -> MethodResult     (methods/<name>)
     fit_blend(val_pred, target, BlendConfig)                          -> BlendFit         (blend/<name>)
 
 ``model=`` is the run config's ``model:`` section (:class:`BaseModelConfig`, the base model),
@@ -64,7 +64,7 @@ _API = {
     "generate": "gpdiff.diffusion.sample:generate",
     "GenerateConfig": "gpdiff.diffusion.sample:GenerateConfig",
     "run_method": "gpdiff.methods:run_method",
-    "Context": "gpdiff.methods:Context",
+    "MethodInputs": "gpdiff.methods:MethodInputs",
     "MethodResult": "gpdiff.methods:MethodResult",
     "fit_blend": "gpdiff.evaluation.blend:fit_blend",
     "BlendConfig": "gpdiff.evaluation.blend:BlendConfig",

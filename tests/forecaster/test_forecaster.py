@@ -23,7 +23,7 @@ from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import CityData
 from gpdiff.forecaster import GPD, Forecaster
 from gpdiff.forecaster.backtest import BacktestConfig, backtest
-from gpdiff.methods import NEEDS_ZOO, Context, SourceSide, fit_on_sources, run_method
+from gpdiff.methods import NEEDS_ZOO, MethodInputs, SourceSide, fit_on_sources, run_method
 from gpdiff.methods import pooled_linear as linear
 from gpdiff.methods.adapt import forecast
 from gpdiff.utils.errors import GpdiffError
@@ -404,7 +404,7 @@ def test_a_zoo_method_forecaster_is_what_run_method_gives(gpd_zoo, one_thread, t
     for method in ("knn_residual", "retrieval"):
         f = Forecaster.fit(city, gpd_zoo, method=method, blend={"naive": []}, clip=False, **FAST)
         data = _fit_data(city, f)
-        ctx = Context(model=gpd_zoo.build_model(), sources=[], target=data, zoo=gpd_zoo.zoo.params,
+        ctx = MethodInputs(model=gpd_zoo.build_model(), sources=[], target=data, zoo=gpd_zoo.zoo.params,
                       source_prompts=gpd_zoo.zoo.prompts, target_prompts=gpd_zoo.prompts(city, data.split.train),
                       finetune=f.config.finetune, seed=0, workdir=tmp_path / method, anchor=gpd_zoo.anchor,
                       progress=False, fits=gpd_zoo.source_fits())

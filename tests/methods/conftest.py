@@ -15,7 +15,7 @@ from gpdiff.data import CityData, target_split
 from gpdiff.data.splits import SourceSplit
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import WindowConfig
-from gpdiff.methods import Context
+from gpdiff.methods import MethodInputs
 from gpdiff.methods.adapt import FinetuneConfig
 from gpdiff.models.config import BaseModelConfig
 from gpdiff.prompts import PromptSet
@@ -23,7 +23,7 @@ from gpdiff.zoo.params import ParamCollection
 from gpdiff.zoo.sourcepool import prepare_cities
 
 WINDOW = WindowConfig(history=12, horizon=6, n_neighbors=3)
-ZOO_SEED = 3  # the zoo's seed, on purpose not the run's (Context.seed = 0)
+ZOO_SEED = 3  # the zoo's seed, on purpose not the run's (MethodInputs.seed = 0)
 
 
 @pytest.fixture(scope="package")
@@ -55,13 +55,13 @@ def target_prompts_near(prompts: PromptSet, rows: list[int], target: CityData, s
 
 
 @pytest.fixture
-def make_context(method_parts, tmp_path: Path) -> Callable[..., Context]:
+def make_context(method_parts, tmp_path: Path) -> Callable[..., MethodInputs]:
     model, sources, zoo, prompts, target = method_parts
 
-    def make(**kw) -> Context:
+    def make(**kw) -> MethodInputs:
         fields = dict(model=model, sources=sources, target=target, zoo=zoo, source_prompts=prompts,
                       target_prompts=None, finetune=FinetuneConfig(), seed=0, workdir=tmp_path, progress=False)
-        return Context(**{**fields, **kw})
+        return MethodInputs(**{**fields, **kw})
 
     return make
 

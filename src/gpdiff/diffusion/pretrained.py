@@ -142,7 +142,7 @@ class GPD:
         return [str(s["name"]) for s in self.sources]
 
     def source_fits(self) -> dict[str, SourceFit]:
-        """Every source fit this GPD holds (its own and its zoo's), by method name: a method's ``Context.fits``."""
+        """Every source fit this GPD holds (its own and its zoo's), by method name: a method's ``MethodInputs.fits``."""
         return {**self.fits, **(self.zoo.fits if self.zoo is not None else {})}
 
     def pretrain_hint(self, with_zoo: bool = False) -> str:

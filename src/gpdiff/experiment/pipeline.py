@@ -63,7 +63,7 @@ from gpdiff.methods import (
     NO_ZOO,
     SOURCE_FITS,
     ZERO_SHOT,
-    Context,
+    MethodInputs,
     MethodResult,
     SourceSide,
     fit_on_sources,
@@ -349,8 +349,8 @@ def source_fit_stage(run: Run, cfg: RunConfig, cities: Cities, name: str, side: 
 
 
 def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], cities: Cities,
-                 context: Callable[[Path], Context], log: Log, member: int = 0) -> tuple[Stage, MethodResult]:
-    """One comparison method, run on the target (``context(workdir)`` builds what it may use);
+                 method_inputs: Callable[[Path], MethodInputs], log: Log, member: int = 0) -> tuple[Stage, MethodResult]:
+    """One comparison method, run on the target (``method_inputs(workdir)`` builds what it may use);
     ``member`` > 0: that member of the method's ensemble (:mod:`gpdiff.evaluation.ensemble`), its own stage."""
     # the sources' data and split too: a method without a zoo stage among its inputs (pooled_linear) reads them
     reads = {"method": name, "settings": cfg.methods[name], "finetune": cfg.finetune, "window": cfg.window,
@@ -362,7 +362,7 @@ def method_stage(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], citie
     data = dict(cities.fingerprints)
     with run.stage(folder, reads, inputs, data=data, seed=cfg.seed) as st:
         f = st.path / "output.safetensors"
-        ctx = context(st.path)
+        ctx = method_inputs(st.path)
         fresh = None  # a computed stage's forecasts as recomputed (what its file leaves out, if it does)
         if not st.cached:
             log(f"[{name}] running" + (f" ensemble member {member + 1} of {cfg.ensemble.size}" if member else ""))
@@ -437,7 +437,7 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
 
 def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], first: MethodResult,
                      members_gen: tuple[Stage, torch.Tensor] | None, cities: Cities,
-                     context: Callable[[str, int], Callable[[Path], Context]], model: BaseModel, tdata: CityData,
+                     method_inputs: Callable[[str, int], Callable[[Path], MethodInputs]], model: BaseModel, tdata: CityData,
                      truth: np.ndarray, mask: np.ndarray, log: Log) -> tuple[MethodResult, ensemble.Members]:
     """Method ``name``'s ensemble of ``cfg.ensemble.size`` members (``first``: member 0, the method's own
     stage; the others each a stage ``ensemble/<name>/<k>``), blended as configured: the result's
@@ -445,7 +445,7 @@ def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], f
     from gpdiff.evaluation import blend
 
     extra = [members_gen[0]] if name in NEEDS_GENERATION and members_gen is not None else []
-    results = [first] + [method_stage(run, cfg, name, inputs + extra, cities, context(name, k), log, member=k)[1]
+    results = [first] + [method_stage(run, cfg, name, inputs + extra, cities, method_inputs(name, k), log, member=k)[1]
                          for k in range(1, cfg.ensemble.size)]
     kind = cities.target.kind
     raw_test = np.stack([r.pred for r in results])
@@ -660,11 +660,11 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         save_pretrained(pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings, fits),
                         run.root / "pretrained", diffusion[0])
 
-    def context(name: str, member: int = 0) -> Callable[[Path], Context]:
+    def method_inputs(name: str, member: int = 0) -> Callable[[Path], MethodInputs]:
         gen = generated
         if member and generated is not None and members_gen is not None:
             gen = dataclasses.replace(generated, params=members_gen[1][member - 1])
-        return lambda workdir: Context(
+        return lambda workdir: MethodInputs(
             model=model, sources=sources, target=tdata, zoo=zoo, source_prompts=source_prompts,
             target_prompts=target_prompts, finetune=cfg.finetune, seed=ensemble.member_seed(cfg.seed, member),
             workdir=workdir, generated=gen, anchor=anchor[1] if anchor else None, progress=progress,
@@ -688,12 +688,12 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         inputs += [gen_st] if name in NEEDS_GENERATION and gen_st is not None else []
         inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
         inputs += [fit_stages[name]] if name in fit_stages else []
-        method_st, result = method_stage(run, cfg, name, inputs, cities, context(name), log)
+        method_st, result = method_stage(run, cfg, name, inputs, cities, method_inputs(name), log)
         if "fallback" in result.notes:
             log(f"[{name}] {result.notes['fallback']}")
         kind, weights, members = cities.target.kind, None, None
         if cfg.ensemble.active and ensemble.ensembled(name, result.params is not None):
-            result, members = ensemble_members(run, cfg, name, inputs, result, members_gen, cities, context, model,
+            result, members = ensemble_members(run, cfg, name, inputs, result, members_gen, cities, method_inputs, model,
                                                tdata, truth, mask, log)
         elif cfg.blend.active and result.blend and (result.params is not None or result.val_pred is not None):
             alone = masked_metrics(feasible(result.pred, kind), truth, mask).mae_avg

@@ -75,7 +75,7 @@ from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.fallbacks import scaler_notes
 from gpdiff.evaluation.intervals import Calibration, IntervalConfig, bounds, calibrate, level_name
 from gpdiff.evaluation.metrics import masked_metrics
-from gpdiff.methods import NEEDS_ZOO, SOURCE_FITS, Context, run_method
+from gpdiff.methods import NEEDS_ZOO, SOURCE_FITS, MethodInputs, run_method
 from gpdiff.methods import pooled_linear as linear
 from gpdiff.methods.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
 from gpdiff.models.base import BaseModel
@@ -643,7 +643,7 @@ def _run_zoo_method(config: ForecasterConfig, gpd: GPD, data: CityData, progress
         log(f"[fit] prompts: {note}")
     log(f"[fit] {config.method}: starting {data.n_nodes} nodes from the zoo of {len(gpd.zoo.params)} source nodes")
     with tempfile.TemporaryDirectory(prefix="gpdiff-fit-") as work:
-        ctx = Context(model=gpd.build_model(), sources=[], target=data, zoo=gpd.zoo.params,
+        ctx = MethodInputs(model=gpd.build_model(), sources=[], target=data, zoo=gpd.zoo.params,
                       source_prompts=gpd.zoo.prompts, target_prompts=prompts, finetune=config.finetune,
                       seed=config.seed, workdir=Path(work), anchor=gpd.anchor, progress=progress,
                       fits=gpd.source_fits())

@@ -1,6 +1,6 @@
 """Every method of the few-shot comparison, behind one interface.
 
-A method is a function ``(ctx: Context) -> MethodResult`` in its own module, registered below by
+A method is a function ``(ctx: MethodInputs) -> MethodResult`` in its own module, registered below by
 name. All methods see the same target data (windows, splits, scaler) and are scored by the same
 code; methods that fine-tune use :func:`gpdiff.methods.adapt.finetune` with the same budget.
 """
@@ -53,9 +53,9 @@ SETTINGS: dict[str, str] = {
 }
 
 # name -> "module:function": what a method learns from the source cities alone, before it sees a target,
-# ``(SourceSide) -> SourceFit``. Its ``run`` takes the fit from ``Context.fits`` when one is there (a pretrained
+# ``(SourceSide) -> SourceFit``. Its ``run`` takes the fit from ``MethodInputs.fits`` when one is there (a pretrained
 # folder keeps them, gpdiff.diffusion.pretrained, so a forecaster, which has no source data, runs these methods)
-# and fits it on ``Context.sources`` otherwise, both through :meth:`Context.source_fit`.
+# and fits it on ``MethodInputs.sources`` otherwise, both through :meth:`MethodInputs.source_fit`.
 SOURCE_FITS: dict[str, str] = {
     "pooled_linear": "gpdiff.methods.pooled_linear:fit_sources",
     "knn_residual": "gpdiff.methods.knn_residual:fit_sources",
@@ -97,7 +97,7 @@ class SourceSide:
 
 
 @dataclass
-class Context:
+class MethodInputs:
     """Everything a method may use. Nothing here holds the target's validation or test values except
     ``target`` itself, whose training windows are the few-shot days (see CityData)."""
 
@@ -124,7 +124,7 @@ class Context:
         return from_mapping(cls, self.options, f"{cls.__name__} setting")
 
     def source_side(self) -> SourceSide:
-        """The part of this context a source fit may read."""
+        """The part of these inputs a source fit may read."""
         return SourceSide(self.model, self.sources, self.zoo, self.source_prompts, self.seed, self.options,
                           self.progress)
 
@@ -134,7 +134,7 @@ class Context:
         if name in self.fits:
             return self.fits[name]
         if not self.sources:
-            raise GpdiffError(f"method {name!r} fits on the source cities, and this context has neither their data "
+            raise GpdiffError(f"method {name!r} fits on the source cities, and these inputs hold neither their data "
                               "nor that fit; use a pretrained folder that holds it (gpdiff pretrain --sources ...).")
         return fit_on_sources(name, self.source_side())
 
@@ -187,11 +187,11 @@ class MethodResult:
                    blend=bool(meta.get("blend", True)))
 
 
-def run_method(name: str, context: Context) -> MethodResult:
-    """The methods stage: method ``name`` run on ``context.target`` with what ``context`` holds (its
-    settings in ``context.options``). Raises :class:`GpdiffError` for an unknown method or setting."""
-    check_settings(name, context.options)
-    return get_method(name)(context)
+def run_method(name: str, inputs: MethodInputs) -> MethodResult:
+    """The methods stage: method ``name`` run on ``inputs.target`` with what ``inputs`` holds (its
+    settings in ``inputs.options``). Raises :class:`GpdiffError` for an unknown method or setting."""
+    check_settings(name, inputs.options)
+    return get_method(name)(inputs)
 
 
 def fit_on_sources(name: str, side: SourceSide) -> SourceFit:
@@ -216,7 +216,7 @@ def check_settings(name: str, options: dict[str, Any]) -> None:
         raise GpdiffError(f"method {name!r} takes no settings, got methods.{name}.{sorted(options)[0]}; remove it.")
 
 
-def get_method(name: str) -> Callable[[Context], MethodResult]:
+def get_method(name: str) -> Callable[[MethodInputs], MethodResult]:
     """The method registered as ``name``; :class:`GpdiffError` naming the known ones otherwise."""
     if name not in METHODS:
         raise unknown_name("method", name, METHODS)

@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import torch
 
-from gpdiff.methods import Context, MethodResult
+from gpdiff.methods import MethodInputs, MethodResult
 from gpdiff.methods.adapt import finetune, forecast
 from gpdiff.utils.errors import GpdiffError
 
 
-def _generated(ctx: Context) -> torch.Tensor:
+def _generated(ctx: MethodInputs) -> torch.Tensor:
     if ctx.generated is None:
         raise GpdiffError("GPD methods need generated parameters; run the generation stage first.")
     return ctx.generated.params.clone()
 
 
-def run_zero_shot(ctx: Context) -> MethodResult:
+def run_zero_shot(ctx: MethodInputs) -> MethodResult:
     init = _generated(ctx)
     return MethodResult(pred=forecast(ctx.model, init, ctx.target), params=init)
 
 
-def run_finetuned(ctx: Context) -> MethodResult:
+def run_finetuned(ctx: MethodInputs) -> MethodResult:
     init = _generated(ctx)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "gpd")
     return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params)

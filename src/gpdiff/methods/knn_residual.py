@@ -22,7 +22,7 @@ import torch
 
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion.train import reference_vector
-from gpdiff.methods import Context, MethodResult, SourceSide
+from gpdiff.methods import MethodInputs, MethodResult, SourceSide
 from gpdiff.methods.adapt import finetune, forecast
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.models.base import BaseModel
@@ -107,7 +107,7 @@ def fit_sources(side: SourceSide) -> SourceFit:
     return SourceFit({}, {"k": k, "shrinkage": s, "scores": scores, "settings": to_mapping(cfg), "seed": side.seed})
 
 
-def run(ctx: Context) -> MethodResult:
+def run(ctx: MethodInputs) -> MethodResult:
     """The method: ``(k, shrinkage)`` chosen on held-out source nodes (or the choice in ``ctx.fits``, a
     pretrained folder's), every target node started from its neighbours' mean residual, then fine-tuned."""
     zoo = ctx.zoo

@@ -68,7 +68,7 @@ import torch
 
 from gpdiff.data.windows import CityData
 from gpdiff.evaluation.naive import historical_average
-from gpdiff.methods import Context, MethodResult, SourceSide
+from gpdiff.methods import MethodInputs, MethodResult, SourceSide
 from gpdiff.utils.config import require_at_least_one, to_mapping
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.sourcefit import SourceFit
@@ -348,7 +348,7 @@ def _describe(share: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
 
 
-def run(ctx: Context) -> MethodResult:
+def run(ctx: MethodInputs) -> MethodResult:
     """The method: the ridge fitted on the sources (or the one in ``ctx.fits``, a pretrained folder's),
     forecasting the target's test and validation windows."""
     cfg = ctx.settings(PooledLinearConfig)

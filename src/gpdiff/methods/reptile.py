@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gpdiff.methods import Context, MethodResult, SourceSide
+from gpdiff.methods import MethodInputs, MethodResult, SourceSide
 from gpdiff.methods.adapt import expand, finetune, forecast, shared_init
 from gpdiff.utils.config import require_at_least_one, to_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
@@ -78,7 +78,7 @@ def fit_sources(side: SourceSide) -> SourceFit:
     return SourceFit({"init": meta_learn(side, cfg).float()}, {"settings": to_mapping(cfg), "seed": side.seed})
 
 
-def run(ctx: Context) -> MethodResult:
+def run(ctx: MethodInputs) -> MethodResult:
     """The method: the meta-learned start (or the one in ``ctx.fits``, a pretrained folder's) for every
     target node, fine-tuned."""
     init = expand(ctx.source_fit("reptile").tensors["init"], ctx.target.n_nodes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from gpdiff.methods import Context, MethodResult
+from gpdiff.methods import MethodInputs, MethodResult
 from gpdiff.methods.adapt import finetune, forecast
 from gpdiff.prompts import PromptSet
 
@@ -34,7 +34,7 @@ def nearest_sources(source_prompts: PromptSet, target_prompts: PromptSet, k: int
     return dist.topk(min(k, src.shape[0]), dim=1, largest=False).indices
 
 
-def run(ctx: Context) -> MethodResult:
+def run(ctx: MethodInputs) -> MethodResult:
     idx = nearest_sources(ctx.source_prompts, ctx.target_prompts)
     init = ctx.zoo.params[idx].clone()
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "retrieval")

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import torch
 
-from gpdiff.methods import Context, MethodResult
+from gpdiff.methods import MethodInputs, MethodResult
 from gpdiff.methods.adapt import expand, finetune, forecast
 from gpdiff.utils.errors import GpdiffError
 
 
-def _anchor(ctx: Context) -> torch.Tensor:
+def _anchor(ctx: MethodInputs) -> torch.Tensor:
     if ctx.anchor is None:
         raise GpdiffError("the transfer methods need the anchor; run them through `gpdiff run`, which trains it.")
     return expand(ctx.anchor, ctx.target.n_nodes)
 
 
-def run(ctx: Context) -> MethodResult:
+def run(ctx: MethodInputs) -> MethodResult:
     init = _anchor(ctx)
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "transfer")
     return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params)
 
 
-def run_zero_shot(ctx: Context) -> MethodResult:
+def run_zero_shot(ctx: MethodInputs) -> MethodResult:
     init = _anchor(ctx)
     return MethodResult(pred=forecast(ctx.model, init, ctx.target), params=init)
