@@ -191,7 +191,7 @@ class GPD:
             d.mkdir()
             save_tensors(d / "ema.safetensors", self.denoiser.ema.state_dict())
             save_tensors(d / "standardizer.safetensors",
-                         {**self.denoiser.standardizer.state(), "center": self.denoiser.center})
+                         {**self.denoiser.standardizer.state(), "center": self.denoiser.reference})
             write_yaml(d / "config.yaml", self.denoiser.config_dict())
             _save_fits(self.fits, tmp / "fits")
             if zoo is not None:

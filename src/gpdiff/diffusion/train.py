@@ -182,16 +182,16 @@ class DiffusionModel:
 
     ``spec`` is the base model's whole parameter spec; ``generated`` names the tensors the denoiser
     makes (default all; see ``DiffusionConfig.subset``): the other tensors of a generated vector are
-    the reference point's (``center [P]``). The tokenizer and the standardiser cover the generated
+    the reference point's (``reference [P]``). The tokenizer and the standardiser cover the generated
     tensors only."""
 
     def __init__(self, config: DiffusionConfig, shape: TokenShape, base_model: str,
                  model_config: dict[str, Any], spec: list[ParamSpec], standardizer: Standardizer,
-                 center: torch.Tensor, info: dict[str, Any] | None = None,
+                 reference: torch.Tensor, info: dict[str, Any] | None = None,
                  device: torch.device | str = "cpu", generated: list[str] | None = None) -> None:
         self.config, self.shape = config, shape
         self.base_model, self.model_config, self.spec = base_model, dict(model_config), list(spec)
-        self.standardizer, self.center = standardizer, center.float().cpu()
+        self.standardizer, self.reference = standardizer, reference.float().cpu()
         names = [s.name for s in self.spec]
         self.generated = list(names if generated is None else generated)
         if not self.generated or set(self.generated) - set(names):
@@ -215,12 +215,12 @@ class DiffusionModel:
     @property
     def n_params(self) -> int:
         """Parameters of the base model, ``P`` (generated or not)."""
-        return int(self.center.numel())
+        return int(self.reference.numel())
 
     def encode(self, params: torch.Tensor) -> torch.Tensor:
         """Parameters ``[n, P]`` -> the denoiser's tokens ``[n, T, D]`` (the generated tensors minus the
         reference point, standardised)."""
-        diff = (params.float().cpu() - self.center)[:, self.columns]
+        diff = (params.float().cpu() - self.reference)[:, self.columns]
         return self.tokenizer.encode(self.standardizer.transform(diff))
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -231,7 +231,7 @@ class DiffusionModel:
     def to_params(self, tokens: torch.Tensor) -> torch.Tensor:
         """:meth:`decode` on the tokens' device, differentiable in ``tokens`` (the functional loss)."""
         diff = self.standardizer.inverse_transform(self.tokenizer.decode(tokens))
-        out = self.center.to(tokens.device).expand(diff.shape[0], -1).clone()
+        out = self.reference.to(tokens.device).expand(diff.shape[0], -1).clone()
         out[:, self.columns.to(tokens.device)] += diff
         return out
 
@@ -294,7 +294,7 @@ class DiffusionModel:
         out.mkdir(parents=True, exist_ok=True)
         save_tensors(out / "model.safetensors", self.denoiser.state_dict())
         save_tensors(out / "ema.safetensors", self.ema.state_dict())
-        save_tensors(out / "standardizer.safetensors", {**self.standardizer.state(), "center": self.center})
+        save_tensors(out / "standardizer.safetensors", {**self.standardizer.state(), "center": self.reference})
         write_yaml(out / "config.yaml", self.config_dict())  # written last: marks the folder complete
         self.path = out
         return out
@@ -401,15 +401,15 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     dev = resolve_device(str(device))
     distributed.init(dev)
     rank = distributed.rank()
-    center = reference_vector(zoo, config.reference)
-    fp = hash_arrays(zoo.params, spatial, temporal, center, extra=[zoo.keys(), zoo.model, zoo.model_config])
+    reference = reference_vector(zoo, config.reference)
+    fp = hash_arrays(zoo.params, spatial, temporal, reference, extra=[zoo.keys(), zoo.model, zoo.model_config])
     out = Path(out) if out is not None else None
     done = _finished(out, config, seed, fp, zoo, dev) if rank == 0 else None
     if distributed.broadcast_object(done is not None):
         if progress and rank == 0:
             tqdm.write(f"{out}: already trained with this config, seed and data; loading it.")
         return done
-    model = _new_model(zoo, spatial, temporal, config, center, seed, dev, fp, prompt_meta)
+    model = _new_model(zoo, spatial, temporal, config, reference, seed, dev, fp, prompt_meta)
     loop = _Loop.start(model, zoo, spatial, temporal, config, seed, fp, out, progress and rank == 0)
     t0 = time.time()
     running = loop.run(functional)
@@ -447,12 +447,12 @@ def _check_inputs(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.T
 
 
 def _new_model(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, config: DiffusionConfig,
-               center: torch.Tensor, seed: int, dev: torch.device, fp: str, prompt_meta: Any) -> DiffusionModel:
+               reference: torch.Tensor, seed: int, dev: torch.device, fp: str, prompt_meta: Any) -> DiffusionModel:
     """An untrained denoiser for ``zoo``: the generated tensors, their standardiser and tokenizer, and
     weights drawn with ``seed`` (without touching the caller's random state)."""
-    generated = generated_tensors(zoo, center, config.subset)
+    generated = generated_tensors(zoo, reference, config.subset)
     gen_spec = [s for s in zoo.spec if s.name in generated]
-    standardizer = Standardizer.fit((zoo.params.float() - center)[:, subset_columns(zoo.spec, generated)], gen_spec,
+    standardizer = Standardizer.fit((zoo.params.float() - reference)[:, subset_columns(zoo.spec, generated)], gen_spec,
                                     config.standardize, center=config.reference == "none")
     tokenizer = Tokenizer(gen_spec, config.denoiser.resolve_token_dim(gen_spec))
     shape = TokenShape(n_tokens=tokenizer.n_tokens, token_dim=tokenizer.token_dim, spatial_dim=int(spatial.shape[1]),
@@ -462,7 +462,7 @@ def _new_model(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tens
                             "prompt_meta": yaml_safe(prompt_meta)}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return DiffusionModel(config, shape, zoo.model, zoo.model_config, zoo.spec, standardizer, center, info, dev,
+        return DiffusionModel(config, shape, zoo.model, zoo.model_config, zoo.spec, standardizer, reference, info, dev,
                               generated)
 
 
