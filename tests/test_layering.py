@@ -171,3 +171,17 @@ def test_the_tests_mirror_the_package() -> None:
     strays = [str(p.relative_to(tests)) for p in sorted(tests.glob("*/**/test_*.py")) if not tested(p).is_file()]
     assert not strays, f"test modules without a package module of their name: {strays}"
     assert {p.parent.name for p in tests.glob("*/test_*.py")} <= {p.name for p in ROOT.iterdir() if p.is_dir()}
+
+
+def test_no_function_is_longer_than_60_lines_without_a_reason() -> None:
+    """A function of more than 60 lines hides its steps (issue 26): split it into named ones, or say in
+    its docstring why it is long (a line starting ``Long:``)."""
+    long = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+                lines = node.end_lineno - node.lineno + 1
+                reason = any(line.strip().startswith("Long:") for line in (ast.get_docstring(node) or "").splitlines())
+                if lines > 60 and not reason:
+                    long.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, f"functions over 60 lines: {long}"

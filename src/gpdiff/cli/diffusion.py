@@ -101,14 +101,7 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
     if sources:
         if zoo_path or prompts_path:
             raise GpdiffError("give either --sources (pretrain everything) or --zoo and --prompts (the denoiser alone).")
-        from gpdiff.experiment.pipeline import pretrain_sources
-        from gpdiff.experiment.runconfig import RunConfig
-
-        overrides: dict[str, Any] = {"sources": sources, "seed": seed, "device": device,
-                                     **({"data_dir": data_dir} if data_dir else {})}
-        cfg = RunConfig.from_yaml(None, overrides, assignments)
-        pretrain_sources(cfg, out, progress=progress_bars(quiet), log=click.echo, with_zoo=with_zoo)
-        return
+        return _pretrain_sources(sources, data_dir, assignments, out, seed, device, with_zoo, quiet)
     if with_zoo:
         raise GpdiffError("--with-zoo goes with --sources (a whole pretrained GPD); the denoiser alone has no zoo to keep.")
     if not zoo_path or not prompts_path:
@@ -116,16 +109,9 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
                           "(the denoiser alone).")
     if assignments or data_dir:
         raise GpdiffError("--set and --data-dir go with --sources; for the denoiser alone use its own flags.")
-    from gpdiff.diffusion.train import DiffusionConfig, drop_none, train_denoiser
-    from gpdiff.utils.config import merge
-    from gpdiff.utils.io import read_yaml
+    from gpdiff.diffusion.train import train_denoiser
     from gpdiff.zoo.params import ParamCollection
 
-    base: dict[str, Any] = {}
-    if config_path:
-        base = read_yaml(config_path) or {}
-        if not isinstance(base, dict):
-            raise GpdiffError(f"{config_path} must hold a mapping of diffusion config fields.")
     flags = {"denoiser": {"condition": condition, "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,
                           "token_dim": token_dim},
              "schedule": {"num_train_timesteps": num_train_timesteps, "prediction_type": prediction,
@@ -133,8 +119,7 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
              "iters": iters, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout, "reference": reference,
              "standardize": standardize, "balance": balance, "subset": subset,
              "functional_weight": functional_weight, "functional_windows": functional_windows}
-    chosen = preset or base.get("preset", "small")
-    config = DiffusionConfig.from_dict(merge({**base, "preset": chosen}, drop_none(flags)), where=config_path or "")
+    config = _denoiser_config(config_path, preset, flags)
     zoo = ParamCollection.load(zoo_path)
     prompts = _load_prompts(prompts_path)
     functional = None
@@ -156,6 +141,35 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
                f"{model.base_model}/{model.preset}: {info.get('n_nodes')} nodes, {model.tokenizer.n_tokens} tokens "
                f"x {model.tokenizer.token_dim}, {info.get('iterations')} iterations, final loss "
                f"{info.get('final_loss', float('nan')):.4f}, {time.time() - t0:.0f}s -> {out}")
+
+
+def _pretrain_sources(sources: str, data_dir: str | None, assignments: tuple[str, ...], out: str, seed: int,
+                      device: str, with_zoo: bool, quiet: bool) -> None:
+    """``gpdiff pretrain --sources``: a whole pretrained GPD from the run config's defaults and ``--set``."""
+    from gpdiff.experiment.pipeline import pretrain_sources
+    from gpdiff.experiment.runconfig import RunConfig
+
+    overrides: dict[str, Any] = {"sources": sources, "seed": seed, "device": device,
+                                 **({"data_dir": data_dir} if data_dir else {})}
+    cfg = RunConfig.from_yaml(None, overrides, assignments)
+    pretrain_sources(cfg, out, progress=progress_bars(quiet), log=click.echo, with_zoo=with_zoo)
+
+
+def _denoiser_config(config_path: str | None, preset: str | None, flags: dict[str, Any]) -> Any:
+    """The :class:`DiffusionConfig` of ``gpdiff pretrain --zoo --prompts``: the ``--config`` file's fields,
+    then the flags given (``None``: not given), under the ``--preset`` (default: the file's, else small).
+    Raises :class:`GpdiffError` for a file that is not a mapping or a field it refuses."""
+    from gpdiff.diffusion.train import DiffusionConfig, drop_none
+    from gpdiff.utils.config import merge
+    from gpdiff.utils.io import read_yaml
+
+    base: dict[str, Any] = {}
+    if config_path:
+        base = read_yaml(config_path) or {}
+        if not isinstance(base, dict):
+            raise GpdiffError(f"{config_path} must hold a mapping of diffusion config fields.")
+    chosen = preset or base.get("preset", "small")
+    return DiffusionConfig.from_dict(merge({**base, "preset": chosen}, drop_none(flags)), where=config_path or "")
 
 
 @click.command("generate")

@@ -601,6 +601,130 @@ def follow_pipeline(cfg: RunConfig, cities: Cities) -> None:
                            workdir=path, functional=functional_loss(cfg, cities, zoo))
 
 
+@dataclass
+class SourceStages:
+    """What the stages before the methods produced (each ``None`` when no method of the run needs it):
+    the anchor, the zoo, the source and target prompts, the denoiser, the generated parameters and
+    the ensemble's extra generations, each with its stage, plus the source fits."""
+
+    anchor: tuple[Stage, torch.Tensor] | None = None
+    zoo_st: Stage | None = None
+    zoo: ParamCollection | None = None
+    prompts_st: Stage | None = None
+    source_prompts: PromptSet | None = None
+    target_st: Stage | None = None
+    target_prompts: PromptSet | None = None
+    diffusion: tuple[Stage, DiffusionModel] | None = None
+    gen_st: Stage | None = None
+    generated: ParamCollection | None = None
+    members_gen: tuple[Stage, torch.Tensor] | None = None
+    fit_stages: dict[str, Stage] = dataclasses.field(default_factory=dict)
+    fits: dict[str, SourceFit] = dataclasses.field(default_factory=dict)
+
+    def inputs_of(self, name: str) -> list[Stage]:
+        """The stages method ``name``'s stage reads (its key depends on theirs)."""
+        inputs = [st for st in (self.zoo_st, self.target_st) if st is not None]
+        inputs += [self.gen_st] if name in NEEDS_GENERATION and self.gen_st is not None else []
+        inputs += [self.anchor[0]] if name in NEEDS_ANCHOR and self.anchor is not None else []
+        return inputs + ([self.fit_stages[name]] if name in self.fit_stages else [])
+
+
+def source_stages(run: Run, cfg: RunConfig, cities: Cities, model: BaseModel, sources: list[CityData],
+                  progress: bool, log: Log) -> SourceStages:
+    """Every stage before the methods that ``cfg.methods`` need, in pipeline order, and the run's
+    pretrained folder (``RUN/pretrained/``) when a denoiser was trained from an anchor."""
+    out = SourceStages()
+    needs_zoo = any(m not in NO_ZOO for m in cfg.methods)  # naive and pooled_linear only: no source training stage
+    if (cfg.zoo.init == "anchor" and needs_zoo) or any(m in NEEDS_ANCHOR for m in cfg.methods):
+        out.anchor = anchor_stage(run, cfg, cities, progress, log)
+    if needs_zoo:
+        out.zoo_st, out.zoo = zoo_stage(run, cfg, cities, out.anchor, progress, log)
+        out.prompts_st, prompts = prompts_stage(run, cfg, cities, progress, log)
+        out.source_prompts = prompts.select(out.zoo.keys())
+        out.target_st, out.target_prompts = target_prompts_stage(run, cfg, cities, out.prompts_st, log)
+    if any(m in NEEDS_GENERATION for m in cfg.methods):
+        out.diffusion = diffusion_stage(run, cfg, cities, (out.zoo_st, out.zoo), (out.prompts_st, out.source_prompts),
+                                        progress, log)
+        out.gen_st, out.generated = generate_stage(run, cfg, out.diffusion, out.target_st, out.target_prompts,
+                                                   progress, log)
+        if cfg.ensemble.active:
+            out.members_gen = member_generate_stage(run, cfg, out.diffusion, out.target_st, out.target_prompts,
+                                                    progress, log)
+    writes_pretrained = out.diffusion is not None and out.anchor is not None
+    if writes_pretrained or any(m in SOURCE_FITS and m in NO_ZOO for m in cfg.methods):  # pooled_linear's ridge
+        out.fit_stages, out.fits = pretrained_fits(run, cfg, cities, SourceSide(model, sources, None, None, cfg.seed,
+                                                                                 progress=progress), log)
+    if writes_pretrained:  # everything a new city needs from these sources, as one folder (gpdiff fit --pretrained);
+        # without the zoo, which the run keeps in its zoo stage (gpdiff pretrain --with-zoo makes one with it)
+        assert out.anchor is not None and out.diffusion is not None and out.prompts_st is not None
+        save_pretrained(pretrained_gpd(cfg, cities, out.anchor, out.prompts_st, out.diffusion[1], run.timings, out.fits),
+                        run.root / "pretrained", out.diffusion[0])
+    return out
+
+
+@dataclass
+class Scoring:
+    """The target's test and validation windows a method is scored and calibrated on."""
+
+    tdata: CityData
+    origins: np.ndarray  # [B] test origins
+    truth: np.ndarray  # [N, B, H] test targets, original scale
+    mask: np.ndarray  # [N, B, H] observed
+    val_truth: np.ndarray  # [N, Bv, H] validation targets
+    val_mask: np.ndarray
+
+
+def score_method(cfg: RunConfig, name: str, result: MethodResult, weights: np.ndarray | None,
+                 members: ensemble.Members | None, model: BaseModel,
+                 sc: Scoring) -> Outcome:
+    """Method ``name``'s test scores: its forecasts clipped at 0 for a flow city (noted), its point
+    metrics and per-node MAE, its conformal intervals calibrated on the validation day, and its
+    ensemble's scores when it has members. Raises ``RuntimeError`` for forecasts of the wrong shape."""
+    kind, std = sc.tdata.city.kind, sc.tdata.scaler.std[:, 0]
+    negative = float((result.pred < 0).mean()) if kind == "flow" else 0.0
+    if negative > 0:  # counts cannot be negative: such forecasts are scored (and reported) as 0
+        result.pred = feasible(result.pred, kind)
+        result.notes["clipped_at_0"] = f"{negative:.1%} of the test forecasts were negative and count as 0"
+    if result.pred.shape != sc.truth.shape:
+        raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "
+                           f"expected {sc.truth.shape} (nodes, test windows, horizon)")
+    levels = sorted({*cfg.intervals.levels, *intervals.RELIABILITY_LEVELS})  # the report's reliability plot too
+    val_pred = members.val_point if members is not None else val_forecast(cfg, name, result, weights, model, sc.tdata)
+    cal = intervals.calibrate(val_pred, sc.val_truth, sc.val_mask, std, levels)
+    for note in cal.notes:
+        if any(note.startswith(f"{intervals.level_name(v)}% ") for v in cfg.intervals.levels):
+            result.notes.setdefault("intervals", note)
+    scores = intervals.score(result.pred, intervals.bounds(result.pred, std, cal, kind), sc.truth, sc.mask, cal.levels)
+    ens = None
+    if members is not None:
+        ens = ensemble.score_ensemble(members.test, members.val, sc.truth, sc.mask, sc.val_truth, sc.val_mask, std,
+                                      levels, cfg.ensemble.spread_floor, kind)
+    return Outcome(result, masked_metrics(result.pred, sc.truth, sc.mask), node_mae(result.pred, sc.truth, sc.mask),
+                   scores, ens)
+
+
+def method_outcome(run: Run, cfg: RunConfig, name: str, st: SourceStages, cities: Cities,
+                   method_inputs: Callable[[str, int], Callable[[Path], MethodInputs]], model: BaseModel, sc: Scoring,
+                   log: Log) -> Outcome:
+    """Method ``name``'s stage (run or reused), then its ensemble members or its blend with the naive
+    forecasts (each a stage), then its scores (:func:`score_method`)."""
+    inputs = st.inputs_of(name)
+    method_st, result = method_stage(run, cfg, name, inputs, cities, method_inputs(name, 0), log)
+    if "fallback" in result.notes:
+        log(f"[{name}] {result.notes['fallback']}")
+    weights, members = None, None
+    if cfg.ensemble.active and ensemble.ensembled(name, result.params is not None):
+        result, members = ensemble_members(run, cfg, name, inputs, result, st.members_gen, cities, method_inputs,
+                                           model, sc.tdata, sc.truth, sc.mask, log)
+    elif cfg.blend.active and result.blend and (result.params is not None or result.val_pred is not None):
+        alone = masked_metrics(feasible(result.pred, cities.target.kind), sc.truth, sc.mask).mae_avg
+        result, weights = blend_stage(run, cfg, name, (method_st, result), model, sc.tdata, cities, log)
+        result.notes["mae_without_blend"] = round(float(alone), 5)
+        if "blend_val_fallback" in result.notes:
+            log(f"[blend] {name}: {result.notes['blend_val_fallback']}")
+    return score_method(cfg, name, result, weights, members, model, sc)
+
+
 def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache: str | Path | None = None
                  ) -> RunResult | None:
     """Run (or resume) the whole experiment described by ``cfg``; see the module docstring.
@@ -608,6 +732,7 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
     ``cache``: a folder shared by several runs (``gpdiff bench``), where stages live by key so that
     runs with equal stages compute them once (:class:`gpdiff.experiment.stages.Run`). Under torchrun the ranks
     other than 0 return ``None`` (:func:`follow_pipeline`)."""
+    from gpdiff.evaluation.blend import NAIVE
     from gpdiff.utils.device import resolve_device
     from gpdiff.zoo.sourcepool import prepare_cities
 
@@ -628,104 +753,34 @@ def run_pipeline(cfg: RunConfig, progress: bool = True, log: Log = print, cache:
         f"test {s.test.start}-{s.test.stop}; sources: {', '.join(cities.source_names())}")
     for note in data_notes:
         log(f"[note] {note}")
-
-    anchor = None
-    needs_zoo = any(m not in NO_ZOO for m in cfg.methods)  # naive and pooled_linear only: no source training stage
-    if (cfg.zoo.init == "anchor" and needs_zoo) or any(m in NEEDS_ANCHOR for m in cfg.methods):
-        anchor = anchor_stage(run, cfg, cities, progress, log)
-    zoo_st = zoo = prompts_st = source_prompts = target_st = target_prompts = None
-    if needs_zoo:
-        zoo_st, zoo = zoo_stage(run, cfg, cities, anchor, progress, log)
-        prompts_st, source_prompts = prompts_stage(run, cfg, cities, progress, log)
-        source_prompts = source_prompts.select(zoo.keys())
-        target_st, target_prompts = target_prompts_stage(run, cfg, cities, prompts_st, log)
-    generated, gen_st, members_gen, diffusion = None, None, None, None
-    if any(m in NEEDS_GENERATION for m in cfg.methods):
-        diffusion = diffusion_stage(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), progress, log)
-        gen_st, generated = generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
-        if cfg.ensemble.active:
-            members_gen = member_generate_stage(run, cfg, diffusion, target_st, target_prompts, progress, log)
-
     model = cfg.model.build(cfg.window)
     sources = prepare_cities(cities.sources, cfg.window, cfg.source_split, model, device)
-    fit_stages: dict[str, Stage] = {}
-    fits: dict[str, SourceFit] = {}
-    writes_pretrained = diffusion is not None and anchor is not None
-    if writes_pretrained or any(m in SOURCE_FITS and m in NO_ZOO for m in cfg.methods):  # pooled_linear's ridge
-        fit_stages, fits = pretrained_fits(run, cfg, cities, SourceSide(model, sources, None, None, cfg.seed,
-                                                                         progress=progress), log)
-    if writes_pretrained:  # everything a new city needs from these sources, as one folder (gpdiff fit --pretrained);
-        # without the zoo, which the run keeps in its zoo stage (gpdiff pretrain --with-zoo makes one with it)
-        assert anchor is not None and diffusion is not None
-        save_pretrained(pretrained_gpd(cfg, cities, anchor, prompts_st, diffusion[1], run.timings, fits),
-                        run.root / "pretrained", diffusion[0])
+    st = source_stages(run, cfg, cities, model, sources, progress, log)
 
     def method_inputs(name: str, member: int = 0) -> Callable[[Path], MethodInputs]:
-        gen = generated
-        if member and generated is not None and members_gen is not None:
-            gen = dataclasses.replace(generated, params=members_gen[1][member - 1])
+        gen = st.generated
+        if member and st.generated is not None and st.members_gen is not None:
+            gen = dataclasses.replace(st.generated, params=st.members_gen[1][member - 1])
         return lambda workdir: MethodInputs(
-            model=model, sources=sources, target=tdata, zoo=zoo, source_prompts=source_prompts,
-            target_prompts=target_prompts, finetune=cfg.finetune, seed=ensemble.member_seed(cfg.seed, member),
-            workdir=workdir, generated=gen, anchor=anchor[1] if anchor else None, progress=progress,
-            options=cfg.methods[name], fits={name: fits[name]} if name in fits else {})
+            model=model, sources=sources, target=tdata, zoo=st.zoo, source_prompts=st.source_prompts,
+            target_prompts=st.target_prompts, finetune=cfg.finetune, seed=ensemble.member_seed(cfg.seed, member),
+            workdir=workdir, generated=gen, anchor=st.anchor[1] if st.anchor else None, progress=progress,
+            options=cfg.methods[name], fits={name: st.fits[name]} if name in st.fits else {})
 
     origins = tdata.origins("test")
-    truth, mask = tdata.truth(origins)
-    val_truth, val_mask = tdata.truth(tdata.origins("val"))
-    from gpdiff.evaluation.blend import NAIVE
-
-    later = [n for n in [unscored_note(cities.target, mask)] if n]
+    sc = Scoring(tdata, origins, *tdata.truth(origins), *tdata.truth(tdata.origins("val")))
+    later = [n for n in [unscored_note(cities.target, sc.mask)] if n]
     if cfg.blend.active and any(m not in NAIVE for m in cfg.methods):  # some method is blended
         later += blend_fallback_notes(tdata, origins, cfg.blend.naive)
-    prompt_notes = [f"target prompts: {n}" for n in (target_prompts.meta.get("notes", []) if target_prompts else [])]
-    for note in (prompt_notes if target_st is not None and target_st.cached else []) + later:  # a computed stage logged its own
+    prompt_notes = [f"target prompts: {n}" for n in (st.target_prompts.meta.get("notes", []) if st.target_prompts else [])]
+    for note in (prompt_notes if st.target_st is not None and st.target_st.cached else []) + later:  # a computed stage logged its own
         log(f"[note] {note}")
     data_notes += later
-    outcomes: dict[str, Outcome] = {}
-    for name in cfg.methods:
-        inputs = [st for st in (zoo_st, target_st) if st is not None]
-        inputs += [gen_st] if name in NEEDS_GENERATION and gen_st is not None else []
-        inputs += [anchor[0]] if name in NEEDS_ANCHOR and anchor is not None else []
-        inputs += [fit_stages[name]] if name in fit_stages else []
-        method_st, result = method_stage(run, cfg, name, inputs, cities, method_inputs(name), log)
-        if "fallback" in result.notes:
-            log(f"[{name}] {result.notes['fallback']}")
-        kind, weights, members = cities.target.kind, None, None
-        if cfg.ensemble.active and ensemble.ensembled(name, result.params is not None):
-            result, members = ensemble_members(run, cfg, name, inputs, result, members_gen, cities, method_inputs, model,
-                                               tdata, truth, mask, log)
-        elif cfg.blend.active and result.blend and (result.params is not None or result.val_pred is not None):
-            alone = masked_metrics(feasible(result.pred, kind), truth, mask).mae_avg
-            result, weights = blend_stage(run, cfg, name, (method_st, result), model, tdata, cities, log)
-            result.notes["mae_without_blend"] = round(float(alone), 5)
-            if "blend_val_fallback" in result.notes:
-                log(f"[blend] {name}: {result.notes['blend_val_fallback']}")
-        negative = float((result.pred < 0).mean()) if kind == "flow" else 0.0
-        if negative > 0:  # counts cannot be negative: such forecasts are scored (and reported) as 0
-            result.pred = feasible(result.pred, kind)
-            result.notes["clipped_at_0"] = f"{negative:.1%} of the test forecasts were negative and count as 0"
-        if result.pred.shape != truth.shape:
-            raise RuntimeError(f"method {name!r} returned forecasts of shape {result.pred.shape}, "
-                               f"expected {truth.shape} (nodes, test windows, horizon)")
-        levels = sorted({*cfg.intervals.levels, *intervals.RELIABILITY_LEVELS})  # the report's reliability plot too
-        val_pred = members.val_point if members is not None else val_forecast(cfg, name, result, weights, model, tdata)
-        cal = intervals.calibrate(val_pred, val_truth, val_mask, tdata.scaler.std[:, 0], levels)
-        for note in cal.notes:
-            if any(note.startswith(f"{intervals.level_name(v)}% ") for v in cfg.intervals.levels):
-                result.notes.setdefault("intervals", note)
-        scores = intervals.score(result.pred, intervals.bounds(result.pred, tdata.scaler.std[:, 0], cal, kind), truth,
-                                 mask, cal.levels)
-        ens = None
-        if members is not None:
-            ens = ensemble.score_ensemble(members.test, members.val, truth, mask, val_truth, val_mask,
-                                          tdata.scaler.std[:, 0], levels, cfg.ensemble.spread_floor, kind)
-        outcomes[name] = Outcome(result, masked_metrics(result.pred, truth, mask), node_mae(result.pred, truth, mask),
-                                 scores, ens)
+    outcomes = {name: method_outcome(run, cfg, name, st, cities, method_inputs, model, sc, log) for name in cfg.methods}
 
     run.timings["total"] = time.perf_counter() - t_start
-    record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=truth, outcomes=outcomes,
-                       zoo=zoo, generated=generated, timings=run.timings, sources=cities.source_names(),
+    record = RunRecord(root=run.root, config=cfg, target=tdata, origins=origins, truth=sc.truth, outcomes=outcomes,
+                       zoo=st.zoo, generated=st.generated, timings=run.timings, sources=cities.source_names(),
                        data_notes=prompt_notes + data_notes)
     report = write_run_report(record, log)
     return RunResult(run.root, record.rows(), report, dict(run.timings), list(run.computed), list(run.reused))

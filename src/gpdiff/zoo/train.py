@@ -52,7 +52,7 @@ from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.io import write_yaml
 from gpdiff.zoo.anchor import Anchor
-from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, predict, validation_loss
+from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, NodeTrainResult, predict, validation_loss
 from gpdiff.zoo.params import ParamCollection, unflatten
 from gpdiff.zoo.sourcepool import locate_rows, prepare_cities
 
@@ -162,11 +162,7 @@ def train_zoo(sources: Sequence[City], config: ZooConfig | None = None, *, model
     result = trainer.run()
     if result is None:  # a rank other than 0: its share went to rank 0
         return None
-    every = evaluate(model, {k: v.to(dev) for k, v in result.params.items()}, data * members, trainer.chunk)
-    every.update({"val_loss": result.val_loss, "best_epoch": result.best_epoch, "epochs": result.epochs})
-    metrics = {k: v[:n_nodes] for k, v in every.items()}  # member 0's; rows are member-major
-    if members > 1:
-        metrics["members_val_mae"] = every["val_mae"].reshape(members, n_nodes)[1:].nanmean(0)
+    metrics = _metrics(model, result, data, members, trainer.chunk, dev)
     flat = result.flat(model.spec()).reshape(members, n_nodes, -1)  # [M, N, P]
     collection = ParamCollection(
         params=flat[0], node_ids=[n for d in data for n in d.city.node_ids],
@@ -177,6 +173,20 @@ def train_zoo(sources: Sequence[City], config: ZooConfig | None = None, *, model
     )
     collection.save(out_dir / COLLECTION)
     return collection
+
+
+def _metrics(model: BaseModel, result: NodeTrainResult, data: list[CityData], members: int, chunk: int, dev: torch.device
+             ) -> dict[str, torch.Tensor]:
+    """Member 0's per-node metrics ``[N]`` (validation MAE and seasonal naive's, validation loss, best and
+    last epoch), and with several members the other members' mean validation MAE; ``result``'s rows are
+    member-major (every node of member 0, then of member 1, ...)."""
+    n_nodes = sum(d.n_nodes for d in data)
+    every = evaluate(model, {k: v.to(dev) for k, v in result.params.items()}, data * members, chunk)
+    every.update({"val_loss": result.val_loss, "best_epoch": result.best_epoch, "epochs": result.epochs})
+    metrics = {k: v[:n_nodes] for k, v in every.items()}
+    if members > 1:
+        metrics["members_val_mae"] = every["val_mae"].reshape(members, n_nodes)[1:].nanmean(0)
+    return metrics
 
 
 def _start(config: ZooConfig, model: BaseModel, anchor: torch.Tensor | None, n_nodes: int, seed: int,
