@@ -328,8 +328,8 @@ def test_the_folders_fits_are_what_a_run_fits_on_the_sources(pretrain_root, gpd_
     the run's settings and seed: what `gpdiff run` computes for these methods."""
     cfg = pretrain_config(pretrain_root)
     model = gpd_zoo.build_model()
-    sources = prepare_cities([load_city(pretrain_root / "data" / n) for n in ("beta", "gamma")], cfg.window, cfg.zoo,
-                             model)
+    sources = prepare_cities([load_city(pretrain_root / "data" / n) for n in ("beta", "gamma")], cfg.window,
+                             cfg.source_split, model)
     side = SourceSide(model, sources, gpd_zoo.zoo.params, gpd_zoo.zoo.prompts, cfg.seed, progress=False)
     ridge = fit_on_sources("pooled_linear", side)
     assert ridge.tensors.keys() == gpd_zoo.fits["pooled_linear"].tensors.keys()
