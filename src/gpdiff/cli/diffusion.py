@@ -10,6 +10,7 @@ import click
 
 from gpdiff.cli import progress_bars
 from gpdiff.diffusion.conditioning import CONDITIONING
+from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.schedule import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
 from gpdiff.diffusion.train import PRESETS, REFERENCES, SUBSETS, DiffusionConfig
 from gpdiff.utils.errors import GpdiffError
@@ -179,10 +180,10 @@ def _denoiser_config(config_path: str | None, preset: str | None, flags: dict[st
               help="Prompt folder or file of the nodes to generate parameters for.")
 @click.option("--out", required=True, type=click.Path(),
               help="Output .safetensors file (a folder gets generated.safetensors).")
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default="ddim", show_default=True,
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=GenerateConfig.sampler, show_default=True,
               help="ddpm = ancestral over all training steps; ddim / dpm++ = fast.")
 @click.option("--num-inference-steps", type=int, default=None, help="Sampling steps [ddim/dpm++: 20; ddpm: all].")
-@click.option("--guidance-scale", type=float, default=1.0, show_default=True,
+@click.option("--guidance-scale", type=float, default=GenerateConfig.guidance_scale, show_default=True,
               help="Classifier-free guidance scale (needs a denoiser trained with --cfg-dropout > 0).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cities", default=None, help="Comma-separated cities of the prompt file to generate for [all].")

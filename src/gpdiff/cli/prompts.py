@@ -11,7 +11,7 @@ import click
 
 from gpdiff.cli import progress_bars
 from gpdiff.data.splits import SourceSplit
-from gpdiff.prompts import SPATIAL_ENCODERS, TEMPORAL_ENCODERS
+from gpdiff.prompts import SPATIAL_ENCODERS, TEMPORAL_ENCODERS, PromptsConfig
 
 
 @click.group()
@@ -27,11 +27,11 @@ def _split_names(cities: str) -> list[str]:
 @click.option("--cities", required=True, help="Comma-separated source cities (names or paths).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder: encoders (temporal/, spatial/, config.yaml) and prompts.safetensors.")
-@click.option("--temporal", type=click.Choice(list(TEMPORAL_ENCODERS)), default="masked_patch", show_default=True,
+@click.option("--temporal", type=click.Choice(list(TEMPORAL_ENCODERS)), default=PromptsConfig.temporal, show_default=True,
               help="Temporal encoder.")
-@click.option("--spatial", type=click.Choice(list(SPATIAL_ENCODERS)), default="graph", show_default=True,
+@click.option("--spatial", type=click.Choice(list(SPATIAL_ENCODERS)), default=PromptsConfig.spatial, show_default=True,
               help="Spatial encoder.")
-@click.option("--days", type=float, default=3.0, show_default=True,
+@click.option("--days", type=float, default=TEMPORAL_ENCODERS["masked_patch"].config_class.days, show_default=True,
               help="Input length of the temporal prompt: a node's most recent DAYS days.")
 @click.option("--train-steps", type=int, default=None,
               help=f"Training steps of the masked_patch encoder (default "
