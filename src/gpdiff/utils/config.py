@@ -44,8 +44,8 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
     Raises :class:`GpdiffError` naming every key of ``data`` (with its dotted path) that is not a
     field of ``cls``. ``moved`` maps dotted paths of settings that moved to their new path; such a key
     gets one line naming where it lives now (a setting that became a section, ``model: stid`` ->
-    ``model.name``, only when given as a value, not as the section's mapping). ``what`` names the config ("run config"); ``where``,
-    when given, prefixes the message (a file). A value that is already an instance of a nested
+    ``model.name``, only when given as a value, not as the section's mapping). ``what`` names the
+    config ("run config"); ``where``, when given, prefixes the message (a file). A value that is already an instance of a nested
     config class is taken as it is. A class with a ``preset_defaults(data) -> dict`` classmethod
     (a config with named size presets) gets those values under ``data`` before anything else.
 
