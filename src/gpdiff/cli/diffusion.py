@@ -189,8 +189,8 @@ def _denoiser_config(config_path: str | None, preset: str | None, flags: dict[st
 @click.option("--cities", default=None, help="Comma-separated cities of the prompt file to generate for [all].")
 @click.option("--zoo", "zoo_path", type=click.Path(exists=True), default=None,
               help="Check that the denoiser makes parameters for this zoo's base model, preset and spec.")
-@click.option("--num-samples", type=int, default=1, show_default=True,
-              help="Samples averaged per node (seeds SEED, SEED+1, ...); `gpdiff run` averages 4.")
+@click.option("--num-samples", type=int, default=GenerateConfig.num_samples, show_default=True,
+              help="Samples averaged per node (seeds SEED, SEED+1, ...), as `gpdiff run` does (generate.num_samples).")
 @click.option("--batch-size", type=int, default=1024, show_default=True, help="Nodes per sampling batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--no-ema", is_flag=True, help="Sample with the raw weights instead of the EMA weights.")
