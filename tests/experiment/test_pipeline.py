@@ -611,6 +611,8 @@ def test_the_runs_pretrained_folder_keeps_the_ridge_not_the_zoo(first_run):
     _, res = first_run
     gpd = GPD.from_pretrained(res.out / "pretrained")
     assert gpd.zoo is None and not (res.out / "pretrained" / "zoo").exists()
+    card = (res.out / "pretrained" / "README.md").read_text()  # a run trains no check denoiser
+    assert "## Held-out source nodes\n\nNot measured" in card and "heldout" not in gpd.card
     saved = load_tensors(res.out / "fits" / "pooled_linear" / "fit.safetensors")[0]
     assert saved.keys() == gpd.fits["pooled_linear"].tensors.keys()
     assert all(torch.equal(v, gpd.fits["pooled_linear"].tensors[k]) for k, v in saved.items())

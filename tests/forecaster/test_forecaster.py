@@ -56,6 +56,9 @@ def test_pretrained_folder_round_trips_and_generates_the_same_parameters(pretrai
     assert gpd.source_names == ["beta", "gamma"] and gpd.window.horizon == 3
     card = (pretrained / "README.md").read_text()
     assert "| beta | 8 | 60 min |" in card and "Do not use it for these cities" in card
+    held = card[card.index("## Held-out source nodes"):card.index("## Training scores")]
+    assert "| **all (pooled)** |" in held and "| beta |" in held and "| gamma |" in held  # gpdiff pretrain's default
+    assert gpd.card["heldout"]["n_held"] == 2  # 10% of 8 and of 5 nodes, at least one of each
     again = GPD.from_pretrained(gpd.save_pretrained(tmp_path / "copy"))
     city = _city()
     from gpdiff.data.splits import Segment
@@ -374,6 +377,12 @@ def test_a_folder_without_the_zoo_refuses_zoo_methods_in_one_line(pretrained, tm
     one_line_error(run_cli("pretrain", "--zoo", str(pretrained / "anchor.safetensors"), "--prompts",
                            str(pretrained / "anchor.safetensors"), "--out", str(tmp_path / "d"), "--with-zoo"),
                    "--with-zoo goes with --sources")
+    one_line_error(run_cli("pretrain", "--zoo", str(pretrained / "anchor.safetensors"), "--prompts",
+                           str(pretrained / "anchor.safetensors"), "--out", str(tmp_path / "d"), "--holdout", "0.2"),
+                   "--holdout goes with --sources")
+    one_line_error(run_cli("pretrain", "--sources", "beta,gamma", "--data-dir", str(pretrained.parent / "data"),
+                           "--out", str(tmp_path / "d"), "--holdout", "1"), "--holdout is the share")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "d.stages").exists()
 
 
 # ------------------------------------------------------------------ the methods they enable
@@ -493,7 +502,8 @@ def test_the_shipped_pretrained_gpd_loads_and_refuses_bundled_targets():
     gpd = GPD.from_pretrained()
     assert sorted(gpd.source_names) == bundled_names()
     assert gpd.architecture["model"] == "stid" and gpd.window.history == 12 and gpd.window.horizon == 6
-    assert "| melbourne-ped | 55 | 60 min |" in (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text()
+    assert "| melbourne-ped | 55 | 60 min |" in card and "| **all (pooled)** |" in card  # held-out source nodes
     with pytest.raises(GpdiffError, match="one of this pretrained GPD's sources"):
         Forecaster.fit(load_city("hangzhou-metro"))  # the default pretrained model, before any training
     f = Forecaster.fit(_city(days=4), finetune={"max_epochs": 1, "steps_per_epoch": 1})

@@ -13,6 +13,7 @@ from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.schedule import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
 from gpdiff.diffusion.train import PRESETS, REFERENCES, SUBSETS, DiffusionConfig
+from gpdiff.experiment.heldout import DEFAULT_FRACTION as DEFAULT_HOLDOUT
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.params import Standardizer
 from gpdiff.zoo.sourcepool import BALANCES
@@ -83,6 +84,10 @@ def _load_prompts(path: str) -> Any:
 @click.option("--with-zoo", is_flag=True,
               help="With --sources: also keep the source zoo and its prompts in the folder (17-21 MB for the five "
                    "bundled cities), so gpdiff fit can run knn_residual, mean_params, retrieval and reptile.")
+@click.option("--holdout", type=float, default=None,
+              help="With --sources: the share of every source city's nodes held out of a second, check denoiser, "
+                   "whose generated parameters for them are scored on the sources' test windows for the model "
+                   f"card (one more denoiser training); 0 skips it [{DEFAULT_HOLDOUT}].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, ...], zoo_path: str | None,
              prompts_path: str | None, out: str, condition: str | None, preset: str | None,
@@ -91,7 +96,7 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
              reference: str | None, standardize: str | None, balance: str | None, subset: str | None,
              functional_weight: float | None, functional_windows: int | None, city_names: str | None, seed: int,
-             device: str, with_zoo: bool, quiet: bool) -> None:
+             device: str, with_zoo: bool, holdout: float | None, quiet: bool) -> None:
     """Train the diffusion model that generates a node's parameters from its prompts.
 
     With --sources, the whole source side of GPD (anchor, prompt encoders, denoiser, pooled_linear's
@@ -102,14 +107,9 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
     if sources:
         if zoo_path or prompts_path:
             raise GpdiffError("give either --sources (pretrain everything) or --zoo and --prompts (the denoiser alone).")
-        return _pretrain_sources(sources, data_dir, assignments, out, seed, device, with_zoo, quiet)
-    if with_zoo:
-        raise GpdiffError("--with-zoo goes with --sources (a whole pretrained GPD); the denoiser alone has no zoo to keep.")
-    if not zoo_path or not prompts_path:
-        raise GpdiffError("gpdiff pretrain needs --sources a,b,... (a whole pretrained GPD), or --zoo and --prompts "
-                          "(the denoiser alone).")
-    if assignments or data_dir:
-        raise GpdiffError("--set and --data-dir go with --sources; for the denoiser alone use its own flags.")
+        return _pretrain_sources(sources, data_dir, assignments, out, seed, device, with_zoo,
+                                 DEFAULT_HOLDOUT if holdout is None else holdout, quiet)
+    _check_denoiser_alone(zoo_path, prompts_path, with_zoo, holdout, bool(assignments or data_dir))
     from gpdiff.diffusion.train import train_denoiser
     from gpdiff.zoo.params import ParamCollection
 
@@ -144,8 +144,24 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
                f"{info.get('final_loss', float('nan')):.4f}, {time.time() - t0:.0f}s -> {out}")
 
 
+def _check_denoiser_alone(zoo_path: str | None, prompts_path: str | None, with_zoo: bool, holdout: float | None,
+                          run_settings: bool) -> None:
+    """``gpdiff pretrain`` without --sources trains the denoiser alone: the flags of a whole pretrained GPD
+    are refused, and both inputs are needed."""
+    if with_zoo:
+        raise GpdiffError("--with-zoo goes with --sources (a whole pretrained GPD); the denoiser alone has no zoo to keep.")
+    if holdout is not None:
+        raise GpdiffError("--holdout goes with --sources (the model card's held-out scores); to score a denoiser "
+                          "alone on held-out nodes see benchmarks/diffusion_real.py.")
+    if not zoo_path or not prompts_path:
+        raise GpdiffError("gpdiff pretrain needs --sources a,b,... (a whole pretrained GPD), or --zoo and --prompts "
+                          "(the denoiser alone).")
+    if run_settings:
+        raise GpdiffError("--set and --data-dir go with --sources; for the denoiser alone use its own flags.")
+
+
 def _pretrain_sources(sources: str, data_dir: str | None, assignments: tuple[str, ...], out: str, seed: int,
-                      device: str, with_zoo: bool, quiet: bool) -> None:
+                      device: str, with_zoo: bool, holdout: float, quiet: bool) -> None:
     """``gpdiff pretrain --sources``: a whole pretrained GPD from the run config's defaults and ``--set``."""
     from gpdiff.experiment.pipeline import pretrain_sources
     from gpdiff.experiment.runconfig import RunConfig
@@ -153,7 +169,7 @@ def _pretrain_sources(sources: str, data_dir: str | None, assignments: tuple[str
     overrides: dict[str, Any] = {"sources": sources, "seed": seed, "device": device,
                                  **({"data_dir": data_dir} if data_dir else {})}
     cfg = RunConfig.from_yaml(None, overrides, assignments)
-    pretrain_sources(cfg, out, progress=progress_bars(quiet), log=click.echo, with_zoo=with_zoo)
+    pretrain_sources(cfg, out, progress=progress_bars(quiet), log=click.echo, with_zoo=with_zoo, holdout=holdout)
 
 
 def _denoiser_config(config_path: str | None, preset: str | None, flags: dict[str, Any]) -> Any:

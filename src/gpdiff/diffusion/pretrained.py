@@ -286,9 +286,14 @@ class GPD:
         ]
         lines += [f"| {s['name']} | {s['nodes']} | {s['interval_minutes']} min | {s['start']} .. {s['end']} |"
                   for s in self.sources]
+        lines += ["", "## Held-out source nodes", ""]
+        held = self.card.get("heldout")
+        lines += (heldout_lines(held) if held else
+                  ["Not measured (a run's `pretrained/` folder, or `gpdiff pretrain --holdout 0`); "
+                   "`gpdiff pretrain --sources ...` measures it."])
         scores = self.card.get("scores") or {}
         if scores:
-            lines += ["", "## Held-out scores on the sources", ""]
+            lines += ["", "## Training scores", ""]
             lines += [f"- {k}: {v}" for k, v in scores.items()]
         return "\n".join(lines) + "\n"
 
@@ -306,6 +311,21 @@ class GPD:
             zoo = ("- source model zoo: not included (methods knn_residual, mean_params, retrieval and reptile need it: "
                    f"{self.pretrain_hint(with_zoo=True)})")
         return [ridge, zoo]
+
+
+def heldout_lines(doc: dict[str, Any]) -> list[str]:
+    """The model card's table of held-out source-node scores (``card.heldout``, written by
+    :mod:`gpdiff.experiment.heldout`): what was held out, then MAE per city and column."""
+    columns = list(next(iter(doc["mae"].values())))
+    lines = [f"{doc['n_held']} source nodes ({doc['fraction']:.0%} of every city's) were held out of a second "
+             f"denoiser trained with the same settings on the other {doc['n_kept']}; their generated parameters "
+             "forecast their own node's test windows of the source split (never trained on). MAE in the data's "
+             "units; lower is better.", "",
+             "| city | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for city, row in doc["mae"].items():
+        name = "**all (pooled)**" if city == "all" else city
+        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.4g}" for c in columns) + " |")
+    return lines
 
 
 def _save_fits(fits: dict[str, SourceFit], folder: Path) -> None:

@@ -54,6 +54,8 @@ from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.evaluation import ensemble, intervals
 from gpdiff.evaluation.fallbacks import blend_fallback_notes, scaler_notes, unscored_note
 from gpdiff.evaluation.metrics import masked_metrics, node_mae
+from gpdiff.experiment.heldout import DEFAULT_FRACTION as DEFAULT_HOLDOUT
+from gpdiff.experiment.heldout import HeldoutScores, check_fraction, heldout_scores
 from gpdiff.experiment.report import Outcome, RunRecord, write_run_report
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.stages import Run, Stage
@@ -75,7 +77,7 @@ from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptSet
 from gpdiff.utils import distributed
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.utils.io import link_if_same, load_tensors, save_tensors, write_yaml
+from gpdiff.utils.io import link_if_same, load_tensors, read_yaml, save_tensors, write_yaml
 from gpdiff.zoo.params import ParamCollection
 from gpdiff.zoo.sourcefit import SourceFit
 
@@ -486,9 +488,10 @@ def val_forecast(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
 
 def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor], prompts_st: Stage,
                    denoiser: DiffusionModel, timings: dict[str, float], fits: dict[str, SourceFit] | None = None,
-                   zoo: SourceZoo | None = None) -> GPD:
+                   zoo: SourceZoo | None = None, heldout: HeldoutScores | None = None) -> GPD:
     """The pretrained GPD of a run's source stages (:mod:`gpdiff.diffusion.pretrained`), with the source
-    fits ``fits`` of methods that need no zoo and the zoo part ``zoo`` (``None``: without it)."""
+    fits ``fits`` of methods that need no zoo, the zoo part ``zoo`` (``None``: without it) and the model
+    card's held-out scores ``heldout`` (``None``: not measured, as in a run's ``pretrained/``)."""
     from gpdiff.prompts import PromptEncoders
     from gpdiff.utils.hashing import code_fingerprint
     from gpdiff.zoo.anchor import Anchor
@@ -498,10 +501,39 @@ def pretrained_gpd(cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Te
     scores = {"anchor: validation loss on the sources' validation steps (scaled MAE)": round(float(record["val_loss"]), 5),
               "denoiser: final training loss": round(float(denoiser.info.get("final_loss", float("nan"))), 5)}
     card = {"code": code_fingerprint(), "seed": cfg.seed, "wall_time": f"{wall:.0f} s (anchor, zoo, prompts, denoiser)",
-            "scores": scores}
+            "scores": scores, **({"heldout": heldout.to_dict()} if heldout is not None else {})}
     return GPD(cfg.window, cfg.model.architecture(), anchor[1],
                PromptEncoders.load(prompts_st.path / "encoders"), denoiser, cfg.generate,
                [source_record(c, cities.fingerprints[c.name]) for c in cities.sources], card, dict(fits or {}), zoo)
+
+
+def heldout_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage, torch.Tensor],
+                  zoo: tuple[Stage, ParamCollection], prompts: tuple[Stage, PromptSet], side: SourceSide,
+                  fraction: float, progress: bool, log: Log) -> HeldoutScores:
+    """The model card's held-out source-node scores (:func:`gpdiff.experiment.heldout.heldout_scores`); the
+    check denoiser is deleted once scored (``keep_checkpoints`` keeps it)."""
+    import shutil
+
+    data = {n: cities.fingerprints[n] for n in cities.source_names()}
+    reads = {"holdout": fraction, "diffusion": cfg.diffusion, "generate": cfg.generate, "window": cfg.window,
+             "model": cfg.model, "source_split": cfg.source_split, "seed": cfg.seed}
+    with run.stage("heldout", reads, [anchor[0], zoo[0], prompts[0]], data=data, seed=cfg.seed) as st:
+        f = st.path / "scores.yaml"
+        if not st.cached:
+            log(f"[heldout] training a check denoiser without {fraction:.0%} of every source city's nodes, then "
+                "scoring their generated parameters on the sources' test windows")
+            scores = heldout_scores(zoo[1], prompts[1], side.sources, side.model, cfg.diffusion, cfg.generate,
+                                    anchor[1], fraction=fraction, seed=cfg.seed, device=cfg.device,
+                                    workdir=st.path / "denoiser", functional=cfg.diffusion.functional_weight > 0,
+                                    progress=progress)
+            write_yaml(f, scores.to_dict())
+            if not cfg.keep_checkpoints:
+                shutil.rmtree(st.path / "denoiser", ignore_errors=True)
+    scores = HeldoutScores.from_dict(read_yaml(f))
+    pooled = scores.mae["all"]
+    log(f"[heldout] {scores.n_held} held-out source nodes, pooled test MAE: generated {pooled['generated']:.4g}, "
+        f"anchor {pooled['anchor alone']:.4g}, weekly naive {pooled['weekly naive']:.4g}")
+    return scores
 
 
 def pretrained_fits(run: Run, cfg: RunConfig, cities: Cities, side: SourceSide, log: Log
@@ -542,14 +574,17 @@ def save_pretrained(gpd: GPD, path: Path, diffusion_st: Stage) -> Path:
 
 
 def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = None, progress: bool = True,
-                     log: Log = print, with_zoo: bool = False) -> GPD:
+                     log: Log = print, with_zoo: bool = False, holdout: float = DEFAULT_HOLDOUT) -> GPD:
     """Pretrain GPD on ``cfg.sources`` (the stages anchor, zoo, prompts, diffusion and the source fits,
     kept and resumed in ``work``, default ``OUT.stages``) and save it to ``out`` as a pretrained folder,
     with the zoo part when ``with_zoo`` (the zoo methods' inputs; 17-21 MB for the bundled cities).
-    Raises :class:`GpdiffError` before any training for missing or unusable sources."""
+    ``holdout`` > 0: the model card's held-out scores, from a second denoiser trained without that share
+    of every source city's nodes (:mod:`gpdiff.experiment.heldout`; one more denoiser training).
+    Raises :class:`GpdiffError` before any training for missing or unusable sources or a bad ``holdout``."""
     from gpdiff.utils.device import resolve_device
     from gpdiff.zoo.sourcepool import prepare_cities
 
+    check_fraction(holdout)
     if not cfg.sources:
         raise GpdiffError("pretraining needs source cities; pass --sources a,b,... (bundled names or cities in "
                           "--data-dir).")
@@ -572,7 +607,13 @@ def pretrain_sources(cfg: RunConfig, out: str | Path, work: str | Path | None = 
                       None, None, cfg.seed, progress=progress)
     _, fits = pretrained_fits(run, cfg, cities, side, log)
     part = zoo_part(run, cfg, cities, (zoo_st, zoo), (prompts_st, source_prompts), side, log) if with_zoo else None
-    gpd = pretrained_gpd(cfg, cities, anchor, prompts_st, denoiser, run.timings, fits, part)
+    held = None
+    if holdout > 0 and distributed.active():  # the check denoiser would wait for ranks that have stopped
+        log("[heldout] not measured under torchrun; pretrain in one process for the model card's held-out scores")
+    elif holdout > 0:
+        held = heldout_stage(run, cfg, cities, anchor, (zoo_st, zoo), (prompts_st, source_prompts), side, holdout,
+                             progress, log)
+    gpd = pretrained_gpd(cfg, cities, anchor, prompts_st, denoiser, run.timings, fits, part, held)
     save_pretrained(gpd, out, diffusion_st)
     log(f"[pretrain] wrote the pretrained GPD to {out} (sources: {', '.join(cfg.sources)}"
         f"{'; with the zoo' if with_zoo else ''})")
