@@ -9,8 +9,8 @@ import torch
 from gpdiff.data.splits import SourceSplit
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import WindowConfig
-from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.pretrained import heldout_lines
+from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.evaluation.naive import weekly_naive
 from gpdiff.experiment import heldout

@@ -29,11 +29,9 @@ import numpy as np
 import torch
 
 from gpdiff.data.windows import CityData
-from gpdiff.diffusion.sample import GenerateConfig
-from gpdiff.diffusion.train import DiffusionConfig
 from gpdiff.diffusion.functional import FunctionalLoss
-from gpdiff.diffusion.sample import generate
-from gpdiff.diffusion.train import train_denoiser
+from gpdiff.diffusion.sample import GenerateConfig, generate
+from gpdiff.diffusion.train import DiffusionConfig, train_denoiser
 from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.evaluation.naive import seasonal_naive, weekly_naive
 from gpdiff.methods.knn_residual import holdout_rows
