@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--holdout", type=float, default=0.2)
     ap.add_argument("--condition", default="pre_inductive")
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--iters", type=int, default=None)
+    ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--cfg-dropout", type=float, default=None)
     ap.add_argument("--prediction", default=None, help="v_prediction (default), epsilon or sample")
     ap.add_argument("--reference", default=None, help="auto (default), anchor, mean or none")
@@ -95,7 +95,7 @@ def main() -> None:
     zoo = ParamCollection.load(args.zoo)
     prompts = PromptSet.load(args.prompts).select(zoo.keys())
     train, test = holdout_rows(list(zoo.cities), args.holdout, args.seed)
-    cfg = DiffusionConfig.from_preset(args.preset, denoiser={"condition": args.condition}, iters=args.iters,
+    cfg = DiffusionConfig.from_preset(args.preset, denoiser={"condition": args.condition}, max_steps=args.max_steps,
                                       cfg_dropout=args.cfg_dropout, schedule={"prediction_type": args.prediction},
                                       reference=args.reference, standardize=args.standardize, balance=args.balance,
                                       functional_weight=args.functional_weight,
@@ -111,7 +111,7 @@ def main() -> None:
         datas[city_name] = CityData(city, split, history=model.config.history, horizon=model.config.horizon,
                                     n_neighbors=model.config.ego_size - 1, context=model.config.context)
     held = prompts.select([zoo.keys()[i] for i in test.tolist()])
-    train_zoo, train_prompts = zoo.subset(train), prompts.select([zoo.keys()[i] for i in train.tolist()])
+    train_zoo, train_prompts = zoo.take(train), prompts.select([zoo.keys()[i] for i in train.tolist()])
     k, shrink, _ = select(model, train_zoo, train_prompts, list(datas.values()), seed=args.seed)
     knn = initial(train_zoo, train_prompts, held, k, shrink)
     denoiser_zoo = train_zoo

@@ -146,7 +146,7 @@ def run(family: Family, config: DiffusionConfig, sampler: str = "ddim", num_infe
     """Train on the family's training nodes with ``seed`` (reusing a finished run in ``out``), generate for
     the held-out nodes with the same seed, evaluate."""
     t0 = time.time()
-    model = train_denoiser(family.collection.subset(family.train), family.prompts, config, seed=seed, progress=progress,
+    model = train_denoiser(family.collection.take(family.train), family.prompts, config, seed=seed, progress=progress,
                            workdir=out)
     t1 = time.time()
     g = GenerateConfig(sampler, sampling_steps(sampler, model.config.schedule, num_inference_steps), num_samples=1)
@@ -167,7 +167,7 @@ def main() -> None:
     ap.add_argument("--model", default="stid")
     ap.add_argument("--conditions", default="pre_inductive", help="comma list, or 'all'")
     ap.add_argument("--preset", default="small")
-    ap.add_argument("--iters", type=int, default=None)
+    ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--d-model", type=int, default=None)
     ap.add_argument("--layers", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None)
@@ -192,7 +192,7 @@ def main() -> None:
     for cond in conditions:
         cfg = DiffusionConfig.from_preset(args.preset, denoiser={"condition": cond, "d_model": args.d_model,
                                                                  "n_layers": args.layers, "token_dim": args.token_dim},
-                                          schedule={"prediction_type": args.prediction}, iters=args.iters, lr=args.lr,
+                                          schedule={"prediction_type": args.prediction}, max_steps=args.max_steps, lr=args.lr,
                                           batch_size=args.batch_size)
         res = run(family, cfg, args.sampler, args.num_inference_steps if args.sampler != "ddpm" else None, args.seed,
                   progress=True, out=f"{args.out}/{cond}" if args.out else None)

@@ -47,7 +47,7 @@ def scores(cfg) -> dict[str, object]:
     mae = {name: float(masked_metrics(feasible(p, kind), truth, mask).mae_avg) for name, p in (
         ("pooled_linear", pred), ("pooled_linear_blended", blended), ("weekly_naive", weekly_naive(tdata, test)),
         ("seasonal_naive", seasonal_naive(tdata, test)))}
-    return {**mae, "share": share, "weights": blend.describe(names, fitted.weights)}
+    return {**mae, "share": share, "weights": blend.weights_note(names, fitted.weights)}
 
 
 def cell(values: list[float]) -> str:

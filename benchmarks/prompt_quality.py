@@ -41,7 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--zoo", required=True, type=Path, help="zoo folder or zoo.safetensors")
     ap.add_argument("--days", type=float, default=3.0, help="temporal prompt input days")
-    ap.add_argument("--train-steps", type=int, default=None,
+    ap.add_argument("--max-steps", type=int, default=None,
                     help="masked_patch training steps (default: the encoder's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--random-draws", type=int, default=3)
@@ -58,8 +58,8 @@ def main() -> None:
 
     fitted, seconds = {}, {}
     patch_cfg: dict[str, float] = {"days": args.days}
-    if args.train_steps is not None:
-        patch_cfg["train_steps"] = args.train_steps
+    if args.max_steps is not None:
+        patch_cfg["max_steps"] = args.max_steps
     for kind, name, cfg in (("temporal", "masked_patch", patch_cfg), ("temporal", "stats", {"days": args.days}),
                             ("spatial", "graph", {}), ("spatial", "none", {})):
         t0 = time.perf_counter()

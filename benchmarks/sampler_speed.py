@@ -25,15 +25,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=500)
     ap.add_argument("--out", default="runs/sampler_speed")
-    ap.add_argument("--iters", type=int, default=None)
+    ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=1024, help="nodes per sampling batch")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     family = build_family(args.nodes, "stid", seed=0)
-    cfg = DiffusionConfig.from_preset("small", iters=args.iters)
-    model = train_denoiser(family.collection.subset(family.train), family.prompts, cfg, seed=0, workdir=args.out)
+    cfg = DiffusionConfig.from_preset("small", max_steps=args.max_steps)
+    model = train_denoiser(family.collection.take(family.train), family.prompts, cfg, seed=0, workdir=args.out)
     nodes = torch.arange(args.nodes)
     sp, tp = family.prompts.spatial, family.prompts.temporal
 

@@ -77,12 +77,12 @@ TINY = dict(
     anchor={"max_steps": 6, "eval_every": 3, "nodes_per_step": 8, "batch_size": 8, "val_nodes": 16},
     zoo={"max_epochs": 2, "steps_per_epoch": 3, "batch_size": 16},
     prompts={"temporal": "stats"},
-    diffusion={"iters": 30, "batch_size": 16, "warmup": 5, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
+    diffusion={"max_steps": 30, "batch_size": 16, "warmup": 5, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
     generate={"num_inference_steps": 5},
     finetune={"max_epochs": 2, "steps_per_epoch": 2, "batch_size": 8},
     blend={"naive": []},  # each method alone; test_blend_... turns the default blend on
     methods={**{m: {} for m in METHODS}, "knn_residual": {"ks": [1, 2], "shrinkages": [0.0, 0.5]},
-             "reptile": {"meta_steps": 2, "inner_steps": 2}},
+             "reptile": {"max_steps": 2, "inner_steps": 2}},
 )
 
 
@@ -118,7 +118,7 @@ def toy(n: int = 40, seed: int = 0, city: str = "c") -> tuple[ParamCollection, P
 
 def tiny_config(**kw) -> DiffusionConfig:  # type: ignore[no-untyped-def]
     """The small diffusion preset shrunk to seconds; ``kw`` nested like ``DiffusionConfig.to_dict()``."""
-    base = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 20,
+    base = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "max_steps": 20,
             "batch_size": 16, "checkpoint_every": 10}
     return DiffusionConfig.from_dict(merge(base, kw))
 

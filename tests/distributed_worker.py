@@ -21,7 +21,7 @@ from gpdiff.zoo.train import ZooConfig, train_zoo
 
 WINDOW = WindowConfig(n_neighbors=3)
 ZOO = {"init": "shared_random", "steps_per_epoch": 3, "batch_size": 8, "val_windows": 16, "node_chunk": 2}
-DENOISER = {"iters": 30, "checkpoint_every": 10, "batch_size": 4, "warmup": 5,
+DENOISER = {"max_steps": 30, "checkpoint_every": 10, "batch_size": 4, "warmup": 5,
             "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}}
 
 

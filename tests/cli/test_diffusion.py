@@ -31,7 +31,7 @@ def test_cli_pretrain_and_generate(tmp_path: Path) -> None:
     (tmp_path / "d.yaml").write_text("preset: small\ndenoiser:\n  n_heads: 2\n  mlp_ratio: 2.0\nschedule:\n"
                                      "  beta_end: 0.01\nlr: 0.001\n")
     res = runner.invoke(main, ["pretrain", "--zoo", str(tmp_path / "zoo"), "--prompts", str(tmp_path / "prompts"),
-                               "--condition", "adanorm", "--out", str(tmp_path / "d"), "--iters", "5", "--d-model", "32",
+                               "--condition", "adanorm", "--out", str(tmp_path / "d"), "--max-steps", "5", "--d-model", "32",
                                "--layers", "1", "--token-dim", "16", "--num-train-timesteps", "400",
                                "--config", str(tmp_path / "d.yaml"), "--seed", "3", "--device", "cpu", "--quiet"])
     assert res.exit_code == 0, res.output
@@ -39,7 +39,7 @@ def test_cli_pretrain_and_generate(tmp_path: Path) -> None:
     model = DiffusionModel.load(tmp_path / "d", device=CPU)
     c = model.config  # flags over the file over the preset
     assert (c.denoiser.condition, c.denoiser.d_model, c.denoiser.n_heads, c.denoiser.mlp_ratio, c.denoiser.max_tokens,
-            c.schedule.num_train_timesteps, c.schedule.beta_end, c.iters, c.lr) == (
+            c.schedule.num_train_timesteps, c.schedule.beta_end, c.max_steps, c.lr) == (
         "adanorm", 32, 2, 2.0, 64, 400, 0.01, 5, 0.001)
     assert (model.info["seed"], model.info["device"]) == (3, "cpu")
     res = runner.invoke(main, ["generate", "--model", str(tmp_path / "d"), "--prompts", str(tmp_path / "target.safetensors"),

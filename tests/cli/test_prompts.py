@@ -20,12 +20,12 @@ def test_cli_fit_show_encode(tmp_path):
     runner = CliRunner()
     out = tmp_path / "prompts"
     r = runner.invoke(main, ["prompts", "fit", "--cities", f"{tmp_path / 'ca.city'},{tmp_path / 'cb.city'}",
-                             "--out", str(out), "--train-steps", "3", "--days", "2", "--config", str(cfg),
+                             "--out", str(out), "--max-steps", "3", "--days", "2", "--config", str(cfg),
                              "--seed", "2", "--quiet"])
     assert r.exit_code == 0, r.output
     assert (out / "prompts.safetensors").is_file() and (out / "temporal" / "config.yaml").is_file()
     fitted = PromptEncoders.load(out)
-    assert fitted.temporal.name == "masked_patch" and fitted.temporal.config.train_steps == 3
+    assert fitted.temporal.name == "masked_patch" and fitted.temporal.config.max_steps == 3
     assert fitted.temporal.info["seed"] == fitted.spatial.info["seed"] == 2
     r = runner.invoke(main, ["prompts", "show", str(out)])
     assert r.exit_code == 0, r.output
@@ -38,5 +38,5 @@ def test_cli_fit_show_encode(tmp_path):
                              "--temporal", "nope"])
     assert r.exit_code == 2 and "'nope' is not one of 'masked_patch', 'stats'" in r.output
     r = runner.invoke(main, ["prompts", "fit", "--cities", str(tmp_path / "ca.city"), "--out", str(out),
-                             "--temporal", "stats", "--train-steps", "3"])
-    assert r.exit_code == 2 and "--train-steps applies to the masked_patch encoder" in r.output
+                             "--temporal", "stats", "--max-steps", "3"])
+    assert r.exit_code == 2 and "--max-steps applies to the masked_patch encoder" in r.output

@@ -19,15 +19,15 @@ BAD_RUN_SETTINGS = [
                  id="source-twice"),
     pytest.param(["--set", "methods.reptile.meta_stepz=5"], ["methods.reptile.meta_stepz", "known at methods.reptile"],
                  id="method-setting-misspelt"),
-    pytest.param(["--set", "methods.reptile.meta_steps=-5"],
-                 ["methods.reptile.meta_steps must be at least 1, got -5"], id="method-setting-negative"),
+    pytest.param(["--set", "methods.reptile.max_steps=-5"],
+                 ["methods.reptile.max_steps must be at least 1, got -5"], id="method-setting-negative"),
     pytest.param(["--set", "methods.gpd.lr=0.1"], ["method 'gpd' takes no settings"], id="method-without-settings"),
     pytest.param(["--set", "methods.reptile.inner_lr=.nan"], ["inner_lr and meta_lr must be numbers > 0"],
                  id="method-lr-nan"),
     pytest.param(["--set", "methods=5"], ["methods must be a list of method names or a mapping"],
                  id="methods-not-a-list"),
     pytest.param(["--methods", "gpd,gpd"], ["methods list 'gpd' more than once"], id="method-twice"),
-    pytest.param(["--methods", "seasonal_naive", "--set", "methods.reptile.meta_steps=3"],
+    pytest.param(["--methods", "seasonal_naive", "--set", "methods.reptile.max_steps=3"],
                  ["sets a method that --methods leaves out"], id="settings-of-a-method-left-out"),
 ]
 

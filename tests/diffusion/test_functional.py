@@ -75,7 +75,7 @@ def test_rows_must_name_the_data(setup) -> None:  # type: ignore[no-untyped-def]
 
 
 def _config(**kw) -> DiffusionConfig:  # type: ignore[no-untyped-def]
-    base = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}, "iters": 12, "batch_size": 6,
+    base = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}, "max_steps": 12, "batch_size": 6,
             "checkpoint_every": 100}
     return DiffusionConfig.from_dict(merge(base, kw))
 
@@ -149,7 +149,7 @@ def test_cli_pretrain_with_the_functional_loss(setup, two_source_cities, tmp_pat
         write_city_folder(city, tmp_path / "data" / city.name)
         paths.append(str(tmp_path / "data" / city.name))
     args = ["pretrain", "--zoo", str(tmp_path / "zoo"), "--prompts", str(tmp_path / "prompts.safetensors"),
-            "--iters", "4", "--d-model", "32", "--layers", "1", "--heads", "2", "--batch-size", "4",
+            "--max-steps", "4", "--d-model", "32", "--layers", "1", "--heads", "2", "--batch-size", "4",
             "--functional-weight", "0.5", "--functional-windows", "2", "--device", "cpu", "--quiet"]
     res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "d"), "--cities", ",".join(paths)])
     assert res.exit_code == 0, res.output
@@ -161,7 +161,7 @@ def test_cli_pretrain_with_the_functional_loss(setup, two_source_cities, tmp_pat
 def test_the_functional_term_reaches_the_denoiser(setup) -> None:  # type: ignore[no-untyped-def]
     """Backpropagating the functional term alone gives every denoiser layer on its path a gradient."""
     _, _, zoo, spatial, temporal, functional = setup
-    model = fit(zoo, spatial, temporal, _config(iters=1), progress=False, device="cpu")
+    model = fit(zoo, spatial, temporal, _config(max_steps=1), progress=False, device="cpu")
     assert model is not None
     schedule = NoiseSchedule(model.config.schedule)
     g = torch.Generator().manual_seed(0)

@@ -21,10 +21,10 @@ CPU = "cpu"  # every training run here: the tensors are tiny
 
 def test_classifier_free_guidance(tmp_path: Path) -> None:
     zoo, prompts = toy()
-    plain = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(iters=5), progress=False, device=CPU)
+    plain = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(max_steps=5), progress=False, device=CPU)
     with pytest.raises(GpdiffError, match="without prompt dropout.*--guidance-scale 1.*--cfg-dropout"):
         generate(plain, prompts, GenerateConfig(guidance_scale=2.0))
-    model = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(iters=5, cfg_dropout=0.3), progress=False,
+    model = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(max_steps=5, cfg_dropout=0.3), progress=False,
                 device=CPU)
     a = generate_tensors(model, prompts.spatial[:4], prompts.temporal[:4], "ddim", 5, guidance_scale=1.0)
     b = generate_tensors(model, prompts.spatial[:4], prompts.temporal[:4], "ddim", 5, guidance_scale=3.0)

@@ -60,17 +60,17 @@ def test_nested_config_from_preset_and_overrides() -> None:
     small = DiffusionConfig()
     assert DiffusionConfig.from_dict({}) == DiffusionConfig.from_preset("small") == small
     assert (small.denoiser.d_model, small.denoiser.n_layers, small.denoiser.n_heads, small.denoiser.max_tokens,
-            small.schedule.num_train_timesteps, small.iters, small.batch_size, small.lr, small.warmup) == (
+            small.schedule.num_train_timesteps, small.max_steps, small.batch_size, small.lr, small.warmup) == (
         128, 4, 4, 64, 500, 400, 64, 5e-3, 50)
     cfg = DiffusionConfig.from_dict({"preset": "paper", "denoiser": {"d_model": 256, "condition": "adanorm"},
                                      "schedule": {"prediction_type": "epsilon"}, "lr": 1e-3})
     assert cfg.preset == "paper" and isinstance(cfg.denoiser, DenoiserConfig)
     assert (cfg.denoiser.d_model, cfg.denoiser.n_heads, cfg.denoiser.max_tokens, cfg.denoiser.condition) == (
         256, 8, 256, "adanorm")  # the override, and the preset's other denoiser sizes
-    assert (cfg.schedule.prediction_type, cfg.schedule.num_train_timesteps, cfg.iters, cfg.lr) == (
+    assert (cfg.schedule.prediction_type, cfg.schedule.num_train_timesteps, cfg.max_steps, cfg.lr) == (
         "epsilon", 500, 80_000, 1e-3)
     assert DiffusionConfig.from_dict(cfg.to_dict()) == cfg and cfg.to_dict()["denoiser"]["d_model"] == 256
-    assert DiffusionConfig.from_preset("paper", denoiser={"d_model": None, "n_layers": 2}, iters=None) == (
+    assert DiffusionConfig.from_preset("paper", denoiser={"d_model": None, "n_layers": 2}, max_steps=None) == (
         DiffusionConfig.from_dict({"preset": "paper", "denoiser": {"n_layers": 2}}))  # None: not set
     assert set(PRESETS) == {"small", "paper"} and not {"seed", "device"} & set(cfg.to_dict())
     with pytest.raises(GpdiffError, match=r"unknown diffusion config field\(s\) \['denoiser.d_modle'\]"):
@@ -173,7 +173,7 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     other = PromptSet(prompts.spatial[:30], prompts.temporal[:30], [f"x{i}" for i in range(30)], ["c"] * 30)
     with pytest.raises(GpdiffError, match=r"40 of 40 zoo nodes have no prompt \(e\.g\. c/n0, c/n1"):
         train_denoiser(zoo, other, tiny_config(), progress=False, device=CPU)
-    model = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(iters=2), progress=False, device=CPU)
+    model = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(max_steps=2), progress=False, device=CPU)
     with pytest.raises(GpdiffError, match="spatial 4 / temporal 7.*trained on spatial 5 / temporal 7"):
         generate_tensors(model, torch.zeros(3, 4), torch.zeros(3, 7))
     model.check_base("toy", {"preset": "small"}, SPEC)
@@ -187,7 +187,7 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
         DiffusionModel.load(tmp_path)
     # a folder whose weights come from another preset
     model.save(tmp_path / "m")
-    big = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(iters=1, denoiser={"d_model": 64}), progress=False,
+    big = fit(zoo, prompts.spatial, prompts.temporal, tiny_config(max_steps=1, denoiser={"d_model": 64}), progress=False,
               device=CPU)
     big.save(tmp_path / "big")
     (tmp_path / "big" / "ema.safetensors").replace(tmp_path / "m" / "ema.safetensors")
@@ -208,9 +208,9 @@ def test_learns_the_synthetic_prompt_to_parameter_mapping() -> None:
     much closer than parameters generated from shuffled prompts, and forecast like the true ones."""
     bench = _benchmark_module()
     family = bench.build_family(n_nodes=200, model_name="stid", seed=0, pooled_steps=100)
-    cfg = DiffusionConfig.from_preset("small", denoiser={"d_model": 64, "n_layers": 2, "token_dim": 256}, iters=300,
+    cfg = DiffusionConfig.from_preset("small", denoiser={"d_model": 64, "n_layers": 2, "token_dim": 256}, max_steps=300,
                                       batch_size=32, lr=1e-2)
-    model = train_denoiser(family.collection.subset(family.train), family.prompts, cfg, progress=False, device=CPU)
+    model = train_denoiser(family.collection.take(family.train), family.prompts, cfg, progress=False, device=CPU)
     true = family.collection.params[family.test]
     mean = family.collection.params[family.train].mean(0, keepdim=True).expand_as(true)
     sp, tp = family.prompts.spatial[family.test], family.prompts.temporal[family.test]
@@ -232,7 +232,7 @@ def test_the_denoiser_trains_on_every_member() -> None:
     g = torch.Generator().manual_seed(3)
     members = zoo.params.unsqueeze(1) + 0.01 * torch.randn(len(zoo), 2, zoo.params.shape[1], generator=g)
     several = replace(zoo, members=members)
-    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 3, "batch_size": 8}
+    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "max_steps": 3, "batch_size": 8}
     model = train_denoiser(several, prompts, DiffusionConfig.from_dict(tiny), progress=False, device="cpu")
     assert model.info["n_nodes"] == 3 * len(zoo)
     assert model.info["fingerprint"] != train_denoiser(zoo, prompts, DiffusionConfig.from_dict(tiny), progress=False,
@@ -241,7 +241,7 @@ def test_the_denoiser_trains_on_every_member() -> None:
 
 def test_residual_generation_a_zero_sample_is_the_anchor(tmp_path: Path) -> None:
     zoo, prompts = _anchored_toy()
-    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 5, "batch_size": 8}
+    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "max_steps": 5, "batch_size": 8}
     for standardize in Standardizer.PER:
         cfg = DiffusionConfig.from_dict({**tiny, "standardize": standardize})
         model = train_denoiser(zoo, prompts, cfg, progress=False, device="cpu")
@@ -264,20 +264,20 @@ def test_residual_generation_a_zero_sample_is_the_anchor(tmp_path: Path) -> None
                  progress=False, device="cpu")
 
 
-def test_subset_generation_makes_only_the_changed_tensors(tmp_path: Path) -> None:
+def test_tensors_auto_generates_only_the_changed_tensors(tmp_path: Path) -> None:
     from gpdiff.diffusion import generate
-    from gpdiff.diffusion.train import DiffusionModel, subset_columns
+    from gpdiff.diffusion.train import DiffusionModel, tensor_columns
 
     zoo, prompts = _anchored_toy()
     names = [s.name for s in zoo.spec]
-    frozen = subset_columns(zoo.spec, names[:-1])
+    frozen = tensor_columns(zoo.spec, names[:-1])
     params = zoo.params.clone()
     params[:, frozen] = zoo.anchor[frozen]  # only the last tensor differs from the anchor
     zoo = replace(zoo, params=params)
-    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "iters": 5, "batch_size": 8}
+    tiny = {"denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2, "token_dim": 16}, "max_steps": 5, "batch_size": 8}
     model = train_denoiser(zoo, prompts, DiffusionConfig.from_dict(tiny), workdir=tmp_path / "d", progress=False, device="cpu")
     assert model.generated == names[-1:] and model.tokenizer.n_params == zoo.spec[-1].numel
-    every = train_denoiser(zoo, prompts, DiffusionConfig.from_dict({**tiny, "subset": "all"}), progress=False, device="cpu")
+    every = train_denoiser(zoo, prompts, DiffusionConfig.from_dict({**tiny, "tensors": "all"}), progress=False, device="cpu")
     assert every.generated == names and every.shape.n_tokens > model.shape.n_tokens
     torch.testing.assert_close(model.decode(model.encode(zoo.params)), zoo.params, atol=1e-5, rtol=0)
     loaded = DiffusionModel.load(tmp_path / "d", "cpu")

@@ -4,7 +4,7 @@ blend stage of a run."""
 import numpy as np
 import pytest
 
-from gpdiff.evaluation.blend import BlendConfig, apply_weights, describe, fit_weights, simplex_grid
+from gpdiff.evaluation.blend import BlendConfig, apply_weights, fit_weights, simplex_grid, weights_note
 from gpdiff.utils.errors import GpdiffError
 
 
@@ -63,6 +63,6 @@ def test_fit_and_config_errors_name_the_problem():
     assert BlendConfig(naive="weekly_naive, seasonal_naive").naive == ["weekly_naive", "seasonal_naive"]
 
 
-def test_describe_lists_every_step_weight():
-    line = describe(["weekly_naive", "seasonal_naive"], np.array([[0.5, 0.25], [0.6, 0.0]]))
+def test_weights_note_lists_every_step_weight():
+    line = weights_note(["weekly_naive", "seasonal_naive"], np.array([[0.5, 0.25], [0.6, 0.0]]))
     assert line == "weekly_naive 0.50/0.60; seasonal_naive 0.25/0.00"

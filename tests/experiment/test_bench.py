@@ -21,7 +21,7 @@ BASE = {
     "window": {"history": 12, "horizon": 3, "n_neighbors": 3},
     "zoo": {"max_epochs": 1, "steps_per_epoch": 2, "batch_size": 8},
     "prompts": {"temporal": "stats"},
-    "diffusion": {"iters": 10, "batch_size": 8, "warmup": 2, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
+    "diffusion": {"max_steps": 10, "batch_size": 8, "warmup": 2, "denoiser": {"d_model": 32, "n_layers": 1, "n_heads": 2}},
     "finetune": {"max_epochs": 1, "steps_per_epoch": 1, "batch_size": 8},
     "methods": METHODS,
 }

@@ -211,7 +211,7 @@ def test_stages_of_an_older_version_are_reused_and_a_missing_raw_denoiser_recomp
 
 @pytest.mark.parametrize("change,first", [
     ({"finetune__lr": 0.001}, "methods/target_only"),
-    ({"methods__reptile__meta_steps": 3}, "methods/reptile"),
+    ({"methods__reptile__max_steps": 3}, "methods/reptile"),
     ({"generate__num_inference_steps": 4}, "generate"),
     ({"diffusion__iters": 31}, "diffusion"),
     ({"prompts__spatial": "none"}, "prompts"),
@@ -370,7 +370,7 @@ def test_paper_configs_run_on_files_of_the_published_layout(tmp_path, config, ci
                  "methods": ["historical_average", "gpd_zero_shot"], "generate": {"num_inference_steps": 3},
                  "zoo": {"max_epochs": 1, "steps_per_epoch": 1, "batch_size": 4},
                  "prompts": {"temporal": "stats"},
-                 "diffusion": {"iters": 2, "batch_size": 4}}
+                 "diffusion": {"max_steps": 2, "batch_size": 4}}
     cfg = RunConfig.from_yaml(CONFIGS / config, overrides)
     assert cfg.model.preset == "paper" and cfg.diffusion.preset == "paper"
     assert (cfg.window.history, cfg.window.horizon) == (12, 6) and cfg.diffusion.denoiser.d_model == 512

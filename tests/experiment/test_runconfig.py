@@ -40,10 +40,10 @@ INVALID: dict[str, list[object]] = {
     "model.residual": ["daily"],
     "zoo.members": [0], "zoo.member_noise": [-0.01],
     "prompts.temporal": ["fourier"], "prompts.spatial": ["road"],
-    "diffusion.preset": ["large"], "diffusion.iters": [0], "diffusion.batch_size": [0], "diffusion.lr": [0, -1],
+    "diffusion.preset": ["large"], "diffusion.max_steps": [0], "diffusion.batch_size": [0], "diffusion.lr": [0, -1],
     "diffusion.weight_decay": [-0.01], "diffusion.warmup": [-1], "diffusion.grad_clip": [0, -1],
     "diffusion.ema_decay": [-0.1, 1.5], "diffusion.cfg_dropout": [-0.1, 1], "diffusion.reference": ["median"],
-    "diffusion.standardize": ["global"], "diffusion.balance": ["even"], "diffusion.subset": ["some"],
+    "diffusion.standardize": ["global"], "diffusion.balance": ["even"], "diffusion.tensors": ["some"],
     "diffusion.functional_weight": [-1], "diffusion.functional_windows": [0], "diffusion.checkpoint_every": [0],
     "diffusion.denoiser.d_model": [0, 130], "diffusion.denoiser.n_layers": [0], "diffusion.denoiser.n_heads": [0, 3],
     "diffusion.denoiser.mlp_ratio": [0, -1], "diffusion.denoiser.dropout": [-0.1, 1],
@@ -60,12 +60,12 @@ INVALID: dict[str, list[object]] = {
     "methods.pooled_linear.alpha": [-1, float("inf")], "methods.pooled_linear.windows_per_city": [0],
     "methods.knn_residual.ks": [[], [0]], "methods.knn_residual.shrinkages": [[], [-0.5]],
     "methods.knn_residual.holdout": [0, 1], "methods.knn_residual.val_windows": [0],
-    "methods.reptile.meta_steps": [0], "methods.reptile.nodes_per_step": [0], "methods.reptile.inner_steps": [0],
+    "methods.reptile.max_steps": [0], "methods.reptile.nodes_per_step": [0], "methods.reptile.inner_steps": [0],
     "methods.reptile.inner_lr": [0, float("inf")], "methods.reptile.batch_size": [0], "methods.reptile.meta_lr": [0],
     "methods.reptile.balance": ["even"],
     **{f"prompts.temporal:masked_patch.{k}": v for k, v in {
         "days": [0], "patch_minutes": [0, 7], "patch_points": [0, 7], "d_model": [0, 66], "n_layers": [0],
-        "n_heads": [0, 3], "ff_dim": [0], "mask_ratio": [0, 1], "train_steps": [0], "batch_size": [0], "lr": [0],
+        "n_heads": [0, 3], "ff_dim": [0], "mask_ratio": [0, 1], "max_steps": [0], "batch_size": [0], "lr": [0],
         "weight_decay": [-1], "warmup": [-1], "min_train_patches": [0], "short_fraction": [-0.1, 1.1],
         "min_coverage": [0, 1.5], "threads": [-1]}.items()},
     "prompts.temporal:stats.days": [0, -1], "prompts.temporal:stats.min_coverage": [0, 2],
@@ -244,12 +244,12 @@ def test_config_tree_round_trips_and_takes_dotted_overrides(tmp_path):
     assert cfg == RunConfig(sources=["nyc-taxi", "montevideo-bus", "hangzhou-metro"])  # the defaults, spelled out
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
     over = RunConfig.from_yaml(CONFIGS / "default.yaml", assignments=[
-        "zoo.lr=1e-3", "window.history=24", "methods.reptile.meta_steps=7", "diffusion.denoiser.d_model=64",
+        "zoo.lr=1e-3", "window.history=24", "methods.reptile.max_steps=7", "diffusion.denoiser.d_model=64",
         "sources=[a, b]"])
-    assert over.zoo.lr == 0.001 and over.window.history == 24 and over.methods["reptile"] == {"meta_steps": 7}
+    assert over.zoo.lr == 0.001 and over.window.history == 24 and over.methods["reptile"] == {"max_steps": 7}
     assert over.diffusion.denoiser.d_model == 64 and over.diffusion.denoiser.n_layers == 4 and over.sources == ["a", "b"]
-    paper = RunConfig.from_dict({"diffusion": {"preset": "paper", "iters": 10}})
-    assert paper.diffusion.denoiser.d_model == 512 and paper.diffusion.iters == 10
+    paper = RunConfig.from_dict({"diffusion": {"preset": "paper", "max_steps": 10}})
+    assert paper.diffusion.denoiser.d_model == 512 and paper.diffusion.max_steps == 10
     with pytest.raises(GpdiffError, match="must be an int"):
         RunConfig.from_yaml(None, assignments=["window.history=long"])
     with pytest.raises(GpdiffError, match="dotted.path=value"):

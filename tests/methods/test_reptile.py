@@ -15,7 +15,7 @@ def test_without_inner_learning_the_start_is_the_zoos_shared_init(method_parts, 
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     model, _, _, _, target = method_parts
     seen = recording_finetune(monkeypatch, reptile)
-    options = {"meta_steps": 2, "nodes_per_step": 4, "inner_steps": 1, "inner_lr": 1e-30, "batch_size": 4}
+    options = {"max_steps": 2, "nodes_per_step": 4, "inner_steps": 1, "inner_lr": 1e-30, "batch_size": 4}
     result = reptile.run(make_context(options=options))
     start = shared_init(model, ZOO_SEED)  # the zoo's seed (3), not the run's (0)
     assert not torch.equal(start, shared_init(model, 0))
@@ -36,7 +36,7 @@ def test_each_meta_step_moves_towards_the_mean_of_the_adapted_nodes(method_parts
         phi.copy_(phi + torch.arange(phi.shape[0], dtype=phi.dtype).unsqueeze(1))
 
     monkeypatch.setattr(reptile, "adam_update", adam_update)
-    cfg = reptile.ReptileConfig(meta_steps=2, nodes_per_step=4, inner_steps=1, batch_size=4, meta_lr=1.0)
+    cfg = reptile.ReptileConfig(max_steps=2, nodes_per_step=4, inner_steps=1, batch_size=4, meta_lr=1.0)
     theta = reptile.meta_learn(make_context().source_side(), cfg)
     assert len(drawn) == 2 and drawn[0] == drawn[1] >= 2
     expected = shared_init(model, ZOO_SEED) + 1.5 * (drawn[0] - 1) / 2

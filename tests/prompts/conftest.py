@@ -9,7 +9,7 @@ from gpdiff.data import City
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.prompts import PromptEncoders, PromptsConfig, fit_prompts
 
-TINY_MASKED_PATCH = {"train_steps": 12, "d_model": 16, "n_heads": 2, "ff_dim": 32, "batch_size": 16, "days": 2}
+TINY_MASKED_PATCH = {"max_steps": 12, "d_model": 16, "n_heads": 2, "ff_dim": 32, "batch_size": 16, "days": 2}
 
 
 def city_with(city: City, **kw) -> City:

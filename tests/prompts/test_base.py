@@ -103,7 +103,7 @@ def test_fit_is_deterministic(cities, encoders):
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert encoders.temporal.info["final_loss"] == again.temporal.info["final_loss"]
     assert other.temporal.info["seed"] == other.spatial.info["seed"] == 1
-    assert other.temporal.info["train_steps"] == TINY_MASKED_PATCH["train_steps"]
+    assert other.temporal.info["max_steps"] == TINY_MASKED_PATCH["max_steps"]
     with pytest.raises(GpdiffError, match="one .*segment per city"):
         GraphEncoder().fit(cities, segs[:1])
 

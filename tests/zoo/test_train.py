@@ -179,7 +179,7 @@ def test_several_members_per_node_from_perturbed_anchors(cities, tmp_path: Path)
     rows = loaded.all_members()
     assert rows.params.shape == (3 * n, p) and rows.keys() == loaded.keys() * 3 and rows.members is None
     assert torch.equal(rows.params[n:2 * n], zoo.members[:, 0]) and torch.equal(rows.params[2 * n:], zoo.members[:, 1])
-    picked = loaded.subset([4, 1])
+    picked = loaded.take([4, 1])
     assert torch.equal(picked.members, zoo.members[[4, 1]])
     assert picked.node_ids == [loaded.node_ids[4], loaded.node_ids[1]]
     with pytest.raises(GpdiffError, match=r"expected \[11, M - 1, "):

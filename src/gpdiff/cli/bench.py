@@ -27,7 +27,7 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
     Every experiment x seed is one `gpdiff run`; runs share one stage cache, so a stage with the same
     key is computed once. Rerunning resumes. See configs/bench/ for the bundled suites.
     """
-    from gpdiff.experiment.bench import check_data, describe, find_suite, finished, load_suite, run_suite
+    from gpdiff.experiment.bench import check_data, find_suite, finished, load_suite, plan_lines, run_suite
     from gpdiff.experiment.scoreboard import write_scoreboard
     from gpdiff.utils.errors import GpdiffError
 
@@ -44,7 +44,7 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
     if dry_run:
         check_data(parsed)
         click.echo(f"{path}: {len(parsed.experiments)} run(s) into {out}")
-        for line in describe(parsed):
+        for line in plan_lines(parsed):
             click.echo(f"  {line}")
         return
     import sys

@@ -12,7 +12,7 @@ from gpdiff.cli import progress_bars
 from gpdiff.diffusion.conditioning import CONDITIONING
 from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.schedule import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
-from gpdiff.diffusion.train import PRESETS, REFERENCES, SUBSETS, DiffusionConfig
+from gpdiff.diffusion.train import PRESETS, REFERENCES, TENSOR_CHOICES, DiffusionConfig
 from gpdiff.experiment.heldout import DEFAULT_FRACTION as DEFAULT_HOLDOUT
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.params import Standardizer
@@ -37,7 +37,7 @@ def _load_prompts(path: str) -> Any:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="With --sources: the folder holding your cities (as for gpdiff run).")
 @click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",
-              help="With --sources: override a run-config setting, e.g. --set diffusion.iters=1000 (repeatable).")
+              help="With --sources: override a run-config setting, e.g. --set diffusion.max_steps=1000 (repeatable).")
 @click.option("--zoo", "zoo_path", type=click.Path(exists=True),
               help="Zoo folder (or parameter collection file) from `gpdiff zoo train`.")
 @click.option("--prompts", "prompts_path", type=click.Path(exists=True),
@@ -49,7 +49,7 @@ def _load_prompts(path: str) -> Any:
               help="Denoiser sizes: small (CPU, default) or paper (d_model 512, 80k iterations).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML file of DiffusionConfig fields (nested: denoiser:, schedule:); flags override it.")
-@click.option("--iters", type=int, default=None, help="Training iterations.")
+@click.option("--max-steps", type=int, default=None, help=f"Training steps [{_D.max_steps}].")
 @click.option("--num-train-timesteps", type=int, default=None, help=f"Diffusion steps of the forward process [{_D.schedule.num_train_timesteps}].")
 @click.option("--d-model", type=int, default=None, help="Transformer width.")
 @click.option("--layers", "n_layers", type=int, default=None, help="Transformer blocks.")
@@ -71,8 +71,8 @@ def _load_prompts(path: str) -> Any:
               help=f"Standardise parameters per coordinate or per tensor [{_D.standardize}].")
 @click.option("--balance", type=click.Choice(BALANCES), default=None,
               help=f"Training batches: every city equally often, or every node [{_D.balance}].")
-@click.option("--subset", type=click.Choice(SUBSETS), default=None,
-              help=f"auto: generate only the tensors the zoo's members changed (zoo.trainable); all [{_D.subset}].")
+@click.option("--tensors", type=click.Choice(TENSOR_CHOICES), default=None,
+              help=f"auto: generate only the tensors the zoo's members changed (zoo.trainable); all [{_D.tensors}].")
 @click.option("--functional-weight", type=float, default=None,
               help="> 0 adds the functional loss: the denoiser's clean-sample estimate, loaded into the base model, "
                    f"scored on its node's training windows (reads the zoo's cities) [{_D.functional_weight:g}].")
@@ -91,10 +91,10 @@ def _load_prompts(path: str) -> Any:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, ...], zoo_path: str | None,
              prompts_path: str | None, out: str, condition: str | None, preset: str | None,
-             config_path: str | None, iters: int | None, num_train_timesteps: int | None, d_model: int | None,
+             config_path: str | None, max_steps: int | None, num_train_timesteps: int | None, d_model: int | None,
              n_layers: int | None, n_heads: int | None, token_dim: int | None, batch_size: int | None,
              lr: float | None, prediction: str | None, schedule: str | None, cfg_dropout: float | None,
-             reference: str | None, standardize: str | None, balance: str | None, subset: str | None,
+             reference: str | None, standardize: str | None, balance: str | None, tensors: str | None,
              functional_weight: float | None, functional_windows: int | None, city_names: str | None, seed: int,
              device: str, with_zoo: bool, holdout: float | None, quiet: bool) -> None:
     """Train the diffusion model that generates a node's parameters from its prompts.
@@ -117,8 +117,8 @@ def pretrain(sources: str | None, data_dir: str | None, assignments: tuple[str, 
                           "token_dim": token_dim},
              "schedule": {"num_train_timesteps": num_train_timesteps, "prediction_type": prediction,
                           "beta_schedule": SCHEDULE_ALIASES.get(schedule or "", schedule)},
-             "iters": iters, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout, "reference": reference,
-             "standardize": standardize, "balance": balance, "subset": subset,
+             "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "cfg_dropout": cfg_dropout, "reference": reference,
+             "standardize": standardize, "balance": balance, "tensors": tensors,
              "functional_weight": functional_weight, "functional_windows": functional_windows}
     config = _denoiser_config(config_path, preset, flags)
     zoo = ParamCollection.load(zoo_path)

@@ -33,9 +33,9 @@ def _split_names(cities: str) -> list[str]:
               help="Spatial encoder.")
 @click.option("--days", type=float, default=TEMPORAL_ENCODERS["masked_patch"].config_class.days, show_default=True,
               help="Input length of the temporal prompt: a node's most recent DAYS days.")
-@click.option("--train-steps", type=int, default=None,
+@click.option("--max-steps", type=int, default=None,
               help=f"Training steps of the masked_patch encoder (default "
-                   f"{TEMPORAL_ENCODERS['masked_patch'].config_class.train_steps}).")
+                   f"{TEMPORAL_ENCODERS['masked_patch'].config_class.max_steps}).")
 @click.option("--spatial-dim", type=int, default=None,
               help="Project graph prompts to this width (default: the standardised features, ~21 columns).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
@@ -48,7 +48,7 @@ def _split_names(cities: str) -> list[str]:
               help="Test fraction (source_split.test).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar.")
-def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, train_steps: int | None,
+def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, max_steps: int | None,
         spatial_dim: int | None, config_file: Path | None, train_frac: float, val_frac: float, test_frac: float,
         seed: int, quiet: bool) -> None:
     """Fit the encoders on the cities' training periods; write them and every node's prompts."""
@@ -61,10 +61,10 @@ def fit(cities: str, out_dir: Path, temporal: str, spatial: str, days: float, tr
     tcfg = dict(doc.get("temporal_config") or {})
     scfg = dict(doc.get("spatial_config") or {})
     tcfg["days"] = days
-    if train_steps is not None:
-        if "train_steps" not in field_names(TEMPORAL_ENCODERS[temporal].config_class):
-            raise click.UsageError(f"--train-steps applies to the masked_patch encoder, not {temporal!r}.")
-        tcfg["train_steps"] = train_steps
+    if max_steps is not None:
+        if "max_steps" not in field_names(TEMPORAL_ENCODERS[temporal].config_class):
+            raise click.UsageError(f"--max-steps applies to the masked_patch encoder, not {temporal!r}.")
+        tcfg["max_steps"] = max_steps
     if spatial_dim is not None:
         scfg["dim"] = spatial_dim
     names = _split_names(cities)

@@ -25,7 +25,7 @@ def _names(registry: dict[str, Any]) -> str:
               help="YAML run config (see configs/); flags and --set override it.")
 @click.option("--set", "assignments", multiple=True, metavar="PATH=VALUE",
               help="Override any setting of the config tree, e.g. --set zoo.lr=0.005 "
-                   "--set methods.reptile.meta_steps=50 (repeatable; values are read as YAML).")
+                   "--set methods.reptile.max_steps=50 (repeatable; values are read as YAML).")
 @config_option("--target", path="target", help="Target city (bundled name, or a city in --data-dir)")
 @config_option("--sources", path="sources", help="Comma-separated source cities",
                default_text="the other bundled flow cities, or every other city in --data-dir")

@@ -274,7 +274,7 @@ class GPD:
             f"history {w.history} -> horizon {w.horizon} steps, {w.n_neighbors} graph neighbours",
             f"- prompts: temporal `{self.encoders.temporal.name}`, spatial `{self.encoders.spatial.name}`",
             f"- denoiser: `{self.denoiser.config.denoiser.condition}`, d_model {self.denoiser.config.denoiser.d_model}, "
-            f"{self.denoiser.config.denoiser.n_layers} layers, {self.denoiser.config.iters} iterations",
+            f"{self.denoiser.config.denoiser.n_layers} layers, {self.denoiser.config.max_steps} training steps",
             f"- generation: {g.sampler}, {g.num_inference_steps} steps, guidance {g.guidance_scale}, "
             f"mean of {g.num_samples} samples",
             f"- seed {self.card.get('seed', '?')}; pre-training wall time {self.card.get('wall_time', '?')}", "",

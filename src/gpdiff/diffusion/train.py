@@ -39,7 +39,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers.training_utils import EMAModel
@@ -77,13 +77,13 @@ from gpdiff.zoo.sourcepool import BALANCES, row_weights
 # Sizes per preset, nested like DiffusionConfig.to_dict(); every other field keeps its dataclass default.
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {"denoiser": {"d_model": 128, "n_layers": 4, "n_heads": 4, "max_tokens": 64},
-              "schedule": {"num_train_timesteps": 500}, "iters": 400, "batch_size": 64, "lr": 5e-3, "warmup": 50},
+              "schedule": {"num_train_timesteps": 500}, "max_steps": 400, "batch_size": 64, "lr": 5e-3, "warmup": 50},
     "paper": {"denoiser": {"d_model": 512, "n_layers": 4, "n_heads": 8, "max_tokens": 256},
-              "schedule": {"num_train_timesteps": 500}, "iters": 80_000, "batch_size": 64, "lr": 2e-4, "warmup": 1000},
+              "schedule": {"num_train_timesteps": 500}, "max_steps": 80_000, "batch_size": 64, "lr": 2e-4, "warmup": 1000},
 }
 FORMAT = "gpdiff.diffusion"
 REFERENCES = ("auto", "anchor", "mean", "none")
-SUBSETS = ("auto", "all")
+TENSOR_CHOICES = ("auto", "all")  # DiffusionConfig.tensors
 
 
 def _preset(name: str) -> dict[str, Any]:
@@ -99,10 +99,11 @@ class DiffusionConfig:
     ``preset`` records which preset :meth:`from_dict` started from; the fields hold the values used.
     """
 
+    RENAMED: ClassVar[dict[str, str]] = {"iters": "max_steps", "subset": "tensors"}  # gpdiff 0.1.0 before issue 26
     preset: str = "small"
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # paper: linear betas 1e-5..0.02, 500 steps, v
-    iters: int = 400  # the small preset's, for the default run's time; 1000 generates better parameters for
+    max_steps: int = 400  # the small preset's, for the default run's time; 1000 generates better parameters for
     # held-out source nodes, but GPD fine-tuned on the loco targets measured no better (BENCHMARKS.md)
     batch_size: int = 64
     lr: float = 5e-3
@@ -115,8 +116,8 @@ class DiffusionConfig:
     # zoo's anchor when it has one (anchored zoo: residual generation, a zero sample is the anchor), else its mean
     standardize: str = "coordinate"  # coordinate or tensor (gpdiff.zoo.params.Standardizer; BENCHMARKS.md)
     balance: str = "city"  # training batches: every source city equally often (city) or every node (proportional)
-    subset: str = "auto"  # auto: generate only the tensors some zoo member changed (zoo.trainable), the rest is
-    # the reference; all: every tensor
+    tensors: str = "auto"  # which tensors are generated; auto: only those some zoo member changed (zoo.trainable),
+    # the rest is the reference; all: every tensor
     functional_weight: float = 0.0  # > 0 adds the functional loss (gpdiff.diffusion.functional): the clean-sample
     # estimate, loaded into the base model, scored on its node's training windows; needs the source data
     functional_windows: int = 8  # training windows per node and iteration for the functional loss
@@ -132,8 +133,8 @@ class DiffusionConfig:
             raise unknown_name("diffusion.standardize", self.standardize, Standardizer.PER)
         if self.balance not in BALANCES:
             raise unknown_name("diffusion.balance", self.balance, BALANCES)
-        if self.subset not in SUBSETS:
-            raise unknown_name("diffusion.subset", self.subset, SUBSETS)
+        if self.tensors not in TENSOR_CHOICES:
+            raise unknown_name("diffusion.tensors", self.tensors, TENSOR_CHOICES)
         if self.functional_weight < 0:
             raise GpdiffError(f"functional_weight must be >= 0, got {self.functional_weight}.")
         if self.functional_weight > 0 and self.schedule.prediction_type == "epsilon":
@@ -142,15 +143,17 @@ class DiffusionConfig:
                               "schedule.prediction_type, or functional_weight to 0.")
         if not 0.0 <= self.ema_decay <= 1.0:
             raise GpdiffError(f"ema_decay must be in [0, 1], got {self.ema_decay}.")
-        require_at_least_one(self, ("iters", "batch_size", "checkpoint_every", "functional_windows"))
+        require_at_least_one(self, ("max_steps", "batch_size", "checkpoint_every", "functional_windows"))
         require_range(self, ("lr", "grad_clip"), "diffusion.", above=0)
         require_range(self, ("weight_decay", "warmup"), "diffusion.", at_least=0)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None = None, where: str = "") -> DiffusionConfig:
+    def from_dict(cls, data: Mapping[str, Any] | None = None, where: str = "", upgrade: bool = False
+                  ) -> DiffusionConfig:
         """The preset ``data["preset"]`` (default ``small``) deep-merged with ``data`` (nested like
-        :meth:`to_dict`); unknown keys raise naming their dotted path (``where``: the file, if any)."""
-        return from_mapping(cls, data, "diffusion config", where)
+        :meth:`to_dict`); unknown keys raise naming their dotted path (``where``: the file, if any).
+        ``upgrade``: ``data`` was saved by an older gpdiff (renamed fields are read under their new names)."""
+        return from_mapping(cls, data, "diffusion config", where, upgrade=upgrade)
 
     @classmethod
     def preset_defaults(cls, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -181,7 +184,7 @@ class DiffusionModel:
     """A trained (or training) denoiser with everything needed to generate parameters.
 
     ``spec`` is the base model's whole parameter spec; ``generated`` names the tensors the denoiser
-    makes (default all; see ``DiffusionConfig.subset``): the other tensors of a generated vector are
+    makes (default all; see ``DiffusionConfig.tensors``): the other tensors of a generated vector are
     the reference point's (``reference [P]``). The tokenizer and the standardiser cover the generated
     tensors only."""
 
@@ -198,7 +201,7 @@ class DiffusionModel:
             raise GpdiffError(f"generated tensors {self.generated} are not a non-empty subset of {names}; the model "
                               "folder is inconsistent, retrain it.")
         self.gen_spec = [s for s in self.spec if s.name in self.generated]
-        self.columns = subset_columns(self.spec, self.generated)
+        self.columns = tensor_columns(self.spec, self.generated)
         self.tokenizer = Tokenizer(self.gen_spec, shape.token_dim)
         if self.tokenizer.n_tokens != shape.n_tokens:
             raise GpdiffError(f"denoiser expects {shape.n_tokens} tokens but the parameter spec gives "
@@ -311,7 +314,7 @@ class DiffusionModel:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise GpdiffError(f"{cfg_path} is not a gpdiff denoiser config (written by `gpdiff pretrain`).")
         try:
-            config = DiffusionConfig.from_dict(data["diffusion"])
+            config = DiffusionConfig.from_dict(data["diffusion"], upgrade=True)
             shape = TokenShape(**data["token_shape"])
         except (KeyError, TypeError, GpdiffError) as exc:
             raise GpdiffError(f"{cfg_path} does not describe a denoiser of this gpdiff version ({exc}); retrain it "
@@ -416,7 +419,7 @@ def fit(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tensor, con
     if rank != 0:
         return None
     loop.ema.copy_to(model.ema.parameters())
-    model.info.update({"iterations": config.iters, "final_loss": running, "train_seconds": round(time.time() - t0, 1),
+    model.info.update({"iterations": config.max_steps, "final_loss": running, "train_seconds": round(time.time() - t0, 1),
                        "n_weights": model.denoiser.n_weights(), "ranks": distributed.world_size()})
     model.denoiser.eval()
     if out is not None:
@@ -450,9 +453,9 @@ def _new_model(zoo: ParamCollection, spatial: torch.Tensor, temporal: torch.Tens
                reference: torch.Tensor, seed: int, dev: torch.device, fp: str, prompt_meta: Any) -> DiffusionModel:
     """An untrained denoiser for ``zoo``: the generated tensors, their standardiser and tokenizer, and
     weights drawn with ``seed`` (without touching the caller's random state)."""
-    generated = generated_tensors(zoo, reference, config.subset)
+    generated = generated_tensors(zoo, reference, config.tensors)
     gen_spec = [s for s in zoo.spec if s.name in generated]
-    standardizer = Standardizer.fit((zoo.params.float() - reference)[:, subset_columns(zoo.spec, generated)], gen_spec,
+    standardizer = Standardizer.fit((zoo.params.float() - reference)[:, tensor_columns(zoo.spec, generated)], gen_spec,
                                     config.standardize, center=config.reference == "none")
     tokenizer = Tokenizer(gen_spec, config.denoiser.resolve_token_dim(gen_spec))
     shape = TokenShape(n_tokens=tokenizer.n_tokens, token_dim=tokenizer.token_dim, spatial_dim=int(spatial.shape[1]),
@@ -520,7 +523,7 @@ class _Loop:
         ema.load_state_dict({"optimization_step": start})
         return cls(model, config, net, model.encode(zoo.params).to(dev), real, spatial.float().to(dev),
                    temporal.float().to(dev), row_weights(list(zoo.cities), config.balance), opt,
-                   warmup_cosine_scheduler(opt, config.warmup, config.iters, start), ema, gen, start, history,
+                   warmup_cosine_scheduler(opt, config.warmup, config.max_steps, start), ema, gen, start, history,
                    loss_sum, loss_count, seed, fp, ckpt, progress)
 
     def loss(self, schedule: NoiseSchedule, functional: FunctionalLoss | None) -> torch.Tensor:
@@ -544,10 +547,10 @@ class _Loop:
         return loss
 
     def run(self, functional: FunctionalLoss | None) -> float | None:
-        """Iterations ``first`` .. ``config.iters``; returns the final running loss (rank 0's history)."""
+        """Iterations ``first`` .. ``config.max_steps``; returns the final running loss (rank 0's history)."""
         c, rank, dev = self.config, distributed.rank(), self.model.device
         schedule = NoiseSchedule(c.schedule)
-        bar = progress_bar(range(self.first, c.iters), initial=self.first, total=c.iters, disable=not self.progress,
+        bar = progress_bar(range(self.first, c.max_steps), initial=self.first, total=c.max_steps, disable=not self.progress,
                            desc="denoiser", unit="it")
         running = self.history[-1][1] if self.history else None
         for it in bar:
@@ -561,13 +564,13 @@ class _Loop:
             if rank == 0:
                 self.ema.step(self.net.parameters())
             self.loss_sum, self.loss_count = self.loss_sum + loss.detach(), self.loss_count + 1
-            if (it + 1) % 50 == 0 or it + 1 == c.iters:  # the only host-device sync of the loop
+            if (it + 1) % 50 == 0 or it + 1 == c.max_steps:  # the only host-device sync of the loop
                 value = float(self.loss_sum) / self.loss_count
                 running = value if running is None else 0.7 * running + 0.3 * value
                 self.loss_sum, self.loss_count = torch.zeros((), device=dev), 0
                 self.history.append((it + 1, running, lr))
                 bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.1e}")
-            if self.ckpt is not None and (it + 1) % c.checkpoint_every == 0 and it + 1 < c.iters:
+            if self.ckpt is not None and (it + 1) % c.checkpoint_every == 0 and it + 1 < c.max_steps:
                 self.checkpoint(it + 1)
         bar.close()
         return running
@@ -596,7 +599,7 @@ def reference_vector(zoo: ParamCollection, reference: str) -> torch.Tensor:
     return torch.zeros(zoo.params.shape[1])
 
 
-def subset_columns(spec: list[ParamSpec], names: list[str]) -> torch.Tensor:
+def tensor_columns(spec: list[ParamSpec], names: list[str]) -> torch.Tensor:
     """The columns ``[p]`` of a flat parameter vector (``spec`` order) that hold the tensors ``names``."""
     cols, start = [], 0
     for s in spec:
@@ -606,15 +609,15 @@ def subset_columns(spec: list[ParamSpec], names: list[str]) -> torch.Tensor:
     return torch.cat(cols) if cols else torch.zeros(0, dtype=torch.long)
 
 
-def generated_tensors(zoo: ParamCollection, reference: torch.Tensor, subset: str) -> list[str]:
-    """The tensors the denoiser learns to generate (``DiffusionConfig.subset``): every tensor, or
+def generated_tensors(zoo: ParamCollection, reference: torch.Tensor, tensors: str) -> list[str]:
+    """The tensors the denoiser learns to generate (``DiffusionConfig.tensors``): every tensor, or
     (``auto``) those in which some zoo member differs from ``reference [P]`` (a zoo trained with
     ``zoo.trainable`` leaves the others at the anchor); every tensor when none differs."""
     names = [s.name for s in zoo.spec]
-    if subset == "all":
+    if tensors == "all":
         return names
     varied = (zoo.params.float() != reference.float()).any(0)
-    keep = [n for n in names if bool(varied[subset_columns(zoo.spec, [n])].any())]
+    keep = [n for n in names if bool(varied[tensor_columns(zoo.spec, [n])].any())]
     return keep or names
 
 

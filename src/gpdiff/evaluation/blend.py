@@ -169,6 +169,6 @@ def apply_weights(pred: np.ndarray, naive: np.ndarray, weights: np.ndarray) -> n
     return (pred + np.einsum("hk,knbh->nbh", weights, naive - pred[None])).astype(np.float32)
 
 
-def describe(names: list[str], weights: np.ndarray) -> str:
+def weights_note(names: list[str], weights: np.ndarray) -> str:
     """One line: each naive forecast's weight per horizon step."""
     return "; ".join(f"{n} {'/'.join(f'{w:.2f}' for w in weights[:, k])}" for k, n in enumerate(names))

@@ -242,7 +242,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def describe(suite: Suite) -> Sequence[str]:
+def plan_lines(suite: Suite) -> Sequence[str]:
     """One line per experiment (for ``--dry-run``)."""
     return [f"{e.label}, seed {e.seed}: target {e.target}, sources {', '.join(e.config.sources) or '(default)'}"
             for e in suite.experiments]

@@ -112,7 +112,7 @@ def heldout_scores(zoo: ParamCollection, prompts: PromptSet, sources: Sequence[C
         data.require_windows("test")
     kept, held = holdout_rows(list(zoo.cities), fraction, seed)
     keys = zoo.keys()
-    train = zoo.subset(kept)
+    train = zoo.take(kept)
     loss = FunctionalLoss.for_zoo(train, [d.city for d in sources], diffusion.functional_windows, device) \
         if functional else None
     denoiser = train_denoiser(train, prompts, diffusion, seed=seed, device=device, progress=progress,

@@ -275,7 +275,7 @@ def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, 
     reads = {"diffusion": d, "seed": cfg.seed, **({"ranks": ranks} if ranks > 1 else {})}
     with run.stage("diffusion", reads, [zoo_st, prompts_st], seed=cfg.seed) as st:
         log(f"[diffusion] {'reusing' if st.cached else 'pre-training'} the {d.denoiser.condition} denoiser "
-            f"({d.iters} iterations)")
+            f"({d.max_steps} iterations)")
         distributed.broadcast_object(None if st.cached or not distributed.active()
                                      else (str(st.path), collection, source_prompts))
         if not st.cached:
@@ -423,10 +423,10 @@ def blend_stage(run: Run, cfg: RunConfig, name: str, method: tuple[Stage, Method
             fitted = blend.fit_blend(val, tdata, cfg.blend)
             fitted.save(f)
             log(f"[blend] {name}: validation MAE {fitted.val_mae[0]:.4g} -> {fitted.val_mae[1]:.4g} "
-                f"({blend.describe(names, fitted.weights)})")
+                f"({blend.weights_note(names, fitted.weights)})")
     fitted = blend.BlendFit.load(f)
     weights = fitted.weights
-    notes = {**result.notes, "blend": blend.describe(fitted.names, weights),
+    notes = {**result.notes, "blend": blend.weights_note(fitted.names, weights),
              "blend_val_mae": " -> ".join(f"{float(v):.5g}" for v in fitted.val_mae)}  # alone -> blended
     short = {n: v for n, v in fitted.val_lagged.items() if v < 1}
     if short:  # the validation day has no week (or day) before it inside the few-shot days
@@ -458,7 +458,7 @@ def ensemble_members(run: Run, cfg: RunConfig, name: str, inputs: list[Stage], f
              + ", ".join(str(ensemble.member_seed(cfg.seed, k)) for k in range(cfg.ensemble.size))}
     if m.weights is not None and m.blend_val_mae is not None:
         alone = masked_metrics(feasible(raw_test.mean(0, dtype=np.float64).astype(np.float32), kind), truth, mask)
-        notes.update({"blend": blend.describe(list(cfg.blend.naive), m.weights),
+        notes.update({"blend": blend.weights_note(list(cfg.blend.naive), m.weights),
                       "blend_val_mae": " -> ".join(f"{v:.5g}" for v in m.blend_val_mae),
                       "mae_without_blend": round(float(alone.mae_avg), 5)})
         short = {n: v for n, v in m.val_lagged.items() if v < 1}

@@ -232,7 +232,7 @@ class Forecaster:
             fitted = blend.fit_blend(pred, data, self.config.blend)
             self.blend_weights = fitted.weights
             pred = fitted.apply(pred, data, origins)
-            log(f"[fit] blend: {blend.describe(fitted.names, fitted.weights)}")
+            log(f"[fit] blend: {blend.weights_note(fitted.names, fitted.weights)}")
         pred = self._clip(pred, data.city.kind)
         self.calibration = calibrate(pred, truth, mask, data.scaler.std[:, 0], self.config.intervals.levels)
         for note in self.calibration.notes:

@@ -73,8 +73,8 @@ def select(model: BaseModel, zoo: ParamCollection, prompts: PromptSet, sources: 
     kept, held = holdout_rows(list(zoo.cities), cfg.holdout, seed)
     keys = [zoo.keys()[i] for i in held.tolist()]
     held_cities = [zoo.cities[i] for i in held.tolist()]
-    kept_prompts = prompts.subset(kept)
-    held_prompts = prompts.subset(held)
+    kept_prompts = prompts.take(kept)
+    held_prompts = prompts.take(held)
     ks = sorted({min(k, kept.numel()) for k in cfg.ks})
     order = nearest_sources(kept_prompts, held_prompts, k=max(ks)).reshape(held.numel(), -1)
     scores = []

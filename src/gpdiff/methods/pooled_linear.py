@@ -344,7 +344,7 @@ def predict(fitted: PooledLinear, data: CityData, origins: np.ndarray) -> tuple[
     return pred.astype(np.float32), share
 
 
-def _describe(share: dict[str, float]) -> str:
+def _share_note(share: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]))
 
 
@@ -355,7 +355,7 @@ def run(ctx: MethodInputs) -> MethodResult:
     fitted = from_source_fit(ctx.source_fit("pooled_linear"))
     pred, test_share = predict(fitted, ctx.target, ctx.target.origins("test"))
     val_pred, val_share = predict(fitted, ctx.target, ctx.target.origins("val"))
-    notes = {"test_windows_by_lag_model": _describe(test_share), "val_windows_by_lag_model": _describe(val_share),
+    notes = {"test_windows_by_lag_model": _share_note(test_share), "val_windows_by_lag_model": _share_note(val_share),
              "source_windows_full_model": fitted.rows.get(FULL, 0)}
     unfitted = [str(m) for m in MODELS if m not in fitted.coef]
     if unfitted:

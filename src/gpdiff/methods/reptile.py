@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -26,7 +27,8 @@ from gpdiff.zoo.sourcepool import BALANCES, SourcePool
 
 @dataclass
 class ReptileConfig:
-    meta_steps: int = 150
+    RENAMED: ClassVar[dict[str, str]] = {"meta_steps": "max_steps"}  # gpdiff 0.1.0 before issue 26
+    max_steps: int = 150  # meta-steps (outer updates)
     nodes_per_step: int = 64
     inner_steps: int = 5
     inner_lr: float = 0.005
@@ -35,7 +37,7 @@ class ReptileConfig:
     balance: str = "city"  # source nodes drawn with every city equally likely, or proportional to its size
 
     def __post_init__(self) -> None:
-        require_at_least_one(self, ("meta_steps", "nodes_per_step", "inner_steps", "batch_size"), "methods.reptile.")
+        require_at_least_one(self, ("max_steps", "nodes_per_step", "inner_steps", "batch_size"), "methods.reptile.")
         if not (math.isfinite(self.inner_lr) and self.inner_lr > 0 and math.isfinite(self.meta_lr) and self.meta_lr > 0):
             raise GpdiffError(f"methods.reptile: inner_lr and meta_lr must be numbers > 0, got {self.inner_lr} and "
                               f"{self.meta_lr}.")
@@ -54,7 +56,7 @@ def meta_learn(ctx: SourceSide, cfg: ReptileConfig = ReptileConfig()) -> torch.T
     gen = torch.Generator().manual_seed(ctx.seed)
     zoo_seed = ctx.zoo.config.get("seed", ctx.seed) if ctx.zoo is not None else ctx.seed
     theta = shared_init(model, int(zoo_seed)).to(device)
-    for it in progress_bar(range(cfg.meta_steps), desc="reptile", disable=not ctx.progress, unit="step"):
+    for it in progress_bar(range(cfg.max_steps), desc="reptile", disable=not ctx.progress, unit="step"):
         drawn = pool.draw_nodes(cfg.nodes_per_step, gen)
         n = sum(int(nodes.numel()) for _, nodes in drawn)
         phi = theta.reshape(1, -1).repeat(n, 1)
@@ -66,7 +68,7 @@ def meta_learn(ctx: SourceSide, cfg: ReptileConfig = ReptileConfig()) -> torch.T
             (grad,) = torch.autograd.grad(loss, [leaf])
             with torch.no_grad():
                 adam_update([phi], [grad], [m1], [m2], k + 1, cfg.inner_lr)
-        step = cfg.meta_lr * (1 - it / cfg.meta_steps)
+        step = cfg.meta_lr * (1 - it / cfg.max_steps)
         theta = theta + step * (phi.mean(0) - theta)
     return theta.cpu()
 

@@ -118,10 +118,10 @@ class PromptSet(NodeRows):
     def temporal_dim(self) -> int:
         return int(self.temporal.shape[1])
 
-    def describe(self) -> str:
+    def noun(self) -> str:
         return "prompts"
 
-    def take(self, index: torch.Tensor) -> PromptSet:
+    def _take(self, index: torch.Tensor) -> PromptSet:
         il = index.tolist()
         return PromptSet(self.spatial[index], self.temporal[index], [self.node_ids[i] for i in il],
                          [self.cities[i] for i in il], dict(self.meta))

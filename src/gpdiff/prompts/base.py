@@ -111,7 +111,8 @@ class PromptEncoder(ABC):
         klass = get_encoder_class(doc["kind"], doc["name"])
         if cls is not PromptEncoder and not issubclass(klass, cls):
             raise GpdiffError(f"{folder} holds a {doc['name']!r} encoder, not a {cls.name!r} one.")
-        enc = klass(from_mapping(klass.config_class, doc.get("config"), "config", str(folder / CONFIG_FILE)))
+        enc = klass(from_mapping(klass.config_class, doc.get("config"), "config", str(folder / CONFIG_FILE),
+                                 upgrade=True))  # an encoder saved by an older gpdiff
         tensors, _ = load_tensors(folder / WEIGHTS_FILE)
         enc.load_state(tensors)
         enc.info = dict(doc.get("info") or {})

@@ -65,7 +65,7 @@ def _subsample(collection: ParamCollection, max_nodes: int | None, seed: int) ->
     if max_nodes is None or len(collection) <= max_nodes:
         return collection
     idx = np.sort(np.random.default_rng(seed).choice(len(collection), size=max_nodes, replace=False))
-    return collection.subset(torch.from_numpy(idx))
+    return collection.take(torch.from_numpy(idx))
 
 
 def rank_correlation(prompts: PromptSet, collection: ParamCollection, parts: tuple[str, ...] = PARTS,

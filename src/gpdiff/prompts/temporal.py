@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -201,6 +202,7 @@ def patchify(values: np.ndarray, mask: np.ndarray, start_minute: np.ndarray | in
 class MaskedPatchConfig:
     """Masked-patch Transformer encoder. Prompt width is ``2 * d_model``."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"train_steps": "max_steps"}  # gpdiff 0.1.0 before issue 26
     days: float = 3.0  # input: the most recent ``days`` days (the few-shot length)
     patch_minutes: int = 60  # one token = one hour in every city
     patch_points: int = 12  # values per token (a 5-minute grid)
@@ -209,7 +211,7 @@ class MaskedPatchConfig:
     n_heads: int = 4
     ff_dim: int = 128
     mask_ratio: float = 0.4
-    train_steps: int = 600  # ~20 s on 2 CPU cores for three bundled flow cities; 1200 measured no better (loco)
+    max_steps: int = 600  # ~20 s on 2 CPU cores for three bundled flow cities; 1200 measured no better (loco)
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.01
@@ -221,7 +223,7 @@ class MaskedPatchConfig:
 
     def __post_init__(self) -> None:
         where = "prompts.temporal_config."
-        require_at_least_one(self, ("d_model", "n_layers", "n_heads", "ff_dim", "train_steps", "batch_size",
+        require_at_least_one(self, ("d_model", "n_layers", "n_heads", "ff_dim", "max_steps", "batch_size",
                                     "min_train_patches"), where)
         require_range(self, ("days", "lr"), where, above=0)
         require_range(self, ("weight_decay", "warmup", "threads"), where, at_least=0)
@@ -323,11 +325,11 @@ class MaskedPatchEncoder(PromptEncoder):
         weights = np.array([p.n_nodes for p in pools], dtype=np.float64)
         weights /= weights.sum()
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = warmup_cosine_scheduler(opt, cfg.warmup, cfg.train_steps)
+        sched = warmup_cosine_scheduler(opt, cfg.warmup, cfg.max_steps)
         self.net.train()
         losses: list[float] = []
         t0 = time.perf_counter()
-        bar = progress_bar(range(cfg.train_steps), desc=f"temporal encoder ({self.name})", disable=not progress,
+        bar = progress_bar(range(cfg.max_steps), desc=f"temporal encoder ({self.name})", disable=not progress,
                            leave=False, unit="step")
         for _ in bar:
             n = full
@@ -360,7 +362,7 @@ class MaskedPatchEncoder(PromptEncoder):
         tail = losses[-max(1, len(losses) // 10):]
         self.info = {"cities": [c.name for c in cities],
                      "segments": {c.name: [s.start, s.stop] for c, s in zip(cities, segments)},
-                     "nodes": int(sum(p.n_nodes for p in pools)), "train_steps": cfg.train_steps,
+                     "nodes": int(sum(p.n_nodes for p in pools)), "max_steps": cfg.max_steps,
                      "first_loss": round(float(np.mean(losses[:10])), 4) if losses else None,
                      "final_loss": round(float(np.mean(tail)), 4) if losses else None,
                      "seconds": round(time.perf_counter() - t0, 1)}

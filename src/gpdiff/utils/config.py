@@ -38,7 +38,7 @@ def field_names(cls: type) -> list[str]:
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where: str = "",
                  moved: Mapping[str, str] | None = None, _path: str = "",
-                 origins: Mapping[str, str] | None = None) -> T:
+                 origins: Mapping[str, str] | None = None, upgrade: bool = False) -> T:
     """``cls(**data)``, recursing into fields that are dataclasses.
 
     Raises :class:`GpdiffError` naming every key of ``data`` (with its dotted path) that is not a
@@ -48,6 +48,10 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
     config ("run config"); ``where``, when given, prefixes the message (a file). A value that is already an instance of a nested
     config class is taken as it is. A class with a ``preset_defaults(data) -> dict`` classmethod
     (a config with named size presets) gets those values under ``data`` before anything else.
+
+    A class may list renamed fields in ``RENAMED`` (old name -> new name): given by a user, an old name
+    gets one line naming the new one; with ``upgrade`` (reading a file an older gpdiff wrote) its value
+    is taken under the new name.
 
     ``origins`` maps dotted paths to where the settings under them were given when that is not
     ``where`` (``{"zoo.lr": "--set zoo.lr=fast"}``, a bench suite's ``base``): a wrong key or
@@ -61,7 +65,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
         place = origin_of(_path.rstrip("."), origins or {}, where) if _path else where
         raise GpdiffError(f"{place + ': ' if place else ''}{what}{field_} must be a mapping of settings, got "
                           f"{type(data).__name__} ({data!r}).")
-    data = dict(data or {})
+    data = _renamed(cls, dict(data or {}), what, origin_of(_path.rstrip("."), origins or {}, where), _path, upgrade)
     presets = getattr(cls, "preset_defaults", None)
     if presets is not None:
         data = merge(presets(data), data)
@@ -88,10 +92,24 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, what: str, where:
     scalars = _scalar_types(cls)  # type: ignore[arg-type]
     for name, value in data.items():
         if name in nested:
-            data[name] = from_mapping(nested[name], value, what, where, moved, f"{_path}{name}.", origins)
+            data[name] = from_mapping(nested[name], value, what, where, moved, f"{_path}{name}.", origins, upgrade)
         elif name in scalars:
             data[name] = _coerce(value, scalars[name], f"{prefix(name)}{what} field {_path}{name}")
     return cls(**data)
+
+
+def _renamed(cls: type, data: dict[str, Any], what: str, place: str, path: str, upgrade: bool) -> dict[str, Any]:
+    """``data`` with ``cls.RENAMED``'s old names under their new ones (``upgrade``), else :class:`GpdiffError`
+    naming the first old name found and its new name (see :func:`from_mapping`)."""
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old not in data:
+            continue
+        if not upgrade:
+            raise GpdiffError(f"{place + ': ' if place else ''}{what} setting {path + old!r} is now called "
+                              f"{path + new!r} (every training loop's length is max_steps, or max_epochs when it "
+                              "counts epochs); rename it.")
+        data[new] = data.pop(old)
+    return data
 
 
 def origin_of(path: str, origins: Mapping[str, str], default: str = "") -> str:

@@ -2,12 +2,12 @@
 
 A zoo holds one parameter vector per source node, a prompt set one spatial and one temporal prompt
 per node; both are looked up, reordered and filtered by ``(city, node id)``. :class:`NodeRows` does
-that once; a subclass only says how to take rows by index (:meth:`NodeRows.take`).
+that once; a subclass only says how to take rows by index (:meth:`NodeRows._take`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 import torch
@@ -31,8 +31,12 @@ class NodeRows:
         """The cities of the rows, in order of first appearance."""
         return list(dict.fromkeys(self.cities))
 
-    def take(self: R, index: torch.Tensor) -> R:
-        """The rows at ``index`` (``[k]`` long), in that order."""
+    def take(self: R, index: torch.Tensor | Sequence[int]) -> R:
+        """The rows at positions ``index`` (a ``[k]`` tensor or a list of ints), in that order."""
+        return self._take(torch.as_tensor(index, dtype=torch.long))
+
+    def _take(self: R, index: torch.Tensor) -> R:
+        """:meth:`take` for a ``[k]`` long tensor; each collection copies its own fields."""
         raise NotImplementedError
 
     def index_of(self, keys: Iterable[tuple[str, str]]) -> torch.Tensor:
@@ -43,12 +47,12 @@ class NodeRows:
         if missing:
             shown = ", ".join(f"{c}/{n}" for c, n in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise GpdiffError(f"no {self.describe()} for {len(missing)} node(s): {shown}{more} (this one covers "
+            raise GpdiffError(f"no {self.noun()} for {len(missing)} node(s): {shown}{more} (this one covers "
                               f"cities {self.city_names()}); compute them for cities "
                               f"{sorted({c for c, _ in missing})} from the same data and settings.")
         return torch.tensor([where[k] for k in keys], dtype=torch.long)
 
-    def describe(self) -> str:
+    def noun(self) -> str:
         """What a row holds, for messages ("prompts", "parameters")."""
         return "rows"
 
@@ -59,9 +63,5 @@ class NodeRows:
     def of_city(self: R, city: str) -> R:
         """The rows of one city."""
         if city not in self.cities:
-            raise GpdiffError(f"no {self.describe()} for city {city!r}; have {self.city_names()}.")
+            raise GpdiffError(f"no {self.noun()} for city {city!r}; have {self.city_names()}.")
         return self.select([k for k in self.keys() if k[0] == city])
-
-    def subset(self: R, index: torch.Tensor | list[int]) -> R:
-        """The rows at positions ``index``."""
-        return self.take(torch.as_tensor(index, dtype=torch.long))

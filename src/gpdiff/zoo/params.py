@@ -233,10 +233,10 @@ class ParamCollection(NodeRows):
     def as_dict(self) -> dict[str, torch.Tensor]:
         return unflatten(self.params, self.spec)
 
-    def describe(self) -> str:
+    def noun(self) -> str:
         return f"{self.model} parameters"
 
-    def take(self, index: torch.Tensor) -> ParamCollection:
+    def _take(self, index: torch.Tensor) -> ParamCollection:
         il = index.tolist()
         return ParamCollection(self.params[index], [self.node_ids[i] for i in il], [self.cities[i] for i in il],
                                self.model, dict(self.model_config), list(self.spec),
