@@ -75,7 +75,7 @@ INVALID: dict[str, list[object]] = {
     "prompts.spatial:none.dim": [0],
     # gpdiff fit --set (gpdiff.forecaster.ForecasterConfig)
     "forecaster.method": ["magic", "knn"], "forecaster.val_days": [0, float("inf")],
-    "forecaster.scale_floor": [-0.1, 2], "forecaster.seed": [-1],
+    "forecaster.target_scale_floor": [-0.1, 2], "forecaster.seed": [-1],
     **{f"forecaster.finetune.{k}": v for k, v in {
         "batch_size": [0], "lr": [0], "lr_decay": [0], "max_epochs": [0], "patience": [0], "steps_per_epoch": [0],
         "val_windows": [0], "node_chunk": [-1], "l2_init": [-0.1]}.items()},

@@ -281,6 +281,20 @@ def test_bad_inputs_are_one_clear_error(fitted, gpd, tmp_path):
         Forecaster.load(tmp_path)
 
 
+def test_a_forecaster_saved_before_the_rename_of_scale_floor_loads(fitted, tmp_path):
+    """ForecasterConfig.scale_floor is target_scale_floor, as in the run config; a folder that says
+    scale_floor loads with the same setting, and a user who says it is told the new name."""
+    _, f = fitted
+    f.save(tmp_path / "F")
+    saved = tmp_path / "F" / "versions" / "0001" / "forecaster.yaml"
+    doc = read_yaml(saved)
+    doc["config"]["scale_floor"] = doc["config"].pop("target_scale_floor")
+    write_yaml(saved, doc)
+    assert Forecaster.load(tmp_path / "F").config == f.config
+    with pytest.raises(GpdiffError, match="'scale_floor' is now called 'target_scale_floor'"):
+        Forecaster.fit(_city(), f.pretrained, scale_floor=0.1)
+
+
 @pytest.fixture(scope="module")
 def gpd_zoo(pretrained_zoo) -> GPD:
     return GPD.from_pretrained(pretrained_zoo)
@@ -295,7 +309,7 @@ def _fit_data(city: City, f: Forecaster) -> CityData:
     """The city as Forecaster.fit splits and scales it."""
     w = f.window
     split = fit_split(city.n_steps, city.steps_per_day, f.config.val_days, w.length)
-    return CityData(city, split, w.history, w.horizon, w.n_neighbors, min_rel_std=f.config.scale_floor,
+    return CityData(city, split, w.history, w.horizon, w.n_neighbors, min_rel_std=f.config.target_scale_floor,
                     context=w.context)
 
 

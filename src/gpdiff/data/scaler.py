@@ -15,6 +15,7 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import Segment
 
 MIN_STD = 1e-3
+TARGET_SCALE_FLOOR = 0.05  # a few-shot target node's std >= this x the pooled std (RunConfig / ForecasterConfig)
 
 
 @dataclass

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpdiff.data.scaler import TARGET_SCALE_FLOOR
 from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import WindowConfig
 from gpdiff.diffusion.sample import GenerateConfig
@@ -94,7 +95,7 @@ class RunConfig:
     target_days: float = 3.0
     val_days: float = 1.0
     test_fraction: float = 0.2
-    target_scale_floor: float = 0.05  # target nodes' std >= this x the target's pooled std (NodeScaler.fit)
+    target_scale_floor: float = TARGET_SCALE_FLOOR  # target nodes' std >= this x the target's pooled std (NodeScaler.fit)
     window: WindowConfig = field(default_factory=WindowConfig)
     model: BaseModelConfig = field(default_factory=BaseModelConfig)
     source_split: SourceSplit = field(default_factory=SourceSplit)

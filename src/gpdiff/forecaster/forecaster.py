@@ -57,7 +57,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -66,7 +66,7 @@ import torch
 from gpdiff import __version__
 from gpdiff.data.catalog import load_city
 from gpdiff.data.city import City, feasible
-from gpdiff.data.scaler import NodeScaler
+from gpdiff.data.scaler import TARGET_SCALE_FLOOR, NodeScaler
 from gpdiff.data.splits import Segment, Split, fit_split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.diffusion.pretrained import GPD
@@ -107,16 +107,17 @@ MIN_OBSERVED = 0.5  # a node is forecast when at least this share of its history
 class ForecasterConfig:
     """How a forecaster is fitted. ``method``: one of :data:`METHODS`; ``val_days``:
     the last days that validate; ``finetune``: the per-node budget (as in ``gpdiff run``);
-    ``blend``: the naive forecasts every method with parameters is blended with; ``scale_floor``:
-    each node's std at least this share of the city's pooled std (``RunConfig.target_scale_floor``);
+    ``blend``: the naive forecasts every method with parameters is blended with; ``target_scale_floor``:
+    each node's std at least this share of the city's pooled std (as ``RunConfig.target_scale_floor``);
     ``clip``: clip forecasts at 0 (``None``: for ``flow`` cities); ``intervals``: the levels of the
     conformal prediction intervals."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"scale_floor": "target_scale_floor"}  # gpdiff 0.1.0 before issue 26
     method: str = "gpd"
     val_days: float = 1.0
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     blend: BlendConfig = field(default_factory=BlendConfig)
-    scale_floor: float = 0.05
+    target_scale_floor: float = TARGET_SCALE_FLOOR
     clip: bool | None = None
     intervals: IntervalConfig = field(default_factory=IntervalConfig)  # prediction-interval levels
     seed: int = 0
@@ -125,7 +126,7 @@ class ForecasterConfig:
         if self.method not in METHODS:
             raise unknown_name("forecaster method", self.method, METHODS)
         require_range(self, ("val_days",), above=0)
-        require_range(self, ("scale_floor",), at_least=0, at_most=1)
+        require_range(self, ("target_scale_floor",), at_least=0, at_most=1)
         if self.seed < 0:
             raise GpdiffError(f"seed must be >= 0 (numpy's generators refuse negative seeds), got {self.seed}.")
 
@@ -192,7 +193,7 @@ class Forecaster:
         window = gpd.window if gpd is not None else WindowConfig()
         split = fit_split(city.n_steps, city.steps_per_day, config.val_days, window.length, city.name)
         data_ = CityData(city, split, window.history, window.horizon, window.n_neighbors,
-                         min_rel_std=config.scale_floor, context=window.context)
+                         min_rel_std=config.target_scale_floor, context=window.context)
         data_.require_windows("val")
         if config.finetuned:
             data_.require_windows("train")
@@ -212,7 +213,7 @@ class Forecaster:
         f = cls(config, window, list(city.node_ids), data_.scaler, city.adjacency.copy(), _tail(city), {},
                 params, None, gpd, prompts=prompts)
         f._validate(data_, log)
-        for note in scaler_notes(city, data_.scaler, config.scale_floor, "training days", "scale_floor"):
+        for note in scaler_notes(city, data_.scaler, config.target_scale_floor, "training days", "target_scale_floor"):
             f.notes.append(note)  # the version's README.md lists them
             log(f"[fit] {note}")
         f.meta = {**_city_meta(city), **f.meta, "fit_seconds": round(time.perf_counter() - t0, 2),
@@ -380,7 +381,7 @@ class Forecaster:
         idx = [self._index[i] for i in work.node_ids[:n_known]]
         mean, std = self.scaler.mean[idx], self.scaler.std[idx]
         if work.n_nodes > n_known:
-            own = NodeScaler.fit(work, Segment(0, origin), self.config.scale_floor)
+            own = NodeScaler.fit(work, Segment(0, origin), self.config.target_scale_floor)
             mean = np.concatenate([mean, own.mean[n_known:, : mean.shape[1]]])
             std = np.concatenate([std, own.std[n_known:, : std.shape[1]]])
         return NodeScaler(mean.astype(np.float32), std.astype(np.float32))
@@ -535,7 +536,7 @@ class Forecaster:
         folder = path / "versions" / f"{v:04d}"
         doc = read_yaml(folder / "forecaster.yaml")
         tensors, _ = load_tensors(folder / "state.safetensors")
-        config = from_mapping(ForecasterConfig, doc["config"], "forecaster config")
+        config = from_mapping(ForecasterConfig, doc["config"], "forecaster config", upgrade=True)
         pretrained = GPD.from_pretrained(path / "pretrained") if (path / "pretrained").exists() else None
         weights = tensors.get("blend_weights")
         prompts = PromptSet.load(folder / "prompts.safetensors") if (folder / "prompts.safetensors").is_file() else None
