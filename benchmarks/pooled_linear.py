@@ -27,7 +27,7 @@ from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.evaluation.naive import seasonal_naive, weekly_naive
 from gpdiff.experiment.bench import load_suite
 from gpdiff.experiment.pipeline import load_cities, target_data
-from gpdiff.methods.pooled_linear import PooledLinearConfig, fit, predict
+from gpdiff.methods.pooled_linear import PooledLinearConfig, fit, forecast_windows
 from gpdiff.zoo.sourcepool import prepare_cities
 
 
@@ -39,8 +39,8 @@ def scores(cfg) -> dict[str, object]:
     test, val = tdata.origins("test"), tdata.origins("val")
     truth, mask = tdata.truth(test)
     kind = cities.target.kind
-    pred, share = predict(model, tdata, test)
-    val_pred, _ = predict(model, tdata, val)
+    pred, share = forecast_windows(model, tdata, test)
+    val_pred, _ = forecast_windows(model, tdata, val)
     names = cfg.blend.naive
     fitted = blend.fit_blend(val_pred, tdata, cfg.blend)
     blended = fitted.apply(pred, tdata, test)

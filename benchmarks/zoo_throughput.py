@@ -45,7 +45,8 @@ from gpdiff.experiment.report import table
 from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils.device import resolve_device
 from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
-from gpdiff.zoo.nodetrain import NodeTrainer, TrainState, masked_node_mae
+from gpdiff.zoo.checkpoint import TrainState
+from gpdiff.zoo.nodetrain import NodeTrainer, masked_node_mae
 from gpdiff.zoo.sourcepool import prepare_cities
 from gpdiff.zoo.train import INITS, ZooConfig, train_zoo
 
@@ -115,8 +116,8 @@ def run_loop(trainer: NodeTrainer, rows: np.ndarray, origins: list[torch.Tensor]
 
 
 def node_batch(trainer: NodeTrainer, row: int, origins: torch.Tensor):  # type: ignore[no-untyped-def]
-    c = int(trainer.node_city[row])
-    local = torch.tensor([row - int(trainer.offsets[c])], device=trainer.device)
+    c = int(trainer.layout.node_city[row])
+    local = torch.tensor([row - int(trainer.layout.offsets[c])], device=trainer.device)
     return trainer.data[c].batch(local, origins)
 
 

@@ -13,7 +13,8 @@ from gpdiff.data.windows import LAG_DROPOUT, WindowBatch, WindowConfig
 from gpdiff.models import MODELS, ModelConfig, get_model
 from gpdiff.models.base import HEAD, INITIAL_HEAD
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.zoo.nodetrain import masked_node_mae, trim_slots
+from gpdiff.zoo.nodelayout import trim_slots
+from gpdiff.zoo.nodetrain import masked_node_mae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

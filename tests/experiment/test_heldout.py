@@ -49,8 +49,7 @@ def _mae(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
 def test_columns_score_the_held_out_rows_own_nodes(sources, monkeypatch) -> None:
     """With a 'denoiser' that returns each held-out row's own zoo parameters, the generated column equals the
     zoo column in every city: the generated rows are scored on the nodes they were generated for. The weekly
-    naive column is the masked MAE of weekly naive on exactly those nodes' test windows, and the pooled row
-    weighs each city by its values."""
+    naive column is the masked MAE of weekly naive on exactly those nodes' test windows."""
     datas, model, zoo, prompts = sources
     monkeypatch.setattr(heldout, "train_denoiser", lambda *a, **k: "denoiser")
 
@@ -59,23 +58,19 @@ def test_columns_score_the_held_out_rows_own_nodes(sources, monkeypatch) -> None
 
     monkeypatch.setattr(heldout, "generate", own_rows)
     scores = heldout_scores(zoo, prompts, datas, model, tiny_config(), GenerateConfig(), None, fraction=0.4, seed=0)
-    assert list(scores.mae) == ["beta", "gamma", "all"]
+    assert list(scores.mae) == ["beta", "gamma"]
     for row in scores.mae.values():
         assert list(row) == list(COLUMNS) and row["generated"] == row["zoo (trained on the node)"]
         assert all(np.isfinite(v) and v > 0 for v in row.values())
     _, held = holdout_rows(zoo.cities, 0.4, 0)
     assert (scores.n_kept, scores.n_held) == (len(zoo) - len(held), len(held))
-    counts = {}
     for data in datas:
         name = data.city.name
         nodes = np.array([data.city.node_ids.index(zoo.node_ids[i]) for i in held.tolist() if zoo.cities[i] == name])
         origins = data.origins("test")
         truth, mask = data.truth(origins, nodes)
-        counts[name] = int(mask.sum())
         naive = _mae(weekly_naive(data, origins)[nodes], truth, mask)
         assert scores.mae[name]["weekly naive"] == pytest.approx(naive, abs=1e-5)
-    pooled = sum(scores.mae[c]["weekly naive"] * n for c, n in counts.items()) / sum(counts.values())
-    assert scores.mae["all"]["weekly naive"] == pytest.approx(pooled, rel=1e-5)
 
 
 def test_the_anchor_column_is_one_vector_for_every_node(sources, monkeypatch) -> None:
@@ -101,7 +96,11 @@ def test_a_real_check_denoiser_is_deterministic_and_round_trips(sources, tmp_pat
     assert a == b and HeldoutScores.from_dict(a.to_dict()) == a
     lines = heldout_lines(a.to_dict())
     assert f"{a.n_held} source nodes (30% of every city's)" in lines[0]
-    assert lines[2] == "| city | " + " | ".join(COLUMNS) + " |" and lines[-1].startswith("| **all (pooled)** |")
+    assert lines[2] == "| city | " + " | ".join(COLUMNS) + " |" and len(lines) == 4 + 2 + 1
+    ratio = [float(v) for v in lines[-1].strip("| ").split(" | ")[1:]]
+    expected = [sum(a.mae[c][k] / a.mae[c]["weekly naive"] for c in a.mae) / 2 for k in COLUMNS]
+    assert lines[-1].startswith("| **mean ratio to weekly naive** |") and ratio == pytest.approx(expected, abs=1e-3)
+    assert ratio[-1] == 1.0
 
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])

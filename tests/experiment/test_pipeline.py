@@ -213,7 +213,7 @@ def test_stages_of_an_older_version_are_reused_and_a_missing_raw_denoiser_recomp
     ({"finetune__lr": 0.001}, "methods/target_only"),
     ({"methods__reptile__max_steps": 3}, "methods/reptile"),
     ({"generate__num_inference_steps": 4}, "generate"),
-    ({"diffusion__iters": 31}, "diffusion"),
+    ({"diffusion__max_steps": 31}, "diffusion"),
     ({"prompts__spatial": "none"}, "prompts"),
     ({"zoo__lr": 0.02}, "zoo"),
     ({"anchor__lr": 0.01}, "anchor"),

@@ -193,7 +193,7 @@ def test_an_interrupted_stage_keeps_its_checkpoints_to_resume_from(tmp_path):
 
 
 def test_every_trainer_names_its_checkpoints_so_a_finished_stage_drops_them():
-    from gpdiff.zoo.nodetrain import CHECKPOINT
+    from gpdiff.zoo.checkpoint import CHECKPOINT
 
     sharded = CHECKPOINT.replace(".safetensors", ".rank1-of-4.safetensors")  # NodeTrainer.checkpoint_path
     for name in (CHECKPOINT, sharded, "checkpoint.safetensors"):  # the last: the denoiser's (diffusion.train)

@@ -57,7 +57,7 @@ def test_pretrained_folder_round_trips_and_generates_the_same_parameters(pretrai
     card = (pretrained / "README.md").read_text()
     assert "| beta | 8 | 60 min |" in card and "Do not use it for these cities" in card
     held = card[card.index("## Held-out source nodes"):card.index("## Training scores")]
-    assert "| **all (pooled)** |" in held and "| beta |" in held and "| gamma |" in held  # gpdiff pretrain's default
+    assert "| **mean ratio to weekly naive** |" in held and "| beta |" in held and "| gamma |" in held  # the default
     assert gpd.card["heldout"]["n_held"] == 2  # 10% of 8 and of 5 nodes, at least one of each
     again = GPD.from_pretrained(gpd.save_pretrained(tmp_path / "copy"))
     city = _city()
@@ -130,7 +130,7 @@ def test_predict_reproduces_adapt_forecast_of_the_same_parameters(gpd):
     parameters on the same window (the code gpdiff run scores)."""
     from gpdiff.data.splits import fit_split
     from gpdiff.data.windows import CityData
-    from gpdiff.zoo.nodetrain import predict
+    from gpdiff.zoo.nodetrain import forecast_windows
     from gpdiff.zoo.params import unflatten
 
     city = _city()
@@ -140,7 +140,7 @@ def test_predict_reproduces_adapt_forecast_of_the_same_parameters(gpd):
     data = CityData(city, split, w.history, w.horizon, w.n_neighbors, scaler=f.scaler)
     origin = split.val.start + 5
     model = f.model()
-    ref = predict(model, unflatten(f.params, model.spec()), data, np.array([origin]), model.config.in_channels)
+    ref = forecast_windows(model, unflatten(f.params, model.spec()), data, np.array([origin]), model.config.in_channels)
     df = f.predict(city, horizon=w.horizon, at=city.timestamps[origin - 1])
     got = df.pivot(index="node", columns="step", values="forecast").loc[city.node_ids].to_numpy()
     np.testing.assert_allclose(got, ref[:, 0], rtol=1e-5, atol=1e-4)
@@ -447,7 +447,7 @@ def test_pooled_linear_predicts_with_the_methods_own_code(fitted_new):
     data = _fit_data(city, f)
     at = data.origins("val")[3]
     ridge = linear.from_source_fit(f.pretrained.fits["pooled_linear"])
-    ref = linear.predict(ridge, data, np.array([at]))[0][:, 0]
+    ref = linear.forecast_windows(ridge, data, np.array([at]))[0][:, 0]
     df = f.predict(city, horizon=f.window.horizon, at=city.timestamps[at - 1])
     got = df.pivot(index="node", columns="step", values="forecast").loc[city.node_ids].to_numpy()
     np.testing.assert_allclose(got, np.maximum(ref, 0), rtol=1e-5, atol=1e-4)
@@ -517,7 +517,7 @@ def test_the_shipped_pretrained_gpd_loads_and_refuses_bundled_targets():
     assert sorted(gpd.source_names) == bundled_names()
     assert gpd.architecture["model"] == "stid" and gpd.window.history == 12 and gpd.window.horizon == 6
     card = (folder / "README.md").read_text()
-    assert "| melbourne-ped | 55 | 60 min |" in card and "| **all (pooled)** |" in card  # held-out source nodes
+    assert "| melbourne-ped | 55 | 60 min |" in card and "| **mean ratio to weekly naive** |" in card  # held out
     with pytest.raises(GpdiffError, match="one of this pretrained GPD's sources"):
         Forecaster.fit(load_city("hangzhou-metro"))  # the default pretrained model, before any training
     f = Forecaster.fit(_city(days=4), finetune={"max_epochs": 1, "steps_per_epoch": 1})

@@ -19,9 +19,9 @@ from gpdiff.methods.pooled_linear import (
     PooledLinearConfig,
     design,
     fit,
+    forecast_windows,
     lag_model,
     lag_windows,
-    predict,
 )
 from gpdiff.utils.errors import GpdiffError
 
@@ -80,7 +80,7 @@ def test_forecasts_a_noise_free_city_of_the_same_lags_exactly_zero_shot(lag_sour
     model = fit(lag_sources, PooledLinearConfig(alpha=0.0))
     target = target_data(lag_city("t", 9))
     origins = target.origins("test")
-    pred, share = predict(model, target, origins)
+    pred, share = forecast_windows(model, target, origins)
     truth, _ = target.truth(origins)
     assert share == {str(FULL): 1.0}
     np.testing.assert_allclose(pred, truth, rtol=0, atol=1e-5 * np.abs(truth).max())
@@ -116,11 +116,11 @@ def test_nothing_before_the_few_shot_days_is_read_at_training_and_validation_ori
         for f in ("hist", "day", "week", "y", "has"):
             np.testing.assert_array_equal(getattr(wa, f), getattr(wb, f))
         assert not wa.has[:, 3:].any()  # no week before any of them within the few-shot days
-        pa, share = predict(model, a, o)
-        np.testing.assert_array_equal(pa, predict(model, b, o)[0])
+        pa, share = forecast_windows(model, a, o)
+        np.testing.assert_array_equal(pa, forecast_windows(model, b, o)[0])
         assert str(FULL) not in share
     o = a.origins("test")
-    assert not np.allclose(predict(model, a, o)[0], predict(model, b, o)[0])
+    assert not np.allclose(forecast_windows(model, a, o)[0], forecast_windows(model, b, o)[0])
 
 
 def test_a_missing_lag_falls_back_to_the_model_without_it_and_is_never_read(lag_sources):
@@ -132,13 +132,13 @@ def test_a_missing_lag_falls_back_to_the_model_without_it_and_is_never_read(lag_
     o = data.origins("test")
     hole = slice(o[0] - WEEK - 12, o[0] - WEEK)  # the week-earlier history steps of the first test window
     city.mask[hole, 1] = False
-    pred, share = predict(fitted, data, o)
+    pred, share = forecast_windows(fitted, data, o)
     partial = LagModel("weekly", ("daily-weekly", "history-daily"))
     assert 0 < share[str(partial)] < 1 and share[str(partial)] + share[str(FULL)] == 1
     other = lag_city("t", 9)
     other.mask[hole, 1] = False
     other.values[hole, 1] = -1e6
-    np.testing.assert_array_equal(pred, predict(fitted, target_data(other), o)[0])
+    np.testing.assert_array_equal(pred, forecast_windows(fitted, target_data(other), o)[0])
     w = lag_windows(data, np.array([1]), o[:1])
     assert lag_model(tuple(w.has[0])) == partial
     x, base = design(w, partial)
@@ -165,7 +165,7 @@ def test_sources_shorter_than_a_week_fit_the_models_they_can_and_the_target_uses
     fitted = fit(sources, PooledLinearConfig())
     assert all(m.base != "weekly" for m in fitted.coef) and LagModel("daily", ("history-daily",)) in fitted.coef
     target = target_data(lag_city("t", 9))
-    pred, share = predict(fitted, target, target.origins("test"))
+    pred, share = forecast_windows(fitted, target, target.origins("test"))
     assert share == {"daily base + history-daily": 1.0} and np.isfinite(pred).all()
 
 
@@ -181,7 +181,7 @@ def test_shapes_and_determinism():
     assert m1.coef[LagModel("last")].shape == (3, 11 + 1)
     target = target_data(synthetic_city("t", n_nodes=6, days=20, seed=3), horizon=3)
     o = target.origins("test")
-    pred, _ = predict(m1, target, o)
+    pred, _ = forecast_windows(m1, target, o)
     assert pred.shape == (6, o.size, 3) and pred.dtype == np.float32 and np.isfinite(pred).all()
 
 

@@ -11,7 +11,8 @@ from gpdiff.data import CityData, source_split
 from gpdiff.evaluation.naive import seasonal_naive
 from gpdiff.models import MODELS, ModelConfig, get_model
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.zoo.nodetrain import masked_node_mae, predict, trim_slots
+from gpdiff.zoo.nodelayout import trim_slots
+from gpdiff.zoo.nodetrain import forecast_windows, masked_node_mae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -186,7 +187,7 @@ def test_untrained_residual_model_forecasts_seasonal_naive(name, context_data):
     model = get_model(name, ModelConfig(context="daily", residual="seasonal"))
     params = model.init(context_data.n_nodes, seed=3)
     origins = context_data.origins("val")
-    pred = predict(model, params, context_data, origins, model.config.in_channels)
+    pred = forecast_windows(model, params, context_data, origins, model.config.in_channels)
     naive = seasonal_naive(context_data, origins)
     lagged = origins[:, None] + np.arange(context_data.horizon) - 24
     observed = context_data.city.mask[lagged].transpose(2, 0, 1)  # [N, B, H]

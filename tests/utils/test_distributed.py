@@ -18,7 +18,8 @@ from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils import distributed
 from gpdiff.utils.io import load_tensors
-from gpdiff.zoo.nodetrain import BLOCK_CHUNKS, NodeTrainConfig, NodeTrainer
+from gpdiff.zoo.nodelayout import BLOCK_CHUNKS
+from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer
 from gpdiff.zoo.params import ParamCollection
 from gpdiff.zoo.sourcepool import prepare_cities
 from gpdiff.zoo.train import ZooConfig, train_zoo

@@ -11,14 +11,8 @@ from gpdiff.data.windows import CityData
 from gpdiff.models import ModelConfig, get_model
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors
-from gpdiff.zoo.nodetrain import (
-    CHECKPOINT,
-    NodeTrainConfig,
-    NodeTrainer,
-    TrainState,
-    adam_update,
-    masked_node_mae,
-)
+from gpdiff.zoo.checkpoint import CHECKPOINT, TrainState
+from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, adam_update, masked_node_mae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,7 +15,7 @@ from gpdiff.models.config import BaseModelConfig
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.io import load_tensors, read_yaml
 from gpdiff.zoo.anchor import AnchorConfig, fit_anchor
-from gpdiff.zoo.nodetrain import CHECKPOINT
+from gpdiff.zoo.checkpoint import CHECKPOINT
 from gpdiff.zoo.params import ParamCollection
 from gpdiff.zoo.train import ZooConfig, load_zoo
 from gpdiff.zoo.train import train_zoo as _train_zoo

@@ -46,7 +46,7 @@ def _load_prompts(path: str) -> Any:
 @click.option("--condition", type=click.Choice(sorted(CONDITIONING)), default=None,
               help=f"Conditioning strategy [{_D.denoiser.condition}].")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
-              help="Denoiser sizes: small (CPU, default) or paper (d_model 512, 80k iterations).")
+              help="Denoiser sizes: small (CPU, default) or paper (d_model 512, 80k training steps).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="YAML file of DiffusionConfig fields (nested: denoiser:, schedule:); flags override it.")
 @click.option("--max-steps", type=int, default=None, help=f"Training steps [{_D.max_steps}].")

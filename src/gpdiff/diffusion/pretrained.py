@@ -315,16 +315,19 @@ class GPD:
 
 def heldout_lines(doc: dict[str, Any]) -> list[str]:
     """The model card's table of held-out source-node scores (``card.heldout``, written by
-    :mod:`gpdiff.experiment.heldout`): what was held out, then MAE per city and column."""
-    columns = list(next(iter(doc["mae"].values())))
+    :mod:`gpdiff.experiment.heldout`): what was held out, MAE per city and column, and each column's mean
+    ratio to weekly naive over the cities (their units differ, so MAE is not pooled)."""
+    rows = doc["mae"]
+    columns = list(next(iter(rows.values())))
     lines = [f"{doc['n_held']} source nodes ({doc['fraction']:.0%} of every city's) were held out of a second "
              f"denoiser trained with the same settings on the other {doc['n_kept']}; their generated parameters "
-             "forecast their own node's test windows of the source split (never trained on). MAE in the data's "
+             "forecast their own node's test windows of the source split (never trained on). MAE in each city's "
              "units; lower is better.", "",
              "| city | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for city, row in doc["mae"].items():
-        name = "**all (pooled)**" if city == "all" else city
-        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.4g}" for c in columns) + " |")
+    lines += [f"| {city} | " + " | ".join(f"{row[c]:.4g}" for c in columns) + " |" for city, row in rows.items()]
+    if "weekly naive" in columns:
+        ratio = {c: sum(r[c] / r["weekly naive"] for r in rows.values()) / len(rows) for c in columns}
+        lines.append("| **mean ratio to weekly naive** | " + " | ".join(f"{ratio[c]:.3f}" for c in columns) + " |")
     return lines
 
 

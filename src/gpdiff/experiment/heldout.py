@@ -7,8 +7,8 @@ mean of ``num_samples`` samples) and lets each forecast its own node's *test* wi
 split, the part of each source series that neither the zoo nor the anchor trained on. On the same
 windows, for the same nodes: the node's own zoo parameters (trained on that node: the ceiling), the
 anchor alone (no per-node information), and the values one day and one week earlier (seasonal and
-weekly naive). Mean absolute error in the data's units, per city and pooled over every held-out
-value.
+weekly naive). Mean absolute error in the data's units, per city (the cities' units differ, so
+nothing is pooled across them; the model card adds each column's mean ratio to weekly naive).
 
 This answers, on the sources' own data, what the shipped denoiser gives a node it has not seen before
 any fine-tuning; the loco scoreboard (BENCHMARKS.md) answers it for whole cities. The protocol follows
@@ -54,7 +54,7 @@ def check_fraction(fraction: float) -> float:
 
 @dataclass(frozen=True)
 class HeldoutScores:
-    """MAE per city (and ``"all"``, pooled over every held-out value) and per :data:`COLUMNS` entry."""
+    """MAE per city and per :data:`COLUMNS` entry (each city in its own units)."""
 
     fraction: float
     n_kept: int
@@ -122,7 +122,6 @@ def heldout_scores(zoo: ParamCollection, prompts: PromptSet, sources: Sequence[C
     columns = {"generated": generated, "anchor alone": reference.reshape(1, -1).expand_as(generated),
                "zoo (trained on the node)": zoo.params[held]}
     totals: dict[str, dict[str, float]] = {}
-    pooled = {c: [0.0, 0] for c in COLUMNS}
     for data in sources:
         rows = [i for i, r in enumerate(held.tolist()) if zoo.cities[r] == data.city.name]
         if not rows:
@@ -131,9 +130,5 @@ def heldout_scores(zoo: ParamCollection, prompts: PromptSet, sources: Sequence[C
         nodes = torch.tensor([where[zoo.node_ids[held[i]]] for i in rows])
         sums = _city_sums(model, {c: p[rows] for c, p in columns.items()}, data, nodes)
         totals[data.city.name] = {c: s / max(n, 1) for c, (s, n) in sums.items()}
-        for c, (s, n) in sums.items():
-            pooled[c][0] += s
-            pooled[c][1] += n
-    totals["all"] = {c: s / max(n, 1) for c, (s, n) in pooled.items()}
     return HeldoutScores(fraction, len(kept), len(held),
                          {c: {k: round(v[k], 6) for k in COLUMNS} for c, v in totals.items()})

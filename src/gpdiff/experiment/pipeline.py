@@ -275,7 +275,7 @@ def diffusion_stage(run: Run, cfg: RunConfig, cities: Cities, zoo: tuple[Stage, 
     reads = {"diffusion": d, "seed": cfg.seed, **({"ranks": ranks} if ranks > 1 else {})}
     with run.stage("diffusion", reads, [zoo_st, prompts_st], seed=cfg.seed) as st:
         log(f"[diffusion] {'reusing' if st.cached else 'pre-training'} the {d.denoiser.condition} denoiser "
-            f"({d.max_steps} iterations)")
+            f"({d.max_steps} training steps)")
         distributed.broadcast_object(None if st.cached or not distributed.active()
                                      else (str(st.path), collection, source_prompts))
         if not st.cached:
@@ -530,9 +530,10 @@ def heldout_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage,
             if not cfg.keep_checkpoints:
                 shutil.rmtree(st.path / "denoiser", ignore_errors=True)
     scores = HeldoutScores.from_dict(read_yaml(f))
-    pooled = scores.mae["all"]
-    log(f"[heldout] {scores.n_held} held-out source nodes, pooled test MAE: generated {pooled['generated']:.4g}, "
-        f"anchor {pooled['anchor alone']:.4g}, weekly naive {pooled['weekly naive']:.4g}")
+    ratio = {c: float(np.mean([r[c] / r["weekly naive"] for r in scores.mae.values()]))
+             for c in ("generated", "anchor alone")}
+    log(f"[heldout] {scores.n_held} held-out source nodes, test MAE as a ratio to weekly naive (mean over "
+        f"cities): generated {ratio['generated']:.3f}, anchor alone {ratio['anchor alone']:.3f}")
     return scores
 
 

@@ -18,7 +18,7 @@ stage whose key changed is cleared and recomputed (``RUN/NAME/.started`` records
 folder's contents belong to).
 
 A finished stage keeps what later stages and the report read, not the resume checkpoints of its
-trainers (files named :data:`CHECKPOINTS`: :data:`gpdiff.zoo.nodetrain.CHECKPOINT`, the denoiser's
+trainers (files named :data:`CHECKPOINTS`: :data:`gpdiff.zoo.checkpoint.CHECKPOINT`, the denoiser's
 ``checkpoint.safetensors``); ``Run(keep_checkpoints=True)`` (``keep_checkpoints: true`` in the run
 config) keeps them for debugging. The pipeline leaves out more of what nothing reads or what is
 recomputed bit for bit (:mod:`gpdiff.experiment.pipeline`: the diffusion stage's non-EMA weights, a

@@ -18,7 +18,7 @@ the pretrained anchor; ``target_only`` from a random initialisation; the zoo met
 :func:`gpdiff.methods.run_method`, as in ``gpdiff run``, with the source zoo, its prompts and the
 methods' source fits that a pretrained folder made with ``--with-zoo`` holds; ``pooled_linear``
 applies the ridge fitted on the sources that the pretrained folder holds
-(:func:`gpdiff.methods.pooled_linear.predict`); the naive methods (``seasonal_naive``,
+(:func:`gpdiff.methods.pooled_linear.forecast_windows`); the naive methods (``seasonal_naive``,
 ``weekly_naive``, ``historical_average``) train nothing. Every method with parameters is blended with
 the naive forecasts of ``blend.naive``, weights fitted on the last day (:mod:`gpdiff.evaluation.blend`),
 as in ``gpdiff run``; ``pooled_linear`` is not blended, as in ``gpdiff run`` (its module says why).
@@ -84,7 +84,7 @@ from gpdiff.utils.config import from_mapping, require_range, to_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.hashing import code_fingerprint
 from gpdiff.utils.io import atomic_write_bytes, atomic_write_text, load_tensors, read_yaml, save_tensors, write_yaml
-from gpdiff.zoo.nodetrain import predict as predict_windows
+from gpdiff.zoo.nodetrain import forecast_windows
 from gpdiff.zoo.params import unflatten
 
 FORMAT = "gpdiff.forecaster"
@@ -252,9 +252,9 @@ class Forecaster:
         forecast. ``H`` is ``data.horizon`` (the model's horizon for every method but the naive ones)."""
         if self.params is not None:
             model = self.model()
-            return predict_windows(model, unflatten(self.params, model.spec()), data, origins, model.config.in_channels)
+            return forecast_windows(model, unflatten(self.params, model.spec()), data, origins, model.config.in_channels)
         if self.config.method == LINEAR:
-            return linear.predict(self._ridge(), data, origins)[0]
+            return linear.forecast_windows(self._ridge(), data, origins)[0]
         return NAIVE[self.config.method](data, origins)
 
     def forecast_at(self, data: CityData, origins: np.ndarray) -> np.ndarray:

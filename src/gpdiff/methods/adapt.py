@@ -18,7 +18,7 @@ import torch
 from gpdiff.data.windows import CityData
 from gpdiff.models.base import BaseModel
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, predict
+from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, forecast_windows
 from gpdiff.zoo.params import ParamCollection, flatten, unflatten
 
 
@@ -43,7 +43,7 @@ def forecast(model: BaseModel, params: torch.Tensor, data: CityData, segment: st
         raise GpdiffError(f"{params.shape[0]} parameter rows for {data.n_nodes} nodes of {data.city.name}.")
     p = unflatten(params.to(data.device), model.spec())
     origins = data.origins(segment)
-    return predict(model, p, data, origins, in_channels or model.config.in_channels)
+    return forecast_windows(model, p, data, origins, in_channels or model.config.in_channels)
 
 
 def finetune(model: BaseModel, init: torch.Tensor, data: CityData, config: FinetuneConfig, out_dir: Path,

@@ -318,7 +318,7 @@ def choose(has: tuple[bool, ...], fitted: PooledLinear) -> LagModel | None:
     return max(usable, key=lambda m: (m.base == "weekly", m.base == "daily", len(m.inputs)), default=None)
 
 
-def predict(fitted: PooledLinear, data: CityData, origins: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+def forecast_windows(fitted: PooledLinear, data: CityData, origins: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
     """Forecasts ``[N, B, H]`` (original scale) of every node of ``data`` at ``origins [B]``, each window
     by the model of exactly the parts it may read (:func:`choose`), and each model's share of the
     windows."""
@@ -353,8 +353,8 @@ def run(ctx: MethodInputs) -> MethodResult:
     forecasting the target's test and validation windows."""
     cfg = ctx.settings(PooledLinearConfig)
     fitted = from_source_fit(ctx.source_fit("pooled_linear"))
-    pred, test_share = predict(fitted, ctx.target, ctx.target.origins("test"))
-    val_pred, val_share = predict(fitted, ctx.target, ctx.target.origins("val"))
+    pred, test_share = forecast_windows(fitted, ctx.target, ctx.target.origins("test"))
+    val_pred, val_share = forecast_windows(fitted, ctx.target, ctx.target.origins("val"))
     notes = {"test_windows_by_lag_model": _share_note(test_share), "val_windows_by_lag_model": _share_note(val_share),
              "source_windows_full_model": fitted.rows.get(FULL, 0)}
     unfitted = [str(m) for m in MODELS if m not in fitted.coef]

@@ -62,14 +62,13 @@ from gpdiff.utils import distributed
 from gpdiff.utils.config import from_mapping
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.utils.hashing import hash_arrays
-from gpdiff.utils.io import load_tensors, save_tensors
+from gpdiff.zoo.checkpoint import Checkpoint, CheckpointWriter, TrainState
+from gpdiff.zoo.nodelayout import NodeLayout, concat_batches, trim_slots
 from gpdiff.zoo.params import flatten
 
-CHECKPOINT = "checkpoint.safetensors"
 # Fields that may differ between a checkpoint and the run that resumes it.
 RESUMABLE_CHANGES = ("max_epochs", "patience", "compile", "node_chunk")
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
-BLOCK_CHUNKS = 4  # chunks per block: the unit of sharding and of compacting the still-training nodes
 
 
 @dataclass
@@ -111,122 +110,11 @@ class NodeTrainConfig:
         return {f.name: getattr(self, f.name) for f in fields(NodeTrainConfig)}
 
 
-# --------------------------------------------------------------------------- state
-@dataclass
-class TrainState:
-    """Everything training needs to continue; rows are this rank's nodes (all nodes in one process),
-    in ascending global order (:attr:`NodeTrainer.rows`)."""
-
-    params: dict[str, torch.Tensor]  # current parameters
-    best: dict[str, torch.Tensor]  # best parameters so far (validation)
-    exp_avg: dict[str, torch.Tensor]  # Adam moments
-    exp_avg_sq: dict[str, torch.Tensor]
-    best_val: torch.Tensor  # [N] best early-stopping validation loss
-    best_epoch: torch.Tensor  # [N] epoch (1-based) of the best loss, 0 = initial parameters
-    bad_epochs: torch.Tensor  # [N] epochs since the last improvement
-    active: torch.Tensor  # [N] bool, still training
-    epochs: torch.Tensor  # [N] epochs trained
-    epoch: int = 0  # finished epochs
-    step: int = 0  # Adam steps taken by every node still training
-
-    GROUPS = ("params", "best", "exp_avg", "exp_avg_sq")
-    VECTORS = ("best_val", "best_epoch", "bad_epochs", "active", "epochs")
-
-    @classmethod
-    def fresh(cls, init: dict[str, torch.Tensor]) -> TrainState:
-        n = next(iter(init.values())).shape[0]
-        dev = next(iter(init.values())).device
-        return cls(params={k: v.clone() for k, v in init.items()}, best={k: v.clone() for k, v in init.items()},
-                   exp_avg={k: torch.zeros_like(v) for k, v in init.items()},
-                   exp_avg_sq={k: torch.zeros_like(v) for k, v in init.items()},
-                   best_val=torch.full((n,), math.inf, device=dev), best_epoch=torch.zeros(n, dtype=torch.long, device=dev),
-                   bad_epochs=torch.zeros(n, dtype=torch.long, device=dev),
-                   active=torch.ones(n, dtype=torch.bool, device=dev), epochs=torch.zeros(n, dtype=torch.long, device=dev))
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """A copy of the state as named tensors (what :meth:`save` writes)."""
-        out = {f"{g}.{k}": v.detach().clone() for g in self.GROUPS for k, v in getattr(self, g).items()}
-        out.update({k: getattr(self, k).clone() for k in self.VECTORS})
-        out["active"] = self.active.to(torch.uint8)
-        return out
-
-    @classmethod
-    def load(cls, path: Path, device: torch.device) -> tuple[TrainState, dict[str, Any]]:
-        tensors, meta = load_tensors(path, device=device)
-        groups = {g: {k[len(g) + 1:]: v for k, v in tensors.items() if k.startswith(g + ".")} for g in cls.GROUPS}
-        vectors = {k: tensors[k] for k in cls.VECTORS}
-        vectors["active"] = vectors["active"].bool()
-        return cls(**groups, **vectors, epoch=int(meta["epoch"]), step=int(meta["step"])), meta
-
-
-class CheckpointWriter:
-    """Writes checkpoints in a background thread, so that the next epoch trains meanwhile.
-
-    :meth:`submit` takes a copy of the state and returns at once; a second submit first waits for
-    the previous write (at most one in flight). Every write is atomic (:func:`gpdiff.utils.io.save_tensors`).
-    """
-
-    def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodetrain-checkpoint")
-        self._pending = None
-
-    def submit(self, state: TrainState, path: Path, meta: dict[str, Any]) -> None:
-        self.wait()
-        tensors, meta = state.tensors(), {**meta, "epoch": state.epoch, "step": state.step}
-        self._pending = self._pool.submit(save_tensors, path, tensors, meta)
-
-    def wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()  # re-raises a failed write
-            self._pending = None
-
-    def close(self) -> None:
-        self.wait()
-        self._pool.shutdown()
-
-
 # ------------------------------------------------------------------------ helpers
 def masked_node_mae(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-node masked MAE ``[n]`` of ``[n, B, H]`` tensors."""
     w = mask.to(pred.dtype)
     return ((pred - y).abs() * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1.0)
-
-
-def concat_batches(batches: list[WindowBatch], in_channels: int) -> WindowBatch:
-    """Stack the node dimension of batches from different cities (inputs cut to ``in_channels``)."""
-    if len(batches) == 1:
-        b = batches[0]
-        return b if b.x.shape[-1] == in_channels else WindowBatch(**{**vars(b), "x": b.x[..., :in_channels]})
-    for b in batches:
-        if b.x.shape[-1] < in_channels:
-            raise GpdiffError(f"a city has {b.x.shape[-1]} channel(s) but in_channels={in_channels}.")
-    def joined(name: str) -> torch.Tensor | None:
-        parts = [b.x[..., :in_channels] if name == "x" else getattr(b, name) for b in batches]
-        if any(p is None for p in parts):
-            if not all(p is None for p in parts):
-                raise GpdiffError("cannot stack batches with and without seasonal context.")
-            return None
-        return torch.cat(parts)
-
-    return WindowBatch(**{f.name: joined(f.name) for f in fields(WindowBatch)})
-
-
-def trim_slots(batch: WindowBatch) -> WindowBatch:
-    """Drop the ego slots that are padding for every node of the batch.
-
-    Real neighbours fill a prefix of the slots (see :func:`gpdiff.data.graph.ego_graphs`) and
-    padded slots never reach the centre node in any base model, so cutting them is exact; it saves
-    most of the work for sparse graphs (a Montevideo bus stop has three ego slots of eight on average).
-    """
-    used = int(batch.valid.sum(1).max())
-    if used == batch.valid.shape[1]:
-        return batch
-    slots = {k: None if getattr(batch, k) is None else getattr(batch, k)[:, :, :used]
-             for k in ("lag_x", "lags_x", "lags_ok_x")}  # the fields with an ego-slot dimension
-    return WindowBatch(**{**vars(batch), "x": batch.x[:, :, :used], "adj": batch.adj[:, :used, :used],
-                          "valid": batch.valid[:, :used], **slots})
 
 
 def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avg: list[torch.Tensor],
@@ -263,7 +151,7 @@ def evenly_spaced(origins: np.ndarray, limit: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict(model: BaseModel, params: dict[str, torch.Tensor], data: CityData, origins: np.ndarray,
+def forecast_windows(model: BaseModel, params: dict[str, torch.Tensor], data: CityData, origins: np.ndarray,
             in_channels: int, chunk: int = 64, windows: int = 512) -> np.ndarray:
     """Original-scale forecasts ``[N, B, H]`` of all nodes of ``data`` (``params`` rows in node order) at
     the window ``origins``, computed in chunks of nodes and windows."""
@@ -318,6 +206,35 @@ class NodeTrainResult:
         return flatten(self.params, list(spec))
 
 
+def node_loss(model: BaseModel, compile: bool = False) -> Callable[[dict[str, torch.Tensor], WindowBatch], torch.Tensor]:
+    """The training loss of a chunk: the sum over its nodes of each node's masked MAE. ``compile``:
+    ``torch.compile`` it, falling back to eager with a warning when compiling or running the compiled
+    graph fails."""
+    def loss_fn(params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
+        return masked_node_mae(model.forward(params, batch), batch.y, batch.y_mask).sum()
+
+    if not compile:
+        return loss_fn
+    try:
+        compiled = torch.compile(loss_fn, dynamic=False)
+    except Exception:  # noqa: BLE001 - any compile problem: train eagerly
+        return loss_fn
+
+    def guarded(params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
+        nonlocal compiled
+        if compiled is not loss_fn:
+            try:
+                return compiled(params, batch)
+            except Exception as exc:  # noqa: BLE001
+                import warnings
+
+                warnings.warn(f"torch.compile failed ({type(exc).__name__}); training eagerly.", stacklevel=2)
+                compiled = loss_fn
+        return loss_fn(params, batch)
+
+    return guarded
+
+
 class NodeTrainer:
     """Trains one model per node of ``data`` (cities in order; rows of ``init`` in that node order).
 
@@ -326,6 +243,10 @@ class NodeTrainer:
     ``shard`` = (rank, world) trains this rank's blocks of nodes only (see the module docstring;
     default: every node, in this process). :meth:`run` trains (or resumes, or returns a finished
     run) and returns a :class:`NodeTrainResult` of every node on rank 0 (``None`` on other ranks).
+
+    Its pieces: where the nodes live (:class:`~gpdiff.zoo.nodelayout.NodeLayout`), the chunk loss
+    (:func:`node_loss`, compiled or not), the checkpoint (:class:`~gpdiff.zoo.checkpoint.Checkpoint`);
+    the trainer itself is the epoch loop, the Adam steps and early stopping.
     """
 
     def __init__(self, model: BaseModel, data: list[CityData], config: NodeTrainConfig,
@@ -338,35 +259,20 @@ class NodeTrainer:
         self.device = data[0].device
         self.spec = model.spec()
         self.in_channels = model.config.in_channels
-        # global node table: rows [offset[c], offset[c+1]) belong to city c
-        sizes = [d.n_nodes for d in data]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.n_nodes = int(self.offsets[-1])
-        self.node_city = np.repeat(np.arange(len(data)), sizes)
-        self.node_slots = np.concatenate([d.ego.valid.sum(1) for d in data])  # real ego slots per node
+        self.layout = NodeLayout.build(data, config.node_chunk, self.device, shard)
+        n = self.layout.n_nodes
         rows = {k: int(v.shape[0]) for k, v in init.items()}
-        if set(rows) != {s.name for s in self.spec} or set(rows.values()) != {self.n_nodes}:
-            raise GpdiffError(f"initial parameters {rows} do not match {self.n_nodes} nodes of model "
+        if set(rows) != {s.name for s in self.spec} or set(rows.values()) != {n}:
+            raise GpdiffError(f"initial parameters {rows} do not match {n} nodes of model "
                               f"{model.name!r} (tensors {[s.name for s in self.spec]}).")
         self.rank, self.world = shard
-        if not 0 <= self.rank < self.world:
-            raise GpdiffError(f"shard {shard}: rank must be in 0..world-1.")
-        gpu_auto = self.device.type == "cuda" and not config.node_chunk
-        self.chunk = config.node_chunk or (-(-self.n_nodes // self.world) if gpu_auto else 32)
-        block = self.chunk if gpu_auto else self.chunk * BLOCK_CHUNKS
-        order = self._order(np.arange(self.n_nodes))
-        mine = [order[lo:lo + block] for j, lo in enumerate(range(0, self.n_nodes, block)) if j % self.world == self.rank]
-        # this rank's nodes: global rows ascending (the state's row order), and its blocks as local rows
-        self.rows = np.sort(np.concatenate(mine)) if mine else np.zeros(0, dtype=np.int64)
-        local = np.full(self.n_nodes, -1, dtype=np.int64)
-        local[self.rows] = np.arange(self.rows.size)
-        self.blocks = [local[b] for b in mine]
+        self.chunk, self.rows, self.blocks = self.layout.chunk, self.layout.rows, self.layout.blocks
         idx = torch.from_numpy(self.rows).to(init[self.spec[0].name].device)
         self.init = {k: v[idx].to(self.device) for k, v in init.items()}
         self.trainable = trainable_names(model, config.trainable)
-        self.loss_fn = self._make_loss_fn()
+        self.loss_fn = node_loss(model, config.compile)
+        self.checkpoint = Checkpoint(self.out_dir, self.identity(), self.rank, self.world)
 
-    # ------------------------------------------------------------------ identity
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed."""
         cfg = {k: v for k, v in self.config.to_dict().items() if k not in RESUMABLE_CHANGES}
@@ -377,65 +283,9 @@ class NodeTrainer:
 
     def checkpoint_path(self) -> Path:
         """``OUT/checkpoint.safetensors``, or this rank's own file when the training is sharded."""
-        if self.world == 1:
-            return self.out_dir / CHECKPOINT
-        return self.out_dir / CHECKPOINT.replace(".safetensors", f".rank{self.rank}-of-{self.world}.safetensors")
-
-    def _check_identity(self, meta: dict[str, Any], path: Path) -> None:
-        mine, theirs = self.identity(), meta.get("identity", {})
-        if mine == theirs:
-            return
-        diffs = [f"{key}: {theirs.get(key)} -> {mine[key]}"
-                 for key in ("seed", "cities", "nodes", "n_params", "init", "shard", "rows") if mine[key] != theirs.get(key)]
-        diffs += [f"{key}: {theirs.get('config', {}).get(key)} -> {value}" for key, value in mine["config"].items()
-                  if theirs.get("config", {}).get(key) != value]
-        raise GpdiffError(
-            f"{path} was written by a training run with a different setup ({'; '.join(diffs)}). "
-            f"Use another output folder, or delete {path} to start over."
-        )
+        return self.checkpoint.path
 
     # ------------------------------------------------------------------ compute
-    def _make_loss_fn(self) -> Callable[[dict[str, torch.Tensor], WindowBatch], torch.Tensor]:
-        def loss_fn(params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
-            return masked_node_mae(self.model.forward(params, batch), batch.y, batch.y_mask).sum()
-
-        if not self.config.compile:
-            return loss_fn
-        try:
-            compiled = torch.compile(loss_fn, dynamic=False)
-        except Exception:  # noqa: BLE001 - any compile problem: train eagerly
-            return loss_fn
-
-        def guarded(params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
-            nonlocal compiled
-            if compiled is not loss_fn:
-                try:
-                    return compiled(params, batch)
-                except Exception as exc:  # noqa: BLE001
-                    import warnings
-
-                    warnings.warn(f"torch.compile failed ({type(exc).__name__}); training eagerly.", stacklevel=2)
-                    compiled = loss_fn
-            return loss_fn(params, batch)
-
-        return guarded
-
-    def _order(self, rows: np.ndarray) -> np.ndarray:
-        """Rows grouped by city (the batch builders rely on it), then by ego-graph size, so that a
-        chunk holds similar nodes and :func:`trim_slots` cuts most padding."""
-        return rows[np.lexsort((self.node_slots[rows], self.node_city[rows]))]
-
-    def _batch(self, rows: np.ndarray, origins: torch.Tensor) -> WindowBatch:
-        """Windows for global node ``rows`` (grouped by city) at per-row ``origins [len(rows), B]``."""
-        parts, start = [], 0
-        cities = self.node_city[rows]
-        for c in np.unique(cities):
-            sel = np.flatnonzero(cities == c)
-            local = torch.from_numpy(rows[sel] - self.offsets[c]).to(self.device)
-            parts.append(self.data[c].batch(local, origins[start:start + sel.size]))
-            start += sel.size
-        return trim_slots(concat_batches(parts, self.in_channels))
-
     def epoch_origins(self, rows: np.ndarray, epoch: int) -> torch.Tensor:
         """The training windows of every step of ``epoch`` for global node ``rows``: origins
         ``[steps_per_epoch, len(rows), batch_size]``, drawn (with replacement) from each node's own
@@ -444,7 +294,7 @@ class NodeTrainer:
         out = np.empty((steps, rows.size, size), dtype=np.int64)
         pools = [d.origins("train") for d in self.data]
         for i, row in enumerate(rows):
-            pool = pools[self.node_city[row]]
+            pool = pools[self.layout.node_city[row]]
             draw = np.random.default_rng((self.seed % 2**63, epoch, int(row))).integers(pool.size, size=(steps, size))
             out[:, i] = pool[draw]
         return torch.from_numpy(out).to(self.device)
@@ -470,7 +320,7 @@ class NodeTrainer:
                 for lo in range(0, rows.size, self.chunk):
                     hi = min(lo + self.chunk, rows.size)
                     leaf = {k: work["params"][k][lo:hi].detach().requires_grad_(k in train) for k in names}
-                    loss = self.loss_fn(leaf, self._batch(rows[lo:hi], origins[lo:hi]))
+                    loss = self.loss_fn(leaf, self.layout.batch(self.data, rows[lo:hi], origins[lo:hi], self.in_channels))
                     if pull > 0:
                         loss = loss + pull * sum((leaf[k] - start[k][lo:hi]).square().sum() for k in train)
                     grads = torch.autograd.grad(loss, [leaf[k] for k in train])
@@ -494,8 +344,8 @@ class NodeTrainer:
             if part.size == 0:
                 continue
             rows = self.rows[part]
-            cities = self.node_city[rows]
-            val = validation_loss(self.model, params, part, self.data, cities, rows - self.offsets[cities],
+            cities = self.layout.node_city[rows]
+            val = validation_loss(self.model, params, part, self.data, cities, rows - self.layout.offsets[cities],
                                   self.config.val_windows, self.chunk)
             out[torch.from_numpy(where[part]).to(self.device)] = val
         return out
@@ -503,23 +353,7 @@ class NodeTrainer:
     # ------------------------------------------------------------------ driver
     def run(self) -> NodeTrainResult | None:
         cfg = self.config
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        ckpt = self.checkpoint_path()
-        meta = {"identity": self.identity()}
-        others = sorted(p.name for p in self.out_dir.glob(CHECKPOINT.replace(".safetensors", "*.safetensors"))
-                        if p.name != ckpt.name)
-        if others and not ckpt.exists():
-            raise GpdiffError(f"{self.out_dir} holds checkpoints of a training on another number of processes "
-                              f"({', '.join(others)}); resume it with as many processes as it had, or delete them "
-                              "to start over.")
-        state = None
-        if ckpt.exists():
-            try:
-                state, old = TrainState.load(ckpt, self.device)
-            except (GpdiffError, KeyError, ValueError):  # damaged or partial: a checkpoint is never trusted
-                ckpt.unlink()
-            else:
-                self._check_identity(old, ckpt)
+        state = self.checkpoint.resume(self.device)
         if state is None:
             state = TrainState.fresh(self.init)
             state.best_val = self._validate(state.params, np.arange(self.rows.size))
@@ -534,7 +368,7 @@ class NodeTrainer:
                 state.epoch += 1
                 val = self._validate(state.params, local)
                 self._early_stopping(state, local, val)
-                writer.submit(state, ckpt, meta)
+                writer.submit(state, self.checkpoint.path, self.checkpoint.meta)
                 bar.update(1)
                 bar.set_postfix(training=f"{int(state.active.sum())}/{self.rows.size}",
                                 val_loss=f"{float(val.mean()):.4f}", s=f"{time.perf_counter() - t0:.1f}")
@@ -544,7 +378,7 @@ class NodeTrainer:
         values = {**{f"params.{k}": v for k, v in state.best.items()}, "val_loss": state.best_val.float(),
                   "best_epoch": state.best_epoch.float(), "epochs": state.epochs.float()}
         if self.world > 1:
-            gathered = distributed.gather_rows(values, torch.from_numpy(self.rows).to(self.device), self.n_nodes)
+            gathered = distributed.gather_rows(values, torch.from_numpy(self.rows).to(self.device), self.layout.n_nodes)
             if gathered is None:
                 return None
             values = gathered

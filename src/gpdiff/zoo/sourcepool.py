@@ -20,7 +20,7 @@ from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import CityData, WindowBatch, WindowConfig
 from gpdiff.models import BaseModel, require_graph
 from gpdiff.utils.errors import GpdiffError, unknown_name
-from gpdiff.zoo.nodetrain import concat_batches
+from gpdiff.zoo.nodelayout import concat_batches
 
 BALANCES = ("city", "proportional")
 

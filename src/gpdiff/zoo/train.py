@@ -52,7 +52,7 @@ from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.io import write_yaml
 from gpdiff.zoo.anchor import Anchor
-from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, NodeTrainResult, predict, validation_loss
+from gpdiff.zoo.nodetrain import NodeTrainConfig, NodeTrainer, NodeTrainResult, forecast_windows, validation_loss
 from gpdiff.zoo.params import ParamCollection, unflatten
 from gpdiff.zoo.sourcepool import locate_rows, prepare_cities
 
@@ -98,7 +98,7 @@ def evaluate(model: BaseModel, params: dict[str, torch.Tensor], data: list[CityD
         start += d.n_nodes
         origins = d.origins("val")
         truth, mask = d.truth(origins)  # [N, B, H]
-        pred = predict(model, {k: v[rows] for k, v in params.items()}, d, origins, model.config.in_channels, chunk)
+        pred = forecast_windows(model, {k: v[rows] for k, v in params.items()}, d, origins, model.config.in_channels, chunk)
         mae[rows] = node_mae(pred, truth, mask)
         if id(d) not in naive_of:
             naive_of[id(d)] = node_mae(seasonal_naive(d, origins), truth, mask)
