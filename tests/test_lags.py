@@ -155,3 +155,22 @@ def test_config_and_errors(two_source_cities):
         model.forward(model.init(2), b)
     # the per-node vector holds the head's combination weights
     assert dict((s.name, s.shape) for s in model.spec())[HEAD] == (4, 3, 6)
+
+
+def test_the_head_moves_with_the_data_whatever_its_weights(batch):
+    """The head's weights of a pattern always sum to one: for any weights, adding a constant to the level
+    and to every lagged value adds it to the forecast, so the node mean a scaler subtracted does not
+    matter; a head of zeros forecasts the most seasonal value there (the week, else the day, else the
+    level). BENCHMARKS.md, 'Why the lag-aware anchor fails zero-shot'."""
+    model = get_model("stid", ModelConfig(context="lags", ego_size=5))
+    head = torch.randn(6, *model.head_shape, generator=torch.Generator().manual_seed(3))
+    x = batch.x.clone()
+    x[:, :, 0, -1, 0] += 7.5
+    shifted = WindowBatch(**{**vars(batch), "x": x, "lags_y": batch.lags_y + 7.5})
+    torch.testing.assert_close(model.combination(head, shifted), model.combination(head, batch) + 7.5,
+                               rtol=0, atol=1e-4)
+    level = batch.x[:, :, 0, -1, 0][:, :, None].expand(-1, -1, 6)
+    day, week = batch.lags_y[..., 0], batch.lags_y[..., 1]
+    ok_d, ok_w = batch.lags_ok_y[..., 0], batch.lags_ok_y[..., 1]
+    expect = torch.where(ok_w, week, torch.where(ok_d, day, level))
+    assert torch.equal(model.combination(torch.zeros_like(head), batch), expect)

@@ -246,18 +246,32 @@ class BaseModel(ABC):
         return out + (lag_y if self.config.residual == "seasonal" else gain * lag_y)
 
     def combination(self, head: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
-        """``[n, B, horizon]``: the lag head's forecast. At every forecast step the weights of the
-        lags' availability pattern there (``head [n, 2**L, 1 + L, horizon]``) combine the recent
-        level (the centre node's last input value) and each lagged value at that step; a missing lag's
-        value is never read (its term is exactly 0 and its pattern's weights ignore it)."""
+        """``[n, B, horizon]``: the lag head's forecast, an affine combination of the recent level (the
+        centre node's last input value) and the lagged values at each forecast step.
+
+        At every step the *anchor* is the most seasonal value there: the last lag available (one week,
+        else one day), else the level. The forecast is the anchor plus, for every other available
+        component ``j``, ``w_j * (value_j - anchor)``, with ``w`` the weights of the lags' availability
+        pattern at that step (``head [n, 2**L, 1 + L, horizon]``; the anchor's own entry is not read).
+        The weights of a pattern therefore sum to one whatever they are: the forecast moves with the
+        data (adding a constant to every value adds it to the forecast), so it does not depend on the
+        node mean a scaler subtracted, and a head shrunk to zero is the anchor (weekly naive where the
+        week is there), not the mean. A missing lag's value is never read (its term is exactly 0).
+        BENCHMARKS.md ("Why the lag-aware anchor fails zero-shot") has the measurement behind this form."""
         _, _, lags_y, ok_y = _lags(batch)
         level = batch.x[:, :, 0, -1, 0]  # [n, B]
         values = torch.where(ok_y, lags_y, torch.zeros_like(lags_y))
         comp = torch.cat([level[:, :, None, None].expand(*lags_y.shape[:3], 1), values], dim=-1)  # [n, B, H, 1+L]
+        avail = torch.cat([torch.ones_like(ok_y[..., :1]), ok_y], dim=-1)  # [n, B, H, 1+L]
+        anchor_at = (avail.long() * torch.arange(1 + self.n_lags, device=ok_y.device)).amax(-1)  # [n, B, H]
+        anchor = comp.gather(-1, anchor_at.unsqueeze(-1))  # [n, B, H, 1]
         bits = 2 ** torch.arange(self.n_lags, device=ok_y.device)
         pattern = (ok_y.long() * bits).sum(-1)  # [n, B, H]
         onehot = nn.functional.one_hot(pattern, 2**self.n_lags).to(comp.dtype)  # [n, B, H, P]
-        return torch.einsum("nbhp,nbhj,npjh->nbh", onehot, comp, head)
+        weights = torch.einsum("nbhp,npjh->nbhj", onehot, head)  # [n, B, H, 1+L]
+        others = avail & (nn.functional.one_hot(anchor_at, 1 + self.n_lags) == 0)
+        terms = torch.where(others, weights * (comp - anchor), torch.zeros_like(comp))
+        return anchor[..., 0] + terms.sum(-1)
 
     def reference(self, params: dict[str, torch.Tensor] | None = None, seed: int = 0) -> NodeModule:
         """The plain ``nn.Module`` version of this model holding one node's ``params`` (no node
@@ -307,7 +321,9 @@ HEAD = "lags.head"
 # (a zero read-out gives the layers none, and with MAE's sign gradients they can die before it grows).
 READOUT_SCALE = 0.1
 # The head's initial weights of (recent level, one day, one week) when (neither, day, week, both) lags
-# are there: mostly the week, then the day, then the last value; the sources then train them.
+# are there: mostly the week, then the day, then the last value; the sources then train them. Each row
+# sums to one, as the head's combination always does (the anchor's own entry is not read: see
+# BaseModel.combination).
 INITIAL_HEAD = {0: (1.0, 0.0, 0.0), 1: (0.3, 0.7, 0.0), 2: (0.2, 0.0, 0.8), 3: (0.1, 0.3, 0.6)}
 
 
