@@ -50,7 +50,7 @@ def test_backtest_never_reads_a_day_before_forecasting_it(gpd, gpd_config, clean
     """Every value from hour 10 of forecast day 2 on is changed: every forecast of day 1, and every
     day-2 window whose origin is at or before that hour, is bit-identical; day 3 is not."""
     dirty = backtest(_poisoned(_city(), POISON_AT), gpd, gpd_config)
-    origins = np.arange(3 * SPD, 4 * SPD - 6 + 1)  # day 2's windows (horizon 6)
+    origins = np.arange(3 * SPD, 4 * SPD)  # day 2's windows: one per step, the evening ones run past midnight
     early = origins <= POISON_AT
     for method in ("gpd", "seasonal_naive", "weekly_naive"):
         assert np.array_equal(clean.forecasts[(0, 1, method)], dirty.forecasts[(0, 1, method)]), method
@@ -90,8 +90,10 @@ def test_outputs_have_one_row_per_start_day_day_and_method(tmp_path):
     assert len(r.scores) == 2 * 2 * 3  # start days x days x (two naive references + the method)
     assert set(r.scores["weekday"]) == {city.timestamps[0].day_name(), city.timestamps[3 * SPD].day_name()}
     assert r.scores.groupby("start_day")["days_of_data"].apply(list).tolist() == [[2, 2, 2, 3, 3, 3]] * 2
-    assert r.scores["windows"].eq(SPD - 6 + 1).all()
-    assert all(v.shape == (4, SPD - 6 + 1, 6) for v in r.forecasts.values())
+    # one window per step of the day; the last day of the data has no next day for its evening windows
+    last = (r.scores["start_day"] == 3) & (r.scores["day"] == 2)
+    assert r.scores.loc[~last, "windows"].eq(SPD).all() and r.scores.loc[last, "windows"].eq(SPD - 6 + 1).all()
+    assert all(v.shape == (4, SPD - 6 + 1 if (d0, k) == (3, 2) else SPD, 6) for (d0, k, _), v in r.forecasts.items())
     assert r.scores[["mae", "crps", "coverage_80", "coverage_95"]].notna().all().all()
     assert any("knn_residual" in n for n in r.notes)
     paths = backtest_report.write(r, tmp_path, city.name)

@@ -3,9 +3,12 @@
 From day ``start_day`` of the data (the user's first day; nothing before it is ever read), the user
 has ``start_days`` days: every method fits a :class:`~gpdiff.forecaster.Forecaster` on them (as
 ``gpdiff fit``: the last day validates, the days before it train). Then, for each of the next
-``days`` days: every window of that day (origins whose ``horizon`` targets lie inside the day) is
-forecast from its true history (everything observed up to its origin, from the user's first day on),
-scored against what happened (MAE, and CRPS and coverage of the conformal intervals:
+``days`` days: every forecast issued during that day (one window per step of the day, its first
+target at that step) is forecast from its true history (everything observed up to its origin, from
+the user's first day on); a window issued late in the evening runs past midnight, and the next day's
+first ``horizon - 1`` steps are read then only as the truth it is scored against (at the end of the
+data, where there is no next day, those windows are left out and the ``windows`` column says so). Each
+day is then scored against what happened (MAE, and CRPS and coverage of the conformal intervals:
 :func:`gpdiff.evaluation.intervals.score`, :func:`gpdiff.evaluation.metrics.masked_metrics`), and the forecaster is
 updated with the day (:meth:`Forecaster.update`: warm-start fine-tuning, blend and calibration on the
 newest day). This is the rolling-origin evaluation of darts' ``historical_forecasts`` and
@@ -237,7 +240,8 @@ def _replay(city: City, first: int, method: str, config: BacktestConfig, gpd: GP
         fc = config.forecaster(method)
         f = Forecaster.fit(city.subset_time(first, have), gpd if fc.needs_pretrained else None, fc, progress=progress)
     for k in range(1, config.days + 1):
-        day = city.subset_time(first, have + spd)  # the user's days and the day to forecast
+        # the user's days, the day to forecast, and the next day's first steps its evening windows reach
+        day = city.subset_time(first, min(have + spd + window.horizon - 1, city.n_steps))
         n_have = have - first
         data = _day_data(day, n_have, f, window)
         origins = data.origins("val")
