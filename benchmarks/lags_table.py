@@ -3,6 +3,9 @@
     gpdiff bench loco_blend --out runs/bench/loco_blend      # window.context: none
     gpdiff bench loco_lags --out runs/bench/loco_lags        # window.context: lags
     python benchmarks/lags_table.py runs/bench/loco_blend runs/bench/loco_lags
+    python benchmarks/lags_table.py runs/bench/loco_blend runs/bench/lags_s0,runs/bench/lags_s12   # seeds split
+
+Each side may be several bench folders, comma-separated (a suite run seed by seed).
 
 Prints two markdown tables, each number the mean over the seeds both folders hold for a target:
 
@@ -39,10 +42,12 @@ def read_run(run: Path) -> pd.DataFrame | None:
     return pd.DataFrame({"blended": blended, "alone": [alone.get(m, blended[m]) for m in blended.index]})
 
 
-def read_bench(root: Path) -> dict[str, dict[int, pd.DataFrame]]:
-    """target -> seed -> :func:`read_run` for every finished run of a bench folder."""
+def read_bench(roots: str) -> dict[str, dict[int, pd.DataFrame]]:
+    """target -> seed -> :func:`read_run` for every finished run of the bench folders ``roots``
+    (comma-separated; a later folder's run of the same target and seed wins)."""
     out: dict[str, dict[int, pd.DataFrame]] = {}
-    for run in sorted((root / "runs").glob("*/seed*")):
+    runs = [r for root in roots.split(",") for r in sorted((Path(root) / "runs").glob("*/seed*"))]
+    for run in runs:
         table = read_run(run)
         if table is not None:
             out.setdefault(run.parent.name, {})[int(run.name[len("seed"):])] = table
@@ -59,8 +64,8 @@ def fmt(x: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("without", type=Path, help="bench folder with window.context none (loco_blend)")
-    ap.add_argument("with_lags", type=Path, help="bench folder with window.context lags (loco_lags)")
+    ap.add_argument("without", help="bench folder(s) with window.context none (loco_blend), comma-separated")
+    ap.add_argument("with_lags", help="bench folder(s) with window.context lags (loco_lags), comma-separated")
     args = ap.parse_args()
     a, b = read_bench(args.without), read_bench(args.with_lags)
     before = ["| target | seeds | best naive | GPD alone: none -> lags | GPD blended: none -> lags "
