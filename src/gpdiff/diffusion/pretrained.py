@@ -326,9 +326,16 @@ def heldout_lines(doc: dict[str, Any]) -> list[str]:
              "| city | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += [f"| {city} | " + " | ".join(f"{row[c]:.4g}" for c in columns) + " |" for city, row in rows.items()]
     if "weekly naive" in columns:
-        ratio = {c: sum(r[c] / r["weekly naive"] for r in rows.values()) / len(rows) for c in columns}
+        ratio = ratio_to_weekly(rows)
         lines.append("| **mean ratio to weekly naive** | " + " | ".join(f"{ratio[c]:.3f}" for c in columns) + " |")
     return lines
+
+
+def ratio_to_weekly(mae: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each column's MAE as a ratio to weekly naive's, averaged over the cities of ``mae`` (city -> column ->
+    MAE, as in ``card.heldout``): the cities' units differ, so their MAE is not pooled."""
+    columns = list(next(iter(mae.values())))
+    return {c: sum(r[c] / r["weekly naive"] for r in mae.values()) / len(mae) for c in columns}
 
 
 def _save_fits(fits: dict[str, SourceFit], folder: Path) -> None:

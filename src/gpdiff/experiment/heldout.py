@@ -69,21 +69,20 @@ class HeldoutScores:
         return cls(float(doc["fraction"]), int(doc["n_kept"]), int(doc["n_held"]),
                    {c: {k: float(v) for k, v in row.items()} for c, row in doc["mae"].items()})
 
+
 @torch.no_grad()
-def _errors(model: BaseModel, params: torch.Tensor, data: CityData, nodes: torch.Tensor
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Node ``nodes[i]`` forecast with ``params[i]`` on its test windows: (forecast, truth, mask), ``[n, B, H]``."""
+def _test_forecast(model: BaseModel, params: torch.Tensor, data: CityData, nodes: torch.Tensor) -> np.ndarray:
+    """Node ``nodes[i]`` forecast with ``params[i]`` on its test windows, original units ``[n, B, H]``."""
     p = unflatten(params, model.spec())
     pred = torch.cat([model.forward(p, batch) for _, batch in data.iter_eval("test", nodes)], 1)
-    truth, mask = data.truth(data.origins("test"), nodes.numpy())
-    return data.to_original(pred, nodes), truth, mask
+    return data.to_original(pred, nodes)
 
 
 def _city_sums(model: BaseModel, rows: dict[str, torch.Tensor], data: CityData, nodes: torch.Tensor
                ) -> dict[str, tuple[float, int]]:
     """(sum of absolute errors, count) per column for one city's held-out ``nodes``."""
     origins, idx = data.origins("test"), nodes.numpy()
-    forecasts = {name: _errors(model, params, data, nodes)[0] for name, params in rows.items()}
+    forecasts = {name: _test_forecast(model, params, data, nodes) for name, params in rows.items()}
     forecasts["seasonal naive"] = seasonal_naive(data, origins)[idx]
     forecasts["weekly naive"] = weekly_naive(data, origins)[idx]
     truth, mask = data.truth(origins, idx)

@@ -49,7 +49,7 @@ from gpdiff.data.lookup import data_dir_cities, load_named
 from gpdiff.data.splits import Split, target_split
 from gpdiff.data.windows import CityData, lag_steps, require_windows
 from gpdiff.diffusion.functional import FunctionalLoss
-from gpdiff.diffusion.pretrained import GPD, SourceZoo, source_record
+from gpdiff.diffusion.pretrained import GPD, SourceZoo, ratio_to_weekly, source_record
 from gpdiff.diffusion.train import DiffusionModel
 from gpdiff.evaluation import ensemble, intervals
 from gpdiff.evaluation.fallbacks import blend_fallback_notes, scaler_notes, unscored_note
@@ -530,8 +530,7 @@ def heldout_stage(run: Run, cfg: RunConfig, cities: Cities, anchor: tuple[Stage,
             if not cfg.keep_checkpoints:
                 shutil.rmtree(st.path / "denoiser", ignore_errors=True)
     scores = HeldoutScores.from_dict(read_yaml(f))
-    ratio = {c: float(np.mean([r[c] / r["weekly naive"] for r in scores.mae.values()]))
-             for c in ("generated", "anchor alone")}
+    ratio = ratio_to_weekly(scores.mae)
     log(f"[heldout] {scores.n_held} held-out source nodes, test MAE as a ratio to weekly naive (mean over "
         f"cities): generated {ratio['generated']:.3f}, anchor alone {ratio['anchor alone']:.3f}")
     return scores
