@@ -58,10 +58,11 @@ def run_config(run: Path) -> RunConfig:
 
 
 def completed(head: torch.Tensor) -> torch.Tensor:
-    """``head [n, 4, 3, H]`` with each pattern's weights completed to one on its most seasonal lag
-    (patterns: neither, day, week, both; components: level, day, week)."""
+    """``head [n, 4, 3 (+2), H]`` with each pattern's weights completed to one on its most seasonal lag
+    (patterns: neither, day, week, both; components: level, day, week, then the deviation weights of
+    heads since the deviation terms, which are differences and are left as they are)."""
     out = head.clone()
-    rest = 1 - out.sum(2)
+    rest = 1 - out[:, :, :3].sum(2)
     for pattern, component in ((0, 0), (1, 1), (2, 2), (3, 2)):
         out[:, pattern, component] += rest[:, pattern]
     return out  # for an affine head (the combination ignores the anchor's entry) this changes no forecast
@@ -92,7 +93,7 @@ def parts(run: Path) -> dict[str, float | list[float]]:
     def original(chunks: list[torch.Tensor]) -> np.ndarray:
         return data.to_original(torch.cat(chunks, 1), nodes)
 
-    w = p[HEAD][0, 3].clone()  # both lags available: [level, day, week] x steps
+    w = p[HEAD][0, 3].clone()  # both lags available: [level, day, week (, dev. from day, dev. from week)] x steps
     w[2] = 1 - w[0] - w[1]  # the week's effective weight: the combination does not read its own entry
     return {"weekly naive": mae(weekly_naive(data, origins)), "seasonal naive": mae(seasonal_naive(data, origins)),
             "few-shot node means": mae(data.to_original(torch.zeros(n, origins.size, data.horizon), nodes)),
@@ -111,7 +112,7 @@ def main() -> None:
     rows = {run.parent.name: parts(run) for run in sorted(args.bench.glob(f"runs/*/seed{args.seed}"))
             if (run / "pretrained").is_dir()}
     cols = ["weekly naive", "seasonal naive", "few-shot node means", "anchor", "head alone", "head completed to 1"]
-    print("| target | " + " | ".join(cols) + " | head weights (level, day, week), both lags: step 1; last step |")
+    print("| target | " + " | ".join(cols) + " | head weights (level, day, week[, deviation from day, from week]), both lags: step 1; last step |")
     print("|---" * (len(cols) + 2) + "|")
     for target, r in rows.items():
         print(f"| {target} | " + " | ".join(f"{r[c]:.4g}" for c in cols)

@@ -11,10 +11,9 @@ from gpdiff.data import CityData, source_split, target_split
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import LAG_DROPOUT, WindowBatch, WindowConfig
 from gpdiff.models import MODELS, ModelConfig, get_model
-from gpdiff.models.base import HEAD, INITIAL_HEAD
+from gpdiff.models.base import HEAD, INITIAL_HEAD, masked_node_mae
 from gpdiff.utils.errors import GpdiffError
 from gpdiff.zoo.nodelayout import trim_slots
-from gpdiff.zoo.nodetrain import masked_node_mae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -154,7 +153,7 @@ def test_config_and_errors(two_source_cities):
     with pytest.raises(GpdiffError, match="carry no lags"):
         model.forward(model.init(2), b)
     # the per-node vector holds the head's combination weights
-    assert dict((s.name, s.shape) for s in model.spec())[HEAD] == (4, 3, 6)
+    assert dict((s.name, s.shape) for s in model.spec())[HEAD] == (4, 5, 6)
 
 
 def test_the_head_moves_with_the_data_whatever_its_weights(batch):
@@ -166,7 +165,7 @@ def test_the_head_moves_with_the_data_whatever_its_weights(batch):
     head = torch.randn(6, *model.head_shape, generator=torch.Generator().manual_seed(3))
     x = batch.x.clone()
     x[:, :, 0, -1, 0] += 7.5
-    shifted = WindowBatch(**{**vars(batch), "x": x, "lags_y": batch.lags_y + 7.5})
+    shifted = WindowBatch(**{**vars(batch), "x": x, "lags_y": batch.lags_y + 7.5, "lags_x": batch.lags_x + 7.5})
     torch.testing.assert_close(model.combination(head, shifted), model.combination(head, batch) + 7.5,
                                rtol=0, atol=1e-4)
     level = batch.x[:, :, 0, -1, 0][:, :, None].expand(-1, -1, 6)
@@ -174,3 +173,20 @@ def test_the_head_moves_with_the_data_whatever_its_weights(batch):
     ok_d, ok_w = batch.lags_ok_y[..., 0], batch.lags_ok_y[..., 1]
     expect = torch.where(ok_w, week, torch.where(ok_d, day, level))
     assert torch.equal(model.combination(torch.zeros_like(head), batch), expect)
+
+
+def test_the_deviation_weights_carry_todays_departure_from_the_lag_forward(batch):
+    """A deviation weight of 1 on the week (and nothing else) forecasts weekly naive shifted by how far
+    the last observed value runs above the value a week before it; without the week at the origin the
+    term is exactly 0. The level's deviation from a lag is a difference, so it too moves with the data."""
+    model = get_model("stid", ModelConfig(context="lags", ego_size=5))
+    head = torch.zeros(6, *model.head_shape)
+    head[:, :, 4] = 1.0  # columns: level, day, week, deviation from the day, deviation from the week
+    level = batch.x[:, :, 0, -1, 0]
+    at = batch.lags_ok_x[:, :, 0, -1, 1]
+    week_dev = torch.where(at, level - batch.lags_x[:, :, 0, -1, 1], torch.zeros_like(level))
+    day, week = batch.lags_y[..., 0], batch.lags_y[..., 1]
+    ok_d, ok_w = batch.lags_ok_y[..., 0], batch.lags_ok_y[..., 1]
+    anchor = torch.where(ok_w, week, torch.where(ok_d, day, level[..., None].expand_as(day)))
+    assert at.any() and (~at).any()
+    torch.testing.assert_close(model.combination(head, batch), anchor + week_dev[..., None], rtol=0, atol=1e-6)

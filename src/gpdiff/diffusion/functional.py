@@ -27,8 +27,8 @@ from gpdiff.data.city import City
 from gpdiff.data.splits import SourceSplit
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.models import BaseModel, model_from_dict
+from gpdiff.models.base import masked_node_mae
 from gpdiff.utils.errors import GpdiffError
-from gpdiff.zoo.nodetrain import masked_node_mae
 from gpdiff.zoo.params import ParamCollection, unflatten
 from gpdiff.zoo.sourcepool import SourcePool, locate_rows, prepare_cities
 

@@ -19,7 +19,7 @@ from gpdiff.methods.adapt import expand, finetune, forecast, shared_init
 from gpdiff.utils.config import require_at_least_one, to_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.progress import progress_bar
-from gpdiff.zoo.nodetrain import adam_update, masked_node_mae
+from gpdiff.zoo.nodetrain import adam_update
 from gpdiff.zoo.params import unflatten
 from gpdiff.zoo.sourcefit import SourceFit
 from gpdiff.zoo.sourcepool import BALANCES, SourcePool
@@ -64,7 +64,7 @@ def meta_learn(ctx: SourceSide, cfg: ReptileConfig = ReptileConfig()) -> torch.T
         for k in range(cfg.inner_steps):
             batch = pool.batch(drawn, cfg.batch_size, gen)
             leaf = phi.detach().requires_grad_()
-            loss = masked_node_mae(model.forward(unflatten(leaf, spec), batch), batch.y, batch.y_mask).sum()
+            loss = model.training_loss(unflatten(leaf, spec), batch).sum()
             (grad,) = torch.autograd.grad(loss, [leaf])
             with torch.no_grad():
                 adam_update([phi], [grad], [m1], [m2], k + 1, cfg.inner_lr)

@@ -67,7 +67,8 @@ class ModelConfig:
     ``context`` ``lags`` (optional lags, :data:`gpdiff.data.windows.LAG_SETS`: one day and one week) is
     the lag-aware model of :class:`BaseModel`: the network reads, per lag, the difference ``x - lag``
     and the lag's mask over the history, and the forecast is a learned combination of the lagged values
-    at the forecast steps and the recent level (``lags.head``) plus the network's output.
+    at the forecast steps, the recent level and its deviations from the lags at the origin
+    (``lags.head``, :meth:`BaseModel.combination`) plus the network's output.
     """
 
     history: int = 12
@@ -192,9 +193,10 @@ class BaseModel(ABC):
 
     @property
     def head_shape(self) -> tuple[int, int, int]:
-        """``lags.head``: ``[2**L, 1 + L, horizon]``, per availability pattern of the lags at a forecast
-        step (bit ``k`` set: lag ``k`` is there) the weights of (recent level, lag 0, ..., lag L-1)."""
-        return (2**self.n_lags, 1 + self.n_lags, self.config.horizon)
+        """``lags.head``: ``[2**L, 1 + 2L, horizon]``, per availability pattern of the lags at a forecast
+        step (bit ``k`` set: lag ``k`` is there) the weights of (recent level, lag 0, ..., lag L-1) and of
+        the level's deviations from lag 0, ..., lag L-1 at the forecast origin (:meth:`combination`)."""
+        return (2**self.n_lags, 1 + 2 * self.n_lags, self.config.horizon)
 
     @property
     def n_inputs(self) -> int:
@@ -240,6 +242,22 @@ class BaseModel(ABC):
             return out + self.combination(params[HEAD], batch)
         return self.add_context(out, _context(batch)[1], params[GAIN].unsqueeze(1) if self.has_gain else None)
 
+    def training_loss(self, params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
+        """Per-node training loss ``[n]``: the masked MAE of the forecast (:func:`masked_node_mae`), and
+        for the lag-aware model also :data:`HEAD_LOSS` times the masked MAE of the head's combination
+        alone (deep supervision, Lee et al., "Deeply-supervised nets", AISTATS 2015). Without it the
+        head and the network co-adapt: trained on the sources, the head's weights alone forecast worse
+        than weekly naive (the network makes up the rest with what it learned of the sources' daily
+        shapes), and a new city gets both halves of a pair that only worked together (BENCHMARKS.md,
+        "Deviation terms and a head supervised alone"). With it the head is the best seasonal
+        combination it can be on its own, as ``pooled_linear`` is, and the network learns a correction."""
+        if not self.has_head:
+            return masked_node_mae(self.forward(params, batch), batch.y, batch.y_mask)
+        head = self.combination(params[HEAD], batch)
+        out = self._forward(params, batch) + head
+        return (masked_node_mae(out, batch.y, batch.y_mask)
+                + HEAD_LOSS * masked_node_mae(head, batch.y, batch.y_mask))
+
     def add_context(self, out: torch.Tensor, lag_y: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
         """The forecast from the model's output ``out`` and the lagged values at the forecast steps
         ``lag_y`` (same shape): ``lag_y + out`` for ``residual: seasonal``, else ``out + gain * lag_y``."""
@@ -247,31 +265,41 @@ class BaseModel(ABC):
 
     def combination(self, head: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
         """``[n, B, horizon]``: the lag head's forecast, an affine combination of the recent level (the
-        centre node's last input value) and the lagged values at each forecast step.
+        centre node's last input value) and the lagged values at each forecast step, plus weighted
+        deviations of the level from each lag at the forecast origin.
 
         At every step the *anchor* is the most seasonal value there: the last lag available (one week,
         else one day), else the level. The forecast is the anchor plus, for every other available
         component ``j``, ``w_j * (value_j - anchor)``, with ``w`` the weights of the lags' availability
-        pattern at that step (``head [n, 2**L, 1 + L, horizon]``; the anchor's own entry is not read).
-        The weights of a pattern therefore sum to one whatever they are: the forecast moves with the
-        data (adding a constant to every value adds it to the forecast), so it does not depend on the
-        node mean a scaler subtracted, and a head shrunk to zero is the anchor (weekly naive where the
-        week is there), not the mean. A missing lag's value is never read (its term is exactly 0).
+        pattern at that step (``head [n, 2**L, 1 + 2L, horizon]``, columns: level, the L lags, the L
+        deviations; the anchor's own entry is not read), plus, per lag ``k`` readable at the origin,
+        ``v_k * (level - lag_k at the origin)``: how far today runs above or below the day (week)
+        before, carried forward. ``v_week = 1`` alone is weekly naive shifted by today's deviation
+        from last week; on melbourne-ped one hour ahead that is 53.2 against 75.7 for weekly naive and
+        74.5 for the last value (BENCHMARKS.md, "Deviation terms in the lag head"). Every term is a
+        difference, so the weights of a pattern sum to one whatever they are: the forecast moves with
+        the data (adding a constant to every value adds it to the forecast), so it does not depend on
+        the node mean a scaler subtracted, and a head shrunk to zero is the anchor (weekly naive where
+        the week is there), not the mean. A missing lag's value is never read (its terms are exactly 0).
         BENCHMARKS.md ("Why the lag-aware anchor fails zero-shot") has the measurement behind this form."""
-        _, _, lags_y, ok_y = _lags(batch)
+        lags_x, ok_x, lags_y, ok_y = _lags(batch)
+        n_lags = self.n_lags
         level = batch.x[:, :, 0, -1, 0]  # [n, B]
         values = torch.where(ok_y, lags_y, torch.zeros_like(lags_y))
         comp = torch.cat([level[:, :, None, None].expand(*lags_y.shape[:3], 1), values], dim=-1)  # [n, B, H, 1+L]
         avail = torch.cat([torch.ones_like(ok_y[..., :1]), ok_y], dim=-1)  # [n, B, H, 1+L]
-        anchor_at = (avail.long() * torch.arange(1 + self.n_lags, device=ok_y.device)).amax(-1)  # [n, B, H]
+        anchor_at = (avail.long() * torch.arange(1 + n_lags, device=ok_y.device)).amax(-1)  # [n, B, H]
         anchor = comp.gather(-1, anchor_at.unsqueeze(-1))  # [n, B, H, 1]
-        bits = 2 ** torch.arange(self.n_lags, device=ok_y.device)
+        bits = 2 ** torch.arange(n_lags, device=ok_y.device)
         pattern = (ok_y.long() * bits).sum(-1)  # [n, B, H]
-        onehot = nn.functional.one_hot(pattern, 2**self.n_lags).to(comp.dtype)  # [n, B, H, P]
-        weights = torch.einsum("nbhp,npjh->nbhj", onehot, head)  # [n, B, H, 1+L]
-        others = avail & (nn.functional.one_hot(anchor_at, 1 + self.n_lags) == 0)
-        terms = torch.where(others, weights * (comp - anchor), torch.zeros_like(comp))
-        return anchor[..., 0] + terms.sum(-1)
+        onehot = nn.functional.one_hot(pattern, 2**n_lags).to(comp.dtype)  # [n, B, H, P]
+        weights = torch.einsum("nbhp,npjh->nbhj", onehot, head)  # [n, B, H, 1+2L]
+        others = avail & (nn.functional.one_hot(anchor_at, 1 + n_lags) == 0)
+        terms = torch.where(others, weights[..., : 1 + n_lags] * (comp - anchor), torch.zeros_like(comp))
+        at_origin = ok_x[:, :, 0, -1]  # [n, B, L]: lag k readable at the last history step
+        dev = torch.where(at_origin, level[..., None] - lags_x[:, :, 0, -1], torch.zeros_like(level[..., None]))
+        drift = torch.where(at_origin[:, :, None], weights[..., 1 + n_lags:] * dev[:, :, None], torch.zeros_like(dev[:, :, None]))
+        return anchor[..., 0] + terms.sum(-1) + drift.sum(-1)
 
     def reference(self, params: dict[str, torch.Tensor] | None = None, seed: int = 0) -> NodeModule:
         """The plain ``nn.Module`` version of this model holding one node's ``params`` (no node
@@ -320,20 +348,30 @@ HEAD = "lags.head"
 # close to the head's combination, and both the read-out and the layers under it get gradients at once
 # (a zero read-out gives the layers none, and with MAE's sign gradients they can die before it grows).
 READOUT_SCALE = 0.1
+# The weight of the head's own forecast error in the lag-aware model's training loss
+# (BaseModel.training_loss): 1, the forecast's and the head's errors count alike.
+HEAD_LOSS = 1.0
 # The head's initial weights of (recent level, one day, one week) when (neither, day, week, both) lags
 # are there: mostly the week, then the day, then the last value; the sources then train them. Each row
 # sums to one, as the head's combination always does (the anchor's own entry is not read: see
-# BaseModel.combination).
+# BaseModel.combination). The deviation weights start at 0 (the combination is then these rows alone);
+# they enter the forecast linearly, so they get gradients at once.
 INITIAL_HEAD = {0: (1.0, 0.0, 0.0), 1: (0.3, 0.7, 0.0), 2: (0.2, 0.0, 0.8), 3: (0.1, 0.3, 0.6)}
 
 
 def initial_head(n_lags: int, horizon: int) -> torch.Tensor:
-    """``[2**L, 1 + L, horizon]``: :data:`INITIAL_HEAD`'s weights (for the one-day and one-week lags),
-    the same at every forecast step."""
+    """``[2**L, 1 + 2L, horizon]``: :data:`INITIAL_HEAD`'s weights (for the one-day and one-week lags)
+    and zero deviation weights, the same at every forecast step."""
     if n_lags != 2:
         raise GpdiffError(f"the lag head's initial weights are for the one-day and one-week lags, not {n_lags} lags.")
-    w = torch.tensor([INITIAL_HEAD[p] for p in range(4)], dtype=torch.float32)
-    return w[:, :, None].expand(4, 3, horizon).contiguous()
+    w = torch.tensor([(*INITIAL_HEAD[p], 0.0, 0.0) for p in range(4)], dtype=torch.float32)
+    return w[:, :, None].expand(4, 5, horizon).contiguous()
+
+
+def masked_node_mae(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-node masked MAE ``[n]`` of ``[n, B, H]`` tensors (scaled units; a node with nothing observed: 0)."""
+    w = mask.to(pred.dtype)
+    return ((pred - y).abs() * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1.0)
 
 
 def _lags(batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

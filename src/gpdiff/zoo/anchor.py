@@ -35,7 +35,6 @@ from gpdiff.utils.device import resolve_device
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.io import load_tensors, save_tensors, yaml_safe
 from gpdiff.utils.progress import progress_bar
-from gpdiff.zoo.nodetrain import masked_node_mae
 from gpdiff.zoo.params import flatten, unflatten
 from gpdiff.zoo.sourcepool import BALANCES, SourcePool, prepare_cities
 
@@ -68,8 +67,7 @@ class AnchorConfig:
 
 def _loss(model: BaseModel, theta: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
     n = batch.x.shape[0]
-    pred = model.forward(unflatten(theta.expand(n, -1), model.spec()), batch)
-    return masked_node_mae(pred, batch.y, batch.y_mask).mean()
+    return model.training_loss(unflatten(theta.expand(n, -1), model.spec()), batch).mean()
 
 
 def train_anchor(model: BaseModel, sources: list[CityData], config: AnchorConfig = AnchorConfig(), seed: int = 0,

@@ -58,6 +58,7 @@ import torch
 
 from gpdiff.data.windows import CityData, WindowBatch
 from gpdiff.models import BaseModel
+from gpdiff.models.base import masked_node_mae
 from gpdiff.utils import distributed
 from gpdiff.utils.config import from_mapping
 from gpdiff.utils.errors import GpdiffError
@@ -111,12 +112,6 @@ class NodeTrainConfig:
 
 
 # ------------------------------------------------------------------------ helpers
-def masked_node_mae(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-node masked MAE ``[n]`` of ``[n, B, H]`` tensors."""
-    w = mask.to(pred.dtype)
-    return ((pred - y).abs() * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1.0)
-
-
 def adam_update(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avg: list[torch.Tensor],
                 exp_avg_sq: list[torch.Tensor], step: int, lr: float) -> None:
     """One in-place Adam step (torch.optim.Adam's update, no weight decay) on lists of tensors."""
@@ -211,7 +206,7 @@ def node_loss(model: BaseModel, compile: bool = False) -> Callable[[dict[str, to
     ``torch.compile`` it, falling back to eager with a warning when compiling or running the compiled
     graph fails."""
     def loss_fn(params: dict[str, torch.Tensor], batch: WindowBatch) -> torch.Tensor:
-        return masked_node_mae(model.forward(params, batch), batch.y, batch.y_mask).sum()
+        return model.training_loss(params, batch).sum()
 
     if not compile:
         return loss_fn
