@@ -190,3 +190,21 @@ def test_the_deviation_weights_carry_todays_departure_from_the_lag_forward(batch
     anchor = torch.where(ok_w, week, torch.where(ok_d, day, level[..., None].expand_as(day)))
     assert at.any() and (~at).any()
     torch.testing.assert_close(model.combination(head, batch), anchor + week_dev[..., None], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("context", ["lags", "none"])
+def test_training_loss_adds_the_heads_own_error_for_the_lag_aware_model(context, batch):
+    """The lag-aware model trains on its forecast's error plus HEAD_LOSS times its head's alone (so
+    the head stays a forecast by itself); every other model on its forecast's error only."""
+    from gpdiff.models.base import HEAD_LOSS
+
+    model = get_model("stid", ModelConfig(context=context, ego_size=5))
+    params = model.init(6, seed=2, shared=False)
+    plain = batch if context == "lags" else WindowBatch(**{**vars(batch), **dict.fromkeys(
+        ("lags_x", "lags_y", "lags_ok_x", "lags_ok_y"))})
+    forecast = masked_node_mae(model.forward(params, plain), batch.y, batch.y_mask)
+    expect = forecast
+    if context == "lags":
+        expect = forecast + HEAD_LOSS * masked_node_mae(model.combination(params[HEAD], batch), batch.y, batch.y_mask)
+        assert HEAD_LOSS > 0
+    torch.testing.assert_close(model.training_loss(params, plain), expect, rtol=0, atol=1e-6)
