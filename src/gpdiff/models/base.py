@@ -249,8 +249,10 @@ class BaseModel(ABC):
         head and the network co-adapt: trained on the sources, the head's weights alone forecast worse
         than weekly naive (the network makes up the rest with what it learned of the sources' daily
         shapes), and a new city gets both halves of a pair that only worked together (BENCHMARKS.md,
-        "Deviation terms and a head supervised alone"). With it the head is the best seasonal
-        combination it can be on its own, as ``pooled_linear`` is, and the network learns a correction."""
+        "The lag head supervised alone"). With it the head is the best seasonal combination it can be
+        on its own, as ``pooled_linear`` is, and the network learns a correction. The anchor also picks
+        its best step by this loss on the sources' validation windows; the zoo and fine-tuning stop
+        early on the forecast's MAE alone."""
         if not self.has_head:
             return masked_node_mae(self.forward(params, batch), batch.y, batch.y_mask)
         head = self.combination(params[HEAD], batch)
@@ -276,7 +278,8 @@ class BaseModel(ABC):
         ``v_k * (level - lag_k at the origin)``: how far today runs above or below the day (week)
         before, carried forward. ``v_week = 1`` alone is weekly naive shifted by today's deviation
         from last week; on melbourne-ped one hour ahead that is 53.2 against 75.7 for weekly naive and
-        74.5 for the last value (BENCHMARKS.md, "Deviation terms in the lag head"). Every term is a
+        74.5 for the last value, but source training leaves these weights near 0 (BENCHMARKS.md, "The lag
+        head supervised alone"). Every term is a
         difference, so the weights of a pattern sum to one whatever they are: the forecast moves with
         the data (adding a constant to every value adds it to the forecast), so it does not depend on
         the node mean a scaler subtracted, and a head shrunk to zero is the anchor (weekly naive where
