@@ -170,6 +170,16 @@ def test_without_statsforecast_auto_ets_is_left_out_with_a_note(monkeypatch):
     assert any("statsforecast is not installed" in n and "gpdiff[baselines]" in n for n in r.notes)
 
 
+def test_auto_ets_is_left_out_for_a_daily_season_longer_than_ets_takes():
+    """Hourly data (a season of 24) keeps auto_ets; 30-minute data (48) leaves it out with a note that
+    says why, and the other methods still run."""
+    assert ets.supports(_city()) is None
+    city = synthetic_city("fine", n_nodes=3, days=5, interval_minutes=30, seed=1)
+    r = backtest(city, None, BacktestConfig(methods=["auto_ets", "historical_average"], days=1))
+    assert set(r.scores["method"]) == {"seasonal_naive", "weekly_naive", "historical_average"}
+    assert any(n.startswith("left out: auto_ets (its daily season is 48 steps (30-minute data)") for n in r.notes), r.notes
+
+
 def test_auto_ets_forecasts_from_the_true_history_without_reading_ahead():
     pytest.importorskip("statsforecast")
     city = _city(days=4)

@@ -162,6 +162,9 @@ def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestCo
     if ets.NAME in methods and not ets.available():
         methods.remove(ets.NAME)
         notes.append(f"left out: {ets.NAME} (statsforecast is not installed; {ets.INSTALL})")
+    if ets.NAME in methods and (why := ets.supports(city)) is not None:
+        methods.remove(ets.NAME)
+        notes.append(f"left out: {ets.NAME} ({why})")
     spd = city.steps_per_day
     rows: list[dict[str, Any]] = []
     forecasts: dict[tuple[int, int, str], np.ndarray] = {}

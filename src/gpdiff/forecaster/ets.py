@@ -9,6 +9,15 @@ to score are forecast from their true history without refitting (``cross_validat
 which applies the fitted model to the series up to each origin), and each gets the conformal half-widths
 per horizon step that statsforecast calibrated on the fitted days (``forecast(level=...)``).
 
+**Daily seasons of at most** :data:`MAX_SEASON` **steps** (hourly data or coarser). R's ``forecast::ets``,
+from which ETS's automatic selection comes, refuses longer seasons (Hyndman & Athanasopoulos,
+*Forecasting: Principles and Practice*, 2nd ed., "Weekly, daily and sub-daily data": ``ets()`` allows
+hourly data's season and no longer one; use STL decomposition or dynamic harmonic regression there). statsforecast fits them, but at a price no
+user would pay: on la-loop (5-minute steps, a season of 288) one day of one node's windows took
+minutes, and its ``MSTL`` (STL + ETS, FPP's alternative) refits the decomposition at every window
+(145 s for 5 nodes' windows of one day). So at finer steps ``auto_ets`` is left out of a backtest,
+with a note (:func:`supports`).
+
 statsforecast is an optional dependency (``pip install gpdiff[baselines]``), imported only here and
 only when asked for: :func:`available` says whether it is installed.
 """
@@ -26,11 +35,21 @@ from gpdiff.evaluation.intervals import level_name
 NAME = "auto_ets"
 INSTALL = "pip install 'gpdiff[baselines]' (statsforecast)"
 CONFORMAL_WINDOWS = 2  # statsforecast's default number of conformal calibration refits
+MAX_SEASON = 24  # the longest season R's forecast::ets accepts (hourly data's daily season)
 
 
 def available() -> bool:
     """Whether statsforecast can be imported (without importing it)."""
     return importlib.util.find_spec("statsforecast") is not None
+
+
+def supports(city: City) -> str | None:
+    """``None`` when ``auto_ets`` can forecast ``city``, else why not (a daily season longer than
+    :data:`MAX_SEASON` steps), to be shown as a note."""
+    if city.steps_per_day <= MAX_SEASON:
+        return None
+    return (f"its daily season is {city.steps_per_day} steps ({city.interval_minutes:g}-minute data); ETS takes seasons of "
+            f"at most {MAX_SEASON} steps, as R's forecast::ets does")
 
 
 def _series(city: City, stop: int) -> pd.DataFrame:
