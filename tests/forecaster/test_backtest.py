@@ -170,9 +170,10 @@ def test_without_statsforecast_auto_ets_is_left_out_with_a_note(monkeypatch):
     assert any("statsforecast is not installed" in n and "gpdiff[baselines]" in n for n in r.notes)
 
 
-def test_auto_ets_is_left_out_for_a_daily_season_longer_than_ets_takes():
+def test_auto_ets_is_left_out_for_a_daily_season_longer_than_ets_takes(monkeypatch):
     """Hourly data (a season of 24) keeps auto_ets; 30-minute data (48) leaves it out with a note that
-    says why, and the other methods still run."""
+    says why (with or without statsforecast installed), and the other methods still run."""
+    monkeypatch.setattr(ets, "available", lambda: True)
     assert ets.supports(_city()) is None
     city = synthetic_city("fine", n_nodes=3, days=5, interval_minutes=30, seed=1)
     r = backtest(city, None, BacktestConfig(methods=["auto_ets", "historical_average"], days=1))

@@ -159,12 +159,12 @@ def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestCo
     window_length = window.length
     check(city, config, window_length)
     methods = _runnable(list(config.methods), gpd, notes)
-    if ets.NAME in methods and not ets.available():
-        methods.remove(ets.NAME)
-        notes.append(f"left out: {ets.NAME} (statsforecast is not installed; {ets.INSTALL})")
     if ets.NAME in methods and (why := ets.supports(city)) is not None:
         methods.remove(ets.NAME)
         notes.append(f"left out: {ets.NAME} ({why})")
+    if ets.NAME in methods and not ets.available():
+        methods.remove(ets.NAME)
+        notes.append(f"left out: {ets.NAME} (statsforecast is not installed; {ets.INSTALL})")
     spd = city.steps_per_day
     rows: list[dict[str, Any]] = []
     forecasts: dict[tuple[int, int, str], np.ndarray] = {}

@@ -194,7 +194,9 @@ def _read_nodes_csv(path: Path, ids: list[str]) -> tuple[np.ndarray | None, str,
 
 def _numeric_column(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     s = df[col].str.strip()
-    conv = pd.to_numeric(s.replace("", np.nan), errors="coerce")
+    # Python's float() parses a decimal string to the nearest double, as the writer's repr() printed it;
+    # pandas 2's to_numeric may land one ulp off, so a written city would not read back exactly
+    conv = pd.Series([_float_or_nan(v) for v in s], index=s.index, dtype=np.float64)
     if conv.isna().any():
         at = int(np.flatnonzero(conv.isna().to_numpy())[0])
         val, node = s.iloc[at], df.index[at]
@@ -203,6 +205,13 @@ def _numeric_column(df: pd.DataFrame, col: str, path: Path) -> np.ndarray:
         raise GpdiffError(f"{path}: column {col!r} is not numeric (value {val!r} for node {node!r}); node "
                           "attributes must be numbers: encode categories as 0/1 columns or remove the column.")
     return conv.to_numpy(dtype=np.float64)
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 def _read_adjacency_csv(path: Path, ids: list[str]) -> np.ndarray:
