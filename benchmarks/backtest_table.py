@@ -42,7 +42,7 @@ def table(scores: pd.DataFrame, target: str) -> list[str]:
     won = day.assign(w=day["mae"] < day["ref"]).groupby(by, sort=False)["w"].agg(["sum", "size"])
     weekly = mae2.get("weekly_naive", np.nan)
     days = f"{scores['days_of_data'].min()}-{scores['days_of_data'].max()}"
-    rows = [f"### {target} (days of data {days}, start days {sorted(scores['start_day'].unique().tolist())})", "",
+    rows = [f"#### {target} (days of data {days}, start days {sorted(scores['start_day'].unique().tolist())})", "",
             "| method | MAE, first week | MAE, after it | after it / weekly naive | CRPS | coverage 80% | coverage 95% "
             "| days it beats both naive | beats both naive from (days of data), per start day | seconds per day (median) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
