@@ -301,7 +301,7 @@ class BaseModel(ABC):
         terms = torch.where(others, weights[..., : 1 + n_lags] * (comp - anchor), torch.zeros_like(comp))
         at_origin = ok_x[:, :, 0, -1]  # [n, B, L]: lag k readable at the last history step
         dev = torch.where(at_origin, level[..., None] - lags_x[:, :, 0, -1], torch.zeros_like(level[..., None]))
-        drift = torch.where(at_origin[:, :, None], weights[..., 1 + n_lags:] * dev[:, :, None], torch.zeros_like(dev[:, :, None]))
+        drift = weights[..., 1 + n_lags:] * dev[:, :, None]  # exactly 0 where the lag is masked at the origin
         return anchor[..., 0] + terms.sum(-1) + drift.sum(-1)
 
     def reference(self, params: dict[str, torch.Tensor] | None = None, seed: int = 0) -> NodeModule:
