@@ -12,7 +12,9 @@ TARGET=DIR`` names one; a folder there is reused), then the backtest from every 
 with ``--start-days`` days of data and ``--days`` forecast days (fewer where the city is shorter:
 la-loop has 7 days; the script says so). Writes ``OUT/TARGET/backtest.{csv,md,png}``, all rows in
 ``OUT/backtest.csv`` and ``OUT/summary.md`` (per target, the day from which each method beats both
-naive baselines, and the seconds each method spent per day).
+naive baselines, and the seconds each method spent per day). Every finished start day and method of a
+target is kept in ``OUT/TARGET/partial/`` until the target's outputs are written, so a rerun of an
+interrupted suite goes on from there (with the same code: the key includes it).
 
 Why a script and not a suite of ``configs/bench/``: a bench suite is a list of ``gpdiff run``
 experiments (a ``RunConfig`` each, scored by :mod:`gpdiff.experiment.scoreboard` on the fixed few-shot split); a
@@ -31,6 +33,7 @@ import pandas as pd
 from gpdiff.data.catalog import load_city
 from gpdiff.forecaster import GPD, backtest_report
 from gpdiff.forecaster.backtest import BacktestConfig, backtest, beats_naive_from
+from gpdiff.forecaster.backtest_checkpoint import PARTIAL, clear
 
 TARGETS = ("melbourne-ped", "nyc-taxi", "montevideo-bus", "hangzhou-metro", "la-loop")
 
@@ -80,9 +83,10 @@ def main() -> None:
         config = BacktestConfig(**settings)
         gpd = _pretrained(target, args.out, given, args.seed)
         t = time.perf_counter()
-        result = backtest(city, gpd, config, log=print)
+        result = backtest(city, gpd, config, log=print, checkpoint=args.out / target / PARTIAL)
         wall = time.perf_counter() - t
         backtest_report.write(result, args.out / target, target)
+        clear(args.out / target / PARTIAL)
         rows.append(result.scores.assign(target=target))
         cost = result.scores.groupby("method", sort=False)["seconds"].mean()
         beats = beats_naive_from(result.scores).pivot(index="method", columns="start_day", values="beats_both_from")

@@ -72,6 +72,65 @@ def test_backtest_is_deterministic(gpd, gpd_config, clean):
     assert all(np.array_equal(clean.forecasts[k], again.forecasts[k]) for k in clean.forecasts)
 
 
+def _same(a, b) -> None:
+    pd.testing.assert_frame_equal(a.scores.drop(columns="seconds"), b.scores.drop(columns="seconds"))
+    assert a.forecasts.keys() == b.forecasts.keys()
+    assert all(np.array_equal(a.forecasts[k], b.forecasts[k]) for k in a.forecasts)
+
+
+def _counting(monkeypatch) -> list[str]:
+    """The methods whose runs are computed (not read back) from now on."""
+    import gpdiff.forecaster.backtest as bt
+
+    computed: list[str] = []
+    replay = bt._replay
+
+    def spy(city, first, method, *args, **kwargs):
+        computed.append(method)
+        return replay(city, first, method, *args, **kwargs)
+
+    monkeypatch.setattr(bt, "_replay", spy)
+    return computed
+
+
+def test_an_interrupted_backtest_resumes_where_it_stopped(gpd, gpd_config, clean, tmp_path, monkeypatch):
+    """Every finished run is on disk at once; a rerun reads them back and computes only the rest, and
+    the result is the uninterrupted one (scores and forecasts, bit for bit)."""
+    folder = tmp_path / "partial"
+    first = backtest(_city(), gpd, gpd_config, checkpoint=folder)
+    _same(clean, first)
+    assert sorted(p.name for p in folder.iterdir()) == ["0-gpd.safetensors", "0-seasonal_naive.safetensors",
+                                                       "0-weekly_naive.safetensors"]
+    (folder / "0-gpd.safetensors").unlink()  # interrupted while gpd ran
+    computed = _counting(monkeypatch)
+    log: list[str] = []
+    again = backtest(_city(), gpd, gpd_config, checkpoint=folder, log=log.append)
+    assert computed == ["gpd"]
+    assert sum("read back" in m for m in log) == 2
+    _same(clean, again)
+
+
+def test_a_corrupt_or_foreign_run_file_is_computed_again_with_a_note(gpd_config, tmp_path, monkeypatch):
+    config = dataclasses.replace(gpd_config, methods=["historical_average"])
+    folder = tmp_path / "partial"
+    clean = backtest(_city(), None, config, checkpoint=folder)
+    (folder / "0-seasonal_naive.safetensors").write_bytes(b"half a file")
+    other = dataclasses.replace(config, seed=1)  # another backtest's files in the same folder
+    backtest(_city(), None, dataclasses.replace(other, methods=["weekly_naive"]),
+             checkpoint=tmp_path / "other")
+    (tmp_path / "other" / "0-weekly_naive.safetensors").replace(folder / "0-weekly_naive.safetensors")
+    computed = _counting(monkeypatch)
+    log: list[str] = []
+    again = backtest(_city(), None, config, checkpoint=folder, log=log.append)
+    assert sorted(computed) == ["seasonal_naive", "weekly_naive"]
+    assert any("0-seasonal_naive.safetensors" in m and "cannot be read" in m for m in log)
+    assert any("0-weekly_naive.safetensors" in m and "other settings" in m for m in log)
+    _same(clean, again)
+    computed.clear()
+    _same(clean, backtest(_city(), None, config, checkpoint=folder))  # both rewritten: nothing computed now
+    assert computed == []
+
+
 def test_backtest_scores_the_forecaster_that_update_makes(gpd, gpd_config, clean):
     """Day 2 is forecast by the forecaster fitted on days 0-1 and updated with day 2 (as a user's would be)."""
     city = _city()

@@ -39,12 +39,15 @@ def backtest(city: str, pretrained: str | None, methods: str | None, start_days:
     """Replay CITY's first days: fit every method on --start-days days, forecast the next day, score it, update.
 
     Writes the per-day scores (MAE, CRPS, interval coverage) per method to --out/backtest.csv, a table
-    to backtest.md and a plot against days of data to backtest.png."""
+    to backtest.md and a plot against days of data to backtest.png. Until then every finished method and
+    start day is kept in --out/partial/: run the same command again after an interruption and it goes on
+    from there (the folder is removed once the outputs are written)."""
     from gpdiff.data.catalog import load_city
     from gpdiff.data.options import parse_cli
     from gpdiff.forecaster import backtest_report
     from gpdiff.forecaster.backtest import BacktestConfig
     from gpdiff.forecaster.backtest import backtest as run_backtest
+    from gpdiff.forecaster.backtest_checkpoint import PARTIAL, clear
     from gpdiff.utils.config import from_mapping, parse_assignment, set_path
 
     settings: dict[str, Any] = {"start_days": start_days, "days": days, "seed": seed,
@@ -56,7 +59,9 @@ def backtest(city: str, pretrained: str | None, methods: str | None, start_days:
         settings = set_path(settings, keys, value)
     config = from_mapping(BacktestConfig, settings, "backtest setting")  # names checked before the data is read
     data = load_city(city, **(parse_cli(option_pairs) if option_pairs else {}))
-    result = run_backtest(data, pretrained, config, log=click.echo, progress=progress_bars(quiet))
+    partial = out_dir / PARTIAL
+    result = run_backtest(data, pretrained, config, log=click.echo, progress=progress_bars(quiet), checkpoint=partial)
     paths = backtest_report.write(result, out_dir, data.name)
+    clear(partial)
     click.echo(backtest_report.markdown(result, data.name))
     click.echo(f"backtest of {data.name}: {len(result.scores)} rows -> {paths['csv']}, {paths['md']}, {paths['png']}")

@@ -48,6 +48,7 @@ from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.intervals import IntervalConfig, bounds, level_name, score
 from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.forecaster import ets
+from gpdiff.forecaster.backtest_checkpoint import Checkpoint, backtest_key
 from gpdiff.forecaster.forecaster import (
     LINEAR,
     NAIVE,
@@ -143,11 +144,13 @@ def check(city: City, config: BacktestConfig, window_length: int) -> None:
 
 
 def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestConfig, log: Log = lambda m: None,
-             progress: bool = False) -> BacktestResult:
+             progress: bool = False, checkpoint: Path | None = None) -> BacktestResult:
     """Run the backtest of ``city`` (module docstring) for every start day and method of ``config``.
     ``pretrained``: a :class:`GPD` or its folder (``None``: the one that ships), used by the learned
-    methods. Raises :class:`GpdiffError` before any fitting for the bad inputs of :func:`check`, and for a
-    city that is one of the pretrained model's sources."""
+    methods. ``checkpoint``: a folder where every finished run (start day and method) is written at once
+    and read back by a rerun (:mod:`gpdiff.forecaster.backtest_checkpoint`), so an interrupted backtest
+    resumes with the same result. Raises :class:`GpdiffError` before any fitting for the bad inputs of
+    :func:`check`, and for a city that is one of the pretrained model's sources."""
     notes: list[str] = []
     learned = [m for m in config.methods if m not in NAIVE and m != ets.NAME]
     gpd = None
@@ -169,6 +172,7 @@ def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestCo
     rows: list[dict[str, Any]] = []
     forecasts: dict[tuple[int, int, str], np.ndarray] = {}
     cities = {d0: _observed_nodes(city, d0 * spd, config.start_days * spd, notes) for d0 in config.start_day}
+    saved = None if checkpoint is None else Checkpoint(Path(checkpoint), backtest_key(city.fingerprint(), config, gpd))
     for note in notes:
         log(f"[backtest] note: {note}")
     for d0, city_d in cities.items():
@@ -177,9 +181,22 @@ def backtest(city: City, pretrained: GPD | str | Path | None, config: BacktestCo
         log(f"[backtest] {city.name}: start day {d0} ({city.timestamps[first]:%Y-%m-%d}, a {weekday}), "
             f"{config.start_days} day(s) of data, then {config.days} day(s)")
         for method in methods:
-            for k, day_rows, pred in _replay(city_d, first, method, config, gpd, window, log, progress):
-                rows.extend({"start_day": d0, "weekday": weekday, **r} for r in day_rows)
-                forecasts[(d0, k, method)] = pred
+            late: list[str] = []
+            done = None if saved is None else saved.load(d0, method, late)
+            for note in late:
+                log(f"[backtest] note: {note}")
+            if done is None:
+                run_rows, preds = [], {}
+                for k, day_rows, pred in _replay(city_d, first, method, config, gpd, window, log, progress):
+                    run_rows.extend({"start_day": d0, "weekday": weekday, **r} for r in day_rows)
+                    preds[k] = pred
+                if saved is not None:
+                    saved.save(d0, method, run_rows, preds)
+            else:
+                run_rows, preds = done
+                log(f"[backtest] start day {d0}, {method}: {len(preds)} day(s) read back from {saved.folder}")
+            rows.extend(run_rows)
+            forecasts.update({(d0, k, method): pred for k, pred in preds.items()})
     scores = pd.DataFrame(rows, columns=columns(config.intervals.levels))
     scores = scores.sort_values(["start_day", "day"], kind="stable").reset_index(drop=True)  # methods in run order
     return BacktestResult(scores, forecasts, notes, list(config.intervals.levels))
