@@ -41,13 +41,13 @@ def test_scores_are_masked_like_mae():
     b = bounds(pred, scale, cal)
     masked = mask.copy()
     masked[:, ::2] = False
-    wild = truth.copy()
+    wild, gaps, holes = truth.copy(), pred.copy(), b.copy()
     wild[~masked] = 1e9  # unobserved values must not count
+    gaps[:, ::2], holes[..., ::2, :] = np.nan, np.nan  # nor forecasts or bounds there, even missing ones
     a = score(pred[:, 1::2], b[:, :, :, 1::2], truth[:, 1::2], mask[:, 1::2], cal.levels)  # the observed half only
-    c = score(pred, b, wild, masked, cal.levels)
-    np.testing.assert_allclose(a.coverage, c.coverage)
-    np.testing.assert_allclose(a.crps, c.crps)
-    np.testing.assert_allclose(a.interval_score, c.interval_score)
+    for c in (score(pred, b, wild, masked, cal.levels), score(gaps, holes, wild, masked, cal.levels)):
+        for name in ("coverage", "width", "interval_score", "crps", "node_crps"):
+            np.testing.assert_allclose(getattr(a, name), getattr(c, name), rtol=1e-12, err_msg=name)
 
 
 def test_a_calibration_set_too_short_for_a_level_gives_no_interval_and_says_so():
