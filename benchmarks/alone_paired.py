@@ -1,0 +1,90 @@
+"""Issue 28's targets with the paired test: each method *alone* (before the blend) against the naive
+baselines and the anchor zero-shot, per node, pooled over seeds.
+
+    python benchmarks/alone_paired.py runs/bench/loco_lags_s0,runs/bench/loco_lags_s12 [--method gpd]
+
+The bench scoreboard's paired tests (:func:`gpdiff.experiment.scoreboard.paired_test`) are on the
+blended forecasts; the issue asks whether GPD fine-tuned *alone* beats both naive baselines and the
+lag-aware anchor zero-shot (``transfer_zero_shot``) on at least 4 of 5 targets. For every run of the
+bench folders (comma-separated, e.g. a suite run seed by seed) this reads the methods' stages of the
+run (``stages.yaml``: their parameters, or the naive forecasts), recomputes the test forecasts as the
+run scored them (original units, a flow city's clipped at 0), and takes each node's masked test MAE
+(:func:`gpdiff.evaluation.metrics.node_mae`). Per target, each node's MAE is averaged over the seeds
+both methods have, then compared with the two-sided Wilcoxon signed-rank test over nodes (scipy).
+
+"beats": p < 0.05 and both the mean over nodes and the typical node (the median difference) are
+lower; "loses": p < 0.05 and both are higher; "mixed": p < 0.05 but the mean and the typical node
+disagree (a few large nodes decide the mean); "ties": p >= 0.05. The MAE columns are means over nodes
+of each node's MAE, which weigh nodes equally (the run's MAE pools every value, so it differs a little). A few seconds per run (one forecast pass over the test windows per method).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gpdiff.data.city import feasible
+from gpdiff.evaluation.metrics import node_mae
+from gpdiff.experiment import pipeline
+from gpdiff.experiment.runconfig import RunConfig
+from gpdiff.experiment.scoreboard import paired_test
+from gpdiff.methods import MethodResult
+from gpdiff.utils.io import read_yaml
+
+REFERENCES = ("seasonal_naive", "weekly_naive", "transfer_zero_shot")
+
+
+def node_errors(run: Path, methods: list[str]) -> dict[str, np.ndarray]:
+    """Per-node test MAE ``[N]`` of each of ``methods`` alone in the run folder ``run``."""
+    cfg = RunConfig.from_yaml(run / "config.yaml", {"device": "cpu"})
+    stages = read_yaml(run / "stages.yaml")
+    data = pipeline.target_data(cfg, pipeline.load_cities(cfg), torch.device("cpu"))
+    model = cfg.model.build(cfg.window)
+    origins = data.origins("test")
+    truth, mask = data.truth(origins)
+    out = {}
+    for name in methods:
+        folder = Path(stages[f"methods/{name}"])
+        result = MethodResult.load(folder / "output.safetensors",
+                                   lambda params, name=name: pipeline.recompute_forecasts(name, params, model, data))
+        out[name] = node_mae(feasible(result.pred, data.city.kind), truth, mask)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folders", help="bench folders, comma-separated")
+    ap.add_argument("--method", default="gpd")
+    args = ap.parse_args()
+    methods = [args.method, *REFERENCES]
+    per: dict[str, dict[str, list[np.ndarray]]] = {}
+    for folder in args.folders.split(","):
+        for run in sorted(Path(folder).glob("runs/*/seed*")):
+            if not (run / "stages.yaml").is_file():
+                continue
+            errors = node_errors(run, methods)
+            for name, e in errors.items():
+                per.setdefault(run.parent.name, {}).setdefault(name, []).append(e)
+            print(f"[alone] {run}: " + ", ".join(f"{m} {np.nanmean(e):.4g}" for m, e in errors.items()), flush=True)
+    rows = []
+    for target, by in sorted(per.items()):
+        mine = np.mean(by[args.method], axis=0)
+        for ref in REFERENCES:
+            other = np.mean(by[ref], axis=0)
+            t = paired_test(mine, other, args.method, ref)
+            ratio = np.nanmean(mine) / np.nanmean(other)
+            verdict = ("ties" if not t.pvalue < 0.05 else "beats" if ratio < 1 and t.median_diff < 0
+                       else "loses" if ratio > 1 and t.median_diff > 0 else "mixed")
+            rows.append({"target": target, "seeds": len(by[args.method]), "vs": ref,
+                         f"{args.method} alone": f"{np.nanmean(mine):.4g}", "other alone": f"{np.nanmean(other):.4g}",
+                         "ratio": f"{ratio:.3f}", "nodes lower": f"{t.lower} of {t.n}", "p": f"{t.pvalue:.2g}",
+                         "verdict": verdict})
+    print(pd.DataFrame(rows).to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()
