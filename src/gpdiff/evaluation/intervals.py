@@ -189,8 +189,8 @@ def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarra
     def avg(v: np.ndarray) -> np.ndarray:  # observed values [M] -> mean per step [H]
         return np.bincount(step_of, weights=v, minlength=n_steps) / n
 
-    def complete(v: np.ndarray) -> np.ndarray:  # [H]: every observed value of the step is finite
-        return np.bincount(step_of, weights=~np.isfinite(v), minlength=n_steps) == 0
+    def complete(bad: np.ndarray) -> np.ndarray:  # observed values [M] -> [H]: no bad value at the step
+        return np.bincount(step_of, weights=bad, minlength=n_steps) == 0
 
     cov, width, iscore = (np.full((len(levels), n_steps), np.nan) for _ in range(3))
     alphas = [0.5] + [a for level in levels for a in ((1 - level) / 2, 1 - (1 - level) / 2)]
@@ -202,7 +202,7 @@ def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarra
     for i, level in enumerate(levels):
         lo, hi = bnds[i, 0][ok].astype(np.float64), bnds[i, 1][ok].astype(np.float64)
         fct[slot[1 + 2 * i]], fct[slot[2 + 2 * i]] = lo, hi
-        have = complete(lo) & complete(hi)
+        have = complete(~(np.isfinite(lo) & np.isfinite(hi)))
         cov[i] = np.where(have, avg(((y >= lo) & (y <= hi)).astype(np.float64)), np.nan)
         width[i] = np.where(have, avg(hi - lo), np.nan)
         interval = sr.interval_score(tensor(y), tensor(np.nan_to_num(lo)), tensor(np.nan_to_num(hi)), 1 - level,
@@ -211,7 +211,7 @@ def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarra
     whole = np.isfinite(fct).all(0)
     quantiles = torch.from_numpy(fct).nan_to_num_()
     crps = sr.crps_quantile(tensor(y), quantiles, tensor(np.asarray(alphas)[order]), m_axis=0, backend="torch").numpy()
-    crps_h = np.where(complete(np.where(whole, 0.0, np.nan)), avg(crps), np.nan)
+    crps_h = np.where(complete(~whole), avg(crps), np.nan)
     n_node = np.bincount(node_of, minlength=ok.shape[0])
     node = np.bincount(node_of, weights=crps, minlength=ok.shape[0]) / np.maximum(n_node, 1)
     node = np.where((n_node > 0) & bool(np.isfinite(crps_h).all()), node, np.nan)
