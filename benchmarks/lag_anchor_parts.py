@@ -10,16 +10,18 @@ For every target of a bench folder this takes the run's anchor (``RUN/pretrained
 ``transfer_zero_shot`` forecasts with, and scores on the target's test windows, as the run does
 (test MAE in original units, a flow city's forecasts clipped at 0):
 
-- the whole anchor, the head alone, and the head with its weights completed to sum to one (the
-  remainder put on the most seasonal lag available: the week, else the day, else the level);
+- the whole anchor as trained on the sources (the head plus the network's output times its gate) and
+  the head alone, which is what ``transfer_zero_shot`` forecasts since the gates are closed on a target
+  (:func:`gpdiff.methods.adapt.target_start`);
 - weekly and seasonal naive and the node means of the few-shot days (what a head whose weights sum to
-  less than one shrinks towards: 0 in scaled units);
-- the head's effective weights when both lags are available, at the first and the last forecast step.
+  less than one would shrink towards: 0 in scaled units; the affine head of code ``af45440`` on cannot);
+- the head's effective weights of (level, day, week) and the network's gate when both lags are
+  available, at the first and the last forecast step.
 
-The head is read with this code's combination. Since code ``af45440`` that is an affine combination
-(the week's weight is one minus the others', :meth:`gpdiff.models.base.BaseModel.combination`), so
-the "completed to 1" column equals the head alone; the table in BENCHMARKS.md made on code
-``e6c05bc`` (runs of the earlier head, read with the earlier combination) is the one where they differ.
+The head is read with this code's combination: runs made before the gate (code before this script's
+change) hold a head of another shape and are not read. The tables in BENCHMARKS.md made on code
+``e6c05bc`` and ``af45440`` came from the earlier versions of this script (with a "completed to 1"
+column, equal to the head alone for an affine head).
 """
 
 from __future__ import annotations
@@ -57,17 +59,6 @@ def run_config(run: Path) -> RunConfig:
     return RunConfig.from_dict(doc)
 
 
-def completed(head: torch.Tensor) -> torch.Tensor:
-    """``head [n, 4, 3 (+2), H]`` with each pattern's weights completed to one on its most seasonal lag
-    (patterns: neither, day, week, both; components: level, day, week, then the deviation weights of
-    heads since the deviation terms, which are differences and are left as they are)."""
-    out = head.clone()
-    rest = 1 - out[:, :, :3].sum(2)
-    for pattern, component in ((0, 0), (1, 1), (2, 2), (3, 2)):
-        out[:, pattern, component] += rest[:, pattern]
-    return out  # for an affine head (the combination ignores the anchor's entry) this changes no forecast
-
-
 @torch.no_grad()
 def parts(run: Path) -> dict[str, float | list[float]]:
     cfg = run_config(run)
@@ -78,12 +69,10 @@ def parts(run: Path) -> dict[str, float | list[float]]:
     n, nodes = data.n_nodes, data.all_nodes()
     p = unflatten(GPD.from_pretrained(run / "pretrained").anchor.reshape(1, -1).expand(n, -1).contiguous(),
                   model.spec())
-    full, head, done = [], [], []
+    full, head = [], []
     for _, batch in data.iter_eval("test"):
-        h = model.combination(p[HEAD], batch)
-        head.append(h)
-        full.append(h + model._forward(p, batch))
-        done.append(model.combination(completed(p[HEAD]), batch))
+        head.append(model.combination(p[HEAD], batch))
+        full.append(model.forward(p, batch))
     origins = data.origins("test")
     truth, mask = data.truth(origins)
 
@@ -93,12 +82,11 @@ def parts(run: Path) -> dict[str, float | list[float]]:
     def original(chunks: list[torch.Tensor]) -> np.ndarray:
         return data.to_original(torch.cat(chunks, 1), nodes)
 
-    w = p[HEAD][0, 3].clone()  # both lags available: [level, day, week (, dev. from day, dev. from week)] x steps
+    w = p[HEAD][0, 3].clone()  # both lags available: [level, day, week, gate] x steps
     w[2] = 1 - w[0] - w[1]  # the week's effective weight: the combination does not read its own entry
     return {"weekly naive": mae(weekly_naive(data, origins)), "seasonal naive": mae(seasonal_naive(data, origins)),
             "few-shot node means": mae(data.to_original(torch.zeros(n, origins.size, data.horizon), nodes)),
             "anchor": mae(original(full)), "head alone": mae(original(head)),
-            "head completed to 1": mae(original(done)),
             "weights at step 1": [round(float(v), 3) for v in w[:, 0]],
             "weights at the last step": [round(float(v), 3) for v in w[:, -1]]}
 
@@ -111,8 +99,9 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = {run.parent.name: parts(run) for run in sorted(args.bench.glob(f"runs/*/seed{args.seed}"))
             if (run / "pretrained").is_dir()}
-    cols = ["weekly naive", "seasonal naive", "few-shot node means", "anchor", "head alone", "head completed to 1"]
-    print("| target | " + " | ".join(cols) + " | head weights (level, day, week[, deviation from day, from week]), both lags: step 1; last step |")
+    cols = ["weekly naive", "seasonal naive", "few-shot node means", "anchor", "head alone"]
+    print("| target | " + " | ".join(cols) + " | head weights (level, day, week) and the network's gate, both lags: "
+          "step 1; last step |")
     print("|---" * (len(cols) + 2) + "|")
     for target, r in rows.items():
         print(f"| {target} | " + " | ".join(f"{r[c]:.4g}" for c in cols)

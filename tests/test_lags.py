@@ -152,8 +152,8 @@ def test_config_and_errors(two_source_cities):
     model = get_model("stid", ModelConfig(context="lags"))
     with pytest.raises(GpdiffError, match="carry no lags"):
         model.forward(model.init(2), b)
-    # the per-node vector holds the head's combination weights
-    assert dict((s.name, s.shape) for s in model.spec())[HEAD] == (4, 5, 6)
+    # the per-node vector holds the head's weights: (level, day, week, the network's gate) per pattern and step
+    assert dict((s.name, s.shape) for s in model.spec())[HEAD] == (4, 4, 6)
 
 
 def test_the_head_moves_with_the_data_whatever_its_weights(batch):
@@ -175,21 +175,50 @@ def test_the_head_moves_with_the_data_whatever_its_weights(batch):
     assert torch.equal(model.combination(torch.zeros_like(head), batch), expect)
 
 
-def test_the_deviation_weights_carry_todays_departure_from_the_lag_forward(batch):
-    """A deviation weight of 1 on the week (and nothing else) forecasts weekly naive shifted by how far
-    the last observed value runs above the value a week before it; without the week at the origin the
-    term is exactly 0. The level's deviation from a lag is a difference, so it too moves with the data."""
-    model = get_model("stid", ModelConfig(context="lags", ego_size=5))
-    head = torch.zeros(6, *model.head_shape)
-    head[:, :, 4] = 1.0  # columns: level, day, week, deviation from the day, deviation from the week
-    level = batch.x[:, :, 0, -1, 0]
-    at = batch.lags_ok_x[:, :, 0, -1, 1]
-    week_dev = torch.where(at, level - batch.lags_x[:, :, 0, -1, 1], torch.zeros_like(level))
-    day, week = batch.lags_y[..., 0], batch.lags_y[..., 1]
-    ok_d, ok_w = batch.lags_ok_y[..., 0], batch.lags_ok_y[..., 1]
-    anchor = torch.where(ok_w, week, torch.where(ok_d, day, level[..., None].expand_as(day)))
-    assert at.any() and (~at).any()
-    torch.testing.assert_close(model.combination(head, batch), anchor + week_dev[..., None], rtol=0, atol=1e-6)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_closed_gate_forecasts_the_heads_combination_alone(name, batch):
+    """A target node's start (gates closed) forecasts the head's combination exactly, whatever the network
+    holds; at the shared init that is the initial combination. Closed, the gates still get a gradient
+    (the network's output is not zero), so fine-tuning can open them."""
+    model = get_model(name, ModelConfig(context="lags", ego_size=5))
+    params = model.init(6, seed=4, shared=False)
+    params[HEAD] = params[HEAD] + 0.1 * torch.randn(params[HEAD].shape, generator=torch.Generator().manual_seed(5))
+    closed = model.close_correction(params)
+    assert torch.equal(closed[HEAD][:, :, model.gate_column], torch.zeros(6, 4, 6))
+    assert all(torch.equal(closed[k], v) for k, v in params.items() if k != HEAD)
+    torch.testing.assert_close(model.forward(closed, batch), model.combination(params[HEAD], batch), rtol=0, atol=0)
+    assert not torch.equal(model.forward(params, batch), model.forward(closed, batch))
+    start = {k: v.requires_grad_() for k, v in model.close_correction(model.init(6, seed=0)).items()}
+    masked_node_mae(model.forward(start, batch), batch.y, batch.y_mask).sum().backward()
+    assert float(start[HEAD].grad[:, :, model.gate_column].abs().sum()) > 0
+
+
+def test_fine_tuning_without_the_week_leaves_every_window_with_the_week_as_transferred(tmp_path):
+    """Under the protocol the few-shot days hold no value a week earlier, so fine-tuning never sees the
+    head's rows for the patterns with the week: they (the gates included) stay as transferred, and a
+    window that has the week at every step is forecast exactly as at the start, while the gate of the
+    day-only pattern opens."""
+    from gpdiff.methods.adapt import FinetuneConfig, finetune, forecast, target_start
+    from gpdiff.zoo.params import flatten, unflatten
+
+    city = synthetic_city("ft", n_nodes=3, days=14, seed=3, k=2)
+    data = CityData(city, target_split(city.n_steps, 24, days=3), n_neighbors=2, context="lags")
+    model = get_model("stid", ModelConfig(context="lags", ego_size=3))
+    init = model.init(3, seed=1)
+    init[HEAD] = init[HEAD] + 0.05 * torch.randn(init[HEAD].shape, generator=torch.Generator().manual_seed(2))
+    start = target_start(model, flatten(init, model.spec()))
+    tuned = finetune(model, start, data, FinetuneConfig(max_epochs=4, steps_per_epoch=5, patience=4), tmp_path,
+                     progress=False)
+    h0, h1 = unflatten(start, model.spec())[HEAD], unflatten(tuned, model.spec())[HEAD]
+    assert torch.equal(h1[:, 2:], h0[:, 2:])  # patterns 2 (week) and 3 (both): untouched
+    assert float(h1[:, 1, model.gate_column].abs().sum()) > 0  # the day-only gate opened
+    assert not torch.equal(tuned, start)
+    test = data.batch(data.all_nodes(), torch.from_numpy(data.origins("test")).expand(data.n_nodes, -1))
+    week_everywhere = test.lags_ok_y[..., 1].all(-1)  # [n, B]
+    assert week_everywhere.float().mean() > 0.5
+    a, b = forecast(model, start, data), forecast(model, tuned, data)
+    np.testing.assert_array_equal(a[week_everywhere.numpy()], b[week_everywhere.numpy()])
+    assert not np.array_equal(forecast(model, start, data, "val"), forecast(model, tuned, data, "val"))
 
 
 @pytest.mark.parametrize("context", ["lags", "none"])

@@ -77,7 +77,7 @@ from gpdiff.evaluation.intervals import Calibration, IntervalConfig, bounds, cal
 from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.methods import NEEDS_ZOO, SOURCE_FITS, MethodInputs, run_method
 from gpdiff.methods import pooled_linear as linear
-from gpdiff.methods.adapt import FinetuneConfig, expand, finetune, forecast, shared_init
+from gpdiff.methods.adapt import FinetuneConfig, expand, finetune, forecast, shared_init, target_start
 from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptSet
 from gpdiff.utils.config import from_mapping, require_range, to_mapping
@@ -655,7 +655,15 @@ def _run_zoo_method(config: ForecasterConfig, gpd: GPD, data: CityData, progress
 
 def _start(config: ForecasterConfig, gpd: GPD, city: City, train: Segment, progress: bool, log: Log
            ) -> tuple[torch.Tensor, PromptSet | None]:
-    """The parameters ``[N, P]`` a method starts from, and the prompts they were generated from."""
+    """The parameters ``[N, P]`` a method starts from (:func:`~gpdiff.methods.adapt.target_start`), and the
+    prompts they were generated from."""
+    params, prompts = _learned(config, gpd, city, train, progress, log)
+    return target_start(gpd.build_model(), params), prompts
+
+
+def _learned(config: ForecasterConfig, gpd: GPD, city: City, train: Segment, progress: bool, log: Log
+             ) -> tuple[torch.Tensor, PromptSet | None]:
+    """The parameters ``[N, P]`` of ``config.method``'s start as the sources give them, and their prompts."""
     where = STARTS[config.method][0]
     if where == "generated":
         prompts = gpd.prompts(city, train)

@@ -59,6 +59,17 @@ def finetune(model: BaseModel, init: torch.Tensor, data: CityData, config: Finet
     return result.flat(model.spec())
 
 
+def target_start(model: BaseModel, params: torch.Tensor) -> torch.Tensor:
+    """The parameters ``[N, P]`` target nodes start from, given ``params [N, P]`` learned on the sources (the
+    anchor, zoo members, generated) or the shared init: the lag-aware model's network gates closed
+    (:meth:`~gpdiff.models.base.BaseModel.close_correction`), so that a node forecasts with the lag head's
+    combination until fine-tuning on its own days opens the gates of the lag patterns they show. Every
+    method calls this once on its start; unchanged for a model without the lag head."""
+    if not model.has_head:
+        return params
+    return flatten(model.close_correction(unflatten(params, model.spec())), model.spec())
+
+
 def expand(flat: torch.Tensor, n: int) -> torch.Tensor:
     """One parameter vector ``[P]`` or ``[1, P]`` repeated for ``n`` nodes."""
     return flat.reshape(1, -1).expand(n, -1).clone()

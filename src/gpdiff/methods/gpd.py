@@ -9,14 +9,14 @@ from __future__ import annotations
 import torch
 
 from gpdiff.methods import MethodInputs, MethodResult
-from gpdiff.methods.adapt import finetune, forecast
+from gpdiff.methods.adapt import finetune, forecast, target_start
 from gpdiff.utils.errors import GpdiffError
 
 
 def _generated(ctx: MethodInputs) -> torch.Tensor:
     if ctx.generated is None:
         raise GpdiffError("GPD methods need generated parameters; run the generation stage first.")
-    return ctx.generated.params.clone()
+    return target_start(ctx.model, ctx.generated.params.clone())
 
 
 def run_zero_shot(ctx: MethodInputs) -> MethodResult:

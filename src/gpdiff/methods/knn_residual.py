@@ -23,7 +23,7 @@ import torch
 from gpdiff.data.windows import CityData
 from gpdiff.diffusion.train import reference_vector
 from gpdiff.methods import MethodInputs, MethodResult, SourceSide
-from gpdiff.methods.adapt import finetune, forecast
+from gpdiff.methods.adapt import finetune, forecast, target_start
 from gpdiff.methods.retrieval import nearest_sources
 from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptSet
@@ -115,7 +115,7 @@ def run(ctx: MethodInputs) -> MethodResult:
         raise GpdiffError("knn_residual needs the source zoo, its prompts and the target's prompts.")
     chosen = ctx.source_fit("knn_residual").meta
     k, s, scores = int(chosen["k"]), float(chosen["shrinkage"]), list(chosen["scores"])
-    init = initial(zoo, ctx.source_prompts, ctx.target_prompts, k, s)
+    init = target_start(ctx.model, initial(zoo, ctx.source_prompts, ctx.target_prompts, k, s))
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "knn-residual")
     anchor_loss = next(r["loss"] for r in scores if r["shrinkage"] == 0)
     notes = {"k": k, "shrinkage": s, "reference": "anchor" if zoo.anchor is not None else "zoo mean",

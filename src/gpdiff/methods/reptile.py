@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 
 from gpdiff.methods import MethodInputs, MethodResult, SourceSide
-from gpdiff.methods.adapt import expand, finetune, forecast, shared_init
+from gpdiff.methods.adapt import expand, finetune, forecast, shared_init, target_start
 from gpdiff.utils.config import require_at_least_one, to_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
 from gpdiff.utils.progress import progress_bar
@@ -83,6 +83,6 @@ def fit_sources(side: SourceSide) -> SourceFit:
 def run(ctx: MethodInputs) -> MethodResult:
     """The method: the meta-learned start (or the one in ``ctx.fits``, a pretrained folder's) for every
     target node, fine-tuned."""
-    init = expand(ctx.source_fit("reptile").tensors["init"], ctx.target.n_nodes)
+    init = target_start(ctx.model, expand(ctx.source_fit("reptile").tensors["init"], ctx.target.n_nodes))
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "reptile")
     return MethodResult(pred=forecast(ctx.model, params, ctx.target), params=params)

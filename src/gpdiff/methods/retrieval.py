@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from gpdiff.methods import MethodInputs, MethodResult
-from gpdiff.methods.adapt import finetune, forecast
+from gpdiff.methods.adapt import finetune, forecast, target_start
 from gpdiff.prompts import PromptSet
 
 
@@ -36,7 +36,7 @@ def nearest_sources(source_prompts: PromptSet, target_prompts: PromptSet, k: int
 
 def run(ctx: MethodInputs) -> MethodResult:
     idx = nearest_sources(ctx.source_prompts, ctx.target_prompts)
-    init = ctx.zoo.params[idx].clone()
+    init = target_start(ctx.model, ctx.zoo.params[idx].clone())
     params = finetune(ctx.model, init, ctx.target, ctx.finetune, ctx.workdir, ctx.seed, ctx.progress, "retrieval")
     cities = [ctx.zoo.cities[i] for i in idx.tolist()]
     share = {c: round(cities.count(c) / len(cities), 3) for c in dict.fromkeys(cities)}

@@ -12,14 +12,14 @@ from __future__ import annotations
 import torch
 
 from gpdiff.methods import MethodInputs, MethodResult
-from gpdiff.methods.adapt import expand, finetune, forecast
+from gpdiff.methods.adapt import expand, finetune, forecast, target_start
 from gpdiff.utils.errors import GpdiffError
 
 
 def _anchor(ctx: MethodInputs) -> torch.Tensor:
     if ctx.anchor is None:
         raise GpdiffError("the transfer methods need the anchor; run them through `gpdiff run`, which trains it.")
-    return expand(ctx.anchor, ctx.target.n_nodes)
+    return target_start(ctx.model, expand(ctx.anchor, ctx.target.n_nodes))
 
 
 def run(ctx: MethodInputs) -> MethodResult:
