@@ -21,6 +21,7 @@ from gpdiff.data.formats.city_folder import write_city_folder
 from gpdiff.data.splits import fit_split
 from gpdiff.data.synthetic import synthetic_city
 from gpdiff.data.windows import CityData
+from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.forecaster import GPD, Forecaster
 from gpdiff.forecaster.backtest import BacktestConfig, backtest
 from gpdiff.methods import NEEDS_ZOO, MethodInputs, SourceSide, fit_on_sources, run_method
@@ -530,3 +531,30 @@ def test_the_shipped_pretrained_gpd_is_rebuilt_by_its_script():
     script = REPO / "scripts" / "build_pretrained.py"
     r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_lag_aware_forecaster_starts_closed_and_opens_only_what_its_days_show(pretrain_root):
+    """With a lag-aware pretrained model (window.context lags) every fit starts the target's nodes with the
+    network's gates closed (adapt.target_start): zero-shot they stay closed, and fine-tuning on five days
+    (no value a week earlier anywhere) opens the day-only pattern's gate and leaves the week's closed."""
+    from gpdiff.experiment.pipeline import pretrain_sources
+    from gpdiff.models.base import HEAD
+    from gpdiff.zoo.params import unflatten
+
+    lagged = RunConfig.from_dict({**TINY, "sources": ["beta", "gamma"], "data_dir": str(pretrain_root / "data"),
+                                  "window": {**TINY["window"], "context": "lags"}})
+    pretrain_sources(lagged, pretrain_root / "gpd-lags", pretrain_root / "stages-lags", progress=False,
+                     log=lambda m: None)
+    gpd = GPD.from_pretrained(pretrain_root / "gpd-lags")
+    model = gpd.build_model()
+    anchor_gates = unflatten(gpd.anchor.reshape(1, -1), model.spec())[HEAD][0, :, model.gate_column]
+    assert bool((anchor_gates != 0).all())  # source training leaves them open
+    city = _city(days=5)
+    gates = {}
+    for method in ("transfer_zero_shot", "transfer"):
+        f = Forecaster.fit(city, gpd, method=method, **FAST)
+        gates[method] = unflatten(f.params, model.spec())[HEAD][:, :, model.gate_column]  # [N, 4 patterns, H]
+    assert torch.equal(gates["transfer_zero_shot"], torch.zeros_like(gates["transfer_zero_shot"]))
+    tuned = gates["transfer"]
+    assert torch.equal(tuned[:, 2:], torch.zeros_like(tuned[:, 2:]))  # patterns with the week: never seen
+    assert bool((tuned[:, 1] != 0).any())  # the day-only pattern: opened by fine-tuning
