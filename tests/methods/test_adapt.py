@@ -1,6 +1,6 @@
-"""adapt.target_start: every learned method starts a target node with the lag-aware model's network gates closed
-(the start it hands to fine-tuning (or forecasts with, zero-shot) is the source
-parameters with the gate column of ``lags.head`` at 0 and every other entry as the sources gave it)."""
+"""adapt.target_start: every learned method starts a target node with the lag-aware model's network gates
+closed. The start it hands to fine-tuning (or forecasts with, zero-shot) is the source parameters with the
+gate column of ``lags.head`` at 0 and every other entry as the sources gave it."""
 
 from __future__ import annotations
 

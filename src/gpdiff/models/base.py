@@ -261,8 +261,8 @@ class BaseModel(ABC):
         early on the forecast's MAE alone."""
         if not self.has_head:
             return masked_node_mae(self.forward(params, batch), batch.y, batch.y_mask)
-        head = self.combination(params[HEAD], batch)
-        out = head + self.gate(params[HEAD], batch) * self._forward(params, batch)
+        head, gate = self._head_parts(params[HEAD], batch)
+        out = head + gate * self._forward(params, batch)
         return (masked_node_mae(out, batch.y, batch.y_mask)
                 + HEAD_LOSS * masked_node_mae(head, batch.y, batch.y_mask))
 
@@ -287,6 +287,12 @@ class BaseModel(ABC):
         lag-aware anchor fails zero-shot") has the measurement behind this form. (Weights on the level's
         deviation from each lag at the origin, tried before, stayed within 0.04 of 0 on three seeds and
         were removed: "Lag-aware models on three seeds".)"""
+        return self._head_parts(head, batch)[0]
+
+    def _head_parts(self, head: torch.Tensor, batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's :meth:`combination` and the gate of the network's output at each forecast step
+        (column :attr:`gate_column` of the lags' availability pattern there), both ``[n, B, horizon]``,
+        from one lookup of each step's pattern row."""
         _, _, lags_y, ok_y = _lags(batch)
         n_lags = self.n_lags
         level = batch.x[:, :, 0, -1, 0]  # [n, B]
@@ -295,19 +301,17 @@ class BaseModel(ABC):
         avail = torch.cat([torch.ones_like(ok_y[..., :1]), ok_y], dim=-1)  # [n, B, H, 1+L]
         anchor_at = (avail.long() * torch.arange(1 + n_lags, device=ok_y.device)).amax(-1)  # [n, B, H]
         anchor = comp.gather(-1, anchor_at.unsqueeze(-1))  # [n, B, H, 1]
-        weights = self._pattern_weights(head, ok_y)[..., : 1 + n_lags]  # [n, B, H, 1+L]
+        bits = 2 ** torch.arange(n_lags, device=ok_y.device)
+        pattern = (ok_y.long() * bits).sum(-1)  # [n, B, H]
+        onehot = nn.functional.one_hot(pattern, 2**n_lags).to(head.dtype)  # [n, B, H, P]
+        rows = torch.einsum("nbhp,npjh->nbhj", onehot, head)  # [n, B, H, 2+L]: each step's pattern row
         others = avail & (nn.functional.one_hot(anchor_at, 1 + n_lags) == 0)
-        terms = torch.where(others, weights * (comp - anchor), torch.zeros_like(comp))
-        return anchor[..., 0] + terms.sum(-1)
-
-    def gate(self, head: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
-        """``[n, B, horizon]``: the weight of the network's output at each forecast step, ``lags.head``'s
-        column :attr:`gate_column` for the lags' availability pattern at that step."""
-        return self._pattern_weights(head, _lags(batch)[3])[..., self.gate_column]
+        terms = torch.where(others, rows[..., : 1 + n_lags] * (comp - anchor), torch.zeros_like(comp))
+        return anchor[..., 0] + terms.sum(-1), rows[..., self.gate_column]
 
     def mix(self, head: torch.Tensor, out: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
         """The lag-aware forecast ``[n, B, horizon]``: the head's :meth:`combination` plus the network's
-        output ``out [n, B, horizon]`` times its :meth:`gate`.
+        output ``out [n, B, horizon]`` times its gate (column :attr:`gate_column` of ``lags.head``).
 
         The gate is per availability pattern of the lags, and a target node starts with every gate at 0
         (:meth:`close_correction`): its forecast is the head's combination alone until fine-tuning on its
@@ -318,7 +322,8 @@ class BaseModel(ABC):
         cities on every seed, and fine-tuning on days without the week moved the shared network toward
         them while the test windows have the week (BENCHMARKS.md, "Lag-aware models on three seeds" and
         "Fine-tuning on days without the week")."""
-        return self.combination(head, batch) + self.gate(head, batch) * out
+        combined, gate = self._head_parts(head, batch)
+        return combined + gate * out
 
     def close_correction(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``params`` (``[n, *shape]`` each) with every gate of the network's output at 0 (the start of a
@@ -328,14 +333,6 @@ class BaseModel(ABC):
         head = params[HEAD].clone()
         head[:, :, self.gate_column] = 0.0
         return {**params, HEAD: head}
-
-    def _pattern_weights(self, head: torch.Tensor, ok_y: torch.Tensor) -> torch.Tensor:
-        """``[n, B, H, 2 + L]``: the head's row for the lags' availability pattern ``ok_y [n, B, H, L]`` at
-        each step."""
-        bits = 2 ** torch.arange(self.n_lags, device=ok_y.device)
-        pattern = (ok_y.long() * bits).sum(-1)  # [n, B, H]
-        onehot = nn.functional.one_hot(pattern, 2**self.n_lags).to(head.dtype)  # [n, B, H, P]
-        return torch.einsum("nbhp,npjh->nbhj", onehot, head)
 
     def reference(self, params: dict[str, torch.Tensor] | None = None, seed: int = 0) -> NodeModule:
         """The plain ``nn.Module`` version of this model holding one node's ``params`` (no node
