@@ -42,14 +42,15 @@ def build(raw: Path) -> City:
     bundle = _build_bundle()
     name = f"taxinyc-grid/NYC{YEAR % 100:02d}_Taxi_M16x8_T60_InOut.h5"
     bundle.verify(raw, [name])
-    bundle.TAXI_YEAR = YEAR
+    bundled, bundle.TAXI_YEAR = bundle.TAXI_YEAR, YEAR  # a fresh copy of the script's module: nothing to restore
     full = bundle.build_nyc_taxi(raw)
     t = pd.date_range(full.start, periods=full.n_steps, freq="h")
     keep = (t >= pd.Timestamp(DAYS[0])) & (t <= pd.Timestamp(DAYS[1]))
+    source = full.source.replace(f"NYC{bundled % 100:02d}_", f"NYC{YEAR % 100:02d}_")
     return City(name="nyc2010", values=full.values[keep][..., :1], mask=full.mask[keep],
                 start=pd.Timestamp(DAYS[0]), interval_minutes=60, adjacency=full.adjacency, kind="flow",
                 units=full.units, node_ids=full.node_ids, channels=["inflow"], coords=full.coords,
-                coord_kind=full.coord_kind, source=f"{full.source} (year {YEAR}, {DAYS[0]} .. {DAYS[1]})")
+                coord_kind=full.coord_kind, source=f"{source} ({DAYS[0]} .. {DAYS[1]})")
 
 
 def main() -> None:
