@@ -72,6 +72,28 @@ def test_conformalised_ensemble_coverage_is_nominal_and_its_spread_informative()
     assert np.nanmean(ens.scores.crps) < np.nanmean(plain.crps)
 
 
+def test_a_daily_schedule_that_keeps_the_validation_quantiles_scores_as_the_one_calibration():
+    """score_ensemble's daily path places its quantiles per window on the spread's scale: fed the validation
+    quantiles for every window it scores exactly as calibrating once; fed twice them, wider intervals."""
+    members, truth, mask, scale = _heteroscedastic()
+    half = truth.shape[1] // 2
+    args = (members[:, :, half:], members[:, :, :half], truth[:, half:], mask[:, half:], truth[:, :half],
+            mask[:, :half], scale, [0.8, 0.95])
+    once = score_ensemble(*args, floor=0.01)
+    seen = []
+
+    def same(cal, scores, factor=1.0):
+        seen.append(scores.shape)
+        return factor * np.broadcast_to(cal.quantiles[:, None], (2, scores.shape[1], scores.shape[2])), ["a note"]
+
+    kept = score_ensemble(*args, floor=0.01, daily=same)
+    assert seen == [truth[:, half:].shape] and kept.notes == ["a note"]
+    for name in ("coverage", "width", "interval_score", "crps"):
+        np.testing.assert_allclose(getattr(kept.scores, name), getattr(once.scores, name), rtol=1e-12)
+    wider = score_ensemble(*args, floor=0.01, daily=lambda c, sc: same(c, sc, 2.0))
+    np.testing.assert_allclose(wider.scores.width, 2 * once.scores.width, rtol=1e-12)
+
+
 def test_uninformative_spread_still_gets_nominal_coverage():
     """Members whose spread is unrelated to the error: the correlation is near 0, the coverage still holds."""
     members, truth, mask, scale = _heteroscedastic(seed=1)

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from gpdiff.evaluation.intervals import bounds, calibrate, check_levels, level_name, score
+from gpdiff.evaluation.intervals import (
+    RunIntervalConfig,
+    around,
+    bounds,
+    calibrate,
+    check_levels,
+    daily_quantiles,
+    level_name,
+    score,
+)
 from gpdiff.utils.errors import GpdiffError
 
 
@@ -75,3 +84,87 @@ def test_bad_levels_are_refused(levels, message):
 
 def test_level_names():
     assert [level_name(v) for v in (0.8, 0.95, 0.975)] == ["80", "95", "97.5"]
+
+
+SPD, H = 24, 3  # steps per day, horizon of the daily-calibration tests
+
+
+def _days(n_days, noise_per_day, seed=5, n=40):
+    """Test windows at every origin of ``n_days`` days from step 100, unit node scales, the noise of
+    day ``d`` (of the *target* step) ``noise_per_day[d]``: scores [N, B, H], mask, origins."""
+    rng = np.random.default_rng(seed)
+    origins = 100 + np.arange(n_days * SPD - H + 1)
+    day_of_target = (origins[:, None] + np.arange(H) - 100) // SPD  # [B, H]
+    sd = np.asarray(noise_per_day, dtype=float)[day_of_target]
+    scores = np.abs(rng.normal(0, 1, (n, origins.size, H)) * sd)
+    return scores, np.ones_like(scores, bool), origins
+
+
+def test_daily_calibration_starts_from_validation_then_follows_the_day_before():
+    scores, mask, origins = _days(4, [1, 1, 5, 5])
+    first = calibrate(np.zeros((40, 30, H)), np.full((40, 30, H), 0.5), np.ones((40, 30, H), bool), np.ones(40))
+    q, notes = daily_quantiles(first, scores, mask, origins, 100, SPD)
+    assert q.shape == (2, origins.size, H) and notes == []
+    day = (origins - 100) // SPD
+    np.testing.assert_array_equal(q[:, day == 0], np.broadcast_to(first.quantiles[:, None], q[:, day == 0].shape))
+    # day 1 is calibrated on day 0's windows whose targets all lie in day 0 (noise 1), day 3 on day 2's (noise 5)
+    on_day0 = (origins >= 100) & (origins + H <= 100 + SPD)
+    expect1 = calibrate(np.zeros_like(scores[:, on_day0]), scores[:, on_day0], mask[:, on_day0], np.ones(40))
+    np.testing.assert_array_equal(q[:, day == 1], np.broadcast_to(expect1.quantiles[:, None], q[:, day == 1].shape))
+    np.testing.assert_allclose(q[0, day == 1], 1.2816, rtol=0.15)
+    np.testing.assert_allclose(q[0, day == 3], 5 * 1.2816, rtol=0.15)
+
+
+def test_daily_calibration_never_reads_an_error_not_yet_observed():
+    """Poison every score whose target lies at or after a day's first origin: that day's quantiles
+    and every earlier day's are unchanged."""
+    scores, mask, origins = _days(4, [1, 2, 3, 4])
+    first = calibrate(np.zeros((40, 30, H)), np.full((40, 30, H), 0.5), np.ones((40, 30, H), bool), np.ones(40))
+    q, _ = daily_quantiles(first, scores, mask, origins, 100, SPD)
+    day = (origins - 100) // SPD
+    for d in range(4):
+        begin = 100 + d * SPD
+        poisoned = scores.copy()
+        poisoned[(origins[None, :, None] + np.arange(H) >= begin) & np.ones_like(scores, bool)] = 1e9
+        q2, _ = daily_quantiles(first, poisoned, mask, origins, 100, SPD)
+        np.testing.assert_array_equal(q2[:, day <= d], q[:, day <= d])
+
+
+def test_daily_calibration_holds_coverage_where_a_single_calibration_does_not():
+    """Noise that grows day by day: intervals calibrated once under-cover, recalibrated daily they cover
+    within a day's lag of the nominal level."""
+    rng = np.random.default_rng(6)
+    n, n_days = 60, 8
+    scale = np.ones(n)
+    origins = 100 + np.arange(n_days * SPD - H + 1)
+    sd = 1.2 ** ((origins[:, None] + np.arange(H) - 100) / SPD)  # [B, H]: 20% more noise a day
+    pred = rng.uniform(0, 10, (n, origins.size, H))
+    truth = pred + rng.normal(0, 1, pred.shape) * sd
+    mask = np.ones_like(pred, bool)
+    val_pred = rng.uniform(0, 10, (n, SPD, H))
+    cal = calibrate(val_pred, val_pred + rng.normal(0, 1, val_pred.shape) / 1.2, np.ones_like(val_pred, bool), scale)
+    once = score(pred, bounds(pred, scale, cal), truth, mask, cal.levels)
+    q, _ = daily_quantiles(cal, np.abs(truth - pred), mask, origins, 100, SPD)
+    daily = score(pred, around(pred, q[:, None]), truth, mask, cal.levels)
+    assert once.coverage_avg(0.8) < 0.6  # by day 8 the noise is 3.6 x the validation day's
+    assert 0.7 < daily.coverage_avg(0.8) < 0.8 and 0.88 < daily.coverage_avg(0.95) < 0.95  # one day behind a 20% drift
+
+
+def test_daily_calibration_keeps_the_day_before_where_a_day_has_too_few_values():
+    scores, mask, origins = _days(3, [1, 1, 1])
+    mask = mask.copy()
+    mask[1:, (origins >= 100 + SPD) & (origins < 100 + 2 * SPD)] = False  # day 1: node 0 observed only,
+    mask[0, (origins >= 100 + SPD) & (origins < 100 + SPD + 11)] = False  # and at 11 of its 22 windows
+    first = calibrate(np.zeros((40, 30, H)), np.full((40, 30, H), 0.5), np.ones((40, 30, H), bool), np.ones(40))
+    q, notes = daily_quantiles(first, scores, mask, origins, 100, SPD)
+    day = (origins - 100) // SPD
+    assert notes and notes[0].startswith("test day(s) 3: ")
+    np.testing.assert_array_equal(q[1, day == 2][0], q[1, day == 1][0])  # 95%: kept day 1's
+    assert not np.array_equal(q[0, day == 2][0], q[0, day == 1][0])  # 80% (needs 4): recalibrated
+
+
+def test_the_calibration_schedule_is_checked():
+    assert RunIntervalConfig().calibration == "validation"
+    assert RunIntervalConfig(calibration="daily").levels == [0.8, 0.95]
+    with pytest.raises(GpdiffError, match="intervals.calibration must be one of validation, daily, got 'weekly'"):
+        RunIntervalConfig(calibration="weekly")

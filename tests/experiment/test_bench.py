@@ -157,7 +157,7 @@ def test_bundled_suites_parse(tmp_path):
 
     sizes = {p.stem: len(load_suite(p, tmp_path).experiments) for p in sorted(BUNDLED_SUITES.glob("*.yaml"))}
     assert sizes == {"base_models": 6, "conditioning": 10, "context": 5, "context_no_residual": 5, "context_weekly": 4,
-                     "horizons": 8, "loco": 15, "loco_blend": 15, "loco_ensemble": 15, "loco_lags": 15, "loco_stid": 15, "prompts": 12, "target_days": 8, "two_targets": 2,
+                     "horizons": 8, "loco": 15, "loco_blend": 15, "loco_daily": 15, "loco_ensemble": 15, "loco_lags": 15, "loco_stid": 15, "prompts": 12, "target_days": 8, "two_targets": 2,
                      "zoo_members": 5, "zoo_shared_random": 5}
     with pytest.raises(GpdiffError, match="bundled suite: base_models, conditioning"):
         load_suite("no-such-suite", tmp_path)

@@ -106,6 +106,21 @@ def test_rerun_reuses_every_stage(first_run):
     assert {f: (again.out / f).read_bytes() for f in SCORES} == scores  # recomputed forecasts: the same bytes
 
 
+def test_daily_calibration_rescores_the_intervals_and_recomputes_no_stage(first_run, tmp_path):
+    """intervals.calibration: daily changes the intervals of the test days after the first, never a
+    stage, a point forecast or the first test day's intervals."""
+    _, res = first_run
+    computed, _ = _rerun_copy(first_run, tmp_path, intervals__calibration="daily")
+    out = tmp_path / "copy"
+    assert computed == []
+    for f in ("results.csv", "node_mae.csv"):
+        assert (out / f).read_bytes() == (res.out / f).read_bytes(), f
+    before, after = (pd.read_csv(d / "intervals.csv") for d in (res.out, out))
+    assert list(after.columns) == list(before.columns) and len(after) == len(before)
+    assert not np.allclose(before["coverage"], after["coverage"])
+    assert "recalibrated every test day" in (out / "report.md").read_text()
+
+
 def test_a_finished_run_keeps_nothing_it_can_recompute_and_one_copy_of_the_denoiser(first_run, tmp_path):
     """No method file holds its test forecasts (its parameters or the target's data give them back) or the
     start of its fine-tuning; the diffusion stage keeps the EMA weights only, and pretrained/ links them."""

@@ -55,7 +55,7 @@ INVALID: dict[str, list[object]] = {
     "generate.sampler": ["euler"], "generate.num_inference_steps": [0, 501], "generate.guidance_scale": [-1, 2.0],
     "generate.num_samples": [0],
     "blend.naive": [["monthly_naive"], ["weekly_naive", "weekly_naive"]], "blend.step": [0, 0.3, 2],
-    "intervals.levels": [[0], [1.0], [0.8, 0.8]],
+    "intervals.levels": [[0], [1.0], [0.8, 0.8]], "intervals.calibration": ["weekly"],
     "ensemble.size": [0, -1], "ensemble.spread_floor": [0, -0.1, float("nan")],
     "methods.pooled_linear.alpha": [-1, float("inf")], "methods.pooled_linear.windows_per_city": [0],
     "methods.knn_residual.ks": [[], [0]], "methods.knn_residual.shrinkages": [[], [-0.5]],

@@ -129,12 +129,8 @@ def ensemble_bounds(mean: np.ndarray, spread: np.ndarray, scale: np.ndarray, cal
                     floor: float, kind: str = "speed") -> np.ndarray:
     """Bounds ``[L, 2, N, B, H]`` of the conformalised ensemble: ``mean -+ q[h] * max(spread, floor * scale)``;
     NaN where uncalibrated, a ``flow`` city's lower bounds at least 0."""
-    u = spread_scale(spread, scale, floor)
     q = cal.at_steps(mean.shape[-1])[:, None, None, :]  # [L, 1, 1, H]
-    lower, upper = mean[None] - q * u[None], mean[None] + q * u[None]
-    if kind == "flow":
-        lower = np.maximum(lower, 0.0)
-    return np.stack([lower, upper], 1)
+    return intervals.around(mean, q * spread_scale(spread, scale, floor)[None], kind)
 
 
 def crps_ensemble(members: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,26 +193,35 @@ class EnsembleOutcome:
 
 def score_ensemble(members_test: np.ndarray, members_val: np.ndarray, truth: np.ndarray, mask: np.ndarray,
                    val_truth: np.ndarray, val_mask: np.ndarray, scale: np.ndarray, levels: list[float],
-                   floor: float, kind: str = "speed") -> EnsembleOutcome:
+                   floor: float, kind: str = "speed", daily: intervals.Daily | None = None) -> EnsembleOutcome:
     """The conformalised ensemble of member forecasts ``members_test [K, N, B, H]`` (test windows) and
     ``members_val [K, N, Bv, H]`` (the calibration windows), calibrated on ``val_truth`` / ``val_mask``
     and scored on ``truth`` / ``mask``, with node scales ``scale [N]``. The members are the method's
     final (blended) forecasts; the interval is centred on their feasible mean (the method's point
-    forecast), the members' CRPS is that of the feasible members (a ``flow`` member's negatives count as 0)."""
+    forecast), the members' CRPS is that of the feasible members (a ``flow`` member's negatives count as 0).
+    ``daily``: recalibrate the test windows' quantiles once a day from their scores ``[N, B, H]``
+    (:func:`gpdiff.evaluation.intervals.daily_quantiles` bound to the test windows); ``None``: once."""
     from gpdiff.data.city import feasible
 
     mean_v, spread_v = mean_and_spread(members_val)
     cal = calibrate_ensemble(feasible(mean_v, kind), spread_v, val_truth, val_mask, scale, levels, floor)
     mean_t, spread_t = mean_and_spread(members_test)
     point = feasible(mean_t, kind)
-    sc = intervals.score(point, ensemble_bounds(point, spread_t, scale, cal, floor, kind), truth, mask, cal.levels)
+    notes = list(cal.notes)
+    if daily is None:
+        bnds = ensemble_bounds(point, spread_t, scale, cal, floor, kind)
+    else:
+        u = spread_scale(spread_t, scale, floor)
+        q, later = daily(cal, np.abs(truth - point) / u)
+        bnds, notes = intervals.around(point, q[:, None] * u[None], kind), notes + later
+    sc = intervals.score(point, bnds, truth, mask, cal.levels)
     crps_h, crps_n = crps_ensemble(feasible(members_test, kind), truth, mask)
     ok = mask.astype(bool) & np.isfinite(truth)
     below = spread_t < floor * np.asarray(scale, dtype=np.float64)[:, None, None]
     return EnsembleOutcome(members_test.shape[0], sc, crps_h, crps_n,
                            spread_error_correlation(spread_t, point, truth, mask),
                            float(spread_t[ok].mean()) if ok.any() else float("nan"),
-                           float(below[ok].mean()) if ok.any() else float("nan"), list(cal.notes))
+                           float(below[ok].mean()) if ok.any() else float("nan"), notes)
 
 
 @dataclass

@@ -17,11 +17,20 @@ coverage, mean width, the interval (Winkler) score ``width + 2/a (lower - y)+ + 
 bounds make (the 0.5 quantile and ``a/2``, ``1 - a/2`` per level), from ``scoringrules``. The
 conformal calibration is a few lines of numpy, written here because it is per horizon step and per
 node scale on ``[N, B, H]`` arrays with a mask, which ``mapie``'s regressor interface does not take.
+
+Calibrated once, the intervals of a whole test period rest on one validation day; where the test's
+errors grow (another weekday mix, a drift) they under-cover. :func:`daily_quantiles` recalibrates
+them once a day on the errors of the day before, as a forecaster updated every day is
+(:meth:`gpdiff.forecaster.Forecaster.update`), reading only errors whose values were observed by the
+day's first origin: a rolling split conformal calibration, the simplest of the online schemes for
+non-exchangeable data (Gibbs & Candes, "Adaptive conformal inference under distribution shift",
+NeurIPS 2021, discuss it as the baseline their update improves on).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,12 +54,31 @@ def check_levels(levels: list[float] | tuple[float, ...]) -> list[float]:
 
 @dataclass
 class IntervalConfig:
-    """Prediction-interval levels (run config ``intervals``, forecaster ``intervals``): default 80% and 95%."""
+    """Prediction-interval levels (forecaster and backtest ``intervals``): default 80% and 95%."""
 
     levels: list[float] = field(default_factory=lambda: list(DEFAULT_LEVELS))
 
     def __post_init__(self) -> None:
         self.levels = check_levels(self.levels)
+
+
+CALIBRATIONS = ("validation", "daily")
+
+
+@dataclass
+class RunIntervalConfig(IntervalConfig):
+    """A run's ``intervals``: the levels, and when the test period's intervals are calibrated:
+    ``validation`` (once, on the target's validation day) or ``daily`` (:func:`daily_quantiles`: the
+    validation day for the first test day, then every day on the day before's test errors). A
+    forecaster has no such setting: it recalibrates at every :meth:`~gpdiff.forecaster.Forecaster.update`."""
+
+    calibration: str = "validation"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.calibration not in CALIBRATIONS:
+            raise GpdiffError(f"intervals.calibration must be one of {', '.join(CALIBRATIONS)}, "
+                              f"got {self.calibration!r}.")
 
 
 def level_name(level: float) -> str:
@@ -112,12 +140,53 @@ def bounds(pred: np.ndarray, scale: np.ndarray, cal: Calibration, kind: str = "s
     q = cal.at_steps(pred.shape[-1])  # [L, S]
     shape = (pred.shape[0],) + (1,) * (pred.ndim - 1)
     half = q.reshape(q.shape[0], *([1] * (pred.ndim - 1)), q.shape[1]) * scale.reshape(shape)[None]
-    out = np.empty((q.shape[0], 2, *pred.shape), dtype=np.result_type(pred, half))
+    return around(pred, half, kind)
+
+
+def around(pred: np.ndarray, half: np.ndarray, kind: str = "speed") -> np.ndarray:
+    """Bounds ``[L, 2, *pred.shape]``: ``pred -+ half`` for half-widths ``half [L, ...]`` broadcasting
+    against ``pred``; a ``flow`` city's lower bounds are at least 0."""
+    out = np.empty((half.shape[0], 2, *pred.shape), dtype=np.result_type(pred, half))
     np.subtract(pred[None], half, out=out[:, 0])
     np.add(pred[None], half, out=out[:, 1])
     if kind == "flow":
         np.maximum(out[:, 0], 0.0, out=out[:, 0])
     return out
+
+
+def daily_quantiles(first: Calibration, scores: np.ndarray, mask: np.ndarray, origins: np.ndarray, start: int,
+                    steps_per_day: int) -> tuple[np.ndarray, list[str]]:
+    """Quantiles ``[L, B, H]`` for test windows at ``origins [B]`` recalibrated once a day, from their
+    nonconformity scores ``scores [N, B, H]`` (the absolute error over the node's scale, or over the
+    ensemble's spread; NaN or ``mask`` 0 where unobserved).
+
+    Test day ``d`` holds the origins ``start + d * steps_per_day`` up to the next day's. Day 0 gets
+    ``first`` (the validation day's calibration); day ``d >= 1`` gets the split conformal quantiles
+    (:func:`calibrate`) of the test windows whose targets all lie in the ``steps_per_day`` steps before
+    its first origin: the day before, every value of it observed when the day's first forecast is made,
+    as the validation day is for the first. A level and step with too few observed scores on a day
+    keeps the day before's quantile, and the returned notes name those days."""
+    n_levels, horizon = len(first.levels), scores.shape[-1]
+    q = first.at_steps(horizon)
+    out = np.empty((n_levels, origins.size, horizon))
+    day = (origins - start) // steps_per_day
+    kept: list[int] = []
+    for d in range(int(day.max()) + 1 if origins.size else 0):
+        if d > 0:
+            begin = start + d * steps_per_day
+            sel = (origins >= begin - steps_per_day) & (origins + horizon <= begin)
+            fresh = calibrate(np.zeros_like(scores[:, sel]), scores[:, sel], mask[:, sel], np.ones(scores.shape[0]),
+                              first.levels).at_steps(horizon)
+            if (np.isnan(fresh) & np.isfinite(q)).any():
+                kept.append(d + 1)
+            q = np.where(np.isnan(fresh), q, fresh)
+        out[:, day == d] = q[:, None, :]
+    notes = [f"test day(s) {', '.join(map(str, kept))}: the day before had too few observed values to recalibrate "
+             "some level or step; those kept the day before's quantiles"] if kept else []
+    return out, notes
+
+
+Daily = Callable[[Calibration, np.ndarray], tuple[np.ndarray, list[str]]]  # daily_quantiles bound to a test period
 
 
 @dataclass

@@ -714,12 +714,19 @@ class Scoring:
     val_truth: np.ndarray  # [N, Bv, H] validation targets
     val_mask: np.ndarray
 
+    def daily(self, first: intervals.Calibration, scores: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Quantiles ``[L, B, H]`` of the test windows recalibrated once a day on the nonconformity
+        ``scores [N, B, H]`` of the day before (:func:`gpdiff.evaluation.intervals.daily_quantiles`)."""
+        return intervals.daily_quantiles(first, scores, self.mask, self.origins, self.tdata.split.test.start,
+                                         self.tdata.city.steps_per_day)
+
 
 def score_method(cfg: RunConfig, name: str, result: MethodResult, weights: np.ndarray | None,
                  members: ensemble.Members | None, model: BaseModel,
                  sc: Scoring) -> Outcome:
     """Method ``name``'s test scores: its forecasts clipped at 0 for a flow city (noted), its point
-    metrics and per-node MAE, its conformal intervals calibrated on the validation day, and its
+    metrics and per-node MAE, its conformal intervals calibrated on the validation day (and, with
+    ``intervals.calibration: daily``, recalibrated every test day on the day before), and its
     ensemble's scores when it has members. Raises ``RuntimeError`` for forecasts of the wrong shape."""
     kind, std = sc.tdata.city.kind, sc.tdata.scaler.std[:, 0]
     negative = float((result.pred < 0).mean()) if kind == "flow" else 0.0
@@ -735,11 +742,20 @@ def score_method(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
     for note in cal.notes:
         if any(note.startswith(f"{intervals.level_name(v)}% ") for v in cfg.intervals.levels):
             result.notes.setdefault("intervals", note)
-    scores = intervals.score(result.pred, intervals.bounds(result.pred, std, cal, kind), sc.truth, sc.mask, cal.levels)
+    daily = sc.daily if cfg.intervals.calibration == "daily" else None
+    if daily is None:
+        bnds = intervals.bounds(result.pred, std, cal, kind)
+    else:
+        errors = np.abs(sc.truth - result.pred) / np.maximum(std, 1e-12)[:, None, None]
+        q, notes = daily(cal, errors)
+        bnds = intervals.around(result.pred, q[:, None] * std[None, :, None, None], kind)
+        if notes:
+            result.notes.setdefault("intervals", notes[0])
+    scores = intervals.score(result.pred, bnds, sc.truth, sc.mask, cal.levels)
     ens = None
     if members is not None:
         ens = ensemble.score_ensemble(members.test, members.val, sc.truth, sc.mask, sc.val_truth, sc.val_mask, std,
-                                      levels, cfg.ensemble.spread_floor, kind)
+                                      levels, cfg.ensemble.spread_floor, kind, daily)
     return Outcome(result, masked_metrics(result.pred, sc.truth, sc.mask), node_mae(result.pred, sc.truth, sc.mask),
                    scores, ens)
 

@@ -200,12 +200,15 @@ class RunRecord:
         return None if o is None or o.result.params is None else o.result.params.numpy()
 
 
-def _interval_table(scored: dict[str, IntervalScores], levels: list[float], mae: Any) -> list[str]:
+def _interval_table(scored: dict[str, IntervalScores], levels: list[float], mae: Any, calibration: str) -> list[str]:
     """report.md's prediction-interval section: coverage, width and interval score per level, CRPS, MAE."""
     head = "| method | " + " | ".join(f"coverage {level_name(v)}% | width {level_name(v)}% | interval score "
                                       f"{level_name(v)}%" for v in levels) + " | CRPS | MAE |"
+    when = ("the absolute validation-day errors" if calibration == "validation" else
+            "recalibrated every test day (`intervals.calibration: daily`), the absolute errors of the day before "
+            "(the validation day's for the first)")
     lines = ["## Prediction intervals (test period)", "",
-             "Split conformal, per method and horizon step: the absolute validation-day errors divided by each "
+             f"Split conformal, per method and horizon step: {when} divided by each "
              "node's scale give the quantile; an interval is the forecast plus or minus it times the node's scale "
              "(`gpdiff.evaluation.intervals`). Averages over the horizon steps; CRPS from the median and the interval bounds "
              "(`scoringrules.crps_quantile`; for a point forecast it is the MAE).", "",
@@ -312,7 +315,7 @@ def _write_intervals(rec: RunRecord, avg: Any, root: Path, plots: dict[str, Path
     atomic_write_text(root / "intervals.csv", pd.DataFrame(rec.interval_rows()).to_csv(index=False, float_format="%.6g"))
     plots["reliability"] = plot_reliability(scored, root / "reliability.png",
                                             f"{target.name}: interval coverage on the test period")
-    lines = _interval_table(scored, levels, avg)
+    lines = _interval_table(scored, levels, avg, rec.config.intervals.calibration)
     crps_nodes = rec.node_crps()
     if crps_nodes:
         atomic_write_text(root / "node_crps.csv", pd.DataFrame(crps_nodes, index=pd.Index(

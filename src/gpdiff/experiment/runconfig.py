@@ -16,7 +16,7 @@
       finetune:  FinetuneConfig    the fine-tuning budget every method gets
       methods:   {name: settings}  the methods to run, in order, each with its own settings
       blend:     BlendConfig       naive forecasts every learned method is blended with (weights fitted on validation)
-      intervals: IntervalConfig    levels of the conformal prediction intervals (calibrated on validation)
+      intervals: RunIntervalConfig levels of the conformal prediction intervals, calibrated on validation or daily
       ensemble:  EnsembleConfig    members per method with parameters (GPD's generations, deep ensembles)
 
 YAML files are nested the same way and only override defaults; ``--set dotted.path=value`` overrides
@@ -39,7 +39,7 @@ from gpdiff.diffusion.sample import GenerateConfig
 from gpdiff.diffusion.train import DiffusionConfig
 from gpdiff.evaluation.blend import BlendConfig
 from gpdiff.evaluation.ensemble import EnsembleConfig
-from gpdiff.evaluation.intervals import IntervalConfig
+from gpdiff.evaluation.intervals import RunIntervalConfig
 from gpdiff.methods.adapt import FinetuneConfig
 from gpdiff.models.config import BaseModelConfig
 from gpdiff.prompts import PromptsConfig
@@ -107,7 +107,7 @@ class RunConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {m: {} for m in DEFAULT_METHODS})
     blend: BlendConfig = field(default_factory=BlendConfig)
-    intervals: IntervalConfig = field(default_factory=IntervalConfig)
+    intervals: RunIntervalConfig = field(default_factory=RunIntervalConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     seed: int = 0
     device: str = "auto"
