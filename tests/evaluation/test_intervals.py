@@ -168,3 +168,18 @@ def test_the_calibration_schedule_is_checked():
     assert RunIntervalConfig(calibration="daily").levels == [0.8, 0.95]
     with pytest.raises(GpdiffError, match="intervals.calibration must be one of validation, daily, got 'weekly'"):
         RunIntervalConfig(calibration="weekly")
+
+
+def test_levels_outside_widths_get_coverage_only_and_the_same_crps():
+    pred, truth, mask, scale = _noisy(7, n=8, b=60)
+    cal = calibrate(pred, truth, mask, scale, [0.5, 0.8, 0.95])
+    b = bounds(pred, scale, cal)
+    full = score(pred, b, truth, mask, cal.levels)
+    part = score(pred, b, truth, mask, cal.levels, widths=[0.8])
+    np.testing.assert_array_equal(part.coverage, full.coverage)
+    np.testing.assert_array_equal(part.crps, full.crps)
+    np.testing.assert_array_equal(part.node_crps, full.node_crps)
+    for name in ("width", "interval_score"):
+        np.testing.assert_array_equal(getattr(part, name)[1], getattr(full, name)[1])
+        assert np.isnan(getattr(part, name)[[0, 2]]).all()
+    assert [r["level"] for r in part.rows("m", [0.8])] == [0.8] * 4

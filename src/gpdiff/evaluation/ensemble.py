@@ -193,14 +193,16 @@ class EnsembleOutcome:
 
 def score_ensemble(members_test: np.ndarray, members_val: np.ndarray, truth: np.ndarray, mask: np.ndarray,
                    val_truth: np.ndarray, val_mask: np.ndarray, scale: np.ndarray, levels: list[float],
-                   floor: float, kind: str = "speed", daily: intervals.Daily | None = None) -> EnsembleOutcome:
+                   floor: float, kind: str = "speed", daily: intervals.Daily | None = None,
+                   widths: list[float] | None = None) -> EnsembleOutcome:
     """The conformalised ensemble of member forecasts ``members_test [K, N, B, H]`` (test windows) and
     ``members_val [K, N, Bv, H]`` (the calibration windows), calibrated on ``val_truth`` / ``val_mask``
     and scored on ``truth`` / ``mask``, with node scales ``scale [N]``. The members are the method's
     final (blended) forecasts; the interval is centred on their feasible mean (the method's point
     forecast), the members' CRPS is that of the feasible members (a ``flow`` member's negatives count as 0).
     ``daily``: recalibrate the test windows' quantiles once a day from their scores ``[N, B, H]``
-    (:func:`gpdiff.evaluation.intervals.daily_quantiles` bound to the test windows); ``None``: once."""
+    (:func:`gpdiff.evaluation.intervals.daily_quantiles` bound to the test windows); ``None``: once.
+    ``widths``: the levels whose width and interval score are scored (:func:`~gpdiff.evaluation.intervals.score`)."""
     from gpdiff.data.city import feasible
 
     mean_v, spread_v = mean_and_spread(members_val)
@@ -214,7 +216,7 @@ def score_ensemble(members_test: np.ndarray, members_val: np.ndarray, truth: np.
         u = spread_scale(spread_t, scale, floor)
         q, later = daily(cal, np.abs(truth - point) / u)
         bnds, notes = intervals.around(point, q[:, None] * u[None], kind), notes + later
-    sc = intervals.score(point, bnds, truth, mask, cal.levels)
+    sc = intervals.score(point, bnds, truth, mask, cal.levels, widths)
     crps_h, crps_n = crps_ensemble(feasible(members_test, kind), truth, mask)
     ok = mask.astype(bool) & np.isfinite(truth)
     below = spread_t < floor * np.asarray(scale, dtype=np.float64)[:, None, None]

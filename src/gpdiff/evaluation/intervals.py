@@ -232,11 +232,14 @@ class IntervalScores:
         return out
 
 
-def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarray, levels: list[float]
-          ) -> IntervalScores:
+def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarray, levels: list[float],
+          widths: list[float] | None = None) -> IntervalScores:
     """Scores of point forecasts ``pred [N, B, H]`` with bounds ``bnds [L, 2, N, B, H]`` (:func:`bounds`)
     against ``truth`` / ``mask`` ``[N, B, H]``, over the observed values only (masked like MAE: the
     others are never scored). A step where some observed value has no interval scores NaN.
+    ``widths``: the levels whose width and interval score are computed (default all); the others get
+    their coverage only (a reliability plot's levels) and NaN width and interval score. The CRPS uses
+    every level's bounds either way.
 
     The interval score and the CRPS are scoringrules' (``interval_score``, ``crps_quantile`` of the
     median and every bound), computed with its torch backend on the observed values gathered into one
@@ -273,6 +276,8 @@ def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarra
         fct[slot[1 + 2 * i]], fct[slot[2 + 2 * i]] = lo, hi
         have = complete(~(np.isfinite(lo) & np.isfinite(hi)))
         cov[i] = np.where(have, avg(((y >= lo) & (y <= hi)).astype(np.float64)), np.nan)
+        if widths is not None and level not in widths:
+            continue
         width[i] = np.where(have, avg(hi - lo), np.nan)
         interval = sr.interval_score(tensor(y), tensor(np.nan_to_num(lo)), tensor(np.nan_to_num(hi)), 1 - level,
                                      backend="torch")

@@ -751,11 +751,11 @@ def score_method(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
         bnds = intervals.around(result.pred, q[:, None] * std[None, :, None, None], kind)
         if notes:
             result.notes.setdefault("intervals", notes[0])
-    scores = intervals.score(result.pred, bnds, sc.truth, sc.mask, cal.levels)
+    scores = intervals.score(result.pred, bnds, sc.truth, sc.mask, cal.levels, cfg.intervals.levels)
     ens = None
     if members is not None:
         ens = ensemble.score_ensemble(members.test, members.val, sc.truth, sc.mask, sc.val_truth, sc.val_mask, std,
-                                      levels, cfg.ensemble.spread_floor, kind, daily)
+                                      levels, cfg.ensemble.spread_floor, kind, daily, cfg.intervals.levels)
     return Outcome(result, masked_metrics(result.pred, sc.truth, sc.mask), node_mae(result.pred, sc.truth, sc.mask),
                    scores, ens)
 
