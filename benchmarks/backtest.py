@@ -4,6 +4,7 @@
     python benchmarks/backtest.py --out runs/bench/backtest-s1 --seed 1     # the second suite: seeds 1, 2
     python benchmarks/backtest.py --out runs/bench/backtest --targets melbourne-ped \\
         --pretrained melbourne-ped=runs/gpd-no-mel --starts 0 --days 3      # one target, one start day
+    python benchmarks/backtest.py --out runs/bench/backtest_lags --set window.context=lags   # lag-aware models
 
 For each target: a pretrained GPD whose sources are the other four bundled cities (built with
 ``gpdiff pretrain --sources ...``'s defaults into ``OUT/pretrained/no-TARGET`` unless ``--pretrained
@@ -38,7 +39,7 @@ from gpdiff.forecaster.backtest_checkpoint import PARTIAL, clear
 TARGETS = ("melbourne-ped", "nyc-taxi", "montevideo-bus", "hangzhou-metro", "la-loop")
 
 
-def _pretrained(target: str, out: Path, given: dict[str, str], seed: int) -> GPD:
+def _pretrained(target: str, out: Path, given: dict[str, str], seed: int, settings: list[str]) -> GPD:
     if target in given:
         return GPD.from_pretrained(given[target])
     folder = out / "pretrained" / f"no-{target}"
@@ -48,7 +49,8 @@ def _pretrained(target: str, out: Path, given: dict[str, str], seed: int) -> GPD
     from gpdiff.experiment.runconfig import RunConfig
 
     sources = [t for t in TARGETS if t != target]
-    cfg = RunConfig.from_yaml(None, {"target": target, "sources": ",".join(sources), "seed": seed, "device": "cpu"}, ())
+    cfg = RunConfig.from_yaml(None, {"target": target, "sources": ",".join(sources), "seed": seed, "device": "cpu"},
+                              settings)
     t = time.perf_counter()
     gpd = pretrain_sources(cfg, folder, progress=False, log=print)
     print(f"[bench] pretrained without {target} in {time.perf_counter() - t:.0f} s -> {folder}")
@@ -66,10 +68,13 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--methods", default=None, help="comma-separated (default: every backtest method)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="settings",
+                    help="a run-config setting of the pretraining (repeatable), e.g. window.context=lags")
     args = ap.parse_args()
     given = dict(p.split("=", 1) for p in args.pretrained)
     starts = [int(s) for s in args.starts.split(",")]
-    head = f"Leave one city out; start days {starts}, {args.start_days} days of data first; seed {args.seed}."
+    head = (f"Leave one city out; start days {starts}, {args.start_days} days of data first; seed {args.seed}"
+            + (f"; pretrained with {', '.join(args.settings)}." if args.settings else "."))
     rows, summary = [], ["# Backtest benchmark", "", head, ""]
     for target in args.targets.split(","):
         city = load_city(target)
@@ -81,7 +86,7 @@ def main() -> None:
         if args.methods:
             settings["methods"] = args.methods
         config = BacktestConfig(**settings)
-        gpd = _pretrained(target, args.out, given, args.seed)
+        gpd = _pretrained(target, args.out, given, args.seed, args.settings)
         t = time.perf_counter()
         result = backtest(city, gpd, config, log=print, checkpoint=args.out / target / PARTIAL)
         wall = time.perf_counter() - t
