@@ -148,6 +148,8 @@ def test_paired_crps_test_against_the_best_baseline():
     assert ratio == pytest.approx(per_node["gpd"].mean() / base.mean())
     md = intervals_markdown(iv, nodes)
     assert "`gpd`'s CRPS / the best baseline's (`transfer`)" in md and "27 of 30 nodes lower" in md
+    assert "calibrated on the target's validation day (" in md  # runs from before the column: validation
+    assert "on the day before for every later one" in intervals_markdown(iv.assign(calibration="daily"))
     # the conformalised ensemble rows take part: a baseline's ensemble can be the best baseline
     nodes2 = pd.concat([nodes, nodes[nodes["method"] == "transfer"].assign(method="transfer:ensemble",
                                                                            crps=lambda d: d["crps"] * 0.5)])

@@ -105,6 +105,7 @@ def test_scoreboard_files_and_shape(finished):
     assert len(node_crps) == 2 * 2 * len(METHODS) * 5 and np.isfinite(node_crps["crps"]).all()
     iv = pd.read_csv(res.out / "intervals.csv")
     assert len(iv) == 2 * 2 * len(METHODS) * 2 and iv["coverage"].between(0, 1).all()  # ... x 2 levels
+    assert set(iv["calibration"]) == {"validation"} and "calibrated on the target's validation day (" in md
     timings = pd.read_csv(res.out / "timings.csv")
     assert timings[timings["stage"] == "zoo"]["folder"].nunique() == 2  # one zoo per seed, shared by both variants
     for png in ("mae_ratio_heatmap.png", "mae_per_horizon.png"):

@@ -104,16 +104,18 @@ def paired_test(a: np.ndarray, b: np.ndarray, name_a: str = "a", name_b: str = "
 # --------------------------------------------------------------------------- collect
 def collect_intervals(experiments: Sequence[Experiment]) -> pd.DataFrame:
     """The horizon-averaged rows of every finished run's ``intervals.csv`` (runs made before intervals
-    existed have none and are skipped), with experiment and seed."""
+    existed have none and are skipped), with experiment, seed and the run's ``intervals.calibration``."""
     frames = []
     for e in experiments:
         f = Path(e.config.out) / "intervals.csv"
         if f.is_file():
             df = pd.read_csv(f, dtype={"horizon": str})
-            frames.append(df[df["horizon"] == "avg"].assign(experiment=e.label, seed=e.seed))
+            frames.append(df[df["horizon"] == "avg"].assign(experiment=e.label, seed=e.seed,
+                                                            calibration=e.config.intervals.calibration))
     cols = ["experiment", "seed", "method", "level", "coverage", "width", "interval_score", "crps"]
     if any("crps_ensemble" in f for f in frames):  # runs with ensembles (gpdiff.evaluation.ensemble)
         cols.append("crps_ensemble")
+    cols.append("calibration")
     return pd.concat(frames).reindex(columns=cols).reset_index(drop=True) if frames else pd.DataFrame(columns=cols)
 
 
@@ -158,7 +160,11 @@ def intervals_markdown(iv: pd.DataFrame, node_crps: pd.DataFrame | None = None) 
     if iv.empty:
         return ""
     levels = sorted(iv["level"].unique())
-    lines = ["## Prediction intervals", "", "Split conformal intervals calibrated on the target's validation day "
+    when = {"validation": "calibrated on the target's validation day",
+            "daily": "calibrated on the target's validation day for the first test day and on the day before for "
+                     "every later one (`intervals.calibration: daily`)"}
+    said = [when.get(c, c) for c in iv.get("calibration", pd.Series(["validation"])).fillna("validation").unique()]
+    lines = ["## Prediction intervals", "", f"Split conformal intervals {'; or '.join(said)} "
              "(`gpdiff.evaluation.intervals`): observed coverage on the test period and the CRPS of the median and the interval "
              "bounds, averaged over the horizon steps, mean ± std over seeds.", ""]
     for exp in iv["experiment"].unique():
