@@ -121,8 +121,7 @@ def calibrate_ensemble(mean: np.ndarray, spread: np.ndarray, truth: np.ndarray, 
         raise GpdiffError(f"ensemble spread {spread.shape} and mean {mean.shape} must have one shape [N, B, H].")
     u = spread_scale(spread, scale, floor)
     scores = np.abs(truth - mean) / u
-    return intervals.calibrate(np.zeros_like(scores), np.where(np.isfinite(scores), scores, np.nan), mask,
-                               np.ones(mean.shape[0]), levels)
+    return intervals.calibrate_scores(scores, mask, levels)
 
 
 def ensemble_bounds(mean: np.ndarray, spread: np.ndarray, scale: np.ndarray, cal: intervals.Calibration,
@@ -213,9 +212,8 @@ def score_ensemble(members_test: np.ndarray, members_val: np.ndarray, truth: np.
     if daily is None:
         bnds = ensemble_bounds(point, spread_t, scale, cal, floor, kind)
     else:
-        u = spread_scale(spread_t, scale, floor)
-        q, later = daily(cal, np.abs(truth - point) / u)
-        bnds, notes = intervals.around(point, q[:, None] * u[None], kind), notes + later
+        bnds, later = intervals.daily_bounds(point, spread_scale(spread_t, scale, floor), truth, cal, daily, kind)
+        notes += later
     sc = intervals.score(point, bnds, truth, mask, cal.levels, widths)
     crps_h, crps_n = crps_ensemble(feasible(members_test, kind), truth, mask)
     ok = mask.astype(bool) & np.isfinite(truth)

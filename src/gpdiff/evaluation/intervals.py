@@ -112,9 +112,22 @@ def calibrate(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, scale: np.n
     if truth.shape != pred.shape or mask.shape != pred.shape or scale.shape != pred.shape[:1]:
         raise GpdiffError(f"calibration: forecasts {pred.shape}, truth {truth.shape}, mask {mask.shape} and node "
                           f"scales {scale.shape} must be [N, B, H], [N, B, H], [N, B, H] and [N].")
-    ok = mask.astype(bool) & np.isfinite(truth) & np.isfinite(pred)
-    scores = np.abs(truth - pred) / np.maximum(scale, 1e-12)[:, None, None]
-    h_steps = pred.shape[-1]
+    ok = np.isfinite(truth) & np.isfinite(pred)
+    return calibrate_scores(np.where(ok, np.abs(truth - pred) / np.maximum(scale, 1e-12)[:, None, None], np.nan),
+                            mask, levels)
+
+
+def calibrate_scores(scores: np.ndarray, mask: np.ndarray, levels: list[float] | tuple[float, ...] = DEFAULT_LEVELS
+                     ) -> Calibration:
+    """Split conformal quantiles ``[L, H]`` of nonconformity scores ``scores [..., H]`` (NaN, or ``mask`` 0,
+    where unobserved): :func:`calibrate`'s step once the scores are made (also the conformalised
+    ensemble's and the daily recalibration's, whose scores divide by another scale). Raises
+    :class:`GpdiffError` on mismatched shapes or bad levels."""
+    levels = check_levels(levels)
+    if mask.shape != scores.shape:
+        raise GpdiffError(f"calibration: scores {scores.shape} and mask {mask.shape} must have one shape.")
+    ok = mask.astype(bool) & np.isfinite(scores)
+    h_steps = scores.shape[-1]
     q = np.full((len(levels), h_steps), np.nan)
     counts = ok.reshape(-1, h_steps).sum(0)
     notes: list[str] = []
@@ -175,8 +188,7 @@ def daily_quantiles(first: Calibration, scores: np.ndarray, mask: np.ndarray, or
         if d > 0:
             begin = start + d * steps_per_day
             sel = (origins >= begin - steps_per_day) & (origins + horizon <= begin)
-            fresh = calibrate(np.zeros_like(scores[:, sel]), scores[:, sel], mask[:, sel], np.ones(scores.shape[0]),
-                              first.levels).at_steps(horizon)
+            fresh = calibrate_scores(scores[:, sel], mask[:, sel], first.levels).at_steps(horizon)
             if (np.isnan(fresh) & np.isfinite(q)).any():
                 kept.append(d + 1)
             q = np.where(np.isnan(fresh), q, fresh)
@@ -187,6 +199,17 @@ def daily_quantiles(first: Calibration, scores: np.ndarray, mask: np.ndarray, or
 
 
 Daily = Callable[[Calibration, np.ndarray], tuple[np.ndarray, list[str]]]  # daily_quantiles bound to a test period
+
+
+def daily_bounds(pred: np.ndarray, unit: np.ndarray, truth: np.ndarray, first: Calibration, daily: Daily,
+                 kind: str = "speed") -> tuple[np.ndarray, list[str]]:
+    """Bounds ``[L, 2, N, B, H]`` of test forecasts ``pred [N, B, H]`` recalibrated once a day: the
+    nonconformity score of a value is its absolute error over ``unit`` (a node's scale ``[N, 1, 1]`` or
+    an ensemble's floored spread ``[N, B, H]``; at least 1e-12, as :func:`calibrate` divides), ``daily``
+    turns them into per-window quantiles ``q`` starting from ``first``, and the interval is
+    ``pred -+ q * unit``. Returns the bounds and ``daily``'s notes."""
+    q, notes = daily(first, np.abs(truth - pred) / np.maximum(unit, 1e-12))
+    return around(pred, q[:, None] * unit[None], kind), notes
 
 
 @dataclass

@@ -746,9 +746,7 @@ def score_method(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
     if daily is None:
         bnds = intervals.bounds(result.pred, std, cal, kind)
     else:
-        errors = np.abs(sc.truth - result.pred) / np.maximum(std, 1e-12)[:, None, None]
-        q, notes = daily(cal, errors)
-        bnds = intervals.around(result.pred, q[:, None] * std[None, :, None, None], kind)
+        bnds, notes = intervals.daily_bounds(result.pred, std[:, None, None], sc.truth, cal, daily, kind)
         if notes:
             result.notes.setdefault("intervals", notes[0])
     scores = intervals.score(result.pred, bnds, sc.truth, sc.mask, cal.levels, cfg.intervals.levels)
