@@ -9,7 +9,7 @@ from gpdiff.evaluation.ensemble import (
     EnsembleConfig,
     calibrate_ensemble,
     crps_ensemble,
-    ensemble_bounds,
+    ensemble_band,
     mean_and_spread,
     score_ensemble,
     spread_error_correlation,
@@ -45,7 +45,7 @@ def test_identical_members_give_zero_spread_and_one_members_forecast():
     cal = calibrate_ensemble(mean, spread, truth, mask, scale, [0.8, 0.95], floor=0.1)
     plain = calibrate(one, truth, mask, scale, [0.8, 0.95])
     np.testing.assert_allclose(cal.quantiles * 0.1, plain.quantiles, rtol=1e-12)
-    np.testing.assert_allclose(ensemble_bounds(mean, spread, scale, cal, 0.1), bounds(one, scale, plain), rtol=1e-10)
+    np.testing.assert_allclose(ensemble_band(mean, spread, scale, cal, 0.1).full(), bounds(one, scale, plain), rtol=1e-10)
     # and the members' CRPS is the absolute error of their one forecast
     per_h, per_node = crps_ensemble(np.stack([one] * 5), truth, mask)
     np.testing.assert_allclose(per_h, np.abs(truth - one).mean(axis=(0, 1)), rtol=1e-10)

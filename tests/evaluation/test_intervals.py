@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from gpdiff.evaluation.intervals import (
+    Band,
     RunIntervalConfig,
     around,
+    band,
     bounds,
     calibrate,
     check_levels,
@@ -183,3 +185,23 @@ def test_levels_outside_widths_get_coverage_only_and_the_same_crps():
         np.testing.assert_array_equal(getattr(part, name)[1], getattr(full, name)[1])
         assert np.isnan(getattr(part, name)[[0, 2]]).all()
     assert [r["level"] for r in part.rows("m", [0.8])] == [0.8] * 4
+
+
+@pytest.mark.parametrize("kind", ["speed", "flow"])
+def test_a_band_scores_exactly_as_its_bounds_written_out(kind):
+    """score() computes a Band's bounds at the observed values only: bit for bit what the full bounds give,
+    with float32 forecasts, missing values, NaN half-widths (no interval) and per-window half-widths."""
+    pred, truth, mask, scale = _noisy(8, n=7, b=40)
+    pred = (pred - 30).astype(np.float32)  # some negative forecasts: a flow city's lower bounds clip at 0
+    mask[:, ::3, 1] = False
+    truth[0, 5, 0] = np.nan
+    cal = calibrate(pred, truth, mask, scale, [0.5, 0.8, 0.95])
+    plain = band(pred, scale, cal, kind)
+    np.testing.assert_array_equal(plain.full(), bounds(pred, scale, cal, kind))
+    per_window = np.abs(np.random.default_rng(9).normal(size=(3, 7, 40, 3)))
+    per_window[1, 2, 4, 2] = np.nan  # one value without an interval: its step scores NaN
+    for b in (plain, Band(pred, per_window, kind)):
+        lazy, full = score(pred, b, truth, mask, cal.levels, [0.8]), score(pred, b.full(), truth, mask, cal.levels, [0.8])
+        for name in ("coverage", "width", "interval_score", "crps", "node_crps"):
+            np.testing.assert_array_equal(getattr(lazy, name), getattr(full, name), err_msg=name)
+    assert np.isnan(score(pred, Band(pred, per_window, kind), truth, mask, cal.levels).crps[2])

@@ -124,12 +124,12 @@ def calibrate_ensemble(mean: np.ndarray, spread: np.ndarray, truth: np.ndarray, 
     return intervals.calibrate_scores(scores, mask, levels)
 
 
-def ensemble_bounds(mean: np.ndarray, spread: np.ndarray, scale: np.ndarray, cal: intervals.Calibration,
-                    floor: float, kind: str = "speed") -> np.ndarray:
-    """Bounds ``[L, 2, N, B, H]`` of the conformalised ensemble: ``mean -+ q[h] * max(spread, floor * scale)``;
-    NaN where uncalibrated, a ``flow`` city's lower bounds at least 0."""
+def ensemble_band(mean: np.ndarray, spread: np.ndarray, scale: np.ndarray, cal: intervals.Calibration,
+                  floor: float, kind: str = "speed") -> intervals.Band:
+    """The conformalised ensemble's intervals ``mean -+ q[h] * max(spread, floor * scale)`` (``.full()``: bounds
+    ``[L, 2, N, B, H]``); NaN where uncalibrated, a ``flow`` city's lower bounds at least 0."""
     q = cal.at_steps(mean.shape[-1])[:, None, None, :]  # [L, 1, 1, H]
-    return intervals.around(mean, q * spread_scale(spread, scale, floor)[None], kind)
+    return intervals.Band(mean, q * spread_scale(spread, scale, floor)[None], kind)
 
 
 def crps_ensemble(members: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,9 +210,9 @@ def score_ensemble(members_test: np.ndarray, members_val: np.ndarray, truth: np.
     point = feasible(mean_t, kind)
     notes = list(cal.notes)
     if daily is None:
-        bnds = ensemble_bounds(point, spread_t, scale, cal, floor, kind)
+        bnds = ensemble_band(point, spread_t, scale, cal, floor, kind)
     else:
-        bnds, later = intervals.daily_bounds(point, spread_scale(spread_t, scale, floor), truth, cal, daily, kind)
+        bnds, later = intervals.daily_band(point, spread_scale(spread_t, scale, floor), truth, cal, daily, kind)
         notes += later
     sc = intervals.score(point, bnds, truth, mask, cal.levels, widths)
     crps_h, crps_n = crps_ensemble(feasible(members_test, kind), truth, mask)

@@ -150,10 +150,15 @@ def calibrate_scores(scores: np.ndarray, mask: np.ndarray, levels: list[float] |
 def bounds(pred: np.ndarray, scale: np.ndarray, cal: Calibration, kind: str = "speed") -> np.ndarray:
     """Interval bounds ``[L, 2, N, ...]`` (lower, upper) of forecasts ``pred [N, ..., S]`` with node scales
     ``scale [N]``; NaN where uncalibrated. A ``flow`` city's lower bounds are at least 0."""
+    return band(pred, scale, cal, kind).full()
+
+
+def band(pred: np.ndarray, scale: np.ndarray, cal: Calibration, kind: str = "speed") -> Band:
+    """:func:`bounds` as a :class:`Band`, which :func:`score` reads at the observed values only."""
     q = cal.at_steps(pred.shape[-1])  # [L, S]
     shape = (pred.shape[0],) + (1,) * (pred.ndim - 1)
     half = q.reshape(q.shape[0], *([1] * (pred.ndim - 1)), q.shape[1]) * scale.reshape(shape)[None]
-    return around(pred, half, kind)
+    return Band(pred, half, kind)
 
 
 def around(pred: np.ndarray, half: np.ndarray, kind: str = "speed") -> np.ndarray:
@@ -165,6 +170,29 @@ def around(pred: np.ndarray, half: np.ndarray, kind: str = "speed") -> np.ndarra
     if kind == "flow":
         np.maximum(out[:, 0], 0.0, out=out[:, 0])
     return out
+
+
+@dataclass(frozen=True)
+class Band:
+    """Symmetric intervals ``pred -+ half`` (:func:`around`) not yet written out: forecasts ``pred [N, B, H]``,
+    half-widths ``half [L, ...]`` broadcasting against them (NaN: no interval), a ``flow`` city's lower
+    bounds at least 0. Every conformal interval of gpdiff is one; :func:`score` computes its bounds at
+    the observed values only, which spares writing and gathering ``[L, 2, N, B, H]`` (BENCHMARKS.md,
+    "The cost of the intervals"), with the same float operations as :meth:`full`."""
+
+    pred: np.ndarray
+    half: np.ndarray
+    kind: str = "speed"
+
+    def full(self) -> np.ndarray:
+        """The bounds ``[L, 2, N, B, H]``."""
+        return around(self.pred, self.half, self.kind)
+
+    def at(self, ok: np.ndarray) -> np.ndarray:
+        """The bounds ``[L, 2, M]`` at the ``M`` values where the boolean ``ok [N, B, H]`` is set, in C order."""
+        half = np.stack([np.broadcast_to(h, self.pred.shape)[ok] for h in self.half]) if len(self.half) else \
+            np.empty((0, int(ok.sum())))
+        return around(self.pred[ok], half, self.kind)
 
 
 def daily_quantiles(first: Calibration, scores: np.ndarray, mask: np.ndarray, origins: np.ndarray, start: int,
@@ -201,15 +229,15 @@ def daily_quantiles(first: Calibration, scores: np.ndarray, mask: np.ndarray, or
 Daily = Callable[[Calibration, np.ndarray], tuple[np.ndarray, list[str]]]  # daily_quantiles bound to a test period
 
 
-def daily_bounds(pred: np.ndarray, unit: np.ndarray, truth: np.ndarray, first: Calibration, daily: Daily,
-                 kind: str = "speed") -> tuple[np.ndarray, list[str]]:
-    """Bounds ``[L, 2, N, B, H]`` of test forecasts ``pred [N, B, H]`` recalibrated once a day: the
-    nonconformity score of a value is its absolute error over ``unit`` (a node's scale ``[N, 1, 1]`` or
-    an ensemble's floored spread ``[N, B, H]``; at least 1e-12, as :func:`calibrate` divides), ``daily``
-    turns them into per-window quantiles ``q`` starting from ``first``, and the interval is
-    ``pred -+ q * unit``. Returns the bounds and ``daily``'s notes."""
+def daily_band(pred: np.ndarray, unit: np.ndarray, truth: np.ndarray, first: Calibration, daily: Daily,
+                 kind: str = "speed") -> tuple[Band, list[str]]:
+    """Intervals (a :class:`Band`; ``.full()``: ``[L, 2, N, B, H]``) of test forecasts ``pred [N, B, H]``
+    recalibrated once a day: the nonconformity score of a value is its absolute error over ``unit`` (a
+    node's scale ``[N, 1, 1]`` or an ensemble's floored spread ``[N, B, H]``; at least 1e-12, as
+    :func:`calibrate` divides), ``daily`` turns them into per-window quantiles ``q`` starting from
+    ``first``, and the interval is ``pred -+ q * unit``. Returns the intervals and ``daily``'s notes."""
     q, notes = daily(first, np.abs(truth - pred) / np.maximum(unit, 1e-12))
-    return around(pred, q[:, None] * unit[None], kind), notes
+    return Band(pred, q[:, None] * unit[None], kind), notes
 
 
 @dataclass
@@ -255,9 +283,10 @@ class IntervalScores:
         return out
 
 
-def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarray, levels: list[float],
+def score(pred: np.ndarray, bnds: np.ndarray | Band, truth: np.ndarray, mask: np.ndarray, levels: list[float],
           widths: list[float] | None = None) -> IntervalScores:
-    """Scores of point forecasts ``pred [N, B, H]`` with bounds ``bnds [L, 2, N, B, H]`` (:func:`bounds`)
+    """Scores of point forecasts ``pred [N, B, H]`` with intervals ``bnds``: bounds ``[L, 2, N, B, H]``
+    (:func:`bounds`, or a model's own) or a :class:`Band` (then only its observed values are computed),
     against ``truth`` / ``mask`` ``[N, B, H]``, over the observed values only (masked like MAE: the
     others are never scored). A step where some observed value has no interval scores NaN.
     ``widths``: the levels whose width and interval score are computed (default all); the others get
@@ -280,6 +309,7 @@ def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarra
     node_of, _, step_of = np.nonzero(ok.reshape(ok.shape[0], -1, n_steps))  # the observed values, in order
     y = truth[ok].astype(np.float64)
     n = np.maximum(np.bincount(step_of, minlength=n_steps), 1)
+    observed = bnds.at(ok) if isinstance(bnds, Band) else bnds[:, :, ok]  # [L, 2, M]
 
     def avg(v: np.ndarray) -> np.ndarray:  # observed values [M] -> mean per step [H]
         return np.bincount(step_of, weights=v, minlength=n_steps) / n
@@ -295,7 +325,7 @@ def score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarra
     fct = np.empty((len(alphas), y.size))  # quantiles first: each one written in one contiguous block
     fct[slot[0]] = pred[ok]
     for i, level in enumerate(levels):
-        lo, hi = bnds[i, 0][ok].astype(np.float64), bnds[i, 1][ok].astype(np.float64)
+        lo, hi = observed[i, 0].astype(np.float64, copy=False), observed[i, 1].astype(np.float64, copy=False)
         fct[slot[1 + 2 * i]], fct[slot[2 + 2 * i]] = lo, hi
         have = complete(~(np.isfinite(lo) & np.isfinite(hi)))
         cov[i] = np.where(have, avg(((y >= lo) & (y <= hi)).astype(np.float64)), np.nan)

@@ -744,9 +744,9 @@ def score_method(cfg: RunConfig, name: str, result: MethodResult, weights: np.nd
             result.notes.setdefault("intervals", note)
     daily = sc.daily if cfg.intervals.calibration == "daily" else None
     if daily is None:
-        bnds = intervals.bounds(result.pred, std, cal, kind)
+        bnds = intervals.band(result.pred, std, cal, kind)
     else:
-        bnds, notes = intervals.daily_bounds(result.pred, std[:, None, None], sc.truth, cal, daily, kind)
+        bnds, notes = intervals.daily_band(result.pred, std[:, None, None], sc.truth, cal, daily, kind)
         if notes:
             result.notes.setdefault("intervals", notes[0])
     scores = intervals.score(result.pred, bnds, sc.truth, sc.mask, cal.levels, cfg.intervals.levels)

@@ -45,7 +45,7 @@ from gpdiff.data.splits import Segment, Split
 from gpdiff.data.windows import CityData, WindowConfig
 from gpdiff.diffusion.pretrained import GPD
 from gpdiff.evaluation.blend import BlendConfig
-from gpdiff.evaluation.intervals import IntervalConfig, bounds, level_name, score
+from gpdiff.evaluation.intervals import Band, IntervalConfig, band, level_name, score
 from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.forecaster import ets
 from gpdiff.forecaster.backtest_checkpoint import Checkpoint, backtest_key
@@ -294,17 +294,18 @@ def _day_data(day: City, n_have: int, f: Forecaster | None, window: WindowConfig
                     scaler=None if f is None else f.scaler)
 
 
-def _forecast(f: Forecaster, data: CityData, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Point forecasts ``[N, B, H]`` of ``f`` at ``origins`` and their conformal bounds ``[L, 2, N, B, H]``,
+def _forecast(f: Forecaster, data: CityData, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray | Band]:
+    """Point forecasts ``[N, B, H]`` of ``f`` at ``origins`` and their conformal intervals (a
+    :class:`~gpdiff.evaluation.intervals.Band`; NaN bounds ``[L, 2, N, B, H]`` without a calibration),
     as :meth:`Forecaster.predict` makes them (blended, clipped, intervals from its calibration)."""
     pred = f._clip(np.asarray(f.forecast_at(data, origins), dtype=np.float64), data.city.kind)
     levels = list(f.config.intervals.levels)
     if f.calibration is None:
         return pred, np.full((len(levels), 2, *pred.shape), np.nan)
-    return pred, bounds(pred, f.scaler.std[:, 0].astype(np.float64), f.calibration, data.city.kind)
+    return pred, band(pred, f.scaler.std[:, 0].astype(np.float64), f.calibration, data.city.kind)
 
 
-def _score(pred: np.ndarray, bnds: np.ndarray, truth: np.ndarray, mask: np.ndarray, levels: list[float]
+def _score(pred: np.ndarray, bnds: np.ndarray | Band, truth: np.ndarray, mask: np.ndarray, levels: list[float]
            ) -> dict[str, Any]:
     m = masked_metrics(pred, truth, mask)
     s = score(pred, bnds, truth, mask, levels)
