@@ -145,6 +145,17 @@ def test_bad_suites_fail_in_one_line_before_training(tmp_path, data_dir, doc, me
     assert not (tmp_path / "out").exists()
 
 
+def test_seeds_from_the_command_line_replace_the_suites(tmp_path, data_dir):
+    path = _suite(tmp_path / "s.yaml", data_dir, grid={}, seeds=[0, 1, 2], experiments=[{"target": "alpha"}])
+    assert [e.seed for e in load_suite(path, tmp_path / "out", seeds=[2]).experiments] == [2]
+    r = CliRunner().invoke(main, ["bench", str(path), "--out", str(tmp_path / "out"), "--seeds", "1,2", "--dry-run"])
+    assert r.exit_code == 0 and "2 run(s)" in r.output and "seed 0:" not in r.output and "seed 2:" in r.output, r.output
+    for bad, message in (("1,x", "expected integers separated by commas"), ("1,1", "seed 1 is listed twice")):
+        r = CliRunner().invoke(main, ["bench", str(path), "--out", str(tmp_path / "out"), "--seeds", bad])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_named_experiments_of_one_target(tmp_path, data_dir):
     path = _suite(tmp_path / "s.yaml", data_dir, grid={}, seeds=[0],
                   experiments=[{"target": "alpha"}, {"name": "alpha 4 days", "target": "alpha", "target_days": 4}])

@@ -19,9 +19,11 @@ import click
               help="Write the scoreboard from the runs finished so far (e.g. while the suite runs); train nothing.")
 @click.option("--progress", is_flag=True, help="Progress bars inside every run (default on a terminal: one line per stage; in a log "
                                                 "file, under nohup or in CI: also a plain progress line every 30 s).")
+@click.option("--seeds", callback=lambda ctx, param, value: _seeds(value), default=None, metavar="0,1,...",
+              help="Run these seeds instead of the suite's `seeds:` (e.g. --seeds 0 for one seed of a three-seed suite).")
 @click.option("--quiet", is_flag=True, help="Only the scoreboard path.")
 def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, scoreboard_only: bool, progress: bool,
-          quiet: bool) -> None:
+          seeds: list[int] | None, quiet: bool) -> None:
     """Run SUITE (a YAML file, or a bundled suite such as `loco`) and write one scoreboard.
 
     Every experiment x seed is one `gpdiff run`; runs share one stage cache, so a stage with the same
@@ -33,7 +35,7 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
 
     path = find_suite(suite)
     out = out or Path("runs") / "bench" / path.stem
-    parsed = load_suite(path, out)
+    parsed = load_suite(path, out, seeds)
     if scoreboard_only:
         done = finished(parsed)
         if not done:
@@ -62,3 +64,13 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
     inside = cache is None or Path(cache).resolve().is_relative_to(Path(out).resolve())
     sizes = f"{out} {human_size(folder_size(out))}" + ("" if inside else f", cache {cache} {human_size(folder_size(cache))}")
     click.echo(f"scoreboard: {result.scoreboard}  (on disk: {sizes})")
+
+
+def _seeds(value: str | None) -> list[int] | None:
+    """``--seeds 0,1,2`` as a list of integers; a usage error naming the bad entry otherwise."""
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected integers separated by commas (e.g. 0,1,2), got {value!r}.") from None

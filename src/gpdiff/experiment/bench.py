@@ -72,8 +72,10 @@ def find_suite(name_or_path: str | Path) -> Path:
     raise GpdiffError(f"no suite file {name_or_path}; pass a YAML file or a bundled suite: {', '.join(known)}.")
 
 
-def load_suite(path: str | Path, out: str | Path) -> Suite:
-    """Parse and check a suite: every run's config is built (and thereby validated) here.
+def load_suite(path: str | Path, out: str | Path, seeds: list[int] | None = None) -> Suite:
+    """Parse and check a suite: every run's config is built (and thereby validated) here. ``seeds``:
+    run these seeds instead of the suite's ``seeds:`` (e.g. one seed of a three-seed suite, ``gpdiff
+    bench --seeds``); the runs, their folders and the scoreboard are those of the suite's own seeds.
 
     Raises :class:`GpdiffError` for unknown suite keys, unknown run settings or methods, a suite
     without experiments or seeds, and two runs with one label (:func:`check_data` checks the cities).
@@ -81,6 +83,8 @@ def load_suite(path: str | Path, out: str | Path) -> Suite:
     """
     path = find_suite(path)
     doc = read_yaml(path)
+    if seeds is not None and isinstance(doc, dict):
+        doc = {**doc, "seeds": list(seeds)}
     entries, seeds, grid, base = _suite_parts(path, doc)
     suite = Suite(Path(path).stem, str(doc.get("description") or ""))
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
