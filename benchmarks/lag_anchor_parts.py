@@ -82,7 +82,7 @@ def parts(run: Path) -> dict[str, float | list[float]]:
     def original(chunks: list[torch.Tensor]) -> np.ndarray:
         return data.to_original(torch.cat(chunks, 1), nodes)
 
-    w = p[HEAD][0, 3].clone()  # both lags available: [level, day, week, gate] x steps
+    w = model.pattern_weights(p[HEAD])[0, 3].clone()  # both lags available: [level, day, week, gate] x steps
     w[2] = 1 - w[0] - w[1]  # the week's effective weight: the combination does not read its own entry
     return {"weekly naive": mae(weekly_naive(data, origins)), "seasonal naive": mae(seasonal_naive(data, origins)),
             "few-shot node means": mae(data.to_original(torch.zeros(n, origins.size, data.horizon), nodes)),

@@ -152,8 +152,9 @@ def test_config_and_errors(two_source_cities):
     model = get_model("stid", ModelConfig(context="lags"))
     with pytest.raises(GpdiffError, match="carry no lags"):
         model.forward(model.init(2), b)
-    # the per-node vector holds the head's weights: (level, day, week, the network's gate) per pattern and step
-    assert dict((s.name, s.shape) for s in model.spec())[HEAD] == (4, 4, 6)
+    # the per-node vector holds the head's weights: (level, day, week, the network's gate) per pattern and step,
+    # and the row every pattern shares
+    assert dict((s.name, s.shape) for s in model.spec())[HEAD] == (5, 4, 6)
 
 
 def test_the_head_moves_with_the_data_whatever_its_weights(batch):
@@ -184,7 +185,10 @@ def test_a_closed_gate_forecasts_the_heads_combination_alone(name, batch):
     params = model.init(6, seed=4, shared=False)
     params[HEAD] = params[HEAD] + 0.1 * torch.randn(params[HEAD].shape, generator=torch.Generator().manual_seed(5))
     closed = model.close_correction(params)
-    assert torch.equal(closed[HEAD][:, :, model.gate_column], torch.zeros(6, 4, 6))
+    assert torch.equal(closed[HEAD][:, :, model.gate_column], torch.zeros(6, 5, 6))
+    assert torch.equal(closed[HEAD][:, -1], torch.zeros(6, 4, 6))  # the shared row moved into the patterns'
+    weights = model.pattern_weights(params[HEAD])[:, :, : model.gate_column]
+    assert torch.equal(model.pattern_weights(closed[HEAD])[:, :, : model.gate_column], weights)
     assert all(torch.equal(closed[k], v) for k, v in params.items() if k != HEAD)
     torch.testing.assert_close(model.forward(closed, batch), model.combination(params[HEAD], batch), rtol=0, atol=0)
     assert not torch.equal(model.forward(params, batch), model.forward(closed, batch))
@@ -193,11 +197,12 @@ def test_a_closed_gate_forecasts_the_heads_combination_alone(name, batch):
     assert float(start[HEAD].grad[:, :, model.gate_column].abs().sum()) > 0
 
 
-def test_fine_tuning_without_the_week_leaves_every_window_with_the_week_as_transferred(tmp_path):
+def test_fine_tuning_without_the_week_moves_the_weeks_forecasts_by_the_shared_row_only(tmp_path):
     """Under the protocol the few-shot days hold no value a week earlier, so fine-tuning never sees the
-    head's rows for the patterns with the week: they (the gates included) stay as transferred, and a
-    window that has the week at every step is forecast exactly as at the start, while the gate of the
-    day-only pattern opens."""
+    head's own rows for the patterns with the week: they (the gates included) stay as transferred, while
+    the gate of the day-only pattern opens. What the days teach reaches a window that has the week at
+    every step through the head's shared row alone: with that row put back to 0 such a window is
+    forecast exactly as at the start, and with it, differently."""
     from gpdiff.methods.adapt import FinetuneConfig, finetune, forecast, target_start
     from gpdiff.zoo.params import flatten, unflatten
 
@@ -210,14 +215,19 @@ def test_fine_tuning_without_the_week_leaves_every_window_with_the_week_as_trans
     tuned = finetune(model, start, data, FinetuneConfig(max_epochs=4, steps_per_epoch=5, patience=4), tmp_path,
                      progress=False)
     h0, h1 = unflatten(start, model.spec())[HEAD], unflatten(tuned, model.spec())[HEAD]
-    assert torch.equal(h1[:, 2:], h0[:, 2:])  # patterns 2 (week) and 3 (both): untouched
+    assert torch.equal(h1[:, 2:4], h0[:, 2:4])  # patterns 2 (week) and 3 (both): their own rows untouched
+    assert torch.equal(h0[:, 4], torch.zeros_like(h0[:, 4])) and float(h1[:, 4, 0].abs().sum()) > 0  # shared: learnt
     assert float(h1[:, 1, model.gate_column].abs().sum()) > 0  # the day-only gate opened
     assert not torch.equal(tuned, start)
     test = data.batch(data.all_nodes(), torch.from_numpy(data.origins("test")).expand(data.n_nodes, -1))
     week_everywhere = test.lags_ok_y[..., 1].all(-1)  # [n, B]
     assert week_everywhere.float().mean() > 0.5
-    a, b = forecast(model, start, data), forecast(model, tuned, data)
+    unshared = unflatten(tuned, model.spec())
+    unshared[HEAD] = unshared[HEAD].clone()
+    unshared[HEAD][:, 4] = 0.0
+    a, b = forecast(model, start, data), forecast(model, flatten(unshared, model.spec()), data)
     np.testing.assert_array_equal(a[week_everywhere.numpy()], b[week_everywhere.numpy()])
+    assert not np.array_equal(a[week_everywhere.numpy()], forecast(model, tuned, data)[week_everywhere.numpy()])
     assert not np.array_equal(forecast(model, start, data, "val"), forecast(model, tuned, data, "val"))
 
 

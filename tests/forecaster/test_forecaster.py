@@ -547,13 +547,13 @@ def test_a_lag_aware_forecaster_starts_closed_and_opens_only_what_its_days_show(
                      log=lambda m: None)
     gpd = GPD.from_pretrained(pretrain_root / "gpd-lags")
     model = gpd.build_model()
-    anchor_gates = unflatten(gpd.anchor.reshape(1, -1), model.spec())[HEAD][0, :, model.gate_column]
+    anchor_gates = unflatten(gpd.anchor.reshape(1, -1), model.spec())[HEAD][0, : model.n_patterns, model.gate_column]
     assert bool((anchor_gates != 0).all())  # source training leaves them open
     city = _city(days=5)
     gates = {}
     for method in ("transfer_zero_shot", "transfer"):
         f = Forecaster.fit(city, gpd, method=method, **FAST)
-        gates[method] = unflatten(f.params, model.spec())[HEAD][:, :, model.gate_column]  # [N, 4 patterns, H]
+        gates[method] = unflatten(f.params, model.spec())[HEAD][:, : model.n_patterns, model.gate_column]  # [N, 4 patterns, H]
     assert torch.equal(gates["transfer_zero_shot"], torch.zeros_like(gates["transfer_zero_shot"]))
     tuned = gates["transfer"]
     assert torch.equal(tuned[:, 2:], torch.zeros_like(tuned[:, 2:]))  # patterns with the week: never seen

@@ -40,7 +40,7 @@ def parts():
 
 def _closed(model, params: torch.Tensor) -> torch.Tensor:
     p = unflatten(params, model.spec())
-    return p[HEAD][:, :, model.gate_column]
+    return p[HEAD][:, : model.n_patterns, model.gate_column]
 
 
 @pytest.mark.parametrize("method", ["transfer", "transfer_zero_shot", "gpd", "gpd_zero_shot", "mean_params",
@@ -69,13 +69,18 @@ def test_every_learned_method_starts_with_the_gates_closed(method, parts, tmp_pa
     assert torch.equal(target_start(model, start), start)  # closing twice changes nothing
 
 
-def test_target_start_zeroes_only_the_gates(parts):
+def test_target_start_closes_the_gates_and_moves_the_shared_row_into_the_patterns(parts):
+    """A target start zeroes every gate and the head's shared row, which it adds to every pattern's own
+    row: the weights each pattern reads are unchanged, and nothing but the head changes."""
     model, zoo = parts[0], parts[1]
     start = target_start(model, zoo.params.clone())
-    changed = start != zoo.params
-    p = unflatten(changed.float(), model.spec())
-    assert torch.equal(p[HEAD][:, :, model.gate_column], torch.ones(7, 4, 6))
-    assert int(changed.sum()) == 7 * 4 * 6
+    before, after = unflatten(zoo.params, model.spec()), unflatten(start, model.spec())
+    assert all(torch.equal(before[k], after[k]) for k in before if k != HEAD)
+    assert torch.equal(after[HEAD][:, :, model.gate_column], torch.zeros(7, 5, 6))
+    assert torch.equal(after[HEAD][:, -1], torch.zeros(7, 4, 6))
+    assert bool((before[HEAD][:, -1, : model.gate_column] != 0).any())  # the zoo's shared rows were not 0
+    g = model.gate_column
+    assert torch.equal(model.pattern_weights(after[HEAD])[:, :, :g], model.pattern_weights(before[HEAD])[:, :, :g])
     plain = BaseModelConfig().build(WindowConfig())
     x = torch.randn(2, plain.n_params)
     assert target_start(plain, x) is x  # a model without the lag head: unchanged

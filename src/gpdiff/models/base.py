@@ -67,9 +67,10 @@ class ModelConfig:
     ``context`` ``lags`` (optional lags, :data:`gpdiff.data.windows.LAG_SETS`: one day and one week) is
     the lag-aware model of :class:`BaseModel`: the network reads, per lag, the difference ``x - lag``
     and the lag's mask over the history, and the forecast is a learned combination of the lagged values
-    at the forecast steps and the recent level (``lags.head``, :meth:`BaseModel.combination`) plus the
-    network's output times a gate per lag pattern (:meth:`BaseModel.mix`), which a target node starts
-    closed (:meth:`BaseModel.close_correction`).
+    at the forecast steps and the recent level (``lags.head``, :meth:`BaseModel.combination`; per lag
+    pattern, plus a row every pattern shares, :meth:`BaseModel.pattern_weights`) plus the network's output
+    times a gate per lag pattern (:meth:`BaseModel.mix`), which a target node starts closed
+    (:meth:`BaseModel.close_correction`).
     """
 
     history: int = 12
@@ -193,11 +194,18 @@ class BaseModel(ABC):
         return self.n_lags > 0
 
     @property
+    def n_patterns(self) -> int:
+        """The availability patterns of the optional lags at a forecast step: ``2**L`` (bit ``k`` set: lag
+        ``k`` is there)."""
+        return 2**self.n_lags
+
+    @property
     def head_shape(self) -> tuple[int, int, int]:
-        """``lags.head``: ``[2**L, 2 + L, horizon]``, per availability pattern of the lags at a forecast
-        step (bit ``k`` set: lag ``k`` is there) the weights of (recent level, lag 0, ..., lag L-1)
-        (:meth:`combination`) and the gate of the network's output (column :attr:`gate_column`, :meth:`mix`)."""
-        return (2**self.n_lags, 2 + self.n_lags, self.config.horizon)
+        """``lags.head``: ``[2**L + 1, 2 + L, horizon]``. Row ``p < 2**L``: availability pattern ``p``'s
+        weights of (recent level, lag 0, ..., lag L-1) (:meth:`combination`) and its gate of the network's
+        output (column :attr:`gate_column`, :meth:`mix`); the last row: weights added to every pattern's
+        (its gate column is not read), see :meth:`pattern_weights`."""
+        return (self.n_patterns + 1, 2 + self.n_lags, self.config.horizon)
 
     @property
     def gate_column(self) -> int:
@@ -295,6 +303,7 @@ class BaseModel(ABC):
         from one lookup of each step's pattern row."""
         _, _, lags_y, ok_y = _lags(batch)
         n_lags = self.n_lags
+        weights = self.pattern_weights(head)  # [n, P, 2+L, H]
         level = batch.x[:, :, 0, -1, 0]  # [n, B]
         values = torch.where(ok_y, lags_y, torch.zeros_like(lags_y))
         comp = torch.cat([level[:, :, None, None].expand(*lags_y.shape[:3], 1), values], dim=-1)  # [n, B, H, 1+L]
@@ -304,10 +313,29 @@ class BaseModel(ABC):
         bits = 2 ** torch.arange(n_lags, device=ok_y.device)
         pattern = (ok_y.long() * bits).sum(-1)  # [n, B, H]
         onehot = nn.functional.one_hot(pattern, 2**n_lags).to(head.dtype)  # [n, B, H, P]
-        rows = torch.einsum("nbhp,npjh->nbhj", onehot, head)  # [n, B, H, 2+L]: each step's pattern row
+        rows = torch.einsum("nbhp,npjh->nbhj", onehot, weights)  # [n, B, H, 2+L]: each step's pattern row
         others = avail & (nn.functional.one_hot(anchor_at, 1 + n_lags) == 0)
         terms = torch.where(others, rows[..., : 1 + n_lags] * (comp - anchor), torch.zeros_like(comp))
         return anchor[..., 0] + terms.sum(-1), rows[..., self.gate_column]
+
+    def pattern_weights(self, head: torch.Tensor) -> torch.Tensor:
+        """``[n, 2**L, 2 + L, horizon]``: each availability pattern's weights as the forecast reads them,
+        from ``head [n, 2**L + 1, 2 + L, horizon]``: the pattern's own row plus the shared last row (not
+        its gate: each pattern keeps its own).
+
+        Why a shared row: under the protocol a target's few-shot days never hold the value a week
+        earlier, so fine-tuning trains only the rows of the patterns without it, while every test
+        window has it; with rows of their own, fine-tuning could not change a test forecast at all
+        (BENCHMARKS.md, "The network's correction gated, closed on a new city"). What fine-tuning learns
+        about a node on its own days (how far its recent level carries, the weight of the level against
+        the day's lag) goes into the shared row, which every pattern reads, the week's included, while
+        the week's gate stays closed. A target start moves the shared row into the pattern rows
+        (:meth:`close_correction`), so fine-tuning starts it at 0 and it holds exactly what the target
+        taught."""
+        n_p = self.n_patterns
+        shared = head[:, n_p:, : self.gate_column]  # [n, 1, 1+L, H]
+        own = head[:, :n_p]
+        return torch.cat([own[:, :, : self.gate_column] + shared, own[:, :, self.gate_column:]], dim=2)
 
     def mix(self, head: torch.Tensor, out: torch.Tensor, batch: WindowBatch) -> torch.Tensor:
         """The lag-aware forecast ``[n, B, horizon]``: the head's :meth:`combination` plus the network's
@@ -316,8 +344,9 @@ class BaseModel(ABC):
         The gate is per availability pattern of the lags, and a target node starts with every gate at 0
         (:meth:`close_correction`): its forecast is the head's combination alone until fine-tuning on its
         own days opens the gate of the patterns those days show. A pattern the few-shot days never hold
-        (the week, under the protocol) gets no gradient, so its gate stays closed and its head weights
-        stay as transferred, whatever fine-tuning did to the network. Why: trained on the sources, the
+        (the week, under the protocol) gets no gradient of its own, so its gate stays closed and its own
+        row stays as transferred, whatever fine-tuning did to the network; it moves only by the shared
+        row of the head (:meth:`pattern_weights`). Why: trained on the sources, the
         network's correction made the zero-shot forecast worse than the head alone on three of five new
         cities on every seed, and fine-tuning on days without the week moved the shared network toward
         them while the test windows have the week (BENCHMARKS.md, "Lag-aware models on three seeds" and
@@ -326,11 +355,13 @@ class BaseModel(ABC):
         return combined + gate * out
 
     def close_correction(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``params`` (``[n, *shape]`` each) with every gate of the network's output at 0 (the start of a
-        target node, :meth:`mix`); unchanged for a model without the lag head."""
+        """``params`` (``[n, *shape]`` each) as a target node starts (:meth:`mix`): every gate of the
+        network's output at 0, and the shared row of the head moved into the pattern rows (each pattern's
+        weights as read are unchanged, the shared row is 0: :meth:`pattern_weights`). Unchanged for a
+        model without the lag head."""
         if not self.has_head:
             return params
-        head = params[HEAD].clone()
+        head = torch.cat([self.pattern_weights(params[HEAD]), torch.zeros_like(params[HEAD][:, -1:])], dim=1)
         head[:, :, self.gate_column] = 0.0
         return {**params, HEAD: head}
 
@@ -395,12 +426,12 @@ INITIAL_GATE = 1.0
 
 
 def initial_head(n_lags: int, horizon: int) -> torch.Tensor:
-    """``[2**L, 2 + L, horizon]``: :data:`INITIAL_HEAD`'s weights (for the one-day and one-week lags) and
-    the gate :data:`INITIAL_GATE`, the same at every forecast step."""
+    """``[2**L + 1, 2 + L, horizon]``: :data:`INITIAL_HEAD`'s weights (for the one-day and one-week lags) and
+    the gate :data:`INITIAL_GATE`, the same at every forecast step, and a shared row of zeros."""
     if n_lags != 2:
         raise GpdiffError(f"the lag head's initial weights are for the one-day and one-week lags, not {n_lags} lags.")
-    w = torch.tensor([(*INITIAL_HEAD[p], INITIAL_GATE) for p in range(4)], dtype=torch.float32)
-    return w[:, :, None].expand(4, 4, horizon).contiguous()
+    w = torch.tensor([(*INITIAL_HEAD[p], INITIAL_GATE) for p in range(4)] + [(0.0,) * 4], dtype=torch.float32)
+    return w[:, :, None].expand(5, 4, horizon).contiguous()
 
 
 def masked_node_mae(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
