@@ -1,7 +1,8 @@
 """The `backtest` benchmark (issue 27): `gpdiff backtest` on the five bundled cities, leave one city out.
 
     python benchmarks/backtest.py --out runs/bench/backtest                 # seed 0, every target
-    python benchmarks/backtest.py --out runs/bench/backtest-s1 --seed 1     # the second suite: seeds 1, 2
+    python benchmarks/backtest.py --out runs/bench/backtest-s1 --seed 1     # the second suite: seed 1, then
+    python benchmarks/backtest.py --out runs/bench/backtest-s2 --seed 2     # seed 2 (about an hour each)
     python benchmarks/backtest.py --out runs/bench/backtest --targets melbourne-ped \\
         --pretrained melbourne-ped=runs/gpd-no-mel --starts 0 --days 3      # one target, one start day
     python benchmarks/backtest.py --out runs/bench/backtest_lags --set window.context=lags   # lag-aware models
