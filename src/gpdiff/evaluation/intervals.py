@@ -230,7 +230,7 @@ Daily = Callable[[Calibration, np.ndarray], tuple[np.ndarray, list[str]]]  # dai
 
 
 def daily_band(pred: np.ndarray, unit: np.ndarray, truth: np.ndarray, first: Calibration, daily: Daily,
-                 kind: str = "speed") -> tuple[Band, list[str]]:
+               kind: str = "speed") -> tuple[Band, list[str]]:
     """Intervals (a :class:`Band`; ``.full()``: ``[L, 2, N, B, H]``) of test forecasts ``pred [N, B, H]``
     recalibrated once a day: the nonconformity score of a value is its absolute error over ``unit`` (a
     node's scale ``[N, 1, 1]`` or an ensemble's floored spread ``[N, B, H]``; at least 1e-12, as
