@@ -312,7 +312,7 @@ class BaseModel(ABC):
         anchor = comp.gather(-1, anchor_at.unsqueeze(-1))  # [n, B, H, 1]
         bits = 2 ** torch.arange(n_lags, device=ok_y.device)
         pattern = (ok_y.long() * bits).sum(-1)  # [n, B, H]
-        onehot = nn.functional.one_hot(pattern, 2**n_lags).to(head.dtype)  # [n, B, H, P]
+        onehot = nn.functional.one_hot(pattern, self.n_patterns).to(head.dtype)  # [n, B, H, P]
         rows = torch.einsum("nbhp,npjh->nbhj", onehot, weights)  # [n, B, H, 2+L]: each step's pattern row
         others = avail & (nn.functional.one_hot(anchor_at, 1 + n_lags) == 0)
         terms = torch.where(others, rows[..., : 1 + n_lags] * (comp - anchor), torch.zeros_like(comp))
