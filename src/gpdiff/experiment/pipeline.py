@@ -63,6 +63,7 @@ from gpdiff.methods import (
     NEEDS_ANCHOR,
     NEEDS_GENERATION,
     NO_ZOO,
+    READS_ANCHOR,
     SOURCE_FITS,
     ZERO_SHOT,
     MethodInputs,
@@ -666,7 +667,7 @@ class SourceStages:
         """The stages method ``name``'s stage reads (its key depends on theirs)."""
         inputs = [st for st in (self.zoo_st, self.target_st) if st is not None]
         inputs += [self.gen_st] if name in NEEDS_GENERATION and self.gen_st is not None else []
-        inputs += [self.anchor[0]] if name in NEEDS_ANCHOR and self.anchor is not None else []
+        inputs += [self.anchor[0]] if name in READS_ANCHOR and self.anchor is not None else []
         return inputs + ([self.fit_stages[name]] if name in self.fit_stages else [])
 
 

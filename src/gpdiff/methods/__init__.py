@@ -50,6 +50,7 @@ SETTINGS: dict[str, str] = {
     "knn_residual": "gpdiff.methods.knn_residual:KnnResidualConfig",
     "reptile": "gpdiff.methods.reptile:ReptileConfig",
     "pooled_linear": "gpdiff.methods.pooled_linear:PooledLinearConfig",
+    "gpd": "gpdiff.methods.gpd:GpdConfig",
 }
 
 # name -> "module:function": what a method learns from the source cities alone, before it sees a target,
@@ -67,6 +68,8 @@ NEEDS_ZOO = ("knn_residual", "mean_params", "retrieval", "reptile")
 NEEDS_GENERATION = ("gpd_zero_shot", "gpd")
 # Methods that start from the anchor (the pooled model of gpdiff.zoo.anchor).
 NEEDS_ANCHOR = ("transfer", "transfer_zero_shot")
+# Methods that read the anchor when the run has one (gpd shrinks its generated start toward it).
+READS_ANCHOR = NEEDS_ANCHOR + ("gpd",)
 # Methods that train nothing on the target: they read its few-shot days only through the scaler,
 # the prompts or per-slot averages, never as training windows. A run of only these needs no
 # training window on the target (e.g. with a weekly context, whose lag 3 few-shot days cannot hold).

@@ -165,16 +165,16 @@ def forecast_windows(model: BaseModel, params: dict[str, torch.Tensor], data: Ci
 
 @torch.no_grad()
 def validation_loss(model: BaseModel, params: dict[str, torch.Tensor], param_rows: np.ndarray, data: list[CityData],
-                    city: np.ndarray, node: np.ndarray, windows: int, chunk: int) -> torch.Tensor:
+                    city: np.ndarray, node: np.ndarray, windows: int, chunk: int, segment: str = "val") -> torch.Tensor:
     """Early-stopping loss ``[n]``: parameters ``params[k][param_rows[i]]`` scored on node ``node[i]`` of
-    ``data[city[i]]`` by the scaled masked MAE on at most ``windows`` evenly spaced validation windows,
-    in chunks of ``chunk`` nodes (the trainer's validation, and any other scoring of parameter rows on
-    their own source nodes)."""
+    ``data[city[i]]`` by the scaled masked MAE on at most ``windows`` evenly spaced windows of ``segment``
+    (validation by default), in chunks of ``chunk`` nodes (the trainer's validation, and any other scoring
+    of parameter rows on their own nodes); 0 for a node with nothing observed there."""
     device = data[0].device
     out = torch.empty(len(node), device=device)
     for c in np.unique(city):
         sel = np.flatnonzero(city == c)
-        origins = torch.from_numpy(evenly_spaced(data[c].origins("val"), windows)).to(device)
+        origins = torch.from_numpy(evenly_spaced(data[c].origins(segment), windows)).to(device)
         for lo in range(0, sel.size, chunk):
             part = sel[lo:lo + chunk]
             local = torch.from_numpy(node[part]).to(device)
