@@ -63,6 +63,7 @@ INVALID: dict[str, list[object]] = {
     "methods.reptile.max_steps": [0], "methods.reptile.nodes_per_step": [0], "methods.reptile.inner_steps": [0],
     "methods.reptile.inner_lr": [0, float("inf")], "methods.reptile.batch_size": [0], "methods.reptile.meta_lr": [0],
     "methods.reptile.balance": ["even"],
+    "methods.gpd.shrinkages": [[], [-0.5], [0.5, 0.5], [float("inf")]], "methods.gpd.windows": [0],
     **{f"prompts.temporal:masked_patch.{k}": v for k, v in {
         "days": [0], "patch_minutes": [0, 7], "patch_points": [0, 7], "d_model": [0, 66], "n_layers": [0],
         "n_heads": [0, 3], "ff_dim": [0], "mask_ratio": [0, 1], "max_steps": [0], "batch_size": [0], "lr": [0],

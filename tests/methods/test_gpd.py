@@ -82,8 +82,8 @@ def test_each_node_gets_the_candidate_with_the_lowest_few_shot_loss(method_parts
 def test_shrinkages_without_an_anchor_or_with_bad_values_are_named(make_context, generated) -> None:
     with pytest.raises(GpdiffError, match="shrinks toward the anchor, and this run has none"):
         gpd.run_finetuned(make_context(generated=generated, options={"shrinkages": [0.0, 1.0]}))
-    for bad in ([], [-0.5, 1.0], [0.5, 0.5]):
-        with pytest.raises(GpdiffError, match="methods.gpd.shrinkages must be distinct values >= 0"):
+    for bad in ([], [-0.5, 1.0], [0.5, 0.5], [float("nan")], [float("inf")]):
+        with pytest.raises(GpdiffError, match="methods.gpd.shrinkages must be distinct finite values >= 0"):
             check_settings("gpd", {"shrinkages": bad})
     with pytest.raises(GpdiffError, match="methods.gpd.windows"):
         check_settings("gpd", {"windows": 0})

@@ -62,7 +62,8 @@ from gpdiff.zoo.train import ZooConfig
 
 DEFAULT_TARGET = "melbourne-ped"
 DEFAULT_METHODS = ("seasonal_naive", "weekly_naive", "historical_average", "target_only", "transfer_zero_shot",
-                   "transfer", "mean_params", "retrieval", "knn_residual", "reptile", "gpd_zero_shot", "gpd")
+                   "transfer", "mean_params", "retrieval", "knn_residual", "reptile", "gpd_zero_shot", "gpd",
+                   "pooled_linear")
 
 # Settings that moved when the flat run config became a tree: old dotted path -> new one.
 MOVED: dict[str, str] = {

@@ -16,6 +16,7 @@ chosen on held-out source nodes. ``gpd_zero_shot`` reads no training window, so 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,8 +40,9 @@ class GpdConfig:
     windows: int = 512  # at most this many evenly spaced few-shot windows per node score the candidates
 
     def __post_init__(self) -> None:
-        if not self.shrinkages or min(self.shrinkages) < 0 or len(set(self.shrinkages)) < len(self.shrinkages):
-            raise GpdiffError(f"methods.gpd.shrinkages must be distinct values >= 0, at least one (1.0: the "
+        if (not self.shrinkages or not all(0 <= s < math.inf for s in self.shrinkages)
+                or len(set(self.shrinkages)) < len(self.shrinkages)):
+            raise GpdiffError(f"methods.gpd.shrinkages must be distinct finite values >= 0, at least one (1.0: the "
                               f"generated parameters as they are); got {self.shrinkages}.")
         if self.windows < 1:
             raise GpdiffError(f"methods.gpd.windows must be at least 1, got {self.windows}.")
