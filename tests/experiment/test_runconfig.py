@@ -255,3 +255,17 @@ def test_config_tree_round_trips_and_takes_dotted_overrides(tmp_path):
         RunConfig.from_yaml(None, assignments=["window.history=long"])
     with pytest.raises(GpdiffError, match="dotted.path=value"):
         RunConfig.from_yaml(None, assignments=["window.history"])
+
+
+def test_a_method_setting_keeps_the_list_of_methods(tmp_path):
+    """``--set methods.gpd.shrinkages=...`` changes gpd's settings and runs every other method too (it used to
+    leave gpd alone in the run); ``--set methods=[...]`` still replaces the list."""
+    default = RunConfig()
+    cfg = RunConfig.from_yaml(None, None, ["methods.gpd.shrinkages=[0,0.5,1]", "window.context=lags"])
+    assert list(cfg.methods) == list(default.methods)
+    assert cfg.methods["gpd"] == {"shrinkages": [0, 0.5, 1]} and cfg.methods["transfer"] == {}
+    assert list(RunConfig.from_yaml(None, None, ["methods=[gpd,weekly_naive]"]).methods) == ["gpd", "weekly_naive"]
+    path = tmp_path / "mine.yaml"
+    path.write_text("methods: {weekly_naive: {}, transfer: {}}\n")
+    cfg = RunConfig.from_yaml(path, None, ["methods.gpd.shrinkages=[0,1]"])  # the file's list, gpd added
+    assert list(cfg.methods) == ["weekly_naive", "transfer", "gpd"]

@@ -160,7 +160,9 @@ class RunConfig:
                   assignments: Sequence[str] = ()) -> RunConfig:
         """The file's settings (when given), then nested ``overrides``, then ``dotted.path=value`` assignments.
 
-        An override of ``methods`` replaces the file's list of methods instead of adding to it. A wrong
+        An override of ``methods`` replaces the file's list of methods instead of adding to it; an assignment
+        to one method's setting (``methods.gpd.shrinkages=...``) keeps the list (the default one when
+        neither the file nor the overrides name any) and adds that method if it is missing. A wrong
         key or value is blamed on where it was given: the file, or ``--set PATH=VALUE`` for an
         assignment (the overrides, a command's flags, name no place)."""
         doc: Any = {}
@@ -172,8 +174,10 @@ class RunConfig:
         origins = path_origins(overrides, "")
         if overrides and "methods" in overrides:
             data["methods"] = overrides["methods"]
-        for text in assignments:
-            keys, value = parse_assignment(text)
+        parsed = [parse_assignment(text) for text in assignments]
+        if "methods" not in data and any(len(keys) > 1 and keys[0] == "methods" for keys, _ in parsed):
+            data["methods"] = {m: {} for m in DEFAULT_METHODS}  # a method's setting keeps the default list
+        for text, (keys, value) in zip(assignments, parsed):
             data = set_path(data, keys, value)
             origins = {p: o for p, o in origins.items() if not p.startswith(".".join(keys) + ".")}
             origins[".".join(keys)] = f"--set {text.strip()}"
