@@ -2,6 +2,7 @@
 baselines and the anchor zero-shot, per node, pooled over seeds.
 
     python benchmarks/alone_paired.py runs/bench/loco_lags_s0,runs/bench/loco_lags_s12 [--method gpd]
+    python benchmarks/alone_paired.py runs/bench/loco_lags --per-horizon melbourne-ped,hangzhou-metro
 
 The bench scoreboard's paired tests (:func:`gpdiff.experiment.scoreboard.paired_test`) are on the
 blended forecasts; the issue asks whether GPD fine-tuned *alone* beats both naive baselines and the
@@ -40,6 +41,20 @@ REFERENCES = ("seasonal_naive", "weekly_naive", "transfer_zero_shot")
 
 def node_errors(run: Path, methods: list[str]) -> dict[str, np.ndarray]:
     """Per-node test MAE ``[N]`` of each of ``methods`` alone in the run folder ``run``."""
+    return {name: node_mae(pred, truth, mask) for name, (pred, truth, mask) in forecasts(run, methods).items()}
+
+
+def horizon_errors(run: Path, methods: list[str]) -> dict[str, np.ndarray]:
+    """Test MAE per horizon step ``[H]`` (every observed value of the step pooled) of each of ``methods`` alone."""
+    out = {}
+    for name, (pred, truth, mask) in forecasts(run, methods).items():
+        m = mask & np.isfinite(truth)
+        out[name] = np.where(m, np.abs(pred - np.nan_to_num(truth)), 0.0).sum((0, 1)) / m.sum((0, 1))
+    return out
+
+
+def forecasts(run: Path, methods: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(forecast, truth, mask)``, each ``[N, B, H]``, of each of ``methods`` alone on the run's test windows."""
     cfg = RunConfig.from_yaml(run / "config.yaml", {"device": "cpu"})
     stages = read_yaml(run / "stages.yaml")
     data = pipeline.target_data(cfg, pipeline.load_cities(cfg), torch.device("cpu"))
@@ -51,7 +66,7 @@ def node_errors(run: Path, methods: list[str]) -> dict[str, np.ndarray]:
         folder = Path(stages[f"methods/{name}"])
         result = MethodResult.load(folder / "output.safetensors",
                                    lambda params, name=name: pipeline.recompute_forecasts(name, params, model, data))
-        out[name] = node_mae(feasible(result.pred, data.city.kind), truth, mask)
+        out[name] = (feasible(result.pred, data.city.kind), truth, mask)
     return out
 
 
@@ -59,12 +74,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", help="bench folders, comma-separated")
     ap.add_argument("--method", default="gpd")
+    ap.add_argument("--per-horizon", default="", help="comma-separated targets: print each one's MAE alone per "
+                    "horizon step for the method, the references, transfer and pooled_linear (seeds averaged)")
     args = ap.parse_args()
     methods = [args.method, *REFERENCES]
+    if args.per_horizon:
+        print_horizons(args.folders.split(","), args.per_horizon.split(","),
+                       list(dict.fromkeys([*methods, "transfer", "pooled_linear"])))
+        return
     per: dict[str, dict[str, list[np.ndarray]]] = {}
     for folder in args.folders.split(","):
         for run in sorted(Path(folder).glob("runs/*/seed*")):
-            if not (run / "stages.yaml").is_file():
+            if not complete(run, methods):  # a run still going
                 continue
             errors = node_errors(run, methods)
             for name, e in errors.items():
@@ -84,6 +105,22 @@ def main() -> None:
                          "ratio": f"{ratio:.3f}", "nodes lower": f"{t.lower} of {t.n}", "p": f"{t.pvalue:.2g}",
                          "verdict": verdict})
     print(pd.DataFrame(rows).to_markdown(index=False))
+
+
+def complete(run: Path, methods: list[str]) -> bool:
+    """Whether ``run`` has finished the stages of every one of ``methods``."""
+    path = run / "stages.yaml"
+    return path.is_file() and all(f"methods/{m}" in (read_yaml(path) or {}) for m in methods)
+
+
+def print_horizons(folders: list[str], targets: list[str], methods: list[str]) -> None:
+    for target in targets:
+        runs = [r for f in folders for r in sorted(Path(f).glob(f"runs/{target}/seed*")) if complete(r, methods)]
+        per = [horizon_errors(r, methods) for r in runs]
+        table = pd.DataFrame({m: np.mean([p[m] for p in per], axis=0) for m in methods})
+        table.index = [f"step {h + 1}" for h in range(len(table))]
+        print(f"\n{target} ({len(runs)} seed(s)), MAE alone per horizon step:\n")
+        print(table.T.to_markdown(floatfmt=".4g"))
 
 
 if __name__ == "__main__":
