@@ -62,7 +62,8 @@ def shrunk_start(model: BaseModel, generated: torch.Tensor, anchor: torch.Tensor
                  shrinkages: list[float], windows: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every node's start ``anchor + s * (generated - anchor)`` (as :func:`~gpdiff.methods.adapt.target_start`
     hands it to fine-tuning) with the candidate ``s`` of lowest scaled masked MAE on the node's training
-    windows of ``data`` (at most ``windows``, evenly spaced; ties: the first candidate listed).
+    windows of ``data`` (at most ``windows``, evenly spaced; on a tie, and for a node with nothing observed
+    there, the first candidate listed).
 
     ``generated [N, P]``, ``anchor [P]``. Returns the starts ``[N, P]``, the chosen ``s`` per node ``[N]`` and
     every candidate's loss ``[S, N]``. Raises :class:`GpdiffError` when the target has no training window."""
