@@ -227,6 +227,7 @@ def test_stages_of_an_older_version_are_reused_and_a_missing_raw_denoiser_recomp
 @pytest.mark.parametrize("change,first", [
     ({"finetune__lr": 0.001}, "methods/target_only"),
     ({"methods__reptile__max_steps": 3}, "methods/reptile"),
+    ({"methods__gpd__shrinkages": [0.0, 0.5, 1.0]}, "methods/gpd"),  # GPD's start shrunk toward the anchor
     ({"generate__num_inference_steps": 4}, "generate"),
     ({"diffusion__max_steps": 31}, "diffusion"),
     ({"prompts__spatial": "none"}, "prompts"),
