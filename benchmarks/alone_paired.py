@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from gpdiff.data.city import feasible
-from gpdiff.evaluation.metrics import node_mae
+from gpdiff.evaluation.metrics import masked_metrics, node_mae
 from gpdiff.experiment import pipeline
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.scoreboard import paired_test
@@ -46,11 +46,7 @@ def node_errors(run: Path, methods: list[str]) -> dict[str, np.ndarray]:
 
 def horizon_errors(run: Path, methods: list[str]) -> dict[str, np.ndarray]:
     """Test MAE per horizon step ``[H]`` (every observed value of the step pooled) of each of ``methods`` alone."""
-    out = {}
-    for name, (pred, truth, mask) in forecasts(run, methods).items():
-        m = mask & np.isfinite(truth)
-        out[name] = np.where(m, np.abs(pred - np.nan_to_num(truth)), 0.0).sum((0, 1)) / m.sum((0, 1))
-    return out
+    return {name: masked_metrics(pred, truth, mask).mae for name, (pred, truth, mask) in forecasts(run, methods).items()}
 
 
 def forecasts(run: Path, methods: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -110,7 +106,8 @@ def main() -> None:
 def complete(run: Path, methods: list[str]) -> bool:
     """Whether ``run`` has finished the stages of every one of ``methods``."""
     path = run / "stages.yaml"
-    return path.is_file() and all(f"methods/{m}" in (read_yaml(path) or {}) for m in methods)
+    stages = (read_yaml(path) or {}) if path.is_file() else {}
+    return all(f"methods/{m}" in stages for m in methods)
 
 
 def print_horizons(folders: list[str], targets: list[str], methods: list[str]) -> None:

@@ -52,10 +52,15 @@ class GpdConfig:
         return self.shrinkages != [1.0]
 
 
-def _generated(ctx: MethodInputs) -> torch.Tensor:
+def _generated_params(ctx: MethodInputs) -> torch.Tensor:
+    """The generated parameters ``[N, P]`` as the generation stage wrote them."""
     if ctx.generated is None:
         raise GpdiffError("GPD methods need generated parameters; run the generation stage first.")
-    return target_start(ctx.model, ctx.generated.params.clone())
+    return ctx.generated.params
+
+
+def _generated(ctx: MethodInputs) -> torch.Tensor:
+    return target_start(ctx.model, _generated_params(ctx).clone())
 
 
 def shrunk_start(model: BaseModel, generated: torch.Tensor, anchor: torch.Tensor, data: CityData,
@@ -78,9 +83,8 @@ def shrunk_start(model: BaseModel, generated: torch.Tensor, anchor: torch.Tensor
     losses = torch.stack([validation_loss(model, unflatten(p.to(data.device), model.spec()), rows, [data],
                                           np.zeros(n, dtype=np.int64), rows, windows, 64, "train").cpu()
                           for p in starts])
-    best = losses.argmin(0)  # the first of equal losses
-    chosen = torch.stack(starts)[best, torch.arange(n)]
-    return chosen, torch.tensor(shrinkages, dtype=torch.float32)[best], losses
+    chosen = torch.tensor(shrinkages, dtype=generated.dtype)[losses.argmin(0)]  # the first of equal losses
+    return target_start(model, anchor.reshape(1, -1) + chosen[:, None] * diff), chosen, losses
 
 
 def run_zero_shot(ctx: MethodInputs) -> MethodResult:
@@ -96,12 +100,11 @@ def run_finetuned(ctx: MethodInputs) -> MethodResult:
     if not cfg.active:
         init = _generated(ctx)
     else:
-        if ctx.generated is None:
-            raise GpdiffError("GPD methods need generated parameters; run the generation stage first.")
+        generated = _generated_params(ctx)
         if ctx.anchor is None:
             raise GpdiffError("methods.gpd.shrinkages shrinks toward the anchor, and this run has none (zoo.init "
                               "is not anchor); use zoo.init: anchor or shrinkages [1.0].")
-        init, s, _ = shrunk_start(ctx.model, ctx.generated.params.float(), ctx.anchor.float(), ctx.target,
+        init, s, _ = shrunk_start(ctx.model, generated.float(), ctx.anchor.float(), ctx.target,
                                   cfg.shrinkages, cfg.windows)
         notes = {"shrinkage_mean": round(float(s.mean()), 4),
                  "shrinkage_nodes": {f"{v:g}": int((s == v).sum()) for v in cfg.shrinkages},
