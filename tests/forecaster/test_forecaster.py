@@ -558,3 +558,32 @@ def test_a_lag_aware_forecaster_starts_closed_and_opens_only_what_its_days_show(
     tuned = gates["transfer"]
     assert torch.equal(tuned[:, 2:], torch.zeros_like(tuned[:, 2:]))  # patterns with the week: never seen
     assert bool((tuned[:, 1] != 0).any())  # the day-only pattern: opened by fine-tuning
+
+
+def test_gpd_shrunk_all_the_way_to_the_anchor_is_transfer_and_the_setting_is_gpds_alone(gpd, pretrained, tmp_path):
+    """``gpd={"shrinkages": [...]}`` starts gpd as ``gpdiff run`` does (methods.gpd.shrinkages): with the only
+    candidate 0 every node starts from the anchor, so the fitted parameters are transfer's exactly (same
+    fine-tuning, same seed); the model card notes the nodes per s; it survives save/load; another method
+    refuses the setting in one line."""
+    city = _city()
+    shrunk = Forecaster.fit(city, gpd, method="gpd", gpd={"shrinkages": [0.0]}, **FAST)
+    transfer = Forecaster.fit(city, gpd, method="transfer", **FAST)
+    assert torch.equal(shrunk.params, transfer.params)
+    assert any("nodes per s: 0: 4" in n for n in shrunk.notes)
+    both = Forecaster.fit(city, gpd, method="gpd", gpd={"shrinkages": [0.0, 1.0]}, **FAST)
+    plain = Forecaster.fit(city, gpd, method="gpd", **FAST)
+    assert not any("shrunk" in n for n in plain.notes)
+    chosen = next(n for n in both.notes if "nodes per s" in n)
+    counts = [int(c.split(": ")[1]) for c in chosen.split("nodes per s: ")[1].split(", ")]
+    assert sum(counts) == city.n_nodes
+    both.save(tmp_path / "f")
+    assert Forecaster.load(tmp_path / "f").config.gpd.shrinkages == [0.0, 1.0]
+    with pytest.raises(GpdiffError, match="method gpd's and this forecaster's method is 'transfer'"):
+        Forecaster.fit(city, gpd, method="transfer", gpd={"shrinkages": [0.5]}, **FAST)
+    with pytest.raises(GpdiffError, match="shrinkages must be distinct finite values"):
+        Forecaster.fit(city, gpd, gpd={"shrinkages": []}, **FAST)
+    write_city_folder(city, tmp_path / "city")
+    r = CliRunner().invoke(main, ["fit", str(tmp_path / "city"), "--out", str(tmp_path / "F"), "--pretrained",
+                                  str(pretrained), "--set", "finetune.max_epochs=2", "--set", "gpd.shrinkages=[0]"])
+    assert r.exit_code == 0 and "nodes per s: 0: 4" in r.output, r.output
+    assert Forecaster.load(tmp_path / "F").config.gpd.shrinkages == [0.0]

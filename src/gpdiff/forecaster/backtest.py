@@ -59,6 +59,7 @@ from gpdiff.forecaster.forecaster import (
     require_parts,
 )
 from gpdiff.methods.adapt import FinetuneConfig
+from gpdiff.methods.gpd import GpdConfig
 from gpdiff.utils.config import from_mapping
 from gpdiff.utils.errors import GpdiffError, unknown_name
 
@@ -73,7 +74,7 @@ class BacktestConfig:
     """A backtest: ``methods`` (default :data:`METHODS`, any of :data:`KNOWN`; the naive references always run), the user's
     first day ``start_day`` (one backtest per entry, 0-based day of the data), ``start_days`` days of data
     before the first forecast day, ``days`` forecast days, and the forecasters' settings
-    (:class:`ForecasterConfig` fields: fine-tuning budget, blend, interval levels, seed)."""
+    (:class:`ForecasterConfig` fields: fine-tuning budget, blend, interval levels, gpd's settings, seed)."""
 
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     start_day: list[int] = field(default_factory=lambda: [0])
@@ -83,10 +84,12 @@ class BacktestConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     blend: BlendConfig = field(default_factory=BlendConfig)
     intervals: IntervalConfig = field(default_factory=IntervalConfig)
+    gpd: GpdConfig = field(default_factory=GpdConfig)  # method gpd's settings (run config methods.gpd)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, cls in (("finetune", FinetuneConfig), ("blend", BlendConfig), ("intervals", IntervalConfig)):
+        for name, cls in (("finetune", FinetuneConfig), ("blend", BlendConfig), ("intervals", IntervalConfig),
+                          ("gpd", GpdConfig)):
             if isinstance(getattr(self, name), dict):  # {"max_epochs": 2}: the fields it overrides
                 setattr(self, name, from_mapping(cls, getattr(self, name), f"backtest {name} setting"))
         if isinstance(self.methods, str):
@@ -106,7 +109,8 @@ class BacktestConfig:
     def forecaster(self, method: str) -> ForecasterConfig:
         """The settings every forecaster of the backtest shares, for ``method``."""
         return ForecasterConfig(method=method, val_days=self.val_days, finetune=self.finetune, blend=self.blend,
-                                intervals=self.intervals, seed=self.seed)
+                                intervals=self.intervals, gpd=self.gpd if method == "gpd" else GpdConfig(),
+                                seed=self.seed)
 
 
 @dataclass

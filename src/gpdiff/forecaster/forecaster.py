@@ -78,6 +78,7 @@ from gpdiff.evaluation.metrics import masked_metrics
 from gpdiff.methods import NEEDS_ZOO, SOURCE_FITS, MethodInputs, run_method
 from gpdiff.methods import pooled_linear as linear
 from gpdiff.methods.adapt import FinetuneConfig, expand, finetune, forecast, shared_init, target_start
+from gpdiff.methods.gpd import GpdConfig, shrunk_start
 from gpdiff.models.base import BaseModel
 from gpdiff.prompts import PromptSet
 from gpdiff.utils.config import from_mapping, require_range, to_mapping
@@ -110,7 +111,8 @@ class ForecasterConfig:
     ``blend``: the naive forecasts every method with parameters is blended with; ``target_scale_floor``:
     each node's std at least this share of the city's pooled std (as ``RunConfig.target_scale_floor``);
     ``clip``: clip forecasts at 0 (``None``: for ``flow`` cities); ``intervals``: the levels of the
-    conformal prediction intervals."""
+    conformal prediction intervals; ``gpd``: method ``gpd``'s settings, as the run config's ``methods.gpd``
+    (its start shrunk toward the anchor, :class:`~gpdiff.methods.gpd.GpdConfig`), refused for another method."""
 
     RENAMED: ClassVar[dict[str, str]] = {"scale_floor": "target_scale_floor"}  # gpdiff 0.1.0 before issue 26
     method: str = "gpd"
@@ -120,11 +122,15 @@ class ForecasterConfig:
     target_scale_floor: float = TARGET_SCALE_FLOOR
     clip: bool | None = None
     intervals: IntervalConfig = field(default_factory=IntervalConfig)  # prediction-interval levels
+    gpd: GpdConfig = field(default_factory=GpdConfig)  # method gpd's settings (run config methods.gpd)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise unknown_name("forecaster method", self.method, METHODS)
+        if self.gpd != GpdConfig() and self.method != "gpd":
+            raise GpdiffError(f"the gpd settings ({to_mapping(self.gpd)}) are method gpd's and this forecaster's "
+                              f"method is {self.method!r}; drop them or use method gpd.")
         require_range(self, ("val_days",), above=0)
         require_range(self, ("target_scale_floor",), at_least=0, at_most=1)
         if self.seed < 0:
@@ -200,18 +206,20 @@ class Forecaster:
         log(f"[fit] {city.name}: {city.n_nodes} nodes, {split.train.stop / city.steps_per_day:.2f} days to train, "
             f"the last {config.val_days:g} to validate; method {config.method}")
         params = prompts = None
+        notes: list[str] = []
         if config.method in NEEDS_ZOO:
             assert gpd is not None
             params, prompts = _run_zoo_method(config, gpd, data_, progress, log)
         elif config.learned:
             assert gpd is not None
-            params, prompts = _start(config, gpd, city, split.train, progress, log)
+            params, prompts, notes = _start(config, gpd, data_, progress, log)
             if config.finetuned:
                 with tempfile.TemporaryDirectory(prefix="gpdiff-fit-") as work:
                     params = finetune(gpd.build_model(), params, data_, config.finetune, Path(work), config.seed,
                                       progress, config.method)
         f = cls(config, window, list(city.node_ids), data_.scaler, city.adjacency.copy(), _tail(city), {},
                 params, None, gpd, prompts=prompts)
+        f.notes.extend(notes)
         f._validate(data_, log)
         for note in scaler_notes(city, data_.scaler, config.target_scale_floor, "training days", "target_scale_floor"):
             f.notes.append(note)  # the version's README.md lists them
@@ -653,12 +661,22 @@ def _run_zoo_method(config: ForecasterConfig, gpd: GPD, data: CityData, progress
     return result.params, prompts
 
 
-def _start(config: ForecasterConfig, gpd: GPD, city: City, train: Segment, progress: bool, log: Log
-           ) -> tuple[torch.Tensor, PromptSet | None]:
-    """The parameters ``[N, P]`` a method starts from (:func:`~gpdiff.methods.adapt.target_start`), and the
-    prompts they were generated from."""
-    params, prompts = _learned(config, gpd, city, train, progress, log)
-    return target_start(gpd.build_model(), params), prompts
+def _start(config: ForecasterConfig, gpd: GPD, data: CityData, progress: bool, log: Log
+           ) -> tuple[torch.Tensor, PromptSet | None, list[str]]:
+    """The parameters ``[N, P]`` a method starts from (:func:`~gpdiff.methods.adapt.target_start`), the
+    prompts they were generated from, and notes for the model card. ``gpd`` with ``config.gpd.shrinkages``
+    starts each node from its generated parameters shrunk toward the anchor, ``s`` chosen on its training
+    days (:func:`gpdiff.methods.gpd.shrunk_start`, as in ``gpdiff run``)."""
+    params, prompts = _learned(config, gpd, data.city, data.split.train, progress, log)
+    model = gpd.build_model()
+    if config.method != "gpd" or not config.gpd.active:
+        return target_start(model, params), prompts, []
+    start, s, _ = shrunk_start(model, params.float(), gpd.anchor.float(), data, config.gpd.shrinkages,
+                               config.gpd.windows)
+    note = ("gpd starts from its generated parameters shrunk toward the anchor, s chosen per node on the training "
+            "days; nodes per s: " + ", ".join(f"{v:g}: {int((s == v).sum())}" for v in config.gpd.shrinkages))
+    log(f"[fit] {note}")
+    return start, prompts, [note]
 
 
 def _learned(config: ForecasterConfig, gpd: GPD, city: City, train: Segment, progress: bool, log: Log
