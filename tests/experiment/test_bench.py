@@ -156,6 +156,23 @@ def test_seeds_from_the_command_line_replace_the_suites(tmp_path, data_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_call_with_seeds_scores_the_seeds_finished_before_too(tmp_path, data_dir):
+    """`--seeds 1` after `--seeds 0`: the scoreboard holds both seeds (seed 0 reused from its folder, not
+    rerun), and run_times.csv only the run this call made; a seed outside the suite's list counts as its own."""
+    path = _suite(tmp_path / "s.yaml", data_dir, grid={}, seeds=[0, 1], experiments=[{"target": "alpha"}],
+                  base={**BASE, "data_dir": str(data_dir), "methods": ["seasonal_naive", "historical_average"]})
+    out = tmp_path / "out"
+    for seeds in ("0", "1", "5"):
+        r = CliRunner().invoke(main, ["bench", str(path), "--out", str(out), "--seeds", seeds, "--quiet"])
+        assert r.exit_code == 0, r.output
+        board = pd.read_csv(out / "scoreboard.csv")
+        times = pd.read_csv(out / "run_times.csv")
+        assert times["seed"].tolist() == [int(seeds)]
+        expected = {"0": [0], "1": [0, 1], "5": [0, 1, 5]}[seeds]
+        assert sorted(board["seed"].unique().tolist()) == expected, seeds
+    assert [e["seed"] for e in yaml.safe_load((out / "suite.yaml").read_text())["experiments"]] == [0, 1, 5]
+
+
 def test_named_experiments_of_one_target(tmp_path, data_dir):
     path = _suite(tmp_path / "s.yaml", data_dir, grid={}, seeds=[0],
                   experiments=[{"target": "alpha"}, {"name": "alpha 4 days", "target": "alpha", "target_days": 4}])

@@ -20,7 +20,8 @@ import click
 @click.option("--progress", is_flag=True, help="Progress bars inside every run (default on a terminal: one line per stage; in a log "
                                                 "file, under nohup or in CI: also a plain progress line every 30 s).")
 @click.option("--seeds", callback=lambda ctx, param, value: _seeds(value), default=None, metavar="0,1,...",
-              help="Run these seeds instead of the suite's `seeds:` (e.g. --seeds 0 for one seed of a three-seed suite).")
+              help="Run these seeds instead of the suite's `seeds:` (e.g. --seeds 0 for one seed of a three-seed suite); "
+                   "the scoreboard also holds the suite's runs of other seeds finished before.")
 @click.option("--quiet", is_flag=True, help="Only the scoreboard path.")
 def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, scoreboard_only: bool, progress: bool,
           seeds: list[int] | None, quiet: bool) -> None:
@@ -29,7 +30,15 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
     Every experiment x seed is one `gpdiff run`; runs share one stage cache, so a stage with the same
     key is computed once. Rerunning resumes. See configs/bench/ for the bundled suites.
     """
-    from gpdiff.experiment.bench import check_data, find_suite, finished, load_suite, plan_lines, run_suite
+    from gpdiff.experiment.bench import (
+        check_data,
+        find_suite,
+        finished,
+        load_suite,
+        plan_lines,
+        run_suite,
+        with_other_seeds,
+    )
     from gpdiff.experiment.scoreboard import write_scoreboard
     from gpdiff.utils.errors import GpdiffError
 
@@ -55,7 +64,8 @@ def bench(suite: str, out: Path | None, cache: Path | None, dry_run: bool, score
 
     # on a terminal the stage lines are enough; in a log (nohup, CI) a long stage also prints a plain line every 30 s
     progress = progress or (not quiet and not is_terminal(sys.stderr))
-    result = run_suite(parsed, out, progress=progress, cache=cache,
+    scored = with_other_seeds(path, out, seeds) if seeds is not None else None  # the seeds run before stay scored
+    result = run_suite(parsed, out, progress=progress, cache=cache, scored=scored,
                        log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
     if result is None:  # under torchrun, a rank other than 0 (rank 0 writes the scoreboard)
         return

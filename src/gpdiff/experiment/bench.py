@@ -183,9 +183,10 @@ class BenchResult:
 
 
 def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callable[[str], Any] = print,
-              cache: str | Path | None = None) -> BenchResult | None:
+              cache: str | Path | None = None, scored: Suite | None = None) -> BenchResult | None:
     """Check the data of every run (:func:`check_data`), run every experiment of ``suite`` (resuming
-    finished ones), then write the scoreboard into ``out``.
+    finished ones), then write the scoreboard into ``out``: of ``suite``'s runs, and of every finished run of
+    ``scored`` (e.g. the suite's other seeds, run before; :func:`with_other_seeds`) beside them.
 
     ``cache``: the stage cache (default ``out/cache``); suites that share one (``--cache``) compute
     a stage they have in common once, e.g. the default-settings variant of every sweep. Under
@@ -205,9 +206,12 @@ def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callab
             return None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    ran = {(e.label, e.seed) for e in suite.experiments}
+    others = [e for e in finished(scored) if (e.label, e.seed) not in ran] if scored is not None else []
+    board_runs = sorted([*suite.experiments, *others], key=lambda e: (e.seed, e.label))
     write_yaml(out / "suite.yaml", {"name": suite.name, "description": suite.description,
                                     "experiments": [{"label": e.label, "seed": e.seed, "folder": e.folder}
-                                                    for e in suite.experiments]})
+                                                    for e in board_runs]})
     wall: dict[str, float] = {}
     computed: dict[str, list[str]] = {}
     reused: dict[str, list[str]] = {}
@@ -223,8 +227,9 @@ def run_suite(suite: Suite, out: str | Path, progress: bool = False, log: Callab
         wall[exp.folder], computed[exp.folder], reused[exp.folder] = dt, res.computed, res.reused
         if res.computed:
             spent.append(dt)
-    board = write_scoreboard(out, suite.experiments, wall)
-    log(f"[bench] {n} runs in {_minutes(time.perf_counter() - t_start)}; scoreboard: {board}")
+    board = write_scoreboard(out, board_runs, wall)
+    beside = f" and {len(others)} finished before" if others else ""
+    log(f"[bench] {n} runs in {_minutes(time.perf_counter() - t_start)}; scoreboard of them{beside}: {board}")
     return BenchResult(out, board, wall, computed, reused)
 
 
@@ -235,6 +240,13 @@ def bench(suite: str | Path, out: str | Path | None = None, progress: bool = Fal
     path = find_suite(suite)
     out = Path(out) if out is not None else Path("runs") / "bench" / path.stem
     return run_suite(load_suite(path, out), out, progress, log, cache)
+
+
+def with_other_seeds(path: str | Path, out: str | Path, seeds: list[int]) -> Suite:
+    """The suite at ``path`` with its own ``seeds:`` and ``seeds`` (``gpdiff bench --seeds``): what the
+    scoreboard of a call that runs some seeds holds once they finish (the others where finished)."""
+    own = sorted({e.seed for e in load_suite(path, out).experiments})
+    return load_suite(path, out, sorted(set(own) | set(seeds)))
 
 
 def finished(suite: Suite) -> list[Experiment]:

@@ -366,8 +366,8 @@ def write_scoreboard(out: Path, experiments: Sequence[Experiment], wall: dict[st
     atomic_write_text(out / "scoreboard.csv", results.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "node_mae.csv", nodes.to_csv(index=False, float_format="%.6g"))
     if wall:
-        runs = pd.DataFrame([{"experiment": e.label, "seed": e.seed, "wall_s": round(wall.get(e.folder, 0.0), 1)}
-                             for e in experiments])
+        runs = pd.DataFrame([{"experiment": e.label, "seed": e.seed, "wall_s": round(wall[e.folder], 1)}
+                             for e in experiments if e.folder in wall])  # the runs of this call
         atomic_write_text(out / "run_times.csv", runs.to_csv(index=False))
     atomic_write_text(out / "timings.csv", timings.to_csv(index=False, float_format="%.6g"))
     plots = [("MAE ratio to seasonal naive", plot_ratio_heatmap(results, out / "mae_ratio_heatmap.png")),
