@@ -247,3 +247,21 @@ def test_training_loss_adds_the_heads_own_error_for_the_lag_aware_model(context,
         expect = forecast + HEAD_LOSS * masked_node_mae(model.combination(params[HEAD], batch), batch.y, batch.y_mask)
         assert HEAD_LOSS > 0
     torch.testing.assert_close(model.training_loss(params, plain), expect, rtol=0, atol=1e-6)
+
+
+def test_the_heads_weights_learn_from_their_own_error_only(batch):
+    """In the lag-aware training loss the head's weights get exactly the gradient of HEAD_LOSS times the
+    head's own error (the forecast's term trains the network and the gates, not the weights); the gates
+    and the network get the forecast's."""
+    from gpdiff.models.base import HEAD_LOSS
+
+    model = get_model("stid", ModelConfig(context="lags", ego_size=5))
+    params = {k: v.requires_grad_() for k, v in model.init(6, seed=2, shared=False).items()}
+    model.training_loss(params, batch).sum().backward()
+    got = params[HEAD].grad.clone()
+    head = params[HEAD].detach().clone().requires_grad_()
+    (HEAD_LOSS * masked_node_mae(model.combination(head, batch), batch.y, batch.y_mask)).sum().backward()
+    weights = [c for c in range(head.shape[2]) if c != model.gate_column]
+    torch.testing.assert_close(got[:, :, weights], head.grad[:, :, weights], rtol=0, atol=1e-7)
+    assert float(got[:, : model.n_patterns, model.gate_column].abs().sum()) > 0  # the gates: the forecast's term
+    assert all(float(params[k].grad.abs().sum()) > 0 for k in params if k != HEAD)
