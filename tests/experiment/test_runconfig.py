@@ -82,6 +82,7 @@ INVALID: dict[str, list[object]] = {
         "val_windows": [0], "node_chunk": [-1], "l2_init": [-0.1]}.items()},
     "forecaster.blend.naive": [["monthly_naive"]], "forecaster.blend.step": [0.3],
     "forecaster.intervals.levels": [[1.5]],
+    "forecaster.gpd.shrinkages": [[], [-0.5], [0.5, 0.5], [float("inf")]], "forecaster.gpd.windows": [0],
 }
 UNCONSTRAINED: dict[str, str] = {
     "target": "a city name, checked when the cities are loaded",
