@@ -11,7 +11,13 @@ For every finished run of the bench folder (``runs/*/seed*``) with the lag-aware
   with it taken out of the rows of the patterns with the week ("week rows as started": what the test
   windows, which have the week, would read had fine-tuning changed only the patterns its days showed);
 - **the anchor's level weights** (``transfer_zero_shot``'s closed start): its test MAE as trained, with
-  every pattern's weight on the recent level halved, and with it at 0.
+  every pattern's weight on the recent level halved, and with it at 0;
+- **the network's gates as transferred** (every method's target start closes them,
+  :func:`gpdiff.methods.adapt.target_start`): the anchor and the generated parameters as the anchor and
+  generate stages saved them, gates open, and GPD fine-tuned where the test step lacks the week but the
+  generated parameters, gates open, at every step that has it (what fine-tuning could not learn stays
+  as generated; the week's availability per step as weekly naive reads it,
+  :func:`gpdiff.evaluation.naive.lag_available`).
 
 Each line: the mean over nodes of each node's test MAE (original units, a flow city's forecasts clipped at
 0, as the run scored them), its ratio to weekly naive and to the anchor zero-shot, and the two-sided
@@ -31,13 +37,14 @@ from alone_paired import complete
 
 from gpdiff.data.city import feasible
 from gpdiff.evaluation.metrics import node_mae
+from gpdiff.evaluation.naive import lag_available
 from gpdiff.experiment import pipeline
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.scoreboard import paired_test
 from gpdiff.methods import MethodResult
 from gpdiff.methods.adapt import forecast
 from gpdiff.models.base import HEAD, BaseModel
-from gpdiff.utils.io import read_yaml
+from gpdiff.utils.io import load_tensors, read_yaml
 from gpdiff.zoo.params import flatten, unflatten
 
 LEVEL = 0  # the head's column of the recent level
@@ -84,14 +91,30 @@ def report(run: Path, methods: list[str]) -> None:
                                  lambda params: pipeline.recompute_forecasts(name, params, model, data))
 
     def errors(flat: torch.Tensor) -> np.ndarray:
-        return node_mae(feasible(forecast(model, flat, data, "test"), data.city.kind), truth, mask)
+        return node_mae(predict(flat), truth, mask)
+
+    def predict(flat: torch.Tensor) -> np.ndarray:
+        return feasible(forecast(model, flat, data, "test"), data.city.kind)
+
+    def saved(stage: str, file: str) -> torch.Tensor:
+        params = load_tensors(Path(stages[stage]) / file)[0]["params"].float()
+        return params.expand(data.n_nodes, -1).clone() if params.dim() == 1 else params
 
     weekly = node_mae(feasible(load("weekly_naive").pred, data.city.kind), truth, mask)
     anchor = load("transfer_zero_shot").params
     rows = {"anchor zero-shot": errors(anchor),
             "anchor, level weights halved": errors(with_head(model, anchor, level_scaled(0.5))),
-            "anchor, no level weight": errors(with_head(model, anchor, level_scaled(0.0)))}
+            "anchor, no level weight": errors(with_head(model, anchor, level_scaled(0.0))),
+            "anchor, gates as trained": errors(saved("anchor", "anchor.safetensors"))}
+    generated = saved("generate", "generated.safetensors")
+    rows["gpd_zero_shot, gates as generated"] = errors(generated)
+    week, notes = lag_available(data, data.origins("test"), 7), []  # [N, B, H]
+    if "gpd" in methods:
+        composite = np.where(week, predict(generated), predict(load("gpd").params))
+        rows["gpd, the week's steps as generated (gates open)"] = node_mae(composite, truth, mask)
+        notes.append(f"- the test steps with the week: {week[mask.astype(bool)].mean():.0%} of the observed values")
     print(f"\n## {run.parent.name} {run.name}\n")
+    print("\n".join(notes))
     for name in methods:
         tuned = load(name).params
         shared = unflatten(tuned.float(), model.spec())[HEAD][:, model.n_patterns, LEVEL]  # [N, H]
