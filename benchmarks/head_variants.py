@@ -44,8 +44,9 @@ from gpdiff.experiment.scoreboard import paired_test
 from gpdiff.methods import MethodResult
 from gpdiff.methods.adapt import forecast
 from gpdiff.models.base import HEAD, BaseModel
-from gpdiff.utils.io import load_tensors, read_yaml
-from gpdiff.zoo.params import flatten, unflatten
+from gpdiff.utils.io import read_yaml
+from gpdiff.zoo.anchor import Anchor
+from gpdiff.zoo.params import ParamCollection, flatten, unflatten
 
 LEVEL = 0  # the head's column of the recent level
 WEEK = 1  # the week lag's bit in a pattern index (lags: one day = bit 0, one week = bit 1)
@@ -84,7 +85,8 @@ def report(run: Path, methods: list[str]) -> None:
         return
     stages = read_yaml(run / "stages.yaml")
     data = pipeline.target_data(cfg, pipeline.load_cities(cfg), torch.device("cpu"))
-    truth, mask = data.truth(data.origins("test"))
+    origins = data.origins("test")
+    truth, mask = data.truth(origins)
 
     def load(name: str) -> MethodResult:
         return MethodResult.load(Path(stages[f"methods/{name}"]) / "output.safetensors",
@@ -96,33 +98,29 @@ def report(run: Path, methods: list[str]) -> None:
     def predict(flat: torch.Tensor) -> np.ndarray:
         return feasible(forecast(model, flat, data, "test"), data.city.kind)
 
-    def saved(stage: str, file: str) -> torch.Tensor:
-        params = load_tensors(Path(stages[stage]) / file)[0]["params"].float()
-        return params.expand(data.n_nodes, -1).clone() if params.dim() == 1 else params
-
     weekly = node_mae(feasible(load("weekly_naive").pred, data.city.kind), truth, mask)
     anchor = load("transfer_zero_shot").params
     rows = {"anchor zero-shot": errors(anchor),
             "anchor, level weights halved": errors(with_head(model, anchor, level_scaled(0.5))),
             "anchor, no level weight": errors(with_head(model, anchor, level_scaled(0.0))),
-            "anchor, gates as trained": errors(saved("anchor", "anchor.safetensors"))}
-    generated = saved("generate", "generated.safetensors")
-    rows["gpd_zero_shot, gates as generated"] = errors(generated)
-    week, notes = lag_available(data, data.origins("test"), 7), []  # [N, B, H]
-    if "gpd" in methods:
-        composite = np.where(week, predict(generated), predict(load("gpd").params))
-        rows["gpd, the week's steps as generated (gates open)"] = node_mae(composite, truth, mask)
-        notes.append(f"- the test steps with the week: {week[mask.astype(bool)].mean():.0%} of the observed values")
+            "anchor, gates as trained": errors(Anchor.load(stages["anchor"]).params.expand(data.n_nodes, -1))}
+    generated = predict(ParamCollection.load(Path(stages["generate"]) / "generated.safetensors").params)
+    rows["gpd_zero_shot, gates as generated"] = node_mae(generated, truth, mask)
     print(f"\n## {run.parent.name} {run.name}\n")
-    print("\n".join(notes))
     for name in methods:
-        tuned = load(name).params
+        result = load(name)
+        tuned = result.params
         shared = unflatten(tuned.float(), model.spec())[HEAD][:, model.n_patterns, LEVEL]  # [N, H]
         moved = (shared != 0).any(-1)
         print(f"- {name}: fine-tuning moved the shared level weights of {int(moved.sum())} of {moved.numel()} nodes; "
               f"median per step {[round(float(v), 3) for v in shared.median(0).values]}")
-        rows[f"{name}, as tuned"] = errors(tuned)
+        pred = feasible(result.pred, data.city.kind)  # the run's forecasts, recomputed from its parameters
+        rows[f"{name}, as tuned"] = node_mae(pred, truth, mask)
         rows[f"{name}, week rows as started"] = errors(with_head(model, tuned, week_rows_as_started(model)))
+        if name == "gpd":
+            week = lag_available(data, origins, 7)  # [N, B, H]
+            print(f"- the test steps with the week: {week[mask.astype(bool)].mean():.0%} of the observed values")
+            rows["gpd, the week's steps as generated (gates open)"] = node_mae(np.where(week, generated, pred), truth, mask)
     print("\n| variant | MAE alone | / weekly naive (nodes lower, p) | / anchor zero-shot (nodes lower, p) |")
     print("|---|---|---|---|")
     print(f"| weekly naive | {np.nanmean(weekly):.4g} | | |")

@@ -30,27 +30,30 @@ from gpdiff.evaluation.metrics import masked_metrics, node_mae
 from gpdiff.experiment import pipeline
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.scoreboard import paired_test
-from gpdiff.utils.io import load_tensors, read_yaml
+from gpdiff.utils.io import read_yaml
 from gpdiff.zoo.nodetrain import forecast_windows
 from gpdiff.zoo.params import unflatten
 from gpdiff.zoo.sourcepool import prepare_cities
+from gpdiff.zoo.train import load_zoo
 
 
-def zoo_rows(run: Path, split: str) -> list[dict[str, object]]:
-    """One row per source city of the run's zoo: the anchor's and the zoo models' MAE on ``split``."""
+def zoo_rows(run: Path, folder: Path, split: str) -> list[dict[str, object]]:
+    """One row per source city of the run's zoo (the stage ``folder``): the anchor's and the zoo models'
+    MAE on ``split``."""
     cfg = RunConfig.from_yaml(run / "config.yaml", {"device": "cpu"})
-    folder = Path(read_yaml(run / "stages.yaml")["zoo"])
-    tensors, _ = load_tensors(folder / "zoo.safetensors")
+    collection = load_zoo(folder)
+    if collection.anchor is None:
+        raise SystemExit(f"{folder}: the zoo was not fine-tuned from an anchor (zoo.init {cfg.zoo.init}); nothing to compare.")
     model = cfg.model.build(cfg.window)
-    cities = pipeline.load_cities(cfg)
-    data = prepare_cities(cities.sources, cfg.window, cfg.source_split, model)
-    rows, start = [], 0
+    data = prepare_cities(pipeline.load_cities(cfg).sources, cfg.window, cfg.source_split, model)
+    cities = np.asarray(collection.cities)
+    rows = []
     for d in data:
-        n = d.n_nodes
-        zoo = tensors["params"][start:start + n].float()
-        anchor = tensors["anchor"].float().expand(n, -1)
-        best_epoch = tensors["metric.best_epoch"][start:start + n]
-        start += n
+        own = torch.from_numpy(cities == d.city.name)  # the city's rows, in its node order
+        n = int(own.sum())
+        zoo = collection.params[own].float()
+        anchor = collection.anchor.float().expand(n, -1)
+        best_epoch = collection.metrics["best_epoch"][own]
         origins = d.origins(split)
         truth, mask = d.truth(origins)
         pred = {name: forecast_windows(model, unflatten(p.clone(), model.spec()), d, origins, model.config.in_channels)
@@ -79,13 +82,12 @@ def main() -> None:
     for seed in args.seeds.split(","):
         runs = [r for t in args.targets.split(",") for r in sorted(Path(args.folder).glob(f"runs/{t}/seed{seed}"))]
         for run in runs:
-            if not (run / "stages.yaml").is_file() or "zoo" not in (read_yaml(run / "stages.yaml") or {}):
-                continue
-            zoo = read_yaml(run / "stages.yaml")["zoo"]
-            if zoo in seen:  # two targets with the same sources share one zoo
+            stages = (read_yaml(run / "stages.yaml") or {}) if (run / "stages.yaml").is_file() else {}
+            zoo = stages.get("zoo")
+            if zoo is None or zoo in seen:  # unfinished, or two targets with the same sources share one zoo
                 continue
             seen.add(zoo)
-            rows += zoo_rows(run, args.split)
+            rows += zoo_rows(run, Path(zoo), args.split)
     print(pd.DataFrame(rows).to_markdown(index=False))
 
 
