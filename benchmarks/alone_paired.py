@@ -22,6 +22,8 @@ of each node's MAE, which weigh nodes equally (the run's MAE pools every value, 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +31,13 @@ import pandas as pd
 import torch
 
 from gpdiff.data.city import feasible
+from gpdiff.data.windows import CityData
 from gpdiff.evaluation.metrics import masked_metrics, node_mae
 from gpdiff.experiment import pipeline
 from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.scoreboard import paired_test
 from gpdiff.methods import MethodResult
+from gpdiff.models.base import BaseModel
 from gpdiff.utils.io import read_yaml
 
 REFERENCES = ("seasonal_naive", "weekly_naive", "transfer_zero_shot")
@@ -49,21 +53,36 @@ def horizon_errors(run: Path, methods: list[str]) -> dict[str, np.ndarray]:
     return {name: masked_metrics(pred, truth, mask).mae for name, (pred, truth, mask) in forecasts(run, methods).items()}
 
 
+@dataclass
+class SavedRun:
+    """A finished run folder read back on the CPU: its config, base model and stages (``stages.yaml``), the
+    target's data under the run's split (loaded on first use) and each method's saved result."""
+
+    folder: Path
+    cfg: RunConfig
+    model: BaseModel
+    stages: dict[str, str]
+
+    @classmethod
+    def open(cls, folder: Path) -> SavedRun:
+        cfg = RunConfig.from_yaml(folder / "config.yaml", {"device": "cpu"})
+        return cls(folder, cfg, cfg.model.build(cfg.window), read_yaml(folder / "stages.yaml"))
+
+    @cached_property
+    def data(self) -> CityData:
+        return pipeline.target_data(self.cfg, pipeline.load_cities(self.cfg), torch.device("cpu"))
+
+    def method(self, name: str) -> MethodResult:
+        """Method ``name``'s stage output, its test forecasts recomputed from its parameters as the run did."""
+        return MethodResult.load(Path(self.stages[f"methods/{name}"]) / "output.safetensors",
+                                 lambda params: pipeline.recompute_forecasts(name, params, self.model, self.data))
+
+
 def forecasts(run: Path, methods: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``(forecast, truth, mask)``, each ``[N, B, H]``, of each of ``methods`` alone on the run's test windows."""
-    cfg = RunConfig.from_yaml(run / "config.yaml", {"device": "cpu"})
-    stages = read_yaml(run / "stages.yaml")
-    data = pipeline.target_data(cfg, pipeline.load_cities(cfg), torch.device("cpu"))
-    model = cfg.model.build(cfg.window)
-    origins = data.origins("test")
-    truth, mask = data.truth(origins)
-    out = {}
-    for name in methods:
-        folder = Path(stages[f"methods/{name}"])
-        result = MethodResult.load(folder / "output.safetensors",
-                                   lambda params, name=name: pipeline.recompute_forecasts(name, params, model, data))
-        out[name] = (feasible(result.pred, data.city.kind), truth, mask)
-    return out
+    saved = SavedRun.open(run)
+    truth, mask = saved.data.truth(saved.data.origins("test"))
+    return {name: (feasible(saved.method(name).pred, saved.data.city.kind), truth, mask) for name in methods}
 
 
 def main() -> None:

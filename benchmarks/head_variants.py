@@ -33,18 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from alone_paired import complete
+from alone_paired import SavedRun, complete
 
 from gpdiff.data.city import feasible
 from gpdiff.evaluation.metrics import node_mae
 from gpdiff.evaluation.naive import lag_available
-from gpdiff.experiment import pipeline
-from gpdiff.experiment.runconfig import RunConfig
 from gpdiff.experiment.scoreboard import paired_test
-from gpdiff.methods import MethodResult
 from gpdiff.methods.adapt import forecast
 from gpdiff.models.base import HEAD, BaseModel
-from gpdiff.utils.io import read_yaml
 from gpdiff.zoo.anchor import Anchor
 from gpdiff.zoo.params import ParamCollection, flatten, unflatten
 
@@ -78,19 +74,14 @@ def level_scaled(factor: float) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def report(run: Path, methods: list[str]) -> None:
-    cfg = RunConfig.from_yaml(run / "config.yaml", {"device": "cpu"})
-    model = cfg.model.build(cfg.window)
+    saved = SavedRun.open(run)
+    model, stages, load = saved.model, saved.stages, saved.method
     if not model.has_head:
-        print(f"{run}: not the lag-aware model (window.context {cfg.window.context}); skipped")
+        print(f"{run}: not the lag-aware model (window.context {saved.cfg.window.context}); skipped")
         return
-    stages = read_yaml(run / "stages.yaml")
-    data = pipeline.target_data(cfg, pipeline.load_cities(cfg), torch.device("cpu"))
+    data = saved.data
     origins = data.origins("test")
     truth, mask = data.truth(origins)
-
-    def load(name: str) -> MethodResult:
-        return MethodResult.load(Path(stages[f"methods/{name}"]) / "output.safetensors",
-                                 lambda params: pipeline.recompute_forecasts(name, params, model, data))
 
     def errors(flat: torch.Tensor) -> np.ndarray:
         return node_mae(predict(flat), truth, mask)
